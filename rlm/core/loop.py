@@ -1,0 +1,225 @@
+"""The root loop of one completion: ask the root, run its code, feed back, until FINAL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError, LMError
+from ..lm.batch import Dispatcher
+from ..lm.types import FailedCall
+from ..repl.base import REPL, ExecResult, load_context
+from .parsing import find_code_blocks, find_final, truncate_output
+from .prompts import (
+    ANSWER_NOW,
+    NUDGE_EMPTY,
+    describe_context,
+    first_user_message,
+    step_feedback,
+    system_prompt,
+)
+from .result import RLMResult, Step, UsageReport
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    """The knobs of one root loop (shared by recursive children)."""
+
+    model: str
+    sub_model: str
+    max_iterations: int = 20
+    max_depth: int = 1
+    max_output_chars: int = 20_000
+
+
+class _Host:
+    """What root code reaches through ``llm_query``/``llm_batch``/``rlm_query``.
+
+    ``parent`` is the span of the step that is running, so every sub-call lands
+    under it in the trace.
+    """
+
+    def __init__(self, run: RootLoop) -> None:
+        self._run = run
+        self.parent: str | None = None
+
+    async def llm_query(self, prompt: str, model: str | None = None) -> str:
+        return await self._run.dispatcher.query(
+            prompt, model=model or self._run.settings.sub_model, parent=self.parent
+        )
+
+    async def llm_batch(
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
+    ) -> list[str]:
+        return await self._run.dispatcher.batch(
+            prompts, model=model or self._run.settings.sub_model,
+            max_concurrent=max_concurrent, parent=self.parent,
+        )
+
+    async def rlm_query(self, query: str, context: Any = None) -> str:
+        run = self._run
+        if not run.can_recurse:
+            prompt = query if context is None else f"{query}\n\n{_as_text(context)}"
+            return await self.llm_query(prompt)
+        child = RootLoop(
+            settings=run.settings, dispatcher=run.dispatcher, repl_factory=run.repl_factory,
+            depth=run.depth + 1, parent_span=self.parent,
+        )
+        try:
+            result = await child.run("" if context is None else context, query)
+        except (LMError, TypeError, ValueError) as exc:
+            return FailedCall(exc)
+        return result.answer
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+class RootLoop:
+    """Runs one completion at one depth. Children (``rlm_query``) are RootLoops one deeper."""
+
+    def __init__(
+        self,
+        *,
+        settings: LoopSettings,
+        dispatcher: Dispatcher,
+        repl_factory: Callable[[], REPL],
+        depth: int = 0,
+        parent_span: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.repl_factory = repl_factory
+        self.depth = depth
+        self.parent_span = parent_span
+        self.can_recurse = depth + 1 < settings.max_depth
+
+    @property
+    def root_model(self) -> str:
+        """Depth 0 uses the root model; recursive children think with the sub-model."""
+        return self.settings.model if self.depth == 0 else self.settings.sub_model
+
+    async def run(self, context: Any, query: str) -> RLMResult:
+        if not isinstance(query, str) or not query.strip():
+            raise ConfigError("query must be a non-empty string")
+        loaded = load_context(context)
+        settings, tracer = self.settings, self.dispatcher.tracer
+        description = describe_context(loaded)
+        started = time.perf_counter()
+        run_id = tracer.start(
+            "run", self.parent_span, query=query, model=self.root_model,
+            depth=self.depth, context=description.split("\n", 1)[0],
+        )
+        host = _Host(self)
+        repl = self.repl_factory()
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": system_prompt(can_recurse=self.can_recurse)},
+            {"role": "user", "content": first_user_message(description, query)},
+        ]
+        steps: list[Step] = []
+        answer: str | None = None
+        fallback = False
+        status = "error"
+        try:
+            await repl.start(loaded, host)
+            for iteration in range(1, settings.max_iterations + 1):
+                answer = await self._turn(iteration, run_id, messages, repl, host, steps)
+                if answer is not None:
+                    break
+            else:
+                answer = await self._answer_now(run_id, messages, repl)
+                fallback = True
+            status = "ok"
+        except LMError as exc:
+            exc.partial = self._result("", steps, tracer, run_id, started, fallback=True)
+            raise
+        finally:
+            await repl.close()
+            tracer.end(
+                "run", run_id, self.parent_span, status=status, answer=answer,
+                iterations=len(steps), fallback=fallback, seconds=time.perf_counter() - started,
+            )
+        return self._result(answer, steps, tracer, run_id, started, fallback=fallback)
+
+    def _result(self, answer: str, steps: list[Step], tracer: Any, run_id: str, started: float, *, fallback: bool) -> RLMResult:
+        return RLMResult(
+            answer=answer,
+            iterations=len(steps),
+            usage=UsageReport(self.dispatcher.meter.snapshot()),
+            steps=tuple(steps),
+            trace=tuple(tracer.events),
+            stopped="max_iterations" if fallback else "final",
+            fallback=fallback,
+            seconds=time.perf_counter() - started,
+        )
+
+    async def _turn(
+        self, iteration: int, run_id: str, messages: list[dict[str, Any]],
+        repl: REPL, host: _Host, steps: list[Step],
+    ) -> str | None:
+        """One root reply and its code; returns the final answer if the root gave one."""
+        tracer = self.dispatcher.tracer
+        it_id = tracer.start("iteration", run_id, n=iteration)
+        completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
+        reply = completion.text or ""
+        blocks = find_code_blocks(reply)
+        results: list[ExecResult] = []
+        final: str | None = None
+        for code in blocks:
+            exec_id = tracer.start("exec", it_id, code=code)
+            host.parent = exec_id
+            result = await repl.execute(code)
+            tracer.end(
+                "exec", exec_id, it_id, stdout=result.stdout, stderr=result.stderr,
+                error=result.error, seconds=result.seconds, final=result.final,
+            )
+            results.append(result)
+            if result.final is not None:
+                final = result.final
+                break
+        notes: list[str] = []
+        if final is None:
+            final, note = await self._text_final(reply, repl)
+            if note:
+                notes.append(note)
+        steps.append(Step(iteration, reply, tuple(blocks), tuple(results)))
+        tracer.end("iteration", it_id, run_id, blocks=len(blocks), final=final is not None)
+        if final is not None:
+            return final
+        if reply.strip():
+            messages.append({"role": "assistant", "content": reply})
+        if not reply.strip():
+            feedback = NUDGE_EMPTY
+        else:
+            outputs = [truncate_output(r.feedback(), self.settings.max_output_chars) for r in results]
+            feedback = step_feedback(outputs)
+        messages.append({"role": "user", "content": "\n\n".join([feedback, *notes])})
+        return None
+
+    async def _text_final(self, reply: str, repl: REPL) -> tuple[str | None, str | None]:
+        """FINAL(...) / FINAL_VAR(...) written in the reply's text, after its code ran."""
+        found = find_final(reply)
+        if found is None:
+            return None, None
+        if found.kind == "text":
+            return found.value, None
+        try:
+            return await repl.get_variable(found.value), None
+        except KeyError:
+            return None, (
+                f"FINAL_VAR({found.value}) failed: there is no variable named {found.value!r} "
+                "in the REPL. Assign it in a ```repl block first, or use FINAL(answer)."
+            )
+
+    async def _answer_now(self, run_id: str, messages: list[dict[str, Any]], repl: REPL) -> str:
+        """Out of iterations: one last root call that must answer without code."""
+        tracer = self.dispatcher.tracer
+        it_id = tracer.start("iteration", run_id, n=self.settings.max_iterations + 1, fallback=True)
+        messages.append({"role": "user", "content": ANSWER_NOW})
+        completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
+        answer, _ = await self._text_final(completion.text or "", repl)
+        tracer.end("iteration", it_id, run_id, blocks=0, final=answer is not None)
+        return answer if answer is not None else (completion.text or "").strip()

@@ -1,0 +1,116 @@
+"""The text the root model reads. Pure functions: no I/O, shared by every layer.
+
+The context itself never appears in a prompt: the root sees its type, size and a
+short preview, and reads the rest through code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PREVIEW_CHARS = 500
+
+SYSTEM_PROMPT = """\
+You answer a query about a context that is far too large to read at once. The context is
+loaded in a Python REPL as the variable `context`; you explore it by writing code.
+
+Write Python in fenced blocks tagged repl:
+```repl
+print(len(context))
+print(context[:1000])
+```
+Each block runs in the same persistent namespace; variables survive between turns. You see
+what the code prints (long output is cut in the middle), so print what you need to see
+and keep big intermediate values in variables instead of printing them.
+
+Functions available in the REPL:
+- llm_query(prompt: str) -> str — ask a sub-model one question. It sees only the prompt
+  you pass, so include the text it should read. It handles roughly {sub_window} of text.
+- llm_batch(prompts: list[str], max_concurrent: int = 10) -> list[str] — many llm_query
+  calls in parallel; answers come back in the same order. Prefer it over a loop of
+  llm_query: it is many times faster. A failed item is a string starting with
+  "[rlm error]" (its type is FailedCall); the other items are still good.
+{rlm_query_line}- FINAL(answer) — end the run with this answer (also usable in plain text, see below).
+- FINAL_VAR(name) — end the run with the value of the REPL variable `name`.
+
+A good plan: look at the size and structure of `context`; split it into chunks that fit
+the sub-model; use llm_batch to extract what matters from every chunk; combine the
+results in code (and with another llm_query if needed); check the answer; finish.
+
+When you are done, reply with FINAL(your answer) on its own line, or FINAL_VAR(variable)
+to return a variable you built in the REPL. Do not answer before you have looked at the
+context, and do not write FINAL until the work is done.
+"""
+
+RLM_QUERY_LINE = (
+    "- rlm_query(query: str, context) -> str — hand a sub-problem and its own context to a\n"
+    "  recursive RLM that can itself write code; use it for sub-problems too big for llm_query.\n"
+)
+
+NUDGE_EMPTY = (
+    "Your last reply was empty. Continue: write a ```repl block to explore `context`, "
+    "or FINAL(answer) if you are done."
+)
+NUDGE_NO_CODE = (
+    "Your last reply had no ```repl block and no FINAL(...). Write code to make progress, "
+    "or reply with FINAL(answer) / FINAL_VAR(variable) if you have the answer."
+)
+ANSWER_NOW = (
+    "You have used all your turns. Answer now with FINAL(your best answer), based on what "
+    "you have found so far. Do not write code."
+)
+
+
+def describe_context(context: str | list[Any] | dict[str, Any]) -> str:
+    """Type, size and a short preview of the context, never the whole of it."""
+    if isinstance(context, str):
+        lines = context.count("\n") + 1 if context else 0
+        return (
+            f"`context` is a str of {len(context):,} characters ({lines:,} lines).\n"
+            f"Its first {min(PREVIEW_CHARS, len(context))} characters:\n"
+            f"{_fence(context[:PREVIEW_CHARS])}"
+        )
+    if isinstance(context, list):
+        sizes = [len(x) if isinstance(x, str) else len(json.dumps(x)) for x in context]
+        head = ", ".join(f"{s:,}" for s in sizes[:10]) + (", ..." if len(sizes) > 10 else "")
+        first = context[0] if context else None
+        sample = first if isinstance(first, str) else json.dumps(first)
+        return (
+            f"`context` is a list of {len(context):,} items ({sum(sizes):,} characters in all; "
+            f"item sizes: {head}).\nThe start of context[0]:\n{_fence((sample or '')[:PREVIEW_CHARS])}"
+        )
+    keys = list(context)
+    shown = ", ".join(repr(k) for k in keys[:20]) + (", ..." if len(keys) > 20 else "")
+    return (
+        f"`context` is a dict with {len(keys):,} keys ({len(json.dumps(context)):,} characters as JSON).\n"
+        f"Keys: {shown}"
+    )
+
+
+def _fence(text: str) -> str:
+    return f"```text\n{text}\n```"
+
+
+def system_prompt(*, can_recurse: bool, sub_window: str = "100k tokens") -> str:
+    return SYSTEM_PROMPT.format(
+        rlm_query_line=RLM_QUERY_LINE if can_recurse else "", sub_window=sub_window
+    )
+
+
+def first_user_message(context_description: str, query: str) -> str:
+    return (
+        f"{context_description}\n\nThe query:\n{query}\n\n"
+        "Start by exploring `context` in a ```repl block."
+    )
+
+
+def step_feedback(outputs: list[str]) -> str:
+    """The REPL's answer to one root reply: the output of each block, in order."""
+    if not outputs:
+        return NUDGE_NO_CODE
+    parts = [
+        f"Output of block {i}:\n```text\n{out}\n```" if len(outputs) > 1 else f"REPL output:\n```text\n{out}\n```"
+        for i, out in enumerate(outputs, 1)
+    ]
+    return "\n\n".join(parts) + "\n\nContinue, or reply with FINAL(answer) / FINAL_VAR(variable) when done."

@@ -1,0 +1,105 @@
+"""Every exception rlm raises, in one tree.
+
+    RLMError
+    ├── ConfigError            bad arguments or missing settings (says what to set)
+    ├── LMError                a model call failed
+    │   ├── LMTimeout
+    │   ├── LMRateLimited      HTTP 429; .retry_after seconds if the server said
+    │   ├── LMConnectionError
+    │   └── LMResponseError    non-2xx status or an unusable body; .status, .body
+    ├── SandboxError           the REPL could not run a step
+    │   └── SandboxTimeout
+    ├── LimitExceeded          a run stopped at a limit; .partial holds what was done
+    └── Cancelled              the run was cancelled (interrupt or Stop button)
+
+Exceptions carry data and have no side effects: they never log or print.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RLMError(Exception):
+    """Base for everything rlm raises.
+
+    ``partial`` holds the ``RLMResult`` of the work done before the error, when a run
+    had started: steps, usage and trace are never lost to a failure.
+    """
+
+    partial: Any = None
+
+
+class ConfigError(RLMError, ValueError):
+    """A setting is missing or invalid; the message says what to change."""
+
+
+class LMError(RLMError):
+    """A model call failed."""
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class LMTimeout(LMError):
+    """The endpoint did not answer within the client timeout."""
+
+
+class LMConnectionError(LMError):
+    """The endpoint could not be reached."""
+
+
+class LMResponseError(LMError):
+    """The endpoint answered with an error status or a body we cannot use."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: Any = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, model=model)
+        self.status = status
+        self.body = body
+
+
+class LMRateLimited(LMResponseError):
+    """HTTP 429. ``retry_after`` is the server's hint in seconds, if it gave one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        body: Any = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, status=429, body=body, model=model)
+        self.retry_after = retry_after
+
+
+class SandboxError(RLMError):
+    """The REPL could not run a step (not an error in the root's code)."""
+
+
+class SandboxTimeout(SandboxError):
+    """A REPL step ran past its timeout."""
+
+
+class LimitExceeded(RLMError):
+    """A run stopped at a limit. ``partial`` is the result so far, if any."""
+
+    def __init__(self, message: str, *, partial: Any = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class Cancelled(RLMError):
+    """The run was cancelled before it finished."""
+
+    def __init__(self, message: str = "run cancelled", *, partial: Any = None) -> None:
+        super().__init__(message)
+        self.partial = partial

@@ -1,0 +1,118 @@
+"""Every model call of a run goes through a ``Dispatcher``: one limiter, usage, trace.
+
+Only the HTTP request itself holds a limiter slot, never a batch or a recursive
+child waiting on its own calls, so nested batches cannot deadlock the limiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ..errors import ConfigError
+from ..trace.events import Tracer
+from .client import LMClient, Message
+from .types import Completion, FailedCall, UsageMeter
+
+
+def check_prompts(prompts: Any) -> list[str]:
+    """Reject what ``llm_batch`` cannot send, with a message the root model can act on."""
+    if isinstance(prompts, (str, bytes)):
+        raise TypeError("llm_batch(prompts) takes a list of prompt strings, not one string; use llm_query(prompt) for one")
+    try:
+        items = list(prompts)
+    except TypeError:
+        raise TypeError(f"llm_batch(prompts) takes a list of strings, got {type(prompts).__name__}") from None
+    bad = [i for i, p in enumerate(items) if not isinstance(p, str)]
+    if bad:
+        raise TypeError(
+            f"llm_batch(prompts): items {bad[:5]} are not strings "
+            f"(first is {type(items[bad[0]]).__name__}); convert them with str() first"
+        )
+    return items
+
+
+class Dispatcher:
+    """Sends model calls for one run under the RLM's shared limiter.
+
+    ``limiter`` is shared by every batch, ``llm_query`` and recursive child of an
+    RLM, so total concurrency never exceeds it however the calls are nested.
+    """
+
+    def __init__(
+        self,
+        client: LMClient,
+        *,
+        limiter: asyncio.Semaphore,
+        tracer: Tracer,
+        meter: UsageMeter | None = None,
+        call_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.limiter = limiter
+        self.tracer = tracer
+        self.meter = meter if meter is not None else UsageMeter()
+        self.call_options = dict(call_options or {})
+
+    async def complete(
+        self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub"
+    ) -> Completion:
+        """One traced, limited, metered call; raises ``LMError`` on failure."""
+        async with self.limiter:
+            call_id = self.tracer.start(
+                "call", parent, model=model, role=role, prompt_chars=sum(len(str(m.get("content") or "")) for m in messages)
+            )
+            started = time.perf_counter()
+            try:
+                completion = await self.client.complete(messages, model=model, **self.call_options)
+            except asyncio.CancelledError:
+                self.tracer.end("call", call_id, parent, status="cancelled", seconds=time.perf_counter() - started)
+                raise
+            except Exception as exc:
+                self.tracer.end(
+                    "call", call_id, parent, status="error", error=f"{type(exc).__name__}: {exc}",
+                    seconds=time.perf_counter() - started,
+                )
+                raise
+        self.meter.add(model, completion.usage)
+        self.tracer.end(
+            "call", call_id, parent, status="ok", seconds=completion.seconds,
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            response_chars=len(completion.text),
+        )
+        return completion
+
+    async def query(self, prompt: str, *, model: str, parent: str | None) -> str:
+        """A sub-call that never raises for a model failure: it returns a ``FailedCall``."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"llm_query(prompt) takes a string, got {type(prompt).__name__}")
+        try:
+            completion = await self.complete([{"role": "user", "content": prompt}], model=model, parent=parent)
+        except Exception as exc:
+            return FailedCall(exc)
+        return completion.text
+
+    async def batch(
+        self, prompts: Any, *, model: str, max_concurrent: int = 10, parent: str | None
+    ) -> list[str]:
+        """Answers in input order; a failed item is a ``FailedCall`` in its place."""
+        items = check_prompts(prompts)
+        if not isinstance(max_concurrent, int) or max_concurrent < 1:
+            raise ConfigError(f"llm_batch(max_concurrent=...) must be a positive int, got {max_concurrent!r}")
+        batch_id = self.tracer.start("batch", parent, n=len(items), max_concurrent=max_concurrent, model=model)
+        gate = asyncio.Semaphore(max_concurrent)
+
+        async def one(prompt: str) -> str:
+            async with gate:
+                return await self.query(prompt, model=model, parent=batch_id)
+
+        status = "cancelled"
+        try:
+            results = await asyncio.gather(*(one(p) for p in items))
+            status = "ok"
+        finally:
+            failed = sum(isinstance(r, FailedCall) for r in results) if status == "ok" else None
+            self.tracer.end("batch", batch_id, parent, status=status, failed=failed)
+        return list(results)

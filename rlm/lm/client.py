@@ -1,0 +1,162 @@
+"""The model client: ``openai.AsyncOpenAI`` against any OpenAI-compatible endpoint.
+
+Everything rlm sends to a model goes through an object with the one-method
+``LMClient`` protocol, so a caller can pass their own (``RLM(client=...)``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Protocol, runtime_checkable
+
+import openai
+
+from ..errors import (
+    ConfigError,
+    LMConnectionError,
+    LMError,
+    LMRateLimited,
+    LMResponseError,
+    LMTimeout,
+)
+from .types import Completion, Usage
+
+Message = dict[str, Any]
+
+
+@runtime_checkable
+class LMClient(Protocol):
+    """Anything that can answer a chat request."""
+
+    async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
+        """Return the model's reply or raise an ``LMError``."""
+        ...
+
+
+def resolve_endpoint(api_key: str | None, base_url: str | None) -> tuple[str, str | None]:
+    """Pick the key and URL from the arguments or the environment.
+
+    A base URL without a key is allowed (local servers rarely check keys); with
+    neither, there is nothing we could talk to, so say what to set.
+    """
+    api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+    if api_key is None and base_url is None:
+        raise ConfigError(
+            "no model endpoint configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
+            "non-OpenAI server), or pass RLM(api_key=..., base_url=...). For a local "
+            "OpenAI-compatible server (vLLM, llama.cpp, Ollama) base_url alone is enough."
+        )
+    return api_key or "not-needed", base_url
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asked us to wait, from ``retry-after-ms`` or ``Retry-After``."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return float(value) * scale
+        except ValueError:
+            continue
+    return None
+
+
+def translate_error(exc: Exception, model: str) -> LMError:
+    """Map an ``openai`` exception onto rlm's tree, keeping status and body."""
+    if isinstance(exc, LMError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError):
+        return LMTimeout(f"request to {model} timed out", model=model)
+    if isinstance(exc, openai.APIConnectionError):
+        return LMConnectionError(f"cannot reach the endpoint for {model}: {exc}", model=model)
+    if isinstance(exc, openai.RateLimitError):
+        return LMRateLimited(
+            f"rate limited by the endpoint for {model}: {exc.message}",
+            retry_after=_retry_after(exc.response.headers),
+            body=exc.body,
+            model=model,
+        )
+    if isinstance(exc, openai.APIStatusError):
+        return LMResponseError(
+            f"HTTP {exc.status_code} from the endpoint for {model}: {exc.message}",
+            status=exc.status_code,
+            body=exc.body,
+            model=model,
+        )
+    if isinstance(exc, openai.APIResponseValidationError):
+        return LMResponseError(
+            f"unusable response for {model}: {exc.message}",
+            status=exc.status_code,
+            body=exc.body,
+            model=model,
+        )
+    return LMResponseError(f"unusable response for {model}: {type(exc).__name__}: {exc}", model=model)
+
+
+class OpenAIClient:
+    """``LMClient`` over ``openai.AsyncOpenAI``: the reference path.
+
+    Example::
+
+        client = OpenAIClient(base_url="http://127.0.0.1:8000/v1")
+        reply = await client.complete([{"role": "user", "content": "hi"}], model="gpt-5-mini")
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 2,
+        **client_kwargs: Any,
+    ) -> None:
+        key, url = resolve_endpoint(api_key, base_url)
+        self.base_url = url
+        self._client = openai.AsyncOpenAI(
+            api_key=key, base_url=url, timeout=timeout, max_retries=max_retries, **client_kwargs
+        )
+
+    async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
+        started = time.perf_counter()
+        try:
+            response = await self._client.chat.completions.create(
+                model=model, messages=messages, **opts  # type: ignore[arg-type]
+            )
+        except openai.OpenAIError as exc:
+            raise translate_error(exc, model) from exc
+        seconds = time.perf_counter() - started
+        choices = getattr(response, "choices", None)
+        if not choices:
+            raise LMResponseError(
+                f"the endpoint for {model} returned no choices", body=_dump(response), model=model
+            )
+        choice = choices[0]
+        raw_usage = getattr(response, "usage", None)
+        usage = Usage(
+            calls=1,
+            prompt_tokens=getattr(raw_usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(raw_usage, "completion_tokens", 0) or 0,
+        )
+        return Completion(
+            text=choice.message.content or "",
+            model=model,
+            usage=usage,
+            seconds=seconds,
+            finish_reason=choice.finish_reason,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _dump(response: Any) -> Any:
+    try:
+        return response.model_dump()
+    except AttributeError:
+        return response

@@ -1,0 +1,88 @@
+"""Plain data passed between the LM layer and the rest of rlm."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token and call counts; add two with ``+``."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.calls + other.calls,
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One model reply. ``text`` is "" when the endpoint sent no content."""
+
+    text: str
+    model: str
+    usage: Usage
+    seconds: float
+    finish_reason: str | None = None
+
+
+class FailedCall(str):
+    """The text a failed sub-call returns in place of an answer.
+
+    It is a ``str`` so root code that joins or prints batch results keeps working,
+    and it is detectable by type (``isinstance(r, FailedCall)``) with the exception
+    kept in ``.error``, so one failed item never sinks a batch.
+    """
+
+    error: BaseException | None
+
+    def __new__(cls, error: BaseException | str) -> FailedCall:
+        if isinstance(error, BaseException):
+            text = f"[rlm error] {type(error).__name__}: {error}"
+        else:
+            text = f"[rlm error] {error}"
+        self = super().__new__(cls, text)
+        self.error = error if isinstance(error, BaseException) else None
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FailedCall, (str(self)[len("[rlm error] ") :],))
+
+
+@dataclass
+class UsageMeter:
+    """Usage accumulated per model; safe to update from several threads."""
+
+    by_model: dict[str, Usage] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, model: str, usage: Usage) -> None:
+        with self._lock:
+            self.by_model[model] = self.by_model.get(model, Usage()) + usage
+
+    def merge(self, other: UsageMeter) -> None:
+        for model, usage in other.snapshot().items():
+            self.add(model, usage)
+
+    def snapshot(self) -> dict[str, Usage]:
+        with self._lock:
+            return dict(self.by_model)
+
+    @property
+    def total(self) -> Usage:
+        total = Usage()
+        for usage in self.snapshot().values():
+            total = total + usage
+        return total

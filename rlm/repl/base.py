@@ -1,0 +1,96 @@
+"""The one interface every REPL implements, and what root code sees inside it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class FinalAnswer(BaseException):
+    """Raised by ``FINAL``/``FINAL_VAR`` inside root code.
+
+    A ``BaseException`` so that ``except Exception`` in model-written code cannot
+    swallow the answer.
+    """
+
+    def __init__(self, answer: str) -> None:
+        super().__init__(answer)
+        self.answer = answer
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    """What one REPL step produced. ``error`` is the traceback text of root code that raised."""
+
+    stdout: str
+    stderr: str
+    error: str | None
+    seconds: float
+    final: str | None = None
+
+    def feedback(self) -> str:
+        """The text the root model reads back for this step."""
+        parts = [self.stdout.rstrip("\n")] if self.stdout.strip() else []
+        if self.stderr.strip():
+            parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
+        if self.error:
+            parts.append(self.error.rstrip("\n"))
+        return "\n".join(parts) if parts else "(no output)"
+
+
+class Host(Protocol):
+    """The model-calling side a REPL calls back into; keys and limits live here."""
+
+    async def llm_query(self, prompt: str, model: str | None = None) -> str: ...
+
+    async def llm_batch(
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
+    ) -> list[str]: ...
+
+    async def rlm_query(self, query: str, context: Any = None) -> str: ...
+
+
+class REPL(Protocol):
+    """Where root code runs: state persists across ``execute`` calls of one completion."""
+
+    async def start(self, context: Any, host: Host) -> None: ...
+
+    async def execute(self, code: str) -> ExecResult: ...
+
+    async def get_variable(self, name: str) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+SUPPORTED_CONTEXT = "str, list (of str or JSON-able items), dict (JSON-able), or pathlib.Path to a text file"
+
+
+def load_context(context: Any) -> str | list[Any] | dict[str, Any]:
+    """Normalise a user's context, or raise ``TypeError`` saying which types work.
+
+    Lists and dicts must be JSON-able so that every sandbox (including the
+    out-of-process kernel) can receive exactly the same value.
+    """
+    if isinstance(context, str):
+        return context
+    if isinstance(context, os.PathLike):
+        path = Path(context)
+        if not path.is_file():
+            raise FileNotFoundError(f"context path {str(path)!r} is not a readable file")
+        return path.read_text(encoding="utf-8", errors="replace")
+    if isinstance(context, (list, tuple, dict)):
+        try:
+            json.dumps(context)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"context of type {type(context).__name__} must be JSON-serialisable ({exc}); "
+                f"supported: {SUPPORTED_CONTEXT}"
+            ) from None
+        return list(context) if isinstance(context, tuple) else context
+    raise TypeError(
+        f"unsupported context type {type(context).__name__}; supported: {SUPPORTED_CONTEXT}. "
+        "Convert it first, e.g. context=df.to_csv() or context=[str(x) for x in items]."
+    )

@@ -1,0 +1,101 @@
+"""Seed-compatible ``REPLEnv`` and ``Sub_RLM`` (the rlm-minimal API), over the new core."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import runtime
+from ..lm.batch import Dispatcher
+from ..lm.client import OpenAIClient
+from ..trace.events import Tracer
+from .local import LocalREPL
+
+
+@dataclass
+class REPLResult:
+    """What ``REPLEnv.code_execution`` returns, as in the seed."""
+
+    stdout: str
+    stderr: str
+    locals: dict[str, Any] = field(default_factory=dict)
+    execution_time: float = 0.0
+
+
+class Sub_RLM:  # noqa: N801 - the seed's name
+    """A plain sub-model: ``completion(prompt)`` and ``batch_completion(prompts)``."""
+
+    def __init__(self, model: str = "gpt-5-mini", *, api_key: str | None = None, base_url: str | None = None) -> None:
+        self.model = model
+        self._dispatcher = Dispatcher(
+            OpenAIClient(api_key=api_key, base_url=base_url),
+            limiter=asyncio.Semaphore(64),
+            tracer=Tracer(keep=False),
+        )
+
+    async def _query(self, prompt: str, model: str | None = None) -> str:
+        return await self._dispatcher.query(prompt, model=model or self.model, parent=None)
+
+    async def _batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
+        return await self._dispatcher.batch(prompts, model=model or self.model, max_concurrent=max_concurrent, parent=None)
+
+    def completion(self, prompt: str) -> str:
+        return runtime.run(self._query(prompt))
+
+    def batch_completion(self, prompts: list[str], max_concurrent: int = 10) -> list[str]:
+        return runtime.run(self._batch(prompts, max_concurrent))
+
+
+class _SubHost:
+    """Host for a standalone REPLEnv: sub-calls only, no recursion."""
+
+    def __init__(self, sub: Sub_RLM) -> None:
+        self._sub = sub
+
+    async def llm_query(self, prompt: str, model: str | None = None) -> str:
+        return await self._sub._query(prompt, model)
+
+    async def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
+        return await self._sub._batch(prompts, max_concurrent, model)
+
+    async def rlm_query(self, query: str, context: Any = None) -> str:
+        prompt = query if context is None else f"{query}\n\n{context}"
+        return await self._sub._query(prompt)
+
+
+class REPLEnv:
+    """The seed's REPL: ``REPLEnv(recursive_model, context_str=...).code_execution(code)``.
+
+    Runs in-process (``LocalREPL``): not a security sandbox.
+    """
+
+    def __init__(
+        self,
+        recursive_model: str = "gpt-5-mini",
+        context_json: Any = None,
+        context_str: str | None = None,
+        setup_code: str | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        context: Any = context_str if context_str is not None else (context_json if context_json is not None else "")
+        if isinstance(context, str) and context_json is not None and context_str is None:
+            context = json.loads(context)
+        self.sub_rlm = Sub_RLM(recursive_model, api_key=api_key, base_url=base_url)
+        self._repl = LocalREPL()
+        runtime.run(self._repl.start(context, _SubHost(self.sub_rlm)))
+        if setup_code:
+            self.code_execution(setup_code)
+
+    @property
+    def globals(self) -> dict[str, Any]:
+        return self._repl.namespace
+
+    def code_execution(self, code: str) -> REPLResult:
+        result = runtime.run(self._repl.execute(code))
+        stderr = result.stderr + (result.error or "")
+        user_vars = {k: v for k, v in self._repl.namespace.items() if not k.startswith("__") and not callable(v)}
+        return REPLResult(result.stdout, stderr, user_vars, result.seconds)

@@ -1,0 +1,317 @@
+"""In-process REPL: fast, and NOT a security sandbox.
+
+Root code runs with full builtins in this Python process, so it can read your files,
+your environment (including API keys) and the network. Use it for trusted models and
+quick experiments; ``RLM(sandbox="kernel")`` runs root code in an isolated subprocess.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import builtins
+import collections
+import concurrent.futures
+import ctypes
+import itertools
+import linecache
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from ..lm.types import FailedCall
+from .base import ExecResult, FinalAnswer, Host, load_context
+
+T = TypeVar("T")
+
+_step_numbers = itertools.count(1)
+
+#: How long an interrupted step gets to notice the interruption.
+INTERRUPT_GRACE_S = 2.0
+
+
+class _Interrupt(BaseException):
+    """Injected into the step's thread to stop it (timeout or cancel).
+
+    A ``BaseException`` so ``except Exception`` in root code does not swallow it.
+    """
+
+
+class _Capture:
+    """A write-only text sink that keeps the head and the tail past ``cap`` characters.
+
+    Why: a runaway ``print`` loop must not eat the host's memory.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self._half = max(1, cap // 2)
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail: collections.deque[str] = collections.deque()
+        self._tail_len = 0
+        self._total = 0
+
+    def write(self, text: str) -> int:
+        n = len(text)
+        self._total += n
+        room = self._half - self._head_len
+        if room > 0:
+            self._head.append(text[:room])
+            self._head_len += min(room, n)
+            text = text[room:]
+        if text:
+            self._tail.append(text)
+            self._tail_len += len(text)
+            while self._tail_len - len(self._tail[0]) >= self._half:
+                self._tail_len -= len(self._tail.popleft())
+        return n
+
+    def flush(self) -> None:
+        """Streams must be flushable; there is nothing to flush."""
+
+    def getvalue(self) -> str:
+        head = "".join(self._head)
+        tail = "".join(self._tail)
+        if len(tail) > self._half:
+            tail = tail[-self._half :]
+        omitted = self._total - len(head) - len(tail)
+        if omitted > 0:
+            return f"{head}\n... [{omitted} characters omitted] ...\n{tail}"
+        return head + tail
+
+
+_local = threading.local()
+_router_lock = threading.Lock()
+_router_users = 0
+
+
+class _Router:
+    """Sends writes from a REPL step's thread to its capture, others to the real stream.
+
+    ``contextlib.redirect_stdout`` swaps ``sys.stdout`` for every thread, which would
+    steal a notebook's own output while a step runs in the background.
+    """
+
+    def __init__(self, name: str, fallback: Any) -> None:
+        self._name = name
+        self.fallback = fallback
+
+    def write(self, text: str) -> int:
+        target = getattr(_local, self._name, None)
+        return (target if target is not None else self.fallback).write(text)
+
+    def flush(self) -> None:
+        target = getattr(_local, self._name, None)
+        (target if target is not None else self.fallback).flush()
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.fallback, attr)
+
+
+def _install_router() -> None:
+    global _router_users
+    with _router_lock:
+        _router_users += 1
+        if not isinstance(sys.stdout, _Router):
+            sys.stdout = _Router("stdout", sys.stdout)  # type: ignore[assignment]
+        if not isinstance(sys.stderr, _Router):
+            sys.stderr = _Router("stderr", sys.stderr)  # type: ignore[assignment]
+
+
+def _uninstall_router() -> None:
+    global _router_users
+    with _router_lock:
+        _router_users -= 1
+        if _router_users == 0:
+            if isinstance(sys.stdout, _Router):
+                sys.stdout = sys.stdout.fallback
+            if isinstance(sys.stderr, _Router):
+                sys.stderr = sys.stderr.fallback
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the first frame of root code on, without rlm's own frames."""
+    tb = exc.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<repl-"):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+class LocalREPL:
+    """Runs root code in this process, one step at a time on a dedicated thread.
+
+    Not a security sandbox: root code has full builtins, files, environment and network.
+    Fast: no process start-up, and the context is shared, not copied.
+
+    Example::
+
+        repl = LocalREPL()
+        await repl.start("some context", host)
+        result = await repl.execute("print(len(context))")
+    """
+
+    def __init__(self, *, step_timeout: float | None = None, max_capture_chars: int = 2_000_000) -> None:
+        self.step_timeout = step_timeout
+        self._cap = max_capture_chars
+        self.namespace: dict[str, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._host: Host | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._thread_id: int | None = None
+        self._inflight: set[concurrent.futures.Future[Any]] = set()
+        self._aborted = False
+
+    async def start(self, context: Any, host: Host) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._host = host
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-repl")
+        self._aborted = False
+        self.namespace = {
+            "__name__": "__rlm_repl__",
+            "__builtins__": builtins,
+            "context": load_context(context),
+            "llm_query": self._llm_query,
+            "llm_batch": self._llm_batch,
+            "rlm_query": self._rlm_query,
+            "FINAL": self._final,
+            "FINAL_VAR": self._final_var,
+            "FailedCall": FailedCall,
+        }
+
+    # -- functions root code calls -------------------------------------------------
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a host coroutine on the completion's loop and wait for it from the step thread."""
+        if self._aborted or self._loop is None:
+            coro.close()
+            raise _Interrupt("the run was stopped")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        self._inflight.add(future)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise _Interrupt("the run was stopped") from None
+        finally:
+            self._inflight.discard(future)
+
+    def _llm_query(self, prompt: str, model: str | None = None) -> str:
+        assert self._host is not None
+        return self._call(self._host.llm_query(prompt, model))
+
+    def _llm_batch(
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
+    ) -> list[str]:
+        assert self._host is not None
+        return self._call(self._host.llm_batch(list(prompts), max_concurrent, model))
+
+    def _rlm_query(self, query: str, context: Any = None) -> str:
+        assert self._host is not None
+        return self._call(self._host.rlm_query(query, context))
+
+    def _final(self, answer: Any) -> None:
+        raise FinalAnswer(_as_text(answer))
+
+    def _final_var(self, name: Any) -> None:
+        if not isinstance(name, str):
+            raise FinalAnswer(_as_text(name))
+        key = name.strip().strip("'\"")
+        if key not in self.namespace:
+            raise NameError(
+                f"FINAL_VAR: no variable named {key!r}. Assign it in a code block first, "
+                "or call FINAL(value) with the answer itself."
+            )
+        raise FinalAnswer(_as_text(self.namespace[key]))
+
+    # -- stepping --------------------------------------------------------------------
+
+    def _run(self, code: str) -> ExecResult:
+        """Execute one step on the REPL thread; every outcome becomes an ExecResult."""
+        self._thread_id = threading.get_ident()
+        out, err = _Capture(self._cap), _Capture(self._cap)
+        _install_router()
+        _local.stdout, _local.stderr = out, err
+        started = time.perf_counter()
+        error: str | None = None
+        final: str | None = None
+        try:
+            filename = f"<repl-{next(_step_numbers)}>"
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            tree = ast.parse(code, filename, "exec")
+            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            exec(compile(tree, filename, "exec"), self.namespace)
+            if last is not None:
+                value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
+                if value is not None:
+                    out.write(repr(value) + "\n")
+        except FinalAnswer as answer:
+            final = answer.answer
+        except _Interrupt as stop:
+            error = f"Interrupted: {stop}"
+        except SyntaxError as exc:
+            error = "".join(traceback.format_exception_only(type(exc), exc))
+        except BaseException as exc:  # root code may raise anything, SystemExit included
+            error = _user_traceback(exc)
+        finally:
+            _local.stdout = _local.stderr = None
+            _uninstall_router()
+            self._thread_id = None
+        return ExecResult(out.getvalue(), err.getvalue(), error, time.perf_counter() - started, final)
+
+    def _interrupt(self, reason: str) -> None:
+        """Stop the running step: cancel its sub-calls and raise inside its thread."""
+        for future in list(self._inflight):
+            future.cancel()
+        thread_id = self._thread_id
+        if thread_id is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(thread_id), ctypes.py_object(_Interrupt)
+            )
+
+    async def execute(self, code: str) -> ExecResult:
+        if self._executor is None or self._loop is None:
+            raise RuntimeError("LocalREPL.execute() called before start()")
+        future = self._loop.run_in_executor(self._executor, self._run, code)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.step_timeout)
+        except asyncio.TimeoutError:
+            self._interrupt("timeout")
+            message = (
+                f"Step timed out after {self.step_timeout:g} s and was interrupted; "
+                "variables assigned before the interruption are kept. Split the work "
+                "into smaller steps."
+            )
+            try:
+                result = await asyncio.wait_for(asyncio.shield(future), INTERRUPT_GRACE_S)
+            except asyncio.TimeoutError:
+                # Blocked in native code, where no exception can reach it: leave the
+                # thread behind and give later steps a fresh one.
+                self._executor.shutdown(wait=False)
+                self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-repl")
+                return ExecResult("", "", message + " (It was blocked in native code and "
+                                  "may still be running in the background.)", float(self.step_timeout or 0))
+            return ExecResult(result.stdout, result.stderr, message, result.seconds)
+        except asyncio.CancelledError:
+            self._aborted = True
+            self._interrupt("cancelled")
+            raise
+
+    async def get_variable(self, name: str) -> str:
+        key = name.strip().strip("'\"")
+        if key not in self.namespace:
+            raise KeyError(f"no variable named {key!r} in the REPL")
+        return _as_text(self.namespace[key])
+
+    async def close(self) -> None:
+        self._aborted = True
+        self._interrupt("closed")
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self.namespace.clear()

@@ -1,0 +1,85 @@
+"""One private event loop on a daemon thread; the sync API submits coroutines to it.
+
+Why a thread and not ``asyncio.run`` or nest-asyncio: a Jupyter kernel already runs a
+loop on the main thread, so ``asyncio.run`` fails there; nest-asyncio breaks under uvloop
+and leaves sub-calls running after an interrupt (measured, see docs/architecture.md).
+A loop of our own works the same in a script, a notebook cell and inside a coroutine,
+and it outlives every call, so pooled HTTP connections stay valid between completions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: How long an interrupted call waits for its cancelled work to unwind.
+CANCEL_GRACE_S = 1.0
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    """The runtime loop, started on first use."""
+    global _loop, _thread
+    with _lock:
+        if _loop is None or _thread is None or not _thread.is_alive():
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def _run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            _thread = threading.Thread(target=_run, name="rlm-runtime", daemon=True)
+            _thread.start()
+            ready.wait()
+            _loop = loop
+        return _loop
+
+
+def on_runtime_thread() -> bool:
+    """True when called from the runtime loop's own thread."""
+    return _thread is not None and threading.current_thread() is _thread
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Schedule ``coro`` on the runtime loop from any thread."""
+    return asyncio.run_coroutine_threadsafe(coro, get_loop())
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the runtime loop and block until it finishes.
+
+    On KeyboardInterrupt the coroutine is cancelled and we wait up to
+    ``CANCEL_GRACE_S`` for it to unwind (in-flight sub-calls are cancelled with it)
+    before re-raising, so the caller's objects are left in a usable state.
+    """
+    if on_runtime_thread():
+        coro.close()
+        raise RuntimeError(
+            "rlm's blocking API was called on its own event-loop thread, where it would "
+            "deadlock; use the async API (await rlm.acompletion(...)) there instead"
+        )
+    finished = threading.Event()
+
+    async def _tracked() -> T:
+        try:
+            return await coro
+        finally:
+            finished.set()
+
+    future = submit(_tracked())
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        future.cancel()
+        finished.wait(CANCEL_GRACE_S)
+        raise

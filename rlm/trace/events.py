@@ -1,0 +1,86 @@
+"""One event stream for a run: logs, widgets, progress and results all subscribe to it.
+
+Events form a span tree (run > iteration > exec > batch > call, and child runs for
+recursion): each span emits ``<kind>.start`` and ``<kind>.end`` with the same id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("rlm")
+
+_ids = itertools.count(1)
+
+
+def new_id(prefix: str) -> str:
+    """A short id, unique within the process."""
+    return f"{prefix}-{next(_ids)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened. ``kind`` is e.g. ``"call.end"``; ``data`` is JSON-able."""
+
+    kind: str
+    id: str
+    parent: str | None
+    ts: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Subscriber = Callable[[Event], None]
+
+
+class Tracer:
+    """Fans events out to subscribers and keeps them for the result.
+
+    A subscriber that raises is logged and dropped from that event only: a broken
+    view must never fail the run it is watching.
+    """
+
+    def __init__(self, subscribers: list[Subscriber] | None = None, *, keep: bool = True) -> None:
+        self.events: list[Event] = []
+        self._subscribers: list[Subscriber] = list(subscribers or [])
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Add ``fn``; returns a function that removes it."""
+        with self._lock:
+            self._subscribers.append(fn)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if fn in self._subscribers:
+                    self._subscribers.remove(fn)
+
+        return unsubscribe
+
+    def emit(self, kind: str, span_id: str, parent: str | None, **data: Any) -> Event:
+        event = Event(kind, span_id, parent, time.time(), data)
+        with self._lock:
+            if self._keep:
+                self.events.append(event)
+            subscribers = tuple(self._subscribers)
+        for fn in subscribers:
+            try:
+                fn(event)
+            except Exception:
+                log.exception("trace subscriber %r failed on %s", fn, kind)
+        return event
+
+    def start(self, kind: str, parent: str | None, **data: Any) -> str:
+        """Open a span and return its id."""
+        span_id = new_id(kind)
+        self.emit(f"{kind}.start", span_id, parent, **data)
+        return span_id
+
+    def end(self, kind: str, span_id: str, parent: str | None, **data: Any) -> None:
+        self.emit(f"{kind}.end", span_id, parent, **data)
