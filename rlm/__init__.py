@@ -27,7 +27,6 @@ from .lm.types import Completion, FailedCall, Usage
 __version__ = "0.1.0"
 
 __all__ = [
-    "RLM",
     "Cancelled",
     "Completion",
     "ConfigError",
@@ -40,6 +39,7 @@ __all__ = [
     "LMTimeout",
     "LimitExceeded",
     "OpenAIClient",
+    "RLM",
     "RLMError",
     "RLMResult",
     "SandboxError",

@@ -19,6 +19,8 @@ T = TypeVar("T")
 
 #: How long an interrupted call waits for its cancelled work to unwind.
 CANCEL_GRACE_S = 1.0
+#: How often a blocked caller wakes to let Ctrl-C through.
+POLL_S = 0.1
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -78,7 +80,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
     future = submit(_tracked())
     try:
-        return future.result()
+        while True:
+            # Poll rather than block: a signal that lands on another thread only
+            # reaches the main thread's handler when it runs bytecode again.
+            try:
+                return future.result(timeout=POLL_S)
+            except concurrent.futures.TimeoutError:
+                continue
     except KeyboardInterrupt:
         future.cancel()
         finished.wait(CANCEL_GRACE_S)

@@ -1,0 +1,269 @@
+"""RLM end to end through the real openai client against the scripted server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from rlm import RLM, ConfigError, FailedCall, RLMResult
+from rlm.testing import Fault, ScriptedLM
+
+CHUNK_PROGRAM = """\
+```repl
+size = len(context) // 50
+chunks = [context[i * size:(i + 1) * size] for i in range(50)]
+answers = llm_batch([f"item {i}: " + c[:40] for i, c in enumerate(chunks)], max_concurrent=25)
+failed = [i for i, a in enumerate(answers) if isinstance(a, FailedCall)]
+print(len(chunks), "chunks,", len(failed), "failed:", failed)
+```
+"""
+
+
+def item_reply(req) -> str:
+    """Sub-model: answer with the item number, so order is checkable."""
+    return "answer " + req.prompt.split(":", 1)[0].split()[1]
+
+
+def make_rlm(lm: ScriptedLM, **kwargs) -> RLM:
+    kwargs.setdefault("max_retries", 0)
+    return RLM("root", "sub", base_url=lm.base_url, api_key="test-key", **kwargs)
+
+
+def test_fifty_chunk_batch_over_one_megabyte_keeps_order_and_runs_in_parallel():
+    context = "".join(f"[{i:07d}]" for i in range(100_000))  # 1 MB, position-stamped
+    assert len(context) >= 900_000
+    with ScriptedLM(root=[CHUNK_PROGRAM, "FINAL_VAR(answers)"], sub=item_reply, latency=(0.05, 0.4)) as lm:
+        result = make_rlm(lm).completion(context, "number the chunks")
+        assert isinstance(result, RLMResult)
+        assert result.answer == str([f"answer {i}" for i in range(50)])
+        assert result.iterations == 2 and result.stopped == "final" and not result.fallback
+        assert lm.stats["sub"] == 50
+        assert lm.stats["max_in_flight"] >= 10
+        assert result.usage.by_model["sub"].calls == 50
+        assert result.usage.by_model["root"].calls == 2
+        assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
+        # the root never sees the whole context: every root prompt is far smaller than it
+        assert all(len(str(r.messages)) < 20_000 for r in lm.root_requests)
+
+
+def test_five_failed_items_become_typed_errors_in_place():
+    failing = {3, 11, 20, 33, 49}
+    with ScriptedLM(root=[CHUNK_PROGRAM, "FINAL_VAR(answers)"], sub=item_reply, latency=0.01) as lm:
+        lm.fail(Fault.http(500, "boom"), when=lambda r: r.role == "sub" and int(r.prompt.split(":")[0].split()[1]) in failing)
+        rlm = make_rlm(lm)
+        result = rlm.completion("x" * 5000, "number the chunks")
+        out = result.steps[0].outputs[0].stdout
+        assert f"50 chunks, 5 failed: {sorted(failing)}" in out
+        assert result.stopped == "final"
+        answers = eval(result.answer)  # a list repr of 50 strings
+        assert len(answers) == 50
+        for i, a in enumerate(answers):
+            if i in failing:
+                assert a.startswith("[rlm error]") and "500" in a
+            else:
+                assert a == f"answer {i}"
+
+
+def test_failed_call_is_a_str_carrying_the_exception():
+    with ScriptedLM(root=["```repl\nr = llm_query('item 1: x')\nprint(type(r).__name__, isinstance(r, str), type(r.error).__name__, r.error.status)\n```", "FINAL(ok)"]) as lm:
+        lm.fail(Fault.http(500), when=lambda r: r.role == "sub")
+        result = make_rlm(lm).completion("ctx", "q")
+        assert result.steps[0].outputs[0].stdout.strip() == "FailedCall True LMResponseError 500"
+
+
+def test_transient_500_is_retried_by_default():
+    with ScriptedLM(root=["```repl\nprint(llm_query('item 7: x'))\n```", "FINAL(ok)"], sub=item_reply) as lm:
+        lm.fail(Fault.http(500), when=lambda r: r.role == "sub", times=1)
+        result = RLM("root", "sub", base_url=lm.base_url, api_key="k").completion("ctx", "q")
+        assert result.steps[0].outputs[0].stdout.strip() == "answer 7"
+        assert lm.stats["sub"] == 2
+
+
+def test_root_code_errors_go_back_to_the_root_and_state_persists():
+    replies = [
+        "```repl\nx = 41\n1/0\n```",
+        "```repl\nx += 1\nprint('x is', x)\n```",
+        "FINAL_VAR(x)",
+    ]
+    with ScriptedLM(root=replies) as lm:
+        result = make_rlm(lm).completion("ctx", "q")
+    assert result.answer == "42"
+    assert "ZeroDivisionError" in result.steps[0].outputs[0].error
+    second_root_prompt = lm.root_requests[1].messages[-1]["content"]
+    assert "ZeroDivisionError" in second_root_prompt
+    assert result.steps[1].outputs[0].stdout == "x is 42\n"
+
+
+def test_final_called_inside_code_ends_the_run_even_under_except_exception():
+    code = "```repl\ntry:\n    FINAL('from (code) \"quoted\"')\nexcept Exception:\n    print('swallowed')\n```"
+    with ScriptedLM(root=[code]) as lm:
+        result = make_rlm(lm).completion("ctx", "q")
+    assert result.answer == 'from (code) "quoted"'
+    assert result.iterations == 1
+    assert "swallowed" not in result.steps[0].outputs[0].stdout
+
+
+def test_final_var_callable_in_code_and_missing_variable_is_reported():
+    replies = [
+        "FINAL_VAR(nope)",
+        "```repl\nresult = {'a': 1}\nFINAL_VAR('result')\n```",
+    ]
+    with ScriptedLM(root=replies) as lm:
+        result = make_rlm(lm).completion("ctx", "q")
+    assert result.answer == "{'a': 1}"
+    assert "no variable named 'nope'" in lm.root_requests[1].messages[-1]["content"]
+
+
+def test_multiline_final_with_nested_parentheses_after_code():
+    reply = "```repl\nn = len(context)\n```\nFINAL(The total (see f(x) = (a+b)) is:\nline two)"
+    with ScriptedLM(root=[reply]) as lm:
+        result = make_rlm(lm).completion("ctx", "q")
+    assert result.answer == "The total (see f(x) = (a+b)) is:\nline two"
+
+
+def test_empty_and_null_content_and_prose_replies_are_nudged():
+    replies = ["", "I will look at the context and call FINAL(x) later.", "FINAL(done)"]
+    with ScriptedLM(root=replies) as lm:
+        lm.fail(Fault.null_content(), when=lambda r: r.role == "root" and r.index == 2, times=1)
+        result = make_rlm(lm).completion("ctx", "q")
+    assert result.answer == "done"
+    prompts = [r.messages[-1]["content"] for r in lm.root_requests]
+    assert "empty" in prompts[1]
+    assert "no ```repl block and no FINAL" in prompts[2]
+    assert "empty" in prompts[3]
+
+
+def test_max_iterations_asks_for_an_answer_and_flags_the_fallback():
+    looping = lambda req: "FINAL(best guess)" if "used all your turns" in req.messages[-1]["content"] else "```repl\nprint(1)\n```"
+    with ScriptedLM(root=looping) as lm:
+        result = make_rlm(lm, max_iterations=3).completion("ctx", "q")
+    assert result.fallback is True and result.stopped == "max_iterations"
+    assert result.iterations == 3
+    assert result.answer == "best guess"
+    assert lm.stats["root"] == 4
+
+
+def test_output_is_truncated_head_and_tail():
+    with ScriptedLM(root=["```repl\nprint('HEAD' + 'x' * 50_000 + 'TAIL')\n```", "FINAL(ok)"]) as lm:
+        make_rlm(lm, max_output_chars=1000).completion("ctx", "q")
+    fed_back = lm.root_requests[1].messages[-1]["content"]
+    assert "HEAD" in fed_back and "TAIL" in fed_back and "characters omitted" in fed_back
+    assert len(fed_back) < 1500
+
+
+def test_rlm_query_recurses_with_depth_two():
+    def root(req):
+        is_child = "inner question" in req.messages[1]["content"]
+        turns = sum(m["role"] == "assistant" for m in req.messages)
+        if is_child:
+            return "```repl\nFINAL(context.upper())\n```"
+        if turns == 0:
+            return "```repl\ninner = rlm_query('inner question', 'abc')\n```"
+        return "FINAL_VAR(inner)"
+
+    with ScriptedLM(root=root) as lm:
+        result = make_rlm(lm, max_depth=2).completion("outer", "q")
+    assert result.answer == "ABC"
+    runs = [e for e in result.trace if e.kind == "run.start"]
+    assert len(runs) == 2 and runs[1].data["depth"] == 1 and runs[1].data["model"] == "sub"
+
+
+def test_bad_input_errors_say_what_to_do(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        RLM("gpt-5")
+    with ScriptedLM() as lm:
+        rlm = make_rlm(lm)
+        with pytest.raises(TypeError, match="supported: str, list"):
+            rlm.completion(object(), "q")
+        with pytest.raises(TypeError, match="JSON"):
+            rlm.completion({"a": object()}, "q")
+        with pytest.raises(ConfigError, match="query"):
+            rlm.completion("ctx", "")
+        assert lm.stats["requests"] == 0
+
+
+def test_context_types_are_described_not_pasted(tmp_path):
+    path = tmp_path / "doc.txt"
+    path.write_text("SECRET-TAIL".rjust(10_000, "."))
+    with ScriptedLM(root=["```repl\nprint(type(context).__name__, len(context))\n```", "FINAL(ok)"] * 3) as lm:
+        rlm = make_rlm(lm)
+        for ctx, expect in ((path, "str 10000"), (["a", "bb"], "list 2"), ({"k": [1, 2]}, "dict 1")):
+            result = rlm.completion(ctx, "q")
+            assert result.steps[0].outputs[0].stdout.strip() == expect
+    assert all("SECRET-TAIL" not in str(r.messages) for r in lm.requests)
+
+
+def test_root_endpoint_failure_raises_with_partial_result():
+    with ScriptedLM(root=["```repl\nx = 1\n```"]) as lm:  # script exhausted -> HTTP 500
+        with pytest.raises(Exception) as info:
+            make_rlm(lm).completion("ctx", "q")
+    assert info.value.partial.iterations == 1
+
+
+async def test_sync_completion_inside_a_running_event_loop():
+    with ScriptedLM(root=["```repl\nx = llm_query('item 2: a')\n```", "FINAL_VAR(x)"], sub=item_reply) as lm:
+        rlm = make_rlm(lm)
+        assert rlm.completion("ctx", "q").answer == "answer 2"
+        lm.root = ["FINAL(async)"]
+        assert (await rlm.acompletion("ctx", "q")).answer == "async"
+
+
+def test_two_completions_at_once_on_one_rlm_share_the_limiter():
+    program = "```repl\nr = llm_batch(['item %d: x' % i for i in range(40)], max_concurrent=40)\n```"
+    with ScriptedLM(root=lambda req: "FINAL_VAR(r)" if len(req.messages) > 2 else program, sub=item_reply, latency=0.1) as lm:
+        rlm = make_rlm(lm, max_concurrent=16)
+        results: list[RLMResult] = []
+        threads = [threading.Thread(target=lambda: results.append(rlm.completion("c", "q"))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(results) == 2 and all("answer 39" in r.answer for r in results)
+    assert lm.stats["max_in_flight"] <= 16
+
+
+def test_keyboard_interrupt_cancels_sub_calls_and_rlm_stays_usable():
+    program = "```repl\nr = llm_batch(['item %d: x' % i for i in range(30)], max_concurrent=30)\n```"
+    slow_subs = lambda req: 30.0 if req.role == "sub" else 0.0
+    with ScriptedLM(root=[program], sub=item_reply, latency=slow_subs) as lm:
+        rlm = make_rlm(lm)
+        timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            rlm.completion("ctx", "q")
+        assert time.monotonic() - started < 3.0
+        deadline = time.monotonic() + 1.0
+        while lm.stats["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lm.stats["in_flight"] == 0, "sub-calls still in flight 1 s after the interrupt"
+        lm.latency = 0.0
+        lm.root = ["FINAL(still works)"]
+        assert rlm.completion("ctx", "q").answer == "still works"
+
+
+def test_acompletion_cancel_stops_sub_calls():
+    async def main():
+        program = "```repl\nr = llm_batch(['item %d: x' % i for i in range(10)])\n```"
+        with ScriptedLM(root=[program], sub=item_reply, latency=lambda r: 30.0 if r.role == "sub" else 0) as lm:
+            rlm = make_rlm(lm)
+            task = asyncio.ensure_future(rlm.acompletion("ctx", "q"))
+            await asyncio.sleep(1.0)
+            assert lm.stats["in_flight"] == 10
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            for _ in range(20):
+                if lm.stats["in_flight"] == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert lm.stats["in_flight"] == 0
+
+    asyncio.run(main())
