@@ -1,0 +1,126 @@
+"""The ``rlm`` command line.
+
+Subcommands live in ``COMMANDS``: each entry names a function that declares its
+arguments and one that runs it, so new commands are added without touching
+``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import NamedTuple
+
+from rlm.testing import ScriptedLM, ScriptedRequest
+
+__all__ = ["COMMANDS", "Command", "main"]
+
+_CANNED_ANSWER = "This is a canned answer from rlm serve-fake."
+
+
+class Command(NamedTuple):
+    """One subcommand: its help line, its argument declarations, and its body."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _parse_latency(text: str) -> float | tuple[float, float]:
+    """``0.2`` is a fixed latency, ``0.1,0.5`` a uniform range."""
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SECONDS or LO,HI, got {text!r}") from None
+    if len(parts) == 1 and parts[0] >= 0:
+        return parts[0]
+    if len(parts) == 2 and 0 <= parts[0] <= parts[1]:
+        return parts[0], parts[1]
+    raise argparse.ArgumentTypeError(f"expected SECONDS or LO,HI with 0 <= LO <= HI, got {text!r}")
+
+
+def _serve_fake_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``serve-fake``."""
+    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1; 0 picks a free one (default 8000)")
+    parser.add_argument(
+        "--latency",
+        type=_parse_latency,
+        default=0.0,
+        metavar="SECONDS|LO,HI",
+        help="delay before each reply: fixed, or uniform in [LO, HI]",
+    )
+    parser.add_argument(
+        "--reply", default=None, help="answer every request with TEXT (default: root FINAL(...), sub echoes the prompt)"
+    )
+
+
+def _echo_prompt(request: ScriptedRequest) -> str:
+    """Sub-call default: the prompt's start, so callers can see what was asked."""
+    return request.prompt[:80]
+
+
+def _canned_final(request: ScriptedRequest) -> str:
+    """Root default: finish at once, so any RLM pointed at the server terminates."""
+    return f"FINAL({_CANNED_ANSWER})"
+
+
+def _serve_fake(args: argparse.Namespace) -> int:
+    """Run a ScriptedLM in the foreground until SIGINT or SIGTERM."""
+    reply: str | None = args.reply
+    root = _canned_final if reply is None else lambda request: reply
+    sub = _echo_prompt if reply is None else lambda request: reply
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        """Only flag the stop: shutting the server down belongs to the main flow."""
+        stop.set()
+
+    # Counters only: a long benchmark would otherwise keep every request body.
+    lm = ScriptedLM(root=root, sub=sub, latency=args.latency, port=args.port, record=False)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            lm.start()
+        except OSError as exc:
+            print(f"rlm serve-fake: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+            return 1
+        print(f"serving on {lm.base_url} (Ctrl-C to stop)", flush=True)
+        stop.wait()
+    finally:
+        lm.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "serve-fake": Command(
+        help="serve a scripted OpenAI-compatible model on 127.0.0.1 (for demos and benchmarks)",
+        add_arguments=_serve_fake_arguments,
+        run=_serve_fake,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per registered command."""
+    parser = argparse.ArgumentParser(prog="rlm", description="Recursive Language Models")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rlm`` script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command].run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

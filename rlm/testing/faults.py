@@ -1,0 +1,51 @@
+"""Fault descriptions for :class:`rlm.testing.ScriptedLM`.
+
+A ``Fault`` is pure data and the server decides how to render it, so tests can
+build fault rules without touching server internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Fault"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One way a request can go wrong; build it with the ``Fault.*`` constructors."""
+
+    kind: str
+    status: int = 200
+    message: str = ""
+    seconds: float = 0.0
+
+    @classmethod
+    def http(cls, status: int, message: str = "ScriptedLM injected error") -> Fault:
+        """Answer with ``status`` and an OpenAI-style error body."""
+        return cls("http", status=status, message=message)
+
+    @classmethod
+    def rate_limit(cls, retry_after: float = 1.0) -> Fault:
+        """Answer 429 with the retry hints real providers send."""
+        return cls("rate_limit", status=429, message="ScriptedLM: rate limit reached", seconds=retry_after)
+
+    @classmethod
+    def hang(cls, seconds: float) -> Fault:
+        """Stall before a normal answer, to push a client past its timeout."""
+        return cls("hang", seconds=seconds)
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        """Answer 200 with a body that is not valid JSON."""
+        return cls("malformed")
+
+    @classmethod
+    def empty_choices(cls) -> Fault:
+        """Answer 200 with a well-formed completion whose ``choices`` is empty."""
+        return cls("empty_choices")
+
+    @classmethod
+    def null_content(cls) -> Fault:
+        """Answer 200 with ``choices[0].message.content = null``."""
+        return cls("null_content")

@@ -1,0 +1,478 @@
+"""A scripted OpenAI-compatible chat server for tests, demos and benchmarks.
+
+The server runs on its own event loop in a daemon thread, so the same object
+works from sync tests, async tests and notebooks without touching the caller's
+loop. Every reply is decided by Python callables or a list, which makes RLM
+runs reproducible without a real model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from rlm.testing import wire
+from rlm.testing.faults import Fault
+from rlm.testing.loop_thread import LoopThread
+
+__all__ = ["ScriptedLM", "ScriptedRequest", "default_is_root"]
+
+logger = logging.getLogger("rlm")
+
+_DEFAULT_ROOT_REPLY = "FINAL(ok)"
+_DEFAULT_SUB_REPLY = "ok"
+
+
+@dataclass(frozen=True)
+class ScriptedRequest:
+    """One chat request as the script sees it: enough to pick a reply or assert on."""
+
+    index: int
+    body: dict[str, Any]
+    model: str
+    messages: list[dict[str, Any]]
+    prompt: str
+    role: str
+    stream: bool
+    headers: dict[str, str]
+
+
+Reply = Callable[[ScriptedRequest], str]
+RootScript = Sequence[str] | Reply
+Latency = float | tuple[float, float] | Callable[[ScriptedRequest], float]
+
+
+class ScriptExhausted(RuntimeError):
+    """The root reply list ran out; surfaced as HTTP 500 so tests fail loudly."""
+
+
+@dataclass
+class _Rule:
+    """A fault rule; ``remaining`` counts down and only the server thread touches it."""
+
+    fault: Fault
+    when: Callable[[ScriptedRequest], bool] | None
+    remaining: int | None
+
+
+def default_is_root(body: dict[str, Any]) -> bool:
+    """Root calls carry a system prompt or a history; sub-calls are one bare user turn."""
+    messages = body.get("messages") or []
+    return len(messages) > 1 or (bool(messages) and messages[0].get("role") == "system")
+
+
+def _default_root(request: ScriptedRequest) -> str:
+    """End any root loop at once, so an unconfigured server still terminates runs."""
+    return _DEFAULT_ROOT_REPLY
+
+
+def _default_sub(request: ScriptedRequest) -> str:
+    """A fixed short answer keeps unconfigured sub-calls cheap and predictable."""
+    return _DEFAULT_SUB_REPLY
+
+
+def _wake(future: asyncio.Future[bool], value: bool) -> None:
+    """Resolve a sleeper once, whichever of timer and shutdown comes first."""
+    if not future.done():
+        future.set_result(value)
+
+
+class ScriptedLM:
+    """An OpenAI-compatible server whose replies come from a script.
+
+    ``root`` is a list of replies consumed in order (assigning a new list
+    rewinds) or a callable; ``sub``, ``latency`` and ``is_root`` may also be
+    reassigned while the server runs. Script callables run on the server's
+    event loop, so they should be quick. ``record=False`` keeps only counters,
+    for long benchmarks where storing every body would grow memory.
+    """
+
+    def __init__(
+        self,
+        root: RootScript | None = None,
+        sub: Reply | None = None,
+        latency: Latency = 0.0,
+        is_root: Callable[[dict[str, Any]], bool] | None = None,
+        *,
+        port: int = 0,
+        record: bool = True,
+    ) -> None:
+        self._lock = threading.Lock()
+        self.root = root if root is not None else _default_root
+        self.sub: Reply = sub if sub is not None else _default_sub
+        self.latency: Latency = latency
+        self.is_root: Callable[[dict[str, Any]], bool] = is_root if is_root is not None else default_is_root
+        self.record = record
+        self._port = port
+        self._rules: list[_Rule] = []
+        self._admit_limit: int | None = None
+        self._admit_retry_after = 0.5
+        self._in_flight = 0
+        self._reset_counters()
+        self._server_thread: LoopThread | None = None
+        self._runner: web.AppRunner | None = None
+        self._sleepers: set[asyncio.Future[bool]] = set()
+        self._closing = False
+
+    # ----------------------------------------------------------- configuration
+
+    @property
+    def root(self) -> RootScript:
+        """The root script as given."""
+        return self._root
+
+    @root.setter
+    def root(self, script: RootScript) -> None:
+        with self._lock:
+            self._root = script
+            self._root_queue = None if callable(script) else list(script)
+            self._root_served = 0
+
+    def fail(
+        self,
+        fault: Fault,
+        when: Callable[[ScriptedRequest], bool] | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Add a fault rule; rules are tried in order and the first match wins."""
+        with self._lock:
+            # Copy-on-write so the server thread can iterate without the lock.
+            self._rules = [*self._rules, _Rule(fault, when, times)]
+
+    def admit(self, max_in_flight: int | None, retry_after: float = 0.5) -> None:
+        """Answer 429 to requests beyond ``max_in_flight`` concurrent ones (None lifts it)."""
+        with self._lock:
+            self._admit_limit = max_in_flight
+            self._admit_retry_after = retry_after
+
+    def reset(self) -> None:
+        """Forget recordings and counters but keep the script, fault rules and limits."""
+        with self._lock:
+            self._reset_counters()
+
+    def _reset_counters(self) -> None:
+        """Zero everything observable; the caller holds the lock (or is ``__init__``)."""
+        self._requests: list[ScriptedRequest] = []
+        self._seen = 0
+        self._n_root = 0
+        self._n_sub = 0
+        self._max_in_flight = self._in_flight
+        self._faults: dict[str, int] = {}
+        self._status_counts: dict[int, int] = {}
+        self._models: dict[str, None] = {}
+
+    # -------------------------------------------------------------- inspection
+
+    @property
+    def url(self) -> str:
+        """Server root, e.g. for ``/stats``."""
+        if self._server_thread is None:
+            raise RuntimeError("ScriptedLM is not running; call start() or use it as a context manager")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        """What to pass as ``base_url`` to an OpenAI client."""
+        return f"{self.url}/v1"
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one once started with ``port=0``)."""
+        return self._port
+
+    @property
+    def requests(self) -> list[ScriptedRequest]:
+        """A snapshot of recorded requests in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def root_requests(self) -> list[ScriptedRequest]:
+        """Recorded requests routed to the root script."""
+        return [r for r in self.requests if r.role == "root"]
+
+    @property
+    def sub_requests(self) -> list[ScriptedRequest]:
+        """Recorded requests routed to the sub script."""
+        return [r for r in self.requests if r.role == "sub"]
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            return {
+                "requests": self._seen,
+                "root": self._n_root,
+                "sub": self._n_sub,
+                "in_flight": self._in_flight,
+                "max_in_flight": self._max_in_flight,
+                "faults": dict(self._faults),
+                "status_counts": dict(self._status_counts),
+            }
+
+    # --------------------------------------------------------------- lifecycle
+
+    def start(self) -> ScriptedLM:
+        """Bind the port and serve from a daemon thread; a no-op when running."""
+        if self._server_thread is not None:
+            return self
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self._port))
+        except OSError:
+            sock.close()
+            raise
+        self._port = sock.getsockname()[1]
+        self._closing = False
+        self._server_thread = LoopThread(f"ScriptedLM:{self._port}")
+        try:
+            self._server_thread.run(self._serve(sock), timeout=10)
+        except BaseException:
+            self.stop()
+            sock.close()
+            raise
+        logger.debug("ScriptedLM serving on %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        """Wake hung requests, close the server, then end the loop and join its thread."""
+        with self._lock:
+            server_thread, self._server_thread = self._server_thread, None
+        if server_thread is None:
+            return
+        try:
+            server_thread.run(self._shutdown(), timeout=10)
+        finally:
+            server_thread.stop()
+
+    def __enter__(self) -> ScriptedLM:
+        """Start on entry so ``with ScriptedLM(...) as lm`` is ready to serve."""
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Always stop, so a failing test cannot leak the server thread."""
+        self.stop()
+
+    async def _serve(self, sock: socket.socket) -> None:
+        """Set up the aiohttp app on the server loop."""
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._handle_chat)
+        app.router.add_get("/v1/models", self._handle_models)
+        app.router.add_get("/stats", self._handle_stats)
+        app.router.add_post("/reset", self._handle_reset)
+        # No access log: a formatted line per request would cap benchmark throughput.
+        # Handler cancellation: a client that hangs up stops counting as in flight.
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True
+        )
+        await runner.setup()
+        await web.SockSite(runner, sock, backlog=1024).start()
+        self._runner = runner
+
+    async def _shutdown(self) -> None:
+        """Release sleepers first so cleanup does not wait out a ``Fault.hang``."""
+        self._closing = True
+        for future in list(self._sleepers):
+            _wake(future, False)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep without blocking other requests; False if the server stopped meanwhile."""
+        if self._closing:
+            return False
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        handle = loop.call_later(seconds, _wake, future, True)
+        self._sleepers.add(future)
+        try:
+            return await future
+        finally:
+            handle.cancel()
+            self._sleepers.discard(future)
+
+    # ---------------------------------------------------------------- handlers
+
+    async def _handle_chat(self, request: web.Request) -> web.StreamResponse:
+        """Record, admit, then answer; counts the final status whatever happened."""
+        try:
+            body = json.loads(await request.read())
+            messages = body["messages"]
+            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+                raise TypeError("messages must be a list of objects")
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._refuse(wire.error_response(400, f"ScriptedLM: invalid chat request: {exc}"))
+        scripted, admitted = self._arrive(request, body, messages)
+        if not admitted:
+            headers = wire.retry_after_headers(self._admit_retry_after)
+            return self._refuse(wire.error_response(429, "ScriptedLM: too many requests in flight", headers))
+        try:
+            response, tail = await self._answer(request, scripted)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        # Account before the last bytes leave, so a client never sees its
+        # response while the counters still call it in flight.
+        self._count_status(response.status)
+        if not response.prepared:
+            await response.prepare(request)
+        if tail:
+            await response.write(tail)
+        await response.write_eof()
+        return response
+
+    def _arrive(
+        self, request: web.Request, body: dict[str, Any], messages: list[dict[str, Any]]
+    ) -> tuple[ScriptedRequest, bool]:
+        """Build the ScriptedRequest and take an in-flight slot unless admission refuses."""
+        prompt = next((wire.message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+        role = "root" if self.is_root(body) else "sub"
+        model = str(body.get("model") or "scripted")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        with self._lock:
+            scripted = ScriptedRequest(
+                self._seen, body, model, messages, prompt, role, bool(body.get("stream")), headers
+            )
+            self._seen += 1
+            if self.record:
+                self._requests.append(scripted)
+            if role == "root":
+                self._n_root += 1
+            else:
+                self._n_sub += 1
+            self._models[model] = None
+            if self._admit_limit is not None and self._in_flight >= self._admit_limit:
+                self._faults["admit"] = self._faults.get("admit", 0) + 1
+                return scripted, False
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            return scripted, True
+
+    async def _answer(self, request: web.Request, scripted: ScriptedRequest) -> tuple[web.StreamResponse, bytes]:
+        """Apply latency and any fault, then render the reply minus its final bytes."""
+        try:
+            fault = self._match_fault(scripted)
+            delay = self._latency_for(scripted)
+        except Exception as exc:  # user callables: report them, don't crash the server
+            return _script_error(exc), b""
+        if fault is not None and fault.kind == "hang":
+            delay += fault.seconds
+        if delay > 0 and not await self._sleep(delay):
+            return wire.error_response(503, "ScriptedLM is shutting down"), b""
+        if fault is not None and fault.kind == "http":
+            return wire.error_response(fault.status, fault.message), b""
+        if fault is not None and fault.kind == "rate_limit":
+            return wire.error_response(429, fault.message, wire.retry_after_headers(fault.seconds)), b""
+        if fault is not None and fault.kind == "malformed":
+            return wire.malformed_response(scripted.stream)
+        if fault is not None and fault.kind in ("empty_choices", "null_content"):
+            return await self._render(request, scripted, None, has_choice=fault.kind == "null_content")
+        try:
+            reply = self._reply(scripted)
+        except Exception as exc:
+            return _script_error(exc), b""
+        return await self._render(request, scripted, reply, has_choice=True)
+
+    def _match_fault(self, scripted: ScriptedRequest) -> Fault | None:
+        """First live rule whose ``when`` accepts the request, consuming one use."""
+        for rule in self._rules:
+            if rule.remaining == 0 or (rule.when is not None and not rule.when(scripted)):
+                continue
+            if rule.remaining is not None:
+                rule.remaining -= 1
+            with self._lock:
+                self._faults[rule.fault.kind] = self._faults.get(rule.fault.kind, 0) + 1
+            return rule.fault
+        return None
+
+    def _latency_for(self, scripted: ScriptedRequest) -> float:
+        """Resolve the latency setting for one request."""
+        latency = self.latency
+        if callable(latency):
+            return float(latency(scripted))
+        if isinstance(latency, (tuple, list)):
+            low, high = latency
+            return random.uniform(low, high)
+        return float(latency)
+
+    def _reply(self, scripted: ScriptedRequest) -> str:
+        """Next root list entry or the matching callable's answer."""
+        reply = self._next_root(scripted) if scripted.role == "root" else self.sub(scripted)
+        if not isinstance(reply, str):
+            raise TypeError(f"script returned {type(reply).__name__}, expected str")
+        return reply
+
+    def _next_root(self, scripted: ScriptedRequest) -> object:
+        """Pop the next root reply, or ask the root callable."""
+        with self._lock:
+            queue, script = self._root_queue, self._root
+            if queue is not None:
+                if not queue:
+                    raise ScriptExhausted(f"ScriptedLM: root script exhausted after {self._root_served} replies")
+                self._root_served += 1
+                return queue.pop(0)
+        return script(scripted)  # type: ignore[operator]
+
+    async def _render(
+        self, request: web.Request, scripted: ScriptedRequest, content: str | None, *, has_choice: bool
+    ) -> tuple[web.StreamResponse, bytes]:
+        """A chat.completion, or its SSE events when the client asked to stream."""
+        request_id = f"chatcmpl-scripted-{scripted.index}"
+        if not scripted.stream:
+            body = wire.completion(request_id, scripted.model, scripted.messages, content, has_choice=has_choice)
+            return web.Response(body=body, content_type="application/json"), b""
+        options = scripted.body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        response = web.StreamResponse(headers=wire.SSE_HEADERS)
+        await response.prepare(request)
+        events = wire.completion_events(
+            request_id, scripted.model, scripted.messages, content, has_choice=has_choice, include_usage=include_usage
+        )
+        for event in events:
+            await response.write(event)
+        return response, wire.SSE_DONE
+
+    async def _handle_models(self, request: web.Request) -> web.Response:
+        """List the scripted model plus every model name clients have asked for."""
+        with self._lock:
+            names = ["scripted", *(m for m in self._models if m != "scripted")]
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "rlm-testing"} for name in names]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _handle_stats(self, request: web.Request) -> web.Response:
+        """Counters over HTTP, for a server running in another process."""
+        return web.json_response(self.stats)
+
+    async def _handle_reset(self, request: web.Request) -> web.Response:
+        """``reset()`` over HTTP, e.g. between benchmark rounds."""
+        self.reset()
+        return web.json_response({"ok": True})
+
+    def _refuse(self, response: web.Response) -> web.Response:
+        """Count a response given before the request took an in-flight slot."""
+        self._count_status(response.status)
+        return response
+
+    def _count_status(self, status: int) -> None:
+        """Tally a response status for ``stats['status_counts']``."""
+        with self._lock:
+            self._status_counts[status] = self._status_counts.get(status, 0) + 1
+
+
+def _script_error(exc: Exception) -> web.Response:
+    """Turn a script failure into a loud 500 carrying the exception text."""
+    if isinstance(exc, ScriptExhausted):
+        return wire.error_response(500, str(exc))
+    logger.warning("ScriptedLM script raised", exc_info=exc)
+    return wire.error_response(500, f"ScriptedLM script raised {type(exc).__name__}: {exc}")

@@ -1,0 +1,140 @@
+"""OpenAI chat-completions wire format, rendered with plain ``json.dumps``.
+
+Kept free of server state so the hot path is a few dict literals per request:
+the scripted server has to sustain benchmark load on a couple of cores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+
+SSE_DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+# A body cut off mid-object: what a truncating proxy hands back.
+MALFORMED_BODY = b'{"id": "chatcmpl-malformed", "object": "chat.completion", "choices": [{"index": 0, "mess'
+_STREAM_PIECES = 4
+
+# OpenAI's ``error.type`` for the statuses clients care about; anything else
+# falls back on its 4xx/5xx family so clients still classify it.
+_ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_ERROR_CODES: dict[int, str] = {429: "rate_limit_exceeded"}
+
+
+def message_text(content: object) -> str:
+    """Flatten string or multi-part message content, the two shapes OpenAI accepts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count, good enough for usage accounting in tests."""
+    return max(1, len(text) // 4)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """The ``{"error": {...}}`` response the openai client turns into typed exceptions."""
+    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    error = {"message": message, "type": kind, "param": None, "code": _ERROR_CODES.get(status)}
+    body = json.dumps({"error": error}).encode()
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+def malformed_response(stream: bool) -> tuple[web.StreamResponse, bytes]:
+    """A 200 that cannot be parsed, in the framing the client expects, plus its unsent tail."""
+    if not stream:
+        return web.Response(body=MALFORMED_BODY, content_type="application/json"), b""
+    return web.StreamResponse(headers=SSE_HEADERS), b"data: " + MALFORMED_BODY + b"\n\n" + SSE_DONE
+
+
+def retry_after_headers(seconds: float) -> dict[str, str]:
+    """Headers of a 429: both retry spellings clients read, and an empty quota."""
+    return {
+        "Retry-After": f"{seconds:g}",
+        "retry-after-ms": str(round(seconds * 1000)),
+        "x-ratelimit-remaining-requests": "0",
+    }
+
+
+def _usage(messages: list[dict[str, Any]], content: str | None) -> dict[str, int]:
+    """Estimated usage over every message's text and the reply."""
+    prompt = estimate_tokens("".join(message_text(m.get("content")) for m in messages))
+    completion = estimate_tokens(content) if content else 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def completion(
+    request_id: str, model: str, messages: list[dict[str, Any]], content: str | None, *, has_choice: bool = True
+) -> bytes:
+    """A ``chat.completion`` body; ``has_choice=False`` gives ``choices: []``."""
+    choices = (
+        [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None, "finish_reason": "stop"}]
+        if has_choice
+        else []
+    )
+    body = {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": _usage(messages, content),
+    }
+    return json.dumps(body).encode()
+
+
+def completion_events(
+    request_id: str,
+    model: str,
+    messages: list[dict[str, Any]],
+    content: str | None,
+    *,
+    has_choice: bool = True,
+    include_usage: bool = False,
+) -> Iterator[bytes]:
+    """SSE events of a streamed completion, without the closing ``[DONE]``."""
+    head: dict[str, Any] = {
+        "id": request_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+    if include_usage:
+        head["usage"] = None
+    for choices in _stream_choices(content, has_choice):
+        yield b"data: " + json.dumps({**head, "choices": choices}).encode() + b"\n\n"
+    if include_usage:
+        yield b"data: " + json.dumps({**head, "choices": [], "usage": _usage(messages, content)}).encode() + b"\n\n"
+
+
+def _stream_choices(content: str | None, has_choice: bool) -> list[list[dict[str, Any]]]:
+    """The ``choices`` of each chunk: the role, a few content deltas, then the finish."""
+    if not has_choice:
+        return [[]]
+    if content is None:
+        return [
+            [{"index": 0, "delta": {"role": "assistant", "content": None}, "logprobs": None, "finish_reason": "stop"}]
+        ]
+    step = max(1, -(-len(content) // _STREAM_PIECES))
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    deltas += [{"content": content[i : i + step]} for i in range(0, len(content), step)]
+    choices: list[list[dict[str, Any]]] = [
+        [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}] for d in deltas
+    ]
+    choices.append([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])
+    return choices
