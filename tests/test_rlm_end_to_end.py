@@ -267,3 +267,18 @@ def test_acompletion_cancel_stops_sub_calls():
             assert lm.stats["in_flight"] == 0
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("fault", [Fault.malformed(), Fault.empty_choices()], ids=["malformed", "empty-choices"])
+def test_unusable_responses_are_typed_errors(fault):
+    from rlm import LMResponseError
+
+    with ScriptedLM(root=["```repl\nr = llm_query('item 1: x')\nprint(type(r.error).__name__)\n```", "FINAL(ok)"]) as lm:
+        lm.fail(fault, when=lambda r: r.role == "sub")
+        result = make_rlm(lm).completion("ctx", "q")
+        assert result.steps[0].outputs[0].stdout.strip() == "LMResponseError"
+        lm.root = ["FINAL(never)"]
+        lm.fail(fault, when=lambda r: r.role == "root")
+        with pytest.raises(LMResponseError) as info:
+            make_rlm(lm).completion("ctx", "q")
+        assert info.value.partial is not None and info.value.partial.iterations == 0

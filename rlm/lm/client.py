@@ -128,7 +128,7 @@ class OpenAIClient:
             response = await self._client.chat.completions.create(
                 model=model, messages=messages, **opts  # type: ignore[arg-type]
             )
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, ValueError) as exc:  # the SDK lets a bad JSON body through as ValueError
             raise translate_error(exc, model) from exc
         seconds = time.perf_counter() - started
         choices = getattr(response, "choices", None)
