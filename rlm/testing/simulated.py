@@ -8,10 +8,12 @@ sentences that contain the question's key terms, or ``NONE``.
 
 from __future__ import annotations
 
+import random
 import re
 from typing import Any
 
 from ..core.prompts import ANSWER_NOW
+from .server import ScriptedLM, ScriptedRequest
 
 _STOP = frozenset(
     """which what when where who whom whose why how does did do the a an of in on to for and or
@@ -90,3 +92,20 @@ def simulated_root(request: Any) -> str:
 def simulated_sub(request: Any) -> str:
     """The sub-model's reply for a ``ScriptedLM`` request."""
     return extractive_answer(request.prompt)
+
+
+def simulated_lm(
+    *, latency: float | tuple[float, float] = (0.2, 0.5), root_latency: float = 0.5
+) -> ScriptedLM:
+    """A started ``ScriptedLM`` playing the root and the sub-model, with model-like latency.
+
+    Stop it with ``.stop()`` (or use it as a context manager).
+    """
+    sub_latency = latency
+
+    def per_request(request: ScriptedRequest) -> float:
+        if request.role == "root":
+            return root_latency
+        return random.uniform(*sub_latency) if isinstance(sub_latency, tuple) else sub_latency
+
+    return ScriptedLM(root=simulated_root, sub=simulated_sub, latency=per_request).start()
