@@ -51,7 +51,10 @@ class LMConnectionError(LMError):
 
 
 class LMResponseError(LMError):
-    """The endpoint answered with an error status or a body we cannot use."""
+    """The endpoint answered with an error status or a body we cannot use.
+
+    ``headers`` (lower-case names) keep the retry hints: Retry-After, x-ratelimit-*.
+    """
 
     def __init__(
         self,
@@ -60,10 +63,12 @@ class LMResponseError(LMError):
         status: int | None = None,
         body: Any = None,
         model: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message, model=model)
         self.status = status
         self.body = body
+        self.headers = headers
 
 
 class LMRateLimited(LMResponseError):
@@ -76,8 +81,9 @@ class LMRateLimited(LMResponseError):
         retry_after: float | None = None,
         body: Any = None,
         model: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message, status=429, body=body, model=model)
+        super().__init__(message, status=429, body=body, model=model, headers=headers)
         self.retry_after = retry_after
 
 

@@ -9,6 +9,9 @@ from .. import runtime
 from ..errors import ConfigError
 from ..lm.batch import Dispatcher
 from ..lm.client import LMClient, OpenAIClient
+from ..lm.limiter import AdaptiveLimiter
+from ..lm.retry import RetryPolicy
+from ..lm.transport import FastClient
 from ..repl.base import REPL
 from ..repl.local import LocalREPL
 from ..trace.events import Subscriber, Tracer
@@ -16,6 +19,7 @@ from .loop import LoopSettings, RootLoop
 from .result import RLMResult
 
 SANDBOXES = ("local",)
+TRANSPORTS = ("auto", "openai", "fast")
 
 
 class RLM:
@@ -31,6 +35,14 @@ class RLM:
     ``completion`` blocks and works in scripts, notebook cells and inside a running
     event loop; ``await rlm.acompletion(...)`` is the same run without blocking.
     One ``RLM`` may serve many completions, one after another or at once.
+
+    ``transport``: ``"openai"`` sends every call through the openai SDK, ``"fast"``
+    through rlm's lean aiohttp client (same wire format, same errors), and ``"auto"``
+    (default) uses the SDK for root calls and the lean client for sub-calls, the hot
+    path. ``client=`` replaces both. ``max_concurrent`` caps calls in flight across
+    everything this RLM runs; it shrinks on 429s and grows back. ``rpm``/``tpm`` cap
+    requests and tokens per minute. Failed calls are retried ``max_retries`` times
+    (429, 5xx, timeouts, dropped connections; ``retry=RetryPolicy(...)`` for more).
     """
 
     def __init__(
@@ -48,7 +60,11 @@ class RLM:
         max_output_chars: int = 20_000,
         step_timeout: float | None = None,
         timeout: float = 120.0,
-        max_retries: int = 2,
+        max_retries: int = 5,
+        retry: RetryPolicy | None = None,
+        transport: str = "auto",
+        rpm: float | None = None,
+        tpm: float | None = None,
         call_options: dict[str, Any] | None = None,
         subscribers: list[Subscriber] | None = None,
     ) -> None:
@@ -64,16 +80,28 @@ class RLM:
             max_depth=max_depth,
             max_output_chars=max_output_chars,
         )
-        self.client: LMClient = client or OpenAIClient(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
-        )
+        if transport not in TRANSPORTS:
+            raise ConfigError(f"transport={transport!r} is not available; choose one of {TRANSPORTS}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        self.retry = retry if retry is not None else RetryPolicy(max_attempts=max_retries + 1)
+        # The SDK's own retries stay off (max_retries=0): the dispatcher retries every call once, one policy.
+        self.sub_client: LMClient | None = None
+        if client is not None:
+            self.client: LMClient = client
+        elif transport == "fast":
+            self.client = FastClient(api_key=api_key, base_url=base_url, timeout=timeout)
+        else:
+            self.client = OpenAIClient(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+            if transport == "auto":
+                self.sub_client = FastClient(api_key=api_key, base_url=base_url, timeout=timeout)
         self.sandbox = sandbox
         self.step_timeout = step_timeout
         self.max_concurrent = max_concurrent
         self.call_options = dict(call_options or {})
         self.subscribers: list[Subscriber] = list(subscribers or [])
         # One limiter for every call this RLM makes, across batches, children and completions.
-        self._limiter = asyncio.Semaphore(max_concurrent)
+        self.limiter = AdaptiveLimiter(max_concurrent, rpm=rpm, tpm=tpm)
 
     def _make_repl(self) -> REPL:
         return LocalREPL(step_timeout=self.step_timeout)
@@ -81,7 +109,8 @@ class RLM:
     async def _run(self, context: Any, query: str, subscribers: list[Subscriber]) -> RLMResult:
         tracer = Tracer([*self.subscribers, *subscribers])
         dispatcher = Dispatcher(
-            self.client, limiter=self._limiter, tracer=tracer, call_options=self.call_options
+            self.client, limiter=self.limiter, tracer=tracer, call_options=self.call_options,
+            retry=self.retry, sub_client=self.sub_client,
         )
         loop = RootLoop(settings=self.settings, dispatcher=dispatcher, repl_factory=self._make_repl)
         return await loop.run(context, query)

@@ -13,6 +13,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..trace.events import Tracer
 from .client import LMClient, Message
+from .limiter import AdaptiveLimiter
+from .retry import RetryPolicy, call_with_retries
 from .types import Completion, FailedCall, UsageMeter
 
 
@@ -44,13 +46,17 @@ class Dispatcher:
         self,
         client: LMClient,
         *,
-        limiter: asyncio.Semaphore,
+        limiter: AdaptiveLimiter,
         tracer: Tracer,
         meter: UsageMeter | None = None,
         call_options: dict[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+        sub_client: LMClient | None = None,
     ) -> None:
         self.client = client
+        self.sub_client = sub_client
         self.limiter = limiter
+        self.retry = retry if retry is not None else RetryPolicy()
         self.tracer = tracer
         self.meter = meter if meter is not None else UsageMeter()
         self.call_options = dict(call_options or {})
@@ -58,26 +64,48 @@ class Dispatcher:
     async def complete(
         self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub"
     ) -> Completion:
-        """One traced, limited, metered call; raises ``LMError`` on failure."""
-        async with self.limiter:
-            call_id = self.tracer.start(
-                "call", parent, model=model, role=role, prompt_chars=sum(len(str(m.get("content") or "")) for m in messages)
+        """One traced, limited, retried, metered call; raises ``LMError`` once retries are spent.
+
+        Each attempt holds a limiter slot only while its request is out; backing off
+        between attempts holds nothing. The span opens when the first attempt starts.
+        """
+        client = self.sub_client if self.sub_client is not None and role != "root" else self.client
+        prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
+        tokens = prompt_chars / 4 + (self.call_options.get("max_tokens") or 0)
+        call_id: str | None = None
+        started = 0.0
+
+        async def attempt() -> Completion:
+            nonlocal call_id, started
+            async with self.limiter.slot(tokens) as slot:
+                if call_id is None:
+                    call_id = self.tracer.start("call", parent, model=model, role=role, prompt_chars=prompt_chars)
+                    started = time.perf_counter()
+                completion = await client.complete(messages, model=model, **self.call_options)
+                slot.used(completion.usage.total_tokens)
+                return completion
+
+        def on_retry(n: int, exc: BaseException, wait: float) -> None:
+            self.tracer.emit(
+                "call.retry", call_id or "", parent, attempt=n, error=f"{type(exc).__name__}: {exc}", wait=wait
             )
-            started = time.perf_counter()
-            try:
-                completion = await self.client.complete(messages, model=model, **self.call_options)
-            except asyncio.CancelledError:
+
+        try:
+            completion, attempts = await call_with_retries(attempt, self.retry, on_retry)
+        except asyncio.CancelledError:
+            if call_id is not None:
                 self.tracer.end("call", call_id, parent, status="cancelled", seconds=time.perf_counter() - started)
-                raise
-            except Exception as exc:
+            raise
+        except Exception as exc:
+            if call_id is not None:
                 self.tracer.end(
                     "call", call_id, parent, status="error", error=f"{type(exc).__name__}: {exc}",
                     seconds=time.perf_counter() - started,
                 )
-                raise
+            raise
         self.meter.add(model, completion.usage)
         self.tracer.end(
-            "call", call_id, parent, status="ok", seconds=completion.seconds,
+            "call", call_id or "", parent, status="ok", seconds=time.perf_counter() - started, attempts=attempts,
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
             response_chars=len(completion.text),

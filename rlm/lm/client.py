@@ -20,6 +20,7 @@ from ..errors import (
     LMResponseError,
     LMTimeout,
 )
+from .retry import retry_after
 from .types import Completion, Usage
 
 Message = dict[str, Any]
@@ -51,19 +52,23 @@ def resolve_endpoint(api_key: str | None, base_url: str | None) -> tuple[str, st
     return api_key or "not-needed", base_url
 
 
-def _retry_after(headers: Any) -> float | None:
-    """Seconds the server asked us to wait, from ``retry-after-ms`` or ``Retry-After``."""
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return float(value) * scale
-        except ValueError:
-            continue
-    return None
+def status_error(status: int, message: str, body: Any, headers: Any, model: str) -> LMResponseError:
+    """The typed error for an HTTP error status; every transport maps statuses through here.
+
+    ``message`` is the server's text as the openai SDK words it ("Error code: 429 - ...").
+    """
+    kept = {k.lower(): v for k, v in headers.items()} if headers is not None else None
+    if status == 429:
+        return LMRateLimited(
+            f"rate limited by the endpoint for {model}: {message}",
+            retry_after=retry_after(kept),
+            body=body,
+            model=model,
+            headers=kept,
+        )
+    return LMResponseError(
+        f"HTTP {status} from the endpoint for {model}: {message}", status=status, body=body, model=model, headers=kept
+    )
 
 
 def translate_error(exc: Exception, model: str) -> LMError:
@@ -74,20 +79,8 @@ def translate_error(exc: Exception, model: str) -> LMError:
         return LMTimeout(f"request to {model} timed out", model=model)
     if isinstance(exc, openai.APIConnectionError):
         return LMConnectionError(f"cannot reach the endpoint for {model}: {exc}", model=model)
-    if isinstance(exc, openai.RateLimitError):
-        return LMRateLimited(
-            f"rate limited by the endpoint for {model}: {exc.message}",
-            retry_after=_retry_after(exc.response.headers),
-            body=exc.body,
-            model=model,
-        )
     if isinstance(exc, openai.APIStatusError):
-        return LMResponseError(
-            f"HTTP {exc.status_code} from the endpoint for {model}: {exc.message}",
-            status=exc.status_code,
-            body=exc.body,
-            model=model,
-        )
+        return status_error(exc.status_code, exc.message, exc.body, exc.response.headers, model)
     if isinstance(exc, openai.APIResponseValidationError):
         return LMResponseError(
             f"unusable response for {model}: {exc.message}",
@@ -101,6 +94,9 @@ def translate_error(exc: Exception, model: str) -> LMError:
 class OpenAIClient:
     """``LMClient`` over ``openai.AsyncOpenAI``: the reference path.
 
+    The SDK's own retries are off by default (``max_retries=0``): rlm's dispatcher
+    retries every call with one policy (``rlm.lm.retry``), whatever the transport.
+
     Example::
 
         client = OpenAIClient(base_url="http://127.0.0.1:8000/v1")
@@ -113,7 +109,7 @@ class OpenAIClient:
         api_key: str | None = None,
         base_url: str | None = None,
         timeout: float = 120.0,
-        max_retries: int = 2,
+        max_retries: int = 0,
         **client_kwargs: Any,
     ) -> None:
         key, url = resolve_endpoint(api_key, base_url)

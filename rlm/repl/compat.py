@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from .. import runtime
 from ..lm.batch import Dispatcher
 from ..lm.client import OpenAIClient
+from ..lm.limiter import AdaptiveLimiter
 from ..trace.events import Tracer
 from .local import LocalREPL
 
@@ -31,7 +31,7 @@ class Sub_RLM:  # noqa: N801 - the seed's name
         self.model = model
         self._dispatcher = Dispatcher(
             OpenAIClient(api_key=api_key, base_url=base_url),
-            limiter=asyncio.Semaphore(64),
+            limiter=AdaptiveLimiter(64),
             tracer=Tracer(keep=False),
         )
 

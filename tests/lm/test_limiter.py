@@ -1,0 +1,210 @@
+"""The one limiter per RLM: a concurrency cap that adapts to 429s, RPM/TPM caps, no deadlocks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from rlm import RLM, ConfigError, FailedCall, LMRateLimited, LMResponseError
+from rlm.lm.batch import Dispatcher
+from rlm.lm.limiter import AdaptiveLimiter
+from rlm.lm.retry import RetryPolicy
+from rlm.lm.transport import FastClient
+from rlm.testing import ScriptedLM
+from rlm.trace.events import Tracer
+
+
+async def _hold(limiter: AdaptiveLimiter, seen: list[int], order: list[int] | None = None, i: int = 0) -> None:
+    async with limiter.slot():
+        if order is not None:
+            order.append(i)
+        seen.append(limiter.in_flight)
+        await asyncio.sleep(0.001)
+
+
+async def test_never_more_in_flight_than_the_limit() -> None:
+    limiter = AdaptiveLimiter(5)
+    seen: list[int] = []
+    await asyncio.gather(*(_hold(limiter, seen) for _ in range(60)))
+    assert len(seen) == 60 and max(seen) == 5
+    assert limiter.in_flight == 0 and limiter.stats["peak_in_flight"] == 5
+
+
+async def test_waiters_are_served_in_arrival_order() -> None:
+    limiter = AdaptiveLimiter(1)
+    order: list[int] = []
+    await asyncio.gather(*(_hold(limiter, [], order, i) for i in range(20)))
+    assert order == list(range(20))
+
+
+async def test_cancelled_waiters_and_holders_give_their_slots_back() -> None:
+    limiter = AdaptiveLimiter(2)
+    gate = asyncio.Event()
+
+    async def holder() -> None:
+        async with limiter.slot():
+            await gate.wait()
+
+    holders = [asyncio.create_task(holder()) for _ in range(2)]
+    waiters = [asyncio.create_task(holder()) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    assert limiter.in_flight == 2 and limiter.waiting == 5
+    for task in waiters[:3] + holders[:1]:
+        task.cancel()
+    await asyncio.sleep(0.01)
+    assert limiter.in_flight == 2 and limiter.waiting == 1  # a cancelled holder's slot went to a waiter
+    gate.set()
+    await asyncio.gather(*holders, *waiters, return_exceptions=True)
+    assert limiter.in_flight == 0 and limiter.waiting == 0
+    async with limiter.slot():
+        assert limiter.in_flight == 1
+
+
+async def _finish(limiter: AdaptiveLimiter, error: BaseException | None) -> None:
+    try:
+        async with limiter.slot():
+            if error is not None:
+                raise error
+    except type(error) if error is not None else ():  # type: ignore[misc]
+        pass
+
+
+async def test_429s_cut_the_limit_once_per_round_and_successes_grow_it_back() -> None:
+    limiter = AdaptiveLimiter(40)
+    slots = [limiter.slot() for _ in range(40)]
+    for slot in slots:
+        await slot.__aenter__()
+    # 30 calls sent together all come back 429: one cut, not thirty
+    for slot in slots[:30]:
+        await slot.__aexit__(LMRateLimited, LMRateLimited("429"), None)
+    assert limiter.limit == 30 and limiter.stats["cuts"] == 1 and limiter.stats["rate_limited"] == 30
+    for slot in slots[30:]:
+        await slot.__aexit__(None, None, None)
+    # a call sent after the cut can cut again
+    await _finish(limiter, LMRateLimited("429"))
+    assert limiter.limit == 22 and limiter.stats["cuts"] == 2  # (30 + 10 * 1/30) * 0.75
+    for _ in range(200):
+        await _finish(limiter, None)
+    assert 22 < limiter.limit < 40
+    for _ in range(2000):
+        await _finish(limiter, None)
+    assert limiter.limit == 40  # never above the configured cap
+
+
+async def test_other_errors_do_not_cut_and_the_floor_holds() -> None:
+    limiter = AdaptiveLimiter(4, min_concurrent=2)
+    await _finish(limiter, LMResponseError("500", status=500))
+    assert limiter.limit == 4
+    for _ in range(10):
+        await _finish(limiter, LMRateLimited("429"))
+    assert limiter.limit == 2
+
+
+async def test_non_adaptive_limiter_keeps_its_limit() -> None:
+    limiter = AdaptiveLimiter(4, adaptive=False)
+    await _finish(limiter, LMRateLimited("429"))
+    assert limiter.limit == 4
+
+
+async def test_requests_per_minute_cap_spaces_out_starts() -> None:
+    limiter = AdaptiveLimiter(50, rpm=600)  # 10 a second, a burst of 10
+    started = time.monotonic()
+    stamps: list[float] = []
+
+    async def one() -> None:
+        async with limiter.slot():
+            stamps.append(time.monotonic() - started)
+
+    await asyncio.gather(*(one() for _ in range(15)))
+    stamps.sort()
+    assert len(stamps) == 15
+    assert stamps[-1] >= 0.45  # the 5 beyond the burst waited for the bucket to refill
+
+
+async def test_tokens_per_minute_cap_charges_real_usage() -> None:
+    limiter = AdaptiveLimiter(50, tpm=6000)  # 100 tokens a second
+    started = time.monotonic()
+    async with limiter.slot(tokens=50) as slot:
+        slot.used(300)  # the call turned out bigger than estimated: 200 tokens of debt
+    async with limiter.slot(tokens=50):
+        waited = time.monotonic() - started
+    assert waited >= 2.0
+
+
+def test_limiter_settings_are_validated() -> None:
+    for bad in (dict(max_concurrent=0), dict(max_concurrent=4, min_concurrent=5), dict(max_concurrent=4, rpm=0)):
+        with pytest.raises(ConfigError):
+            AdaptiveLimiter(**bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ nested batches, real server
+
+
+async def test_batches_inside_a_batch_stay_under_the_limit_without_deadlock() -> None:
+    """Six concurrent batches of ten, each item itself a batch of three, through a limiter of 4."""
+    with ScriptedLM(latency=0.01, sub=lambda r: r.prompt) as lm:
+        client = FastClient(base_url=lm.base_url, api_key="k")
+        dispatcher = Dispatcher(client, limiter=AdaptiveLimiter(4), tracer=Tracer(keep=False))
+
+        async def item(prefix: str) -> str:
+            inner = await dispatcher.batch([f"{prefix}.{k}" for k in range(3)], model="m", max_concurrent=3, parent=None)
+            return "|".join(inner)
+
+        async def outer(b: int) -> list[str]:
+            return list(await asyncio.gather(*(item(f"{b}.{i}") for i in range(10))))
+
+        results = await asyncio.wait_for(asyncio.gather(*(outer(b) for b in range(6))), timeout=60)
+        await client.aclose()
+        assert results[5][9] == "5.9.0|5.9.1|5.9.2"
+        assert lm.stats["sub"] == 180 and lm.stats["max_in_flight"] <= 4
+
+
+NESTED_ROOT = """```repl
+from concurrent.futures import ThreadPoolExecutor
+words = context.split()
+parts = [" ".join(words[i::6]) for i in range(6)]
+with ThreadPoolExecutor(6) as pool:
+    answers = list(pool.map(lambda p: rlm_query("count the words", p), parts))
+```"""
+CHILD_PROGRAM = """```repl
+words = context.split()
+r = llm_batch(["word " + w for w in words], max_concurrent=8)
+FINAL(str(sum(1 for x in r if not isinstance(x, FailedCall))))
+```"""
+
+
+def _nested_root(request) -> str:  # noqa: ANN001 - a ScriptedRequest
+    if request.body["model"] == "sub":  # a child run (children think with the sub-model)
+        return CHILD_PROGRAM
+    return NESTED_ROOT if len(request.messages) == 2 else "FINAL_VAR(answers)"
+
+
+def test_rlm_query_children_batching_in_parallel_share_one_limit() -> None:
+    """Six children at depth 2, each running an 8-wide batch, under RLM(max_concurrent=5)."""
+    context = ["w%d" % i for i in range(48)]
+    with ScriptedLM(root=_nested_root, sub=lambda r: "seen", latency=0.02) as lm:
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", max_depth=2, max_concurrent=5)
+        result = rlm.completion(" ".join(context), "q")
+        stats = lm.stats
+    assert result.answer == str(["8"] * 6)
+    assert stats["sub"] == 48 and stats["root"] == 2 + 6  # two root turns, one per child
+    assert stats["max_in_flight"] <= 5
+    assert rlm.limiter.in_flight == 0
+
+
+@pytest.mark.parametrize("transport", ["openai", "fast"])
+def test_a_small_429_storm_loses_nothing_and_the_limit_adapts(transport: str) -> None:
+    program = "```repl\nr = llm_batch(['item %d' % i for i in range(60)], max_concurrent=24)\n```"
+    with ScriptedLM(root=[program, "FINAL_VAR(r)"], sub=lambda r: r.prompt.upper(), latency=0.03) as lm:
+        lm.admit(4, retry_after=0.05)
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", transport=transport, max_concurrent=24,
+                  retry=RetryPolicy(max_attempts=20))
+        result = rlm.completion("ctx", "q")
+        stats = lm.stats
+    answers = eval(result.answer)
+    assert answers == ["ITEM %d" % i for i in range(60)]
+    assert not any(isinstance(a, FailedCall) for a in answers)
+    assert stats["faults"].get("admit", 0) > 0 and rlm.limiter.stats["cuts"] >= 1
+    assert rlm.limiter.stats["lowest_limit"] < 24

@@ -1,0 +1,189 @@
+"""The lean aiohttp transport and the openai SDK client give the same results, errors and retries.
+
+Every test runs both clients against the same ScriptedLM and compares what comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from rlm import RLM, ConfigError, FailedCall, LMConnectionError, LMError, LMRateLimited, LMResponseError, LMTimeout
+from rlm.lm.batch import Dispatcher
+from rlm.lm.client import LMClient, OpenAIClient
+from rlm.lm.limiter import AdaptiveLimiter
+from rlm.lm.retry import RetryPolicy
+from rlm.lm.transport import FastClient
+from rlm.testing import Fault, ScriptedLM
+from rlm.trace.events import Tracer
+
+HELLO = [{"role": "user", "content": "hello"}]
+CLIENTS: dict[str, Callable[..., Any]] = {"openai": OpenAIClient, "fast": FastClient}
+
+
+async def _both(lm: ScriptedLM, **kwargs: Any) -> AsyncIterator[tuple[str, LMClient]]:
+    for name, make in CLIENTS.items():
+        client = make(base_url=lm.base_url, api_key="test-key", **kwargs)
+        try:
+            yield name, client
+        finally:
+            await client.aclose()
+
+
+async def _outcome(client: LMClient, **opts: Any) -> Any:
+    try:
+        return await client.complete(HELLO, model="m", **opts)
+    except LMError as exc:
+        return exc
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_same_request_on_the_wire_and_same_completion() -> None:
+    with ScriptedLM(sub=lambda r: f"echo {r.prompt}") as lm:
+        results = {}
+        async for name, client in _both(lm):
+            results[name] = await client.complete(HELLO, model="m", temperature=0.3, max_tokens=7)
+        a, b = lm.requests
+    assert a.body == b.body == {"model": "m", "messages": HELLO, "temperature": 0.3, "max_tokens": 7}
+    assert a.headers["authorization"] == b.headers["authorization"] == "Bearer test-key"
+    assert a.headers["content-type"] == b.headers["content-type"] == "application/json"
+    sdk, fast = results["openai"], results["fast"]
+    assert (sdk.text, sdk.usage, sdk.finish_reason, sdk.model) == (fast.text, fast.usage, fast.finish_reason, fast.model)
+    assert sdk.text == "echo hello" and sdk.usage.calls == 1 and sdk.usage.prompt_tokens > 0
+
+
+async def test_null_content_reads_as_empty_text_on_both() -> None:
+    with ScriptedLM() as lm:
+        texts = []
+        async for _, client in _both(lm):
+            lm.fail(Fault.null_content(), times=1)
+            texts.append((await client.complete(HELLO, model="m")).text)
+    assert texts == ["", ""]
+
+
+@pytest.mark.parametrize(
+    "fault, kind, status",
+    [
+        (Fault.http(400, "bad request"), LMResponseError, 400),
+        (Fault.http(401, "no key"), LMResponseError, 401),
+        (Fault.http(404, "no model"), LMResponseError, 404),
+        (Fault.http(500, "boom"), LMResponseError, 500),
+        (Fault.http(503, "busy"), LMResponseError, 503),
+        (Fault.rate_limit(0.25), LMRateLimited, 429),
+        (Fault.malformed(), LMResponseError, None),
+        (Fault.empty_choices(), LMResponseError, None),
+    ],
+    ids=["400", "401", "404", "500", "503", "429", "malformed", "empty-choices"],
+)
+async def test_same_typed_error_for_each_failure(fault: Fault, kind: type, status: int | None) -> None:
+    with ScriptedLM() as lm:
+        errors = []
+        async for _, client in _both(lm):
+            lm.fail(fault, times=1)
+            errors.append(await _outcome(client))
+        assert lm.stats["requests"] == 2  # neither client retried on its own
+    sdk, fast = errors
+    assert type(sdk) is type(fast) is kind
+    assert str(sdk) == str(fast)
+    assert sdk.status == fast.status == status
+    if status is not None:
+        assert sdk.body == fast.body and isinstance(sdk.body, dict)
+        assert sdk.headers["content-type"] == fast.headers["content-type"]
+    if kind is LMRateLimited:
+        assert sdk.retry_after == fast.retry_after == 0.25
+        assert sdk.headers["x-ratelimit-remaining-requests"] == fast.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+async def test_same_timeout_error() -> None:
+    with ScriptedLM() as lm:
+        lm.fail(Fault.hang(5.0))
+        errors = [await _outcome(client) async for _, client in _both(lm, timeout=0.3)]
+    assert all(isinstance(e, LMTimeout) for e in errors)
+    assert str(errors[0]) == str(errors[1])
+
+
+async def test_same_connection_error() -> None:
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    errors = []
+    for make in CLIENTS.values():
+        client = make(base_url=url, api_key="k")
+        errors.append(await _outcome(client))
+        await client.aclose()
+    assert all(isinstance(e, LMConnectionError) for e in errors)
+    assert str(errors[0]) == str(errors[1])
+
+
+@pytest.mark.parametrize("name", sorted(CLIENTS))
+async def test_same_retries_through_the_dispatcher(name: str) -> None:
+    """Two 503s then an answer: three requests and the answer, whichever transport."""
+    with ScriptedLM(sub=lambda r: "fine") as lm:
+        lm.fail(Fault.http(503), times=2)
+        client = CLIENTS[name](base_url=lm.base_url, api_key="k")
+        tracer = Tracer()
+        dispatcher = Dispatcher(
+            client, limiter=AdaptiveLimiter(4), tracer=tracer, retry=RetryPolicy(max_attempts=3, base_delay=0.01)
+        )
+        assert await dispatcher.query("q", model="m", parent=None) == "fine"
+        lm.fail(Fault.http(503), times=3)
+        failed = await dispatcher.query("q", model="m", parent=None)
+        await client.aclose()
+        assert lm.stats["requests"] == 6
+    assert isinstance(failed, FailedCall) and failed.error.status == 503
+    assert [e.data["attempt"] for e in tracer.events if e.kind == "call.retry"] == [1, 2, 1, 2]
+    assert [e.data.get("attempts") for e in tracer.events if e.kind == "call.end"] == [3, None]
+
+
+async def test_fast_client_refuses_to_stream() -> None:
+    client = FastClient(base_url="http://127.0.0.1:9/v1", api_key="k")
+    with pytest.raises(ConfigError, match="stream"):
+        await client.complete(HELLO, model="m", stream=True)
+
+
+def test_fast_client_serves_callers_on_different_event_loops() -> None:
+    with ScriptedLM() as lm:
+        client = FastClient(base_url=lm.base_url, api_key="k")
+        first = asyncio.run(client.complete(HELLO, model="m"))
+        second = asyncio.run(client.complete(HELLO, model="m"))
+        asyncio.run(client.aclose())
+    assert first.text == second.text == "ok"
+
+
+PROGRAM = "```repl\nr = llm_batch(['one', 'two', 'three'])\nq = llm_query('four')\n```"
+
+
+@pytest.mark.parametrize("transport", ["openai", "fast", "auto"])
+def test_rlm_transports_give_the_same_run(transport: str) -> None:
+    with ScriptedLM(root=[PROGRAM, "FINAL_VAR(r)"], sub=lambda r: r.prompt.upper()) as lm:
+        lm.fail(Fault.http(500), when=lambda r: r.prompt == "two", times=1)
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", transport=transport, retry=RetryPolicy(base_delay=0.01))
+        result = rlm.completion("ctx", "q")
+        assert result.answer == "['ONE', 'TWO', 'THREE']"
+        assert lm.stats["sub"] == 5 and lm.stats["root"] == 2
+        assert result.usage.by_model["sub"].calls == 4
+    sdk_calls = {"openai": "both", "fast": "none", "auto": "root"}[transport]
+    assert isinstance(rlm.client, FastClient if sdk_calls == "none" else OpenAIClient)
+    assert isinstance(rlm.sub_client, FastClient) == (sdk_calls == "root")
+
+
+def test_rlm_rejects_unknown_transport_and_bad_retries() -> None:
+    with pytest.raises(ConfigError, match="transport"):
+        RLM("m", base_url="http://127.0.0.1:9/v1", transport="grpc")
+    with pytest.raises(ConfigError, match="max_retries"):
+        RLM("m", base_url="http://127.0.0.1:9/v1", max_retries=-1)
+
+
+def test_a_callers_own_client_replaces_both_transports() -> None:
+    with ScriptedLM(root=["```repl\nr = llm_query('x')\n```", "FINAL_VAR(r)"]) as lm:
+        own = FastClient(base_url=lm.base_url, api_key="k")
+        rlm = RLM("root", "sub", client=own, transport="openai")
+        assert rlm.completion("ctx", "q").answer == "ok"
+    assert rlm.client is own and rlm.sub_client is None
