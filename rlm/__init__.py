@@ -9,8 +9,10 @@ Example::
 from .core.result import RLMResult, Step, UsageReport
 from .core.rlm import RLM
 from .errors import (
+    BudgetExceeded,
     Cancelled,
     ConfigError,
+    ContextWindowExceeded,
     LimitExceeded,
     LMConnectionError,
     LMError,
@@ -21,15 +23,25 @@ from .errors import (
     SandboxError,
     SandboxTimeout,
 )
+from .lm.budget import Budget, BudgetReport
+from .lm.cache import Cache
 from .lm.client import LMClient, OpenAIClient
+from .lm.pricing import ModelInfo, Pricing
 from .lm.types import Completion, FailedCall, Usage
+from .trace.progress import ConsoleProgress, Progress, ProgressModel
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Budget",
+    "BudgetExceeded",
+    "BudgetReport",
+    "Cache",
     "Cancelled",
     "Completion",
     "ConfigError",
+    "ConsoleProgress",
+    "ContextWindowExceeded",
     "FailedCall",
     "LMClient",
     "LMConnectionError",
@@ -38,7 +50,11 @@ __all__ = [
     "LMResponseError",
     "LMTimeout",
     "LimitExceeded",
+    "ModelInfo",
     "OpenAIClient",
+    "Pricing",
+    "Progress",
+    "ProgressModel",
     "RLM",
     "RLMError",
     "RLMResult",

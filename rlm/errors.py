@@ -10,6 +10,8 @@
     ├── SandboxError           the REPL could not run a step
     │   └── SandboxTimeout
     ├── LimitExceeded          a run stopped at a limit; .partial holds what was done
+    │   ├── BudgetExceeded     a Budget ran out; .budget names it, .spent and .limit say how far
+    │   └── ContextWindowExceeded  a prompt too big for the model; .tokens and .limit
     └── Cancelled              the run was cancelled (interrupt or Stop button)
 
 Exceptions carry data and have no side effects: they never log or print.
@@ -101,6 +103,34 @@ class LimitExceeded(RLMError):
     def __init__(self, message: str, *, partial: Any = None) -> None:
         super().__init__(message)
         self.partial = partial
+
+
+class BudgetExceeded(LimitExceeded):
+    """A ``Budget`` limit was reached, so the call was not sent (or was cut at the time limit).
+
+    ``budget`` is the field that ran out (``"max_calls"``, ``"max_tokens"``,
+    ``"max_cost_usd"`` or ``"max_time_s"``); ``spent`` and ``limit`` are in its unit.
+    """
+
+    def __init__(self, message: str, *, budget: str, spent: float, limit: float, partial: Any = None) -> None:
+        super().__init__(message, partial=partial)
+        self.budget = budget
+        self.spent = spent
+        self.limit = limit
+
+
+class ContextWindowExceeded(LimitExceeded):
+    """A prompt has more tokens than the model accepts, so it was not sent.
+
+    ``tokens`` is the prompt's count and ``limit`` the model's window: split the text
+    (``chunk(text, max_tokens=...)`` in the REPL) and send the pieces.
+    """
+
+    def __init__(self, message: str, *, model: str, tokens: int, limit: int, partial: Any = None) -> None:
+        super().__init__(message, partial=partial)
+        self.model = model
+        self.tokens = tokens
+        self.limit = limit
 
 
 class Cancelled(RLMError):

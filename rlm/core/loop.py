@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError, LMError
+from ..errors import BudgetExceeded, ConfigError, LimitExceeded, LMError
 from ..lm.batch import Dispatcher
 from ..lm.types import FailedCall
 from ..repl.base import REPL, ExecResult, load_context
@@ -20,7 +20,7 @@ from .prompts import (
     step_feedback,
     system_prompt,
 )
-from .result import RLMResult, Step, UsageReport
+from .result import RLMResult, Step, StopReason, UsageReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,10 @@ class _Host:
             max_concurrent=max_concurrent, parent=self.parent,
         )
 
+    async def budget(self) -> dict[str, Any]:
+        """What the completion has spent against its budget, as a JSON-able dict."""
+        return self._run.dispatcher.budget.report().to_dict()
+
     async def rlm_query(self, query: str, context: Any = None) -> str:
         run = self._run
         if not run.can_recurse:
@@ -69,7 +73,7 @@ class _Host:
         )
         try:
             result = await child.run("" if context is None else context, query)
-        except (LMError, TypeError, ValueError) as exc:
+        except (LMError, LimitExceeded, TypeError, ValueError) as exc:
             return FailedCall(exc)
         return result.answer
 
@@ -133,8 +137,9 @@ class RootLoop:
                 answer = await self._answer_now(run_id, messages, repl)
                 fallback = True
             status = "ok"
-        except LMError as exc:
-            exc.partial = self._result("", steps, tracer, run_id, started, fallback=True)
+        except (LMError, LimitExceeded) as exc:
+            stopped = "budget" if isinstance(exc, BudgetExceeded) else "error"
+            exc.partial = self._result("", steps, tracer, run_id, started, fallback=False, stopped=stopped)
             raise
         finally:
             await repl.close()
@@ -144,16 +149,20 @@ class RootLoop:
             )
         return self._result(answer, steps, tracer, run_id, started, fallback=fallback)
 
-    def _result(self, answer: str, steps: list[Step], tracer: Any, run_id: str, started: float, *, fallback: bool) -> RLMResult:
+    def _result(
+        self, answer: str, steps: list[Step], tracer: Any, run_id: str, started: float, *,
+        fallback: bool, stopped: StopReason | None = None,
+    ) -> RLMResult:
         return RLMResult(
             answer=answer,
             iterations=len(steps),
             usage=UsageReport(self.dispatcher.meter.snapshot()),
             steps=tuple(steps),
             trace=tuple(tracer.events),
-            stopped="max_iterations" if fallback else "final",
+            stopped=stopped or ("max_iterations" if fallback else "final"),
             fallback=fallback,
             seconds=time.perf_counter() - started,
+            budget=self.dispatcher.budget.report(),
         )
 
     async def _turn(

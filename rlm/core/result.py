@@ -5,18 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..lm.budget import BudgetReport
 from ..lm.types import Usage
 from ..repl.base import ExecResult
 from ..trace.events import Event
 
-StopReason = Literal["final", "max_iterations"]
+StopReason = Literal["final", "max_iterations", "budget", "error"]
 
 
 @dataclass(frozen=True, slots=True)
 class UsageReport:
-    """Calls and tokens per model, and their totals.
+    """Calls, tokens and cost per model, and their totals.
 
-    Example: ``result.usage.calls``, ``result.usage.by_model["gpt-5-mini"].prompt_tokens``.
+    Example: ``result.usage.calls``, ``result.usage.cost_usd``,
+    ``result.usage.by_model["gpt-5-mini"].prompt_tokens``. ``cost_usd`` sums the
+    models with a known price (None if none has one); ``unpriced`` lists the others.
     """
 
     by_model: dict[str, Usage] = field(default_factory=dict)
@@ -44,12 +47,31 @@ class UsageReport:
     def total_tokens(self) -> int:
         return self.total.total_tokens
 
+    @property
+    def cost_usd(self) -> float | None:
+        return self.total.cost_usd
+
+    @property
+    def cached_calls(self) -> int:
+        return self.total.cached_calls
+
+    @property
+    def unpriced(self) -> list[str]:
+        """Models that made calls but have no price, so their cost is not in ``cost_usd``."""
+        return [m for m, u in self.by_model.items() if u.calls and u.cost_usd is None]
+
     def __str__(self) -> str:
         rows = ", ".join(
             f"{m}: {u.calls} calls, {u.prompt_tokens:,}+{u.completion_tokens:,} tokens"
+            + (f", ${u.cost_usd:.4f}" if u.cost_usd is not None else "")
             for m, u in self.by_model.items()
         )
-        return f"{self.calls} calls, {self.total_tokens:,} tokens ({rows})" if rows else "0 calls"
+        if not rows:
+            return "0 calls"
+        cost = "" if self.cost_usd is None else f", ${self.cost_usd:.4f}"
+        unpriced = f" (no price for {', '.join(self.unpriced)})" if self.cost_usd is not None and self.unpriced else ""
+        cached = f", {self.cached_calls} cached" if self.cached_calls else ""
+        return f"{self.calls} calls{cached}, {self.total_tokens:,} tokens{cost}{unpriced} ({rows})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +90,9 @@ class RLMResult:
 
     ``fallback`` is True when the root ran out of iterations and was asked to answer
     at once: the answer is then a best effort, not one the root chose to give.
+    ``stopped`` says why the run ended; a run that raised (``"budget"``, ``"error"``)
+    has its partial result on the exception's ``.partial``. ``budget`` is what the
+    run spent against its ``Budget`` and which limit, if any, stopped it.
     """
 
     answer: str
@@ -78,6 +103,7 @@ class RLMResult:
     stopped: StopReason = "final"
     fallback: bool = False
     seconds: float = 0.0
+    budget: BudgetReport | None = None
 
     def __str__(self) -> str:
         return self.answer

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from typing import Any
 
 from .. import runtime
 from ..errors import ConfigError
 from ..lm.batch import Dispatcher
+from ..lm.budget import Budget, BudgetLedger
+from ..lm.cache import Cache, as_cache
 from ..lm.client import LMClient, OpenAIClient
 from ..lm.limiter import AdaptiveLimiter
 from ..lm.retry import RetryPolicy
 from ..lm.transport import FastClient
+from ..lm.pricing import Pricing, PricingArg, as_pricing
 from ..repl.base import REPL
 from ..repl.local import LocalREPL
 from ..trace.events import Subscriber, Tracer
+from ..trace.progress import ConsoleProgress, Listener, ProgressModel, isatty
 from .loop import LoopSettings, RootLoop
 from .result import RLMResult
 
@@ -35,6 +41,15 @@ class RLM:
     ``completion`` blocks and works in scripts, notebook cells and inside a running
     event loop; ``await rlm.acompletion(...)`` is the same run without blocking.
     One ``RLM`` may serve many completions, one after another or at once.
+
+    ``budget=Budget(max_calls, max_tokens, max_cost_usd, max_time_s)`` limits each
+    completion with its sub-calls and children; at a limit the run stops and
+    ``completion`` raises ``BudgetExceeded`` whose ``.partial`` is the result so far
+    (``stopped="budget"``). ``pricing`` adds or overrides model prices and context
+    windows. ``cache=True`` (or a path) stores completions on disk and shares
+    identical calls in flight: a re-run costs no model calls. ``progress``: a
+    one-line progress display on stderr (default: on when stderr is a terminal),
+    or a callable that receives every ``Progress`` snapshot.
 
     ``transport``: ``"openai"`` sends every call through the openai SDK, ``"fast"``
     through rlm's lean aiohttp client (same wire format, same errors), and ``"auto"``
@@ -67,6 +82,10 @@ class RLM:
         tpm: float | None = None,
         call_options: dict[str, Any] | None = None,
         subscribers: list[Subscriber] | None = None,
+        budget: Budget | None = None,
+        pricing: Pricing | PricingArg = None,
+        cache: bool | str | os.PathLike[str] | Cache | None = None,
+        progress: bool | Listener | None = None,
     ) -> None:
         if sandbox not in SANDBOXES:
             raise ConfigError(f"sandbox={sandbox!r} is not available; choose one of {SANDBOXES}")
@@ -100,6 +119,12 @@ class RLM:
         self.max_concurrent = max_concurrent
         self.call_options = dict(call_options or {})
         self.subscribers: list[Subscriber] = list(subscribers or [])
+        self.pricing = as_pricing(pricing)
+        self.budget = _check_budget(budget, self.pricing, (model, sub_model or model))
+        self.cache = as_cache(cache)
+        if not (progress is None or isinstance(progress, bool) or callable(progress)):
+            raise ConfigError(f"progress must be True, False, None (auto) or a callable, got {progress!r}")
+        self.progress = progress
         # One limiter for every call this RLM makes, across batches, children and completions.
         self.limiter = AdaptiveLimiter(max_concurrent, rpm=rpm, tpm=tpm)
 
@@ -107,13 +132,24 @@ class RLM:
         return LocalREPL(step_timeout=self.step_timeout)
 
     async def _run(self, context: Any, query: str, subscribers: list[Subscriber]) -> RLMResult:
-        tracer = Tracer([*self.subscribers, *subscribers])
+        tracer = Tracer([*self.subscribers, *subscribers, *self._progress_subscribers()])
         dispatcher = Dispatcher(
-            self.client, limiter=self.limiter, tracer=tracer, call_options=self.call_options,
+            self.client, pricing=self.pricing, budget=BudgetLedger(self.budget, self.pricing), cache=self.cache, limiter=self.limiter, tracer=tracer, call_options=self.call_options,
             retry=self.retry, sub_client=self.sub_client,
         )
         loop = RootLoop(settings=self.settings, dispatcher=dispatcher, repl_factory=self._make_repl)
         return await loop.run(context, query)
+
+    def _progress_subscribers(self) -> list[Subscriber]:
+        """A fresh progress model per run: the console line, a callable, or nothing."""
+        progress = self.progress
+        if progress is None:
+            progress = isatty(sys.stderr)
+        if progress is True:
+            return [ProgressModel(ConsoleProgress())]
+        if callable(progress):
+            return [ProgressModel(progress)]
+        return []
 
     async def acompletion(
         self, context: Any, query: str, *, subscribers: list[Subscriber] | None = None
@@ -138,3 +174,18 @@ class RLM:
         s = self.settings
         return f"RLM(model={s.model!r}, sub_model={s.sub_model!r}, sandbox={self.sandbox!r})"
 
+
+def _check_budget(budget: Budget | None, pricing: Pricing, models: tuple[str, str]) -> Budget | None:
+    """Fail at construction, not mid-run, when a dollar limit meets a model with no price."""
+    if budget is None:
+        return None
+    if not isinstance(budget, Budget):
+        raise ConfigError(f"budget must be a rlm.Budget, got {type(budget).__name__}")
+    if budget.max_cost_usd is not None:
+        for name in models:
+            if not pricing.is_priced(name):
+                raise ConfigError(
+                    f"Budget(max_cost_usd=...) needs a price for model {name!r}; pass "
+                    f"RLM(pricing={{{name!r}: ModelInfo(input_per_mtok=..., output_per_mtok=...)}})"
+                )
+    return budget

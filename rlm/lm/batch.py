@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import BudgetExceeded, ConfigError, ContextWindowExceeded
 from ..trace.events import Tracer
+from .budget import BudgetLedger
+from .cache import Cache, cache_key
 from .client import LMClient, Message
+from .guard import check_window
 from .limiter import AdaptiveLimiter
 from .retry import RetryPolicy, call_with_retries
-from .types import Completion, FailedCall, UsageMeter
+from .pricing import Pricing
+from .tokens import count_message_tokens
+from .types import Completion, FailedCall, Usage, UsageMeter
 
 
 def check_prompts(prompts: Any) -> list[str]:
@@ -50,6 +56,9 @@ class Dispatcher:
         tracer: Tracer,
         meter: UsageMeter | None = None,
         call_options: dict[str, Any] | None = None,
+        pricing: Pricing | None = None,
+        budget: BudgetLedger | None = None,
+        cache: Cache | None = None,
         retry: RetryPolicy | None = None,
         sub_client: LMClient | None = None,
     ) -> None:
@@ -60,8 +69,78 @@ class Dispatcher:
         self.tracer = tracer
         self.meter = meter if meter is not None else UsageMeter()
         self.call_options = dict(call_options or {})
+        self.pricing = pricing if pricing is not None else Pricing()
+        self.budget = budget if budget is not None else BudgetLedger(None, self.pricing)
+        self.cache = cache
 
     async def complete(
+        self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub"
+    ) -> Completion:
+        """One call: window guard, cache, budget reservation, then the limited send.
+
+        Raises ``ContextWindowExceeded`` or ``BudgetExceeded`` (the call is not sent)
+        and ``LMError`` once retries are spent.
+        """
+        try:
+            prompt_tokens = check_window(messages, model, self.pricing)
+        except ContextWindowExceeded as exc:
+            self._unsent(model, role, parent, "refused", error=f"{type(exc).__name__}: {exc}", prompt_tokens=exc.tokens)
+            raise
+        if self.cache is None:
+            return await self._budgeted(messages, model, parent, role, prompt_tokens)
+        key = cache_key(model, messages, self.call_options)
+        hit = self.cache.get(key)
+        if hit is None:
+            hit, shared = await self.cache.once(key, lambda: self._budgeted(messages, model, parent, role, prompt_tokens))
+            if not shared:
+                return hit
+        self.meter.add(model, Usage(cached_calls=1))
+        self._unsent(model, role, parent, "ok", cached=True, response_chars=len(hit.text))
+        return hit
+
+    async def _budgeted(
+        self, messages: list[Message], model: str, parent: str | None, role: str, prompt_tokens: int | None
+    ) -> Completion:
+        """Reserve budget, send, then settle the reservation with what the call used."""
+        ledger = self.budget
+        if prompt_tokens is None and ledger.needs_prompt_tokens:
+            prompt_tokens = count_message_tokens(messages, model)
+        try:
+            reservation = await ledger.reserve(model, prompt_tokens or 0, ledger.output_allowance(model, self.call_options))
+        except (BudgetExceeded, ConfigError) as exc:
+            self._unsent(model, role, parent, "refused", error=f"{type(exc).__name__}: {exc}")
+            raise
+        left = ledger.time_left()
+        try:
+            if left is None:
+                completion = await self._send(messages, model=model, parent=parent, role=role)
+            else:
+                completion = await asyncio.wait_for(self._send(messages, model=model, parent=parent, role=role), max(left, 0.0))
+        except asyncio.TimeoutError:
+            ledger.release(reservation)
+            time_left = ledger.time_left()
+            if time_left is not None and time_left <= 0:
+                raise ledger.exceed("max_time_s") from None
+            raise
+        except BaseException:
+            ledger.release(reservation)
+            raise
+        ledger.settle(reservation, completion.usage)
+        return completion
+
+    def _unsent(self, model: str, role: str, parent: str | None, status: str, **data: Any) -> None:
+        """A call span for an answer that needed no request (cache) or was refused before sending."""
+        call_id = self.tracer.start("call", parent, model=model, role=role, sent=False)
+        self.tracer.end("call", call_id, parent, status=status, seconds=0.0, **data)
+
+    def _priced(self, model: str, completion: Completion) -> Completion:
+        cost = self.pricing.cost(model, completion.usage)
+        if cost is None:
+            return completion
+        usage = completion.usage
+        return replace(completion, usage=Usage(usage.calls, usage.prompt_tokens, usage.completion_tokens, cost, usage.cached_calls))
+
+    async def _send(
         self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub"
     ) -> Completion:
         """One traced, limited, retried, metered call; raises ``LMError`` once retries are spent.
@@ -103,11 +182,13 @@ class Dispatcher:
                     seconds=time.perf_counter() - started,
                 )
             raise
+        completion = self._priced(model, completion)
         self.meter.add(model, completion.usage)
         self.tracer.end(
             "call", call_id or "", parent, status="ok", seconds=time.perf_counter() - started, attempts=attempts,
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
+            cost_usd=completion.usage.cost_usd,
             response_chars=len(completion.text),
         )
         return completion

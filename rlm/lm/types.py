@@ -9,21 +9,34 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token and call counts; add two with ``+``."""
+    """Token and call counts and their cost; add two with ``+``.
+
+    ``cost_usd`` is None when no price is known for the model (never a made-up $0);
+    a sum is None only if every part is. ``cached_calls`` counts answers served from
+    the cache or shared with an identical call in flight: they cost no model call.
+    """
 
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float | None = None
+    cached_calls: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
+        if self.cost_usd is None and other.cost_usd is None:
+            cost = None
+        else:
+            cost = (self.cost_usd or 0.0) + (other.cost_usd or 0.0)
         return Usage(
             self.calls + other.calls,
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
+            cost,
+            self.cached_calls + other.cached_calls,
         )
 
 

@@ -52,6 +52,10 @@ class Host(Protocol):
 
     async def rlm_query(self, query: str, context: Any = None) -> str: ...
 
+    async def budget(self) -> dict[str, Any]:
+        """``BudgetReport.to_dict()`` of the run; the REPL's ``budget()`` shows it."""
+        ...
+
 
 class REPL(Protocol):
     """Where root code runs: state persists across ``execute`` calls of one completion."""

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from ..lm.types import FailedCall
 from .base import ExecResult, FinalAnswer, Host, load_context
+from .helpers import PURE_HELPERS, budget_view
 
 T = TypeVar("T")
 
@@ -183,6 +184,8 @@ class LocalREPL:
             "FINAL": self._final,
             "FINAL_VAR": self._final_var,
             "FailedCall": FailedCall,
+            "budget": self._budget,
+            **PURE_HELPERS,
         }
 
     # -- functions root code calls -------------------------------------------------
@@ -214,6 +217,10 @@ class LocalREPL:
     def _rlm_query(self, query: str, context: Any = None) -> str:
         assert self._host is not None
         return self._call(self._host.rlm_query(query, context))
+
+    def _budget(self) -> Any:
+        assert self._host is not None
+        return budget_view(self._call(self._host.budget()))
 
     def _final(self, answer: Any) -> None:
         raise FinalAnswer(_as_text(answer))

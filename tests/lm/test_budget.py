@@ -1,0 +1,244 @@
+"""Budgets (reserved before dispatch, rolled up over children), pricing, and the window guard.
+
+Every run goes through the real openai client against ScriptedLM; the server's own
+request counter is the ground truth for "not sent".
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rlm import (
+    RLM,
+    Budget,
+    BudgetExceeded,
+    BudgetReport,
+    ConfigError,
+    ContextWindowExceeded,
+    FailedCall,
+    ModelInfo,
+    Usage,
+)
+from rlm.lm.budget import BudgetLedger
+from rlm.lm.pricing import Pricing
+from rlm.testing import Fault, ScriptedLM
+
+PRICES = {"root": ModelInfo(100.0, 100.0), "sub": ModelInfo(100.0, 100.0)}  # $0.0001 a token
+
+BATCH_100 = (
+    "```repl\nr = llm_batch(['item %d: ' % i + '1234 5678 ' * 20 for i in range(100)], max_concurrent=64)\n"
+    "refused = [x for x in r if isinstance(x, FailedCall)]\n"
+    "print(len(refused), refused[0] if refused else '')\n```"
+)
+
+
+def make_rlm(lm: ScriptedLM, **kwargs: object) -> RLM:
+    kwargs.setdefault("max_retries", 0)
+    kwargs.setdefault("sandbox", "local")
+    return RLM("root", "sub", base_url=lm.base_url, api_key="k", **kwargs)  # type: ignore[arg-type]
+
+
+def test_64_parallel_calls_never_overshoot_max_calls_and_the_run_stops_with_a_partial() -> None:
+    with ScriptedLM(root=[BATCH_100, "FINAL(never)"], latency=0.02) as lm:
+        rlm = make_rlm(lm, budget=Budget(max_calls=30))
+        with pytest.raises(BudgetExceeded) as info:
+            rlm.completion("ctx", "q")
+        assert lm.stats["requests"] == 30  # 1 root turn + 29 sub-calls, not one more
+    exc = info.value
+    assert exc.budget == "max_calls" and exc.spent == 30 and exc.limit == 30
+    assert "max_calls=30" in str(exc) and "Budget(max_calls=...)" in str(exc)
+    partial = exc.partial
+    assert partial.stopped == "budget" and partial.answer == ""
+    assert partial.usage.calls == 30 and partial.budget.exceeded == "max_calls"
+    assert partial.budget.calls == 30 and partial.budget.remaining == {"max_calls": 0}
+    out = partial.steps[0].outputs[0].stdout
+    assert out.startswith("71 [rlm error] BudgetExceeded: budget max_calls=30 reached")
+
+
+def test_max_tokens_is_reserved_for_calls_in_flight() -> None:
+    limit = 4_000
+    with ScriptedLM(root=[BATCH_100, "FINAL(never)"], sub=lambda r: "ok", latency=0.02) as lm:
+        rlm = make_rlm(lm, budget=Budget(max_tokens=limit), call_options={"max_tokens": 5})
+        with pytest.raises(BudgetExceeded) as info:
+            rlm.completion("ctx", "q")
+        sent = lm.stats["requests"]
+    partial = info.value.partial
+    assert info.value.budget == "max_tokens"
+    assert partial.usage.total_tokens <= limit  # the server's own counts
+    assert partial.budget.tokens == partial.usage.total_tokens
+    assert 1 < sent < 101 and partial.usage.calls == sent
+
+
+def test_max_cost_usd_with_overridden_prices_and_cost_in_usage() -> None:
+    with ScriptedLM(root=[BATCH_100, "FINAL(never)"], sub=lambda r: "ok", latency=0.02) as lm:
+        rlm = make_rlm(lm, budget=Budget(max_cost_usd=0.5), pricing=PRICES, call_options={"max_tokens": 5})
+        with pytest.raises(BudgetExceeded) as info:
+            rlm.completion("ctx", "q")
+    usage = info.value.partial.usage
+    assert info.value.budget == "max_cost_usd"
+    assert usage.cost_usd == pytest.approx(usage.total_tokens * 0.0001)
+    assert usage.cost_usd <= 0.5
+    assert "$" in str(usage) and usage.unpriced == []
+
+
+def test_cost_budget_needs_prices_for_the_models() -> None:
+    with pytest.raises(ConfigError, match="pricing="):
+        RLM("root", "sub", base_url="http://127.0.0.1:9/v1", budget=Budget(max_cost_usd=1.0))
+    with pytest.raises(ConfigError, match="max_calls"):
+        Budget(max_calls=0)
+    with pytest.raises(ConfigError, match="max_time_s"):
+        Budget(max_time_s=-1)
+
+
+CHILD_ROOT = "```repl\nparts = [rlm_query('sum', 'abc ' * 50) for _ in range(3)]\nprint(parts)\n```"
+CHILD = "```repl\nr = llm_batch(['x ' + str(i) for i in range(4)])\nFINAL(len(r))\n```"
+
+
+def _tree_root(request) -> str:  # noqa: ANN001 - a ScriptedRequest
+    if request.body["model"] == "sub":
+        return CHILD
+    return CHILD_ROOT if len(request.messages) == 2 else "FINAL_VAR(parts)"
+
+
+def test_children_and_sub_calls_roll_up_into_the_roots_usage_and_budget() -> None:
+    with ScriptedLM(root=_tree_root, sub=lambda r: "ok") as lm:
+        rlm = make_rlm(lm, max_depth=2, pricing=PRICES, budget=Budget(max_calls=100))
+        result = rlm.completion("ctx", "q")
+        sent = lm.stats
+    assert result.answer == "['4', '4', '4']"
+    assert result.usage.calls == sent["requests"] == 2 + 3 * (1 + 4)
+    assert result.usage.by_model["sub"].calls == 15  # children think with the sub-model
+    assert result.budget.calls == result.usage.calls
+    assert result.budget.tokens == result.usage.total_tokens
+    assert result.budget.cost_usd == pytest.approx(result.usage.cost_usd)
+    assert result.usage.cost_usd == pytest.approx(result.usage.total_tokens * 0.0001)
+
+
+def test_a_child_hitting_the_budget_returns_an_error_string_and_the_run_stops() -> None:
+    with ScriptedLM(root=_tree_root, sub=lambda r: "ok") as lm:
+        rlm = make_rlm(lm, max_depth=2, budget=Budget(max_calls=4))
+        with pytest.raises(BudgetExceeded) as info:
+            rlm.completion("ctx", "q")
+        assert lm.stats["requests"] == 4
+    out = info.value.partial.steps[0].outputs[0].stdout
+    assert "[rlm error] BudgetExceeded" in out
+
+
+def test_max_time_s_cuts_calls_in_flight() -> None:
+    program = "```repl\nr = llm_batch(['slow'] * 8)\nprint(r[0])\n```"
+    with ScriptedLM(root=[program, "FINAL(late)"], latency=lambda r: 30.0 if r.role == "sub" else 0.0) as lm:
+        rlm = make_rlm(lm, budget=Budget(max_time_s=0.5))
+        with pytest.raises(BudgetExceeded) as info:
+            rlm.completion("ctx", "q")
+    assert info.value.budget == "max_time_s" and info.value.partial.budget.exceeded == "max_time_s"
+    assert "max_time_s" in info.value.partial.steps[0].outputs[0].stdout
+
+
+def test_budget_is_readable_from_the_repl() -> None:
+    program = "```repl\nx = llm_query('one')\nb = budget()\nprint(b.calls, b.remaining)\nprint(b)\n```"
+    with ScriptedLM(root=[program, "FINAL(ok)"]) as lm:
+        result = make_rlm(lm, budget=Budget(max_calls=10)).completion("ctx", "q")
+    out = result.steps[0].outputs[0].stdout
+    first, rest = out.split("\n", 1)
+    assert first == "2 {'max_calls': 8}"  # the root's turn and the one sub-call
+    assert "calls: 2 of 10 used" in rest and "tokens:" in rest and "(no limit)" in rest
+    assert result.stopped == "final" and result.budget.exceeded is None
+
+
+def test_failed_calls_count_as_calls_but_use_no_tokens() -> None:
+    program = "```repl\nr = llm_batch(['a', 'b', 'c'])\n```"
+    with ScriptedLM(root=[program, "FINAL(ok)"]) as lm:
+        lm.fail(Fault.http(500), when=lambda r: r.role == "sub")
+        result = make_rlm(lm, budget=Budget(max_calls=10)).completion("ctx", "q")
+    assert result.budget.calls == 5 and result.usage.calls == 2
+    assert result.budget.tokens == result.usage.total_tokens
+
+
+async def test_a_reservation_waits_for_calls_in_flight_instead_of_failing() -> None:
+    ledger = BudgetLedger(Budget(max_tokens=1_000), Pricing())
+    first = await ledger.reserve("m", 100, 600)
+    waiting = asyncio.ensure_future(ledger.reserve("m", 100, 250))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # 700 + 350 reserved could pass 1000 if the first used it all
+    ledger.settle(first, Usage(1, 100, 50))
+    second = await asyncio.wait_for(waiting, 5)
+    assert ledger.tokens == 150 and second.tokens == 350
+    with pytest.raises(BudgetExceeded):
+        await ledger.reserve("m", 500, 500)  # 150 spent + 1000 can never fit
+    with pytest.raises(BudgetExceeded):
+        await ledger.reserve("m", 1, 1)  # once a limit refused, the run is over
+
+
+def test_budget_report_round_trips_through_a_dict() -> None:
+    report = BudgetReport(Budget(max_calls=5, max_cost_usd=1.0), calls=2, tokens=10, cost_usd=0.25, seconds=1.5)
+    again = BudgetReport.from_dict(report.to_dict())
+    assert again == report and again.remaining == {"max_calls": 3, "max_cost_usd": 0.75}
+    assert "cost: $0.2500 of $1.0000 used" in str(again)
+
+
+# -- pricing ---------------------------------------------------------------------------
+
+
+def test_pricing_lookup_is_exact_then_unprefixed_then_undated() -> None:
+    pricing = Pricing()
+    assert pricing.lookup("gpt-4o-2024-08-06") == pricing.lookup("gpt-4o")
+    assert pricing.lookup("openai/gpt-5-mini") == pricing.lookup("gpt-5-mini")
+    assert pricing.lookup("claude-sonnet-4-20250514") == pricing.lookup("claude-sonnet-4")
+    assert pricing.lookup("gpt-5-pro").input_per_mtok != pricing.lookup("gpt-5").input_per_mtok
+    assert pricing.lookup("gpt-5-turbo-extreme") is None
+    assert pricing.cost("gpt-5-mini", Usage(1, 1_000_000, 100_000)) == pytest.approx(0.25 + 0.2)
+    assert pricing.cost("unknown", Usage(1, 10, 10)) is None
+
+
+def test_pricing_overrides_merge_with_the_builtin_table() -> None:
+    pricing = Pricing({"gpt-5-mini": (1.0, 2.0), "local": ModelInfo(context_window=8_192)})
+    info = pricing.lookup("gpt-5-mini")
+    assert (info.input_per_mtok, info.output_per_mtok, info.context_window) == (1.0, 2.0, 272_000)
+    assert pricing.context_window("local") == 8_192 and not pricing.is_priced("local")
+    with pytest.raises(ConfigError):
+        Pricing({"x": (1.0,)})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError):
+        ModelInfo(input_per_mtok=-1)
+
+
+def test_unpriced_models_show_as_unknown_cost_not_zero() -> None:
+    with ScriptedLM(root=["```repl\nllm_query('a')\n```", "FINAL(ok)"]) as lm:
+        result = make_rlm(lm, pricing={"root": (1.0, 1.0)}).completion("ctx", "q")
+    assert result.usage.by_model["sub"].cost_usd is None
+    assert result.usage.unpriced == ["sub"] and result.usage.cost_usd > 0
+    assert "no price for sub" in str(result.usage)
+
+
+# -- the context-window guard ----------------------------------------------------------
+
+
+def test_a_sub_prompt_over_the_window_is_not_sent_and_says_how_big() -> None:
+    program = "```repl\nr = llm_batch(['small one', context])\nprint(r[0])\nprint(r[1])\n```"
+    big = "lorem ipsum dolor sit amet " * 2_000  # about 10k tokens
+    with ScriptedLM(root=[program, "FINAL(ok)"], sub=lambda r: "fine") as lm:
+        rlm = make_rlm(lm, pricing={"sub": ModelInfo(context_window=4_000)})
+        result = rlm.completion(big, "q")
+        assert lm.stats["sub"] == 1  # only the small prompt went out
+    ok, refused = result.steps[0].outputs[0].stdout.strip().split("\n", 1)
+    assert ok == "fine"
+    assert refused.startswith("[rlm error] ContextWindowExceeded: prompt is 10,")
+    assert "context window of 'sub' is 4,000 tokens" in refused and "chunk(text, max_tokens=2000)" in refused
+
+
+def test_failed_call_from_the_guard_carries_the_numbers() -> None:
+    program = "```repl\nr = llm_query(context)\nprint(type(r).__name__, r.error.tokens > r.error.limit, r.error.limit)\n```"
+    with ScriptedLM(root=[program, "FINAL(ok)"]) as lm:
+        result = make_rlm(lm, pricing={"sub": ModelInfo(context_window=100)}).completion("word " * 500, "q")
+    assert result.steps[0].outputs[0].stdout.strip() == "FailedCall True 100"
+    assert isinstance(FailedCall("x"), str)
+
+
+def test_a_root_prompt_over_the_window_stops_the_run() -> None:
+    with ScriptedLM(root=["```repl\nprint(*range(3000))\n```", "FINAL(ok)"]) as lm:
+        rlm = make_rlm(lm, pricing={"root": ModelInfo(context_window=1_500)}, max_output_chars=100_000)
+        with pytest.raises(ContextWindowExceeded) as info:
+            rlm.completion("ctx", "q")
+        assert lm.stats["root"] == 1
+    assert info.value.partial.stopped == "error" and info.value.limit == 1_500
