@@ -101,6 +101,11 @@ class RootLoop:
         self.parent_span = parent_span
         self.can_recurse = depth + 1 < settings.max_depth
 
+    def _sub_window(self) -> dict[str, str]:
+        """The sub-model's context window for the prompt, when the pricing table knows it."""
+        window = self.dispatcher.pricing.context_window(self.settings.sub_model)
+        return {"sub_window": f"{window:,} tokens"} if window else {}
+
     @property
     def root_model(self) -> str:
         """Depth 0 uses the root model; recursive children think with the sub-model."""
@@ -120,7 +125,7 @@ class RootLoop:
         host = _Host(self)
         repl = self.repl_factory()
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": system_prompt(can_recurse=self.can_recurse)},
+            {"role": "system", "content": system_prompt(can_recurse=self.can_recurse, **self._sub_window())},
             {"role": "user", "content": first_user_message(description, query)},
         ]
         steps: list[Step] = []

@@ -30,7 +30,13 @@ Functions available in the REPL:
 - llm_batch(prompts: list[str], max_concurrent: int = 10) -> list[str] — many llm_query
   calls in parallel; answers come back in the same order. Prefer it over a loop of
   llm_query: it is many times faster. A failed item is a string starting with
-  "[rlm error]" (its type is FailedCall); the other items are still good.
+  "[rlm error]" (its type is FailedCall); the other items are still good. A prompt too
+  big for the sub-model is not sent: its item is such an error, with its token count.
+- chunk(text, max_tokens=10000, overlap=0) -> list[str] — split text (a list or dict:
+  one item per line) into pieces of at most max_tokens tokens, cut at line breaks.
+- count_tokens(text) -> int — the number of tokens in a string.
+- budget() — what this run has spent and has left (calls, tokens, cost, time); when
+  a budget runs out, no more model calls are made, so finish before it does.
 {rlm_query_line}- FINAL(answer) — end the run with this answer (also usable in plain text, see below).
 - FINAL_VAR(name) — end the run with the value of the REPL variable `name`.
 

@@ -143,7 +143,7 @@ class Dispatcher:
     async def _send(
         self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub"
     ) -> Completion:
-        """One traced, limited, retried, metered call; raises ``LMError`` once retries are spent.
+        """One traced, limited, retried, metered request; raises ``LMError`` once retries are spent.
 
         Each attempt holds a limiter slot only while its request is out; backing off
         between attempts holds nothing. The span opens when the first attempt starts.

@@ -242,3 +242,10 @@ def test_a_root_prompt_over_the_window_stops_the_run() -> None:
             rlm.completion("ctx", "q")
         assert lm.stats["root"] == 1
     assert info.value.partial.stopped == "error" and info.value.limit == 1_500
+
+
+def test_the_root_is_told_the_sub_models_window_and_the_helpers() -> None:
+    with ScriptedLM() as lm:
+        make_rlm(lm, pricing={"sub": ModelInfo(context_window=8_192)}).completion("ctx", "q")
+    system = lm.root_requests[0].messages[0]["content"]
+    assert "roughly 8,192 tokens" in system and "chunk(text" in system and "budget()" in system
