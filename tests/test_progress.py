@@ -7,8 +7,8 @@ import io
 import pytest
 
 from rlm import RLM, ConsoleProgress, ModelInfo, Progress, ProgressModel
-from rlm.trace.events import Event
 from rlm.testing import Fault, ScriptedLM
+from rlm.trace.events import Event
 
 PROGRAM = "```repl\nr = llm_batch(['item %d' % i for i in range(40)], max_concurrent=8)\n```"
 

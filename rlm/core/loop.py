@@ -143,7 +143,7 @@ class RootLoop:
                 fallback = True
             status = "ok"
         except (LMError, LimitExceeded) as exc:
-            stopped = "budget" if isinstance(exc, BudgetExceeded) else "error"
+            stopped: StopReason = "budget" if isinstance(exc, BudgetExceeded) else "error"
             exc.partial = self._result("", steps, tracer, run_id, started, fallback=False, stopped=stopped)
             raise
         finally:

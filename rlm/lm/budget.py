@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -141,7 +142,9 @@ class BudgetLedger:
     safe; ``reserve`` is the only one that awaits.
     """
 
-    def __init__(self, budget: Budget | None, pricing: Pricing, *, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, budget: Budget | None, pricing: Pricing, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.budget = budget or Budget()
         self.pricing = pricing
         self._clock = clock

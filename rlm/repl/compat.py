@@ -64,6 +64,9 @@ class _SubHost:
         prompt = query if context is None else f"{query}\n\n{context}"
         return await self._sub._query(prompt)
 
+    async def budget(self) -> dict[str, Any]:
+        return self._sub._dispatcher.budget.report().to_dict()
+
 
 class REPLEnv:
     """The seed's REPL: ``REPLEnv(recursive_model, context_str=...).code_execution(code)``.

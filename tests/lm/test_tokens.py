@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -14,7 +15,12 @@ import pytest
 
 from rlm import RLM
 from rlm.lm import tokens
-from rlm.lm.tokens import BPE_FILES, count_message_tokens, count_tokens, encoding_name_for
+from rlm.lm.tokens import (
+    BPE_FILES,
+    count_message_tokens,
+    count_tokens,
+    encoding_name_for,
+)
 from rlm.repl.helpers import chunk
 from rlm.testing import ScriptedLM
 
@@ -43,7 +49,7 @@ def run_offline(cache_dir: Path) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATA_GYM_CACHE_DIR",)}
     env["TIKTOKEN_CACHE_DIR"] = str(cache_dir)
     out = subprocess.run(
-        [sys.executable, "-c", OFFLINE_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", OFFLINE_SCRIPT], check=False, env=env, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -115,7 +121,7 @@ def test_chunk_prefers_line_breaks() -> None:
 def test_chunk_overlap_repeats_the_end_of_each_piece() -> None:
     pieces = chunk(TEXT, max_tokens=200, overlap=40)
     assert all(count_tokens(p) <= 200 for p in pieces)
-    for a, b in zip(pieces, pieces[1:]):
+    for a, b in itertools.pairwise(pieces):
         shared = next(n for n in range(min(len(a), len(b)), 0, -1) if a.endswith(b[:n]))
         assert 20 <= count_tokens(b[:shared]) <= 45
     # the pieces cover the whole text in order
