@@ -290,11 +290,12 @@ class BudgetLedger:
         report = self.report()
         limit = getattr(self.budget, name)
         spent = report.spent[name]
+        cost = f", ${report.cost_usd:.4f}" if report.cost_usd or self.budget.max_cost_usd is not None else ""
         return BudgetExceeded(
             f"budget {name}={_fmt(name, limit)} reached: spent {_fmt(name, spent)} "
-            f"({report.calls:,} calls, {report.tokens:,} tokens, ${report.cost_usd:.4f}, "
-            f"{report.seconds:.1f} s). No more model calls are made in this run; raise the "
-            f"limit in Budget({name}=...) to go further.",
+            f"(in all {report.calls:,} calls, {report.tokens:,} tokens{cost}, {report.seconds:.1f} s). "
+            f"No more model calls are made in this run; raise the limit in Budget({name}=...) "
+            "to go further.",
             budget=name, spent=spent, limit=limit,
         )
 

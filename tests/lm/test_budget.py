@@ -96,7 +96,7 @@ CHILD_ROOT = "```repl\nparts = [rlm_query('sum', 'abc ' * 50) for _ in range(3)]
 CHILD = "```repl\nr = llm_batch(['x ' + str(i) for i in range(4)])\nFINAL(len(r))\n```"
 
 
-def _tree_root(request) -> str:  # noqa: ANN001 - a ScriptedRequest
+def _tree_root(request) -> str:
     if request.body["model"] == "sub":
         return CHILD
     return CHILD_ROOT if len(request.messages) == 2 else "FINAL_VAR(parts)"
@@ -249,3 +249,15 @@ def test_the_root_is_told_the_sub_models_window_and_the_helpers() -> None:
         make_rlm(lm, pricing={"sub": ModelInfo(context_window=8_192)}).completion("ctx", "q")
     system = lm.root_requests[0].messages[0]["content"]
     assert "roughly 8,192 tokens" in system and "chunk(text" in system and "budget()" in system
+
+
+def test_budget_works_in_the_seed_replenv() -> None:
+    from rlm.repl import REPLEnv
+
+    with ScriptedLM(sub=lambda r: "ok") as lm:
+        env = REPLEnv("sub", context_str="ctx", base_url=lm.base_url, api_key="k")
+        out = env.code_execution(
+            "llm_query('a')\npieces = chunk('x ' * 50, max_tokens=10)\n"
+            "print(budget().calls, len(pieces) > 1 and all(count_tokens(p) <= 10 for p in pieces))"
+        )
+    assert out.stdout.strip() == "1 True"
