@@ -28,6 +28,7 @@ from .lm.cache import Cache
 from .lm.client import LMClient, OpenAIClient
 from .lm.pricing import ModelInfo, Pricing
 from .lm.types import Completion, FailedCall, Usage
+from .repl.sandbox_env import SandboxConfig
 from .trace.progress import ConsoleProgress, Progress, ProgressModel
 
 __version__ = "0.1.0"
@@ -58,6 +59,7 @@ __all__ = [
     "RLM",
     "RLMError",
     "RLMResult",
+    "SandboxConfig",
     "SandboxError",
     "SandboxTimeout",
     "Step",

@@ -18,13 +18,16 @@ from ..lm.retry import RetryPolicy
 from ..lm.transport import FastClient
 from ..lm.pricing import Pricing, PricingArg, as_pricing
 from ..repl.base import REPL
+from ..repl.kernel import KernelREPL
+from ..repl.kernel_pool import KernelPool
 from ..repl.local import LocalREPL
+from ..repl.sandbox_env import SandboxConfig
 from ..trace.events import Subscriber, Tracer
 from ..trace.progress import ConsoleProgress, Listener, ProgressModel, isatty
 from .loop import LoopSettings, RootLoop
 from .result import RLMResult
 
-SANDBOXES = ("local",)
+SANDBOXES = ("kernel", "local")
 TRANSPORTS = ("auto", "openai", "fast")
 
 
@@ -68,7 +71,7 @@ class RLM:
         base_url: str | None = None,
         api_key: str | None = None,
         client: LMClient | None = None,
-        sandbox: str = "local",
+        sandbox: str | SandboxConfig = "kernel",
         max_concurrent: int = 32,
         max_iterations: int = 20,
         max_depth: int = 1,
@@ -87,8 +90,10 @@ class RLM:
         cache: bool | str | os.PathLike[str] | Cache | None = None,
         progress: bool | Listener | None = None,
     ) -> None:
+        sandbox_config = sandbox if isinstance(sandbox, SandboxConfig) else SandboxConfig()
+        sandbox = "kernel" if isinstance(sandbox, SandboxConfig) else sandbox
         if sandbox not in SANDBOXES:
-            raise ConfigError(f"sandbox={sandbox!r} is not available; choose one of {SANDBOXES}")
+            raise ConfigError(f"sandbox={sandbox!r} is not available; choose one of {SANDBOXES} or a SandboxConfig")
         for name, value in (("max_concurrent", max_concurrent), ("max_iterations", max_iterations), ("max_depth", max_depth)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
@@ -116,6 +121,8 @@ class RLM:
                 self.sub_client = FastClient(api_key=api_key, base_url=base_url, timeout=timeout)
         self.sandbox = sandbox
         self.step_timeout = step_timeout
+        # Kernels start on first use and are reused across completions; close() or GC kills them.
+        self.kernels: KernelPool | None = KernelPool(sandbox_config) if sandbox == "kernel" else None
         self.max_concurrent = max_concurrent
         self.call_options = dict(call_options or {})
         self.subscribers: list[Subscriber] = list(subscribers or [])
@@ -129,7 +136,34 @@ class RLM:
         self.limiter = AdaptiveLimiter(max_concurrent, rpm=rpm, tpm=tpm)
 
     def _make_repl(self) -> REPL:
+        if self.kernels is not None:
+            return KernelREPL(self.kernels, step_timeout=self.step_timeout)
         return LocalREPL(step_timeout=self.step_timeout)
+
+    def close(self) -> None:
+        """Kill this RLM's sandbox kernels now (garbage collection and interpreter exit also do)."""
+        if self.kernels is not None:
+            self.kernels.close()
+
+    async def aclose(self) -> None:
+        """Awaitable ``close``."""
+        if self.kernels is not None:
+            if runtime.on_runtime_thread():
+                await self.kernels.aclose()
+            else:
+                await asyncio.wrap_future(runtime.submit(self.kernels.aclose()))
+
+    def __enter__(self) -> RLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RLM:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     async def _run(self, context: Any, query: str, subscribers: list[Subscriber]) -> RLMResult:
         tracer = Tracer([*self.subscribers, *subscribers, *self._progress_subscribers()])

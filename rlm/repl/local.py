@@ -212,7 +212,7 @@ class LocalREPL:
         self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
     ) -> list[str]:
         assert self._host is not None
-        return self._call(self._host.llm_batch(list(prompts), max_concurrent, model))
+        return self._call(self._host.llm_batch(prompts, max_concurrent, model))
 
     def _rlm_query(self, query: str, context: Any = None) -> str:
         assert self._host is not None

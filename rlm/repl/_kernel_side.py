@@ -1,0 +1,460 @@
+"""Code that runs inside the sandbox kernel. Standard library only: rlm is not importable there.
+
+Run as a script it is the kernel's launcher: it applies the resource limits, drops
+privileges, then starts ipykernel in this same process (no second interpreter start).
+Imported as ``_rlm_kernel`` it provides what root code sees (``context``, ``llm_query``,
+``llm_batch``, ``rlm_query``, ``FINAL``, ``FINAL_VAR``, ``FailedCall``) and the step
+runner the host calls. The bridge client here mirrors the framing in ``rlm.repl.bridge``
+(4-byte big-endian length, then UTF-8 JSON); it is duplicated because this file must
+stand alone inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import collections
+import ctypes
+import json
+import linecache
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+_HEADER = struct.Struct(">I")
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+# -- launcher -----------------------------------------------------------------------
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+def _apply_limits(cfg: dict[str, Any]) -> None:
+    """Limits first, then privileges: once the uid changes we may no longer raise them."""
+    import resource
+
+    for name, value in cfg.get("rlimits", {}).items():
+        kind = getattr(resource, name)
+        soft = hard = int(value)
+        if name == "RLIMIT_CPU":
+            hard = soft + 5  # soft limit sends SIGXCPU; the hard one is the backstop
+        resource.setrlimit(kind, (soft, hard))
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    uid = cfg.get("uid")
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(int(cfg["gid"]))
+        os.setuid(int(uid))  # from root to another uid: every capability is dropped
+    parent = cfg.get("parent_pid")
+    if parent is not None:
+        # After the uid change, which clears it. Dies with the host even on SIGKILL.
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != int(parent):
+            os._exit(70)
+    if cfg.get("subreaper"):
+        # Orphaned grandchildren (double-forked daemons) stay our descendants.
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    os.umask(0o077)
+
+
+def _launch(argv: list[str]) -> None:
+    cfg = json.loads(argv[0])
+    _apply_limits(cfg)
+    sys.modules["_rlm_kernel"] = sys.modules[__name__]
+    sys.argv = ["ipykernel_launcher", *argv[1:]]
+    from ipykernel import kernelapp
+
+    kernelapp.launch_new_instance()
+
+
+# -- what root code sees -----------------------------------------------------------
+
+
+class _FinalAnswer(BaseException):
+    """Raised by FINAL/FINAL_VAR; a BaseException so ``except Exception`` cannot swallow it."""
+
+    def __init__(self, answer: str) -> None:
+        super().__init__(answer)
+        self.answer = answer
+
+
+class FailedCall(str):
+    """The text a failed sub-call returns: a ``str``, detectable by type, error in ``.error``."""
+
+    error: BaseException | None
+
+    def __new__(cls, text: str, error: BaseException | None = None) -> FailedCall:
+        self = super().__new__(cls, text)
+        self.error = error
+        return self
+
+
+class BudgetReport:
+    """What the completion spent against its budget (the host's ``BudgetReport``, as data)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        fields = dict(data.get("fields") or {})
+        self.budget = type("Budget", (), dict(fields.pop("budget", {}) or {}))()
+        for key, value in fields.items():
+            setattr(self, key, value)
+        self.spent = data.get("spent") or {}
+        self.remaining = data.get("remaining") or {}
+        self._text = str(data.get("text", ""))
+
+    def __str__(self) -> str:
+        return self._text
+
+    __repr__ = __str__
+
+
+_error_classes: dict[str, type[BaseException]] = {}
+
+
+def _error_class(name: str, base: str) -> type[BaseException]:
+    """The host's exception type by name: the builtin itself, or a look-alike subclass of its builtin base."""
+    found = getattr(builtins, name, None)
+    if isinstance(found, type) and issubclass(found, Exception):
+        return found
+    key = f"{name}:{base}"
+    if key not in _error_classes:
+        parent = getattr(builtins, base, Exception)
+        if not (isinstance(parent, type) and issubclass(parent, Exception)):
+            parent = Exception
+        _error_classes[key] = type(str(name), (parent,), {"__module__": "rlm.errors"})
+    return _error_classes[key]
+
+
+def _make_error(data: dict[str, Any]) -> BaseException:
+    cls = _error_class(str(data.get("type", "RuntimeError")), str(data.get("base", "Exception")))
+    exc = cls(str(data.get("message", "")))
+    for attr, value in (data.get("attrs") or {}).items():
+        try:
+            setattr(exc, str(attr), value)
+        except AttributeError:
+            pass
+    return exc
+
+
+def _decode(item: dict[str, Any]) -> str:
+    if "failed" in item:
+        return FailedCall(str(item["failed"]), _make_error(item.get("error") or {}))
+    return str(item["text"])
+
+
+class _Bridge:
+    """The kernel end of the callback channel: one unix-socket connection per thread."""
+
+    def __init__(self, path: str, token: str, max_frame: int) -> None:
+        self._path = path
+        self._token = token
+        self._max = max_frame
+        self._local = threading.local()
+
+    def _conn(self) -> socket.socket:
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self._path)
+            self._local.sock = sock
+        return sock
+
+    def _drop(self) -> None:
+        sock = getattr(self._local, "sock", None)
+        self._local.sock = None
+        if sock is not None:
+            sock.close()
+
+    def call(self, op: str, args: dict[str, Any]) -> Any:
+        body = json.dumps({"token": self._token, "op": op, "args": args}).encode()
+        if len(body) > self._max:
+            raise ValueError(
+                f"{op}: the request is {len(body) // 2**20} MiB, over the bridge limit of "
+                f"{self._max // 2**20} MiB; send fewer or shorter prompts per call"
+            )
+        try:
+            sock = self._conn()
+            sock.sendall(_HEADER.pack(len(body)) + body)
+            reply = json.loads(_recv_frame(sock, 1 << 31))
+        except BaseException:
+            self._drop()  # an interrupt mid-call leaves the stream out of step: start afresh
+            raise
+        if "error" in reply:
+            raise _make_error(reply["error"])
+        return reply["result"]
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        chunk = sock.recv(min(n - got, 1 << 20))
+        if not chunk:
+            raise ConnectionError("the rlm host closed the bridge")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _recv_frame(sock: socket.socket, limit: int) -> bytes:
+    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
+    if size > limit:
+        raise ConnectionError("bridge frame too large")
+    return _recv_exact(sock, size)
+
+
+class _Capture:
+    """A text sink that keeps the head and the tail past ``cap`` characters."""
+
+    encoding = "utf-8"
+
+    def __init__(self, cap: int) -> None:
+        self._half = max(1, cap // 2)
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail: collections.deque[str] = collections.deque()
+        self._tail_len = 0
+        self._total = 0
+
+    def write(self, text: str) -> int:
+        text = str(text)
+        n = len(text)
+        self._total += n
+        room = self._half - self._head_len
+        if room > 0:
+            self._head.append(text[:room])
+            self._head_len += min(room, n)
+            text = text[room:]
+        if text:
+            self._tail.append(text[-self._half :])
+            self._tail_len += len(self._tail[-1])
+            while self._tail_len - len(self._tail[0]) >= self._half:
+                self._tail_len -= len(self._tail.popleft())
+        return n
+
+    def flush(self) -> None:
+        """Streams must be flushable; there is nothing to flush."""
+
+    def isatty(self) -> bool:
+        return False
+
+    def getvalue(self) -> str:
+        head = "".join(self._head)
+        tail = "".join(self._tail)
+        if len(tail) > self._half:
+            tail = tail[-self._half :]
+        omitted = self._total - len(head) - len(tail)
+        if omitted > 0:
+            return f"{head}\n... [{omitted} characters omitted] ...\n{tail}"
+        return head + tail
+
+
+class _Runtime:
+    """The names root code sees, bound to one bridge and one namespace."""
+
+    def __init__(self, ns: dict[str, Any], bridge: _Bridge, cap: int) -> None:
+        self.ns = ns
+        self.bridge = bridge
+        self.cap = cap
+        self.step_no = 0
+        self.baseline = set(ns)
+        self.threads = {t.ident for t in threading.enumerate()}
+
+    def names(self) -> dict[str, Any]:
+        return {
+            "llm_query": self.llm_query,
+            "llm_batch": self.llm_batch,
+            "rlm_query": self.rlm_query,
+            "FINAL": self.final,
+            "FINAL_VAR": self.final_var,
+            "FailedCall": FailedCall,
+            "budget": self.budget,
+            "chunk": self._helper("chunk"),
+            "count_tokens": self._helper("count_tokens"),
+        }
+
+    def budget(self) -> BudgetReport:
+        return BudgetReport(self.bridge.call("budget", {}))
+
+    def _helper(self, name: str) -> Any:
+        """A host-side helper (the tokenizer lives on the host, not in the sandbox)."""
+
+        def helper(*args: Any, **kwargs: Any) -> Any:
+            return self.bridge.call("helper", {"name": name, "args": list(args), "kwargs": kwargs})
+
+        helper.__name__ = name
+        return helper
+
+    def llm_query(self, prompt: str, model: str | None = None) -> str:
+        return _decode(self.bridge.call("llm_query", {"prompt": prompt, "model": model}))
+
+    def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
+        if isinstance(prompts, (str, bytes)):
+            raise TypeError("llm_batch(prompts) takes a list of prompt strings, not one string; use llm_query(prompt) for one")
+        try:
+            items = list(prompts)
+        except TypeError:
+            raise TypeError(f"llm_batch(prompts) takes a list of strings, got {type(prompts).__name__}") from None
+        results = self.bridge.call("llm_batch", {"prompts": items, "max_concurrent": max_concurrent, "model": model})
+        return [_decode(r) for r in results]
+
+    def rlm_query(self, query: str, context: Any = None) -> str:
+        try:
+            json.dumps(context)
+        except (TypeError, ValueError):
+            raise TypeError("rlm_query(query, context): context must be a str, list or dict of plain values") from None
+        return _decode(self.bridge.call("rlm_query", {"query": query, "context": context}))
+
+    def final(self, answer: Any) -> None:
+        raise _FinalAnswer(answer if isinstance(answer, str) else str(answer))
+
+    def final_var(self, name: Any) -> None:
+        if not isinstance(name, str):
+            raise _FinalAnswer(str(name))
+        key = name.strip().strip("'\"")
+        if key not in self.ns:
+            raise NameError(
+                f"FINAL_VAR: no variable named {key!r}. Assign it in a code block first, "
+                "or call FINAL(value) with the answer itself."
+            )
+        value = self.ns[key]
+        raise _FinalAnswer(value if isinstance(value, str) else str(value))
+
+    def run(self, code: str) -> dict[str, Any]:
+        """One step, as LocalREPL runs it: every outcome becomes a result dict."""
+        self.step_no += 1
+        out, err = _Capture(self.cap), _Capture(self.cap)
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+        started = time.perf_counter()
+        error: str | None = None
+        final: str | None = None
+        try:
+            filename = f"<repl-{self.step_no}>"
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            tree = ast.parse(code, filename, "exec")
+            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            exec(compile(tree, filename, "exec"), self.ns)
+            if last is not None:
+                value = eval(compile(ast.Expression(last.value), filename, "eval"), self.ns)
+                if value is not None:
+                    out.write(repr(value) + "\n")
+        except _FinalAnswer as answer:
+            final = answer.answer
+        except KeyboardInterrupt:
+            error = "KeyboardInterrupt"
+        except SyntaxError as exc:
+            error = "".join(traceback.format_exception_only(type(exc), exc))
+        except BaseException as exc:  # root code may raise anything, SystemExit included
+            error = _user_traceback(exc)
+        finally:
+            sys.stdout, sys.stderr = saved
+        return {
+            "stdout": out.getvalue(), "stderr": err.getvalue(), "error": error,
+            "final": final, "seconds": time.perf_counter() - started,
+        }
+
+    def get(self, name: str) -> dict[str, Any]:
+        key = name.strip().strip("'\"")
+        if key not in self.ns:
+            return {"missing": key}
+        value = self.ns[key]
+        return {"value": value if isinstance(value, str) else str(value)}
+
+
+def _exit(code: Any = None) -> None:
+    raise SystemExit(code)
+
+
+def _user_traceback(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<repl-"):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+_runtime: _Runtime | None = None
+
+
+def _shell() -> Any:
+    from IPython import get_ipython
+
+    return get_ipython()
+
+
+def _reply(data: dict[str, Any]) -> None:
+    """Hand a result to the host inside the execute_reply (no iopub traffic)."""
+    _shell().payload_manager.write_payload({"source": "rlm", "data": data}, single=False)
+
+
+def install(bridge_path: str, token: str, max_frame: int, cap: int) -> None:
+    """Bind the helpers to this kernel's bridge; called once, right after start-up."""
+    global _runtime
+    ns = _shell().user_ns
+    # IPython's exit/quit only ask a frontend to close the kernel; ours raise SystemExit
+    # as the builtins do in LocalREPL.
+    ns["exit"] = ns["quit"] = _exit
+    _runtime = _Runtime(ns, _Bridge(bridge_path, token, max_frame), cap)
+    _reply({"ok": True, "pid": os.getpid(), "uid": os.getuid()})
+
+
+def load(path: str, kind: str) -> None:
+    """Read the context the host wrote to ``path`` (then delete it) into ``context``."""
+    assert _runtime is not None
+    started = time.perf_counter()
+    with open(path, encoding="utf-8") as fh:
+        value = fh.read() if kind == "str" else json.load(fh)
+    os.unlink(path)
+    _runtime.ns.update(_runtime.names())
+    _runtime.ns["context"] = value
+    _reply({"ok": True, "seconds": time.perf_counter() - started})
+
+
+def step(code: str) -> None:
+    assert _runtime is not None
+    _reply(_runtime.run(code))
+
+
+def get(name: str) -> None:
+    assert _runtime is not None
+    _reply(_runtime.get(name))
+
+
+def reset() -> None:
+    """Forget the last completion: its variables, its context and its files."""
+    import gc
+    import shutil
+
+    assert _runtime is not None
+    ns = _runtime.ns
+    for key in [k for k in ns if k not in _runtime.baseline]:
+        del ns[key]
+    cwd = os.getcwd()
+    for entry in os.listdir(cwd):
+        full = os.path.join(cwd, entry)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full, ignore_errors=True)
+        else:
+            try:
+                os.unlink(full)
+            except OSError:
+                pass
+    gc.collect()
+    # A thread root code started cannot be stopped from here: the host replaces the kernel.
+    extra = [t.name for t in threading.enumerate() if t.ident not in _runtime.threads and t.is_alive()]
+    _reply({"ok": not extra, "threads": extra})
+
+
+if __name__ == "__main__":
+    _launch(sys.argv[1:])

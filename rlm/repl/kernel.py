@@ -1,0 +1,102 @@
+"""``KernelREPL``: root code runs in an isolated ipykernel subprocess (the default sandbox).
+
+Same ``REPL`` protocol and the same helpers as ``LocalREPL``; the difference is where
+the code runs. The kernel holds no API keys (the host makes every model call over the
+bridge), has resource limits and a step timeout, and is replaced, with a plain note to
+the root, when it crashes or will not stop. What is isolated depends on whether
+bubblewrap is installed: see ``KernelPool.isolation`` and docs/security.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from ..errors import SandboxError
+from .base import ExecResult, Host, load_context
+from .kernel_pool import KernelPool
+from .sandbox_env import SandboxConfig
+from .sandbox_kernel import KernelLost, SandboxKernel
+
+RESTARTED = ("The sandbox was restarted: every variable was lost; `context` and the helper "
+             "functions are loaded again.")
+
+
+class KernelREPL:
+    """Runs root code in a pooled sandbox kernel; state persists across steps of one completion.
+
+    Example::
+
+        repl = KernelREPL(KernelPool())
+        await repl.start("some context", host)
+        result = await repl.execute("print(len(context))")
+        await repl.close()
+
+    The kernel is acquired in the background by ``start`` so its start-up overlaps the
+    root model's first reply.
+    """
+
+    def __init__(self, pool: KernelPool | None = None, *, step_timeout: float | None = None) -> None:
+        self._owns_pool = pool is None
+        self.pool = pool if pool is not None else KernelPool(SandboxConfig())
+        self.step_timeout = step_timeout if step_timeout is not None else self.pool.config.step_timeout
+        self._context: Any = None
+        self._host: Host | None = None
+        self._ready: asyncio.Future[SandboxKernel] | None = None
+
+    async def start(self, context: Any, host: Host) -> None:
+        self._context = load_context(context)
+        self._host = host
+        self._ready = asyncio.ensure_future(self._prepare())
+
+    async def _prepare(self) -> SandboxKernel:
+        kernel = await self.pool.acquire()
+        try:
+            await kernel.load(self._context)
+        except BaseException:
+            await self.pool.discard(kernel)
+            raise
+        return kernel
+
+    async def kernel(self) -> SandboxKernel:
+        """The kernel of this completion, once it is ready (raises ``SandboxError`` if it cannot start)."""
+        if self._ready is None:
+            raise RuntimeError("KernelREPL used before start()")
+        return await asyncio.shield(self._ready)
+
+    async def execute(self, code: str) -> ExecResult:
+        kernel = await self.kernel()
+        assert self._host is not None
+        started = time.perf_counter()
+        try:
+            return await kernel.run_step(code, self._host, self.step_timeout)
+        except KernelLost as lost:
+            note = f"{lost} {RESTARTED}"
+        await self.pool.discard(kernel)
+        self._ready = asyncio.ensure_future(self._prepare())
+        try:
+            await self.kernel()
+        except SandboxError as exc:
+            note = f"{note} (The restart failed too: {exc})"
+        return ExecResult("", "", note, time.perf_counter() - started)
+
+    async def get_variable(self, name: str) -> str:
+        kernel = await self.kernel()
+        data = await kernel.call("get", repr(str(name)), self.pool.config.interrupt_grace + 5.0)
+        if "value" in data and isinstance(data["value"], str):
+            return data["value"]
+        raise KeyError(f"no variable named {data.get('missing', name)!r} in the REPL")
+
+    async def close(self) -> None:
+        ready, self._ready = self._ready, None
+        self._context = None
+        if ready is not None:
+            if ready.done():
+                if not ready.cancelled() and ready.exception() is None:
+                    self.pool.release(ready.result())
+            else:
+                ready.cancel()
+                await asyncio.wait([ready], timeout=5.0)
+        if self._owns_pool:
+            await self.pool.aclose()

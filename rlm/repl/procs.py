@@ -1,0 +1,88 @@
+"""Finding and killing a sandbox's processes through /proc (Linux), from the host side.
+
+Root code can rewrite anything inside its kernel, so the host never asks the kernel
+which processes it started: it looks them up itself, by the kernel's own uid when it
+has one, else as descendants of the process the host launched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    uid: int
+    state: str
+    rss_pages: int
+
+
+def _read(pid: int) -> ProcInfo | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read().decode("ascii", "replace")
+        uid = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return ProcInfo(pid, int(fields[1]), uid, fields[0], int(fields[21]))
+
+
+def all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def by_uid(uid: int) -> list[ProcInfo]:
+    """Live (not zombie) processes of ``uid``; one stat per process, the cheap filter first."""
+    found = []
+    for pid in all_pids():
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+        except OSError:
+            continue
+        info = _read(pid)
+        if info is not None and info.uid == uid and info.state not in "ZX":
+            found.append(info)
+    return found
+
+
+def descendants(root: int) -> list[ProcInfo]:
+    """Live processes under ``root`` (not ``root`` itself)."""
+    infos = [i for i in (_read(p) for p in all_pids()) if i is not None]
+    children: dict[int, list[ProcInfo]] = {}
+    for info in infos:
+        children.setdefault(info.ppid, []).append(info)
+    found: list[ProcInfo] = []
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child.state not in "ZX":
+                found.append(child)
+            stack.append(child.pid)
+    return found
+
+
+def kill(pids: Iterable[int]) -> int:
+    """SIGKILL each pid; returns how many signals were delivered."""
+    sent = 0
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            sent += 1
+        except OSError:
+            pass
+    return sent
+
+
+def kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass

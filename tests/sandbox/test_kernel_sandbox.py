@@ -1,0 +1,185 @@
+"""The kernel sandbox as a REPL: context, helpers, state, pooling, limits and configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+
+import pytest
+
+from rlm import RLM, ConfigError, FailedCall, SandboxConfig, SandboxError
+from rlm.repl.kernel import KernelREPL
+from rlm.repl import kernel_pool
+from rlm.repl.kernel_pool import KernelPool
+from rlm.repl.sandbox_env import bwrap_path
+from rlm.testing import Fault, ScriptedLM
+
+MODES = ["bwrap", "none"]
+
+
+def make(lm: ScriptedLM, mode: str = "auto", **kwargs) -> RLM:
+    if mode == "bwrap" and bwrap_path() is None:
+        pytest.skip("bubblewrap is not installed")
+    config = kwargs.pop("config", {})
+    return RLM("root", "sub", base_url=lm.base_url, api_key="k", max_retries=0,
+               sandbox=SandboxConfig(isolation=mode, **config), **kwargs)
+
+
+def code(*lines: str) -> str:
+    return "```repl\n" + "\n".join(lines) + "\n```"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_context_type_arrives_equal(mode: str, tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "doc.txt"
+    path.write_text("from a file\n" * 1000)
+    contexts = ["plain ünïcode text \u2603", ["a", "bb", {"k": [1, 2.5, None]}], {"x": {"y": [True, "z"]}}, path]
+    with ScriptedLM(root=[code("import json; print(json.dumps(context))"), "FINAL(ok)"] * 4) as lm, make(lm, mode) as rlm:
+        for ctx in contexts:
+            out = rlm.completion(ctx, "q").steps[0].outputs[0]
+            expected = path.read_text() if ctx is path else ctx
+            assert json.loads(out.stdout) == expected, out
+        assert rlm.kernels.started == 1 and rlm.kernels.reused == 3
+
+
+def test_helpers_behave_as_in_the_local_repl() -> None:
+    program = code(
+        "a = llm_query('one')",
+        "b = llm_batch(['p0', 'p1', 'p2'], max_concurrent=2)",
+        "c = llm_query('fail')",
+        "print(a, b, type(c).__name__, isinstance(c, str), isinstance(c, FailedCall), type(c.error).__name__, c.error.status)",
+        "try:\n    llm_batch('one string')\nexcept TypeError as e:\n    print('TypeError', 'llm_query' in str(e))",
+        "try:\n    llm_batch(['x'], max_concurrent=0)\nexcept ValueError as e:\n    print(type(e).__name__)",
+        "print(count_tokens('hello world'), len(chunk('word ' * 3000, max_tokens=1000)) > 1, budget().calls)",
+    )
+    echo = lambda r: "echo " + r.prompt  # noqa: E731
+    outputs, traced = {}, {}
+    for sandbox in ("kernel", "local"):
+        with ScriptedLM(root=[program, "FINAL_VAR(b)"], sub=echo) as lm:
+            lm.fail(Fault.http(500, "boom"), when=lambda r: r.prompt == "fail")
+            with RLM("root", "sub", base_url=lm.base_url, api_key="k", max_retries=0, sandbox=sandbox) as rlm:
+                result = rlm.completion("ctx", "q")
+        outputs[sandbox] = result.steps[0].outputs[0]
+        assert result.answer == "['echo p0', 'echo p1', 'echo p2']"
+        # every sub-call went through the host's dispatcher and shows in the trace
+        traced[sandbox] = sorted(e.data["prompt_chars"] for e in result.trace if e.kind == "call.start" and e.data["role"] == "sub")
+    assert traced["kernel"] == traced["local"] and len(traced["kernel"]) >= 5
+    lines = outputs["kernel"].stdout.splitlines()
+    assert lines[0] == "echo one ['echo p0', 'echo p1', 'echo p2'] FailedCall True True LMResponseError 500"
+    assert lines[1:] == ["TypeError True", "ConfigError", "2 True 6"]
+    assert outputs["kernel"].stdout == outputs["local"].stdout and outputs["kernel"].error is None
+
+
+def test_failed_call_from_the_kernel_is_a_str_subclass_with_the_error() -> None:
+    assert issubclass(FailedCall, str)  # the host type; the kernel mirrors it
+    program = code("r = llm_query('x')", "print(repr(r)[:40], r.upper()[:11], r.error.__class__.__mro__[1].__name__)")
+    with ScriptedLM(root=[program, "FINAL(ok)"]) as lm, make(lm) as rlm:
+        lm.fail(Fault.http(503), when=lambda r: r.role == "sub")
+        out = rlm.completion("ctx", "q").steps[0].outputs[0].stdout
+    assert out.startswith("'[rlm error] LMResponseError") and "[RLM ERROR]" in out and out.rstrip().endswith("Exception")
+
+
+def test_state_persists_within_a_completion_and_is_gone_in_the_next() -> None:
+    replies = [code("x = 41", "open('scratch.txt', 'w').write('s')"), code("x += 1"), "FINAL_VAR(x)",
+               code("print('x' in dir(), __import__('os').listdir('.'))"), "FINAL(ok)"]
+    with ScriptedLM(root=replies) as lm, make(lm) as rlm:
+        assert rlm.completion("ctx", "q").answer == "42"
+        assert rlm.completion("ctx", "q").steps[0].outputs[0].stdout == "False []\n"
+        assert rlm.kernels.stats()["started"] == 1
+
+
+def test_two_completions_at_once_get_two_kernels() -> None:
+    program = code("import time", "time.sleep(0.5)", "v = llm_query('item')")
+    with ScriptedLM(root=lambda r: "FINAL_VAR(v)" if len(r.messages) > 2 else program) as lm, make(lm) as rlm:
+        results: list[str] = []
+        threads = [threading.Thread(target=lambda: results.append(rlm.completion("c", "q").answer)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert results == ["ok", "ok"]
+        assert rlm.kernels.started == 2
+
+
+def test_recursion_runs_the_child_in_its_own_kernel() -> None:
+    def root(req):  # noqa: ANN001, ANN202
+        if "inner question" in req.messages[1]["content"]:
+            return code("import os", "FINAL(context.upper() + str(os.getpid() > 0))")
+        if sum(m["role"] == "assistant" for m in req.messages) == 0:
+            return code("inner = rlm_query('inner question', 'abc')")
+        return "FINAL_VAR(inner)"
+
+    with ScriptedLM(root=root) as lm, make(lm, max_depth=2) as rlm:
+        assert rlm.completion("outer", "q").answer == "ABCTrue"
+
+
+def test_step_timeout_from_rlm_is_used() -> None:
+    with ScriptedLM(root=[code("import time", "time.sleep(30)"), "FINAL(ok)"]) as lm, make(lm, step_timeout=1.0) as rlm:
+        error = rlm.completion("ctx", "q").steps[0].outputs[0].error
+    assert "timed out after 1 s" in error
+
+
+def test_kernel_that_cannot_start_raises_a_clear_sandbox_error() -> None:
+    with ScriptedLM(root=[code("print(1)")]) as lm, make(lm, config={"python": "/nonexistent/python3"}) as rlm:
+        with pytest.raises(SandboxError, match="sandbox kernel"):
+            rlm.completion("ctx", "q")
+
+
+def test_configuration_is_checked() -> None:
+    with pytest.raises(ConfigError, match="never holds secrets"):
+        SandboxConfig(extra_env={"OPENAI_API_KEY": "x"})
+    with pytest.raises(ConfigError, match="MY_TOKEN"):
+        SandboxConfig(extra_env={"MY_TOKEN": "x"})
+    with pytest.raises(ConfigError, match="isolation"):
+        SandboxConfig(isolation="docker")
+    with pytest.raises(ConfigError, match="memory_mb"):
+        SandboxConfig(memory_mb=100)
+    with pytest.raises(ConfigError, match="sandbox="):
+        RLM("m", api_key="k", sandbox="docker")
+    assert RLM("m", api_key="k").sandbox == "kernel"  # the default
+    assert RLM("m", api_key="k", sandbox="local").kernels is None
+
+
+def test_extra_env_reaches_the_kernel() -> None:
+    with ScriptedLM(root=[code("import os; print(os.environ['MY_SETTING'])"), "FINAL(ok)"]) as lm:
+        with make(lm, config={"extra_env": {"MY_SETTING": "on"}}) as rlm:
+            assert rlm.completion("c", "q").steps[0].outputs[0].stdout == "on\n"
+
+
+def test_without_bubblewrap_the_library_says_what_is_not_isolated(caplog) -> None:  # noqa: ANN001
+    kernel_pool._warned.clear()  # the warning is logged once per process
+    caplog.set_level(logging.INFO, logger="rlm")
+    text = KernelPool(SandboxConfig(isolation="none")).isolation.describe()
+    assert "filesystem: NOT isolated" in text and "network: NOT isolated" in text
+    assert "environment: scrubbed" in text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("NOT isolated" in w and "bubblewrap" in w for w in warnings), warnings
+
+
+def test_kernel_repl_works_without_rlm() -> None:
+    class Host:
+        async def llm_query(self, prompt: str, model: str | None = None) -> str:
+            return prompt[::-1]
+
+        async def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
+            return [p[::-1] for p in prompts]
+
+        async def rlm_query(self, query: str, context: object = None) -> str:
+            return query
+
+        async def budget(self) -> dict:
+            return {}
+
+    async def main() -> tuple[str, str]:
+        repl = KernelREPL()  # owns its pool and closes it
+        await repl.start(list(range(3)), Host())
+        out = (await repl.execute("print(llm_query('abc'), sum(context))")).stdout
+        value = await repl.get_variable("context")
+        with pytest.raises(KeyError):
+            await repl.get_variable("missing")
+        await repl.close()
+        return out, value
+
+    assert asyncio.run(main()) == ("cba 3\n", "[0, 1, 2]")

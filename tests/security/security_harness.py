@@ -1,0 +1,85 @@
+"""A hostile-code harness: one RLM per sandbox mode, a canary API key, checks after every attack.
+
+Every attack runs as a real completion through the openai client against ScriptedLM:
+step 1 is the hostile code, step 2 must work (``print('alive')``), then FINAL.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from rlm import RLM, RLMResult
+from rlm.repl.kernel_pool import KernelPool
+from rlm.repl.sandbox_env import Isolation, SandboxConfig, bwrap_path
+from rlm.testing import ScriptedLM
+
+CANARY = "sk-rlm-canary-7f3c9e1d2b4a"
+STEP_TIMEOUT = 2.0
+#: Small limits keep the memory and disk attacks cheap on a shared 2-core machine.
+CONFIG = dict(memory_mb=1536, max_file_mb=64, disk_mb=128, interrupt_grace=1.0, max_processes=96)
+
+
+@dataclass
+class Sandbox:
+    """One RLM with the kernel sandbox in one isolation mode."""
+
+    rlm: RLM
+    lm: ScriptedLM
+    pool: KernelPool
+    isolation: Isolation
+
+    def require(self, *flags: str) -> None:
+        """Skip unless this mode has one of ``flags`` (docs/security.md says what is open without)."""
+        if not any(getattr(self.isolation, f) for f in flags):
+            pytest.skip(f"not contained with sandbox={self.isolation.mode} here (needs one of {flags}); "
+                        "see docs/security.md")
+
+    def attack(self, code: str, then: str = "print('alive')") -> RLMResult:
+        self.lm.root = [f"```repl\n{code}\n```", f"```repl\n{then}\n```", "FINAL(done)"]
+        return self.rlm.completion("the context", "q")
+
+    def step(self, result: RLMResult, n: int = 0):  # noqa: ANN201 - ExecResult
+        return result.steps[n].outputs[0]
+
+    def check_survived(self, result: RLMResult) -> None:
+        """The host is alive (we are), the next step worked, no secret leaked, nothing left running."""
+        assert result.answer == "done"
+        assert self.step(result, 1).stdout == "alive\n", self.step(result, 1)
+        text = "".join(f"{o.stdout}{o.stderr}{o.error}" for s in result.steps for o in s.outputs)
+        text += str(result.trace) + result.answer
+        assert CANARY not in text
+        for kernel in self.pool.kernels:
+            assert kernel.strays() == [], "processes started by root code outlived the step"
+
+
+def _modes() -> list[str]:
+    return ["bwrap", "none"]
+
+
+@pytest.fixture(scope="module", params=_modes())
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    if request.param == "bwrap" and bwrap_path() is None:
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap); CI installs it")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_API_KEY", CANARY)
+        mp.setenv("MY_SERVICE_TOKEN", CANARY)
+        with ScriptedLM() as lm:
+            config = SandboxConfig(isolation=request.param, **CONFIG)
+            with RLM("root", "sub", base_url=lm.base_url, api_key=CANARY, sandbox=config,
+                     step_timeout=STEP_TIMEOUT, max_retries=0) as rlm:
+                assert rlm.kernels is not None
+                yield Sandbox(rlm, lm, rlm.kernels, rlm.kernels.isolation)
+
+
+@pytest.fixture
+def outside_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A host directory the sandbox must neither read nor write (root-only, like a home dir)."""
+    path = tmp_path_factory.mktemp("outside")
+    (path / "secret.txt").write_text(CANARY)
+    os.chmod(path / "secret.txt", 0o600)
+    os.chmod(path, 0o700)
+    yield str(path)

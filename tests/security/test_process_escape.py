@@ -1,0 +1,103 @@
+"""Hostile root code that crashes, exits, signals other processes or leaves processes behind."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+from security_harness import Sandbox
+from rlm.repl import procs
+
+RESTARTED = "The sandbox was restarted: every variable was lost"
+
+
+def test_killing_the_parent_process_does_not_reach_the_host(sandbox: Sandbox) -> None:
+    # Without a pid namespace or a uid of its own, the kernel's parent IS this test process.
+    sandbox.require("pid_namespace", "separate_user")
+    result = sandbox.attack("import os\nos.kill(os.getppid(), 9)")
+    assert os.getpid() > 0  # still here
+    error = sandbox.step(result).error or ""
+    assert "PermissionError" in error or RESTARTED in error or error == ""
+    sandbox.check_survived(result)
+
+
+def test_killing_every_process_it_can_does_not_reach_the_host(sandbox: Sandbox) -> None:
+    # kill(-1) as root outside a pid namespace would signal every process on the machine.
+    sandbox.require("pid_namespace", "separate_user")
+    result = sandbox.attack("import os, signal\nos.kill(-1, signal.SIGKILL)")
+    sandbox.check_survived(result)
+
+
+def test_ctypes_segfault_restarts_the_kernel(sandbox: Sandbox) -> None:
+    result = sandbox.attack("import ctypes\nctypes.string_at(0)")
+    error = sandbox.step(result).error
+    assert "killed by signal 11" in error and RESTARTED in error
+    sandbox.check_survived(result)
+
+
+def test_sys_exit_is_an_ordinary_error(sandbox: Sandbox) -> None:
+    result = sandbox.attack("kept = 1\nimport sys\nsys.exit(3)", then="print('alive' if kept else '')")
+    assert "SystemExit: 3" in sandbox.step(result).error
+    sandbox.check_survived(result)
+
+
+def test_exit_and_quit_are_ordinary_errors(sandbox: Sandbox) -> None:
+    result = sandbox.attack("kept = 1\nexit()", then="quit(2) if not kept else print('alive')")
+    assert "SystemExit" in sandbox.step(result).error
+    sandbox.check_survived(result)
+
+
+def test_os_exit_restarts_the_kernel(sandbox: Sandbox) -> None:
+    result = sandbox.attack("import os\nos._exit(7)")
+    error = sandbox.step(result).error
+    assert "exited with code 7" in error and RESTARTED in error
+    sandbox.check_survived(result)
+
+
+def test_detached_background_processes_do_not_outlive_the_step(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        import os, subprocess
+        subprocess.Popen(['sleep', '600'], start_new_session=True)
+        if os.fork() == 0:          # a classic daemon: fork, setsid, fork, parent exits
+            os.setsid()
+            if os.fork() == 0:
+                os.execvp('sleep', ['sleep', '601'])
+            os._exit(0)
+        os.wait()
+        print('spawned')""")
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout == "spawned\n"
+    sandbox.check_survived(result)  # asserts no stray process of any kernel of the pool
+    left = [p for p in procs.all_pids() if _cmdline(p) in ("sleep 600", "sleep 601")]
+    assert left == []
+
+
+def test_a_background_thread_cannot_keep_calling_models(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        import threading, time
+        def spin():
+            while True:
+                try:
+                    llm_query('spam')
+                except Exception:
+                    time.sleep(0.05)
+        threading.Thread(target=spin, daemon=True).start()
+        time.sleep(0.3)""")
+    started = sandbox.pool.started
+    result = sandbox.attack(code, then="print('alive')")
+    sandbox.check_survived(result)
+    calls_after = sandbox.lm.stats["sub"]
+    # The next completion runs steps too; the spinning thread must not be in its kernel.
+    later = sandbox.attack("import time\ntime.sleep(0.5)")
+    assert sandbox.lm.stats["sub"] == calls_after
+    assert not [r for r in sandbox.lm.sub_requests[calls_after:] if r.prompt == "spam"]
+    assert sandbox.pool.started > started  # the kernel with the thread was not reused
+    sandbox.check_survived(later)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""

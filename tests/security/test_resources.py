@@ -1,0 +1,96 @@
+"""Hostile root code that burns CPU, memory, processes, output and disk, or kills things."""
+
+from __future__ import annotations
+
+import textwrap
+
+from security_harness import STEP_TIMEOUT, Sandbox
+
+RESTARTED = "The sandbox was restarted: every variable was lost"
+
+
+def test_infinite_loop_is_interrupted_and_state_is_kept(sandbox: Sandbox) -> None:
+    result = sandbox.attack("kept = 41\nwhile True:\n    pass", then="kept += 1\nprint('alive')")
+    error = sandbox.step(result).error
+    assert f"timed out after {STEP_TIMEOUT:g} s and was interrupted" in error and RESTARTED not in error
+    sandbox.check_survived(result)
+
+
+def test_loop_that_ignores_interrupts_gets_the_kernel_restarted(sandbox: Sandbox) -> None:
+    code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
+    result = sandbox.attack(code, then="print('alive' if 'signal' not in dir() else 'stale')")
+    assert "did not stop when interrupted" in sandbox.step(result).error
+    assert RESTARTED in sandbox.step(result).error
+    sandbox.check_survived(result)
+
+
+def test_loop_that_swallows_keyboard_interrupt_gets_the_kernel_restarted(sandbox: Sandbox) -> None:
+    code = "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass"
+    result = sandbox.attack(code)
+    assert RESTARTED in sandbox.step(result).error
+    sandbox.check_survived(result)
+
+
+def test_infinite_recursion_is_a_plain_error(sandbox: Sandbox) -> None:
+    result = sandbox.attack("def f():\n    return f()\nf()")
+    assert "RecursionError" in sandbox.step(result).error
+    sandbox.check_survived(result)
+
+
+def test_memory_bomb_is_a_memory_error(sandbox: Sandbox) -> None:
+    result = sandbox.attack("x = bytearray(10**11)")
+    assert "MemoryError" in sandbox.step(result).error
+    result = sandbox.attack("hoard = []\nwhile True:\n    hoard.append(bytearray(10**8))")
+    assert "MemoryError" in sandbox.step(result).error
+    sandbox.check_survived(result)
+
+
+def test_fork_bomb_is_contained(sandbox: Sandbox) -> None:
+    # Root is exempt from RLIMIT_NPROC: a fork bomb in a root kernel would take the machine down.
+    sandbox.require("process_limit")
+    result = sandbox.attack("import os\nwhile True:\n    os.fork()")
+    error = sandbox.step(result).error
+    assert "BlockingIOError" in error or "processes" in error
+    sandbox.check_survived(result)
+
+
+def test_gigabyte_of_print_output_is_capped(sandbox: Sandbox) -> None:
+    code = "import sys\nchunk = 'x' * 2**20\nfor _ in range(1024):\n    sys.stdout.write(chunk)\nprint('END')"
+    result = sandbox.attack(code)
+    out = sandbox.step(result).stdout
+    assert "characters omitted" in out and out.endswith("END\n") and len(out) < 2_100_000
+    sandbox.check_survived(result)
+
+
+def test_gigabyte_written_to_the_raw_file_descriptors_goes_nowhere(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        import os
+        chunk = b'x' * 2**20
+        for _ in range(1024):
+            os.write(1, chunk)
+        try:
+            for _ in range(1024):
+                os.write(2, chunk)
+        except OSError as e:
+            print(type(e).__name__, e.errno)""")
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout == "OSError 27\n"  # EFBIG: the file-size limit, not a full disk
+    sandbox.check_survived(result)
+
+
+def test_filling_the_disk_stops_at_the_limit(sandbox: Sandbox) -> None:
+    sandbox.require("filesystem_hidden")  # without bubblewrap only each file's size is limited
+    code = textwrap.dedent("""\
+        written = 0
+        try:
+            for i in range(64):
+                with open(f'fill{i}', 'wb') as fh:
+                    for _ in range(63):
+                        fh.write(b'x' * 2**20)
+                        written += 1
+        except OSError as e:
+            print(type(e).__name__, e.errno)
+        print(written < 64 * 63)""")
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout.endswith("True\n")
+    sandbox.check_survived(result)
