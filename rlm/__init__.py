@@ -66,3 +66,10 @@ __all__ = [
     "Usage",
     "UsageReport",
 ]
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext rlm``: registers ``%%rlm`` and ``%rlm_config`` (see ``rlm.magics``)."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)

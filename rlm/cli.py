@@ -16,6 +16,7 @@ from types import FrameType
 from typing import NamedTuple
 
 from rlm.testing import ScriptedLM, ScriptedRequest
+from rlm.trace import view
 
 __all__ = ["COMMANDS", "Command", "main"]
 
@@ -102,6 +103,11 @@ COMMANDS: dict[str, Command] = {
         help="serve a scripted OpenAI-compatible model on 127.0.0.1 (for demos and benchmarks)",
         add_arguments=_serve_fake_arguments,
         run=_serve_fake,
+    ),
+    "view": Command(
+        help="write a trace log (.jsonl) as one HTML page (call tree, latency timeline) that opens offline",
+        add_arguments=view.add_arguments,
+        run=view.run,
     ),
 }
 

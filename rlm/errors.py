@@ -12,7 +12,8 @@
     ├── LimitExceeded          a run stopped at a limit; .partial holds what was done
     │   ├── BudgetExceeded     a Budget ran out; .budget names it, .spent and .limit say how far
     │   └── ContextWindowExceeded  a prompt too big for the model; .tokens and .limit
-    └── Cancelled              the run was cancelled (interrupt or Stop button)
+    ├── Cancelled              the run was cancelled (interrupt or Stop button)
+    └── TraceFormatError       a trace log line is not an event; .path, .line
 
 Exceptions carry data and have no side effects: they never log or print.
 """
@@ -139,3 +140,12 @@ class Cancelled(RLMError):
     def __init__(self, message: str = "run cancelled", *, partial: Any = None) -> None:
         super().__init__(message)
         self.partial = partial
+
+
+class TraceFormatError(RLMError, ValueError):
+    """A trace log (JSONL) holds a line that is not an event."""
+
+    def __init__(self, message: str, *, path: str, line: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line

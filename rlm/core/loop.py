@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from ..errors import BudgetExceeded, ConfigError, LimitExceeded, LMError
 from ..lm.batch import Dispatcher
 from ..lm.types import FailedCall
 from ..repl.base import REPL, ExecResult, load_context
+from ..trace.trace import Trace
 from .parsing import find_code_blocks, find_final, truncate_output
 from .prompts import (
     ANSWER_NOW,
@@ -100,6 +102,7 @@ class RootLoop:
         self.depth = depth
         self.parent_span = parent_span
         self.can_recurse = depth + 1 < settings.max_depth
+        self._so_far: tuple[list[Step], str, float] | None = None
 
     def _sub_window(self) -> dict[str, str]:
         """The sub-model's context window for the prompt, when the pricing table knows it."""
@@ -129,6 +132,7 @@ class RootLoop:
             {"role": "user", "content": first_user_message(description, query)},
         ]
         steps: list[Step] = []
+        self._so_far = (steps, run_id, started)
         answer: str | None = None
         fallback = False
         status = "error"
@@ -145,6 +149,9 @@ class RootLoop:
         except (LMError, LimitExceeded) as exc:
             stopped: StopReason = "budget" if isinstance(exc, BudgetExceeded) else "error"
             exc.partial = self._result("", steps, tracer, run_id, started, fallback=False, stopped=stopped)
+            raise
+        except asyncio.CancelledError:
+            status = "cancelled"
             raise
         finally:
             await repl.close()
@@ -163,12 +170,19 @@ class RootLoop:
             iterations=len(steps),
             usage=UsageReport(self.dispatcher.meter.snapshot()),
             steps=tuple(steps),
-            trace=tuple(tracer.events),
+            trace=Trace(tracer.events),
             stopped=stopped or ("max_iterations" if fallback else "final"),
             fallback=fallback,
             seconds=time.perf_counter() - started,
             budget=self.dispatcher.budget.report(),
         )
+
+    def partial_result(self) -> RLMResult | None:
+        """The steps, usage and trace of a run stopped before it answered (None if it never started)."""
+        if self._so_far is None:
+            return None
+        steps, run_id, started = self._so_far
+        return self._result("", steps, self.dispatcher.tracer, run_id, started, fallback=False, stopped="cancelled")
 
     async def _turn(
         self, iteration: int, run_id: str, messages: list[dict[str, Any]],

@@ -8,9 +8,9 @@ from typing import Literal
 from ..lm.budget import BudgetReport
 from ..lm.types import Usage
 from ..repl.base import ExecResult
-from ..trace.events import Event
+from ..trace.trace import Trace
 
-StopReason = Literal["final", "max_iterations", "budget", "error"]
+StopReason = Literal["final", "max_iterations", "budget", "error", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ class RLMResult:
     iterations: int
     usage: UsageReport
     steps: tuple[Step, ...]
-    trace: tuple[Event, ...]
+    trace: Trace
     stopped: StopReason = "final"
     fallback: bool = False
     seconds: float = 0.0

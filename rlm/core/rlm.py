@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 from typing import Any
 
 from .. import runtime
-from ..errors import ConfigError
+from ..errors import Cancelled, ConfigError
 from ..lm.batch import Dispatcher
 from ..lm.budget import Budget, BudgetLedger
 from ..lm.cache import Cache, as_cache
@@ -23,7 +24,11 @@ from ..repl.kernel_pool import KernelPool
 from ..repl.local import LocalREPL
 from ..repl.sandbox_env import SandboxConfig
 from ..trace.events import Subscriber, Tracer
+from ..trace.jsonl import JsonlWriter
 from ..trace.progress import ConsoleProgress, Listener, ProgressModel, isatty
+from ..trace.trace import Trace
+from ..widgets import watch
+from .control import RunControl
 from .loop import LoopSettings, RootLoop
 from .result import RLMResult
 
@@ -89,6 +94,7 @@ class RLM:
         pricing: Pricing | PricingArg = None,
         cache: bool | str | os.PathLike[str] | Cache | None = None,
         progress: bool | Listener | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         sandbox_config = sandbox if isinstance(sandbox, SandboxConfig) else SandboxConfig()
         sandbox = "kernel" if isinstance(sandbox, SandboxConfig) else sandbox
@@ -126,6 +132,7 @@ class RLM:
         self.max_concurrent = max_concurrent
         self.call_options = dict(call_options or {})
         self.subscribers: list[Subscriber] = list(subscribers or [])
+        self.log_dir = log_dir
         self.pricing = as_pricing(pricing)
         self.budget = _check_budget(budget, self.pricing, (model, sub_model or model))
         self.cache = as_cache(cache)
@@ -165,14 +172,34 @@ class RLM:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _run(self, context: Any, query: str, subscribers: list[Subscriber]) -> RLMResult:
-        tracer = Tracer([*self.subscribers, *subscribers, *self._progress_subscribers()])
+    async def _run(
+        self, context: Any, query: str, subscribers: list[Subscriber], control: RunControl | None = None
+    ) -> RLMResult:
+        writer = JsonlWriter(self.log_dir) if self.log_dir is not None else None
+        logs: list[Subscriber] = [writer] if writer is not None else []
+        tracer = Tracer([*self.subscribers, *subscribers, *self._progress_subscribers(), *logs])
         dispatcher = Dispatcher(
             self.client, pricing=self.pricing, budget=BudgetLedger(self.budget, self.pricing), cache=self.cache, limiter=self.limiter, tracer=tracer, call_options=self.call_options,
             retry=self.retry, sub_client=self.sub_client,
         )
         loop = RootLoop(settings=self.settings, dispatcher=dispatcher, repl_factory=self._make_repl)
-        return await loop.run(context, query)
+        if control is not None:
+            control.bind()
+        try:
+            result = await loop.run(context, query)
+        except asyncio.CancelledError:
+            if control is None or not control.stop_requested:
+                raise
+            raise Cancelled(
+                "the run was stopped; .partial holds its steps, usage and trace so far",
+                partial=loop.partial_result(),
+            ) from None
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is not None:
+            result = dataclasses.replace(result, trace=Trace(result.trace, path=writer.path))
+        return result
 
     def _progress_subscribers(self) -> list[Subscriber]:
         """A fresh progress model per run: the console line, a callable, or nothing."""
@@ -186,23 +213,32 @@ class RLM:
         return []
 
     async def acompletion(
-        self, context: Any, query: str, *, subscribers: list[Subscriber] | None = None
+        self, context: Any, query: str, *, subscribers: list[Subscriber] | None = None,
+        view: bool | None = None,
     ) -> RLMResult:
         """Awaitable ``completion``. The work runs on rlm's own loop, so the caller's stays free."""
-        coro = self._run(context, query, list(subscribers or []))
-        if runtime.on_runtime_thread():
-            return await coro
-        return await asyncio.wrap_future(runtime.submit(coro))
+        nested = runtime.on_runtime_thread()
+        control = RunControl()
+        with watch(False if nested else view, control) as viewers:
+            coro = self._run(context, query, [*(subscribers or []), *viewers], control)
+            if nested:
+                return await coro
+            return await asyncio.wrap_future(runtime.submit(coro))
 
     def completion(
-        self, context: Any, query: str, *, subscribers: list[Subscriber] | None = None
+        self, context: Any, query: str, *, subscribers: list[Subscriber] | None = None,
+        view: bool | None = None,
     ) -> RLMResult:
         """Answer ``query`` over ``context`` (str, list, dict or pathlib.Path); blocks until done.
 
         Interrupting (Ctrl-C, or the notebook's stop button) cancels every in-flight
         sub-call within a second and leaves this object ready for the next call.
+        In a notebook (``view=None``) a live view of the run is shown; its Stop button
+        ends the run and ``Cancelled`` is raised with the partial result on ``.partial``.
         """
-        return runtime.run(self._run(context, query, list(subscribers or [])))
+        control = RunControl()
+        with watch(view, control) as viewers:
+            return runtime.run(self._run(context, query, [*(subscribers or []), *viewers], control))
 
     def __repr__(self) -> str:
         s = self.settings

@@ -2,6 +2,16 @@
 
 Events form a span tree (run > iteration > exec > batch > call, and child runs for
 recursion): each span emits ``<kind>.start`` and ``<kind>.end`` with the same id.
+Other kinds (``call.retry``) are point events attached to the span whose id they carry.
+
+What each kind carries in ``data`` (all JSON-able; keys may be absent):
+
+- ``run``: start: query, model, depth, context; end: status, answer, iterations, fallback, seconds
+- ``iteration``: start: n, fallback; end: blocks, final
+- ``exec``: start: code; end: stdout, stderr, error, seconds, final
+- ``batch``: start: n, max_concurrent, model; end: status, failed
+- ``call``: start: model, role, prompt_chars; end: status (ok | error | cancelled),
+  seconds, prompt_tokens, completion_tokens, cost_usd, error, cached
 """
 
 from __future__ import annotations
@@ -34,8 +44,30 @@ class Event:
     ts: float
     data: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def span(self) -> str:
+        """The span kind: ``"call"`` for ``"call.end"``."""
+        return self.kind.partition(".")[0]
+
+    @property
+    def phase(self) -> str:
+        """``"start"``, ``"end"``, or the name of a point event (``"retry"``)."""
+        return self.kind.partition(".")[2]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as one JSON object (one line of a trace log)."""
+        return {"kind": self.kind, "id": self.id, "parent": self.parent, "ts": self.ts, "data": self.data}
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> Event:
+        """Inverse of ``to_dict``; raises ``KeyError``/``TypeError`` on a malformed object."""
+        return cls(str(obj["kind"]), str(obj["id"]), obj.get("parent"), float(obj["ts"]), dict(obj.get("data") or {}))
+
 
 Subscriber = Callable[[Event], None]
+
+#: The span kinds, outermost first.
+SPAN_KINDS = ("run", "iteration", "exec", "batch", "call")
 
 
 class Tracer:

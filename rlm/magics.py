@@ -1,0 +1,125 @@
+"""IPython magics: ``%load_ext rlm``, then ``%rlm_config`` and ``%%rlm``.
+
+Example::
+
+    %load_ext rlm
+    %rlm_config model=gpt-5 sub_model=gpt-5-mini max_concurrent=16
+
+    %%rlm --context report_text
+    Which sections mention the merger?
+
+The cell body is the query; the answer is displayed and stored in ``_rlm`` (the
+full ``RLMResult`` in ``_rlm_result``). The run shows the live view like any
+``completion``. Settings made with ``%rlm_config`` last for the notebook's kernel.
+"""
+
+from __future__ import annotations
+
+import ast
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+
+from .core.rlm import RLM
+from .errors import Cancelled
+
+#: What ``%rlm_config`` may set: ``RLM(...)`` keyword arguments.
+CONFIG_KEYS = (
+    "api_key", "base_url", "log_dir", "max_concurrent", "max_depth", "max_iterations", "max_output_chars",
+    "max_retries", "model", "sandbox", "step_timeout", "sub_model", "timeout", "transport",
+)
+
+
+def parse_config(line: str) -> dict[str, Any]:
+    """``model=gpt-5 max_concurrent=16`` -> ``{"model": "gpt-5", "max_concurrent": 16}``.
+
+    Values are Python literals when they parse as one (numbers, None, True, quoted
+    strings), and plain strings otherwise.
+    """
+    values: dict[str, Any] = {}
+    for token in shlex.split(line):
+        key, sep, raw = token.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise UsageError(f"%rlm_config takes key=value pairs, got {token!r}")
+        if key not in CONFIG_KEYS:
+            raise UsageError(f"%rlm_config: unknown setting {key!r}; settings: {', '.join(CONFIG_KEYS)}")
+        try:
+            values[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            values[key] = raw
+    return values
+
+
+def _shown(settings: dict[str, Any]) -> str:
+    """Settings as text, with the API key hidden."""
+    if not settings:
+        return "rlm: no settings (RLM defaults; OPENAI_API_KEY / OPENAI_BASE_URL from the environment)"
+    return "rlm: " + " ".join(f"{k}={'***' if k == 'api_key' else repr(v)}" for k, v in sorted(settings.items()))
+
+
+@magics_class
+class RLMMagics(Magics):
+    """``%rlm_config`` and ``%%rlm``; one ``RLM`` is kept per distinct configuration."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.settings: dict[str, Any] = {}
+        self._instances: dict[tuple[tuple[str, str], ...], RLM] = {}
+
+    @line_magic
+    def rlm_config(self, line: str) -> None:
+        """Set defaults for ``%%rlm``: ``%rlm_config model=gpt-5 base_url=http://...``.
+
+        With no arguments it shows the settings; ``%rlm_config --reset`` clears them.
+        """
+        line = line.strip()
+        if line == "--reset":
+            self.settings.clear()
+        elif line:
+            self.settings.update(parse_config(line))
+        display({"text/plain": _shown(self.settings)}, raw=True)
+
+    def rlm_for(self, overrides: dict[str, Any]) -> RLM:
+        """The ``RLM`` for the notebook's settings plus ``overrides`` (reused across cells)."""
+        settings = {**self.settings, **{k: v for k, v in overrides.items() if v is not None}}
+        key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
+        if key not in self._instances:
+            self._instances[key] = RLM(**settings)
+        return self._instances[key]
+
+    @magic_arguments()
+    @argument("--context", "-c", required=True, help="a variable (or expression) of the notebook that holds the context")
+    @argument("--model", "-m", default=None, help="root model (default: %%rlm_config's, else RLM's)")
+    @argument("--sub-model", "-s", default=None, help="model for llm_query/llm_batch sub-calls")
+    @argument("--base-url", default=None, help="OpenAI-compatible endpoint")
+    @cell_magic
+    def rlm(self, line: str, cell: str) -> None:
+        """Answer the cell's text over ``--context``; the answer lands in ``_rlm``."""
+        args = parse_argstring(self.rlm, line)
+        query = cell.strip()
+        if not query:
+            raise UsageError("%%rlm: the cell body is the query, and it is empty")
+        namespace = self.shell.user_ns
+        try:
+            context = eval(args.context, namespace)  # the user's own expression, in their own namespace
+        except NameError:
+            raise UsageError(f"%%rlm --context {args.context}: no such variable in the notebook") from None
+        rlm = self.rlm_for({"model": args.model, "sub_model": args.sub_model, "base_url": args.base_url})
+        try:
+            result = rlm.completion(context, query)
+        except Cancelled as stopped:
+            namespace.update(_rlm=None, _rlm_result=stopped.partial)
+            display({"text/plain": "rlm: stopped; the partial result (steps, usage, trace) is in _rlm_result"}, raw=True)
+            return
+        namespace.update(_rlm=result.answer, _rlm_result=result)
+        display({"text/plain": result.answer}, raw=True)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics (``%load_ext rlm`` calls this through ``rlm.load_ipython_extension``)."""
+    ipython.register_magics(RLMMagics)

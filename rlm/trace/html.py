@@ -1,0 +1,286 @@
+"""The one renderer of a run: header and counters, iterations, fan-out tree, latency timeline.
+
+The live widget sends these sections to the browser as they change, ``result.trace``
+and the notebook's saved record show them once, and ``rlm view`` wraps them in a
+standalone page. The markup needs no script: collapsing is ``<details>``, tooltips are
+``title``, and geometry and status colours are inline so a sanitised copy (an
+untrusted notebook) still reads.
+
+Live, the one thing done differently is the per-call marks (grid cells, timeline
+bars): with thousands of calls their markup would be most of every update, so the
+live view leaves their containers empty (``data-calls``, ``data-span``) and the
+widget's script paints them from the compact ``calls`` columns.
+"""
+
+from __future__ import annotations
+
+import html
+from importlib import resources
+from typing import Any
+
+SECTIONS = ("header", "iterations", "tree", "timeline")
+
+COLOURS = {"r": "#1e88e5", "o": "#43a047", "e": "#e53935", "c": "#9e9e9e"}
+ROOT_COLOURS = {"r": "#5e35b1", "o": "#7e57c2", "e": "#e53935", "c": "#9e9e9e"}
+STATUS_NAMES = {"r": "running", "o": "ok", "e": "error", "c": "cancelled"}
+BADGES = {"running": "running", "ok": "done", "error": "failed", "cancelled": "stopped"}
+LANE_PX = 7
+
+
+def css() -> str:
+    """The view's stylesheet (scoped to ``.rlm-view``)."""
+    return resources.files("rlm.trace").joinpath("view.css").read_text(encoding="utf-8")
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(n: float) -> str:
+    for size, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if n >= 10 * size:
+            return f"{n / size:.1f}{suffix}"
+    return f"{int(n):,}"
+
+
+def _secs(s: float | None) -> str:
+    if s is None:
+        return "–"
+    if s < 60:
+        return f"{s:.1f} s"
+    minutes, secs = divmod(int(s), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def render_sections(parts: dict[str, Any], *, live: bool = False) -> dict[str, str]:
+    """HTML for each section of ``parts`` (a ``RunState.parts()`` dict or a subset of it)."""
+    header = parts.get("header") or {}
+    calls = parts.get("calls")
+    out: dict[str, str] = {}
+    if "header" in parts:
+        out["header"] = _header(header, live=live)
+    if "iterations" in parts:
+        out["iterations"] = _iterations(parts["iterations"])
+    if "tree" in parts and calls is not None:
+        out["tree"] = _tree(parts["tree"], calls, live=live)
+    if calls is not None and "header" in parts:
+        out["timeline"] = _timeline(calls, header, live=live)
+    return out
+
+
+def render(parts: dict[str, Any], *, live: bool = False, style: bool = True) -> str:
+    """The whole view as one HTML fragment (with its stylesheet unless ``style=False``)."""
+    sections = render_sections(parts, live=live)
+    body = "".join(f'<div class="rlm-sec rlm-sec-{name}">{sections.get(name, "")}</div>' for name in SECTIONS)
+    sheet = f"<style>{css()}</style>" if style else ""
+    return f'{sheet}<div class="rlm-view">{body}</div>'
+
+
+def document(parts: dict[str, Any], *, title: str = "rlm run") -> str:
+    """A standalone page that opens offline: no script, no external resource."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"</head><body>{render(parts)}</body></html>\n"
+    )
+
+
+def _counter(label: str, value: str, cls: str = "") -> str:
+    return f'<div class="rlm-counter {cls}" data-counter="{_e(label)}"><b>{value}</b><i>{_e(label)}</i></div>'
+
+
+def _header(header: dict[str, Any], *, live: bool) -> str:
+    status = str(header.get("status") or "running")
+    if status == "running" and not live:
+        status_label = "unfinished"
+    else:
+        status_label = BADGES.get(status, status)
+    p = header.get("progress") or {}
+    cost = p.get("cost_usd")
+    eta = p.get("eta_s")
+    counters = [
+        _counter("calls done", f'{_num(p.get("done", 0))}<small>/{_num(p.get("total", 0))}</small>'),
+        _counter("in flight", _num(p.get("in_flight", 0) if status == "running" else 0)),
+        _counter("failed", _num(p.get("failed", 0)), "rlm-bad" if p.get("failed") else ""),
+        _counter("tokens", _num(p.get("prompt_tokens", 0) + p.get("completion_tokens", 0))),
+        _counter("cost", "–" if cost is None else f"${cost:.4f}"),
+        _counter("elapsed", _secs(header.get("elapsed"))),
+        _counter("ETA", "–" if status != "running" or eta is None else _secs(eta)),
+    ]
+    stop = ""
+    if live and status == "running":
+        stop = (
+            '<button class="rlm-stop" type="button" data-ack disabled>stopping…</button>' if header.get("stopping")
+            else '<button class="rlm-stop" type="button" title="Cancel the run; the partial result and trace are kept">Stop</button>'
+        )
+    answer = header.get("answer")
+    answer_html = ""
+    if answer is not None and status != "running":
+        flag = ' <span class="rlm-note">(fallback: out of iterations)</span>' if header.get("fallback") else ""
+        answer_html = f'<details class="rlm-answer" open><summary>Answer{flag}</summary><pre>{_e(answer)}</pre></details>'
+    return (
+        f'<div class="rlm-head"><span class="rlm-badge rlm-st-{_e(status)}">{_e(status_label)}</span>'
+        f'<span class="rlm-query" title="{_e(header.get("query", ""))}">{_e(str(header.get("query", ""))[:300])}</span>'
+        f'<span class="rlm-model">{_e(header.get("model", ""))}</span>{stop}</div>'
+        f'<div class="rlm-counters">{"".join(counters)}</div>{answer_html}'
+    )
+
+
+def _iterations(iterations: list[dict[str, Any]]) -> str:
+    if not iterations:
+        return '<h4>Iterations</h4><div class="rlm-empty">waiting for the root model…</div>'
+    rows = []
+    for it in iterations:
+        steps = []
+        for k, step in enumerate(it.get("steps") or []):
+            code = str(step.get("code", ""))
+            lines = code.count("\n") + 1
+            summary = f'code · {lines} line{"s" if lines != 1 else ""} · {_secs(step.get("seconds"))}'
+            output = step.get("output") or ""
+            error = step.get("error")
+            final = step.get("final")
+            steps.append(
+                f'<div class="rlm-step rlm-st-{_e(step.get("status", ""))}">'
+                f'<details class="rlm-code" data-key="{_e(it.get("n"))}.{k}"><summary>{_e(summary)}</summary>'
+                f"<pre>{_e(code)}</pre></details>"
+                + (f'<pre class="rlm-out">{_e(output)}</pre>' if output else "")
+                + (f'<pre class="rlm-err">{_e(error)}</pre>' if error else "")
+                + (f'<div class="rlm-final">FINAL → {_e(str(final)[:200])}</div>' if final else "")
+                + "</div>"
+            )
+        label = "answer now (out of iterations)" if it.get("fallback") else f'iteration {_e(it.get("n"))}'
+        rows.append(
+            f'<div class="rlm-iter rlm-st-{_e(it.get("status", ""))}"><div class="rlm-iter-head">'
+            f'<span class="rlm-dot"></span>{label} · {_secs(it.get("seconds"))}'
+            f'{" · final answer" if it.get("final") else ""}</div>{"".join(steps)}</div>'
+        )
+    return f'<h4>Iterations</h4>{"".join(rows)}'
+
+
+def _call_title(i: int, calls: dict[str, Any]) -> str:
+    start, end = calls["start"][i], calls["end"][i]
+    letter = calls["status"][i]
+    model = calls["models"][calls["model"][i]] if calls["models"] else ""
+    parts = [f"#{i}", model, STATUS_NAMES.get(letter, letter)]
+    if end >= 0:
+        parts.append(f"{(end - start) / 1000:.2f} s")
+    if calls["tokens"][i]:
+        parts.append(f'{calls["tokens"][i]:,} tokens')
+    error = calls["errors"].get(str(i))
+    if error:
+        parts.append(error)
+    return " · ".join(parts)
+
+
+def _ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``: call indices, compactly, for the live painter."""
+    out: list[str] = []
+    start = prev = None
+    for i in indices:
+        if prev is not None and i == prev + 1:
+            prev = i
+            continue
+        if start is not None:
+            out.append(f"{start}-{prev}" if prev != start else str(start))
+        start = prev = i
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev != start else str(start))
+    return ",".join(out)
+
+
+def _grid(indices: list[int], calls: dict[str, Any], *, live: bool) -> str:
+    if live:
+        return f'<div class="rlm-grid" data-calls="{_ranges(indices)}"></div>'
+    status = calls["status"]
+    cells = "".join(
+        f'<i style="background:{COLOURS.get(status[i], "#000")}" title="{_e(_call_title(i, calls))}"></i>' for i in indices
+    )
+    return f'<div class="rlm-grid">{cells}</div>'
+
+
+def _counts(indices: list[int], calls: dict[str, Any]) -> str:
+    status = calls["status"]
+    tally: dict[str, int] = {}
+    for i in indices:
+        tally[status[i]] = tally.get(status[i], 0) + 1
+    return " · ".join(
+        f'<span style="color:{COLOURS[k]}">{tally[k]} {STATUS_NAMES[k]}</span>' for k in "oerc" if tally.get(k)
+    )
+
+
+def _node(node: dict[str, Any], calls: dict[str, Any], *, live: bool) -> str:
+    kind = node.get("kind")
+    status = _e(node.get("status", ""))
+    indices = list(node.get("calls") or [])
+    if kind == "run":
+        label = f'run · {_e(str(node.get("label", ""))[:120])} · {_e(node.get("model") or "")}'
+    elif kind == "iteration":
+        label = f'iteration {_e(node.get("n"))}'
+    elif kind == "exec":
+        label = "code step"
+    elif kind == "batch":
+        failed = node.get("failed")
+        label = (
+            f'llm_batch × {_e(node.get("n", len(indices)))} · {_e(node.get("model") or "")}'
+            f' · max_concurrent {_e(node.get("max_concurrent"))}' + (f" · {failed} failed" if failed else "")
+        )
+    else:
+        label = _e(kind)
+    seconds = f' · {_secs(node["seconds"])}' if node.get("seconds") is not None else ""
+    calls_html = ""
+    if indices:
+        roots = [i for i in indices if calls["role"][i] == "R"]
+        subs = [i for i in indices if calls["role"][i] != "R"]
+        if roots:
+            calls_html += "".join(f'<div class="rlm-call">root call · {_e(_call_title(i, calls))}</div>' for i in roots)
+        if subs:
+            what = "calls" if kind == "batch" else f"llm_query × {len(subs)}"
+            calls_html += f'<div class="rlm-calls">{what} · {_counts(subs, calls)}{_grid(subs, calls, live=live)}</div>'
+    children = "".join(_node(child, calls, live=live) for child in node.get("children") or [])
+    inner = calls_html + (f"<ul>{children}</ul>" if children else "")
+    return f'<li><span class="rlm-node rlm-st-{status}"><span class="rlm-dot"></span>{label}{seconds}</span>{inner}</li>'
+
+
+def _tree(tree: list[dict[str, Any]], calls: dict[str, Any], *, live: bool) -> str:
+    nodes = "".join(_node(node, calls, live=live) for node in tree)
+    return f'<h4>Fan-out</h4><ul class="rlm-tree">{nodes}</ul>'
+
+
+def _ticks(span_ms: float) -> list[float]:
+    for step in (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000):
+        if span_ms / step <= 8:
+            break
+    return [t * step for t in range(int(span_ms // step) + 1)]
+
+
+def _timeline(calls: dict[str, Any], header: dict[str, Any], *, live: bool) -> str:
+    n = len(calls["start"])
+    if not n:
+        return '<h4>Latency timeline</h4><div class="rlm-empty">no model calls yet</div>'
+    now = float(header.get("elapsed") or 0) * 1000
+    ends = [e if e >= 0 else now for e in calls["end"]]
+    span = max(max(ends), now, 1.0)
+    lanes = max(calls["lane"]) + 1
+    bars = []
+    for i in range(0 if live else n):
+        start = calls["start"][i]
+        left = 100 * start / span
+        width = max(100 * (ends[i] - start) / span, 0.15)
+        palette = ROOT_COLOURS if calls["role"][i] == "R" else COLOURS
+        bars.append(
+            f'<i style="left:{left:.2f}%;width:{width:.2f}%;top:{calls["lane"][i] * LANE_PX}px;'
+            f'background:{palette.get(calls["status"][i], "#000")}" title="{_e(_call_title(i, calls))}"></i>'
+        )
+    ticks = "".join(
+        f'<span style="left:{100 * t / span:.2f}%">{t / 1000:g}s</span>' for t in _ticks(span)
+    )
+    legend = (
+        f'<span style="color:{ROOT_COLOURS["o"]}">■ root call</span> '
+        + " ".join(f'<span style="color:{COLOURS[k]}">■ {STATUS_NAMES[k]}</span>' for k in "oerc")
+    )
+    return (
+        f'<h4>Latency timeline <small>{n:,} calls · peak {lanes} at once</small></h4>'
+        f'<div class="rlm-lanes" data-span="{span:.0f}" style="height:{lanes * LANE_PX}px">{"".join(bars)}</div>'
+        f'<div class="rlm-axis">{ticks}</div><div class="rlm-legend">{legend}</div>'
+    )

@@ -1,0 +1,140 @@
+"""The live view in a real JupyterLab, in headless Chromium: it renders, moves, ends at N, stops."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(300)
+
+LIVE = ".rlm-view.rlm-live"
+CALLS_DONE = '[data-counter="calls done"] b'
+
+
+def open_notebook(browser: Any, lab: Any, name: str) -> Any:
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    page.set_default_timeout(60_000)
+    page.goto(lab.url(name))
+    page.wait_for_selector(".jp-Notebook .jp-Cell")
+    # The kernel must be idle before "Run All", or the first cells race its start.
+    page.wait_for_function("() => document.querySelector('.jp-StatusBar-Widget')"
+                           " && document.body.innerText.includes('| Idle')", timeout=60_000)
+    return page
+
+
+def run_all(page: Any) -> None:
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+    page.wait_for_function("() => document.body.innerText.includes('[*]')", timeout=30_000)
+
+
+def done_count(text: str) -> tuple[int, int]:
+    """``"137/137"`` -> ``(137, 137)``."""
+    done, total = text.replace(",", "").split("/")
+    return int(done), int(total)
+
+
+def test_fanout_notebook_shows_live_counters_and_ends_at_n(lab: Any, browser: Any, artifacts: Path) -> None:
+    shutil.copy(REPO / "notebooks" / "03_batch_fanout.ipynb", lab.root)
+    page = open_notebook(browser, lab, "03_batch_fanout.ipynb")
+    try:
+        run_all(page)
+        widget = page.locator(LIVE)
+        widget.wait_for(state="visible", timeout=120_000)
+        counter = widget.locator(CALLS_DONE)
+        # The batch starts once the root's code runs; wait until sub-calls are landing.
+        page.wait_for_function(
+            f"() => {{ const b = document.querySelector('{LIVE} {CALLS_DONE}');"
+            " return b && Number(b.textContent.split('/')[0].replace(/,/g, '')) >= 5; }"
+        )
+        first_text = counter.text_content()
+        first_png = widget.screenshot(path=str(artifacts / "fanout-1.png"))
+        started = time.monotonic()
+        frame_ms = page.evaluate(
+            "() => new Promise(r => { const t = performance.now(); requestAnimationFrame(() => r(performance.now() - t)); })"
+        )
+        time.sleep(max(0.0, 1.5 - (time.monotonic() - started)))
+        second_text = counter.text_content()
+        second_png = widget.screenshot(path=str(artifacts / "fanout-2.png"))
+        first, second = done_count(first_text), done_count(second_text)
+        assert first_png != second_png, "the live view did not change in 1.5 s"
+        assert second[0] > first[0], f"calls done did not advance: {first_text} then {second_text}"
+        assert frame_ms < 1000, f"the page took {frame_ms:.0f} ms to paint a frame during the run"
+
+        # After the run the live widget is replaced by the static record of the same view.
+        page.wait_for_function(f"() => !document.querySelector('{LIVE}')", timeout=120_000)
+        printed_output = page.locator(".jp-OutputArea-output").filter(has_text=re.compile(r"sub-calls: \d+"))
+        printed_output.wait_for(timeout=120_000)
+        record = page.locator(".rlm-view").filter(has=page.locator(".rlm-sec-timeline")).first
+        record.screenshot(path=str(artifacts / "fanout-final.png"))
+        printed = re.search(r"sub-calls: (\d+), root calls: (\d+)", printed_output.inner_text())
+        assert printed, "the notebook did not print its call counts"
+        sub_calls, root_calls = int(printed.group(1)), int(printed.group(2))
+        assert sub_calls > 50
+        final = done_count(record.locator(CALLS_DONE).text_content())
+        assert final == (sub_calls + root_calls, sub_calls + root_calls)
+        assert f"llm_batch × {sub_calls}" in record.inner_text()
+        assert f"{sub_calls} ok" in record.inner_text()
+        assert record.locator(".rlm-badge").text_content() == "done"
+        assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+    except Exception:
+        page.screenshot(path=str(artifacts / "fanout-failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()
+
+
+STOP_CELLS = [
+    "from rlm import RLM\n"
+    "from rlm.testing import ScriptedLM\n"
+    "PROGRAM = \"```repl\\nanswers = llm_batch([f'item {i}' for i in range(400)], max_concurrent=4)\\n```\"\n"
+    "lm = ScriptedLM(root=[PROGRAM, 'FINAL(done)'], sub=lambda r: 'ok', latency=0.3).start()\n"
+    "rlm = RLM('root', 'sub', base_url=lm.base_url, api_key='k', sandbox='local', max_concurrent=4)",
+    "from rlm import Cancelled\n"
+    "try:\n"
+    "    rlm.completion('ctx', 'q')\n"
+    "except Cancelled as stopped:\n"
+    "    partial = stopped.partial\n"
+    "    print('STOPPED', partial.stopped, len(partial.trace), lm.stats['sub'])",
+]
+
+
+def test_stop_button_cancels_the_run_and_keeps_the_partial_trace(lab: Any, browser: Any, artifacts: Path) -> None:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in STOP_CELLS])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, lab.root / "stop.ipynb")
+    page = open_notebook(browser, lab, "stop.ipynb")
+    try:
+        run_all(page)
+        widget = page.locator(LIVE)
+        widget.wait_for(state="visible", timeout=60_000)
+        page.wait_for_function(
+            f"() => {{ const b = document.querySelector('{LIVE} {CALLS_DONE}');"
+            " return b && Number(b.textContent.split('/')[0]) >= 8; }"
+        )
+        widget.locator(".rlm-stop").click()
+        clicked = time.monotonic()
+        output = page.locator(".jp-OutputArea-output").filter(has_text="STOPPED cancelled")
+        output.wait_for(timeout=30_000)
+        elapsed = time.monotonic() - clicked
+        text = output.inner_text()
+        found = re.search(r"STOPPED cancelled (\d+) (\d+)", text)
+        assert found, text[-2000:]
+        events, sub_requests = int(found.group(1)), int(found.group(2))
+        assert events > 10 and sub_requests < 100, "the run went on after Stop"
+        assert elapsed < 10
+        record = page.locator(".rlm-view").first
+        assert record.locator(".rlm-badge").text_content() == "stopped"
+        record.screenshot(path=str(artifacts / "stopped.png"))
+    except Exception:
+        page.screenshot(path=str(artifacts / "stop-failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()

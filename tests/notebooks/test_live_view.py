@@ -1,0 +1,166 @@
+"""The live view inside a real kernel, driven over the Jupyter protocol as JupyterLab drives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+pytestmark = pytest.mark.timeout(180)
+
+SETUP = """
+from rlm import RLM
+from rlm.testing import ScriptedLM
+PROGRAM = "```repl\\nanswers = llm_batch([f'item {{i}}' for i in range({n})], max_concurrent={c})\\nprint(len(answers))\\n```"
+lm = ScriptedLM(root=[PROGRAM, "FINAL(done)"], sub=lambda r: "ok " + r.prompt, latency={latency}, record=False).start()
+rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local", max_concurrent={c})
+"""
+
+
+@dataclass
+class Cell:
+    """What one execute request produced on iopub."""
+
+    reply: dict[str, Any] = field(default_factory=dict)
+    widget_comm: str | None = None
+    updates: list[tuple[float, int]] = field(default_factory=list)  # (arrival time, bytes)
+    displays: list[dict[str, Any]] = field(default_factory=list)
+    stdout: str = ""
+    stop_sent: float = 0.0
+
+
+@pytest.fixture
+def kernel() -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    km, kc = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def run_cell(kc: BlockingKernelClient, code: str, *, during: Any = None, timeout: float = 120) -> Cell:
+    """Execute ``code``; ``during(cell)`` is called once after the live widget's 5th update."""
+    msg_id = kc.execute(code)
+    cell = Cell()
+    called = False
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "comm_open" and content["data"]["state"].get("_esm"):
+            cell.widget_comm = content["comm_id"]
+        elif kind == "comm_msg" and content["comm_id"] == cell.widget_comm:
+            cell.updates.append((time.monotonic(), len(json.dumps(content))))
+            if during is not None and not called and len(cell.updates) >= 5:
+                called = True
+                during(cell)
+        elif kind in ("display_data", "update_display_data"):
+            cell.displays.append(content["data"])
+        elif kind == "stream":
+            cell.stdout += content["text"]
+        elif kind == "status" and content["execution_state"] == "idle":
+            break
+    cell.reply = kc.get_shell_msg(timeout=10)["content"]
+    return cell
+
+
+def test_two_thousand_sub_calls_stay_at_about_ten_updates_a_second(kernel):
+    _, kc = kernel
+    assert run_cell(kc, SETUP.format(n=2000, c=64, latency=(0.05, 0.15))).reply["status"] == "ok"
+    cell = run_cell(kc, "result = rlm.completion('ctx', 'q')\nprint(len(result.trace))")
+    assert cell.reply["status"] == "ok", cell.reply
+    times = [t for t, _ in cell.updates]
+    span = times[-1] - times[0]
+    rate = (len(times) - 1) / span
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    sizes = sorted(size for _, size in cell.updates)
+    print(f"\n2,000 sub-calls: {len(times)} updates in {span:.2f} s = {rate:.1f}/s, smallest gap "
+          f"{min(gaps) * 1000:.0f} ms, median update {sizes[len(sizes) // 2] / 1024:.0f} KB, largest {sizes[-1] / 1024:.0f} KB")
+    assert len(times) >= 10, "the view hardly updated during the run"
+    assert rate <= 12, "updates are not throttled to about 10 a second"
+    assert sizes[-1] < 200_000, "an update carries more than the compact call columns"
+    record = cell.displays[-1]
+    assert '<span class="rlm-badge rlm-st-ok">done</span>' in record["text/html"]
+    assert "llm_batch × 2000" in record["text/html"] and "2000 ok" in record["text/html"]
+    assert "2,002/2,002 calls" in record["text/plain"]
+
+
+def test_stop_sent_on_a_subshell_cancels_the_run_and_keeps_the_partial_result(kernel):
+    _, kc = kernel
+    assert run_cell(kc, SETUP.format(n=400, c=4, latency=0.3)).reply["status"] == "ok"
+
+    def press_stop(cell: Cell) -> None:
+        # JupyterLab sends comm messages on a kernel subshell (one per comm target).
+        kc.control_channel.send(kc.session.msg("create_subshell_request", {}))
+        subshell = kc.get_control_msg(timeout=10)["content"]["subshell_id"]
+        message = kc.session.msg("comm_msg", {"comm_id": cell.widget_comm, "data": {"method": "custom", "content": {"event": "stop"}}})
+        message["header"]["subshell_id"] = subshell
+        kc.shell_channel.send(message)
+        cell.stop_sent = time.monotonic()
+
+    cell = run_cell(kc, "result = rlm.completion('ctx', 'q')", during=press_stop)
+    elapsed = time.monotonic() - cell.stop_sent
+    assert cell.reply["status"] == "error" and cell.reply["ename"] == "Cancelled", cell.reply
+    assert elapsed < 5, f"the run took {elapsed:.1f} s to stop"
+    assert '<span class="rlm-badge rlm-st-cancelled">stopped</span>' in cell.displays[-1]["text/html"]
+    check = run_cell(
+        kc,
+        "import sys, time\n"
+        "partial = sys.last_value.partial\n"
+        "sent = lm.stats['sub']; time.sleep(1.0)\n"
+        "print(partial.stopped, partial.trace[-1].kind, partial.trace[-1].data['status'], sent, lm.stats['sub'], lm.stats['in_flight'])",
+    )
+    stopped, last_kind, last_status, sent, later, in_flight = check.stdout.split()
+    assert (stopped, last_kind, last_status) == ("cancelled", "run.end", "cancelled")
+    assert int(sent) < 100 and int(later) == int(sent) and int(in_flight) == 0, "sub-calls went on after Stop"
+    again = run_cell(kc, "lm.root = ['FINAL(fine)']\nprint(rlm.completion('ctx', 'q', view=False).answer)")
+    assert again.stdout.strip() == "fine", "the RLM is not usable after a stop"
+
+
+def test_interrupting_the_kernel_leaves_the_record_of_the_partial_run(kernel):
+    km, kc = kernel
+    assert run_cell(kc, SETUP.format(n=400, c=4, latency=0.3)).reply["status"] == "ok"
+    cell = run_cell(kc, "result = rlm.completion('ctx', 'q')", during=lambda cell: km.interrupt_kernel())
+    assert cell.reply["status"] == "error" and cell.reply["ename"] == "KeyboardInterrupt"
+    record = cell.displays[-1]["text/html"]
+    assert 'class="rlm-view"' in record and "llm_batch × 400" in record
+    assert "rlm-st-running" not in record.split('class="rlm-sec rlm-sec-tree"')[1], "spans left running in the record"
+
+
+def test_magics_answer_into_underscore_rlm_and_report_misuse(kernel):
+    _, kc = kernel
+    assert run_cell(kc, SETUP.format(n=3, c=2, latency=0.01)).reply["status"] == "ok"
+    assert run_cell(kc, "%load_ext rlm").reply["status"] == "ok"
+    shown = run_cell(kc, "%rlm_config model=root sub_model=sub base_url={lm.base_url} api_key=k sandbox=local")
+    assert "model='root'" in shown.displays[-1]["text/plain"] and "api_key=***" in shown.displays[-1]["text/plain"]
+    cell = run_cell(kc, "%%rlm --context text\nHow many items?", timeout=60)
+    assert cell.reply["status"] == "error" and "no such variable" in cell.reply["evalue"]
+    run_cell(kc, "text = 'some text'")
+    cell = run_cell(kc, "%%rlm --context text\nHow many items?")
+    assert cell.reply["status"] == "ok", cell.reply
+    assert cell.displays[-1]["text/plain"] == "done"
+    assert any('class="rlm-view"' in d.get("text/html", "") for d in cell.displays)
+    check = run_cell(kc, "print(repr(_rlm), _rlm_result.iterations)")
+    assert check.stdout.strip() == "'done' 2"
+    bad = run_cell(kc, "%rlm_config colour=blue")
+    assert bad.reply["status"] == "error" and "unknown setting 'colour'" in bad.reply["evalue"]
+
+
+def test_result_trace_displays_the_same_view(kernel):
+    _, kc = kernel
+    assert run_cell(kc, SETUP.format(n=3, c=2, latency=0.01)).reply["status"] == "ok"
+    run_cell(kc, "result = rlm.completion('ctx', 'q', view=False)")
+    cell = run_cell(kc, "display(result.trace)")
+    assert 'class="rlm-view"' in cell.displays[-1]["text/html"] and "llm_batch × 3" in cell.displays[-1]["text/html"]
+    assert "Trace(" in cell.displays[-1]["text/plain"]

@@ -1,0 +1,82 @@
+"""Every notebook in notebooks/ runs headless (nbclient), offline, and fails the test on any error."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NAMES = ["01_quickstart", "02_long_document", "03_batch_fanout", "04_any_endpoint"]
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
+    """Run a copy of the notebook in a fresh kernel with no endpoint configured (simulated mode)."""
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RLM_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    path = tmp_path / f"{name}.ipynb"
+    shutil.copy(NOTEBOOKS / f"{name}.ipynb", path)
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return notebook
+
+
+def text_of(notebook: nbformat.NotebookNode) -> str:
+    chunks = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                chunks.append(output.text)
+            elif "data" in output:
+                chunks.append(output.data.get("text/plain", ""))
+    return "\n".join(chunks)
+
+
+def records(notebook: nbformat.NotebookNode) -> list[str]:
+    """The static views left behind by finished runs."""
+    return [
+        o.data["text/html"] for c in notebook.cells for o in c.get("outputs", [])
+        if "data" in o and 'class="rlm-view"' in o.data.get("text/html", "")
+    ]
+
+
+def planted(text: str, topic_sections: tuple[int, ...]) -> bool:
+    named = {int(n) for n in re.findall(r"Section (\d+)", text)}
+    return set(topic_sections) <= named
+
+
+def test_notebooks_are_committed_without_outputs():
+    for name in NAMES:
+        notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+        nbformat.validate(notebook)
+        assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_offline_without_errors(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    notebook = execute(name, tmp_path, monkeypatch)
+    text = text_of(notebook)
+    assert "SIMULATED MODE" in text
+    views = records(notebook)
+    assert views, "no run left its view in the notebook"
+    assert all('<span class="rlm-badge rlm-st-ok">done</span>' in v for v in views)
+    widget_outputs = [o for c in notebook.cells for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert not widget_outputs, "a live widget was left in the saved notebook instead of its record"
+    if name == "01_quickstart":
+        assert re.search(r"sections named in the answer: (\[.*\]) \| planted: \1", text)
+        assert re.search(r"page: .*\.html", text)
+    elif name == "02_long_document":
+        assert len(re.findall(r"named: (\[[\d, ]+\]) \| planted: \1", text)) == 2
+    elif name == "03_batch_fanout":
+        speedup = float(re.search(r"\(([\d.]+)x faster\)", text).group(1))
+        assert speedup > 3 and "same answers in the same order: True" in text
+        sub_calls = int(re.search(r"sub-calls: (\d+)", text).group(1))
+        assert f"llm_batch × {sub_calls}" in views[-1] and f"{sub_calls} ok" in views[-1]
+    elif name == "04_any_endpoint":
+        assert "['scripted']" in text and "discloses a lawsuit" in text
