@@ -104,6 +104,8 @@ class RLMMagics(Magics):
         query = cell.strip()
         if not query:
             raise UsageError("%%rlm: the cell body is the query, and it is empty")
+        if self.shell is None:
+            raise UsageError("%%rlm needs an IPython shell")
         namespace = self.shell.user_ns
         try:
             context = eval(args.context, namespace)  # the user's own expression, in their own namespace

@@ -15,6 +15,7 @@ widget's script paints them from the compact ``calls`` columns.
 from __future__ import annotations
 
 import html
+import math
 from importlib import resources
 from typing import Any
 
@@ -189,9 +190,9 @@ def _ranges(indices: list[int]) -> str:
     return ",".join(out)
 
 
-def _grid(indices: list[int], calls: dict[str, Any], *, live: bool) -> str:
+def _grid(indices: list[int], calls: dict[str, Any], *, live: bool, key: str) -> str:
     if live:
-        return f'<div class="rlm-grid" data-calls="{_ranges(indices)}"></div>'
+        return f'<div class="rlm-grid" data-node="{_e(key)}" data-calls="{_ranges(indices)}"></div>'
     status = calls["status"]
     cells = "".join(
         f'<i style="background:{COLOURS.get(status[i], "#000")}" title="{_e(_call_title(i, calls))}"></i>' for i in indices
@@ -236,7 +237,7 @@ def _node(node: dict[str, Any], calls: dict[str, Any], *, live: bool) -> str:
             calls_html += "".join(f'<div class="rlm-call">root call · {_e(_call_title(i, calls))}</div>' for i in roots)
         if subs:
             what = "calls" if kind == "batch" else f"llm_query × {len(subs)}"
-            calls_html += f'<div class="rlm-calls">{what} · {_counts(subs, calls)}{_grid(subs, calls, live=live)}</div>'
+            calls_html += f'<div class="rlm-calls">{what} · {_counts(subs, calls)}{_grid(subs, calls, live=live, key=str(node.get("id")))}</div>'
     children = "".join(_node(child, calls, live=live) for child in node.get("children") or [])
     inner = calls_html + (f"<ul>{children}</ul>" if children else "")
     return f'<li><span class="rlm-node rlm-st-{status}"><span class="rlm-dot"></span>{label}{seconds}</span>{inner}</li>'
@@ -261,6 +262,9 @@ def _timeline(calls: dict[str, Any], header: dict[str, Any], *, live: bool) -> s
     now = float(header.get("elapsed") or 0) * 1000
     ends = [e if e >= 0 else now for e in calls["end"]]
     span = max(max(ends), now, 1.0)
+    if live:
+        # The axis grows in 25% steps, so the painter re-places every bar only when it does.
+        span = 1000 * 1.25 ** max(0, math.ceil(math.log(span / 1000, 1.25)))
     lanes = max(calls["lane"]) + 1
     bars = []
     for i in range(0 if live else n):
@@ -281,6 +285,7 @@ def _timeline(calls: dict[str, Any], header: dict[str, Any], *, live: bool) -> s
     )
     return (
         f'<h4>Latency timeline <small>{n:,} calls · peak {lanes} at once</small></h4>'
-        f'<div class="rlm-lanes" data-span="{span:.0f}" style="height:{lanes * LANE_PX}px">{"".join(bars)}</div>'
+        f'<div class="rlm-lanes" data-span="{span:.0f}" data-now="{now:.0f}" style="height:{lanes * LANE_PX}px">'
+        f'{"".join(bars)}</div>'
         f'<div class="rlm-axis">{ticks}</div><div class="rlm-legend">{legend}</div>'
     )

@@ -34,6 +34,8 @@ CODE_CHARS = 20_000
 
 PARTS = ("header", "iterations", "tree", "calls")
 
+Node = dict[str, Any]
+
 
 def clip(text: str, limit: int) -> str:
     """Head and tail of ``text`` with the middle marked as cut."""
@@ -100,7 +102,7 @@ class RunState:
             self.dirty.add("header")
 
     def _ms(self, ts: float) -> int:
-        return int(round((ts - (self.t0 or ts)) * 1000))
+        return round((ts - (self.t0 or ts)) * 1000)
 
     def _attach(self, node: dict[str, Any], parent: str | None) -> None:
         self._nodes[node["id"]] = node
@@ -111,16 +113,16 @@ class RunState:
     def _on_run(self, event: Event) -> None:
         data = event.data
         if event.phase == "start":
-            node = {"id": event.id, "kind": "run", "status": "running", "label": str(data.get("query", "")),
+            node: Node = {"id": event.id, "kind": "run", "status": "running", "label": str(data.get("query", "")),
                     "model": data.get("model"), "depth": data.get("depth", 0), "children": [], "calls": []}
             self._attach(node, event.parent)
             if self.root is None:
                 self.root = event.id
                 self.header.update(query=str(data.get("query", "")), model=str(data.get("model", "")))
             return
-        node = self._nodes.get(event.id)
-        if node is not None:
-            node.update(status=_status(data), seconds=data.get("seconds"))
+        ended = self._nodes.get(event.id)
+        if ended is not None:
+            ended.update(status=_status(data), seconds=data.get("seconds"))
             self.dirty.add("tree")
         if event.id == self.root:
             self._end = event.ts
@@ -147,48 +149,48 @@ class RunState:
     def _on_iteration(self, event: Event) -> None:
         data = event.data
         if event.phase == "start":
-            node = {"id": event.id, "kind": "iteration", "status": "running", "n": data.get("n"),
+            node: Node = {"id": event.id, "kind": "iteration", "status": "running", "n": data.get("n"),
                     "fallback": bool(data.get("fallback")), "children": [], "calls": []}
             self._attach(node, event.parent)
             if event.parent == self.root:
-                item = {"n": data.get("n"), "status": "running", "start": self._ms(event.ts), "seconds": None,
+                item: Node = {"n": data.get("n"), "status": "running", "start": self._ms(event.ts), "seconds": None,
                         "fallback": bool(data.get("fallback")), "steps": []}
                 self.iterations.append(item)
                 self._iteration_of[event.id] = item
                 self.dirty.add("iterations")
             return
         seconds = round(event.ts - self._starts.get(event.id, event.ts), 3)
-        node = self._nodes.get(event.id)
-        if node is not None:
-            node.update(status="ok", seconds=seconds)
+        ended = self._nodes.get(event.id)
+        if ended is not None:
+            ended.update(status="ok", seconds=seconds)
             self.dirty.add("tree")
-        item = self._iteration_of.get(event.id)
-        if item is not None:
-            item.update(status="ok", seconds=seconds, final=bool(data.get("final")))
+        turn = self._iteration_of.get(event.id)
+        if turn is not None:
+            turn.update(status="ok", seconds=seconds, final=bool(data.get("final")))
             self.dirty.add("iterations")
 
     def _on_exec(self, event: Event) -> None:
         data = event.data
         if event.phase == "start":
-            node = {"id": event.id, "kind": "exec", "status": "running", "children": [], "calls": []}
+            node: Node = {"id": event.id, "kind": "exec", "status": "running", "children": [], "calls": []}
             self._attach(node, event.parent)
-            item = self._iteration_of.get(event.parent or "")
-            if item is not None:
-                step = {"code": clip(str(data.get("code", "")), CODE_CHARS), "status": "running", "output": "",
+            turn = self._iteration_of.get(event.parent or "")
+            if turn is not None:
+                step: Node = {"code": clip(str(data.get("code", "")), CODE_CHARS), "status": "running", "output": "",
                         "error": None, "seconds": None}
-                item["steps"].append(step)
+                turn["steps"].append(step)
                 self._steps[event.id] = step
                 self.dirty.add("iterations")
             return
         status = "error" if data.get("error") else _status(data)
-        node = self._nodes.get(event.id)
-        if node is not None:
-            node.update(status=status, seconds=data.get("seconds"))
+        ended = self._nodes.get(event.id)
+        if ended is not None:
+            ended.update(status=status, seconds=data.get("seconds"))
             self.dirty.add("tree")
-        step = self._steps.get(event.id)
-        if step is not None:
+        done = self._steps.get(event.id)
+        if done is not None:
             output = str(data.get("stdout") or "") + str(data.get("stderr") or "")
-            step.update(status=status, output=clip(output, OUTPUT_CHARS), seconds=data.get("seconds"),
+            done.update(status=status, output=clip(output, OUTPUT_CHARS), seconds=data.get("seconds"),
                         error=clip(str(data["error"]), OUTPUT_CHARS) if data.get("error") else None,
                         final=data.get("final"))
             self.dirty.add("iterations")
@@ -196,14 +198,14 @@ class RunState:
     def _on_batch(self, event: Event) -> None:
         data = event.data
         if event.phase == "start":
-            node = {"id": event.id, "kind": "batch", "status": "running", "n": data.get("n", 0),
+            node: Node = {"id": event.id, "kind": "batch", "status": "running", "n": data.get("n", 0),
                     "model": data.get("model"), "max_concurrent": data.get("max_concurrent"),
                     "children": [], "calls": []}
             self._attach(node, event.parent)
             return
-        node = self._nodes.get(event.id)
-        if node is not None:
-            node.update(status=_status(data), failed=data.get("failed"))
+        ended = self._nodes.get(event.id)
+        if ended is not None:
+            ended.update(status=_status(data), failed=data.get("failed"))
             self.dirty.add("tree")
 
     def _on_call(self, event: Event) -> None:
@@ -229,9 +231,10 @@ class RunState:
                 self.dirty.add("tree")
             self.dirty.add("calls")
             return
-        index = self._call_index.get(event.id)
-        if index is None or event.phase != "end":
+        found = self._call_index.get(event.id)
+        if found is None or event.phase != "end":
             return
+        index = found
         calls["end"][index] = self._ms(event.ts)
         status = _status(data)
         calls["status"][index] = STATUS_LETTER.get(status, "e")
@@ -251,7 +254,7 @@ class RunState:
             header = dict(self.header, progress=progress, t0=self.t0,
                           elapsed=round(now - self.t0, 3) if self.t0 is not None else 0.0,
                           lanes=self._lanes)
-            calls = {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in self.calls.items()}
+            calls: dict[str, Any] = {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in self.calls.items()}
             calls["status"] = "".join(self.calls["status"])
             calls["role"] = "".join(self.calls["role"])
             result = {

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import html
 from .events import Event
 from .jsonl import dumps, iter_events
 from .state import RunState
 from .tree import Span, build_tree
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class Trace(tuple[Event, ...]):
@@ -30,7 +33,7 @@ class Trace(tuple[Event, ...]):
 
     path: Path | None
 
-    def __new__(cls, events: Iterable[Event] = (), *, path: str | os.PathLike[str] | None = None) -> Trace:
+    def __new__(cls, events: Iterable[Event] = (), *, path: str | os.PathLike[str] | None = None) -> Self:
         self = super().__new__(cls, events)
         self.path = Path(path) if path is not None else None
         return self

@@ -72,13 +72,13 @@ def build_tree(events: Iterable[Event]) -> list[Span]:
             spans[event.id] = span
             order.append(span)
         elif phase == "end":
-            span = spans.get(event.id)
-            if span is None:  # the start was lost; keep what the end says
-                span = Span(event.span, event.id, event.parent, event.ts)
-                spans[event.id] = span
-                order.append(span)
-            span.end = event.ts
-            span.data.update(event.data)
+            ended = spans.get(event.id)
+            if ended is None:  # the start was lost; keep what the end says
+                ended = Span(event.span, event.id, event.parent, event.ts)
+                spans[event.id] = ended
+                order.append(ended)
+            ended.end = event.ts
+            ended.data.update(event.data)
         else:
             target = spans.get(event.id)
             if target is not None:

@@ -23,26 +23,77 @@ function tip(calls, palette, i) {
   return parts.join(" · ");
 }
 
+// Marks are kept between redraws and only touched when their call changed, so a
+// 2,000-call batch costs a few style writes per frame, not a rebuild.
 function paint(root, calls, palette) {
   if (!calls || !calls.start) return;
   const colour = (i) => (calls.role[i] === "R" ? palette.root : palette.status)[calls.status[i]] || "#000";
   for (const grid of root.querySelectorAll(".rlm-grid[data-calls]")) {
-    let html = "";
-    for (const i of expand(grid.dataset.calls)) html += `<i data-i="${i}" style="background:${palette.status[calls.status[i]] || "#000"}"></i>`;
-    grid.innerHTML = html;
+    const cells = grid._cells || (grid._cells = []);
+    expand(grid.dataset.calls).forEach((i, k) => {
+      let cell = cells[k];
+      if (!cell) {
+        cell = cells[k] = document.createElement("i");
+        grid.append(cell);
+      }
+      const status = calls.status[i];
+      if (cell.dataset.i !== String(i) || cell._status !== status) {
+        cell.dataset.i = String(i);
+        cell._status = status;
+        cell.title = "";
+        cell.style.background = palette.status[status] || "#000";
+      }
+    });
   }
   const lanes = root.querySelector(".rlm-lanes[data-span]");
   if (!lanes) return;
   const span = Math.max(Number(lanes.dataset.span) || 1, 1);
-  let html = "";
+  const now = Number(lanes.dataset.now) || 0;
+  const bars = lanes._bars || (lanes._bars = []);
+  const relayout = lanes._span !== span;
+  lanes._span = span;
   for (let i = 0; i < calls.start.length; i++) {
+    let bar = bars[i];
+    const status = calls.status[i];
+    if (bar && !relayout && bar._status === status && status !== "r") continue;
+    if (!bar) {
+      bar = bars[i] = document.createElement("i");
+      bar.dataset.i = String(i);
+      bar.style.top = `${calls.lane[i] * palette.lane_px}px`;
+      lanes.append(bar);
+    }
     const start = calls.start[i];
-    const end = calls.end[i] >= 0 ? calls.end[i] : span;
-    const left = (100 * start) / span;
-    const width = Math.max((100 * (end - start)) / span, 0.15);
-    html += `<i data-i="${i}" style="left:${left.toFixed(2)}%;width:${width.toFixed(2)}%;top:${calls.lane[i] * palette.lane_px}px;background:${colour(i)}"></i>`;
+    const end = calls.end[i] >= 0 ? calls.end[i] : Math.max(now, start);
+    bar.style.left = `${((100 * start) / span).toFixed(2)}%`;
+    bar.style.width = `${Math.max((100 * (end - start)) / span, 0.15).toFixed(2)}%`;
+    if (bar._status !== status) {
+      bar._status = status;
+      bar.title = "";
+      bar.style.background = colour(i);
+    }
   }
-  lanes.innerHTML = html;
+}
+
+// Python re-renders a section's HTML; keep the painted containers (by node id) across it.
+function keepMarks(node, render) {
+  const kept = new Map();
+  for (const grid of node.querySelectorAll(".rlm-grid[data-node]")) kept.set(grid.dataset.node, grid);
+  const lanes = node.querySelector(".rlm-lanes");
+  render();
+  for (const grid of node.querySelectorAll(".rlm-grid[data-node]")) {
+    const old = kept.get(grid.dataset.node);
+    if (old) {
+      old.dataset.calls = grid.dataset.calls;
+      grid.replaceWith(old);
+    }
+  }
+  const fresh = node.querySelector(".rlm-lanes");
+  if (lanes && fresh) {
+    lanes.dataset.span = fresh.dataset.span;
+    lanes.dataset.now = fresh.dataset.now;
+    lanes.style.height = fresh.style.height;
+    fresh.replaceWith(lanes);
+  }
 }
 
 function render({ model, el }) {
@@ -86,7 +137,9 @@ function render({ model, el }) {
     const node = sections[name];
     const open = new Set();
     for (const d of node.querySelectorAll("details[data-key]")) if (d.open) open.add(d.dataset.key);
-    node.innerHTML = model.get(name) || "";
+    keepMarks(node, () => {
+      node.innerHTML = model.get(name) || "";
+    });
     for (const d of node.querySelectorAll("details[data-key]")) if (open.has(d.dataset.key)) d.open = true;
     if (name === "header") wireStop();
   };

@@ -92,17 +92,21 @@ def test_fanout_notebook_shows_live_counters_and_ends_at_n(lab: Any, browser: An
 
 
 STOP_CELLS = [
-    "from rlm import RLM\n"
-    "from rlm.testing import ScriptedLM\n"
-    "PROGRAM = \"```repl\\nanswers = llm_batch([f'item {i}' for i in range(400)], max_concurrent=4)\\n```\"\n"
-    "lm = ScriptedLM(root=[PROGRAM, 'FINAL(done)'], sub=lambda r: 'ok', latency=0.3).start()\n"
-    "rlm = RLM('root', 'sub', base_url=lm.base_url, api_key='k', sandbox='local', max_concurrent=4)",
-    "from rlm import Cancelled\n"
-    "try:\n"
-    "    rlm.completion('ctx', 'q')\n"
-    "except Cancelled as stopped:\n"
-    "    partial = stopped.partial\n"
-    "    print('STOPPED', partial.stopped, len(partial.trace), lm.stats['sub'])",
+    (
+        "from rlm import RLM\n"
+        "from rlm.testing import ScriptedLM\n"
+        "PROGRAM = \"```repl\\nanswers = llm_batch([f'item {i}' for i in range(400)], max_concurrent=4)\\n```\"\n"
+        "lm = ScriptedLM(root=[PROGRAM, 'FINAL(done)'], sub=lambda r: 'ok', latency=0.3).start()\n"
+        "rlm = RLM('root', 'sub', base_url=lm.base_url, api_key='k', sandbox='local', max_concurrent=4)"
+    ),
+    (
+        "from rlm import Cancelled\n"
+        "try:\n"
+        "    rlm.completion('ctx', 'q')\n"
+        "except Cancelled as stopped:\n"
+        "    partial = stopped.partial\n"
+        "    print('STOPPED', partial.stopped, len(partial.trace), lm.stats['sub'])"
+    ),
 ]
 
 

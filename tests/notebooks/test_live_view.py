@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -83,7 +84,7 @@ def test_two_thousand_sub_calls_stay_at_about_ten_updates_a_second(kernel):
     times = [t for t, _ in cell.updates]
     span = times[-1] - times[0]
     rate = (len(times) - 1) / span
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     sizes = sorted(size for _, size in cell.updates)
     print(f"\n2,000 sub-calls: {len(times)} updates in {span:.2f} s = {rate:.1f}/s, smallest gap "
           f"{min(gaps) * 1000:.0f} ms, median update {sizes[len(sizes) // 2] / 1024:.0f} KB, largest {sizes[-1] / 1024:.0f} KB")
@@ -164,3 +165,12 @@ def test_result_trace_displays_the_same_view(kernel):
     cell = run_cell(kc, "display(result.trace)")
     assert 'class="rlm-view"' in cell.displays[-1]["text/html"] and "llm_batch × 3" in cell.displays[-1]["text/html"]
     assert "Trace(" in cell.displays[-1]["text/plain"]
+
+
+def test_acompletion_in_an_await_cell_shows_the_view_too(kernel):
+    _, kc = kernel
+    assert run_cell(kc, SETUP.format(n=30, c=8, latency=0.05)).reply["status"] == "ok"
+    cell = run_cell(kc, "result = await rlm.acompletion('ctx', 'q')\nprint(result.answer)")
+    assert cell.reply["status"] == "ok" and cell.stdout.strip() == "done"
+    assert cell.widget_comm is not None and cell.updates, "no live view during an await cell"
+    assert '<span class="rlm-badge rlm-st-ok">done</span>' in cell.displays[-1]["text/html"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
@@ -157,7 +156,7 @@ def test_static_view_is_self_contained_and_escapes_model_text(run):
     assert not re.search(r"""(src|href)=["']?https?:""", page) and "@import" not in page
     assert '<span class="rlm-badge rlm-st-ok">done</span>' in page
     assert page.count('<div class="rlm-lanes"') == 1
-    bars = re.search(r'<div class="rlm-lanes"[^>]*>(.*?)</div>', page, re.S).group(1)
+    bars = re.search(r'<div class="rlm-lanes"[^>]*>(.*?)</div>', page, re.DOTALL).group(1)
     assert bars.count("<i ") == 22
     assert "llm_batch × 20" in page and "19 ok" in page and "1 error" in page
     assert "&lt;b&gt;ITEM 0&lt;/b&gt;" in page and "<b>ITEM" not in page  # model text is escaped
