@@ -1,12 +1,11 @@
-"""Code that runs inside the sandbox kernel. Standard library only: rlm is not importable there.
+"""What root code sees inside the sandbox kernel, and the step runner the host calls.
 
-Run as a script it is the kernel's launcher: it applies the resource limits, drops
-privileges, then starts ipykernel in this same process (no second interpreter start).
-Imported as ``_rlm_kernel`` it provides what root code sees (``context``, ``llm_query``,
-``llm_batch``, ``rlm_query``, ``FINAL``, ``FINAL_VAR``, ``FailedCall``) and the step
-runner the host calls. The bridge client here mirrors the framing in ``rlm.repl.bridge``
-(4-byte big-endian length, then UTF-8 JSON); it is duplicated because this file must
-stand alone inside the sandbox.
+Copied into the kernel's run directory as ``_rlm_kernel.py`` and imported there after
+start-up; standard library only, because rlm itself is not importable in the sandbox.
+It provides ``context``, ``llm_query``, ``llm_batch``, ``rlm_query``, ``FINAL``,
+``FINAL_VAR``, ``FailedCall``, ``budget``, ``chunk`` and ``count_tokens``. The bridge
+client mirrors the framing in ``rlm.repl.bridge`` (4-byte big-endian length, then UTF-8
+JSON); it is duplicated because this file must stand alone.
 """
 
 from __future__ import annotations
@@ -14,11 +13,9 @@ from __future__ import annotations
 import ast
 import builtins
 import collections
-import ctypes
 import json
 import linecache
 import os
-import signal
 import socket
 import struct
 import sys
@@ -28,56 +25,6 @@ import traceback
 from typing import Any
 
 _HEADER = struct.Struct(">I")
-_PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
-_PR_SET_NO_NEW_PRIVS = 38
-
-
-# -- launcher -----------------------------------------------------------------------
-
-
-def _prctl(option: int, value: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
-
-
-def _apply_limits(cfg: dict[str, Any]) -> None:
-    """Limits first, then privileges: once the uid changes we may no longer raise them."""
-    import resource
-
-    for name, value in cfg.get("rlimits", {}).items():
-        kind = getattr(resource, name)
-        soft = hard = int(value)
-        if name == "RLIMIT_CPU":
-            hard = soft + 5  # soft limit sends SIGXCPU; the hard one is the backstop
-        resource.setrlimit(kind, (soft, hard))
-    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
-    uid = cfg.get("uid")
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(int(cfg["gid"]))
-        os.setuid(int(uid))  # from root to another uid: every capability is dropped
-    parent = cfg.get("parent_pid")
-    if parent is not None:
-        # After the uid change, which clears it. Dies with the host even on SIGKILL.
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != int(parent):
-            os._exit(70)
-    if cfg.get("subreaper"):
-        # Orphaned grandchildren (double-forked daemons) stay our descendants.
-        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-    os.umask(0o077)
-
-
-def _launch(argv: list[str]) -> None:
-    cfg = json.loads(argv[0])
-    _apply_limits(cfg)
-    sys.modules["_rlm_kernel"] = sys.modules[__name__]
-    sys.argv = ["ipykernel_launcher", *argv[1:]]
-    from ipykernel import kernelapp
-
-    kernelapp.launch_new_instance()
 
 
 # -- what root code sees -----------------------------------------------------------
@@ -96,7 +43,7 @@ class FailedCall(str):
 
     error: BaseException | None
 
-    def __new__(cls, text: str, error: BaseException | None = None) -> FailedCall:
+    def __new__(cls, text: str, error: BaseException | None = None) -> FailedCall:  # noqa: PYI034
         self = super().__new__(cls, text)
         self.error = error
         return self
@@ -336,7 +283,7 @@ class _Runtime:
         self.step_no += 1
         out, err = _Capture(self.cap), _Capture(self.cap)
         saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+        sys.stdout, sys.stderr = out, err
         started = time.perf_counter()
         error: str | None = None
         final: str | None = None
@@ -344,8 +291,10 @@ class _Runtime:
             filename = f"<repl-{self.step_no}>"
             linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
             tree = ast.parse(code, filename, "exec")
-            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-            exec(compile(tree, filename, "exec"), self.ns)
+            last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            if last is not None:
+                tree.body.pop()
+            exec(compile(tree, filename, "exec"), self.ns)  # noqa: S102 - running root code is the point
             if last is not None:
                 value = eval(compile(ast.Expression(last.value), filename, "eval"), self.ns)
                 if value is not None:
@@ -356,7 +305,7 @@ class _Runtime:
             error = "KeyboardInterrupt"
         except SyntaxError as exc:
             error = "".join(traceback.format_exception_only(type(exc), exc))
-        except BaseException as exc:  # root code may raise anything, SystemExit included
+        except BaseException as exc:  # noqa: BLE001 - root code may raise anything, SystemExit included
             error = _user_traceback(exc)
         finally:
             sys.stdout, sys.stderr = saved
@@ -406,6 +355,10 @@ def install(bridge_path: str, token: str, max_frame: int, cap: int) -> None:
     # as the builtins do in LocalREPL.
     ns["exit"] = ns["quit"] = _exit
     _runtime = _Runtime(ns, _Bridge(bridge_path, token, max_frame), cap)
+    # Start-up errors went to the host's log file; from now on raw fd 2 writes go nowhere.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     _reply({"ok": True, "pid": os.getpid(), "uid": os.getuid()})
 
 
@@ -455,6 +408,3 @@ def reset() -> None:
     extra = [t.name for t in threading.enumerate() if t.ident not in _runtime.threads and t.is_alive()]
     _reply({"ok": not extra, "threads": extra})
 
-
-if __name__ == "__main__":
-    _launch(sys.argv[1:])

@@ -49,7 +49,7 @@ def encode_frame(obj: Any) -> bytes:
 def _builtin_base(exc: BaseException) -> str:
     for cls in type(exc).__mro__:
         if getattr(builtins, cls.__name__, None) is cls:
-            return cls.__name__
+            return str(cls.__name__)
     return "Exception"
 
 
@@ -204,7 +204,7 @@ class Bridge:
             result = await task
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure goes back to root code as its error
             return {"error": encode_error(exc)}
         finally:
             self._calls.discard(task)
@@ -228,5 +228,5 @@ async def _helper(args: dict[str, Any]) -> dict[str, Any]:
     try:
         # Tokenizing a large text is CPU work: keep it off the event loop.
         return {"result": await asyncio.to_thread(func, *args["args"], **kwargs)}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a helper's error is root code's error
         return {"error": encode_error(exc)}

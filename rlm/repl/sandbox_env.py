@@ -28,7 +28,7 @@ log = logging.getLogger("rlm")
 #: Variables the kernel may inherit from the host; everything else is dropped.
 ENV_ALLOW = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
 #: Names that never reach the kernel, even when passed in ``extra_env``.
-SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)S?$|^OPENAI_|^AWS_|^ANTHROPIC_", re.I)
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)S?$|^OPENAI_|^AWS_|^ANTHROPIC_", re.IGNORECASE)
 #: Where the uids of per-kernel users are drawn from when the host runs as root.
 UID_RANGE = (200_000_000, 1_900_000_000)
 #: The kernel's home and working directory under bubblewrap (a size-limited tmpfs).
@@ -92,7 +92,9 @@ class Isolation:
     process_limit: bool  # RLIMIT_NPROC applies (it never does to uid 0)
 
     def describe(self) -> str:
-        yes = lambda flag: "isolated" if flag else "NOT isolated"  # noqa: E731
+        def yes(flag: bool) -> str:
+            return "isolated" if flag else "NOT isolated"
+
         return "; ".join([
             f"sandbox={self.mode}",
             "environment: scrubbed",
@@ -114,7 +116,7 @@ def bwrap_path() -> str | None:
     if os.geteuid() != 0:
         probe.append("--unshare-user")
     try:
-        ok = subprocess.run([*probe, "true"], capture_output=True, timeout=10).returncode == 0
+        ok = subprocess.run([*probe, "true"], check=False, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):
         ok = False
     if not ok:

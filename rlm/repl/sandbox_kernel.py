@@ -25,8 +25,8 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
 
 from ..errors import SandboxError
 from . import procs
@@ -44,7 +44,8 @@ from .sandbox_env import (
 
 log = logging.getLogger("rlm")
 
-_KERNEL_SIDE = Path(__file__).with_name("_kernel_side.py")
+#: Copied into each run directory: the launcher the kernelspec runs, and what root code sees.
+_KERNEL_FILES = {"_rlm_launch.py": "_kernel_launch.py", "_rlm_kernel.py": "_kernel_side.py"}
 _CALL = "__import__('_rlm_kernel').{}({})"
 #: How often a waiting host checks that the kernel is alive and within its limits.
 _POLL_S = 0.25
@@ -107,9 +108,10 @@ class SandboxKernel:
     def _prepare_files(self) -> list[str]:
         os.chmod(self.rundir, 0o700)
         self._own(self.rundir)
-        script = os.path.join(self.rundir, "_rlm_kernel.py")
-        shutil.copyfile(_KERNEL_SIDE, script)
-        os.chmod(script, 0o444)
+        for name, source in _KERNEL_FILES.items():
+            shutil.copyfile(Path(__file__).with_name(source), os.path.join(self.rundir, name))
+            os.chmod(os.path.join(self.rundir, name), 0o444)
+        script = os.path.join(self.rundir, "_rlm_launch.py")
         if self.isolation.mode == "none":
             os.mkdir(self.home, 0o700)
             self._own(self.home)
@@ -145,7 +147,7 @@ class SandboxKernel:
         self._km = km
         km.write_connection_file()
         self._own(km.connection_file)
-        log_file = open(os.path.join(self.rundir, "kernel.log"), "wb")  # noqa: SIM115 - the child keeps it
+        log_file = await asyncio.to_thread(open, os.path.join(self.rundir, "kernel.log"), "wb")
         try:
             # Popen gets the scrubbed environment too: under bubblewrap it is also what
             # the sandbox's pid 1 shows in /proc/1/environ.
@@ -225,7 +227,7 @@ class SandboxKernel:
         content = await self._reply(msg_id, timeout)
         for item in content.get("payload") or []:
             if isinstance(item, dict) and item.get("source") == "rlm" and isinstance(item.get("data"), dict):
-                return item["data"]
+                return dict(item["data"])
         if content.get("status") == "error":
             return {"error": f"{content.get('ename', 'Error')}: {content.get('evalue', '')}"}
         raise KernelLost("the sandbox kernel answered without a result; it has been replaced")
@@ -366,7 +368,10 @@ class SandboxKernel:
 
 def _result(data: dict[str, Any], note: str | None, seconds: float) -> ExecResult:
     """Untrusted data from the kernel, checked field by field."""
-    text = lambda key: data.get(key) if isinstance(data.get(key), str) else None  # noqa: E731
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) else None
+
     error = text("error")
     if note is not None:
         error = note if error in (None, "KeyboardInterrupt") else f"{note}\n{error}"

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from rlm import RLM, ConfigError, FailedCall, SandboxConfig, SandboxError
-from rlm.repl.kernel import KernelREPL
 from rlm.repl import kernel_pool
+from rlm.repl.kernel import KernelREPL
 from rlm.repl.kernel_pool import KernelPool
 from rlm.repl.sandbox_env import bwrap_path
 from rlm.testing import Fault, ScriptedLM
@@ -32,7 +32,7 @@ def code(*lines: str) -> str:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_every_context_type_arrives_equal(mode: str, tmp_path) -> None:  # noqa: ANN001
+def test_every_context_type_arrives_equal(mode: str, tmp_path) -> None:
     path = tmp_path / "doc.txt"
     path.write_text("from a file\n" * 1000)
     contexts = ["plain ünïcode text \u2603", ["a", "bb", {"k": [1, 2.5, None]}], {"x": {"y": [True, "z"]}}, path]
@@ -54,7 +54,7 @@ def test_helpers_behave_as_in_the_local_repl() -> None:
         "try:\n    llm_batch(['x'], max_concurrent=0)\nexcept ValueError as e:\n    print(type(e).__name__)",
         "print(count_tokens('hello world'), len(chunk('word ' * 3000, max_tokens=1000)) > 1, budget().calls)",
     )
-    echo = lambda r: "echo " + r.prompt  # noqa: E731
+    echo = lambda r: "echo " + r.prompt
     outputs, traced = {}, {}
     for sandbox in ("kernel", "local"):
         with ScriptedLM(root=[program, "FINAL_VAR(b)"], sub=echo) as lm:
@@ -104,7 +104,7 @@ def test_two_completions_at_once_get_two_kernels() -> None:
 
 
 def test_recursion_runs_the_child_in_its_own_kernel() -> None:
-    def root(req):  # noqa: ANN001, ANN202
+    def root(req):
         if "inner question" in req.messages[1]["content"]:
             return code("import os", "FINAL(context.upper() + str(os.getpid() > 0))")
         if sum(m["role"] == "assistant" for m in req.messages) == 0:
@@ -122,9 +122,9 @@ def test_step_timeout_from_rlm_is_used() -> None:
 
 
 def test_kernel_that_cannot_start_raises_a_clear_sandbox_error() -> None:
-    with ScriptedLM(root=[code("print(1)")]) as lm, make(lm, config={"python": "/nonexistent/python3"}) as rlm:
-        with pytest.raises(SandboxError, match="sandbox kernel"):
-            rlm.completion("ctx", "q")
+    with ScriptedLM(root=[code("print(1)")]) as lm, make(lm, config={"python": "/nonexistent/python3"}) as rlm, \
+            pytest.raises(SandboxError, match="sandbox kernel"):
+        rlm.completion("ctx", "q")
 
 
 def test_configuration_is_checked() -> None:
@@ -143,12 +143,12 @@ def test_configuration_is_checked() -> None:
 
 
 def test_extra_env_reaches_the_kernel() -> None:
-    with ScriptedLM(root=[code("import os; print(os.environ['MY_SETTING'])"), "FINAL(ok)"]) as lm:
-        with make(lm, config={"extra_env": {"MY_SETTING": "on"}}) as rlm:
-            assert rlm.completion("c", "q").steps[0].outputs[0].stdout == "on\n"
+    with ScriptedLM(root=[code("import os; print(os.environ['MY_SETTING'])"), "FINAL(ok)"]) as lm, \
+            make(lm, config={"extra_env": {"MY_SETTING": "on"}}) as rlm:
+        assert rlm.completion("c", "q").steps[0].outputs[0].stdout == "on\n"
 
 
-def test_without_bubblewrap_the_library_says_what_is_not_isolated(caplog) -> None:  # noqa: ANN001
+def test_without_bubblewrap_the_library_says_what_is_not_isolated(caplog) -> None:
     kernel_pool._warned.clear()  # the warning is logged once per process
     caplog.set_level(logging.INFO, logger="rlm")
     text = KernelPool(SandboxConfig(isolation="none")).isolation.describe()

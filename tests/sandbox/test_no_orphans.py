@@ -13,9 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-import rlm
 import pytest
 
+import rlm
 from rlm import RLM, SandboxConfig
 from rlm.repl import procs
 from rlm.repl.sandbox_env import bwrap_path

@@ -20,7 +20,7 @@ from rlm.testing import ScriptedLM
 CANARY = "sk-rlm-canary-7f3c9e1d2b4a"
 STEP_TIMEOUT = 2.0
 #: Small limits keep the memory and disk attacks cheap on a shared 2-core machine.
-CONFIG = dict(memory_mb=1536, max_file_mb=64, disk_mb=128, interrupt_grace=1.0, max_processes=96)
+CONFIG = {"memory_mb": 1536, "max_file_mb": 64, "disk_mb": 128, "interrupt_grace": 1.0, "max_processes": 96}
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Sandbox:
         self.lm.root = [f"```repl\n{code}\n```", f"```repl\n{then}\n```", "FINAL(done)"]
         return self.rlm.completion("the context", "q")
 
-    def step(self, result: RLMResult, n: int = 0):  # noqa: ANN201 - ExecResult
+    def step(self, result: RLMResult, n: int = 0):
         return result.steps[n].outputs[0]
 
     def check_survived(self, result: RLMResult) -> None:

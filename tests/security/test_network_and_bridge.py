@@ -11,8 +11,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-
-from security_harness import CANARY, Sandbox
+from security_harness import Sandbox
 
 
 class Listener:
@@ -134,7 +133,7 @@ BRIDGE_CLIENT = textwrap.dedent("""\
 
 def _refused(sandbox: Sandbox, code: str) -> tuple[str, int, int]:
     """Run a bridge attack; returns its output, the sub-calls it caused, the refusals counted."""
-    kernel_refused = lambda: sum(len(k.bridge.refused) for k in sandbox.pool.kernels)  # noqa: E731
+    kernel_refused = lambda: sum(len(k.bridge.refused) for k in sandbox.pool.kernels)
     before_sub, before_refused = sandbox.lm.stats["sub"], kernel_refused()
     result = sandbox.attack(BRIDGE_CLIENT + code, then="print('alive')")
     sandbox.check_survived(result)
@@ -151,11 +150,11 @@ def test_bridge_refuses_a_forged_token(sandbox: Sandbox) -> None:
     assert "PermissionError" in out and calls == 0 and refused == 1
 
 
-def test_bridge_refuses_a_pickle(sandbox: Sandbox, tmp_path) -> None:  # noqa: ANN001
+def test_bridge_refuses_a_pickle(sandbox: Sandbox, tmp_path) -> None:
     marker = tmp_path / "unpickled"
 
     class Exploit:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
     payload = pickle.dumps(Exploit())

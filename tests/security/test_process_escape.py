@@ -6,6 +6,7 @@ import os
 import textwrap
 
 from security_harness import Sandbox
+
 from rlm.repl import procs
 
 RESTARTED = "The sandbox was restarted: every variable was lost"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 from security_harness import STEP_TIMEOUT, Sandbox
@@ -66,15 +67,21 @@ def test_gigabyte_written_to_the_raw_file_descriptors_goes_nowhere(sandbox: Sand
     code = textwrap.dedent("""\
         import os
         chunk = b'x' * 2**20
-        for _ in range(1024):
-            os.write(1, chunk)
-        try:
+        for fd in (1, 2):
             for _ in range(1024):
-                os.write(2, chunk)
-        except OSError as e:
-            print(type(e).__name__, e.errno)""")
+                os.write(fd, chunk)
+        print('done')""")
     result = sandbox.attack(code)
-    assert sandbox.step(result).stdout == "OSError 27\n"  # EFBIG: the file-size limit, not a full disk
+    assert sandbox.step(result).stdout == "done\n" and sandbox.step(result).error is None
+    for kernel in sandbox.pool.kernels:
+        assert os.path.getsize(os.path.join(kernel.rundir, "kernel.log")) < 2**20
+    sandbox.check_survived(result)
+
+
+def test_a_file_larger_than_the_limit_cannot_be_written(sandbox: Sandbox) -> None:
+    code = "try:\n    open('big', 'wb').write(b'x' * 65 * 2**20)\nexcept OSError as e:\n    print(e.errno)"
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout == "27\n"  # EFBIG: RLIMIT_FSIZE, not a full disk
     sandbox.check_survived(result)
 
 

@@ -1,0 +1,152 @@
+"""Sandbox costs: kernel start-up vs pooled reuse, context load, step and bridge round trip.
+
+Run ``python -m rlm.bench.sandbox`` (or ``rlm bench sandbox``). The host side here is
+an instant in-process echo, so the numbers are the sandbox's own cost and not a model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..repl.kernel import KernelREPL
+from ..repl.kernel_pool import KernelPool
+from ..repl.local import LocalREPL
+from ..repl.sandbox_env import SandboxConfig, bwrap_path
+
+
+class EchoHost:
+    """Answers at once, so a timing measures the path to the host and back, nothing else."""
+
+    async def llm_query(self, prompt: str, model: str | None = None) -> str:
+        return prompt
+
+    async def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
+        return list(prompts)
+
+    async def rlm_query(self, query: str, context: Any = None) -> str:
+        return query
+
+    async def budget(self) -> dict[str, Any]:
+        return {}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=["auto", "bwrap", "none", "all"], default="all",
+                        help="isolation to measure (default: both that work here)")
+    parser.add_argument("--context-mb", type=int, default=100, help="size of the context to load (default 100)")
+    parser.add_argument("--starts", type=int, default=5, help="cold kernel starts to time (default 5)")
+    parser.add_argument("--calls", type=int, default=2000, help="llm_query calls for the round trip (default 2000)")
+
+
+def _stats(samples: list[float], unit: float = 1.0) -> str:
+    samples = sorted(s * unit for s in samples)
+    p90 = samples[min(len(samples) - 1, int(len(samples) * 0.9))]
+    return f"median {statistics.median(samples):8.3f}  p90 {p90:8.3f}  (n={len(samples)})"
+
+
+async def _timed(fn: Callable[[], Awaitable[Any]]) -> float:
+    started = time.perf_counter()
+    await fn()
+    return time.perf_counter() - started
+
+
+async def _first_step(repl: KernelREPL, context: str) -> None:
+    await repl.start(context, EchoHost())
+    await repl.execute("x = 1")
+
+
+async def _bench_mode(mode: str, args: argparse.Namespace) -> list[str]:
+    config = SandboxConfig(isolation=mode)
+    lines = [f"## sandbox={mode}"]
+
+    cold: list[float] = []
+    for _ in range(args.starts):
+        pool = KernelPool(config)
+        cold.append(await _timed(pool.acquire))
+        await pool.aclose()
+    lines.append(f"kernel start-up (cold, new pool)     s   {_stats(cold)}")
+
+    pool = KernelPool(config)
+    try:
+        warm: list[float] = []
+        for i in range(args.starts + 1):
+            repl = KernelREPL(pool)
+            took = await _timed(functools.partial(_first_step, repl, "small context"))
+            await repl.close()
+            await asyncio.sleep(0.2)  # the reset runs in the background, as between completions
+            if i:
+                warm.append(took)
+        lines.append(f"pooled reuse: start + first step     s   {_stats(warm)}")
+
+        text = "x" * (args.context_mb * 2**20 - 1) + "\n"
+        loads: list[float] = []
+        for _ in range(3):
+            repl = KernelREPL(pool)
+            loads.append(await _timed(functools.partial(_first_step, repl, text)))
+            check = await repl.execute("print(len(context))")
+            assert check.stdout.strip() == str(len(text)), check
+            await repl.close()
+            await asyncio.sleep(0.3)
+        lines.append(f"context {args.context_mb} MB ready as `context`   s   {_stats(loads)}")
+
+        repl = KernelREPL(pool)
+        await repl.start("ctx", EchoHost())
+        for _ in range(5):
+            await repl.execute("pass")  # warm-up
+        wall: list[float] = []
+        for _ in range(100):
+            wall.append(await _timed(lambda: repl.execute("pass")))
+        lines.append(f"one step (execute 'pass'), host wall ms  {_stats(wall, 1000)}")
+        code = f"import time\nt = time.perf_counter()\nfor _ in range({args.calls}):\n    llm_query('x')\n" \
+               f"print((time.perf_counter() - t) / {args.calls})"
+        per_call = [float((await repl.execute(code)).stdout) for _ in range(3)]
+        lines.append(f"bridge round trip per llm_query   ms   {_stats(per_call, 1000)}")
+        await repl.close()
+    finally:
+        await pool.aclose()
+    return lines
+
+
+async def _bench_local(args: argparse.Namespace) -> list[str]:
+    repl = LocalREPL()
+    await repl.start("ctx", EchoHost())
+    code = f"import time\nt = time.perf_counter()\nfor _ in range({args.calls}):\n    llm_query('x')\n" \
+           f"print((time.perf_counter() - t) / {args.calls})"
+    per_call = [float((await repl.execute(code)).stdout) for _ in range(3)]
+    await repl.close()
+    return ["## sandbox=local (reference, not isolated)",
+            f"in-process llm_query per call      ms   {_stats(per_call, 1000)}"]
+
+
+async def _main(args: argparse.Namespace) -> list[str]:
+    modes = [args.mode] if args.mode != "all" else (["bwrap", "none"] if bwrap_path() else ["none"])
+    lines: list[str] = []
+    for mode in modes:
+        lines += await _bench_mode(mode, args)
+    return lines + await _bench_local(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the table; exit 0."""
+    from .. import runtime
+
+    for line in runtime.run(_main(args)):
+        print(line)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rlm.bench.sandbox", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
