@@ -20,6 +20,8 @@ _PR_SET_NO_NEW_PRIVS = 38
 
 
 def _prctl(option: int, value: int) -> None:
+    if not sys.platform.startswith("linux"):
+        return  # prctl is Linux's; elsewhere the rlimits are all we have
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")

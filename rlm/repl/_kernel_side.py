@@ -16,6 +16,7 @@ import collections
 import json
 import linecache
 import os
+import select
 import socket
 import struct
 import sys
@@ -146,6 +147,11 @@ class _Bridge:
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
     chunks, got = [], 0
     while got < n:
+        # Wake up every 0.2 s: a SIGINT delivered to another thread only raises
+        # KeyboardInterrupt here when this thread runs Python again. Without this an
+        # interrupted step could finish later, outside the cell, and lose its reply.
+        if not select.select([sock], [], [], 0.2)[0]:
+            continue
         chunk = sock.recv(min(n - got, 1 << 20))
         if not chunk:
             raise ConnectionError("the rlm host closed the bridge")
@@ -288,6 +294,21 @@ class _Runtime:
         error: str | None = None
         final: str | None = None
         try:
+            error, final = self._exec(code, out)
+        except KeyboardInterrupt:  # arrived while an error was being formatted
+            error = "KeyboardInterrupt"
+        finally:
+            sys.stdout, sys.stderr = saved
+        return {
+            "stdout": out.getvalue(), "stderr": err.getvalue(), "error": error,
+            "final": final, "seconds": time.perf_counter() - started,
+        }
+
+    def _exec(self, code: str, out: _Capture) -> tuple[str | None, str | None]:
+        """Run one step's code; returns (error text, final answer)."""
+        error: str | None = None
+        final: str | None = None
+        try:
             filename = f"<repl-{self.step_no}>"
             linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
             tree = ast.parse(code, filename, "exec")
@@ -307,12 +328,7 @@ class _Runtime:
             error = "".join(traceback.format_exception_only(type(exc), exc))
         except BaseException as exc:  # noqa: BLE001 - root code may raise anything, SystemExit included
             error = _user_traceback(exc)
-        finally:
-            sys.stdout, sys.stderr = saved
-        return {
-            "stdout": out.getvalue(), "stderr": err.getvalue(), "error": error,
-            "final": final, "seconds": time.perf_counter() - started,
-        }
+        return error, final
 
     def get(self, name: str) -> dict[str, Any]:
         key = name.strip().strip("'\"")

@@ -83,7 +83,12 @@ class KernelREPL:
 
     async def get_variable(self, name: str) -> str:
         kernel = await self.kernel()
-        data = await kernel.call("get", repr(str(name)), self.pool.config.interrupt_grace + 5.0)
+        try:
+            data = await kernel.call("get", repr(str(name)), self.pool.config.interrupt_grace + 5.0)
+        except KernelLost as lost:
+            await self.pool.discard(kernel)
+            self._ready = asyncio.ensure_future(self._prepare())
+            raise KeyError(f"{name!r}: {lost} {RESTARTED}") from None
         if "value" in data and isinstance(data["value"], str):
             return data["value"]
         raise KeyError(f"no variable named {data.get('missing', name)!r} in the REPL")

@@ -35,7 +35,11 @@ def _read(pid: int) -> ProcInfo | None:
 
 
 def all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    """Every pid in /proc; empty where there is no /proc (then strays cannot be found)."""
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except FileNotFoundError:
+        return []
 
 
 def by_uid(uid: int) -> list[ProcInfo]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import procs
 
 log = logging.getLogger("rlm")
 
@@ -149,6 +150,8 @@ def python_dirs(python: str) -> list[str]:
 
 def resolve(config: SandboxConfig) -> Isolation:
     """Decide how kernels of ``config`` run on this machine."""
+    if os.name != "posix":
+        raise ConfigError("sandbox='kernel' needs Linux (or another POSIX system); use RLM(sandbox='local') here")
     root = os.geteuid() == 0
     use_bwrap = config.isolation != "none" and bwrap_path() is not None
     if config.isolation == "bwrap" and not use_bwrap:
@@ -156,16 +159,66 @@ def resolve(config: SandboxConfig) -> Isolation:
             "SandboxConfig(isolation='bwrap') but bubblewrap is not usable here; install it "
             "(Debian/Ubuntu: apt-get install bubblewrap) or use isolation='auto'"
         )
+    separate = root and _span() is not None
     if use_bwrap:
-        return Isolation("bwrap", root, True, True, True, True)
-    separate = root and all(_world_traversable(d) for d in python_dirs(config.python))
+        return Isolation("bwrap", separate, True, True, True, True)
+    separate = separate and all(_world_traversable(d) for d in python_dirs(config.python))
     return Isolation("none", separate, False, False, False, separate or not root)
 
 
-def pick_uid() -> int:
-    """A fresh uid for one kernel, so its processes are countable and killable as a group."""
-    low, high = UID_RANGE
-    return low + secrets.randbelow(high - low)
+def usable_ids(ranges: list[tuple[int, int, int]]) -> tuple[int, int] | None:
+    """The widest stretch of ids a kernel may take, from a ``/proc/self/uid_map``.
+
+    Ids below 10,000 belong to accounts; in a rootless container only a few thousand ids
+    may be mapped at all, and an unmapped uid cannot be used.
+    """
+    best: tuple[int, int] | None = None
+    for inside, _outside, count in ranges:
+        low, high = max(inside, 10_000), min(inside + count, UID_RANGE[1])
+        if high > UID_RANGE[0] + 1000:
+            low = max(low, UID_RANGE[0])
+        if high - low >= 1000 and (best is None or high - low > best[1] - best[0]):
+            best = (low, high)
+    return best
+
+
+def _mapped(kind: str) -> tuple[int, int] | None:
+    try:
+        with open(f"/proc/self/{kind}_map") as fh:
+            ranges = [(int(a), int(b), int(c)) for a, b, c in (line.split() for line in fh if line.strip())]
+    except OSError:
+        return UID_RANGE
+    return usable_ids(ranges)
+
+
+_taken: set[int] = set()
+
+
+def _span() -> tuple[int, int] | None:
+    """Ids usable as both uid and gid here, if at least 1,000 of them."""
+    uids, gids = _mapped("uid"), _mapped("gid")
+    if uids is None or gids is None:
+        return None
+    low, high = max(uids[0], gids[0]), min(uids[1], gids[1])
+    return (low, high) if high - low >= 1000 else None
+
+
+def pick_uid() -> int | None:
+    """A fresh uid for one kernel, so its processes are countable and killable as a group.
+
+    None when this user namespace has no spare ids (the kernel then keeps the host's).
+    A uid that owns a process, or one this process already gave out, is never reused.
+    """
+    span = _span()
+    if span is None:
+        return None
+    low, high = span
+    for _ in range(100):
+        uid = low + secrets.randbelow(high - low)
+        if uid != 65_534 and uid not in _taken and not procs.by_uid(uid):
+            _taken.add(uid)
+            return uid
+    return None
 
 
 def kernel_env(config: SandboxConfig, home: str, sandbox_id: str) -> dict[str, str]:
@@ -183,18 +236,21 @@ def kernel_env(config: SandboxConfig, home: str, sandbox_id: str) -> dict[str, s
 
 def rlimits(config: SandboxConfig, *, count_existing: bool) -> dict[str, int]:
     """Resource limits for the launcher to apply inside the sandbox."""
-    nproc = config.max_processes
-    if count_existing:
-        # Same uid as the host, no namespace of our own: the limit counts every process of
-        # the user, so allow those that already exist.
-        nproc += _tasks_of_uid(os.getuid())
-    return {
+    limits = {
         "RLIMIT_AS": config.memory_mb * 2**20,
         "RLIMIT_CPU": config.cpu_seconds,
-        "RLIMIT_NPROC": nproc,
+        "RLIMIT_NPROC": config.max_processes,
         "RLIMIT_FSIZE": config.max_file_mb * 2**20,
         "RLIMIT_CORE": 0,
     }
+    if count_existing:
+        # Same uid as the host, no namespace of our own: the limit counts every process of
+        # the user, so allow those that already exist (without /proc we cannot count them).
+        if os.path.isdir("/proc"):
+            limits["RLIMIT_NPROC"] += _tasks_of_uid(os.getuid())
+        else:
+            del limits["RLIMIT_NPROC"]
+    return limits
 
 
 def _tasks_of_uid(uid: int) -> int:

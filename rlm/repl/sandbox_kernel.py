@@ -309,8 +309,9 @@ class SandboxKernel:
             try:
                 data = await self._wait(msg_id, timeout)
             except _Timeout:
+                # The bridge stays open: a step blocked in llm_query gets its
+                # KeyboardInterrupt inside the call, and the call is cancelled right after.
                 await self._km.interrupt_kernel()  # type: ignore[union-attr]
-                self.bridge.close_step()
                 note = (f"Step timed out after {timeout:g} s and was interrupted; variables assigned before "
                         "the interruption are kept. Split the work into smaller steps.")
                 try:

@@ -183,3 +183,32 @@ def test_kernel_repl_works_without_rlm() -> None:
         return out, value
 
     assert asyncio.run(main()) == ("cba 3\n", "[0, 1, 2]")
+
+
+def test_timeout_during_a_slow_sub_call_cancels_it_and_the_bridge_recovers() -> None:
+    replies = [code("r = llm_query('slow')"), code("print(llm_query('fast'))"), "FINAL(ok)"]
+    with ScriptedLM(root=replies, latency=lambda r: 30.0 if r.prompt == "slow" else 0.0) as lm, \
+            make(lm, step_timeout=1.0) as rlm:
+        result = rlm.completion("ctx", "q")
+        assert "timed out after 1 s" in result.steps[0].outputs[0].error
+        assert result.steps[1].outputs[0].stdout == "ok\n"
+        assert lm.stats["in_flight"] == 0  # the slow call was cancelled, not left running
+        assert rlm.kernels.started == 1, result.steps[0].outputs[0].error  # interrupted, not restarted
+
+
+def test_cpu_seconds_limit_ends_a_kernel_that_used_them_up() -> None:
+    busy = code("while True:\n    pass")
+    with ScriptedLM(root=[busy, code("print('alive')"), "FINAL(ok)"]) as lm, \
+            make(lm, step_timeout=20.0, config={"cpu_seconds": 2}) as rlm:
+        result = rlm.completion("ctx", "q")
+    error = result.steps[0].outputs[0].error
+    assert "killed by signal" in error and "restarted" in error, error
+    assert result.steps[1].outputs[0].stdout == "alive\n"
+
+
+def test_kernel_uids_come_from_ids_that_exist_in_this_user_namespace() -> None:
+    from rlm.repl.sandbox_env import UID_RANGE, usable_ids
+
+    assert usable_ids([(0, 0, 4294967295)]) == UID_RANGE  # a plain host: the high range
+    assert usable_ids([(0, 1000, 1), (1, 100000, 65536)]) == (10_000, 65_537)  # rootless container
+    assert usable_ids([(0, 1000, 1)]) is None  # one id only: the kernel keeps the host's
