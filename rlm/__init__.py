@@ -30,6 +30,7 @@ from .lm.pricing import ModelInfo, Pricing
 from .lm.types import Completion, FailedCall, Usage
 from .repl.sandbox_env import SandboxConfig
 from .trace.progress import ConsoleProgress, Progress, ProgressModel
+from .trace.trace import Trace
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,7 @@ __all__ = [
     "SandboxError",
     "SandboxTimeout",
     "Step",
+    "Trace",
     "Usage",
     "UsageReport",
 ]

@@ -43,7 +43,6 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """JupyterLab serving a temporary folder, with its own config, settings and runtime dirs."""
-    pytest.importorskip("jupyterlab", reason="the browser test needs jupyterlab (pip install -e '.[test]')")
     base = tmp_path_factory.mktemp("lab")
     root = base / "notebooks"
     root.mkdir()
@@ -89,8 +88,9 @@ def browser() -> Iterator[object]:
     executable = shutil.which("chromium")
     if executable is None:
         pytest.skip("chromium is not installed (apt-get install chromium); CI installs it")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright")
-    with playwright_api.sync_playwright() as p:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         try:
             yield chromium

@@ -41,7 +41,7 @@ def done_count(text: str) -> tuple[int, int]:
     return int(done), int(total)
 
 
-def test_fanout_notebook_shows_live_counters_and_ends_at_n(lab: Any, browser: Any, artifacts: Path) -> None:
+def test_fanout_notebook_shows_live_counters_and_ends_at_n(browser: Any, lab: Any, artifacts: Path) -> None:
     shutil.copy(REPO / "notebooks" / "03_batch_fanout.ipynb", lab.root)
     page = open_notebook(browser, lab, "03_batch_fanout.ipynb")
     try:
@@ -110,7 +110,7 @@ STOP_CELLS = [
 ]
 
 
-def test_stop_button_cancels_the_run_and_keeps_the_partial_trace(lab: Any, browser: Any, artifacts: Path) -> None:
+def test_stop_button_cancels_the_run_and_keeps_the_partial_trace(browser: Any, lab: Any, artifacts: Path) -> None:
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in STOP_CELLS])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, lab.root / "stop.ipynb")
