@@ -84,6 +84,19 @@ def test_fanout_notebook_shows_live_counters_and_ends_at_n(browser: Any, lab: An
         assert f"{sub_calls} ok" in record.inner_text()
         assert record.locator(".rlm-badge").text_content() == "done"
         assert page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+
+        # The record survives saving and reopening (no widget state needed).
+        page.wait_for_function("() => !document.body.innerText.includes('[*]')", timeout=60_000)
+        page.keyboard.press("Control+s")
+        page.wait_for_function("() => !document.querySelector('.jp-mod-dirty')", timeout=30_000)
+        page.reload()
+        page.wait_for_selector(".jp-Notebook .jp-Cell")
+        reopened = page.locator(".rlm-view").filter(has=page.locator(".rlm-sec-timeline")).first
+        reopened.wait_for(timeout=60_000)
+        assert done_count(reopened.locator(CALLS_DONE).text_content()) == final
+        assert reopened.locator(".rlm-lanes i").count() == sub_calls + root_calls
+        assert reopened.locator(".rlm-grid i").count() == sub_calls
+        reopened.screenshot(path=str(artifacts / "fanout-reopened.png"))
     except Exception:
         page.screenshot(path=str(artifacts / "fanout-failure.png"), full_page=True)
         raise
