@@ -36,7 +36,12 @@ def _apply_limits(cfg: dict[str, Any]) -> None:
         soft = hard = int(value)
         if name == "RLIMIT_CPU":
             hard = soft + 5  # soft limit sends SIGXCPU; the hard one is the backstop
-        resource.setrlimit(kind, (soft, hard))
+        try:
+            resource.setrlimit(kind, (soft, hard))
+        except (ValueError, OSError):
+            if sys.platform.startswith("linux"):
+                raise
+            # macOS refuses some limits (RLIMIT_AS above all): run without that one.
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     uid = cfg.get("uid")
     if uid is not None:

@@ -17,6 +17,7 @@ import os
 import queue
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -63,11 +64,23 @@ def remove_stale_rundirs() -> int:
         if not name.startswith(RUNDIR_PREFIX):
             continue
         pid = name[len(RUNDIR_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+        path = os.path.join(base, name)
+        if not pid.isdigit() or os.path.exists(f"/proc/{pid}") or _bridge_answers(path):
             continue
-        shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
         removed += 1
     return removed
+
+
+def _bridge_answers(rundir: str) -> bool:
+    """A host in another pid namespace sharing this /tmp still serves its bridge: keep its files."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.connect(os.path.join(rundir, "bridge.sock"))
+        except OSError:
+            return False
+    return True
 
 
 class KernelLost(SandboxError):
