@@ -67,10 +67,7 @@ def _route_to_sender(widget: anywidget.AnyWidget) -> None:
 
 
 class LiveSession:
-    """One run's live view: a ``Tracer`` subscriber that drives a ``LiveView``.
-
-    ``flushes`` and ``flush_seconds`` count redraws and the kernel time they took.
-    """
+    """One run's live view: a ``Tracer`` subscriber that drives a ``LiveView``."""
 
     def __init__(self, control: RunControl | None = None) -> None:
         self.control = control
@@ -79,8 +76,6 @@ class LiveSession:
         _route_to_sender(self.widget)
         self.widget.on_msg(self._on_msg)
         self.handle: Any = None
-        self.flushes = 0
-        self.flush_seconds = 0.0
         self._flush_lock = threading.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
@@ -145,8 +140,6 @@ class LiveSession:
                 if "calls" in parts:
                     self.widget.calls = parts["calls"]
             cost = time.perf_counter() - started
-            self.flushes += 1
-            self.flush_seconds += cost
             self._last = time.monotonic()
             self._interval = max(MIN_INTERVAL, ADAPT * cost)
 
