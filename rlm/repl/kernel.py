@@ -54,6 +54,15 @@ class KernelREPL:
         kernel = await self.pool.acquire()
         try:
             await kernel.load(self._context)
+        except KernelLost:
+            # A reused kernel that an earlier completion broke: start a clean one instead.
+            await self.pool.discard(kernel)
+            kernel = await self.pool.acquire(fresh=True)
+            try:
+                await kernel.load(self._context)
+            except BaseException:
+                await self.pool.discard(kernel)
+                raise
         except BaseException:
             await self.pool.discard(kernel)
             raise

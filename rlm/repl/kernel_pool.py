@@ -100,11 +100,9 @@ class KernelPool:
         """Every live kernel of this pool, lent out or idle."""
         return list(self._kernels)
 
-    async def acquire(self) -> SandboxKernel:
-        """An idle reset kernel, one whose reset is about to finish, or a new one."""
-        while True:
-            if self._closed:
-                raise SandboxError("the kernel pool is closed; create a new RLM")
+    async def acquire(self, *, fresh: bool = False) -> SandboxKernel:
+        """An idle reset kernel, one whose reset is about to finish, or (``fresh``) a new one."""
+        while not fresh and not self._closed:
             if self._idle:
                 self.reused += 1
                 kernel = self._idle.pop()
@@ -115,6 +113,8 @@ class KernelPool:
             await asyncio.wait(list(self._resets), return_when=asyncio.FIRST_COMPLETED)
             if not self._idle:
                 break
+        if self._closed:
+            raise SandboxError("the kernel pool is closed; create a new RLM")
         if not self.started:
             await asyncio.to_thread(remove_stale_rundirs)
         isolation = await asyncio.to_thread(lambda: self.isolation)

@@ -118,7 +118,8 @@ class SandboxKernel:
         if self.uid is not None:
             os.chown(path, self.uid, self.uid)
 
-    def _prepare_files(self) -> list[str]:
+    def _prepare_files(self) -> dict[str, str]:
+        """Run directory, kernel files and kernelspec; returns the kernel's environment."""
         os.chmod(self.rundir, 0o700)
         self._own(self.rundir)
         for name, source in _KERNEL_FILES.items():
@@ -137,7 +138,7 @@ class SandboxKernel:
         spec.mkdir(parents=True)
         spec.joinpath("kernel.json").write_text(json.dumps(
             {"argv": argv, "display_name": "rlm sandbox", "language": "python", "interrupt_mode": "message"}))
-        return argv
+        return env
 
     async def start(self) -> None:
         """Launch, wait until it answers, connect the bridge. Raises ``SandboxError``."""
@@ -150,8 +151,7 @@ class SandboxKernel:
         log.debug("rlm sandbox %s started in %.2f s (%s)", self.id, time.perf_counter() - started, self.isolation.mode)
 
     async def _start(self) -> None:
-        self._prepare_files()
-        env = kernel_env(self.config, self.home, self.id)
+        env = self._prepare_files()
         km = AsyncKernelManager(
             kernel_name="rlm-sandbox", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(Path(self.rundir, "spec"))]),
             context=self._ctx, transport="ipc", ip=os.path.join(self.rundir, "zmq"),

@@ -102,3 +102,18 @@ def _cmdline(pid: int) -> str:
             return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
+
+
+def test_tampering_with_the_kernels_own_helpers_does_not_reach_the_next_completion(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        import sys
+        k = sys.modules['_rlm_kernel']
+        k.load = k.get = lambda *a, **kw: None   # the next completion's context would never arrive
+        k.reset = lambda: k._reply({'ok': True, 'threads': []})""")
+    started = sandbox.pool.started
+    result = sandbox.attack(code)
+    sandbox.check_survived(result)
+    later = sandbox.attack("print(context)")
+    assert sandbox.step(later).stdout == "the context\n"
+    assert sandbox.pool.started > started  # the tampered kernel was replaced, not trusted
+    sandbox.check_survived(later)
