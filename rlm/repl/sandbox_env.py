@@ -280,6 +280,15 @@ def bwrap_command(config: SandboxConfig, rundir: str, env: Mapping[str, str], in
         elif os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
             bound.append(path)
+    # The work dir is its own tmpfs: the run dir (sockets, connection file) lives under the
+    # host's /tmp and must not sit inside what a reset empties.
+    small = str(64 * 2**20)
+    cmd += ["--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(config.disk_mb * 2**20), "--tmpfs", SANDBOX_HOME,
+            "--perms", "1777", "--size", small, "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", small, "--tmpfs", "/dev/shm",
+            "--bind", rundir, rundir, "--chdir", SANDBOX_HOME, "--clearenv"]
+    # After the tmpfs mounts: a venv or a checkout under /tmp must stay visible.
     made: set[str] = set()
     for path in python_dirs(config.python):
         if any(path == b or path.startswith(b + "/") for b in bound):
@@ -291,14 +300,6 @@ def bwrap_command(config: SandboxConfig, rundir: str, env: Mapping[str, str], in
                 cmd += ["--perms", "0755", "--dir", str(parent)]
         cmd += ["--ro-bind", path, path]
         bound.append(path)
-    # The work dir is its own tmpfs: the run dir (sockets, connection file) lives under the
-    # host's /tmp and must not sit inside what a reset empties.
-    small = str(64 * 2**20)
-    cmd += ["--proc", "/proc", "--dev", "/dev",
-            "--perms", "1777", "--size", str(config.disk_mb * 2**20), "--tmpfs", SANDBOX_HOME,
-            "--perms", "1777", "--size", small, "--tmpfs", "/tmp",
-            "--perms", "1777", "--size", small, "--tmpfs", "/dev/shm",
-            "--bind", rundir, rundir, "--chdir", SANDBOX_HOME, "--clearenv"]
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return [*cmd, "--", *inner]
