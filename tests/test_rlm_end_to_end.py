@@ -29,8 +29,19 @@ def item_reply(req) -> str:
     return "answer " + req.prompt.split(":", 1)[0].split()[1]
 
 
+_SANDBOX = {"name": "kernel"}
+
+
+@pytest.fixture(autouse=True, params=["kernel", "local"])
+def sandbox(request: pytest.FixtureRequest) -> str:
+    """Every end-to-end behaviour must hold in the isolated kernel and in-process alike."""
+    _SANDBOX["name"] = request.param
+    return request.param
+
+
 def make_rlm(lm: ScriptedLM, **kwargs) -> RLM:
     kwargs.setdefault("max_retries", 0)
+    kwargs.setdefault("sandbox", _SANDBOX["name"])
     return RLM("root", "sub", base_url=lm.base_url, api_key="test-key", **kwargs)
 
 
@@ -282,3 +293,12 @@ def test_unusable_responses_are_typed_errors(fault):
         with pytest.raises(LMResponseError) as info:
             make_rlm(lm).completion("ctx", "q")
         assert info.value.partial is not None and info.value.partial.iterations == 0
+
+
+def test_a_runaway_step_times_out_and_the_next_step_runs():
+    replies = ["```repl\nx = 1\nwhile True:\n    pass\n```", "```repl\nprint('after', x)\n```", "FINAL(ok)"]
+    with ScriptedLM(root=replies) as lm:
+        result = make_rlm(lm, step_timeout=1.0).completion("ctx", "q")
+    assert "timed out" in result.steps[0].outputs[0].error
+    assert result.steps[1].outputs[0].stdout == "after 1\n"
+    assert result.answer == "ok"

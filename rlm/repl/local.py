@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import asyncio
 import builtins
-import collections
 import concurrent.futures
 import ctypes
 import itertools
@@ -23,6 +22,9 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from ..lm.types import FailedCall
+
+# Stdlib-only pieces shared with the code that runs inside the sandbox kernel.
+from ._kernel_side import _Capture, _user_traceback
 from .base import ExecResult, FinalAnswer, Host, load_context
 from .helpers import PURE_HELPERS, budget_view
 
@@ -39,49 +41,6 @@ class _Interrupt(BaseException):
 
     A ``BaseException`` so ``except Exception`` in root code does not swallow it.
     """
-
-
-class _Capture:
-    """A write-only text sink that keeps the head and the tail past ``cap`` characters.
-
-    Why: a runaway ``print`` loop must not eat the host's memory.
-    """
-
-    def __init__(self, cap: int) -> None:
-        self._half = max(1, cap // 2)
-        self._head: list[str] = []
-        self._head_len = 0
-        self._tail: collections.deque[str] = collections.deque()
-        self._tail_len = 0
-        self._total = 0
-
-    def write(self, text: str) -> int:
-        n = len(text)
-        self._total += n
-        room = self._half - self._head_len
-        if room > 0:
-            self._head.append(text[:room])
-            self._head_len += min(room, n)
-            text = text[room:]
-        if text:
-            self._tail.append(text)
-            self._tail_len += len(text)
-            while self._tail_len - len(self._tail[0]) >= self._half:
-                self._tail_len -= len(self._tail.popleft())
-        return n
-
-    def flush(self) -> None:
-        """Streams must be flushable; there is nothing to flush."""
-
-    def getvalue(self) -> str:
-        head = "".join(self._head)
-        tail = "".join(self._tail)
-        if len(tail) > self._half:
-            tail = tail[-self._half :]
-        omitted = self._total - len(head) - len(tail)
-        if omitted > 0:
-            return f"{head}\n... [{omitted} characters omitted] ...\n{tail}"
-        return head + tail
 
 
 _local = threading.local()
@@ -135,14 +94,6 @@ def _uninstall_router() -> None:
 
 def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
-
-
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback from the first frame of root code on, without rlm's own frames."""
-    tb = exc.__traceback__
-    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith("<repl-"):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 class LocalREPL:
