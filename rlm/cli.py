@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NamedTuple
 
+from rlm import bench
 from rlm.testing import ScriptedLM, ScriptedRequest
 from rlm.trace import view
 
@@ -57,6 +58,13 @@ def _serve_fake_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reply", default=None, help="answer every request with TEXT (default: root FINAL(...), sub echoes the prompt)"
     )
+    parser.add_argument("--root-reply", default=None, metavar="TEXT", help="answer root calls with TEXT (overrides --reply)")
+    parser.add_argument(
+        "--admit", type=int, default=None, metavar="N", help="answer 429 (with Retry-After) beyond N requests in flight"
+    )
+    parser.add_argument(
+        "--admit-retry-after", type=float, default=0.5, metavar="SECONDS", help="Retry-After of --admit's 429s (0.5)"
+    )
 
 
 def _echo_prompt(request: ScriptedRequest) -> str:
@@ -72,7 +80,8 @@ def _canned_final(request: ScriptedRequest) -> str:
 def _serve_fake(args: argparse.Namespace) -> int:
     """Run a ScriptedLM in the foreground until SIGINT or SIGTERM."""
     reply: str | None = args.reply
-    root = _canned_final if reply is None else lambda request: reply
+    root_reply: str | None = args.root_reply if args.root_reply is not None else reply
+    root = _canned_final if root_reply is None else lambda request: root_reply
     sub = _echo_prompt if reply is None else lambda request: reply
     stop = threading.Event()
 
@@ -82,6 +91,8 @@ def _serve_fake(args: argparse.Namespace) -> int:
 
     # Counters only: a long benchmark would otherwise keep every request body.
     lm = ScriptedLM(root=root, sub=sub, latency=args.latency, port=args.port, record=False)
+    if args.admit is not None:
+        lm.admit(args.admit, retry_after=args.admit_retry_after)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
@@ -103,6 +114,11 @@ COMMANDS: dict[str, Command] = {
         help="serve a scripted OpenAI-compatible model on 127.0.0.1 (for demos and benchmarks)",
         add_arguments=_serve_fake_arguments,
         run=_serve_fake,
+    ),
+    "bench": Command(
+        help="run a benchmark against a scripted server (rlm bench throughput)",
+        add_arguments=bench.add_arguments,
+        run=bench.run,
     ),
     "view": Command(
         help="write a trace log (.jsonl) as one HTML page (call tree, latency timeline) that opens offline",

@@ -65,7 +65,8 @@ class RLM:
     path. ``client=`` replaces both. ``max_concurrent`` caps calls in flight across
     everything this RLM runs; it shrinks on 429s and grows back. ``rpm``/``tpm`` cap
     requests and tokens per minute. Failed calls are retried ``max_retries`` times
-    (429, 5xx, timeouts, dropped connections; ``retry=RetryPolicy(...)`` for more).
+    (5xx, timeouts, dropped connections; never 400/401/404), 429s up to 20 times
+    within the server's Retry-After; ``retry=RetryPolicy(...)`` sets it all.
     """
 
     def __init__(
@@ -114,7 +115,8 @@ class RLM:
             raise ConfigError(f"transport={transport!r} is not available; choose one of {TRANSPORTS}")
         if not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        self.retry = retry if retry is not None else RetryPolicy(max_attempts=max_retries + 1)
+        # max_retries=0 turns retries off altogether, 429s included.
+        self.retry = retry or RetryPolicy(max_attempts=max_retries + 1, max_rate_limited=20 if max_retries else 1)
         # The SDK's own retries stay off (max_retries=0): the dispatcher retries every call once, one policy.
         self.sub_client: LMClient | None = None
         if client is not None:

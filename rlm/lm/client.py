@@ -6,8 +6,10 @@ Everything rlm sends to a model goes through an object with the one-method
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, runtime_checkable
 
 import openai
@@ -24,6 +26,31 @@ from .retry import retry_after
 from .types import Completion, Usage
 
 Message = dict[str, Any]
+
+_closing: set[asyncio.Task[Any]] = set()
+
+
+def close_on_loop(aclose: Callable[[], Coroutine[Any, Any, Any]], loop: asyncio.AbstractEventLoop | None) -> bool:
+    """Run ``aclose()`` on ``loop`` from any thread (a finalizer, say); False if that loop is gone.
+
+    Why: an HTTP client dropped unclosed leaves its connections to the garbage collector,
+    which may run on any thread. Measured here, that stalls requests of *other* clients on
+    the same loop until their read timeout (docs/performance.md), so clients close
+    themselves on the loop they ran on.
+    """
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return False
+
+    def spawn() -> None:
+        task = loop.create_task(aclose())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+    try:
+        loop.call_soon_threadsafe(spawn)
+    except RuntimeError:  # closed in the meantime
+        return False
+    return True
 
 
 @runtime_checkable
@@ -117,8 +144,11 @@ class OpenAIClient:
         self._client = openai.AsyncOpenAI(
             api_key=key, base_url=url, timeout=timeout, max_retries=max_retries, **client_kwargs
         )
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
             response = await self._client.chat.completions.create(
@@ -149,6 +179,11 @@ class OpenAIClient:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    def __del__(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None and not client.is_closed():
+            close_on_loop(client.close, getattr(self, "_loop", None))
 
 
 def _dump(response: Any) -> Any:

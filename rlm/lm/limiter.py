@@ -7,9 +7,11 @@ never deadlock it, and however calls nest, at most ``limit`` are in flight.
 
 Why AIMD and why gentle: over-shooting an endpoint's capacity costs only a cheap
 429 and a retry while the admitted calls keep the endpoint busy, but under-shooting
-leaves capacity idle. So a 429 cuts the limit by ``decrease`` (default 0.75, not
+leaves capacity idle. So a 429 cuts the limit by ``decrease`` (default 0.9, not
 TCP's 0.5) at most once per round trip (only a call started after the last cut can
 cut again), and each success adds ``1/limit``: about one slot per round trip back up.
+Measured against a server admitting 16 (docs/performance.md), 0.5 kept 78 % of the
+admitted throughput, 0.75 88 % and 0.9 93 %, with no item lost in any.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class Slot:
     ``LMRateLimited`` cuts the limit, a success lets it grow back.
     """
 
-    __slots__ = ("_limiter", "started", "tokens", "_held")
+    __slots__ = ("_held", "_limiter", "started", "tokens")
 
     def __init__(self, limiter: AdaptiveLimiter, tokens: float) -> None:
         self._limiter = limiter
@@ -107,7 +109,7 @@ class AdaptiveLimiter:
         *,
         min_concurrent: int = 1,
         adaptive: bool = True,
-        decrease: float = 0.75,
+        decrease: float = 0.9,
         rpm: float | None = None,
         tpm: float | None = None,
     ) -> None:
@@ -208,8 +210,7 @@ class AdaptiveLimiter:
             self._tokens.level -= tokens
         self._in_flight += 1
         self.stats["granted"] += 1
-        if self._in_flight > self.stats["peak_in_flight"]:
-            self.stats["peak_in_flight"] = self._in_flight
+        self.stats["peak_in_flight"] = max(self.stats["peak_in_flight"], self._in_flight)
         return True
 
     def _wake(self) -> None:

@@ -22,7 +22,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ..errors import ConfigError, LMConnectionError, LMError, LMRateLimited, LMResponseError, LMTimeout
+from ..errors import (
+    ConfigError,
+    LMConnectionError,
+    LMError,
+    LMRateLimited,
+    LMResponseError,
+    LMTimeout,
+)
 
 T = TypeVar("T")
 
@@ -112,19 +119,25 @@ class RetryPolicy:
 
         RLM(..., retry=RetryPolicy(max_attempts=8, max_delay=60))
 
-    ``max_attempts`` counts the first try (1 = never retry). A server hint longer
-    than ``max_server_delay`` is not waited out: the call fails at once with its error.
+    ``max_attempts`` counts the first try (1 = never retry). 429s are counted apart,
+    up to ``max_rate_limited`` per call: the adaptive limiter finds an endpoint's
+    capacity by probing just past it, so a few 429s are the expected price of full
+    throughput, not a failure. A server hint longer than ``max_server_delay`` is not
+    waited out: the call fails at once with its error.
     """
 
     max_attempts: int = 6
+    max_rate_limited: int = 20
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_server_delay: float = 120.0
     jitter: float = 0.25
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ConfigError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
+        for name in ("max_attempts", "max_rate_limited"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
         for name in ("base_delay", "max_delay", "max_server_delay"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -143,9 +156,14 @@ class RetryPolicy:
             return should == "true"
         return exc.status in RETRY_STATUSES or exc.status >= 500
 
+    @staticmethod
+    def rate_limited(exc: BaseException) -> bool:
+        return isinstance(exc, LMResponseError) and exc.status == 429
+
     def delay(self, exc: BaseException, attempt: int, rand: Callable[[], float] = random.random) -> float | None:
-        """Seconds to wait before attempt ``attempt + 1``, or None to give up with ``exc``."""
-        if attempt >= self.max_attempts or not self.retryable(exc):
+        """Seconds to wait after the ``attempt``-th failure of this kind (429 or other), or None to give up."""
+        limit = self.max_rate_limited if self.rate_limited(exc) else self.max_attempts
+        if attempt >= limit or not self.retryable(exc):
             return None
         hint = server_delay(exc) if isinstance(exc, LMError) else None
         if hint is not None:
@@ -169,11 +187,14 @@ async def call_with_retries(
     one attempt), so backing-off calls leave the endpoint to the others.
     """
     n = 1
+    failures = {True: 0, False: 0}  # keyed by "was it a 429"
     while True:
         try:
             return await attempt(), n
         except LMError as exc:
-            wait = policy.delay(exc, n)
+            kind = policy.rate_limited(exc)
+            failures[kind] += 1
+            wait = policy.delay(exc, failures[kind])
             if wait is None:
                 raise
             if on_retry is not None:

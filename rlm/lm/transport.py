@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import json
+import logging
 import threading
 import time
 import weakref
@@ -24,13 +26,13 @@ from typing import Any
 import aiohttp
 
 from ..errors import ConfigError, LMConnectionError, LMError, LMResponseError, LMTimeout
-from .client import Message, resolve_endpoint, status_error
+from .client import Message, close_on_loop, resolve_endpoint, status_error
 from .types import Completion, Usage
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+log = logging.getLogger("rlm")
 
 _live: weakref.WeakSet[FastClient] = weakref.WeakSet()
-_closing: set[asyncio.Task[None]] = set()
 _atexit_lock = threading.Lock()
 _atexit_registered = False
 
@@ -39,20 +41,11 @@ def _close_soon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop)
     """Close ``session`` on its own loop from any thread; if that loop is gone, let go of it quietly.
 
     Why: aiohttp complains ("Unclosed client session") when a session is collected
-    open, which would print after every script and in notebooks when an RLM is dropped.
+    open, and connections left to the garbage collector can stall other clients'
+    requests (see ``close_on_loop``).
     """
-    if session.closed:
-        return
-    if loop.is_closed() or not loop.is_running():
+    if not session.closed and not close_on_loop(session.close, loop):
         session.detach()  # its sockets go with the process or the loop
-        return
-
-    def spawn() -> None:
-        task = loop.create_task(session.close())
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
-
-    loop.call_soon_threadsafe(spawn)
 
 
 def _close_all_at_exit() -> None:
@@ -65,8 +58,8 @@ def _close_all_at_exit() -> None:
             try:
                 asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=1.0)
                 continue
-            except Exception:  # a wedged loop at exit: fall through and let go
-                pass
+            except (concurrent.futures.TimeoutError, RuntimeError, OSError):
+                log.debug("closing an aiohttp session at exit failed; letting it go", exc_info=True)
         session.detach()
 
 

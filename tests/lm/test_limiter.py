@@ -12,7 +12,7 @@ from rlm.lm.batch import Dispatcher
 from rlm.lm.limiter import AdaptiveLimiter
 from rlm.lm.retry import RetryPolicy
 from rlm.lm.transport import FastClient
-from rlm.testing import ScriptedLM
+from rlm.testing import ScriptedLM, ScriptedRequest
 from rlm.trace.events import Tracer
 
 
@@ -62,17 +62,15 @@ async def test_cancelled_waiters_and_holders_give_their_slots_back() -> None:
         assert limiter.in_flight == 1
 
 
-async def _finish(limiter: AdaptiveLimiter, error: BaseException | None) -> None:
-    try:
-        async with limiter.slot():
-            if error is not None:
-                raise error
-    except type(error) if error is not None else ():  # type: ignore[misc]
-        pass
+async def _finish(limiter: AdaptiveLimiter, error: Exception | None) -> None:
+    """One call through the limiter that ends with ``error`` (or succeeds)."""
+    slot = limiter.slot()
+    await slot.__aenter__()
+    await slot.__aexit__(type(error) if error else None, error, None)
 
 
 async def test_429s_cut_the_limit_once_per_round_and_successes_grow_it_back() -> None:
-    limiter = AdaptiveLimiter(40)
+    limiter = AdaptiveLimiter(40, decrease=0.75)
     slots = [limiter.slot() for _ in range(40)]
     for slot in slots:
         await slot.__aenter__()
@@ -134,7 +132,7 @@ async def test_tokens_per_minute_cap_charges_real_usage() -> None:
 
 
 def test_limiter_settings_are_validated() -> None:
-    for bad in (dict(max_concurrent=0), dict(max_concurrent=4, min_concurrent=5), dict(max_concurrent=4, rpm=0)):
+    for bad in ({"max_concurrent": 0}, {"max_concurrent": 4, "min_concurrent": 5}, {"max_concurrent": 4, "rpm": 0}):
         with pytest.raises(ConfigError):
             AdaptiveLimiter(**bad)  # type: ignore[arg-type]
 
@@ -175,7 +173,7 @@ FINAL(str(sum(1 for x in r if not isinstance(x, FailedCall))))
 ```"""
 
 
-def _nested_root(request) -> str:  # noqa: ANN001 - a ScriptedRequest
+def _nested_root(request: ScriptedRequest) -> str:
     if request.body["model"] == "sub":  # a child run (children think with the sub-model)
         return CHILD_PROGRAM
     return NESTED_ROOT if len(request.messages) == 2 else "FINAL_VAR(answers)"
@@ -183,7 +181,7 @@ def _nested_root(request) -> str:  # noqa: ANN001 - a ScriptedRequest
 
 def test_rlm_query_children_batching_in_parallel_share_one_limit() -> None:
     """Six children at depth 2, each running an 8-wide batch, under RLM(max_concurrent=5)."""
-    context = ["w%d" % i for i in range(48)]
+    context = [f"w{i}" for i in range(48)]
     with ScriptedLM(root=_nested_root, sub=lambda r: "seen", latency=0.02) as lm:
         rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", max_depth=2, max_concurrent=5)
         result = rlm.completion(" ".join(context), "q")
@@ -204,7 +202,7 @@ def test_a_small_429_storm_loses_nothing_and_the_limit_adapts(transport: str) ->
         result = rlm.completion("ctx", "q")
         stats = lm.stats
     answers = eval(result.answer)
-    assert answers == ["ITEM %d" % i for i in range(60)]
+    assert answers == [f"ITEM {i}" for i in range(60)]
     assert not any(isinstance(a, FailedCall) for a in answers)
     assert stats["faults"].get("admit", 0) > 0 and rlm.limiter.stats["cuts"] >= 1
     assert rlm.limiter.stats["lowest_limit"] < 24

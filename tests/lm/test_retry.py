@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from rlm import RLM, FailedCall, LMConnectionError, LMRateLimited, LMResponseError, LMTimeout
+from rlm import (
+    RLM,
+    FailedCall,
+    LMConnectionError,
+    LMRateLimited,
+    LMResponseError,
+    LMTimeout,
+)
 from rlm.lm.batch import Dispatcher
 from rlm.lm.client import OpenAIClient
 from rlm.lm.limiter import AdaptiveLimiter
@@ -107,6 +114,14 @@ def test_server_hints_win_and_are_never_undercut() -> None:
     assert policy.delay(_error(429, {"retry-after": "600"}), 1) is None  # longer than we will wait
 
 
+def test_429s_have_their_own_allowance() -> None:
+    policy = RetryPolicy(max_attempts=2, max_rate_limited=5)
+    assert policy.delay(_error(429), 4) is not None
+    assert policy.delay(_error(429), 5) is None
+    assert policy.delay(_error(500), 1) is not None
+    assert policy.delay(_error(500), 2) is None
+
+
 def test_policy_validates_its_settings() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
@@ -183,6 +198,28 @@ async def test_x_should_retry_false_stops_at_once(name: str) -> None:
         reply = await _dispatcher(client, RetryPolicy(base_delay=0.0)).query("q", model="m", parent=None)
         await client.aclose()
     assert isinstance(reply, FailedCall) and reply.error.status == 503 and len(arrivals) == 1
+
+
+@pytest.mark.parametrize("allowance, requests, ok", [(10, 8, True), (3, 3, False)])
+async def test_a_call_outlasts_a_run_of_429s_within_its_allowance(allowance: int, requests: int, ok: bool) -> None:
+    """A 429 is "not yet": it does not use up max_attempts, only max_rate_limited."""
+    limited = (429, {"retry-after-ms": "5"})
+    async with _server([limited] * 5 + [(500, {})] + [limited]) as (url, arrivals):
+        client = FastClient(base_url=url, api_key="k")
+        policy = RetryPolicy(max_attempts=2, max_rate_limited=allowance, base_delay=0.0)
+        reply = await _dispatcher(client, policy).query("q", model="m", parent=None)
+        await client.aclose()
+    assert len(arrivals) == requests
+    assert (reply == "done") is ok
+    if not ok:
+        assert isinstance(reply, FailedCall) and isinstance(reply.error, LMRateLimited)
+
+
+def test_max_retries_zero_turns_off_every_retry() -> None:
+    with ScriptedLM(root=["```repl\nr = llm_query('x')\n```", "FINAL_VAR(r)"]) as lm:
+        lm.fail(Fault.rate_limit(0.01), when=lambda r: r.role == "sub", times=1)
+        result = RLM("root", "sub", base_url=lm.base_url, api_key="k", max_retries=0).completion("ctx", "q")
+        assert result.answer.startswith("[rlm error] LMRateLimited") and lm.stats["sub"] == 1
 
 
 @pytest.mark.parametrize("status", [400, 401, 404])

@@ -6,13 +6,25 @@ Every test runs both clients against the same ScriptedLM and compares what comes
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-from rlm import RLM, ConfigError, FailedCall, LMConnectionError, LMError, LMRateLimited, LMResponseError, LMTimeout
+from rlm import (
+    RLM,
+    ConfigError,
+    FailedCall,
+    LMConnectionError,
+    LMError,
+    LMRateLimited,
+    LMResponseError,
+    LMTimeout,
+    runtime,
+)
 from rlm.lm.batch import Dispatcher
 from rlm.lm.client import LMClient, OpenAIClient
 from rlm.lm.limiter import AdaptiveLimiter
@@ -187,3 +199,20 @@ def test_a_callers_own_client_replaces_both_transports() -> None:
         rlm = RLM("root", "sub", client=own, transport="openai")
         assert rlm.completion("ctx", "q").answer == "ok"
     assert rlm.client is own and rlm.sub_client is None
+
+
+def test_dropped_clients_close_their_connections_on_their_own_loop() -> None:
+    """Left to the garbage collector on another thread, open connections stalled other clients' calls."""
+    with ScriptedLM() as lm:
+        sdk = OpenAIClient(base_url=lm.base_url, api_key="k")
+        fast = FastClient(base_url=lm.base_url, api_key="k")
+        for client in (sdk, fast):
+            assert runtime.run(client.complete(HELLO, model="m")).text == "ok"
+        inner, session = sdk._client, fast._session
+        assert session is not None
+        del sdk, fast, client
+        gc.collect()  # on this (main) thread, while rlm's loop runs on its own
+        deadline = time.monotonic() + 10
+        while not (inner.is_closed() and session.closed) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert inner.is_closed() and session.closed

@@ -1,0 +1,32 @@
+"""Benchmarks for the command line: ``rlm bench throughput``.
+
+Each benchmark module has ``add_arguments(parser)`` and ``run(args) -> int``; they
+load only when ``rlm bench`` runs, so importing rlm pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+#: name -> (module, one-line help)
+BENCHES: dict[str, tuple[str, str]] = {
+    "throughput": (
+        "rlm.bench.throughput",
+        "batched sub-calls against the ideal, client overhead, a 429 storm, a sequential loop, and the peers",
+    ),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One sub-parser per benchmark."""
+    subparsers = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    for name, (module, help_text) in BENCHES.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(sub)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark named on the command line."""
+    module, _ = BENCHES[args.bench]
+    return int(importlib.import_module(module).run(args))
