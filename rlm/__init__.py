@@ -26,7 +26,10 @@ from .errors import (
 from .lm.budget import Budget, BudgetReport
 from .lm.cache import Cache
 from .lm.client import LMClient, OpenAIClient
+from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import ModelInfo, Pricing
+from .lm.retry import RetryPolicy
+from .lm.transport import FastClient
 from .lm.types import Completion, FailedCall, Usage
 from .repl.sandbox_env import SandboxConfig
 from .trace.progress import ConsoleProgress, Progress, ProgressModel
@@ -35,6 +38,7 @@ from .trace.trace import Trace
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveLimiter",
     "Budget",
     "BudgetExceeded",
     "BudgetReport",
@@ -45,6 +49,7 @@ __all__ = [
     "ConsoleProgress",
     "ContextWindowExceeded",
     "FailedCall",
+    "FastClient",
     "LMClient",
     "LMConnectionError",
     "LMError",
@@ -60,6 +65,7 @@ __all__ = [
     "RLM",
     "RLMError",
     "RLMResult",
+    "RetryPolicy",
     "SandboxConfig",
     "SandboxError",
     "SandboxTimeout",

@@ -169,11 +169,11 @@ def _ours_rows(
     return rows
 
 
-def _peer_rows(python: Path, server: FakeServer, n: int, c: int, repeats: int) -> list[Row]:
+def _peer_rows(python: Path, server: FakeServer, scenario: str, n: int, c: int, repeats: int) -> list[Row]:
     rows = []
     for lib in ("rlms", "dspy"):
         for concurrency in (None, c):
-            row = Row("batch", lib, n, None, server.latency)
+            row = Row(scenario, lib, n, None, server.latency)
             for k in range(repeats):
                 server.reset()
                 got = peer_env.run_peer(python, lib, server.base_url, n, concurrency, tag=f"{lib}-{k}")
@@ -219,13 +219,13 @@ def run(args: argparse.Namespace) -> int:
             seq[0].ideal = args.seq_n * latency
             rows += seq
         if python is not None:
-            rows += _peer_rows(python, server, n, c, repeats)
+            rows += _peer_rows(python, server, "batch", n, c, repeats)
 
     with FakeServer(latency=0.0, root_reply=ROOT_PROGRAM) as server:
         rows.append(_raw_row(server, args.overhead_n, c, repeats))
         rows += _ours_rows(server, "overhead L=0", transports, "batch", args.overhead_n, c, repeats, args.sandbox)
         if python is not None:
-            rows += _peer_rows(python, server, args.overhead_n, c, 1)
+            rows += _peer_rows(python, server, "overhead L=0", args.overhead_n, c, 1)
         if args.profile:
             from .profile import profile_transports
 

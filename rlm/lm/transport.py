@@ -20,6 +20,8 @@ import json
 import logging
 import threading
 import time
+import urllib.parse
+import urllib.request
 import weakref
 from typing import Any
 
@@ -32,7 +34,9 @@ from .types import Completion, Usage
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 log = logging.getLogger("rlm")
 
-_live: weakref.WeakSet[FastClient] = weakref.WeakSet()
+# Every open session and its loop, including those whose client is gone but whose close is
+# still queued on the loop: exit closes what is left.
+_sessions: weakref.WeakKeyDictionary[aiohttp.ClientSession, asyncio.AbstractEventLoop] = weakref.WeakKeyDictionary()
 _atexit_lock = threading.Lock()
 _atexit_registered = False
 
@@ -48,11 +52,22 @@ def _close_soon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop)
         session.detach()  # its sockets go with the process or the loop
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy ``HTTP(S)_PROXY``/``NO_PROXY`` name for ``url``, as the SDK's httpx would use.
+
+    Read once per client: aiohttp's ``trust_env`` would look it (and ~/.netrc) up on a
+    worker thread for every request, two thread hops per call on the hot path.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 def _close_all_at_exit() -> None:
     """At interpreter exit, close the sessions still open on rlm's (still running) loop."""
-    for client in list(_live):
-        session, loop = client._session, client._loop
-        if session is None or loop is None or session.closed:
+    for session, loop in list(_sessions.items()):
+        if session.closed:
             continue
         if loop.is_running() and not loop.is_closed():
             try:
@@ -142,6 +157,7 @@ class FastClient:
             **(headers or {}),
         }
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        self._proxy = env_proxy(self._url)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -151,13 +167,11 @@ class FastClient:
             if self._session is not None and self._loop is not None:
                 _close_soon(self._session, self._loop)
             _register_atexit()
-            _live.add(self)
             # limit=0: the dispatcher's limiter is the one concurrency cap.
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, trust_env=True, json_serialize=json.dumps
-            )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
             self._loop = loop
+            _sessions[self._session] = loop
         return self._session
 
     async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
@@ -167,7 +181,7 @@ class FastClient:
         session = self._session_here()
         started = time.perf_counter()
         try:
-            async with session.post(self._url, data=body, headers=self._headers) as response:
+            async with session.post(self._url, data=body, headers=self._headers, proxy=self._proxy) as response:
                 raw = await response.read()
                 status = response.status
                 if status >= 400:

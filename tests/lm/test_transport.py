@@ -29,7 +29,7 @@ from rlm.lm.batch import Dispatcher
 from rlm.lm.client import LMClient, OpenAIClient
 from rlm.lm.limiter import AdaptiveLimiter
 from rlm.lm.retry import RetryPolicy
-from rlm.lm.transport import FastClient
+from rlm.lm.transport import FastClient, env_proxy
 from rlm.testing import Fault, ScriptedLM
 from rlm.trace.events import Tracer
 
@@ -216,3 +216,15 @@ def test_dropped_clients_close_their_connections_on_their_own_loop() -> None:
         while not (inner.is_closed() and session.closed) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert inner.is_closed() and session.closed
+
+
+def test_fast_client_takes_its_proxy_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert env_proxy("https://api.openai.com/v1/chat/completions") == "http://proxy.internal:3128"
+    assert env_proxy("http://127.0.0.1:8000/v1/chat/completions") is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert env_proxy("https://api.openai.com/v1/chat/completions") is None
