@@ -32,7 +32,8 @@ def test_bench_throughput_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert rows[("429 storm (admit 3)", "rlm fast")]["rate_limited"] > 0  # the storm happened
     assert payload["machine"]["cpus"] >= 1 and payload["machine"]["sandbox"] == "local"
     printed = capsys.readouterr().out
-    assert "| 429 storm (admit 3) | rlm fast |" in printed
+    assert "| 429 storm (admit 3) | rlm fast (" in printed and "of admitted throughput)" in printed
+    assert rows[("429 storm (admit 3)", "rlm fast")]["extra"]["share_of_admitted"] > 0
 
 
 def test_ideal_is_whole_waves_of_the_latency() -> None:
