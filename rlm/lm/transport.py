@@ -22,7 +22,6 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-import weakref
 from typing import Any
 
 import aiohttp
@@ -34,9 +33,10 @@ from .types import Completion, Usage
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 log = logging.getLogger("rlm")
 
-# Every open session and its loop, including those whose client is gone but whose close is
-# still queued on the loop: exit closes what is left.
-_sessions: weakref.WeakKeyDictionary[aiohttp.ClientSession, asyncio.AbstractEventLoop] = weakref.WeakKeyDictionary()
+# Every open session and its loop, held strongly until it is closed. Why strongly: a client
+# collected in a garbage cycle would take its session into the same collection, whose own
+# finalizer warns "Unclosed client session" before any close we queue could run.
+_sessions: dict[aiohttp.ClientSession, asyncio.AbstractEventLoop] = {}
 _atexit_lock = threading.Lock()
 _atexit_registered = False
 
@@ -48,8 +48,19 @@ def _close_soon(session: aiohttp.ClientSession, loop: asyncio.AbstractEventLoop)
     open, and connections left to the garbage collector can stall other clients'
     requests (see ``close_on_loop``).
     """
-    if not session.closed and not close_on_loop(session.close, loop):
+    if session.closed:
+        _sessions.pop(session, None)
+        return
+    if not close_on_loop(lambda: _close_and_forget(session), loop):
         session.detach()  # its sockets go with the process or the loop
+        _sessions.pop(session, None)
+
+
+async def _close_and_forget(session: aiohttp.ClientSession) -> None:
+    try:
+        await session.close()
+    finally:
+        _sessions.pop(session, None)
 
 
 def env_proxy(url: str) -> str | None:
@@ -196,8 +207,8 @@ class FastClient:
         return parse_completion(raw, model, time.perf_counter() - started)
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        if self._session is not None:
+            await _close_and_forget(self._session)
         self._session = None
 
     def __del__(self) -> None:
