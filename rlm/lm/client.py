@@ -28,6 +28,14 @@ from .types import Completion, Usage
 Message = dict[str, Any]
 
 _closing: set[asyncio.Task[Any]] = set()
+_open_sdk_clients: dict[int, openai.AsyncOpenAI] = {}
+
+
+async def _close_sdk_client(client: openai.AsyncOpenAI) -> None:
+    try:
+        await client.close()
+    finally:
+        _open_sdk_clients.pop(id(client), None)
 
 
 def close_on_loop(aclose: Callable[[], Coroutine[Any, Any, Any]], loop: asyncio.AbstractEventLoop | None) -> bool:
@@ -145,6 +153,9 @@ class OpenAIClient:
             api_key=key, base_url=url, timeout=timeout, max_retries=max_retries, **client_kwargs
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Held here until closed, so a collection of this wrapper (in a garbage cycle, on any
+        # thread) can never finalize the SDK's connections before our close runs on their loop.
+        _open_sdk_clients[id(self._client)] = self._client
 
     async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
         if self._loop is None:
@@ -178,12 +189,14 @@ class OpenAIClient:
         )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await _close_sdk_client(self._client)
 
     def __del__(self) -> None:
         client = getattr(self, "_client", None)
-        if client is not None and not client.is_closed():
-            close_on_loop(client.close, getattr(self, "_loop", None))
+        if client is None:
+            return
+        if client.is_closed() or not close_on_loop(lambda: _close_sdk_client(client), getattr(self, "_loop", None)):
+            _open_sdk_clients.pop(id(client), None)  # never used on a loop, or that loop is gone
 
 
 def _dump(response: Any) -> Any:

@@ -201,13 +201,16 @@ def test_a_callers_own_client_replaces_both_transports() -> None:
     assert rlm.client is own and rlm.sub_client is None
 
 
-def test_dropped_clients_close_their_connections_on_their_own_loop() -> None:
+@pytest.mark.parametrize("in_a_cycle", [False, True])
+def test_dropped_clients_close_their_connections_on_their_own_loop(in_a_cycle: bool) -> None:
     """Left to the garbage collector on another thread, open connections stalled other clients' calls."""
     with ScriptedLM() as lm:
         sdk = OpenAIClient(base_url=lm.base_url, api_key="k")
         fast = FastClient(base_url=lm.base_url, api_key="k")
         for client in (sdk, fast):
             assert runtime.run(client.complete(HELLO, model="m")).text == "ok"
+            if in_a_cycle:
+                client.itself = client  # type: ignore[attr-defined]
         inner, session = sdk._client, fast._session
         assert session is not None
         del sdk, fast, client
