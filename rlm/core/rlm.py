@@ -11,7 +11,7 @@ from typing import Any
 from .. import runtime
 from ..errors import Cancelled, ConfigError
 from ..lm.batch import Dispatcher
-from ..lm.budget import Budget, BudgetLedger
+from ..lm.budget import Budget, BudgetLedger, output_cap_key
 from ..lm.cache import Cache, as_cache
 from ..lm.client import LMClient, OpenAIClient
 from ..lm.limiter import AdaptiveLimiter
@@ -182,7 +182,7 @@ class RLM:
         tracer = Tracer([*self.subscribers, *subscribers, *self._progress_subscribers(), *logs])
         dispatcher = Dispatcher(
             self.client, pricing=self.pricing, budget=BudgetLedger(self.budget, self.pricing), cache=self.cache, limiter=self.limiter, tracer=tracer, call_options=self.call_options,
-            retry=self.retry, sub_client=self.sub_client,
+            retry=self.retry, sub_client=self.sub_client, output_cap_key=output_cap_key(getattr(self.client, "base_url", None)),
         )
         loop = RootLoop(settings=self.settings, dispatcher=dispatcher, repl_factory=self._make_repl)
         if control is not None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..errors import BudgetExceeded, ConfigError, ContextWindowExceeded
 from ..trace.events import Tracer
@@ -20,8 +21,23 @@ from .guard import check_window
 from .limiter import AdaptiveLimiter
 from .retry import RetryPolicy, call_with_retries
 from .pricing import Pricing
-from .tokens import count_message_tokens
+from .tokens import count_message_tokens, message_chars
 from .types import Completion, FailedCall, Usage, UsageMeter
+
+T = TypeVar("T")
+
+
+#: Prompts longer than this are tokenized on a worker thread: tiktoken releases the GIL,
+#: so a 100k-token prompt does not stall every call in flight on the runtime loop.
+OFF_LOOP_CHARS = 32_000
+#: A budget deadline that fires this close to ``max_time_s`` is the budget's, not a stray timeout.
+_DEADLINE_SLACK_S = 0.05
+
+
+async def _off_loop_if_big(messages: list[Message], fn: Callable[..., T], *args: Any) -> T:
+    if message_chars(messages) > OFF_LOOP_CHARS:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
 
 
 def check_prompts(prompts: Any) -> list[str]:
@@ -61,6 +77,7 @@ class Dispatcher:
         cache: Cache | None = None,
         retry: RetryPolicy | None = None,
         sub_client: LMClient | None = None,
+        output_cap_key: str = "max_completion_tokens",
     ) -> None:
         self.client = client
         self.sub_client = sub_client
@@ -72,6 +89,7 @@ class Dispatcher:
         self.pricing = pricing if pricing is not None else Pricing()
         self.budget = budget if budget is not None else BudgetLedger(None, self.pricing)
         self.cache = cache
+        self.output_cap_key = output_cap_key
 
     async def complete(
         self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub"
@@ -82,7 +100,7 @@ class Dispatcher:
         and ``LMError`` once retries are spent.
         """
         try:
-            prompt_tokens = check_window(messages, model, self.pricing)
+            prompt_tokens = await _off_loop_if_big(messages, check_window, messages, model, self.pricing)
         except ContextWindowExceeded as exc:
             self._unsent(model, role, parent, "refused", error=f"{type(exc).__name__}: {exc}", prompt_tokens=exc.tokens)
             raise
@@ -101,25 +119,29 @@ class Dispatcher:
     async def _budgeted(
         self, messages: list[Message], model: str, parent: str | None, role: str, prompt_tokens: int | None
     ) -> Completion:
-        """Reserve budget, send, then settle the reservation with what the call used."""
+        """Reserve budget, send, then settle the reservation with what the call used.
+
+        With a token or dollar limit and no reply cap in ``call_options``, the request
+        carries the reserved reply allowance as its cap, so no reply can outgrow it.
+        """
         ledger = self.budget
         if prompt_tokens is None and ledger.needs_prompt_tokens:
-            prompt_tokens = count_message_tokens(messages, model)
+            prompt_tokens = await _off_loop_if_big(messages, count_message_tokens, messages, model)
+        requested = ledger.requested_cap(self.call_options)
         try:
-            reservation = await ledger.reserve(model, prompt_tokens or 0, ledger.output_allowance(model, self.call_options))
+            reservation = await ledger.reserve(model, prompt_tokens or 0, requested)
         except (BudgetExceeded, ConfigError) as exc:
             self._unsent(model, role, parent, "refused", error=f"{type(exc).__name__}: {exc}")
             raise
+        cap = {self.output_cap_key: reservation.reply_tokens} if ledger.needs_prompt_tokens and requested is None else None
         left = ledger.time_left()
+        send = self._send(messages, model=model, parent=parent, role=role, extra=cap)
         try:
-            if left is None:
-                completion = await self._send(messages, model=model, parent=parent, role=role)
-            else:
-                completion = await asyncio.wait_for(self._send(messages, model=model, parent=parent, role=role), max(left, 0.0))
+            completion = await (send if left is None else asyncio.wait_for(send, max(left, 0.0)))
         except asyncio.TimeoutError:
             ledger.release(reservation)
-            time_left = ledger.time_left()
-            if time_left is not None and time_left <= 0:
+            remaining = ledger.time_left()
+            if remaining is not None and remaining <= _DEADLINE_SLACK_S:
                 raise ledger.exceed("max_time_s") from None
             raise
         except BaseException:
@@ -141,7 +163,8 @@ class Dispatcher:
         return replace(completion, usage=Usage(usage.calls, usage.prompt_tokens, usage.completion_tokens, cost, usage.cached_calls))
 
     async def _send(
-        self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub"
+        self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub",
+        extra: dict[str, Any] | None = None,
     ) -> Completion:
         """One traced, limited, retried, metered request; raises ``LMError`` once retries are spent.
 
@@ -149,8 +172,9 @@ class Dispatcher:
         between attempts holds nothing. The span opens when the first attempt starts.
         """
         client = self.sub_client if self.sub_client is not None and role != "root" else self.client
+        options = self.call_options if extra is None else {**self.call_options, **extra}
         prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
-        tokens = prompt_chars / 4 + (self.call_options.get("max_tokens") or 0)
+        tokens = prompt_chars / 4 + (options.get("max_tokens") or 0)
         call_id: str | None = None
         started = 0.0
 
@@ -160,7 +184,7 @@ class Dispatcher:
                 if call_id is None:
                     call_id = self.tracer.start("call", parent, model=model, role=role, prompt_chars=prompt_chars)
                     started = time.perf_counter()
-                completion = await client.complete(messages, model=model, **self.call_options)
+                completion = await client.complete(messages, model=model, **options)
                 slot.used(completion.usage.total_tokens)
                 return completion
 

@@ -2,13 +2,17 @@
 
 Budget is *reserved* before a call is dispatched, so calls in flight count: 64
 parallel calls cannot together overshoot it. A call reserves one call, its prompt
-tokens and an allowance for its reply (the request's ``max_tokens`` /
-``max_completion_tokens`` if set, else the larger of ``Budget.output_tokens_per_call``
-and the longest reply seen so far from that model); when it returns, the
-reservation is replaced by what the call really used. A call that does not fit
-waits while other calls are in flight (their unused allowance may come back) and
-is refused with ``BudgetExceeded`` when it cannot fit. Once one limit refuses a
-call, every later call is refused too: the run stops.
+tokens and an allowance for its reply: the request's ``max_tokens`` /
+``max_completion_tokens`` if the caller set one, else ``Budget.output_tokens_per_call``,
+which is then sent with the request as its output cap. Why send it: a reply longer
+than its reservation is the one way parallel calls could overshoot a token or dollar
+limit (a 20-call batch of 8k-token replies once spent 9x a 20k limit), and only the
+endpoint can stop a reply. When a call returns, its reservation is replaced by what
+it really used. A call that does not fit waits while other calls are in flight
+(their unused allowance may come back); once none is, a call whose cap is ours takes
+whatever is left (at least ``MIN_REPLY_TOKENS``), and otherwise it is refused with
+``BudgetExceeded``. Once one limit refuses a call, every later call is refused too:
+the run stops.
 """
 
 from __future__ import annotations
@@ -26,6 +30,25 @@ from .types import Usage
 
 LIMITS = ("max_calls", "max_tokens", "max_cost_usd", "max_time_s")
 
+#: The smallest reply cap worth sending: below it a call is refused instead.
+MIN_REPLY_TOKENS = 16
+#: Float slack on dollar sums, far below anything a price can charge.
+_CENT_FRACTION = 1e-12
+#: The request options that cap a reply, in the order they are honoured.
+OUTPUT_CAP_KEYS = ("max_completion_tokens", "max_tokens")
+
+
+def output_cap_key(base_url: str | None) -> str:
+    """The request option that caps a reply on this endpoint.
+
+    OpenAI's reasoning models reject ``max_tokens`` and want ``max_completion_tokens``;
+    local OpenAI-compatible servers (llama.cpp, Ollama, older vLLM) know only
+    ``max_tokens``. Set either in ``call_options`` to choose for yourself.
+    """
+    if base_url is None or "api.openai.com" in base_url:
+        return "max_completion_tokens"
+    return "max_tokens"
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:
@@ -39,13 +62,15 @@ class Budget:
     are free. A failed call counts as a call but uses no tokens. ``max_time_s``
     is wall time from the start of the completion; it cuts calls in flight (a
     step doing pure computation is bounded by ``step_timeout`` instead).
+    ``output_tokens_per_call``: with a token or dollar limit, each call's reply is
+    capped at this (reasoning tokens included) unless ``call_options`` sets a cap.
     """
 
     max_calls: int | None = None
     max_tokens: int | None = None
     max_cost_usd: float | None = None
     max_time_s: float | None = None
-    output_tokens_per_call: int = 1024
+    output_tokens_per_call: int = 8192
 
     def __post_init__(self) -> None:
         for name in ("max_calls", "max_tokens"):
@@ -133,6 +158,7 @@ class Reservation:
     model: str
     tokens: int
     cost: float
+    reply_tokens: int
 
 
 class BudgetLedger:
@@ -153,7 +179,6 @@ class BudgetLedger:
         self.cost = 0.0
         self._reserved_calls = self._reserved_tokens = 0
         self._reserved_cost = 0.0
-        self._longest_reply: dict[str, int] = {}
         self.exceeded: str | None = None
         self._exceeded_error: BudgetExceeded | None = None
         self._waiters: list[asyncio.Future[None]] = []
@@ -179,33 +204,33 @@ class BudgetLedger:
         """Whether reservations need a token count (only token and cost limits do)."""
         return self.budget.max_tokens is not None or self.budget.max_cost_usd is not None
 
-    def output_allowance(self, model: str, options: dict[str, Any]) -> int:
-        for key in ("max_completion_tokens", "max_tokens"):
+    @staticmethod
+    def requested_cap(options: dict[str, Any]) -> int | None:
+        """The reply cap the caller's request options already set, if any."""
+        for key in OUTPUT_CAP_KEYS:
             cap = options.get(key)
             if isinstance(cap, int) and cap > 0:
                 return cap
-        return max(self.budget.output_tokens_per_call, self._longest_reply.get(model, 0))
+        return None
 
     # -- reserving --------------------------------------------------------------------
 
-    async def reserve(self, model: str, prompt_tokens: int, output_tokens: int) -> Reservation:
+    async def reserve(self, model: str, prompt_tokens: int, reply_cap: int | None = None) -> Reservation:
         """Hold budget for one call, waiting for calls in flight if that could make it fit.
 
-        Raises ``BudgetExceeded`` when the call cannot fit, and ``ConfigError`` when a
-        dollar limit is set but ``model`` has no price.
+        ``reply_cap`` is the cap the request already carries; without one the reply
+        allowance is ``Budget.output_tokens_per_call``, lowered to what is left once no
+        other call is in flight, and the caller must send ``reservation.reply_tokens``
+        as the request's cap. Raises ``BudgetExceeded`` when the call cannot fit, and
+        ``ConfigError`` when a dollar limit is set but ``model`` has no price.
         """
-        b = self.budget
-        tokens = prompt_tokens + output_tokens
-        cost = 0.0
-        if b.max_cost_usd is not None:
-            estimate = self.pricing.estimate(model, prompt_tokens, output_tokens)
-            if estimate is None:
-                raise ConfigError(
-                    f"Budget(max_cost_usd=...) is set but there is no price for model {model!r}; "
-                    f"pass RLM(pricing={{{model!r}: ModelInfo(input_per_mtok=..., output_per_mtok=...)}})"
-                )
-            cost = estimate
+        ours = reply_cap is None
+        wanted = self.budget.output_tokens_per_call if reply_cap is None else reply_cap
         while True:
+            reply = wanted
+            if ours and self._reserved_calls == 0:
+                reply = max(MIN_REPLY_TOKENS, min(wanted, self._room_for_reply(model, prompt_tokens)))
+            tokens, cost = prompt_tokens + reply, self._cost(model, prompt_tokens, reply)
             self._check_fixed(tokens, cost)
             if self._fits(tokens, cost):
                 break
@@ -213,7 +238,31 @@ class BudgetLedger:
         self._reserved_calls += 1
         self._reserved_tokens += tokens
         self._reserved_cost += cost
-        return Reservation(model, tokens, cost)
+        return Reservation(model, tokens, cost, reply)
+
+    def _cost(self, model: str, prompt_tokens: int, reply_tokens: int) -> float:
+        if self.budget.max_cost_usd is None:
+            return 0.0
+        estimate = self.pricing.estimate(model, prompt_tokens, reply_tokens)
+        if estimate is None:
+            raise ConfigError(
+                f"Budget(max_cost_usd=...) is set but there is no price for model {model!r}; "
+                f"pass RLM(pricing={{{model!r}: ModelInfo(input_per_mtok=..., output_per_mtok=...)}})"
+            )
+        return estimate
+
+    def _room_for_reply(self, model: str, prompt_tokens: int) -> int:
+        """The longest reply that still fits every token and dollar limit after this prompt."""
+        b = self.budget
+        room = math.inf
+        if b.max_tokens is not None:
+            room = b.max_tokens - self.tokens - self._reserved_tokens - prompt_tokens
+        if b.max_cost_usd is not None:
+            per_token = self._cost(model, 0, 1_000_000) / 1_000_000
+            if per_token > 0:
+                left = b.max_cost_usd - self.cost - self._reserved_cost - self._cost(model, prompt_tokens, 0)
+                room = min(room, left / per_token)
+        return int(room) if math.isfinite(room) else self.budget.output_tokens_per_call
 
     def _check_fixed(self, tokens: int, cost: float) -> None:
         """Refuse what cannot fit whatever the calls in flight turn out to use."""
@@ -227,14 +276,14 @@ class BudgetLedger:
             raise self.exceed("max_calls")
         if b.max_tokens is not None and self.tokens + tokens > b.max_tokens:
             raise self.exceed("max_tokens")
-        if b.max_cost_usd is not None and self.cost + cost > b.max_cost_usd:
+        if b.max_cost_usd is not None and self.cost + cost > b.max_cost_usd + _CENT_FRACTION:
             raise self.exceed("max_cost_usd")
 
     def _fits(self, tokens: int, cost: float) -> bool:
         b = self.budget
         if b.max_tokens is not None and self.tokens + self._reserved_tokens + tokens > b.max_tokens:
             return False
-        return b.max_cost_usd is None or self.cost + self._reserved_cost + cost <= b.max_cost_usd
+        return b.max_cost_usd is None or self.cost + self._reserved_cost + cost <= b.max_cost_usd + _CENT_FRACTION
 
     async def _wait_for_change(self) -> None:
         """Sleep until a call in flight settles. No await sits between the failed check
@@ -261,8 +310,6 @@ class BudgetLedger:
         self.calls += 1
         self.tokens += usage.total_tokens
         self.cost += usage.cost_usd or 0.0
-        longest = self._longest_reply.get(reservation.model, 0)
-        self._longest_reply[reservation.model] = max(longest, usage.completion_tokens)
         self._notify()
 
     def release(self, reservation: Reservation) -> None:
@@ -275,6 +322,8 @@ class BudgetLedger:
         self._reserved_calls -= 1
         self._reserved_tokens -= reservation.tokens
         self._reserved_cost -= reservation.cost
+        if self._reserved_calls == 0:
+            self._reserved_cost = 0.0  # no float residue may block a call with nothing in flight
 
     # -- stopping ---------------------------------------------------------------------
 

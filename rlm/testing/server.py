@@ -429,15 +429,19 @@ class ScriptedLM:
     ) -> tuple[web.StreamResponse, bytes]:
         """A chat.completion, or its SSE events when the client asked to stream."""
         request_id = f"chatcmpl-scripted-{scripted.index}"
+        content, finish = wire.cap_reply(content, scripted.body)
         if not scripted.stream:
-            body = wire.completion(request_id, scripted.model, scripted.messages, content, has_choice=has_choice)
+            body = wire.completion(
+                request_id, scripted.model, scripted.messages, content, has_choice=has_choice, finish_reason=finish
+            )
             return web.Response(body=body, content_type="application/json"), b""
         options = scripted.body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         response = web.StreamResponse(headers=wire.SSE_HEADERS)
         await response.prepare(request)
         events = wire.completion_events(
-            request_id, scripted.model, scripted.messages, content, has_choice=has_choice, include_usage=include_usage
+            request_id, scripted.model, scripted.messages, content, has_choice=has_choice, include_usage=include_usage,
+            finish_reason=finish,
         )
         for event in events:
             await response.write(event)

@@ -71,6 +71,19 @@ def retry_after_headers(seconds: float) -> dict[str, str]:
     }
 
 
+def cap_reply(content: str | None, body: dict[str, Any]) -> tuple[str | None, str]:
+    """Cut a reply to the request's ``max_completion_tokens``/``max_tokens``, as an endpoint does.
+
+    Returns the reply and its finish reason: ``"length"`` when it was cut. Tokens are
+    the server's own estimate (4 characters each), so usage and the cut agree.
+    """
+    caps = [body.get(k) for k in ("max_completion_tokens", "max_tokens")]
+    cap = next((c for c in caps if isinstance(c, int) and c > 0), None)
+    if content is None or cap is None or estimate_tokens(content) <= cap:
+        return content, "stop"
+    return content[: cap * 4], "length"
+
+
 def _usage(messages: list[dict[str, Any]], content: str | None) -> dict[str, int]:
     """Estimated usage over every message's text and the reply."""
     prompt = estimate_tokens("".join(message_text(m.get("content")) for m in messages))
@@ -79,11 +92,17 @@ def _usage(messages: list[dict[str, Any]], content: str | None) -> dict[str, int
 
 
 def completion(
-    request_id: str, model: str, messages: list[dict[str, Any]], content: str | None, *, has_choice: bool = True
+    request_id: str,
+    model: str,
+    messages: list[dict[str, Any]],
+    content: str | None,
+    *,
+    has_choice: bool = True,
+    finish_reason: str = "stop",
 ) -> bytes:
     """A ``chat.completion`` body; ``has_choice=False`` gives ``choices: []``."""
     choices = (
-        [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None, "finish_reason": "stop"}]
+        [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None, "finish_reason": finish_reason}]
         if has_choice
         else []
     )
@@ -106,6 +125,7 @@ def completion_events(
     *,
     has_choice: bool = True,
     include_usage: bool = False,
+    finish_reason: str = "stop",
 ) -> Iterator[bytes]:
     """SSE events of a streamed completion, without the closing ``[DONE]``."""
     head: dict[str, Any] = {
@@ -116,13 +136,13 @@ def completion_events(
     }
     if include_usage:
         head["usage"] = None
-    for choices in _stream_choices(content, has_choice):
+    for choices in _stream_choices(content, has_choice, finish_reason):
         yield b"data: " + json.dumps({**head, "choices": choices}).encode() + b"\n\n"
     if include_usage:
         yield b"data: " + json.dumps({**head, "choices": [], "usage": _usage(messages, content)}).encode() + b"\n\n"
 
 
-def _stream_choices(content: str | None, has_choice: bool) -> list[list[dict[str, Any]]]:
+def _stream_choices(content: str | None, has_choice: bool, finish_reason: str) -> list[list[dict[str, Any]]]:
     """The ``choices`` of each chunk: the role, a few content deltas, then the finish."""
     if not has_choice:
         return [[]]
@@ -136,5 +156,5 @@ def _stream_choices(content: str | None, has_choice: bool) -> list[list[dict[str
     choices: list[list[dict[str, Any]]] = [
         [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}] for d in deltas
     ]
-    choices.append([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}])
+    choices.append([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}])
     return choices

@@ -7,6 +7,7 @@ request counter is the ground truth for "not sent".
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -21,7 +22,8 @@ from rlm import (
     ModelInfo,
     Usage,
 )
-from rlm.lm.budget import BudgetLedger
+from rlm.lm.batch import OFF_LOOP_CHARS, _off_loop_if_big
+from rlm.lm.budget import BudgetLedger, output_cap_key
 from rlm.lm.pricing import Pricing
 from rlm.testing import Fault, ScriptedLM
 
@@ -60,7 +62,7 @@ def test_64_parallel_calls_never_overshoot_max_calls_and_the_run_stops_with_a_pa
 def test_max_tokens_is_reserved_for_calls_in_flight() -> None:
     limit = 4_000
     with ScriptedLM(root=[BATCH_100, "FINAL(never)"], sub=lambda r: "ok", latency=0.02) as lm:
-        rlm = make_rlm(lm, budget=Budget(max_tokens=limit), call_options={"max_tokens": 5})
+        rlm = make_rlm(lm, budget=Budget(max_tokens=limit), call_options={"max_tokens": 100})
         with pytest.raises(BudgetExceeded) as info:
             rlm.completion("ctx", "q")
         sent = lm.stats["requests"]
@@ -73,7 +75,7 @@ def test_max_tokens_is_reserved_for_calls_in_flight() -> None:
 
 def test_max_cost_usd_with_overridden_prices_and_cost_in_usage() -> None:
     with ScriptedLM(root=[BATCH_100, "FINAL(never)"], sub=lambda r: "ok", latency=0.02) as lm:
-        rlm = make_rlm(lm, budget=Budget(max_cost_usd=0.5), pricing=PRICES, call_options={"max_tokens": 5})
+        rlm = make_rlm(lm, budget=Budget(max_cost_usd=0.5), pricing=PRICES, call_options={"max_tokens": 100})
         with pytest.raises(BudgetExceeded) as info:
             rlm.completion("ctx", "q")
     usage = info.value.partial.usage
@@ -81,6 +83,72 @@ def test_max_cost_usd_with_overridden_prices_and_cost_in_usage() -> None:
     assert usage.cost_usd == pytest.approx(usage.total_tokens * 0.0001)
     assert usage.cost_usd <= 0.5
     assert "$" in str(usage) and usage.unpriced == []
+
+
+LONG_REPLY = "word " * 8_000  # about 10,000 tokens by the server's count
+
+
+def test_long_replies_cannot_push_parallel_calls_past_max_tokens() -> None:
+    # No reply cap in call_options: the budget sends its own, so 20 parallel
+    # 10k-token replies stay inside 20k tokens (they once spent 180k).
+    limit = 20_000
+    batch = "```repl\nr = llm_batch(['item %d' % i for i in range(20)], max_concurrent=20)\nprint(r[0][:20])\n```"
+    with ScriptedLM(root=[batch, "FINAL(never)"], sub=lambda r: LONG_REPLY, latency=0.02) as lm:
+        rlm = make_rlm(lm, budget=Budget(max_tokens=limit, output_tokens_per_call=2_000))
+        with pytest.raises(BudgetExceeded) as info:
+            rlm.completion("ctx", "q")
+        sent = lm.requests
+    partial = info.value.partial
+    assert info.value.budget == "max_tokens"
+    assert partial.usage.total_tokens <= limit  # the server's own counts
+    caps = [r.body["max_tokens"] for r in sent]
+    assert all(16 <= cap <= 2_000 for cap in caps) and caps[1] == 2_000
+    assert "max_completion_tokens" not in sent[0].body  # a local endpoint gets max_tokens
+    assert len(sent) > 2  # calls ran in parallel until the limit, not one
+
+
+def test_long_replies_cannot_push_parallel_calls_past_max_cost_usd() -> None:
+    batch = "```repl\nr = llm_batch(['item %d' % i for i in range(20)], max_concurrent=20)\nprint(len(r))\n```"
+    with ScriptedLM(root=[batch, "FINAL(never)"], sub=lambda r: LONG_REPLY, latency=0.02) as lm:
+        rlm = make_rlm(lm, pricing=PRICES, budget=Budget(max_cost_usd=1.0, output_tokens_per_call=1_500))
+        with pytest.raises(BudgetExceeded) as info:
+            rlm.completion("ctx", "q")
+    usage = info.value.partial.usage
+    assert info.value.budget == "max_cost_usd"
+    assert usage.cost_usd == pytest.approx(usage.total_tokens * 0.0001)
+    assert usage.cost_usd <= 1.0
+
+
+def test_a_small_token_budget_still_runs_with_the_reply_cut_to_what_is_left() -> None:
+    # The default allowance (8192) is larger than the whole budget: with nothing in
+    # flight the call takes what is left instead of being refused.
+    with ScriptedLM(root=["FINAL(" + "x" * 40_000 + ")"], latency=0.0) as lm:
+        rlm = make_rlm(lm, budget=Budget(max_tokens=3_000))
+        result = rlm.completion("ctx", "q")
+        cap = lm.requests[0].body["max_tokens"]
+    assert 16 <= cap < 3_000
+    assert result.usage.total_tokens <= 3_000
+
+
+def test_a_reply_cap_in_call_options_is_kept_and_reserved() -> None:
+    with ScriptedLM(root=["FINAL(ok)"]) as lm:
+        rlm = make_rlm(lm, budget=Budget(max_tokens=100_000), call_options={"max_completion_tokens": 77})
+        rlm.completion("ctx", "q")
+        body = lm.requests[0].body
+    assert body["max_completion_tokens"] == 77 and "max_tokens" not in body
+
+
+def test_without_a_token_or_dollar_limit_no_cap_is_sent() -> None:
+    with ScriptedLM(root=["FINAL(ok)"]) as lm:
+        make_rlm(lm, budget=Budget(max_calls=5)).completion("ctx", "q")
+        body = lm.requests[0].body
+    assert "max_tokens" not in body and "max_completion_tokens" not in body
+
+
+def test_the_cap_goes_by_the_name_each_endpoint_knows() -> None:
+    assert output_cap_key(None) == "max_completion_tokens"
+    assert output_cap_key("https://api.openai.com/v1") == "max_completion_tokens"
+    assert output_cap_key("http://127.0.0.1:8000/v1") == "max_tokens"
 
 
 def test_cost_budget_needs_prices_for_the_models() -> None:
@@ -261,3 +329,13 @@ def test_budget_works_in_the_seed_replenv() -> None:
             "print(budget().calls, len(pieces) > 1 and all(count_tokens(p) <= 10 for p in pieces))"
         )
     assert out.stdout.strip() == "1 True"
+
+
+async def test_big_prompts_are_tokenized_off_the_event_loop() -> None:
+    # tiktoken releases the GIL: counting a big prompt on a worker thread keeps the
+    # runtime loop (and every call in flight) moving.
+    here = threading.get_ident()
+    small = [{"role": "user", "content": "x"}]
+    big = [{"role": "user", "content": "x" * (OFF_LOOP_CHARS + 1)}]
+    assert await _off_loop_if_big(small, threading.get_ident) == here
+    assert await _off_loop_if_big(big, threading.get_ident) != here
