@@ -16,7 +16,7 @@ from ..lm.cache import Cache, as_cache
 from ..lm.client import LMClient, OpenAIClient
 from ..lm.limiter import AdaptiveLimiter
 from ..lm.retry import RetryPolicy
-from ..lm.transport import FastClient
+from ..lm.transport import FastClient, check_call_options
 from ..lm.pricing import Pricing, PricingArg, as_pricing
 from ..repl.base import REPL
 from ..repl.kernel import KernelREPL
@@ -118,6 +118,10 @@ class RLM:
         # max_retries=0 turns retries off altogether, 429s included.
         self.retry = retry or RetryPolicy(max_attempts=max_retries + 1, max_rate_limited=20 if max_retries else 1)
         # The SDK's own retries stay off (max_retries=0): the dispatcher retries every call once, one policy.
+        # Both transports must send the same request: refuse what the SDK's create() would not take.
+        # A caller's own client decides for itself what it accepts.
+        if client is None:
+            check_call_options(call_options or {})
         self.sub_client: LMClient | None = None
         if client is not None:
             self.client: LMClient = client

@@ -6,9 +6,22 @@ caps a client near 140 calls/s; a plain aiohttp POST costs well under 1 ms. Batc
 of hundreds of sub-calls are where that matters, so this transport sends the same
 JSON body to the same ``/chat/completions`` URL, reads the same fields back, and
 maps every failure through the same function as ``OpenAIClient``: results, errors
-and retries are identical (tested against one server). It does not stream, and it
-speaks only bearer-key auth: anything fancier belongs to the SDK
-(``transport="openai"``).
+and retries are identical (tested against one server).
+
+Request options are read as ``AsyncOpenAI().chat.completions.create`` reads them:
+body parameters go into the JSON body (``omit``/``NOT_GIVEN`` values are left out,
+``None`` is sent as null); ``extra_body`` is merged over the body (an ``omit`` value
+removes a key); ``extra_headers`` are merged over the default headers case-insensitively
+(an ``omit`` value removes a header); ``extra_query`` becomes the query string, encoded
+by the SDK's own encoder; ``timeout`` (seconds, ``None`` for none, or an httpx
+``Timeout``, whose ``connect`` and ``read`` apply) replaces the client's for that call.
+``OpenAI-Organization``/``OpenAI-Project`` come from ``organization=``/``project=`` or
+``OPENAI_ORG_ID``/``OPENAI_PROJECT_ID``, as in the SDK. The headers, URL and timeout
+for one set of options are prepared once and reused. ``check_call_options`` rejects
+what the SDK's ``create()`` would not accept, so both transports refuse the same
+options (``RLM`` calls it at construction). It does not stream, and it speaks only
+bearer-key auth: anything fancier belongs to the SDK (``transport="openai"``). The
+SDK's telemetry headers (``User-Agent``, ``X-Stainless-*``) are not sent.
 """
 
 from __future__ import annotations
@@ -16,15 +29,21 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import functools
+import inspect
 import json
 import logging
+import os
 import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import yarl
+from openai import NotGiven, Omit
 
 from ..errors import ConfigError, LMConnectionError, LMError, LMResponseError, LMTimeout
 from .client import Message, close_on_loop, resolve_endpoint, status_error
@@ -97,6 +116,110 @@ def _register_atexit() -> None:
             _atexit_registered = True
 
 
+# The create() arguments that shape the request rather than its JSON body.
+REQUEST_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+_UNSET = (Omit, NotGiven)
+_NOT_GIVEN = NotGiven()
+
+
+@functools.cache
+def sdk_create_options() -> frozenset[str]:
+    """The keyword arguments ``AsyncOpenAI().chat.completions.create`` accepts, less ``messages``/``model``.
+
+    Read once from the installed SDK's signature, so the check follows its version.
+    """
+    from openai.resources.chat.completions import AsyncCompletions
+
+    parameters = inspect.signature(AsyncCompletions.create).parameters.values()
+    names = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    return frozenset(names - {"messages", "model"})
+
+
+def check_call_options(options: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` for an option the SDK's ``create()`` would not take.
+
+    Why: rlm's transports must send the same request, and an option one of them does not
+    know would reach the server from one and fail in the other.
+    """
+    known = sdk_create_options()
+    for key in options:
+        if key in ("messages", "model"):
+            raise ConfigError(
+                f"call_options[{key!r}] is set by rlm for each call; choose models with RLM(model=..., sub_model=...)"
+            )
+        if key not in known:
+            raise ConfigError(
+                f"call_options[{key!r}] is not an option of the openai SDK's chat.completions.create(); "
+                f"put provider-specific parameters in call_options['extra_body'] (e.g. extra_body={{{key!r}: ...}})"
+            )
+    for key in ("extra_body", "extra_query", "extra_headers"):
+        value = options.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            raise ConfigError(f"call_options[{key!r}] must be a dict or None, got {type(value).__name__}")
+    for name, value in (options.get("extra_headers") or {}).items():
+        if not isinstance(name, str) or not isinstance(value, (str, Omit)):
+            raise ConfigError(f"call_options['extra_headers'][{name!r}] must be a str (or openai.omit), got {value!r}")
+    timeout = options.get("timeout")
+    if not (timeout is None or isinstance(timeout, (int, float, NotGiven)) or _is_httpx_timeout(timeout)):
+        raise ConfigError(f"call_options['timeout'] must be seconds, None or an httpx.Timeout, got {timeout!r}")
+
+
+def _is_httpx_timeout(value: Any) -> bool:
+    return not isinstance(value, bool) and all(hasattr(value, a) for a in ("connect", "read", "write", "pool"))
+
+
+def merge_headers(*mappings: Mapping[str, Any]) -> dict[str, str]:
+    """Merge header mappings as the SDK does: case-insensitive, later wins, an ``Omit`` value removes."""
+    merged: dict[str, tuple[str, str]] = {}
+    for mapping in mappings:
+        for name, value in mapping.items():
+            if isinstance(value, Omit):
+                merged.pop(name.lower(), None)
+            else:
+                merged[name.lower()] = (name, value)
+    return dict(merged.values())
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of nested dicts and lists that compares equal while ``value`` is unchanged (leaves kept as they are)."""
+    if isinstance(value, Mapping):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snapshot(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_snapshot(v) for v in value)
+    return value
+
+
+def client_timeout(timeout: Any) -> aiohttp.ClientTimeout:
+    """aiohttp's reading of an SDK timeout: seconds, ``None`` (no limit) or an httpx ``Timeout``.
+
+    As with httpx, a number bounds connecting and each wait between bytes, not the
+    whole request; of an httpx ``Timeout``, ``connect`` and ``read`` apply (aiohttp
+    has no write or pool timeout; the pool here is unbounded).
+    """
+    if timeout is None or isinstance(timeout, (int, float)):
+        return aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+    return aiohttp.ClientTimeout(total=None, sock_connect=timeout.connect, sock_read=timeout.read)
+
+
+def query_string(extra_query: Mapping[str, Any]) -> str:
+    """``extra_query`` encoded as the SDK puts it on the URL ('' for nothing to send)."""
+    # The SDK's own encoder (nested keys, arrays, booleans), and the URL class it sends with.
+    from openai._qs import Querystring
+
+    try:
+        import httpx2 as httpx
+    except ImportError:  # pragma: no cover - older openai
+        import httpx  # type: ignore[no-redef]
+
+    params = {k: v for k, v in extra_query.items() if not isinstance(v, Omit)}
+    if not params:
+        return ""
+    url = httpx.URL("http://h/", params=Querystring(array_format="brackets").stringify(params))
+    return url.query.decode("ascii")
+
+
 def _error_message(status: int, text: str) -> tuple[str, Any]:
     """The SDK's wording of an error status, and the body it keeps (the ``error`` object)."""
     message = f"Error code: {status}"
@@ -157,18 +280,26 @@ class FastClient:
         base_url: str | None = None,
         timeout: float = 120.0,
         headers: dict[str, str] | None = None,
+        organization: str | None = None,
+        project: str | None = None,
     ) -> None:
         key, url = resolve_endpoint(api_key, base_url)
         self.base_url = (url or DEFAULT_BASE_URL).rstrip("/")
         self._url = f"{self.base_url}/chat/completions"
-        self._headers = {
-            "Authorization": f"Bearer {key}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            **(headers or {}),
-        }
-        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        self._yarl_url = yarl.URL(self._url)
+        # As the SDK: the argument, else the environment; None sends no header.
+        self.organization = organization if organization is not None else os.environ.get("OPENAI_ORG_ID")
+        self.project = project if project is not None else os.environ.get("OPENAI_PROJECT_ID")
+        self._headers = merge_headers(
+            {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "Accept": "application/json"},
+            {"OpenAI-Organization": self.organization if self.organization is not None else Omit()},
+            {"OpenAI-Project": self.project if self.project is not None else Omit()},
+            headers or {},
+        )
+        self._timeout = client_timeout(timeout)
         self._proxy = env_proxy(self._url)
+        # (extra_headers, extra_query, timeout) by identity -> their snapshot and (url, headers, timeout).
+        self._plans: dict[tuple[int, int, int], tuple[Any, Any, Any, Any, Any, tuple[Any, Any, Any]]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -188,11 +319,31 @@ class FastClient:
     async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
         if opts.get("stream"):
             raise ConfigError("the fast transport does not stream; use RLM(transport='openai') for stream=True")
-        body = json.dumps({"messages": messages, "model": model, **opts}).encode()
+        fields: dict[str, Any] = {"messages": messages, "model": model}
+        url, headers, timeout = self._yarl_url, self._headers, self._timeout
+        if opts:
+            shaped = False
+            for name, value in opts.items():
+                if name in REQUEST_OPTIONS:
+                    shaped = True
+                elif not isinstance(value, _UNSET):
+                    fields[name] = value
+            if shaped:
+                url, headers, timeout = self._plan(
+                    opts.get("extra_headers"), opts.get("extra_query"), opts.get("timeout", _NOT_GIVEN)
+                )
+                extra_body = opts.get("extra_body")
+                if extra_body is not None:
+                    for name, value in extra_body.items():
+                        if isinstance(value, Omit):
+                            fields.pop(name, None)
+                        else:
+                            fields[name] = value
+        body = json.dumps(fields).encode()
         session = self._session_here()
         started = time.perf_counter()
         try:
-            async with session.post(self._url, data=body, headers=self._headers, proxy=self._proxy) as response:
+            async with session.post(url, data=body, headers=headers, proxy=self._proxy, timeout=timeout) as response:
                 raw = await response.read()
                 status = response.status
                 if status >= 400:
@@ -205,6 +356,40 @@ class FastClient:
         except (aiohttp.ClientError, OSError) as exc:
             raise LMConnectionError(f"cannot reach the endpoint for {model}: Connection error.", model=model) from exc
         return parse_completion(raw, model, time.perf_counter() - started)
+
+    def _plan(self, extra_headers: Any, extra_query: Any, timeout: Any) -> tuple[Any, Any, Any]:
+        """The URL, headers and timeout for these request options, prepared once per distinct options.
+
+        Keyed by identity (rlm passes the same ``call_options`` objects on every call) and
+        checked against a snapshot, so options mutated in place are prepared afresh.
+        """
+        key = (id(extra_headers), id(extra_query), id(timeout))
+        hit = self._plans.get(key)
+        if (
+            hit is not None
+            and hit[0] is extra_headers
+            and hit[1] is extra_query
+            and hit[2] is timeout
+            and hit[3] == extra_headers
+            and hit[4] == extra_query
+        ):
+            return hit[5]
+        url = self._yarl_url
+        query = query_string(extra_query) if extra_query else ""
+        if query:
+            url = yarl.URL(f"{self._url}?{query}", encoded=True)
+        for name, value in (extra_headers or {}).items():
+            if not isinstance(value, (str, Omit)):  # the SDK fails on these too (TypeError)
+                raise ConfigError(f"extra_headers[{name!r}] must be a str (or openai.omit), got {value!r}")
+        headers = merge_headers(self._headers, extra_headers) if extra_headers else self._headers
+        plan = (url, headers, self._timeout if isinstance(timeout, NotGiven) else client_timeout(timeout))
+        if len(self._plans) >= 64:
+            self._plans.clear()
+        # The objects themselves are held, so their ids cannot be reused while cached.
+        self._plans[key] = (
+            extra_headers, extra_query, timeout, _snapshot(extra_headers), _snapshot(extra_query), plan
+        )
+        return plan
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
+import openai
 import pytest
 
 from rlm import (
@@ -231,3 +234,174 @@ def test_fast_client_takes_its_proxy_from_the_environment_once(monkeypatch: pyte
     assert env_proxy("http://127.0.0.1:8000/v1/chat/completions") is None
     monkeypatch.delenv("HTTPS_PROXY")
     assert env_proxy("https://api.openai.com/v1/chat/completions") is None
+
+
+# ------------------------------------------------------------------ request options
+
+
+def _record_query_strings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The path and query string of every chat request ScriptedLM receives (it records body and headers)."""
+    seen: list[str] = []
+    arrive = ScriptedLM._arrive
+
+    def recording(self: ScriptedLM, request: Any, body: Any, messages: Any) -> Any:
+        seen.append(request.path_qs)
+        return arrive(self, request, body, messages)
+
+    monkeypatch.setattr(ScriptedLM, "_arrive", recording)
+    return seen
+
+
+RELEVANT = ("authorization", "content-type", "accept", "openai-organization", "openai-project", "x-trace", "x-team")
+# What the SDK sends of its own accord and the lean client does not: telemetry and transport details.
+SDK_ONLY = {"user-agent", "connection", "x-stainless-read-timeout"}
+
+OPTIONS: dict[str, Any] = {
+    "temperature": 0.3,
+    "max_completion_tokens": 64,
+    "seed": None,  # None is sent as null, by both
+    "top_p": openai.omit,  # omit is not sent at all
+    "extra_body": {"top_k": 5, "temperature": 0.1, "chat_template_kwargs": {"thinking": False}},
+    "extra_headers": {"X-Trace": "abc", "x-team": "core", "accept": "application/json; q=1"},
+    "extra_query": {"api-version": "2024-10-21", "tags": ["a", "b"], "deep": {"k": "x y&z"}, "on": True, "gone": None},
+    "timeout": 30,
+}
+
+
+async def test_same_body_headers_and_query_for_sdk_request_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-123")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_456")
+    queries = _record_query_strings(monkeypatch)
+    with ScriptedLM() as lm:
+        async for _, client in _both(lm):
+            for _ in range(2):  # the second call reuses the prepared headers and URL
+                assert (await client.complete(HELLO, model="m", **OPTIONS)).text == "ok"
+        requests = lm.requests
+    assert len(requests) == len(queries) == 4
+    for request in requests:
+        assert request.body == {
+            "model": "m",
+            "messages": HELLO,
+            "temperature": 0.1,  # extra_body wins, as in the SDK
+            "max_completion_tokens": 64,
+            "seed": None,
+            "top_k": 5,
+            "chat_template_kwargs": {"thinking": False},
+        }
+        assert {k: request.headers.get(k) for k in RELEVANT} == {
+            "authorization": "Bearer test-key",
+            "content-type": "application/json",
+            "accept": "application/json; q=1",
+            "openai-organization": "org-123",
+            "openai-project": "proj_456",
+            "x-trace": "abc",
+            "x-team": "core",
+        }
+    assert set(queries) == {
+        "/v1/chat/completions?api-version=2024-10-21&tags%5B%5D=a&tags%5B%5D=b&deep%5Bk%5D=x+y%26z&on=true"
+    }
+    sdk, fast = requests[0], requests[2]
+    assert set(fast.headers) - set(sdk.headers) == set()  # nothing the SDK would not send
+    assert {k for k in set(sdk.headers) - set(fast.headers) if not k.startswith("x-stainless-")} <= SDK_ONLY
+
+
+async def test_no_organization_or_project_header_without_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_ORG_ID", raising=False)
+    monkeypatch.delenv("OPENAI_PROJECT_ID", raising=False)
+    with ScriptedLM() as lm:
+        async for _, client in _both(lm):
+            await client.complete(HELLO, model="m")
+        async for _, client in _both(lm, organization="org-arg", project="proj-arg"):
+            await client.complete(HELLO, model="m")
+        plain_sdk, plain_fast, sdk, fast = lm.requests
+    for request in (plain_sdk, plain_fast):
+        assert "openai-organization" not in request.headers and "openai-project" not in request.headers
+    for request in (sdk, fast):
+        assert (request.headers["openai-organization"], request.headers["openai-project"]) == ("org-arg", "proj-arg")
+
+
+async def test_omit_in_extra_body_and_extra_headers_removes_on_both() -> None:
+    opts = {"extra_body": {"n": openai.omit, "top_k": None}, "extra_headers": {"Accept": openai.omit}, "n": 2}
+    with ScriptedLM() as lm:
+        async for _, client in _both(lm):
+            await client.complete(HELLO, model="m", **opts)
+        sdk, fast = lm.requests
+    assert sdk.body == fast.body == {"model": "m", "messages": HELLO, "top_k": None}
+    # Our "application/json" is gone; what is left is each HTTP library's own default.
+    assert sdk.headers.get("accept") == fast.headers.get("accept") == "*/*"
+
+
+async def test_per_call_timeout_replaces_the_clients_on_both() -> None:
+    with ScriptedLM() as lm:
+        lm.fail(Fault.hang(0.6))
+        short = [await _outcome(client, timeout=0.2) async for _, client in _both(lm, timeout=30)]
+        long = [await _outcome(client, timeout=30) async for _, client in _both(lm, timeout=0.2)]
+        unlimited = [await _outcome(client, timeout=None) async for _, client in _both(lm, timeout=0.2)]
+        split = [
+            await _outcome(client, timeout=httpx.Timeout(0.2, connect=5.0)) async for _, client in _both(lm, timeout=30)
+        ]
+    assert all(isinstance(e, LMTimeout) for e in short + split), short + split
+    assert [c.text for c in long + unlimited] == ["ok"] * 4
+
+
+async def test_prepared_request_follows_options_changed_in_place() -> None:
+    headers = {"X-Trace": "one"}
+    with ScriptedLM() as lm:
+        client = FastClient(base_url=lm.base_url, api_key="k")
+        await client.complete(HELLO, model="m", extra_headers=headers)
+        headers["X-Trace"] = "two"
+        await client.complete(HELLO, model="m", extra_headers=headers)
+        await client.aclose()
+        assert [r.headers["x-trace"] for r in lm.requests] == ["one", "two"]
+
+
+@pytest.mark.parametrize("transport", ["openai", "fast", "auto"])
+def test_rlm_sends_the_same_request_options_root_and_sub(transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_456")
+    queries = _record_query_strings(monkeypatch)
+    options = {
+        "extra_body": {"top_k": 5},
+        "extra_headers": {"X-Trace": "abc"},
+        "extra_query": {"api-version": "1"},
+        "timeout": 30,
+    }
+    with ScriptedLM(root=["```repl\nr = llm_query('x')\n```", "FINAL_VAR(r)"]) as lm:
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", transport=transport, call_options=options)
+        assert rlm.completion("ctx", "q").answer == "ok"
+        requests = lm.requests
+    assert [r.role for r in requests] == ["root", "sub", "root"]
+    assert [r.body["top_k"] for r in requests] == [5, 5, 5]
+    assert [(r.headers["x-trace"], r.headers["openai-project"]) for r in requests] == [("abc", "proj_456")] * 3
+    assert queries == ["/v1/chat/completions?api-version=1"] * 3
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"top_k": 5}, r"call_options\['top_k'\].*extra_body"),
+        ({"temperature": 0.2, "repetition_penalty": 1.1}, r"'repetition_penalty'.*extra_body"),
+        ({"model": "x"}, r"call_options\['model'\].*sub_model"),
+        ({"extra_body": [("top_k", 5)]}, r"'extra_body'.*dict"),
+        ({"extra_headers": {"X-Count": 3}}, r"'X-Count'.*str"),
+        ({"timeout": "30"}, r"'timeout'"),
+    ],
+    ids=["unknown", "unknown-among-known", "model", "extra-body-not-a-dict", "header-not-a-str", "timeout-a-str"],
+)
+@pytest.mark.parametrize("transport", ["openai", "fast", "auto"])
+def test_rlm_refuses_options_the_sdk_would_not_take(transport: str, options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", transport=transport, call_options=options)
+
+
+def test_rlm_accepts_every_sdk_option() -> None:
+    from openai.resources.chat.completions import AsyncCompletions
+
+    every = {name: None for name in inspect.signature(AsyncCompletions.create).parameters}
+    del every["self"], every["messages"], every["model"]
+    assert {"temperature", "max_completion_tokens", "extra_body", "extra_headers", "extra_query", "timeout"} <= set(every)
+    RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", call_options=every)
+
+
+def test_a_callers_own_client_gets_its_options_unchecked() -> None:
+    own = FastClient(base_url="http://127.0.0.1:9/v1", api_key="k")
+    assert RLM("m", client=own, call_options={"top_k": 5}).call_options == {"top_k": 5}
