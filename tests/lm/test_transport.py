@@ -384,8 +384,10 @@ def test_rlm_sends_the_same_request_options_root_and_sub(transport: str, monkeyp
         ({"extra_body": [("top_k", 5)]}, r"'extra_body'.*dict"),
         ({"extra_headers": {"X-Count": 3}}, r"'X-Count'.*str"),
         ({"timeout": "30"}, r"'timeout'"),
+        ({"stream": True}, r"'stream'.*not supported"),
     ],
-    ids=["unknown", "unknown-among-known", "model", "extra-body-not-a-dict", "header-not-a-str", "timeout-a-str"],
+    ids=["unknown", "unknown-among-known", "model", "extra-body-not-a-dict", "header-not-a-str", "timeout-a-str",
+         "stream"],
 )
 @pytest.mark.parametrize("transport", ["openai", "fast", "auto"])
 def test_rlm_refuses_options_the_sdk_would_not_take(transport: str, options: dict[str, Any], match: str) -> None:
