@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rlm.bench.throughput import ideal_batch, table
+from rlm.bench.throughput import Row, ideal_batch, table, targets
 from rlm.cli import main
 
 
@@ -34,9 +34,27 @@ def test_bench_throughput_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[st
     printed = capsys.readouterr().out
     assert "| 429 storm (admit 3) | rlm fast (" in printed and "of admitted throughput)" in printed
     assert rows[("429 storm (admit 3)", "rlm fast")]["extra"]["share_of_admitted"] > 0
+    checks = payload["targets"]  # batch, overhead and storm, for each transport
+    assert len(checks) == 6 and all(c.startswith(("target met", "target NOT met")) for c in checks)
+    assert sum("batch wall/ideal" in c and "raw aiohttp floor" in c for c in checks) == 2
+    assert checks[0] in printed
 
 
 def test_ideal_is_whole_waves_of_the_latency() -> None:
     assert ideal_batch(1000, 64, 0.2) == 16 * 0.2
     assert ideal_batch(64, 64, 0.2) == 0.2
     assert table([]).count("\n") == 1  # header and rule only
+
+
+def test_targets_say_met_or_not_met_from_the_measured_rows() -> None:
+    floor = Row("batch", "raw aiohttp floor", 1000, 64, 0.2, walls=[3.3], ideal=3.2)
+    fast = Row("batch", "rlm fast", 1000, 64, 0.2, walls=[3.3], ideal=3.2)
+    slow = Row("batch", "rlm openai", 1000, 64, 0.2, walls=[4.0], ideal=3.2)
+    cpu = Row("overhead L=0", "rlm fast", 2000, 64, 0.0, walls=[0.4], cpu_s=[0.4])
+    storm = Row("429 storm (admit 16)", "rlm fast", 1000, 64, 0.2, walls=[13.0], ideal=12.6, lost=1,
+                extra={"share_of_admitted": 0.96})
+    lines = targets([floor, fast, slow, cpu, storm])
+    assert lines[0].startswith("target met ") and "wall/ideal 1.031" in lines[0] and "ours/floor 1.000" in lines[0]
+    assert lines[1].startswith("target NOT met") and "wall/ideal 1.250" in lines[1]
+    assert lines[2].startswith("target met ") and "0.20 ms/call" in lines[2]
+    assert lines[3].startswith("target NOT met") and "1 lost" in lines[3]  # a lost item fails the storm
