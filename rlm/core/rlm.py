@@ -146,7 +146,7 @@ class RLM:
             raise ConfigError(f"progress must be True, False, None (auto) or a callable, got {progress!r}")
         self.progress = progress
         # One limiter for every call this RLM makes, across batches, children and completions.
-        self.limiter = AdaptiveLimiter(max_concurrent, rpm=rpm, tpm=tpm)
+        self.limiter = AdaptiveLimiter(max_concurrent, rpm=rpm, tpm=tpm, max_pause=self.retry.max_server_delay)
 
     def _make_repl(self) -> REPL:
         if self.kernels is not None:

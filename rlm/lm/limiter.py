@@ -12,6 +12,11 @@ TCP's 0.5) at most once per round trip (only a call started after the last cut c
 cut again), and each success adds ``1/limit``: about one slot per round trip back up.
 Measured against a server admitting 16 (docs/performance.md), 0.5 kept 78 % of the
 admitted throughput, 0.75 88 % and 0.9 93 %, with no item lost in any.
+
+An exhausted quota (``x-ratelimit-remaining-* == 0``) pauses every new call until it
+resets, but never longer than ``max_pause`` (RLM passes its retry policy's
+``max_server_delay``): a daily quota resetting in hours is not waited out, the calls
+go on and fail with their 429s, just as the retry policy gives up on such a hint.
 """
 
 from __future__ import annotations
@@ -100,7 +105,8 @@ class AdaptiveLimiter:
             slot.used(completion.usage.total_tokens)
 
     Waiters are served first come, first served. All use must be on one event loop
-    (rlm's runtime loop); the loop is bound on first use.
+    (rlm's runtime loop); the loop is bound on first use. A quota pause longer than
+    ``max_pause`` seconds is not taken at all (``math.inf``: no cap).
     """
 
     def __init__(
@@ -112,6 +118,7 @@ class AdaptiveLimiter:
         decrease: float = 0.9,
         rpm: float | None = None,
         tpm: float | None = None,
+        max_pause: float = 120.0,
     ) -> None:
         if not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ConfigError(f"max_concurrent must be an int >= 1, got {max_concurrent!r}")
@@ -122,10 +129,13 @@ class AdaptiveLimiter:
         for name, value in (("rpm", rpm), ("tpm", tpm)):
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be a positive number or None, got {value!r}")
+        if not max_pause >= 0:
+            raise ConfigError(f"max_pause must be >= 0, got {max_pause!r}")
         self.max_concurrent = max_concurrent
         self.min_concurrent = min_concurrent
         self.adaptive = adaptive
         self.decrease = decrease
+        self.max_pause = max_pause
         self._limit = float(max_concurrent)
         self._in_flight = 0
         self._waiters: collections.deque[_Waiter] = collections.deque()
@@ -134,7 +144,8 @@ class AdaptiveLimiter:
         self._paused_until = 0.0
         self._last_cut = -math.inf
         self._timer: asyncio.TimerHandle | None = None
-        self.stats = {"granted": 0, "rate_limited": 0, "cuts": 0, "peak_in_flight": 0, "lowest_limit": max_concurrent}
+        self.stats = {"granted": 0, "rate_limited": 0, "cuts": 0, "peak_in_flight": 0, "lowest_limit": max_concurrent,
+                      "pauses_refused": 0}
 
     @property
     def limit(self) -> int:
@@ -158,12 +169,22 @@ class AdaptiveLimiter:
         """A slot to hold for one request; ``tokens`` is its estimated size for the TPM cap."""
         return Slot(self, tokens)
 
-    def pause(self, seconds: float) -> None:
-        """Start nothing new for ``seconds`` (an exhausted quota that resets then)."""
+    def pause(self, seconds: float) -> bool:
+        """Start nothing new for ``seconds`` (an exhausted quota that resets then); False if over ``max_pause``.
+
+        A longer wait would stall the whole run on one header (a daily quota says "2h"),
+        so it is refused: calls keep failing fast with their own errors instead.
+        """
+        if seconds > self.max_pause:
+            self.stats["pauses_refused"] += 1
+            level = logging.WARNING if self.stats["pauses_refused"] == 1 else logging.DEBUG  # once, not per call
+            log.log(level, "rate-limit quota resets in %.0f s, over max_pause=%g s: not pausing", seconds, self.max_pause)
+            return False
         until = time.monotonic() + max(0.0, seconds)
         if until > self._paused_until:
             self._paused_until = until
             log.info("rate-limit quota exhausted: pausing new requests for %.2f s", seconds)
+        return True
 
     # -- internals; everything below runs on the limiter's one loop -----------------------
 

@@ -2,11 +2,13 @@
 
 Only what can succeed later is retried: 408, 409, 429, 5xx, timeouts and dropped
 connections. 400/401/403/404/422 would fail the same way again, so they surface at
-once. The server's own hints win over our backoff: ``retry-after-ms``,
-``Retry-After`` (seconds or an HTTP date) and, for an exhausted quota, the
-``x-ratelimit-reset-*`` headers; ``x-should-retry`` overrides the status. Without a
-hint we back off exponentially with jitter, so a burst of failures does not come
-back as a burst. Transports are built with their own retries off (the openai SDK
+once, whatever the server's ``x-should-retry`` says: a retried bad request or bad key
+only burns quota. For every other status ``x-should-retry`` wins: ``false`` stops a
+retry of a 5xx/429 (the server knows the call is doomed), ``true`` makes an unlisted
+status (say a 425) retryable. The server's own hints win over our backoff:
+``retry-after-ms``, ``Retry-After`` (seconds or an HTTP date) and, for an exhausted
+quota, the ``x-ratelimit-reset-*`` headers. Without a hint we back off exponentially
+with jitter, so a burst of failures does not come back as a burst. Transports are built with their own retries off (the openai SDK
 gets ``max_retries=0``) so there is exactly one policy.
 """
 
@@ -35,6 +37,8 @@ T = TypeVar("T")
 
 #: Statuses worth another try (the set the openai SDK retries, too).
 RETRY_STATUSES = frozenset({408, 409, 429})
+#: Statuses that fail the same way every time: never retried, not even on ``x-should-retry: true``.
+NEVER_RETRY_STATUSES = frozenset({400, 401, 403, 404, 422})
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -149,7 +153,7 @@ class RetryPolicy:
         """True for failures that can succeed later; never for 400/401/403/404/422."""
         if isinstance(exc, (LMTimeout, LMConnectionError)):
             return True
-        if not isinstance(exc, LMResponseError) or exc.status is None:
+        if not isinstance(exc, LMResponseError) or exc.status is None or exc.status in NEVER_RETRY_STATUSES:
             return False
         should = _header(exc.headers, "x-should-retry")
         if should in ("true", "false"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -12,7 +13,7 @@ from rlm.lm.batch import Dispatcher
 from rlm.lm.limiter import AdaptiveLimiter
 from rlm.lm.retry import RetryPolicy
 from rlm.lm.transport import FastClient
-from rlm.testing import ScriptedLM, ScriptedRequest
+from rlm.testing import Fault, ScriptedLM, ScriptedRequest, wire
 from rlm.trace.events import Tracer
 
 
@@ -131,8 +132,21 @@ async def test_tokens_per_minute_cap_charges_real_usage() -> None:
     assert waited >= 2.0
 
 
+async def test_a_pause_longer_than_max_pause_is_not_taken() -> None:
+    limiter = AdaptiveLimiter(4, max_pause=1.0)
+    assert limiter.pause(5.0) is False and limiter.paused_for == 0.0
+    assert limiter.stats["pauses_refused"] == 1
+    assert limiter.pause(0.3) is True and 0.2 < limiter.paused_for <= 0.3
+
+
 def test_limiter_settings_are_validated() -> None:
-    for bad in ({"max_concurrent": 0}, {"max_concurrent": 4, "min_concurrent": 5}, {"max_concurrent": 4, "rpm": 0}):
+    rlm = RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", retry=RetryPolicy(max_server_delay=7), sandbox="local")
+    assert rlm.limiter.max_pause == 7  # the limiter waits no longer than the retry policy would
+    bad_settings = (
+        {"max_concurrent": 0}, {"max_concurrent": 4, "min_concurrent": 5}, {"max_concurrent": 4, "rpm": 0},
+        {"max_concurrent": 4, "max_pause": -1},
+    )
+    for bad in bad_settings:
         with pytest.raises(ConfigError):
             AdaptiveLimiter(**bad)  # type: ignore[arg-type]
 
@@ -206,3 +220,71 @@ def test_a_small_429_storm_loses_nothing_and_the_limit_adapts(transport: str) ->
     assert not any(isinstance(a, FailedCall) for a in answers)
     assert stats["faults"].get("admit", 0) > 0 and rlm.limiter.stats["cuts"] >= 1
     assert rlm.limiter.stats["lowest_limit"] < 24
+
+
+# ------------------------------------------------------------------ quota pause cap, rpm/tpm end to end
+
+
+async def test_a_daily_quota_reset_is_not_waited_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """remaining-requests 0 with reset "2h": each call fails at once, nothing pauses the run."""
+    daily = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2h"}
+    monkeypatch.setattr(wire, "retry_after_headers", lambda seconds: daily)  # ScriptedLM's 429s send only these
+    program = "```repl\nr = llm_batch(['a', 'b', 'c'], max_concurrent=1)\nprint([type(x.error).__name__ for x in r])\n```"
+    with ScriptedLM(root=[program, "FINAL(ok)"]) as lm:
+        lm.fail(Fault.rate_limit(), when=lambda r: r.role == "sub")
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local")
+        started = time.monotonic()
+        result = await asyncio.wait_for(rlm.acompletion("ctx", "q"), timeout=20)  # uncapped, it waited 2 h
+        elapsed = time.monotonic() - started
+        stats = lm.stats
+    assert result.answer == "ok"
+    assert result.steps[0].outputs[0].stdout.strip() == "['LMRateLimited', 'LMRateLimited', 'LMRateLimited']"
+    assert stats["sub"] == 3 and stats["root"] == 2  # one try each: 2h is past max_server_delay
+    assert rlm.limiter.stats["pauses_refused"] == 3 and rlm.limiter.paused_for == 0.0
+    assert elapsed < 15
+
+
+def _stamped(stamps: list[float]) -> Callable[[ScriptedRequest], str]:
+    """A sub script that records when each request reached the server."""
+    def sub(request: ScriptedRequest) -> str:
+        stamps.append(time.monotonic())
+        return "ok"
+    return sub
+
+
+def _assert_paced(stamps: list[float], burst: float, per_s: float) -> None:
+    """No window of t seconds holds more than a bucket allows (burst + per_s * t), give or take 2 for jitter."""
+    stamps = sorted(stamps)
+    for i in range(len(stamps)):
+        for j in range(i, len(stamps)):
+            n, t = j - i + 1, stamps[j] - stamps[i]
+            assert n <= burst + per_s * t + 2, f"{n} requests in {t:.2f} s"
+
+
+def test_rlm_rpm_cap_spreads_requests_at_the_server() -> None:
+    stamps: list[float] = []
+    program = "```repl\nr = llm_batch(['item %d' % i for i in range(25)], max_concurrent=25)\n```"
+    with ScriptedLM(root=[program, "FINAL(done)"], sub=_stamped(stamps)) as lm:
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local", rpm=600, max_concurrent=32)
+        result = rlm.completion("ctx", "q")
+        stats = lm.stats
+    assert result.answer == "done" and stats["sub"] == 25 and stats["root"] == 2
+    assert len(stamps) == 25
+    # 600 rpm: a burst of 10 (the root call took one), then 10 a second: 16 more take 1.6 s
+    assert 1.3 <= max(stamps) - min(stamps) < 10
+    _assert_paced(stamps, burst=10, per_s=10)
+
+
+def test_rlm_tpm_cap_spreads_requests_at_the_server() -> None:
+    stamps: list[float] = []
+    # each sub-call is ~100 tokens (400 characters), so 60k tpm (1000 a second) is ~10 calls a second
+    program = "```repl\nr = llm_batch(['%03d' % i + 'x' * 397 for i in range(20)], max_concurrent=20)\n```"
+    with ScriptedLM(root=[program, "FINAL(done)"], sub=_stamped(stamps)) as lm:
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local", tpm=60_000, max_concurrent=32)
+        result = rlm.completion("ctx", "q")
+        stats = lm.stats
+    assert result.answer == "done" and stats["sub"] == 20 and stats["root"] == 2
+    assert len(stamps) == 20
+    # 2000 tokens against a 1000-token burst: at least a second, more as the root call's tokens count too
+    assert 0.8 <= max(stamps) - min(stamps) < 15
+    _assert_paced(stamps, burst=10, per_s=10)

@@ -90,9 +90,14 @@ def test_timeouts_and_dropped_connections_are_retried_but_unusable_bodies_are_no
     assert not RetryPolicy.retryable(LMResponseError("unusable response", status=None))
 
 
-def test_x_should_retry_overrides_the_status() -> None:
+def test_x_should_retry_overrides_the_status_except_for_client_errors() -> None:
     assert not RetryPolicy.retryable(_error(503, {"x-should-retry": "false"}))
-    assert RetryPolicy.retryable(_error(400, {"x-should-retry": "true"}))
+    assert not RetryPolicy.retryable(_error(429, {"x-should-retry": "false"}))
+    assert RetryPolicy.retryable(_error(425, {"x-should-retry": "true"}))
+    assert not RetryPolicy.retryable(_error(425))
+    for status in (400, 401, 403, 404, 422):
+        assert not RetryPolicy.retryable(_error(status, {"x-should-retry": "true"}))
+        assert RetryPolicy().delay(_error(status, {"x-should-retry": "true", "retry-after": "0"}), 1) is None
 
 
 def test_backoff_is_exponential_jittered_and_capped() -> None:
@@ -198,6 +203,20 @@ async def test_x_should_retry_false_stops_at_once(name: str) -> None:
         reply = await _dispatcher(client, RetryPolicy(base_delay=0.0)).query("q", model="m", parent=None)
         await client.aclose()
     assert isinstance(reply, FailedCall) and reply.error.status == 503 and len(arrivals) == 1
+
+
+@pytest.mark.parametrize("name", sorted(TRANSPORTS))
+@pytest.mark.parametrize("status, requests", [(400, 1), (401, 1), (403, 1), (404, 1), (422, 1), (425, 2)])
+async def test_x_should_retry_true_cannot_retry_a_client_error(name: str, status: int, requests: int) -> None:
+    async with _server([(status, {"x-should-retry": "true"})]) as (url, arrivals):
+        client = TRANSPORTS[name](base_url=url, api_key="k")
+        reply = await _dispatcher(client, RetryPolicy(base_delay=0.0)).query("q", model="m", parent=None)
+        await client.aclose()
+    assert len(arrivals) == requests
+    if requests == 1:
+        assert isinstance(reply, FailedCall) and reply.error.status == status
+    else:
+        assert reply == "done"  # an unlisted status the server calls retryable is retried
 
 
 @pytest.mark.parametrize("allowance, requests, ok", [(10, 8, True), (3, 3, False)])
