@@ -235,17 +235,23 @@ class Dispatcher:
         if not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ConfigError(f"llm_batch(max_concurrent=...) must be a positive int, got {max_concurrent!r}")
         batch_id = self.tracer.start("batch", parent, n=len(items), max_concurrent=max_concurrent, model=model)
-        gate = asyncio.Semaphore(max_concurrent)
+        results: list[str] = [""] * len(items)
+        todo = iter(range(len(items)))
 
-        async def one(prompt: str) -> str:
-            async with gate:
-                return await self.query(prompt, model=model, parent=batch_id)
+        # max_concurrent workers pull items in input order, rather than one task per item
+        # behind a semaphore: a 1,000-item batch then keeps 64 tasks alive instead of
+        # 1,000, and the garbage collector, which scanned those waiting tasks in a full
+        # collection of about 60 ms once or twice a batch, has far less to do (measured:
+        # client CPU per call 0.37-0.48 ms -> 0.26-0.34 ms; docs/performance.md).
+        async def worker() -> None:
+            for i in todo:
+                results[i] = await self.query(items[i], model=model, parent=batch_id)
 
         status = "cancelled"
         try:
-            results = await asyncio.gather(*(one(p) for p in items))
+            await asyncio.gather(*(worker() for _ in range(min(max_concurrent, len(items)))))
             status = "ok"
         finally:
             failed = sum(isinstance(r, FailedCall) for r in results) if status == "ok" else None
             self.tracer.end("batch", batch_id, parent, status=status, failed=failed)
-        return list(results)
+        return results

@@ -173,6 +173,25 @@ async def test_batches_inside_a_batch_stay_under_the_limit_without_deadlock() ->
         assert lm.stats["sub"] == 180 and lm.stats["max_in_flight"] <= 4
 
 
+async def test_a_big_batch_keeps_only_max_concurrent_tasks_alive() -> None:
+    """A 300-item batch at max_concurrent=8 runs on 8 workers, not 300 waiting tasks (GC pressure)."""
+    with ScriptedLM(latency=0.02, sub=lambda r: r.prompt) as lm:
+        client = FastClient(base_url=lm.base_url, api_key="k")
+        dispatcher = Dispatcher(client, limiter=AdaptiveLimiter(64), tracer=Tracer(keep=False))
+        before = len(asyncio.all_tasks())
+        running = asyncio.ensure_future(
+            dispatcher.batch([f"p{i}" for i in range(300)], model="m", max_concurrent=8, parent=None)
+        )
+        while lm.stats["sub"] < 20:
+            await asyncio.sleep(0.005)
+        alive = len(asyncio.all_tasks()) - before
+        results = await asyncio.wait_for(running, timeout=60)
+        await client.aclose()
+    assert results == [f"p{i}" for i in range(300)]  # input order
+    assert alive <= 1 + 8  # the batch itself and its eight workers
+    assert lm.stats["max_in_flight"] == 8
+
+
 NESTED_ROOT = """```repl
 from concurrent.futures import ThreadPoolExecutor
 words = context.split()
