@@ -65,7 +65,7 @@ class RLM:
     path. ``client=`` replaces both. ``max_concurrent`` caps calls in flight across
     everything this RLM runs; it shrinks on 429s and grows back. ``rpm``/``tpm`` cap
     requests and tokens per minute. Failed calls are retried ``max_retries`` times
-    (5xx, timeouts, dropped connections; never 400/401/404), 429s up to 20 times
+    (5xx, timeouts, dropped connections; never 400/401/403/404/422), 429s up to 20 times
     within the server's Retry-After; ``retry=RetryPolicy(...)`` sets it all.
     """
 

@@ -106,7 +106,10 @@ class Cache:
 
         Returns ``(completion, shared)``. If the call in flight fails, its followers
         get the same error (they asked the same thing); if it is cancelled, one of
-        them makes the call itself.
+        them makes the call itself. A reply cut short (``finish_reason="length"``) is
+        shared but not stored: the cap that cut it may be a budget's reply allowance,
+        which is not part of the key, and a later run without that budget must not
+        get the cut reply.
         """
         while True:
             pending = self._pending.get(key)
@@ -133,7 +136,8 @@ class Cache:
             raise
         finally:
             del self._pending[key]
-        self.put(key, completion)
+        if completion.finish_reason != "length":
+            self.put(key, completion)
         future.set_result(completion)
         return completion, False
 

@@ -140,3 +140,17 @@ async def test_followers_share_a_failure_and_redo_a_cancelled_call(tmp_path: Pat
     completion, shared = await asyncio.wait_for(follower, 5)
     assert completion.text == "answer" and not shared and calls == 3
     assert cache.get("k2") == _completion("answer")
+
+
+def test_a_reply_cut_by_a_budget_cap_is_not_served_to_a_run_without_it(tmp_path: Path) -> None:
+    from rlm import Budget
+
+    program = "```repl\nr = llm_query('tell me everything')\nprint(len(r))\n```"
+    with ScriptedLM(root=[program, "FINAL_VAR(r)"], sub=lambda r: "word " * 2_000, latency=0.0) as lm:
+        cut = make_rlm(lm, cache=tmp_path, budget=Budget(max_tokens=50_000, output_tokens_per_call=100))
+        assert len(cut.completion("ctx", "q").answer) == 400  # 100 tokens of 4 characters
+        sent = lm.stats["sub"]
+        lm.root = [program, "FINAL_VAR(r)"]
+        full = make_rlm(lm, cache=tmp_path).completion("ctx", "q")
+        assert lm.stats["sub"] == sent + 1  # asked again, not served the cut reply
+    assert len(full.answer) == 10_000
