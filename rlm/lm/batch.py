@@ -214,6 +214,7 @@ class Dispatcher:
             completion_tokens=completion.usage.completion_tokens,
             cost_usd=completion.usage.cost_usd,
             response_chars=len(completion.text),
+            finish_reason=completion.finish_reason,
         )
         return completion
 

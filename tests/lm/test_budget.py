@@ -128,6 +128,8 @@ def test_a_small_token_budget_still_runs_with_the_reply_cut_to_what_is_left() ->
         cap = lm.requests[0].body["max_tokens"]
     assert 16 <= cap < 3_000
     assert result.usage.total_tokens <= 3_000
+    ends = [e for e in result.trace if e.kind == "call.end"]
+    assert [e.data["finish_reason"] for e in ends] == ["length"]  # the trace says the reply was cut
 
 
 def test_a_reply_cap_in_call_options_is_kept_and_reserved() -> None:
