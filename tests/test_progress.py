@@ -89,8 +89,11 @@ def test_a_cancelled_batch_takes_its_unstarted_items_off_the_total() -> None:
     model(event("batch.end", "b", status="cancelled"))
     for i in range(3):
         model(event("call.end", f"c{i}", "b", status="cancelled"))
+    model(event("call.start", "c3"))
+    model(event("call.end", "c3", status="error"))
     p = model.snapshot()
-    assert (p.done, p.total, p.failed) == (3, 3, 3)
+    assert (p.done, p.total, p.failed, p.cancelled) == (4, 4, 1, 3)  # stopped is not failed
+    assert "1 failed · 3 cancelled" in p.line()
 
 
 def test_console_line_updates_in_place_at_most_every_interval() -> None:

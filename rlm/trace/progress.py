@@ -35,6 +35,7 @@ class Progress:
     total: int = 0
     in_flight: int = 0
     failed: int = 0
+    cancelled: int = 0
     cached: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -55,6 +56,8 @@ class Progress:
             parts.append(f"{self.in_flight} in flight")
         if self.failed:
             parts.append(f"{self.failed} failed")
+        if self.cancelled:
+            parts.append(f"{self.cancelled} cancelled")
         if self.cached:
             parts.append(f"{self.cached} cached")
         parts.append(f"{_si(self.tokens)} tokens")
@@ -107,7 +110,7 @@ class ProgressModel:
         self._batches: dict[str, list[int]] = {}  # id -> [announced, started]
         self._finished_at: float | None = None
         self._recent: collections.deque[float] = collections.deque()
-        self._done = self._total = self._failed = self._cached = 0
+        self._done = self._total = self._failed = self._cancelled = self._cached = 0
         self._prompt = self._completion = 0
         self._cost: float | None = None
         self._root_run: str | None = None
@@ -160,7 +163,10 @@ class ProgressModel:
         self._open.discard(event.id)
         data = event.data
         self._done += 1
-        if data.get("status") != "ok":
+        status = data.get("status")
+        if status == "cancelled":  # stopped by the user or a budget deadline, not an endpoint failure
+            self._cancelled += 1
+        elif status != "ok":
             self._failed += 1
         if data.get("cached"):
             self._cached += 1
@@ -183,7 +189,7 @@ class ProgressModel:
         eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 and self._done else None)
         return Progress(
             done=self._done, total=self._total, in_flight=len(self._open), failed=self._failed,
-            cached=self._cached, prompt_tokens=self._prompt, completion_tokens=self._completion,
+            cancelled=self._cancelled, cached=self._cached, prompt_tokens=self._prompt, completion_tokens=self._completion,
             cost_usd=self._cost, elapsed_s=elapsed, rate=rate, eta_s=eta,
             finished=self._finished_at is not None,
         )
