@@ -6,8 +6,9 @@ import logging
 import sys
 from typing import Any
 
+from .core.result import RLMResult
 from .core.rlm import RLM
-from .trace.events import Event
+from .trace.events import Event, Subscriber
 
 log = logging.getLogger("rlm")
 
@@ -43,7 +44,7 @@ class RLM_REPL:  # noqa: N801 - the seed's name
         enable_logging: bool = False,
         **kwargs: Any,
     ) -> None:
-        subscribers = [_log_event] if enable_logging else []
+        subscribers: list[Subscriber] = [_log_event] if enable_logging else []
         if enable_logging and not log.handlers:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("[rlm] %(message)s"))
@@ -53,8 +54,8 @@ class RLM_REPL:  # noqa: N801 - the seed's name
             model, recursive_model, api_key=api_key, max_iterations=max_iterations,
             subscribers=subscribers, **kwargs,
         )
-        self.last_result = None
+        self.last_result: RLMResult | None = None
 
     def completion(self, context: Any, query: str) -> str:
-        self.last_result = self.rlm.completion(context, query)
-        return self.last_result.answer
+        result = self.last_result = self.rlm.completion(context, query)
+        return result.answer

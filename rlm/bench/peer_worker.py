@@ -36,9 +36,9 @@ def _timing(stdout: str) -> dict[str, Any]:
 
 def run_rlms(base_url: str, n: int, concurrency: int | None, tag: str) -> dict[str, Any]:
     """rlms: ``llm_query_batched`` in its LocalREPL, through its LMHandler, as ``RLM.completion`` wires it."""
-    from rlm.clients.openai import OpenAIClient
-    from rlm.core.lm_handler import LMHandler
-    from rlm.environments.local_repl import LocalREPL
+    from rlm.clients.openai import OpenAIClient  # type: ignore[import-not-found]  # the peers' own venv
+    from rlm.core.lm_handler import LMHandler  # type: ignore[import-not-found]  # the peers' own venv
+    from rlm.environments.local_repl import LocalREPL  # type: ignore[import-not-found]  # the peers' own venv
 
     default = inspect.signature(LMHandler.__init__).parameters["batch_max_concurrent"].default
     client = OpenAIClient(api_key="bench", model_name="bench-sub", base_url=base_url)
@@ -59,8 +59,8 @@ def run_rlms(base_url: str, n: int, concurrency: int | None, tag: str) -> dict[s
 
 def run_dspy(base_url: str, n: int, concurrency: int | None, tag: str) -> dict[str, Any]:
     """dspy: ``llm_query_batched`` from ``dspy.RLM``'s tools in a LocalInterpreter (Deno needs the network)."""
-    import dspy
-    from dspy.predict.rlm import RLM, _LLMCallBudget
+    import dspy  # type: ignore[import-not-found]  # the peers' own venv
+    from dspy.predict.rlm import RLM, _LLMCallBudget  # type: ignore[import-not-found]  # the peers' own venv
 
     default = inspect.signature(RLM._make_llm_tools).parameters["max_workers"].default
     lm = dspy.LM("openai/bench-sub", api_base=base_url, api_key="bench", cache=False)

@@ -61,7 +61,7 @@ class _Router:
 
     def write(self, text: str) -> int:
         target = getattr(_local, self._name, None)
-        return (target if target is not None else self.fallback).write(text)
+        return int((target if target is not None else self.fallback).write(text))
 
     def flush(self) -> None:
         target = getattr(_local, self._name, None)
@@ -76,9 +76,9 @@ def _install_router() -> None:
     with _router_lock:
         _router_users += 1
         if not isinstance(sys.stdout, _Router):
-            sys.stdout = _Router("stdout", sys.stdout)  # type: ignore[assignment]
+            sys.stdout = _Router("stdout", sys.stdout)
         if not isinstance(sys.stderr, _Router):
-            sys.stderr = _Router("stderr", sys.stderr)  # type: ignore[assignment]
+            sys.stderr = _Router("stderr", sys.stderr)
 
 
 def _uninstall_router() -> None:
@@ -202,7 +202,11 @@ class LocalREPL:
             filename = f"<repl-{next(_step_numbers)}>"
             linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
             tree = ast.parse(code, filename, "exec")
-            last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+            last = tree.body[-1] if tree.body else None
+            if isinstance(last, ast.Expr):
+                tree.body.pop()  # evaluated apart below, so its value is shown as in a notebook
+            else:
+                last = None
             exec(compile(tree, filename, "exec"), self.namespace)
             if last is not None:
                 value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
