@@ -41,7 +41,10 @@ def test_infinite_recursion_is_a_plain_error(sandbox: Sandbox) -> None:
 def test_memory_bomb_is_a_memory_error(sandbox: Sandbox) -> None:
     result = sandbox.attack("x = bytearray(10**11)")
     assert "MemoryError" in sandbox.step(result).error
-    result = sandbox.attack("hoard = []\nwhile True:\n    hoard.append(bytearray(10**8))")
+    # bytes(n) takes zeroed pages lazily: the hoard reaches the address-space limit in well
+    # under a second, where zero-filling 4 GiB (bytearray) outran the 2 s step timeout on a
+    # loaded machine. The limit that stops it is the same either way.
+    result = sandbox.attack("hoard = []\nwhile True:\n    hoard.append(bytes(10**8))")
     assert "MemoryError" in sandbox.step(result).error
     sandbox.check_survived(result)
 
