@@ -217,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         if args.seq_n:
             seq = _ours_rows(server, "sequential llm_query", transports[:1], "seq", args.seq_n, c, 1, args.sandbox)
             seq[0].ideal = args.seq_n * latency
+            seq[0].c = 1  # one call at a time, whatever the RLM allows
             rows += seq
         if python is not None:
             rows += _peer_rows(python, server, "batch", n, c, repeats)
