@@ -186,6 +186,8 @@ class Dispatcher:
                     started = time.perf_counter()
                 completion = await client.complete(messages, model=model, **options)
                 slot.used(completion.usage.total_tokens)
+                if completion.quota_wait is not None:
+                    self.limiter.pause(completion.quota_wait)  # before the 429s, not after them
                 return completion
 
         def on_retry(n: int, exc: BaseException, wait: float) -> None:

@@ -22,7 +22,7 @@ from ..errors import (
     LMResponseError,
     LMTimeout,
 )
-from .retry import retry_after
+from .retry import quota_reset, retry_after
 from .types import Completion, Usage
 
 Message = dict[str, Any]
@@ -162,9 +162,11 @@ class OpenAIClient:
             self._loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            response = await self._client.chat.completions.create(
+            # The raw response too: its x-ratelimit-* headers say when a quota runs out.
+            raw = await self._client.chat.completions.with_raw_response.create(
                 model=model, messages=messages, **opts  # type: ignore[arg-type]
             )
+            response = raw.parse()
         except (openai.OpenAIError, ValueError) as exc:  # the SDK lets a bad JSON body through as ValueError
             raise translate_error(exc, model) from exc
         seconds = time.perf_counter() - started
@@ -186,6 +188,7 @@ class OpenAIClient:
             usage=usage,
             seconds=seconds,
             finish_reason=choice.finish_reason,
+            quota_wait=quota_reset(raw.headers),
         )
 
     async def aclose(self) -> None:

@@ -47,6 +47,7 @@ from openai import NotGiven, Omit
 
 from ..errors import ConfigError, LMConnectionError, LMError, LMResponseError, LMTimeout
 from .client import Message, close_on_loop, resolve_endpoint, status_error
+from .retry import quota_reset
 from .types import Completion, Usage
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -237,7 +238,7 @@ def _error_message(status: int, text: str) -> tuple[str, Any]:
     return message, (body.get("error", body) if isinstance(body, dict) else body)
 
 
-def parse_completion(raw: bytes, model: str, seconds: float) -> Completion:
+def parse_completion(raw: bytes, model: str, seconds: float, quota_wait: float | None = None) -> Completion:
     """A ``Completion`` from a 200 body, or the same ``LMResponseError`` the SDK path raises."""
     try:
         data = json.loads(raw)
@@ -259,6 +260,7 @@ def parse_completion(raw: bytes, model: str, seconds: float) -> Completion:
         ),
         seconds=seconds,
         finish_reason=choice.get("finish_reason"),
+        quota_wait=quota_wait,
     )
 
 
@@ -351,13 +353,14 @@ class FastClient:
                 if status >= 400:
                     message, error_body = _error_message(status, raw.decode("utf-8", "replace"))
                     raise status_error(status, message, error_body, response.headers, model)
+                quota_wait = quota_reset(response.headers)
         except LMError:
             raise
         except asyncio.TimeoutError as exc:
             raise LMTimeout(f"request to {model} timed out", model=model) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise LMConnectionError(f"cannot reach the endpoint for {model}: Connection error.", model=model) from exc
-        return parse_completion(raw, model, time.perf_counter() - started)
+        return parse_completion(raw, model, time.perf_counter() - started, quota_wait)
 
     def _plan(self, extra_headers: Any, extra_query: Any, timeout: Any) -> tuple[Any, Any, Any]:
         """The URL, headers and timeout for these request options, prepared once per distinct options.

@@ -42,13 +42,18 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """One model reply. ``text`` is "" when the endpoint sent no content."""
+    """One model reply. ``text`` is "" when the endpoint sent no content.
+
+    ``quota_wait``: seconds until a quota this reply exhausted resets, from its
+    ``x-ratelimit-remaining-*``/``x-ratelimit-reset-*`` headers (None when not exhausted).
+    """
 
     text: str
     model: str
     usage: Usage
     seconds: float
     finish_reason: str | None = None
+    quota_wait: float | None = None
 
 
 class FailedCall(str):

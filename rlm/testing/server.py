@@ -93,7 +93,9 @@ class ScriptedLM:
     rewinds) or a callable; ``sub``, ``latency`` and ``is_root`` may also be
     reassigned while the server runs. Script callables run on the server's
     event loop, so they should be quick. ``record=False`` keeps only counters,
-    for long benchmarks where storing every body would grow memory.
+    for long benchmarks where storing every body would grow memory. ``headers``
+    gives extra headers for each successful reply, as providers send
+    ``x-ratelimit-*`` headers.
     """
 
     def __init__(
@@ -105,8 +107,10 @@ class ScriptedLM:
         *,
         port: int = 0,
         record: bool = True,
+        headers: Callable[[ScriptedRequest], dict[str, str]] | None = None,
     ) -> None:
         self._lock = threading.Lock()
+        self.headers = headers
         self.root = root if root is not None else _default_root
         self.sub: Reply = sub if sub is not None else _default_sub
         self.latency: Latency = latency
@@ -430,14 +434,18 @@ class ScriptedLM:
         """A chat.completion, or its SSE events when the client asked to stream."""
         request_id = f"chatcmpl-scripted-{scripted.index}"
         content, finish = wire.cap_reply(content, scripted.body)
+        try:
+            extra = self.headers(scripted) if self.headers is not None else {}
+        except Exception as exc:
+            return _script_error(exc), b""
         if not scripted.stream:
             body = wire.completion(
                 request_id, scripted.model, scripted.messages, content, has_choice=has_choice, finish_reason=finish
             )
-            return web.Response(body=body, content_type="application/json"), b""
+            return web.Response(body=body, content_type="application/json", headers=extra), b""
         options = scripted.body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        response = web.StreamResponse(headers=wire.SSE_HEADERS)
+        response = web.StreamResponse(headers={**wire.SSE_HEADERS, **extra})
         await response.prepare(request)
         events = wire.completion_events(
             request_id, scripted.model, scripted.messages, content, has_choice=has_choice, include_usage=include_usage,

@@ -197,6 +197,27 @@ async def test_an_exhausted_quota_pauses_every_call_until_it_resets(name: str) -
 
 
 @pytest.mark.parametrize("name", sorted(TRANSPORTS))
+async def test_a_reply_that_exhausts_the_quota_pauses_the_next_calls_before_any_429(name: str) -> None:
+    arrivals: list[float] = []
+
+    def sub(request: Any) -> str:
+        arrivals.append(time.monotonic())
+        return "ok"
+
+    spent = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "400ms"}
+    with ScriptedLM(sub=sub, headers=lambda r: spent if r.index == 0 else {}) as lm:
+        client = TRANSPORTS[name](base_url=lm.base_url, api_key="k")
+        dispatcher = _dispatcher(client, RetryPolicy(base_delay=0.0))
+        first = await dispatcher.query("first", model="m", parent=None)
+        rest = await dispatcher.batch(["a", "b", "c"], model="m", max_concurrent=3, parent=None)
+        await client.aclose()
+        statuses = lm.stats["status_counts"]
+    assert first == "ok" and rest == ["ok"] * 3
+    assert min(arrivals[1:]) - arrivals[0] >= 0.4  # the success said the quota was spent
+    assert statuses == {200: 4}  # learnt from the headers, not from a 429
+
+
+@pytest.mark.parametrize("name", sorted(TRANSPORTS))
 async def test_x_should_retry_false_stops_at_once(name: str) -> None:
     async with _server([(503, {"x-should-retry": "false"})]) as (url, arrivals):
         client = TRANSPORTS[name](base_url=url, api_key="k")
