@@ -226,12 +226,14 @@ class BudgetLedger:
         """
         ours = reply_cap is None
         wanted = self.budget.output_tokens_per_call if reply_cap is None else reply_cap
+        # Refused only if even the smallest reply we may shrink it to could never fit.
+        least = MIN_REPLY_TOKENS if ours else wanted
         while True:
+            self._check_fixed(prompt_tokens + least, self._cost(model, prompt_tokens, least))
             reply = wanted
             if ours and self._reserved_calls == 0:
-                reply = max(MIN_REPLY_TOKENS, min(wanted, self._room_for_reply(model, prompt_tokens)))
+                reply = max(least, min(wanted, self._room_for_reply(model, prompt_tokens)))
             tokens, cost = prompt_tokens + reply, self._cost(model, prompt_tokens, reply)
-            self._check_fixed(tokens, cost)
             if self._fits(tokens, cost):
                 break
             await self._wait_for_change()

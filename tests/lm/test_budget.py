@@ -241,6 +241,21 @@ async def test_a_reservation_waits_for_calls_in_flight_instead_of_failing() -> N
         await ledger.reserve("m", 1, 1)  # once a limit refused, the run is over
 
 
+async def test_a_call_behind_calls_in_flight_waits_to_take_what_is_left_instead_of_being_refused() -> None:
+    ledger = BudgetLedger(Budget(max_tokens=1_000, output_tokens_per_call=600), Pricing())
+    first = await ledger.reserve("m", 100)
+    ledger.settle(first, Usage(1, 100, 500))  # 600 spent
+    second = await ledger.reserve("m", 50)  # nothing in flight: its cap shrinks to what is left
+    assert second.reply_tokens == 1_000 - 600 - 50
+    third = asyncio.ensure_future(ledger.reserve("m", 10))  # 600 + 10 + 600 > 1000, but it can shrink
+    await asyncio.sleep(0.01)
+    assert not third.done()
+    ledger.settle(second, Usage(1, 50, 100))  # 750 spent
+    assert (await asyncio.wait_for(third, 5)).reply_tokens == 1_000 - 750 - 10
+    with pytest.raises(BudgetExceeded):
+        await ledger.reserve("m", 300)  # not even a 16-token reply fits beside 750 spent + 250 reserved
+
+
 def test_budget_report_round_trips_through_a_dict() -> None:
     report = BudgetReport(Budget(max_calls=5, max_cost_usd=1.0), calls=2, tokens=10, cost_usd=0.25, seconds=1.5)
     again = BudgetReport.from_dict(report.to_dict())
