@@ -148,6 +148,7 @@ class RootLoop:
             status = "ok"
         except (LMError, LimitExceeded) as exc:
             stopped: StopReason = "budget" if isinstance(exc, BudgetExceeded) else "error"
+            status = stopped  # a view says "budget reached", not "failed"
             exc.partial = self._result("", steps, tracer, run_id, started, fallback=False, stopped=stopped)
             raise
         except asyncio.CancelledError:

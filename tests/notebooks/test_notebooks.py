@@ -65,7 +65,9 @@ def test_notebook_runs_offline_without_errors(name: str, tmp_path: Path, monkeyp
     assert "SIMULATED MODE" in text
     views = records(notebook)
     assert views, "no run left its view in the notebook"
-    assert all('<span class="rlm-badge rlm-st-ok">done</span>' in v for v in views)
+    budget_stopped = [v for v in views if '<span class="rlm-badge rlm-st-budget">budget reached</span>' in v]
+    assert len(budget_stopped) == (1 if name == "03_batch_fanout" else 0)
+    assert all('<span class="rlm-badge rlm-st-ok">done</span>' in v for v in views if v not in budget_stopped)
     widget_outputs = [o for c in notebook.cells for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert not widget_outputs, "a live widget was left in the saved notebook instead of its record"
     if name == "01_quickstart":
@@ -77,6 +79,11 @@ def test_notebook_runs_offline_without_errors(name: str, tmp_path: Path, monkeyp
         speedup = float(re.search(r"\(([\d.]+)x faster\)", text).group(1))
         assert speedup > 3 and "same answers in the same order: True" in text
         sub_calls = int(re.search(r"sub-calls: (\d+)", text).group(1))
-        assert f"llm_batch × {sub_calls}" in views[-1] and f"{sub_calls} ok" in views[-1]
+        assert f"llm_batch × {sub_calls}" in views[0] and f"{sub_calls} ok" in views[0]
+        assert "budget max_calls=6 reached: spent 6" in text and "calls: 6 of 6 used" in text
+        first, again, cached = map(int, re.search(
+            r"first run: (\d+) model calls; the re-run: (\d+) model calls, (\d+) answers from the cache; "
+            r"same answer: True", text).groups())
+        assert first == cached == sub_calls + 2 and again == 0
     elif name == "04_any_endpoint":
         assert "['scripted']" in text and "discloses a lawsuit" in text
