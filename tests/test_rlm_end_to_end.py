@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from rlm import RLM, ConfigError, FailedCall, RLMResult
+from rlm import RLM, ConfigError, RLMResult
 from rlm.testing import Fault, ScriptedLM
 
 CHUNK_PROGRAM = """\

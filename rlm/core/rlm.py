@@ -15,9 +15,9 @@ from ..lm.budget import Budget, BudgetLedger, output_cap_key
 from ..lm.cache import Cache, as_cache
 from ..lm.client import LMClient, OpenAIClient
 from ..lm.limiter import AdaptiveLimiter
+from ..lm.pricing import Pricing, PricingArg, as_pricing
 from ..lm.retry import RetryPolicy
 from ..lm.transport import FastClient, check_call_options
-from ..lm.pricing import Pricing, PricingArg, as_pricing
 from ..repl.base import REPL
 from ..repl.kernel import KernelREPL
 from ..repl.kernel_pool import KernelPool

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from ..errors import BudgetExceeded, ConfigError, ContextWindowExceeded
@@ -19,8 +19,8 @@ from .cache import Cache, cache_key
 from .client import LMClient, Message
 from .guard import check_window
 from .limiter import AdaptiveLimiter
-from .retry import RetryPolicy, call_with_retries
 from .pricing import Pricing
+from .retry import RetryPolicy, call_with_retries
 from .tokens import count_message_tokens, message_chars
 from .types import Completion, FailedCall, Usage, UsageMeter
 

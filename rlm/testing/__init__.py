@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rlm.testing.faults import Fault
 from rlm.testing.corpus import Report, make_report
+from rlm.testing.faults import Fault
 from rlm.testing.server import ScriptedLM, ScriptedRequest
 from rlm.testing.simulated import simulated_lm
 
