@@ -105,6 +105,7 @@ class BudgetReport:
     seconds: float = 0.0
     in_flight: int = 0
     exceeded: str | None = None
+    unpriced_calls: int = 0
 
     @property
     def spent(self) -> dict[str, float]:
@@ -134,7 +135,7 @@ class BudgetReport:
         parts = [
             _line("calls", f"{self.calls:,}", b.max_calls, lambda v: f"{v:,}"),
             _line("tokens", f"{self.tokens:,}", b.max_tokens, lambda v: f"{v:,}"),
-            _line("cost", f"${self.cost_usd:.4f}", b.max_cost_usd, lambda v: f"${v:.4f}"),
+            self._cost_line(),
             _line("time", f"{self.seconds:.1f} s", b.max_time_s, lambda v: f"{v:.1f} s"),
         ]
         head = f"budget exceeded: {self.exceeded}" if self.exceeded else "budget"
@@ -143,6 +144,18 @@ class BudgetReport:
 
     def __repr__(self) -> str:
         return str(self)
+
+    def _cost_line(self) -> str:
+        """Dollars spent; calls to a model with no price are counted, never shown as $0.
+
+        (A dollar limit needs every model priced, so unpriced calls come with no limit.)
+        """
+        if not self.unpriced_calls:
+            return _line("cost", f"${self.cost_usd:.4f}", self.budget.max_cost_usd, lambda v: f"${v:.4f}")
+        unknown = f"{self.unpriced_calls:,} calls to models with no price"
+        if not self.cost_usd:
+            return f"  cost: unknown ({unknown}; RLM(pricing=...) adds prices)"
+        return f"  cost: ${self.cost_usd:.4f} used + {unknown} (no limit)"
 
 
 def _line(label: str, spent: str, limit: float | None, fmt: Any) -> str:
@@ -175,7 +188,7 @@ class BudgetLedger:
         self.pricing = pricing
         self._clock = clock
         self.started = clock()
-        self.calls = self.tokens = 0
+        self.calls = self.tokens = self.unpriced_calls = 0
         self.cost = 0.0
         self._reserved_calls = self._reserved_tokens = 0
         self._reserved_cost = 0.0
@@ -196,7 +209,7 @@ class BudgetLedger:
     def report(self) -> BudgetReport:
         return BudgetReport(
             self.budget, self.calls, self.tokens, round(self.cost, 10), round(self.elapsed(), 3),
-            self._reserved_calls, self.exceeded,
+            self._reserved_calls, self.exceeded, self.unpriced_calls,
         )
 
     @property
@@ -311,7 +324,10 @@ class BudgetLedger:
         self._unreserve(reservation)
         self.calls += 1
         self.tokens += usage.total_tokens
-        self.cost += usage.cost_usd or 0.0
+        if usage.cost_usd is None:
+            self.unpriced_calls += 1
+        else:
+            self.cost += usage.cost_usd
         self._notify()
 
     def release(self, reservation: Reservation) -> None:

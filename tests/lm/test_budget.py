@@ -294,6 +294,11 @@ def test_unpriced_models_show_as_unknown_cost_not_zero() -> None:
     assert result.usage.by_model["sub"].cost_usd is None
     assert result.usage.unpriced == ["sub"] and result.usage.cost_usd > 0
     assert "no price for sub" in str(result.usage)
+    assert result.budget.unpriced_calls == 1  # the sub-call; the two root turns are priced
+    assert f"cost: ${result.budget.cost_usd:.4f} used + 1 calls to models with no price" in str(result.budget)
+    with ScriptedLM(root=["FINAL(ok)"]) as lm:
+        unpriced = make_rlm(lm).completion("ctx", "q").budget
+    assert "cost: unknown (1 calls to models with no price" in str(unpriced) and "$0.0000" not in str(unpriced)
 
 
 # -- the context-window guard ----------------------------------------------------------
