@@ -87,6 +87,20 @@ def resolve_endpoint(api_key: str | None, base_url: str | None) -> tuple[str, st
     return api_key or "not-needed", base_url
 
 
+#: Where OpenAI-compatible servers put a model's context window in ``/models``:
+#: vLLM's ``max_model_len``, OpenRouter's and LM Studio's ``context_length``, others'.
+WINDOW_FIELDS = ("max_model_len", "context_length", "context_window", "max_context_length")
+
+
+def listed_window(entry: dict[str, Any]) -> int | None:
+    """The context window a ``/models`` entry reports, if it reports one."""
+    for name in WINDOW_FIELDS:
+        value = entry.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def status_error(status: int, message: str, body: Any, headers: Any, model: str) -> LMResponseError:
     """The typed error for an HTTP error status; every transport maps statuses through here.
 
@@ -190,6 +204,14 @@ class OpenAIClient:
             finish_reason=choice.finish_reason,
             quota_wait=quota_reset(raw.headers),
         )
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        """The endpoint's ``/models`` entries as dicts, with any fields the server adds."""
+        try:
+            page = await self._client.models.list()
+        except openai.OpenAIError as exc:
+            raise translate_error(exc, "/models") from exc
+        return [m.model_dump() for m in page.data]
 
     async def aclose(self) -> None:
         await _close_sdk_client(self._client)

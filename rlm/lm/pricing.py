@@ -129,6 +129,14 @@ class Pricing:
                 return info
         return None
 
+    def add_window(self, model: str, window: int) -> None:
+        """Record a context window the endpoint reported, unless the table already has one."""
+        info = self.lookup(model)
+        if info is None:
+            self.table[model] = ModelInfo(context_window=window)
+        elif info.context_window is None:
+            self.table[model] = replace(info, context_window=window)
+
     def context_window(self, model: str) -> int | None:
         info = self.lookup(model)
         return info.context_window if info else None

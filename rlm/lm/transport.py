@@ -362,6 +362,22 @@ class FastClient:
             raise LMConnectionError(f"cannot reach the endpoint for {model}: Connection error.", model=model) from exc
         return parse_completion(raw, model, time.perf_counter() - started, quota_wait)
 
+    async def list_models(self) -> list[dict[str, Any]]:
+        """The endpoint's ``/models`` entries as dicts, with any fields the server adds."""
+        session = self._session_here()
+        try:
+            async with session.get(f"{self.base_url}/models", headers=self._headers, proxy=self._proxy) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    message, body = _error_message(response.status, raw.decode("utf-8", "replace"))
+                    raise status_error(response.status, message, body, response.headers, "/models")
+                data = json.loads(raw).get("data")
+        except LMError:
+            raise
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError, ValueError, AttributeError) as exc:
+            raise LMConnectionError(f"cannot list the endpoint's models: {type(exc).__name__}: {exc}") from exc
+        return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
+
     def _plan(self, extra_headers: Any, extra_query: Any, timeout: Any) -> tuple[Any, Any, Any]:
         """The URL, headers and timeout for these request options, prepared once per distinct options.
 

@@ -95,7 +95,8 @@ class ScriptedLM:
     event loop, so they should be quick. ``record=False`` keeps only counters,
     for long benchmarks where storing every body would grow memory. ``headers``
     gives extra headers for each successful reply, as providers send
-    ``x-ratelimit-*`` headers.
+    ``x-ratelimit-*`` headers. ``windows`` lists models in ``/v1/models`` with a
+    ``max_model_len``, as vLLM reports its context window.
     """
 
     def __init__(
@@ -108,9 +109,11 @@ class ScriptedLM:
         port: int = 0,
         record: bool = True,
         headers: Callable[[ScriptedRequest], dict[str, str]] | None = None,
+        windows: dict[str, int] | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self.headers = headers
+        self.windows = dict(windows or {})
         self.root = root if root is not None else _default_root
         self.sub: Reply = sub if sub is not None else _default_sub
         self.latency: Latency = latency
@@ -173,6 +176,7 @@ class ScriptedLM:
         self._faults: dict[str, int] = {}
         self._status_counts: dict[int, int] = {}
         self._models: dict[str, None] = {}
+        self._model_listings = 0
 
     # -------------------------------------------------------------- inspection
 
@@ -221,6 +225,7 @@ class ScriptedLM:
                 "max_in_flight": self._max_in_flight,
                 "faults": dict(self._faults),
                 "status_counts": dict(self._status_counts),
+                "model_listings": self._model_listings,
             }
 
     # --------------------------------------------------------------- lifecycle
@@ -456,10 +461,14 @@ class ScriptedLM:
         return response, wire.SSE_DONE
 
     async def _handle_models(self, request: web.Request) -> web.Response:
-        """List the scripted model plus every model name clients have asked for."""
+        """List the scripted model, the ``windows`` models and every model name clients have asked for."""
         with self._lock:
-            names = ["scripted", *(m for m in self._models if m != "scripted")]
+            self._model_listings += 1
+            names = list(dict.fromkeys(["scripted", *self.windows, *self._models]))
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "rlm-testing"} for name in names]
+        for entry in data:
+            if entry["id"] in self.windows:
+                entry["max_model_len"] = self.windows[entry["id"]]
         return web.json_response({"object": "list", "data": data})
 
     async def _handle_stats(self, request: web.Request) -> web.Response:

@@ -19,11 +19,14 @@ from rlm import (
     ConfigError,
     ContextWindowExceeded,
     FailedCall,
+    LMResponseError,
     ModelInfo,
     Usage,
 )
 from rlm.lm.batch import OFF_LOOP_CHARS, _off_loop_if_big
 from rlm.lm.budget import BudgetLedger, output_cap_key
+from rlm.lm.client import OpenAIClient
+from rlm.lm.transport import FastClient
 from rlm.lm.pricing import Pricing
 from rlm.testing import Fault, ScriptedLM
 
@@ -315,6 +318,40 @@ def test_a_sub_prompt_over_the_window_is_not_sent_and_says_how_big() -> None:
     assert ok == "fine"
     assert refused.startswith("[rlm error] ContextWindowExceeded: prompt is 10,")
     assert "context window of 'sub' is 4,000 tokens" in refused and "chunk(text, max_tokens=2000)" in refused
+
+
+@pytest.mark.parametrize("transport", ["auto", "openai"])
+def test_a_local_endpoints_window_is_learnt_once_from_its_model_listing(transport: str) -> None:
+    # No pricing entry for "sub": the window comes from /v1/models (vLLM's max_model_len).
+    program = "```repl\nr = llm_batch(['small one', context])\nprint(r[1])\n```"
+    big = "lorem ipsum dolor sit amet " * 2_000  # about 10k tokens
+    with ScriptedLM(root=[program, "FINAL(ok)"] * 2, sub=lambda r: "fine", windows={"sub": 4_000}) as lm:
+        rlm = make_rlm(lm, transport=transport)
+        first = rlm.completion(big, "q")
+        rlm.completion(big, "q")
+        stats = lm.stats
+        system = lm.root_requests[0].messages[0]["content"]
+    assert stats["model_listings"] == 1 and stats["sub"] == 2  # asked once; the big prompts never went out
+    assert "context window of 'sub' is 4,000 tokens" in first.steps[0].outputs[0].stdout
+    assert "roughly 4,000 tokens" in system  # the root is told too
+
+
+def test_an_endpoint_that_lists_no_window_leaves_it_unknown() -> None:
+    with ScriptedLM(root=["FINAL(ok)"]) as lm:
+        rlm = make_rlm(lm)
+        assert rlm.completion("ctx", "q").answer == "ok"
+        assert lm.stats["model_listings"] == 1
+    assert rlm.pricing.context_window("sub") is None
+
+
+@pytest.mark.parametrize("client_type", [OpenAIClient, FastClient])
+async def test_a_failed_model_listing_is_a_typed_lm_error(client_type: type) -> None:
+    with ScriptedLM() as lm:
+        client = client_type(base_url=lm.url + "/nowhere/v1", api_key="k")
+        with pytest.raises(LMResponseError) as info:
+            await client.list_models()
+        await client.aclose()
+    assert info.value.status == 404
 
 
 def test_failed_call_from_the_guard_carries_the_numbers() -> None:
