@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import os
 import sys
 from typing import Any
 
 from .. import runtime
-from ..errors import Cancelled, ConfigError, LMError
+from ..errors import Cancelled, ConfigError
 from ..lm.batch import Dispatcher
 from ..lm.budget import Budget, BudgetLedger, output_cap_key
 from ..lm.cache import Cache, as_cache
-from ..lm.client import LMClient, OpenAIClient, listed_window
+from ..lm.client import LMClient, OpenAIClient
 from ..lm.limiter import AdaptiveLimiter
 from ..lm.pricing import Pricing, PricingArg, as_pricing
 from ..lm.retry import RetryPolicy
@@ -33,11 +32,7 @@ from .control import RunControl
 from .loop import LoopSettings, RootLoop
 from .result import RLMResult
 
-log = logging.getLogger("rlm")
-
 SANDBOXES = ("kernel", "local")
-#: The longest the first completion waits for an endpoint's ``/models`` listing.
-WINDOW_LOOKUP_S = 5.0
 TRANSPORTS = ("auto", "openai", "fast")
 
 
@@ -187,8 +182,10 @@ class RLM:
     async def _run(
         self, context: Any, query: str, subscribers: list[Subscriber], control: RunControl | None = None
     ) -> RLMResult:
-        if not self._windows_asked:
-            await self._learn_windows()
+        if not self._windows_asked:  # once per RLM: the first completion learns local models' windows
+            self._windows_asked = True
+            models = {self.settings.model, self.settings.sub_model}
+            await self.pricing.learn_windows(self.sub_client or self.client, models)
         writer = JsonlWriter(self.log_dir) if self.log_dir is not None else None
         logs: list[Subscriber] = [writer] if writer is not None else []
         tracer = Tracer([*self.subscribers, *subscribers, *self._progress_subscribers(), *logs])
@@ -214,31 +211,6 @@ class RLM:
         if writer is not None:
             result = dataclasses.replace(result, trace=Trace(result.trace, path=writer.path))
         return result
-
-    async def _learn_windows(self) -> None:
-        """Ask a non-OpenAI endpoint's ``/models`` once for the windows the pricing table lacks.
-
-        Why: the context-window guard and the root's prompt need the sub-model's window,
-        and a local server knows it (vLLM's ``max_model_len``); without it a prompt
-        pasted whole is sent and fails, or is cut, at the server. Best effort: an
-        endpoint that does not answer within ``WINDOW_LOOKUP_S`` leaves them unknown.
-        """
-        self._windows_asked = True
-        missing = {m for m in (self.settings.model, self.settings.sub_model) if self.pricing.context_window(m) is None}
-        client = self.sub_client or self.client
-        base_url = getattr(client, "base_url", None)
-        list_models = getattr(client, "list_models", None)
-        if not missing or list_models is None or base_url is None or "api.openai.com" in base_url:
-            return
-        try:
-            entries = await asyncio.wait_for(list_models(), WINDOW_LOOKUP_S)
-        except (LMError, asyncio.TimeoutError) as exc:
-            log.debug("no context windows from %s/models: %s", base_url, exc)
-            return
-        for entry in entries:
-            window = listed_window(entry)
-            if entry.get("id") in missing and window is not None:
-                self.pricing.add_window(str(entry["id"]), window)
 
     def _progress_subscribers(self) -> list[Subscriber]:
         """A fresh progress model per run: the console line, a callable, or nothing."""

@@ -87,20 +87,6 @@ def resolve_endpoint(api_key: str | None, base_url: str | None) -> tuple[str, st
     return api_key or "not-needed", base_url
 
 
-#: Where OpenAI-compatible servers put a model's context window in ``/models``:
-#: vLLM's ``max_model_len``, OpenRouter's and LM Studio's ``context_length``, others'.
-WINDOW_FIELDS = ("max_model_len", "context_length", "context_window", "max_context_length")
-
-
-def listed_window(entry: dict[str, Any]) -> int | None:
-    """The context window a ``/models`` entry reports, if it reports one."""
-    for name in WINDOW_FIELDS:
-        value = entry.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
 def status_error(status: int, message: str, body: Any, headers: Any, model: str) -> LMResponseError:
     """The typed error for an HTTP error status; every transport maps statuses through here.
 
