@@ -26,8 +26,8 @@ from rlm import (
 from rlm.lm.batch import OFF_LOOP_CHARS, _off_loop_if_big
 from rlm.lm.budget import BudgetLedger, output_cap_key
 from rlm.lm.client import OpenAIClient
-from rlm.lm.transport import FastClient
 from rlm.lm.pricing import Pricing
+from rlm.lm.transport import FastClient
 from rlm.testing import Fault, ScriptedLM
 
 PRICES = {"root": ModelInfo(100.0, 100.0), "sub": ModelInfo(100.0, 100.0)}  # $0.0001 a token
