@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import BudgetExceeded, ConfigError
+from .client import is_openai_endpoint
 from .pricing import Pricing
 from .types import Usage
 
@@ -45,7 +46,7 @@ def output_cap_key(base_url: str | None) -> str:
     local OpenAI-compatible servers (llama.cpp, Ollama, older vLLM) know only
     ``max_tokens``. Set either in ``call_options`` to choose for yourself.
     """
-    if base_url is None or "api.openai.com" in base_url:
+    if is_openai_endpoint(base_url):
         return "max_completion_tokens"
     return "max_tokens"
 

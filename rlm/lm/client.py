@@ -87,6 +87,11 @@ def resolve_endpoint(api_key: str | None, base_url: str | None) -> tuple[str, st
     return api_key or "not-needed", base_url
 
 
+def is_openai_endpoint(base_url: str | None) -> bool:
+    """Whether requests go to OpenAI's own API (no ``base_url`` means the SDK's default, OpenAI)."""
+    return base_url is None or "api.openai.com" in base_url
+
+
 def status_error(status: int, message: str, body: Any, headers: Any, model: str) -> LMResponseError:
     """The typed error for an HTTP error status; every transport maps statuses through here.
 

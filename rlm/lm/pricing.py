@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError, LMError
+from .client import is_openai_endpoint
 from .types import Usage
 
 log = logging.getLogger("rlm")
@@ -170,7 +171,7 @@ class Pricing:
         missing = {m for m in models if self.context_window(m) is None}
         base_url = getattr(client, "base_url", None)
         list_models = getattr(client, "list_models", None)
-        if not missing or list_models is None or base_url is None or "api.openai.com" in base_url:
+        if not missing or list_models is None or is_openai_endpoint(base_url):
             return
         try:
             entries = await asyncio.wait_for(list_models(), timeout)
