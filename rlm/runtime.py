@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -50,6 +50,18 @@ def get_loop() -> asyncio.AbstractEventLoop:
 def on_runtime_thread() -> bool:
     """True when called from the runtime loop's own thread."""
     return _thread is not None and threading.current_thread() is _thread
+
+
+def call_soon(fn: Callable[[], object]) -> None:
+    """Run ``fn`` on the runtime loop, from any thread (finalizers too); here if no loop runs."""
+    loop = _loop
+    if loop is None or loop.is_closed() or not loop.is_running() or on_runtime_thread():
+        fn()
+        return
+    try:
+        loop.call_soon_threadsafe(fn)
+    except RuntimeError:  # closed between the check and the call
+        fn()
 
 
 def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:

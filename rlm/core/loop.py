@@ -34,6 +34,18 @@ class LoopSettings:
     max_iterations: int = 20
     max_depth: int = 1
     max_output_chars: int = 20_000
+    #: Further models root code may name in llm_query/llm_batch(model=...); the root and sub model always.
+    models: tuple[str, ...] = ()
+
+    def check_model(self, fn: str, model: str | None) -> str:
+        """The model a sub-call uses; root code may not pick one the user did not configure."""
+        if model is None:
+            return self.sub_model
+        if model not in (self.model, self.sub_model, *self.models):
+            allowed = ", ".join(repr(m) for m in dict.fromkeys((self.model, self.sub_model, *self.models)))
+            raise ValueError(f"{fn}(model={model!r}): root code may only use the configured models ({allowed}); "
+                             "the user can allow more with RLM(models=[...])")
+        return model
 
 
 class _Host:
@@ -48,16 +60,15 @@ class _Host:
         self.parent: str | None = None
 
     async def llm_query(self, prompt: str, model: str | None = None) -> str:
-        return await self._run.dispatcher.query(
-            prompt, model=model or self._run.settings.sub_model, parent=self.parent
-        )
+        chosen = self._run.settings.check_model("llm_query", model)
+        return await self._run.dispatcher.query(prompt, model=chosen, parent=self.parent)
 
     async def llm_batch(
         self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
     ) -> list[str]:
+        chosen = self._run.settings.check_model("llm_batch", model)
         return await self._run.dispatcher.batch(
-            prompts, model=model or self._run.settings.sub_model,
-            max_concurrent=max_concurrent, parent=self.parent,
+            prompts, model=chosen, max_concurrent=max_concurrent, parent=self.parent,
         )
 
     async def budget(self) -> dict[str, Any]:

@@ -68,7 +68,16 @@ ANSWER_NOW = (
 )
 
 
-def describe_context(context: str | list[Any] | dict[str, Any]) -> str:
+def _chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    try:
+        return len(json.dumps(value, default=repr))
+    except (TypeError, ValueError):  # tuple keys, say
+        return len(repr(value))
+
+
+def describe_context(context: str | list[Any] | tuple[Any, ...] | dict[Any, Any]) -> str:
     """Type, size and a short preview of the context, never the whole of it."""
     if isinstance(context, str):
         lines = context.count("\n") + 1 if context else 0
@@ -77,19 +86,19 @@ def describe_context(context: str | list[Any] | dict[str, Any]) -> str:
             f"Its first {min(PREVIEW_CHARS, len(context))} characters:\n"
             f"{_fence(context[:PREVIEW_CHARS])}"
         )
-    if isinstance(context, list):
-        sizes = [len(x) if isinstance(x, str) else len(json.dumps(x)) for x in context]
+    if isinstance(context, (list, tuple)):
+        sizes = [_chars(x) for x in context]
         head = ", ".join(f"{s:,}" for s in sizes[:10]) + (", ..." if len(sizes) > 10 else "")
         first = context[0] if context else None
-        sample = first if isinstance(first, str) else json.dumps(first)
+        sample = first if isinstance(first, str) else repr(first)
         return (
-            f"`context` is a list of {len(context):,} items ({sum(sizes):,} characters in all; "
+            f"`context` is a {type(context).__name__} of {len(context):,} items ({sum(sizes):,} characters in all; "
             f"item sizes: {head}).\nThe start of context[0]:\n{_fence((sample or '')[:PREVIEW_CHARS])}"
         )
     keys = list(context)
     shown = ", ".join(repr(k) for k in keys[:20]) + (", ..." if len(keys) > 20 else "")
     return (
-        f"`context` is a dict with {len(keys):,} keys ({len(json.dumps(context)):,} characters as JSON).\n"
+        f"`context` is a dict with {len(keys):,} keys ({_chars(context):,} characters as JSON).\n"
         f"Keys: {shown}"
     )
 

@@ -74,6 +74,7 @@ class RLM:
         model: str = "gpt-5",
         sub_model: str | None = None,
         *,
+        models: tuple[str, ...] | list[str] = (),
         base_url: str | None = None,
         api_key: str | None = None,
         client: LMClient | None = None,
@@ -110,6 +111,7 @@ class RLM:
             max_iterations=max_iterations,
             max_depth=max_depth,
             max_output_chars=max_output_chars,
+            models=tuple(models),
         )
         if transport not in TRANSPORTS:
             raise ConfigError(f"transport={transport!r} is not available; choose one of {TRANSPORTS}")

@@ -7,6 +7,7 @@ child waiting on its own calls, so nested batches cannot deadlock the limiter.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,6 +39,17 @@ async def _off_loop_if_big(messages: list[Message], fn: Callable[..., T], *args:
     if message_chars(messages) > OFF_LOOP_CHARS:
         return await asyncio.to_thread(fn, *args)
     return fn(*args)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(messages: list[Message]) -> list[Message]:
+    """A lone surrogate (from a str context or root code) cannot be encoded as UTF-8: send U+FFFD instead."""
+    if not any(isinstance(m.get("content"), str) and _SURROGATE.search(m["content"]) for m in messages):
+        return messages
+    return [{**m, "content": _SURROGATE.sub("\ufffd", m["content"])} if isinstance(m.get("content"), str) else m
+            for m in messages]
 
 
 def check_prompts(prompts: Any) -> list[str]:
@@ -99,6 +111,7 @@ class Dispatcher:
         Raises ``ContextWindowExceeded`` or ``BudgetExceeded`` (the call is not sent)
         and ``LMError`` once retries are spent.
         """
+        messages = _without_lone_surrogates(messages)
         try:
             prompt_tokens = await _off_loop_if_big(messages, check_window, messages, model, self.pricing)
         except ContextWindowExceeded as exc:
@@ -250,9 +263,12 @@ class Dispatcher:
             for i in todo:
                 results[i] = await self.query(items[i], model=model, parent=batch_id)
 
+        # More workers than the limiter lets through would only wait: cap them there, so a
+        # max_concurrent of 10**5 costs no more host memory than the RLM's own limit.
+        workers = min(max_concurrent, len(items), self.limiter.max_concurrent)
         status = "cancelled"
         try:
-            await asyncio.gather(*(worker() for _ in range(min(max_concurrent, len(items)))))
+            await asyncio.gather(*(worker() for _ in range(workers)))
             status = "ok"
         finally:
             failed = sum(isinstance(r, FailedCall) for r in results) if status == "ok" else None

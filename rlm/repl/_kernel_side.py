@@ -16,6 +16,8 @@ import collections
 import json
 import linecache
 import os
+import pickle
+import re
 import select
 import socket
 import struct
@@ -25,7 +27,70 @@ import time
 import traceback
 from typing import Any
 
-_HEADER = struct.Struct(">I")
+#: Kernel -> host frames: the 32-byte token and the body's length, checked before the body is read.
+REQUEST_HEADER = struct.Struct(">32sI")
+_REPLY_HEADER = struct.Struct(">I")
+_TAG = "__rlm__"
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def encode_plain(value: Any, what: str = "value") -> Any:
+    """Plain data as JSON that keeps tuples and non-string dict keys (``decode_plain`` undoes it)."""
+    try:
+        return _encode(value, what)
+    except RecursionError:
+        raise TypeError(f"{what} is nested too deeply to send") from None
+
+
+def _encode(value: Any, what: str) -> Any:
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, list):
+        return [_encode(v, what) for v in value]
+    if isinstance(value, tuple):
+        return {_TAG: "tuple", "items": [_encode(v, what) for v in value]}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and k != _TAG for k in value):
+            return {k: _encode(v, what) for k, v in value.items()}
+        return {_TAG: "dict", "items": [[_encode(k, what), _encode(v, what)] for k, v in value.items()]}
+    raise TypeError(f"{what} must be plain data (str, int, float, bool, None, list, tuple, dict), "
+                    f"not {type(value).__name__}")
+
+
+def decode_plain(value: Any) -> Any:
+    """The value ``encode_plain`` sent; builds nothing but plain types, so the host may call it on kernel data."""
+    try:
+        return _decode_plain(value)
+    except RecursionError:
+        raise TypeError("the value is nested too deeply") from None
+
+
+def _decode_plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode_plain(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    tag = value.get(_TAG)
+    if tag is None:
+        return {k: _decode_plain(v) for k, v in value.items()}
+    items = value.get("items")
+    if not isinstance(items, list):
+        raise TypeError("a tagged value without items")
+    if tag == "tuple":
+        return tuple(_decode_plain(v) for v in items)
+    if tag == "dict":
+        out = {}
+        for pair in items:
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise TypeError("a dict item is not a [key, value] pair")
+            key = _decode_plain(pair[0])
+            try:
+                out[key] = _decode_plain(pair[1])
+            except TypeError:
+                raise TypeError(f"unhashable dict key of type {type(key).__name__}") from None
+        return out
+    raise TypeError(f"unknown tag {tag!r}")
 
 
 # -- what root code sees -----------------------------------------------------------
@@ -107,7 +172,7 @@ class _Bridge:
 
     def __init__(self, path: str, token: str, max_frame: int) -> None:
         self._path = path
-        self._token = token
+        self._token = bytes.fromhex(token)
         self._max = max_frame
         self._local = threading.local()
 
@@ -126,7 +191,7 @@ class _Bridge:
             sock.close()
 
     def call(self, op: str, args: dict[str, Any]) -> Any:
-        body = json.dumps({"token": self._token, "op": op, "args": args}).encode()
+        body = json.dumps({"op": op, "args": args}).encode()
         if len(body) > self._max:
             raise ValueError(
                 f"{op}: the request is {len(body) // 2**20} MiB, over the bridge limit of "
@@ -134,7 +199,7 @@ class _Bridge:
             )
         try:
             sock = self._conn()
-            sock.sendall(_HEADER.pack(len(body)) + body)
+            sock.sendall(REQUEST_HEADER.pack(self._token, len(body)) + body)
             reply = json.loads(_recv_frame(sock, 1 << 31))
         except BaseException:
             self._drop()  # an interrupt mid-call leaves the stream out of step: start afresh
@@ -161,18 +226,35 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 def _recv_frame(sock: socket.socket, limit: int) -> bytes:
-    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
+    (size,) = _REPLY_HEADER.unpack(_recv_exact(sock, _REPLY_HEADER.size))
     if size > limit:
         raise ConnectionError("bridge frame too large")
     return _recv_exact(sock, size)
+
+
+class _BinaryCapture:
+    """``sys.stdout.buffer``: bytes written here land in the text capture, decoded leniently."""
+
+    def __init__(self, text: _Capture) -> None:
+        self._text = text
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        raw = bytes(data)
+        self._text.write(raw.decode("utf-8", "replace"))
+        return len(raw)
+
+    def flush(self) -> None:
+        """Nothing to flush."""
 
 
 class _Capture:
     """A text sink that keeps the head and the tail past ``cap`` characters."""
 
     encoding = "utf-8"
+    errors = "replace"
 
     def __init__(self, cap: int) -> None:
+        self.buffer = _BinaryCapture(self)
         self._half = max(1, cap // 2)
         self._head: list[str] = []
         self._head_len = 0
@@ -203,14 +285,53 @@ class _Capture:
         return False
 
     def getvalue(self) -> str:
+        """What was written, capped; lone surrogates (which no UTF-8 channel can carry) become U+FFFD."""
         head = "".join(self._head)
         tail = "".join(self._tail)
         if len(tail) > self._half:
             tail = tail[-self._half :]
         omitted = self._total - len(head) - len(tail)
-        if omitted > 0:
-            return f"{head}\n... [{omitted} characters omitted] ...\n{tail}"
-        return head + tail
+        text = f"{head}\n... [{omitted} characters omitted] ...\n{tail}" if omitted > 0 else head + tail
+        return _SURROGATES.sub("\ufffd", text)
+
+
+def check_query(prompt: Any, model: Any) -> None:
+    """The argument checks of ``llm_query``, the same in both REPLs."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"llm_query(prompt) takes a string, got {type(prompt).__name__}")
+    _check_model("llm_query", model)
+
+
+def check_batch(prompts: Any, max_concurrent: Any, model: Any) -> list[str]:
+    """The argument checks of ``llm_batch``; returns the prompts as a list."""
+    if isinstance(prompts, (str, bytes)):
+        raise TypeError("llm_batch(prompts) takes a list of prompt strings, not one string; use llm_query(prompt) for one")
+    try:
+        items = list(prompts)
+    except TypeError:
+        raise TypeError(f"llm_batch(prompts) takes a list of strings, got {type(prompts).__name__}") from None
+    bad = [i for i, p in enumerate(items) if not isinstance(p, str)]
+    if bad:
+        raise TypeError(
+            f"llm_batch(prompts): items {bad[:5]} are not strings "
+            f"(first is {type(items[bad[0]]).__name__}); convert them with str() first"
+        )
+    if not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool):
+        raise TypeError(f"llm_batch(max_concurrent=...) takes an int, got {type(max_concurrent).__name__}")
+    if max_concurrent < 1:
+        raise ValueError(f"llm_batch(max_concurrent=...) must be a positive int, got {max_concurrent!r}")
+    _check_model("llm_batch", model)
+    return items
+
+
+def check_rlm_query(query: Any) -> None:
+    if not isinstance(query, str):
+        raise TypeError(f"rlm_query(query) takes a string, got {type(query).__name__}")
+
+
+def _check_model(fn: str, model: Any) -> None:
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"{fn}(model=...) takes a model name (str) or None, got {type(model).__name__}")
 
 
 class _Runtime:
@@ -221,8 +342,6 @@ class _Runtime:
         self.bridge = bridge
         self.cap = cap
         self.step_no = 0
-        self.baseline = set(ns)
-        self.threads = {t.ident for t in threading.enumerate()}
 
     def names(self) -> dict[str, Any]:
         return {
@@ -244,30 +363,25 @@ class _Runtime:
         """A host-side helper (the tokenizer lives on the host, not in the sandbox)."""
 
         def helper(*args: Any, **kwargs: Any) -> Any:
-            return self.bridge.call("helper", {"name": name, "args": list(args), "kwargs": kwargs})
+            plain = [encode_plain(a, f"{name}() argument") for a in args]
+            return self.bridge.call("helper", {"name": name, "args": plain, "kwargs": encode_plain(kwargs)})
 
         helper.__name__ = name
         return helper
 
     def llm_query(self, prompt: str, model: str | None = None) -> str:
+        check_query(prompt, model)
         return _decode(self.bridge.call("llm_query", {"prompt": prompt, "model": model}))
 
     def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
-        if isinstance(prompts, (str, bytes)):
-            raise TypeError("llm_batch(prompts) takes a list of prompt strings, not one string; use llm_query(prompt) for one")
-        try:
-            items = list(prompts)
-        except TypeError:
-            raise TypeError(f"llm_batch(prompts) takes a list of strings, got {type(prompts).__name__}") from None
+        items = check_batch(prompts, max_concurrent, model)
         results = self.bridge.call("llm_batch", {"prompts": items, "max_concurrent": max_concurrent, "model": model})
         return [_decode(r) for r in results]
 
     def rlm_query(self, query: str, context: Any = None) -> str:
-        try:
-            json.dumps(context)
-        except (TypeError, ValueError):
-            raise TypeError("rlm_query(query, context): context must be a str, list or dict of plain values") from None
-        return _decode(self.bridge.call("rlm_query", {"query": query, "context": context}))
+        check_rlm_query(query)
+        plain = encode_plain(context, "rlm_query(query, context): context")
+        return _decode(self.bridge.call("rlm_query", {"query": query, "context": plain}))
 
     def final(self, answer: Any) -> None:
         raise _FinalAnswer(answer if isinstance(answer, str) else str(answer))
@@ -375,16 +489,21 @@ def install(bridge_path: str, token: str, max_frame: int, cap: int) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    _reply({"ok": True, "pid": os.getpid(), "uid": os.getuid()})
+    _reply({"ok": True})
 
 
 def load(path: str, kind: str) -> None:
-    """Read the context the host wrote to ``path`` (then delete it) into ``context``."""
+    """Read the context the host wrote to ``path`` into ``context`` (the host deletes the file)."""
     assert _runtime is not None
     started = time.perf_counter()
-    with open(path, encoding="utf-8") as fh:
-        value = fh.read() if kind == "str" else json.load(fh)
-    os.unlink(path)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        value = raw.decode("utf-8", "surrogatepass") if kind == "str" else pickle.loads(raw)  # noqa: S301 - from the host
+    except Exception as exc:  # noqa: BLE001 - e.g. a class the kernel cannot import
+        _reply({"error": f"{type(exc).__name__}: {exc}"})
+        return
+    del raw
     _runtime.ns.update(_runtime.names())
     _runtime.ns["context"] = value
     _reply({"ok": True, "seconds": time.perf_counter() - started})
@@ -398,29 +517,3 @@ def step(code: str) -> None:
 def get(name: str) -> None:
     assert _runtime is not None
     _reply(_runtime.get(name))
-
-
-def reset() -> None:
-    """Forget the last completion: its variables, its context and its files."""
-    import gc
-    import shutil
-
-    assert _runtime is not None
-    ns = _runtime.ns
-    for key in [k for k in ns if k not in _runtime.baseline]:
-        del ns[key]
-    cwd = os.getcwd()
-    for entry in os.listdir(cwd):
-        full = os.path.join(cwd, entry)
-        if os.path.isdir(full) and not os.path.islink(full):
-            shutil.rmtree(full, ignore_errors=True)
-        else:
-            try:
-                os.unlink(full)
-            except OSError:
-                pass
-    gc.collect()
-    # A thread root code started cannot be stopped from here: the host replaces the kernel.
-    extra = [t.name for t in threading.enumerate() if t.ident not in _runtime.threads and t.is_alive()]
-    _reply({"ok": not extra, "threads": extra})
-

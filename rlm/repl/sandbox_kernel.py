@@ -2,10 +2,12 @@
 
 The kernel gets a scrubbed environment (no keys), resource limits, a fresh temp dir,
 its own uid when the host runs as root, and under bubblewrap a read-only view of the
-system with no network and no view of host processes. The context arrives by file;
-``llm_query``/``llm_batch``/``rlm_query`` call back over ``Bridge``. A step that runs
-past its timeout is interrupted, and a kernel that does not stop, dies or breaks a
-limit is replaced; the root is told in plain words. See docs/security.md.
+system with no network and no view of host processes. The context arrives by a file
+the kernel can read but not touch; ``llm_query``/``llm_batch``/``rlm_query`` call back
+over ``Bridge``. A step that runs past its timeout is interrupted, and a kernel that
+does not stop, dies or breaks a limit is replaced; the root is told in plain words.
+Every kernel serves one completion: none ever runs code after another's.
+See docs/security.md.
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ import asyncio
 import json
 import logging
 import os
+import pickle
 import queue
+import re
 import secrets
-import shutil
-import socket
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -33,6 +33,7 @@ from ..errors import SandboxError
 from . import procs
 from .base import ExecResult, Host
 from .bridge import Bridge
+from .rundir import RunDir
 from .sandbox_env import (
     SANDBOX_HOME,
     Isolation,
@@ -45,42 +46,10 @@ from .sandbox_env import (
 
 log = logging.getLogger("rlm")
 
-#: Copied into each run directory: the launcher the kernelspec runs, and what root code sees.
-_KERNEL_FILES = {"_rlm_launch.py": "_kernel_launch.py", "_rlm_kernel.py": "_kernel_side.py"}
 _CALL = "__import__('_rlm_kernel').{}({})"
 #: How often a waiting host checks that the kernel is alive and within its limits.
 _POLL_S = 0.25
-
-
-#: Run directories are named ``rlm-sbx-<host pid>-<id>-*`` so leftovers of a killed host can be found.
-RUNDIR_PREFIX = "rlm-sbx-"
-
-
-def remove_stale_rundirs() -> int:
-    """Remove run directories whose host process is gone (it was SIGKILLed and could not clean up)."""
-    removed = 0
-    base = tempfile.gettempdir()
-    for name in os.listdir(base):
-        if not name.startswith(RUNDIR_PREFIX):
-            continue
-        pid = name[len(RUNDIR_PREFIX):].split("-", 1)[0]
-        path = os.path.join(base, name)
-        if not pid.isdigit() or os.path.exists(f"/proc/{pid}") or _bridge_answers(path):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed += 1
-    return removed
-
-
-def _bridge_answers(rundir: str) -> bool:
-    """A host in another pid namespace sharing this /tmp still serves its bridge: keep its files."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(0.5)
-        try:
-            sock.connect(os.path.join(rundir, "bridge.sock"))
-        except OSError:
-            return False
-    return True
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class KernelLost(SandboxError):
@@ -94,49 +63,42 @@ class _Timeout(Exception):
 class SandboxKernel:
     """One sandboxed kernel process with its run directory and bridge."""
 
-    def __init__(self, config: SandboxConfig, isolation: Isolation, ctx: zmq.asyncio.Context) -> None:
+    def __init__(
+        self, config: SandboxConfig, isolation: Isolation, ctx: zmq.asyncio.Context, *, refused: list[str] | None = None,
+    ) -> None:
         self.config = config
         self.isolation = isolation
         self.id = secrets.token_hex(6)
         self.uid = pick_uid() if isolation.separate_user else None
-        self.rundir = tempfile.mkdtemp(prefix=f"{RUNDIR_PREFIX}{os.getpid()}-{self.id}-")
-        self.home = SANDBOX_HOME if isolation.mode == "bwrap" else os.path.join(self.rundir, "work")
-        self.bridge = Bridge(os.path.join(self.rundir, "bridge.sock"), max_frame=config.max_bridge_mb * 2**20)
-        self.uses = 0
-        self.dirty = False
-        self.kernel_pid: int | None = None
+        self.files = RunDir(self.id, uid=self.uid)
+        self.rundir = self.files.path
+        self.home = SANDBOX_HOME if isolation.mode == "bwrap" else self.files.work
+        self.bridge = Bridge(self.files.bridge, max_frame=config.max_bridge_mb * 2**20, max_batch=config.max_batch,
+                             refused=refused)
         self.launched_pid: int | None = None
         self._known: set[int] = set()
         self._ctx = ctx
         self._km: AsyncKernelManager | None = None
         self._kc: Any = None
+        self._control: Any = None
         self._dead = False
 
     # -- start --------------------------------------------------------------------------
 
-    def _own(self, path: str) -> None:
-        if self.uid is not None:
-            os.chown(path, self.uid, self.uid)
-
     def _prepare_files(self) -> dict[str, str]:
         """Run directory, kernel files and kernelspec; returns the kernel's environment."""
-        os.chmod(self.rundir, 0o700)
-        self._own(self.rundir)
-        for name, source in _KERNEL_FILES.items():
-            shutil.copyfile(Path(__file__).with_name(source), os.path.join(self.rundir, name))
-            os.chmod(os.path.join(self.rundir, name), 0o444)
+        self.files.prepare(with_work=self.isolation.mode != "bwrap")
         script = os.path.join(self.rundir, "_rlm_launch.py")
-        if self.isolation.mode == "none":
-            os.mkdir(self.home, 0o700)
-            self._own(self.home)
         cfg = launcher_config(self.isolation, self.config, self.uid)
         inner = [self.config.python, script, json.dumps(cfg), "-f", "{connection_file}",
                  "--IPKernelApp.capture_fd_output=False", "--HistoryManager.enabled=False"]
         env = kernel_env(self.config, self.home, self.id)
-        argv = bwrap_command(self.config, self.rundir, env, inner) if self.isolation.mode == "bwrap" else inner
-        spec = Path(self.rundir, "spec", "rlm-sandbox")
-        spec.mkdir(parents=True)
-        spec.joinpath("kernel.json").write_text(json.dumps(
+        if self.isolation.mode == "bwrap":
+            assert self.isolation.bwrap is not None
+            argv = bwrap_command(self.isolation.bwrap, self.config, self.rundir, self.files.sock, env, inner)
+        else:
+            argv = inner
+        self.files.write_spec(json.dumps(
             {"argv": argv, "display_name": "rlm sandbox", "language": "python", "interrupt_mode": "message"}))
         return env
 
@@ -145,49 +107,74 @@ class SandboxKernel:
         started = time.perf_counter()
         try:
             await self._start()
+        except SandboxError:
+            self.kill()
+            raise
+        except OSError as exc:
+            self.kill()
+            raise SandboxError(f"the sandbox kernel could not start: {exc}.{self._log_tail()}") from exc
         except BaseException:
             self.kill()
             raise
         log.debug("rlm sandbox %s started in %.2f s (%s)", self.id, time.perf_counter() - started, self.isolation.mode)
 
     async def _start(self) -> None:
-        env = self._prepare_files()
+        env = await asyncio.to_thread(self._prepare_files)
         km = AsyncKernelManager(
-            kernel_name="rlm-sandbox", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(Path(self.rundir, "spec"))]),
-            context=self._ctx, transport="ipc", ip=os.path.join(self.rundir, "zmq"),
-            connection_file=os.path.join(self.rundir, "kernel.json"),
+            kernel_name="rlm-sandbox", kernel_spec_manager=KernelSpecManager(kernel_dirs=[self.files.spec_dir]),
+            context=self._ctx, transport="ipc", ip=os.path.join(self.files.sock, "zmq"),
+            connection_file=self.files.connection_file,
         )
         self._km = km
         km.write_connection_file()
-        self._own(km.connection_file)
-        log_file = await asyncio.to_thread(open, os.path.join(self.rundir, "kernel.log"), "wb")
+        self.files.share_connection_file()
+        log_fd = self.files.open_log()
         try:
             # Popen gets the scrubbed environment too: under bubblewrap it is also what
             # the sandbox's pid 1 shows in /proc/1/environ.
-            await km.start_kernel(env=env, cwd=self.home if self.isolation.mode == "none" else self.rundir,
-                                  stdout=subprocess.DEVNULL, stderr=log_file)
+            await km.start_kernel(env=env, cwd=self.home if self.isolation.mode != "bwrap" else self.rundir,
+                                  stdout=subprocess.DEVNULL, stderr=log_fd)
         finally:
-            log_file.close()
+            os.close(log_fd)
         assert km.provisioner is not None
         self.launched_pid = km.provisioner.pid  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.start_timeout
+        await self._wait_sockets(deadline)
+        # Connected once, now, to the sockets ipykernel bound before any model code ran; the
+        # context never reconnects (see kernel_pool), so a socket root code replaces later
+        # is never followed.
         self._kc = km.client(context=self._ctx)
         self._kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
-        deadline = asyncio.get_running_loop().time() + self.config.start_timeout
+        self._control = km.connect_control()
         await self._wait_ready(deadline)
-        await self.bridge.start(self.uid)
-        args = f"{self.bridge.path!r}, {self.bridge.token!r}, {self.bridge.max_frame}, {self.config.max_capture_chars}"
-        msg_id = self._send(_CALL.format("install", args))
-        info = await self._wait(msg_id, deadline - asyncio.get_running_loop().time())
-        self.kernel_pid = info["pid"] if self.isolation.mode == "none" else None
+        await self.bridge.start()
+        self.files.share_socket(self.bridge.path)
+        args = f"{self.bridge.path!r}, {self.bridge.token.hex()!r}, {self.bridge.max_frame}, {self.config.max_capture_chars}"
+        info = await self._wait(self._send(_CALL.format("install", args)), deadline - loop.time())
+        if info.get("ok") is not True:
+            raise SandboxError(f"the sandbox kernel could not install rlm's helpers: {info.get('error', info)}")
         self._known = {p.pid for p in self._processes()}
-        if self.kernel_pid is None and self.uid is not None and len(self._known) == 1:
-            self.kernel_pid = next(iter(self._known))
+
+    async def _wait_sockets(self, deadline: float) -> None:
+        """Until ipykernel has bound its five sockets; then (with a uid of its own) freeze their dir."""
+        info = self._km.get_connection_info() if self._km is not None else {}
+        names = [f"zmq-{info[k]}" for k in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
+        loop = asyncio.get_running_loop()
+        while not self.files.sockets_ready(names):
+            if loop.time() > deadline:
+                raise SandboxError(
+                    f"the sandbox kernel did not start within {self.config.start_timeout:g} s.{self._log_tail()}")
+            if not await self._alive():
+                raise SandboxError(
+                    f"the sandbox kernel exited during start-up (is ipykernel installed for {self.config.python}?)."
+                    f"{self._log_tail()} Use RLM(sandbox='local') to run without the sandbox.")
+            await asyncio.sleep(0.01)
+        if not self.files.freeze_sockets():
+            raise SandboxError("the sandbox kernel's socket directory was replaced during start-up")
 
     def _log_tail(self) -> str:
-        try:
-            text = Path(self.rundir, "kernel.log").read_bytes()[-2000:].decode("utf-8", "replace").strip()
-        except OSError:
-            return ""
+        text = self.files.log_tail()
         return f" Kernel log: {text}" if text else ""
 
     async def _wait_ready(self, deadline: float) -> None:
@@ -197,9 +184,7 @@ class SandboxKernel:
                 raise SandboxError(
                     f"the sandbox kernel did not answer within {self.config.start_timeout:g} s.{self._log_tail()}")
             if not await self._alive():
-                raise SandboxError(
-                    f"the sandbox kernel exited during start-up (is ipykernel installed for {self.config.python}?)."
-                    f"{self._log_tail()} Use RLM(sandbox='local') to run without the sandbox.")
+                raise SandboxError(f"the sandbox kernel exited during start-up.{self._log_tail()}")
             msg_id = self._kc.kernel_info()
             try:
                 await self._reply(msg_id, 0.5)
@@ -233,16 +218,21 @@ class SandboxKernel:
                 if not await self._alive():
                     raise KernelLost(self._death()) from None
                 continue
-            if msg.get("parent_header", {}).get("msg_id") == msg_id:
-                return dict(msg.get("content") or {})
+            if not isinstance(msg, dict):
+                continue
+            parent = msg.get("parent_header")
+            if isinstance(parent, dict) and parent.get("msg_id") == msg_id:
+                content = msg.get("content")
+                return dict(content) if isinstance(content, dict) else {}
 
     async def _wait(self, msg_id: str, timeout: float) -> dict[str, Any]:
         content = await self._reply(msg_id, timeout)
-        for item in content.get("payload") or []:
+        payload = content.get("payload")
+        for item in payload if isinstance(payload, list) else []:
             if isinstance(item, dict) and item.get("source") == "rlm" and isinstance(item.get("data"), dict):
                 return dict(item["data"])
         if content.get("status") == "error":
-            return {"error": f"{content.get('ename', 'Error')}: {content.get('evalue', '')}"}
+            return {"error": f"{_text(content.get('ename')) or 'Error'}: {_text(content.get('evalue'))}"}
         raise KernelLost("the sandbox kernel answered without a result; it has been replaced")
 
     def _death(self) -> str:
@@ -278,7 +268,9 @@ class SandboxKernel:
         return [p.pid for p in self._processes()]
 
     def strays(self) -> list[int]:
-        """Processes root code started that are still alive (the kernel's own are not)."""
+        """Processes root code started that are still alive (the kernel's own are not; none before start-up ends)."""
+        if not self._known:
+            return []
         return [pid for pid in self.processes() if pid not in self._known]
 
     def kill_strays(self) -> int:
@@ -294,7 +286,7 @@ class SandboxKernel:
     # -- what the REPL uses ---------------------------------------------------------------
 
     async def call(self, name: str, args: str, timeout: float) -> dict[str, Any]:
-        """One helper call in the kernel, with no interrupt on timeout (used for load/get/reset)."""
+        """One helper call in the kernel, with no interrupt on timeout (used for load/get)."""
         try:
             return await self._wait(self._send(_CALL.format(name, args)), timeout)
         except _Timeout:
@@ -302,16 +294,28 @@ class SandboxKernel:
             raise KernelLost(f"the sandbox kernel did not answer {name}() within {timeout:g} s") from None
 
     async def load(self, value: Any) -> None:
-        kind = "str" if isinstance(value, str) else "json"
-        path = os.path.join(self.rundir, f"context.{'txt' if kind == 'str' else 'json'}")
+        """Hand the context over in a file the kernel can read and never write; the host deletes it."""
+        if isinstance(value, str):
+            kind, data = "str", value.encode("utf-8", "surrogatepass")
+        else:
+            try:
+                kind, data = "pickle", pickle.dumps(value, protocol=5)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                raise TypeError(f"the context cannot go to the sandbox kernel: it is not picklable ({exc})") from None
+        path = await asyncio.to_thread(self.files.write_context, data, kind)
+        try:
+            data = b""
+            reply = await self.call("load", f"{path!r}, {kind!r}", self.config.start_timeout)
+        finally:
+            self.files.drop(path)
+        if "error" in reply:
+            raise TypeError(f"the sandbox kernel could not load the context: {_text(reply['error'])[:500]}")
 
-        def write() -> None:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(value) if kind == "str" else json.dump(value, fh)
-            self._own(path)
-
-        await asyncio.to_thread(write)
-        await self.call("load", f"{path!r}, {kind!r}", self.config.start_timeout)
+    async def interrupt(self) -> None:
+        """An interrupt_request on the control channel (the kernelspec's interrupt_mode is message)."""
+        if self._km is None or self._control is None or self._dead:
+            return
+        self._km.session.send(self._control, self._km.session.msg("interrupt_request", content={}))
 
     async def run_step(self, code: str, host: Host, timeout: float) -> ExecResult:
         started = time.perf_counter()
@@ -324,7 +328,7 @@ class SandboxKernel:
             except _Timeout:
                 # The bridge stays open: a step blocked in llm_query gets its
                 # KeyboardInterrupt inside the call, and the call is cancelled right after.
-                await self._km.interrupt_kernel()  # type: ignore[union-attr]
+                await self.interrupt()
                 note = (f"Step timed out after {timeout:g} s and was interrupted; variables assigned before "
                         "the interruption are kept. Split the work into smaller steps.")
                 try:
@@ -333,58 +337,84 @@ class SandboxKernel:
                     self.kill()
                     raise KernelLost(f"Step timed out after {timeout:g} s and did not stop when interrupted.") from None
         except asyncio.CancelledError:
-            self.dirty = True
-            if self._km is not None and not self._dead:
-                asyncio.ensure_future(self._km.interrupt_kernel())
+            if not self._dead:
+                asyncio.ensure_future(self.interrupt())
             raise
         finally:
             self.bridge.close_step()
             if not self._dead:
                 self.kill_strays()
-        return _result(data, note, time.perf_counter() - started)
-
-    async def reset(self) -> bool:
-        """Ready for the next completion? False if it must be replaced instead."""
-        self.bridge.close_step()
-        if self._dead:
-            return False
-        try:
-            self.kill_strays()
-            data = await self.call("reset", "", self.config.interrupt_grace + 5.0)
-        except SandboxError:
-            return False
-        self.dirty = False
-        return data.get("ok") is True
+        return _result(data, note, time.perf_counter() - started, self.config.max_capture_chars)
 
     def kill(self) -> None:
-        """Kill every process of this sandbox and remove its files. Idempotent, any thread."""
+        """Kill every process of this sandbox and remove its files. Idempotent, any thread, never raises."""
         self._dead = True
-        if self.launched_pid is not None:
-            procs.kill_group(self.launched_pid)
-            procs.kill([self.launched_pid])
-        for _ in range(20):
-            left = [p.pid for p in self._processes()]
-            if not left or not procs.kill(left):
-                break
-        shutil.rmtree(self.rundir, ignore_errors=True)
+        try:
+            if self.launched_pid is not None:
+                procs.kill_group(self.launched_pid)
+                procs.kill([self.launched_pid])
+            for _ in range(20):
+                left = [p.pid for p in self._processes()]
+                if not left or not procs.kill(left):
+                    break
+        except Exception:  # noqa: BLE001 - a kill must never stop the next kernel's kill
+            log.exception("rlm: killing sandbox %s failed", self.id)
+        self.files.remove()
+
+    def release_sockets(self) -> None:
+        """Close our zmq sockets (their file descriptors and eventfds); on the loop, or at exit."""
+        kc, control = self._kc, self._control
+        self._kc = self._control = None
+        try:
+            if kc is not None:
+                kc.stop_channels()
+        finally:
+            if control is not None:
+                control.close(linger=0)
+
+    def abandon(self) -> None:
+        """Release every socket without awaiting (the pool was garbage-collected)."""
+        self.bridge.abandon()
+        self.release_sockets()
+        if self._km is not None:
+            try:  # the manager's own control socket; on the runtime loop when it still runs
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            loop.create_task(_awaited(self._km.shutdown_kernel(now=True)))
 
     async def aclose(self) -> None:
         self.kill()
         await self.bridge.close()
-        if self._kc is not None:
-            self._kc.stop_channels()
+        self.release_sockets()
         if self._km is not None:
-            try:  # reaps the process and closes the manager's control socket
+            try:  # reaps the process
                 await asyncio.wait_for(self._km.shutdown_kernel(now=True), 5.0)
             except (asyncio.TimeoutError, OSError, RuntimeError):
                 pass
 
 
-def _result(data: dict[str, Any], note: str | None, seconds: float) -> ExecResult:
-    """Untrusted data from the kernel, checked field by field."""
+async def _awaited(awaitable: Any) -> None:
+    await awaitable
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def clean(text: str, cap: int) -> str:
+    """Text from the kernel as the host keeps it: capped head and tail, no lone surrogates."""
+    if len(text) > cap:
+        half = cap // 2
+        text = f"{text[:half]}\n... [{len(text) - 2 * half} characters omitted] ...\n{text[-half:]}"
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _result(data: dict[str, Any], note: str | None, seconds: float, cap: int) -> ExecResult:
+    """Untrusted data from the kernel, checked field by field and capped here, not only in the kernel."""
     def text(key: str) -> str | None:
         value = data.get(key)
-        return value if isinstance(value, str) else None
+        return clean(value, cap) if isinstance(value, str) else None
 
     error = text("error")
     if note is not None:

@@ -46,7 +46,7 @@ def watch(view: bool | None, control: RunControl | None = None) -> Iterator[list
         yield []
         return
     if importlib.util.find_spec("anywidget") is None:
-        message = "the live view needs anywidget: pip install 'rlm[notebook]'"
+        message = "the live view needs anywidget, which rlm depends on: pip install anywidget"
         if view:
             raise ConfigError(message)
         log.warning("rlm: %s", message)

@@ -35,13 +35,17 @@ def code(*lines: str) -> str:
 def test_every_context_type_arrives_equal(mode: str, tmp_path) -> None:
     path = tmp_path / "doc.txt"
     path.write_text("from a file\n" * 1000)
-    contexts = ["plain ünïcode text \u2603", ["a", "bb", {"k": [1, 2.5, None]}], {"x": {"y": [True, "z"]}}, path]
-    with ScriptedLM(root=[code("import json; print(json.dumps(context))"), "FINAL(ok)"] * 4) as lm, make(lm, mode) as rlm:
+    contexts = ["plain ünïcode text \u2603", ["a", "bb", {"k": [1, 2.5, None]}], {"x": {"y": [True, "z"]}}, path,
+                {2019: "int key", (1, "a"): ("tuple", "value")}, ("a", ("b",)), "lone \ud800 surrogate"]
+    program = code("print(repr(context).encode('utf-8', 'backslashreplace').decode(), type(context).__name__)")
+    with ScriptedLM(root=[program, "FINAL(ok)"] * len(contexts)) as lm, make(lm, mode) as rlm:
         for ctx in contexts:
             out = rlm.completion(ctx, "q").steps[0].outputs[0]
             expected = path.read_text() if ctx is path else ctx
-            assert json.loads(out.stdout) == expected, out
-        assert rlm.kernels.started == 1 and rlm.kernels.reused == 3
+            shown = repr(expected).encode("utf-8", "backslashreplace").decode()
+            assert out.stdout == f"{shown} {type(expected).__name__}\n", out
+        # every completion had a kernel of its own, all but the first already warm when asked for
+        assert rlm.kernels.started >= len(contexts) and rlm.kernels.warm_hits == len(contexts) - 1
 
 
 def test_helpers_behave_as_in_the_local_repl() -> None:
@@ -68,7 +72,7 @@ def test_helpers_behave_as_in_the_local_repl() -> None:
     assert traced["kernel"] == traced["local"] and len(traced["kernel"]) >= 5
     lines = outputs["kernel"].stdout.splitlines()
     assert lines[0] == "echo one ['echo p0', 'echo p1', 'echo p2'] FailedCall True True LMResponseError 500"
-    assert lines[1:] == ["TypeError True", "ConfigError", "2 True 6"]
+    assert lines[1:] == ["TypeError True", "ValueError", "2 True 6"]
     assert outputs["kernel"].stdout == outputs["local"].stdout and outputs["kernel"].error is None
 
 
@@ -83,11 +87,11 @@ def test_failed_call_from_the_kernel_is_a_str_subclass_with_the_error() -> None:
 
 def test_state_persists_within_a_completion_and_is_gone_in_the_next() -> None:
     replies = [code("x = 41", "open('scratch.txt', 'w').write('s')"), code("x += 1"), "FINAL_VAR(x)",
-               code("print('x' in dir(), __import__('os').listdir('.'))"), "FINAL(ok)"]
+               code("print('x' in dir(), 'scratch.txt' in __import__('os').listdir('.'))"), "FINAL(ok)"]
     with ScriptedLM(root=replies) as lm, make(lm) as rlm:
         assert rlm.completion("ctx", "q").answer == "42"
-        assert rlm.completion("ctx", "q").steps[0].outputs[0].stdout == "False []\n"
-        assert rlm.kernels.stats()["started"] == 1
+        assert rlm.completion("ctx", "q").steps[0].outputs[0].stdout == "False False\n"
+        assert rlm.kernels.stats()["started"] >= 2
 
 
 def test_two_completions_at_once_get_two_kernels() -> None:
@@ -100,7 +104,7 @@ def test_two_completions_at_once_get_two_kernels() -> None:
         for t in threads:
             t.join(60)
         assert results == ["ok", "ok"]
-        assert rlm.kernels.started == 2
+        assert rlm.kernels.started >= 2
 
 
 def test_recursion_runs_the_child_in_its_own_kernel() -> None:
@@ -155,7 +159,7 @@ def test_without_bubblewrap_the_library_says_what_is_not_isolated(caplog) -> Non
     assert "filesystem: NOT isolated" in text and "network: NOT isolated" in text
     assert "environment: scrubbed" in text
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("NOT isolated" in w and "bubblewrap" in w for w in warnings), warnings
+    assert any("NOT isolated" in w and "runs with your rights" in w for w in warnings), warnings
 
 
 def test_kernel_repl_works_without_rlm() -> None:
@@ -186,14 +190,13 @@ def test_kernel_repl_works_without_rlm() -> None:
 
 
 def test_timeout_during_a_slow_sub_call_cancels_it_and_the_bridge_recovers() -> None:
-    replies = [code("r = llm_query('slow')"), code("print(llm_query('fast'))"), "FINAL(ok)"]
+    replies = [code("kept = 1", "r = llm_query('slow')"), code("print(llm_query('fast'), kept)"), "FINAL(ok)"]
     with ScriptedLM(root=replies, latency=lambda r: 30.0 if r.prompt == "slow" else 0.0) as lm, \
             make(lm, step_timeout=1.0) as rlm:
         result = rlm.completion("ctx", "q")
         assert "timed out after 1 s" in result.steps[0].outputs[0].error
-        assert result.steps[1].outputs[0].stdout == "ok\n"
+        assert result.steps[1].outputs[0].stdout == "ok 1\n"  # interrupted, not restarted: `kept` is still there
         assert lm.stats["in_flight"] == 0  # the slow call was cancelled, not left running
-        assert rlm.kernels.started == 1, result.steps[0].outputs[0].error  # interrupted, not restarted
 
 
 def test_cpu_seconds_limit_ends_a_kernel_that_used_them_up() -> None:

@@ -22,6 +22,7 @@ from rlm.repl.sandbox_env import bwrap_path
 from rlm.testing import ScriptedLM
 
 PROGRAM = "```repl\nimport time\ntime.sleep(0.3)\nv = llm_query('x')\n```"
+SLOW = "```repl\nimport time\ntime.sleep(1.5)\nv = llm_query('x')\n```"
 MODES = pytest.mark.parametrize("mode", ["bwrap", "none"])
 
 
@@ -61,19 +62,35 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
 @MODES
-def test_close_kills_every_kernel_and_removes_its_files(mode: str) -> None:
+def test_a_finished_completions_kernel_is_gone_and_close_kills_the_rest(mode: str) -> None:
     before = children()
-    with ScriptedLM(root=lambda r: "FINAL_VAR(v)" if len(r.messages) > 2 else PROGRAM) as lm:
+    with ScriptedLM(root=lambda r: "FINAL_VAR(v)" if len(r.messages) > 2 else SLOW) as lm:
         rlm_ = RLM("root", base_url=lm.base_url, api_key="k", sandbox=config(mode))
         threads = [threading.Thread(target=rlm_.completion, args=("c", "q")) for _ in range(3)]
         for t in threads:
             t.start()
+        busy = wait_for(lambda: [k for k in rlm_.kernels.kernels if k.bridge.step_open] if len(
+            [k for k in rlm_.kernels.kernels if k.bridge.step_open]) == 3 else None)
+        used_pids = [pid for k in busy for pid in [*k.processes(), k.launched_pid]]
+        used_dirs = [k.rundir for k in busy]
         for t in threads:
             t.join(60)
+        wait_gone(used_pids, used_dirs)  # each kernel died with its completion
+        wait_for(lambda: rlm_.kernels.stats()["warm"] == 1)
         pids, dirs = sandbox_state(rlm_)
-        assert len(dirs) >= 2 and all(_alive(p) for p in pids)
-        assert children() - before, "the kernels should be our children until closed"
+        assert pids and all(_alive(p) for p in pids)
+        assert children() - before, "the warm kernel is our child until closed"
         rlm_.close()
     wait_gone(pids, dirs)
     assert children() - before == set()
@@ -83,6 +100,7 @@ def test_garbage_collection_kills_the_kernels() -> None:
     with ScriptedLM(root=[PROGRAM, "FINAL_VAR(v)"]) as lm:
         rlm_ = RLM("root", base_url=lm.base_url, api_key="k")
         assert rlm_.completion("c", "q").answer == "ok"
+        wait_for(lambda: rlm_.kernels.stats()["warm"] == 1)
         pids, dirs = sandbox_state(rlm_)
         assert pids
         del rlm_
@@ -112,6 +130,8 @@ HOST = textwrap.dedent("""\
     lm = ScriptedLM(root=["```repl\\nx = 1\\n```", "FINAL(ok)"]).start()
     r = RLM("root", base_url=lm.base_url, api_key="k", sandbox=SandboxConfig(isolation=sys.argv[2]))
     r.completion("c", "q")
+    while r.kernels.stats()["warm"] < 1:
+        time.sleep(0.05)
     k = r.kernels.kernels
     print(json.dumps([[p for kk in k for p in kk.processes()] + [kk.launched_pid for kk in k], [kk.rundir for kk in k]]), flush=True)
     if sys.argv[1] == "hang":
@@ -149,9 +169,9 @@ def test_a_sigkilled_host_takes_its_kernels_with_it(mode: str) -> None:
         host.wait()
         host.stdout.close()
     # the next pool removes the run directories a killed host could not
-    from rlm.repl.sandbox_kernel import remove_stale_rundirs
+    from rlm.repl.rundir import remove_stale
 
-    remove_stale_rundirs()
+    remove_stale()
     assert not any(os.path.exists(d) for d in dirs)
 
 

@@ -8,6 +8,7 @@ import socket
 import struct
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -114,9 +115,9 @@ BRIDGE_CLIENT = textwrap.dedent("""\
     import json, socket, struct, sys
     rt = sys.modules['_rlm_kernel']._runtime
     path, token = rt.bridge._path, rt.bridge._token
-    def raw(body, header=None):
+    def raw(body, header=None, tok=None):
         s = socket.socket(socket.AF_UNIX); s.connect(path)
-        s.sendall((header if header is not None else struct.pack('>I', len(body))) + body)
+        s.sendall((header if header is not None else struct.pack('>32sI', tok or token, len(body))) + body)
         s.settimeout(5)
         try:
             size = struct.unpack('>I', s.recv(4))[0]
@@ -126,28 +127,35 @@ BRIDGE_CLIENT = textwrap.dedent("""\
             return json.loads(data)
         except (OSError, struct.error) as e:
             return {'closed': type(e).__name__}
-    def req(**fields):
-        return raw(json.dumps(fields).encode())
+    def req(tok=None, **fields):
+        return raw(json.dumps(fields).encode(), tok=tok)
 """)
 
 
 def _refused(sandbox: Sandbox, code: str) -> tuple[str, int, int]:
     """Run a bridge attack; returns its output, the sub-calls it caused, the refusals counted."""
-    kernel_refused = lambda: sum(len(k.bridge.refused) for k in sandbox.pool.kernels)
-    before_sub, before_refused = sandbox.lm.stats["sub"], kernel_refused()
+    before_sub, before_refused = sandbox.lm.stats["sub"], len(sandbox.pool.refused)
     result = sandbox.attack(BRIDGE_CLIENT + code, then="print('alive')")
     sandbox.check_survived(result)
-    return sandbox.step(result).stdout, sandbox.lm.stats["sub"] - before_sub, kernel_refused() - before_refused
+    return sandbox.step(result).stdout, sandbox.lm.stats["sub"] - before_sub, len(sandbox.pool.refused) - before_refused
 
 
 def test_bridge_refuses_a_request_without_token(sandbox: Sandbox) -> None:
-    out, calls, refused = _refused(sandbox, "print(req(op='llm_query', args={'prompt': 'x'}))")
+    out, calls, refused = _refused(sandbox, "print(req(tok=bytes(32), op='llm_query', args={'prompt': 'x'}))")
     assert "PermissionError" in out and "token" in out and calls == 0 and refused == 1
 
 
 def test_bridge_refuses_a_forged_token(sandbox: Sandbox) -> None:
-    out, calls, refused = _refused(sandbox, "print(req(token=token[:-2] + 'xx', op='llm_query', args={'prompt': 'x'}))")
+    code = "print(req(tok=token[:-1] + bytes([token[-1] ^ 1]), op='llm_query', args={'prompt': 'x'}))"
+    out, calls, refused = _refused(sandbox, code)
     assert "PermissionError" in out and calls == 0 and refused == 1
+
+
+def test_bridge_checks_the_token_before_reading_a_body(sandbox: Sandbox) -> None:
+    # A 4 GiB length under a wrong token: refused on the 36-byte header, nothing else is read.
+    code = "print(raw(b'', header=struct.pack('>32sI', bytes(32), 2**32 - 1)))\nprint(llm_query('after'))"
+    out, calls, refused = _refused(sandbox, code)
+    assert "token" in out and out.endswith("ok\n") and calls == 1 and refused == 1
 
 
 def test_bridge_refuses_a_pickle(sandbox: Sandbox, tmp_path) -> None:
@@ -163,20 +171,108 @@ def test_bridge_refuses_a_pickle(sandbox: Sandbox, tmp_path) -> None:
     assert not marker.exists()
 
 
+def test_bridge_refuses_json_nested_too_deep_and_stays_usable(sandbox: Sandbox) -> None:
+    code = "print(raw(b'[' * 200000 + b']' * 200000))\nprint(llm_query('after'))"
+    out, calls, refused = _refused(sandbox, code)
+    assert "nested too deep" in out and out.endswith("ok\n") and calls == 1 and refused == 1
+
+
 def test_bridge_refuses_an_oversized_message_without_reading_it(sandbox: Sandbox) -> None:
-    code = "print(raw(b'{}', header=struct.pack('>I', 2**32 - 1)))\nprint(llm_query('after'))"
+    code = "print(raw(b'{}', header=struct.pack('>32sI', token, 2**32 - 1)))\nprint(llm_query('after'))"
     out, calls, refused = _refused(sandbox, code)
     assert "over the" in out and "MiB limit" in out and out.endswith("ok\n")
     assert calls == 1 and refused == 1
 
 
-def test_bridge_refuses_other_operations_and_extra_arguments(sandbox: Sandbox) -> None:
+def test_bridge_refuses_other_operations_and_bad_arguments_are_type_errors(sandbox: Sandbox) -> None:
     code = textwrap.dedent("""\
-        print(req(token=token, op='shell', args={'cmd': 'id'}))
-        print(req(token=token, op='llm_query', args={'prompt': 'x', 'base_url': 'http://evil', 'api_key': 'k'}))
-        print(req(token=token, op='llm_batch', args={'prompts': 'not a list'}))""")
+        print(req(op='shell', args={'cmd': 'id'}))
+        print(req(op='llm_query', args={'prompt': 'x', 'base_url': 'http://evil', 'api_key': 'k'}))
+        print(req(op='llm_batch', args={'prompts': 'not a list'}))""")
     out, calls, refused = _refused(sandbox, code)
-    assert out.count("rlm bridge:") == 3 and calls == 0 and refused == 3
+    assert out.count("rlm bridge:") == 1 and out.count("'type': 'TypeError'") == 2 and "unexpected keyword" in out
+    assert calls == 0 and refused == 1
+
+
+def test_a_typo_in_root_code_is_a_type_error_and_the_next_call_works(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        for bad in (lambda: llm_query(123), lambda: llm_batch(['a'], max_concurrent=2.0),
+                    lambda: llm_batch([1, 2]), lambda: llm_query('x', model=5)):
+            try:
+                bad()
+            except TypeError as e:
+                print('TypeError', str(e)[:40])
+        print(llm_query('fine'))""")
+    before = len(sandbox.pool.refused)
+    result = sandbox.attack(code)
+    out = sandbox.step(result).stdout
+    assert out.count("TypeError") == 4 and out.endswith("ok\n"), out
+    assert len(sandbox.pool.refused) == before  # not a security event
+    sandbox.check_survived(result)
+
+
+def test_bridge_caps_connections(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        socks = []
+        for _ in range(40):
+            s = socket.socket(socket.AF_UNIX); s.connect(path); socks.append(s)
+        import select, time
+        time.sleep(0.3)
+        closed = sum(s.recv(1) == b'' for s in select.select(socks, [], [], 0.5)[0])
+        print('closed', closed)
+        for s in socks:
+            s.close()
+        print(llm_query('after'))""")
+    out, calls, refused = _refused(sandbox, code)
+    assert "closed 8" in out and out.endswith("ok\n") and calls == 1 and refused == 8, out
+
+
+def test_bridge_caps_batch_length_and_clamps_concurrency(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        try:
+            llm_batch(['x'] * 20_001)
+        except ValueError as e:
+            print('ValueError', 'max_batch' in str(e))
+        print(len(llm_batch(['y'] * 20, max_concurrent=10**9)))""")
+    before = sandbox.lm.stats["sub"]
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout == "ValueError True\n20\n"
+    assert sandbox.lm.stats["sub"] - before == 20
+    sandbox.check_survived(result)
+
+
+def test_root_code_may_only_name_configured_models(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        try:
+            llm_query('x', model='gpt-5-pro')
+        except ValueError as e:
+            print('refused', 'configured models' in str(e))
+        print(llm_query('y', model='sub'))""")
+    before = sandbox.lm.stats["sub"]
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout == "refused True\nok\n"
+    assert sandbox.lm.stats["sub"] - before == 1
+    sandbox.check_survived(result)
+
+
+def test_tokenizer_work_on_the_host_is_bounded(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        try:
+            chunk('word ' * 300_000, max_tokens=1)
+        except ValueError as e:
+            print('ValueError', 'pieces' in str(e))
+        print(len(chunk('word ' * 3000, max_tokens=1000)))""")
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout == "ValueError True\n4\n"
+    sandbox.check_survived(result)
+
+
+def test_the_host_caps_step_output_whatever_the_kernel_sends(sandbox: Sandbox) -> None:
+    code = "import sys\nsys.modules['_rlm_kernel']._Capture.getvalue = lambda self: 'x' * 9_000_000\nprint(1)"
+    result = sandbox.attack(code, then="print('alive')")
+    out = sandbox.step(result).stdout
+    assert len(out) < 2_100_000 and "characters omitted" in out
+    sandbox.check_survived(sandbox.attack("pass"))  # the next completion's kernel is a fresh one
 
 
 def test_bridge_refuses_calls_from_a_thread_left_running_after_the_step(sandbox: Sandbox) -> None:
@@ -211,16 +307,15 @@ def test_another_local_process_cannot_use_the_bridge(sandbox: Sandbox) -> None:
     thread.start()
     try:
         busy = []
-        for _ in range(100):
+        deadline = time.monotonic() + 10
+        while not busy and time.monotonic() < deadline:
             busy = [k for k in sandbox.pool.kernels if k.bridge.step_open]
-            if busy:
-                break
-            threading.Event().wait(0.05)
+            threading.Event().wait(0.02)
         assert busy, "no step ran"
-        body = b'{"token": "guess", "op": "llm_query", "args": {"prompt": "x"}}'
+        body = b'{"op": "llm_query", "args": {"prompt": "x"}}'
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(busy[0].bridge.path)
-            s.sendall(struct.pack(">I", len(body)) + body)
+            s.sendall(struct.pack(">32sI", b"guess" * 6 + b"xx", len(body)) + body)
             s.settimeout(5)
             reply = s.recv(65536)
     finally:
