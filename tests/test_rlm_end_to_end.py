@@ -193,8 +193,9 @@ def test_bad_input_errors_say_what_to_do(monkeypatch):
         rlm = make_rlm(lm)
         with pytest.raises(TypeError, match="supported: str, list"):
             rlm.completion(object(), "q")
-        with pytest.raises(TypeError, match="JSON"):
-            rlm.completion({"a": object()}, "q")
+        if _SANDBOX["name"] == "kernel":  # the local REPL takes the very objects, picklable or not
+            with pytest.raises(TypeError, match="picklable"):
+                rlm.completion({"a": threading.Lock()}, "q")
         with pytest.raises(ConfigError, match="query"):
             rlm.completion("ctx", "")
         assert lm.stats["requests"] == 0

@@ -17,7 +17,7 @@ from ..errors import SandboxError
 from .base import ExecResult, Host, load_context
 from .kernel_pool import KernelPool
 from .sandbox_env import SandboxConfig
-from .sandbox_kernel import KernelLost, SandboxKernel
+from .sandbox_kernel import KernelLost, SandboxKernel, encode_context
 
 RESTARTED = ("The sandbox was restarted: every variable was lost; `context` and the helper "
              "functions are loaded again.")
@@ -41,16 +41,18 @@ class KernelREPL:
         self._owns_pool = pool is None
         self.pool = pool if pool is not None else KernelPool(SandboxConfig())
         self.step_timeout = step_timeout if step_timeout is not None else self.pool.config.step_timeout
-        self._context: Any = None
+        self._context: tuple[str, bytes] | None = None
         self._host: Host | None = None
         self._ready: asyncio.Future[SandboxKernel] | None = None
 
     async def start(self, context: Any, host: Host) -> None:
-        self._context = load_context(context)
+        """Checks and encodes the context here, so a context the kernel cannot take fails before any model call."""
+        self._context = await asyncio.to_thread(encode_context, load_context(context))
         self._host = host
         self._ready = asyncio.ensure_future(self._prepare())
 
     async def _prepare(self) -> SandboxKernel:
+        assert self._context is not None
         kernel = await self.pool.acquire()
         try:
             await kernel.load(self._context)

@@ -166,7 +166,7 @@ class KernelPool:
     def release(self, kernel: SandboxKernel) -> None:
         """A completion is done with ``kernel``: it is killed in the background, never lent again."""
         self._kernels.discard(kernel)
-        kernel.kill()
+        kernel.kill_processes()
         self._track(kernel.aclose())
 
     async def discard(self, kernel: SandboxKernel) -> None:

@@ -22,7 +22,7 @@ class ProcInfo:
     rss_pages: int
 
 
-def _read(pid: int) -> ProcInfo | None:
+def read(pid: int) -> ProcInfo | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             raw = fh.read().decode("ascii", "replace")
@@ -51,7 +51,7 @@ def by_uid(uid: int) -> list[ProcInfo]:
                 continue
         except OSError:
             continue
-        info = _read(pid)
+        info = read(pid)
         if info is not None and info.uid == uid and info.state not in "ZX":
             found.append(info)
     return found
@@ -59,7 +59,7 @@ def by_uid(uid: int) -> list[ProcInfo]:
 
 def descendants(root: int) -> list[ProcInfo]:
     """Live processes under ``root`` (not ``root`` itself)."""
-    infos = [i for i in (_read(p) for p in all_pids()) if i is not None]
+    infos = [i for i in (read(p) for p in all_pids()) if i is not None]
     children: dict[int, list[ProcInfo]] = {}
     for info in infos:
         children.setdefault(info.ppid, []).append(info)

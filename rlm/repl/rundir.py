@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +52,7 @@ class RunDir:
         self.connection_file = os.path.join(self.path, "connection.json")
         self.log_file = os.path.join(self.path, "kernel.log")
         self.spec_dir = os.path.join(self.path, "spec")
+        self._lock = threading.Lock()
         self._fd: int | None = safe_fs.open_dir(self.path)
         self._contexts = 0
         self._readable = 0o440 if self.gid is not None else 0o400
@@ -140,11 +142,12 @@ class RunDir:
         return safe_fs.freeze_dir(self.sock, self.gid)
 
     def remove(self) -> None:
-        """Everything goes, however deep or strange the kernel made its part. Never raises."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        safe_fs.remove_tree(self.path)
+        """Everything goes, however deep or strange the kernel made its part. Never raises; any thread."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            safe_fs.remove_tree(self.path)
 
 
 def remove_stale(deadline_s: float = 10.0) -> int:

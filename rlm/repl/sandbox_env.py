@@ -7,6 +7,7 @@ the kernel manager and the docs' isolation report agree on what is isolated.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
@@ -201,16 +202,31 @@ def _world_traversable(path: str) -> bool:
 def python_dirs(python: str, extra: Mapping[str, str] | None = None) -> list[str]:
     """Directories the kernel's interpreter and its packages live in (bound read-only).
 
-    ``PYTHONPATH`` entries of ``extra_env`` count too: the kernel imports from them.
+    For this process's own interpreter they are read off ``sys``; another interpreter
+    is asked once. ``PYTHONPATH`` entries of ``extra_env`` count too: the kernel imports
+    from them.
     """
-    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-            str(Path(python).parent), str(Path(python).resolve().parent.parent)}
-    dirs.update(site.getsitepackages())
-    user_site = site.getusersitepackages()
-    if isinstance(user_site, str):
-        dirs.add(user_site)
+    dirs = set(_interpreter_dirs(python))
     dirs.update(p for p in (extra or {}).get("PYTHONPATH", "").split(os.pathsep) if p)
     return sorted(d for d in dirs if d and os.path.isdir(d))
+
+
+@functools.lru_cache(maxsize=8)
+def _interpreter_dirs(python: str) -> tuple[str, ...]:
+    here = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        dirs = {*here, *site.getsitepackages(), str(Path(python).parent)}
+        user_site = site.getusersitepackages()
+        if isinstance(user_site, str):
+            dirs.add(user_site)
+        return tuple(dirs)
+    probe = "import json, site, sys; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path]))"
+    try:
+        done = subprocess.run([python, "-I", "-c", probe], check=True, capture_output=True, timeout=30, text=True)
+        found = [str(p) for p in json.loads(done.stdout)]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        found = []
+    return (str(Path(python).parent), str(Path(python).resolve().parent.parent), *found)
 
 
 def resolve(config: SandboxConfig) -> Isolation:

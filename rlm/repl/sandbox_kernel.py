@@ -293,18 +293,11 @@ class SandboxKernel:
             self.kill()
             raise KernelLost(f"the sandbox kernel did not answer {name}() within {timeout:g} s") from None
 
-    async def load(self, value: Any) -> None:
+    async def load(self, payload: tuple[str, bytes]) -> None:
         """Hand the context over in a file the kernel can read and never write; the host deletes it."""
-        if isinstance(value, str):
-            kind, data = "str", value.encode("utf-8", "surrogatepass")
-        else:
-            try:
-                kind, data = "pickle", pickle.dumps(value, protocol=5)
-            except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                raise TypeError(f"the context cannot go to the sandbox kernel: it is not picklable ({exc})") from None
+        kind, data = payload
         path = await asyncio.to_thread(self.files.write_context, data, kind)
         try:
-            data = b""
             reply = await self.call("load", f"{path!r}, {kind!r}", self.config.start_timeout)
         finally:
             self.files.drop(path)
@@ -348,18 +341,24 @@ class SandboxKernel:
 
     def kill(self) -> None:
         """Kill every process of this sandbox and remove its files. Idempotent, any thread, never raises."""
+        self.kill_processes()
+        self.files.remove()
+
+    def kill_processes(self) -> None:
+        """SIGKILL the sandbox's processes, found first and killed together: a child killed after its
+        parent would be re-parented out of our sight (without a pid namespace or a uid of its own)."""
         self._dead = True
         try:
+            for _ in range(20):
+                pids = [p.pid for p in self._processes()]
+                if self.launched_pid is not None and _running(self.launched_pid):
+                    pids.append(self.launched_pid)
+                if not pids or not procs.kill(pids):
+                    break
             if self.launched_pid is not None:
                 procs.kill_group(self.launched_pid)
-                procs.kill([self.launched_pid])
-            for _ in range(20):
-                left = [p.pid for p in self._processes()]
-                if not left or not procs.kill(left):
-                    break
         except Exception:  # noqa: BLE001 - a kill must never stop the next kernel's kill
             log.exception("rlm: killing sandbox %s failed", self.id)
-        self.files.remove()
 
     def release_sockets(self) -> None:
         """Close our zmq sockets (their file descriptors and eventfds); on the loop, or at exit."""
@@ -384,7 +383,9 @@ class SandboxKernel:
             loop.create_task(_awaited(self._km.shutdown_kernel(now=True)))
 
     async def aclose(self) -> None:
-        self.kill()
+        """Kill, then remove the files off the loop (a tree root code made may be large)."""
+        self.kill_processes()
+        await asyncio.to_thread(self.files.remove)
         await self.bridge.close()
         self.release_sockets()
         if self._km is not None:
@@ -394,8 +395,24 @@ class SandboxKernel:
                 pass
 
 
+def _running(pid: int) -> bool:
+    info = procs.read(pid)
+    return info is not None and info.state not in "ZX"
+
+
 async def _awaited(awaitable: Any) -> None:
     await awaitable
+
+
+def encode_context(value: Any) -> tuple[str, bytes]:
+    """The context as the kernel receives it: UTF-8 text, or a pickle (so tuples and int keys survive)."""
+    if isinstance(value, str):
+        return "str", value.encode("utf-8", "surrogatepass")
+    try:
+        return "pickle", pickle.dumps(value, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise TypeError(f"the context cannot go to the sandbox kernel: it is not picklable ({exc}); "
+                        "pass plain data, or use RLM(sandbox='local')") from None
 
 
 def _text(value: Any) -> str:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import pytest
 
 from rlm import RLM, RLMResult
+from sandbox_modes import MODES, sandbox_config
+
 from rlm.repl.kernel_pool import KernelPool
-from rlm.repl.sandbox_env import Isolation, SandboxConfig, bwrap_path
+from rlm.repl.sandbox_env import Isolation
 from rlm.testing import ScriptedLM
 
 CANARY = "sk-rlm-canary-7f3c9e1d2b4a"
@@ -38,6 +40,14 @@ class Sandbox:
             pytest.skip(f"not contained with sandbox={self.isolation.mode} here (needs one of {flags}); "
                         "see docs/security.md")
 
+    def require_confined(self) -> None:
+        """Signal, fork and memory attacks run only where the kernel has its own pid namespace or uid.
+
+        Unconfined, as root, a mistake in the sandbox would reach every process on the
+        machine (``os.kill(-1, 9)`` once did).
+        """
+        self.require("pid_namespace", "separate_user")
+
     def attack(self, code: str, then: str = "print('alive')") -> RLMResult:
         self.lm.root = [f"```repl\n{code}\n```", f"```repl\n{then}\n```", "FINAL(done)"]
         return self.rlm.completion("the context", "q")
@@ -56,19 +66,13 @@ class Sandbox:
             assert kernel.strays() == [], "processes started by root code outlived the step"
 
 
-def _modes() -> list[str]:
-    return ["bwrap", "none"]
-
-
-@pytest.fixture(scope="module", params=_modes())
+@pytest.fixture(scope="module", params=MODES)
 def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    if request.param == "bwrap" and bwrap_path() is None:
-        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap); CI installs it")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OPENAI_API_KEY", CANARY)
         mp.setenv("MY_SERVICE_TOKEN", CANARY)
         with ScriptedLM() as lm:
-            config = SandboxConfig(isolation=request.param, **CONFIG)
+            config = sandbox_config(request.param, **CONFIG)
             with RLM("root", "sub", base_url=lm.base_url, api_key=CANARY, sandbox=config,
                      step_timeout=STEP_TIMEOUT, max_retries=0) as rlm:
                 assert rlm.kernels is not None

@@ -14,7 +14,7 @@ RESTARTED = "The sandbox was restarted: every variable was lost"
 
 def test_killing_the_parent_process_does_not_reach_the_host(sandbox: Sandbox) -> None:
     # Without a pid namespace or a uid of its own, the kernel's parent IS this test process.
-    sandbox.require("pid_namespace", "separate_user")
+    sandbox.require_confined()
     result = sandbox.attack("import os\nos.kill(os.getppid(), 9)")
     assert os.getpid() > 0  # still here
     error = sandbox.step(result).error or ""
@@ -24,7 +24,7 @@ def test_killing_the_parent_process_does_not_reach_the_host(sandbox: Sandbox) ->
 
 def test_killing_every_process_it_can_does_not_reach_the_host(sandbox: Sandbox) -> None:
     # kill(-1) as root outside a pid namespace would signal every process on the machine.
-    sandbox.require("pid_namespace", "separate_user")
+    sandbox.require_confined()
     result = sandbox.attack("import os, signal\nos.kill(-1, signal.SIGKILL)")
     sandbox.check_survived(result)
 
@@ -56,6 +56,7 @@ def test_os_exit_restarts_the_kernel(sandbox: Sandbox) -> None:
 
 
 def test_detached_background_processes_do_not_outlive_the_step(sandbox: Sandbox) -> None:
+    sandbox.require_confined()
     code = textwrap.dedent("""\
         import os, subprocess
         subprocess.Popen(['sleep', '600'], start_new_session=True)

@@ -39,6 +39,7 @@ def test_infinite_recursion_is_a_plain_error(sandbox: Sandbox) -> None:
 
 
 def test_memory_bomb_is_a_memory_error(sandbox: Sandbox) -> None:
+    sandbox.require_confined()
     result = sandbox.attack("x = bytearray(10**11)")
     assert "MemoryError" in sandbox.step(result).error
     # bytes(n) takes zeroed pages lazily: the hoard reaches the address-space limit in well
@@ -51,6 +52,7 @@ def test_memory_bomb_is_a_memory_error(sandbox: Sandbox) -> None:
 
 def test_fork_bomb_is_contained(sandbox: Sandbox) -> None:
     # Root is exempt from RLIMIT_NPROC: a fork bomb in a root kernel would take the machine down.
+    sandbox.require_confined()
     sandbox.require("process_limit")
     result = sandbox.attack("import os\nwhile True:\n    os.fork()")
     error = sandbox.step(result).error

@@ -41,14 +41,14 @@ HOST_SCRIPT = textwrap.dedent("""\
     from rlm.testing import ScriptedLM
     code = sys.argv[2]
     with ScriptedLM(root=["```repl\\n" + code + "\\n```", "FINAL(done)"]) as lm:
-        with RLM("root", base_url=lm.base_url, sandbox=SandboxConfig(isolation=sys.argv[1])) as r:
+        with RLM("root", base_url=lm.base_url, sandbox=SandboxConfig(**json.loads(sys.argv[1]))) as r:
             out = r.completion("ctx", "q").steps[0].outputs[0]
     print(json.dumps([out.stdout, out.error]))
 """)
 
 PROC_SCAN = textwrap.dedent("""\
     import os
-    seen, hits = 0, []
+    seen, hits, needle = 0, [], bytes(reversed(b'yranac-mlr-ks'))  # not spelled out: our cmdline holds this code
     for pid in [os.getppid(), 1] + [int(p) for p in os.listdir('/proc') if p.isdigit()]:
         for name in ('environ', 'cmdline'):
             try:
@@ -56,16 +56,18 @@ PROC_SCAN = textwrap.dedent("""\
             except OSError:
                 continue
             seen += 1
-            if b'sk-rlm-canary' in data:
+            if needle in data:
                 hits.append((pid, name))
     print('seen', seen, 'hits', hits)""")
 
 
 def test_parent_and_other_processes_environ_do_not_leak_the_key(sandbox: Sandbox) -> None:
     """The host is a fresh process whose *initial* environment holds the key, as a shell export would."""
-    sandbox.require("pid_namespace", "separate_user")
+    sandbox.require_confined()
     env = {**os.environ, "OPENAI_API_KEY": CANARY, "PYTHONPATH": str(Path(rlm.__file__).parents[1])}
-    done = subprocess.run([sys.executable, "-c", HOST_SCRIPT, sandbox.isolation.mode, PROC_SCAN],
+    config = sandbox.pool.config
+    settings = json.dumps({"isolation": config.isolation, "python": config.python, "extra_env": dict(config.extra_env)})
+    done = subprocess.run([sys.executable, "-c", HOST_SCRIPT, settings, PROC_SCAN],
                           check=False, env=env, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr[-2000:]
     stdout, error = json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,0 +1,46 @@
+"""The isolation levels tests run the kernel sandbox in, and how each is made to run here.
+
+``uid`` (no bubblewrap; the host is root and the kernel gets a uid of its own) needs
+an interpreter other users can reach. A pyenv under a 0700 /root is not one, so the
+tests use the system's Python of the same version with this environment's packages
+on ``PYTHONPATH``, when both are readable by other users; otherwise they skip.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+from typing import Any
+
+import pytest
+
+from rlm import SandboxConfig
+from rlm.repl.sandbox_env import _world_traversable, bwrap_path
+
+MODES = ["bwrap", "uid", "none"]
+
+
+def uid_settings() -> dict[str, Any] | None:
+    """``python`` and ``extra_env`` for isolation='uid', or None where it cannot run here."""
+    if os.geteuid() != 0:
+        return None
+    python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    packages = [p for p in site.getsitepackages() if os.path.isdir(p)]
+    if not os.path.exists(python) or not all(_world_traversable(p) for p in [python, *packages]):
+        return None
+    return {"python": python, "extra_env": {"PYTHONPATH": os.pathsep.join(packages)}}
+
+
+def sandbox_config(mode: str, **limits: Any) -> SandboxConfig:
+    """A ``SandboxConfig`` for ``mode``, or a skip saying why it cannot run on this machine."""
+    if mode == "bwrap" and bwrap_path() is None:
+        pytest.skip("bubblewrap cannot create a sandbox here")
+    if mode == "uid":
+        settings = uid_settings()
+        if settings is None:
+            pytest.skip("isolation='uid' needs a root host and a Python other users can read "
+                        "(the system's python3 with this venv's packages on PYTHONPATH)")
+        extra = {**settings["extra_env"], **limits.pop("extra_env", {})}
+        return SandboxConfig(isolation="uid", python=settings["python"], extra_env=extra, **limits)
+    return SandboxConfig(isolation=mode, **limits)

@@ -1,0 +1,151 @@
+"""The host trusts nothing the kernel can write or say: its files, its links, its threads, its memory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import textwrap
+import time
+
+import pytest
+from security_harness import CANARY, Sandbox
+
+from rlm.repl import procs
+
+
+def test_the_run_directory_cannot_be_written_so_no_link_or_fifo_is_ever_followed(
+        sandbox: Sandbox, outside_dir: str) -> None:
+    sandbox.require("filesystem_hidden", "separate_user")
+    target = os.path.join(outside_dir, "secret.txt")
+    code = textwrap.dedent(f"""\
+        import os, sys
+        rundir = os.path.dirname(sys.modules['_rlm_kernel']._runtime.bridge._path)
+        results = []
+        for name in ['context-2.str', 'context-2.pickle', 'kernel.log', 'planted']:
+            for plant in (lambda p: os.symlink({target!r}, p), os.mkfifo, lambda p: open(p, 'w').write('x')):
+                try:
+                    plant(os.path.join(rundir, name))
+                    results.append('PLANTED ' + name)
+                except OSError as e:
+                    results.append(type(e).__name__)
+        for sub in ('sock', 'spec'):
+            try:
+                open(os.path.join(rundir, sub, 'planted'), 'w').write('x' * 1000)
+                results.append('PLANTED in ' + sub)
+            except OSError as e:
+                results.append(type(e).__name__)
+        print(sorted(set(results)))""")
+    result = sandbox.attack(code)
+    out = sandbox.step(result).stdout
+    assert "PLANTED" not in out and "Error" in out, out
+    sandbox.check_survived(result)
+    with open(target) as fh:
+        assert fh.read() == CANARY  # neither overwritten nor chowned through a planted link
+    assert os.stat(target).st_uid == os.geteuid()
+
+
+def test_a_thread_left_by_start_new_thread_never_meets_the_next_completion(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        import _thread, time, sys
+        def spy():
+            while True:
+                try:
+                    ns = sys.modules['_rlm_kernel']._runtime.ns
+                    if ns.get('context') != 'the context':
+                        llm_query('leak ' + str(ns.get('context')))
+                except Exception:
+                    pass
+                time.sleep(0.02)
+        _thread.start_new_thread(spy, ())""")
+    sandbox.attack(code)
+    before = sandbox.lm.stats["sub"]
+    sandbox.lm.root = ["```repl\nimport time; time.sleep(0.5); print(context)\n```", "FINAL(done)"]
+    later = sandbox.rlm.completion("the next user's document", "q")
+    assert sandbox.step(later).stdout == "the next user's document\n"
+    assert sandbox.lm.stats["sub"] == before
+    assert not [r for r in sandbox.lm.sub_requests if r.prompt.startswith("leak")]
+
+
+def test_the_key_is_in_no_memory_the_kernel_can_read(sandbox: Sandbox) -> None:
+    sandbox.require_confined()
+    code = textwrap.dedent(f"""\
+        import os
+        canary, hits, read = {CANARY!r}.encode(), [], 0
+        for pid in [p for p in os.listdir('/proc') if p.isdigit()] + ['%d' % os.getppid()]:
+            if pid == str(os.getpid()):
+                continue  # our own memory holds the canary we search for
+            try:
+                maps = open(f'/proc/{{pid}}/maps').read().splitlines()
+                mem = open(f'/proc/{{pid}}/mem', 'rb')
+            except OSError:
+                continue
+            with mem:
+                for line in maps:
+                    lo, hi = (int(x, 16) for x in line.split()[0].split('-'))
+                    if 'r' not in line.split()[1] or hi - lo > 2**28:
+                        continue
+                    try:
+                        mem.seek(lo)
+                        chunk = mem.read(hi - lo)
+                    except (OSError, OverflowError, ValueError):
+                        continue
+                    read += len(chunk)
+                    if canary in chunk:
+                        hits.append(pid)
+        print('hits', sorted(set(hits)), read > 0)""")
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout.startswith("hits []"), sandbox.step(result)
+    sandbox.check_survived(result)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the raw clone() call below is x86_64's")
+def test_a_clone_parent_child_does_not_outlive_its_kernel(sandbox: Sandbox) -> None:
+    sandbox.require_confined()
+    code = textwrap.dedent("""\
+        import ctypes, os, signal
+        libc = ctypes.CDLL(None, use_errno=True)
+        CLONE_PARENT = 0x00008000
+        pid = libc.syscall(56, CLONE_PARENT | signal.SIGCHLD, 0, 0, 0, 0)
+        if pid == 0:
+            os.execvp('sleep', ['sleep', '603'])
+        print('cloned', pid > 0)""")
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout == "cloned True\n"
+    sandbox.check_survived(result)
+    assert not [p for p in procs.all_pids() if _cmdline(p) == "sleep 603"]
+
+
+def test_a_very_deep_directory_tree_is_removed_and_blocks_nothing(sandbox: Sandbox) -> None:
+    code = textwrap.dedent("""\
+        import os
+        start, level = os.getcwd(), '/'.join(['d'] * 100)
+        for i in range(15):  # 1,500 levels, a file at every hundredth
+            os.makedirs(level)
+            os.chdir(level)
+            open('f', 'w').close()
+        os.chdir(start)
+        print('deep')""")
+    dirs_before = {k.rundir for k in sandbox.pool.kernels}
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout == "deep\n", sandbox.step(result)
+    sandbox.check_survived(result)
+    deadline = time.monotonic() + 20
+    while (left := [d for d in _rundirs() if d not in dirs_before | {k.rundir for k in sandbox.pool.kernels}]):
+        assert time.monotonic() < deadline, f"a finished completion's run directory was left behind: {left}"
+        time.sleep(0.05)
+    sandbox.check_survived(sandbox.attack("pass"))
+
+
+def _rundirs() -> list[str]:
+    import tempfile
+
+    base = tempfile.gettempdir()
+    return [os.path.join(base, n) for n in os.listdir(base) if n.startswith(f"rlm-sbx-{os.getpid()}-")]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
