@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from rlm import SandboxConfig
-from rlm.repl.sandbox_env import _world_traversable, bwrap_path
+from rlm.repl.sandbox_env import ISOLATION_ENV, _world_traversable, bwrap_path
 
-MODES = ["bwrap", "uid", "none"]
+#: Every level, or only the one a run forces with $RLM_SANDBOX_ISOLATION (CI's second pass).
+MODES = [os.environ[ISOLATION_ENV]] if os.environ.get(ISOLATION_ENV) else ["bwrap", "uid", "none"]
 
 
 def uid_settings() -> dict[str, Any] | None:
@@ -43,4 +44,6 @@ def sandbox_config(mode: str, **limits: Any) -> SandboxConfig:
                         "(the system's python3 with this venv's packages on PYTHONPATH)")
         extra = {**settings["extra_env"], **limits.pop("extra_env", {})}
         return SandboxConfig(isolation="uid", python=settings["python"], extra_env=extra, **limits)
+    if mode == "auto":  # the default, which $RLM_SANDBOX_ISOLATION may force
+        return SandboxConfig(**limits)
     return SandboxConfig(isolation=mode, **limits)

@@ -1,4 +1,4 @@
-"""Sandbox costs: kernel start-up vs pooled reuse, context load, step and bridge round trip.
+"""Sandbox costs: kernel start-up vs a warm kernel, context load, step and bridge round trip.
 
 Run ``python -m rlm.bench.sandbox`` (or ``rlm bench sandbox``). The host side here is
 an instant in-process echo, so the numbers are the sandbox's own cost and not a model's.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import statistics
 import sys
@@ -18,7 +19,8 @@ from typing import Any
 from ..repl.kernel import KernelREPL
 from ..repl.kernel_pool import KernelPool
 from ..repl.local import LocalREPL
-from ..repl.sandbox_env import SandboxConfig, bwrap_path
+from ..repl.sandbox_env import SandboxConfig
+from .sandbox_attacks import mode_settings
 
 
 class EchoHost:
@@ -38,8 +40,8 @@ class EchoHost:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mode", choices=["auto", "bwrap", "none", "all"], default="all",
-                        help="isolation to measure (default: both that work here)")
+    parser.add_argument("--mode", choices=["auto", "bwrap", "uid", "none", "all"], default="all",
+                        help="isolation to measure (default: every one that works here)")
     parser.add_argument("--context-mb", type=int, default=100, help="size of the context to load (default 100)")
     parser.add_argument("--starts", type=int, default=5, help="cold kernel starts to time (default 5)")
     parser.add_argument("--calls", type=int, default=2000, help="llm_query calls for the round trip (default 2000)")
@@ -62,13 +64,21 @@ async def _first_step(repl: KernelREPL, context: str) -> None:
     await repl.execute("x = 1")
 
 
+async def _warm(pool: KernelPool) -> None:
+    """Until the pool has a fresh kernel ready, as between completions that are not back to back."""
+    while pool.stats()["warm"] < 1:
+        await asyncio.sleep(0.02)
+
+
 async def _bench_mode(mode: str, args: argparse.Namespace) -> list[str]:
-    config = SandboxConfig(isolation=mode)
+    settings = mode_settings(mode)
+    assert settings is not None
+    config = SandboxConfig(**settings)  # type: ignore[arg-type]
     lines = [f"## sandbox={mode}"]
 
     cold: list[float] = []
     for _ in range(args.starts):
-        pool = KernelPool(config)
+        pool = KernelPool(dataclasses.replace(config, warm_kernels=0))
         cold.append(await _timed(pool.acquire))
         await pool.aclose()
     lines.append(f"kernel start-up (cold, new pool)     s   {_stats(cold)}")
@@ -76,14 +86,21 @@ async def _bench_mode(mode: str, args: argparse.Namespace) -> list[str]:
     pool = KernelPool(config)
     try:
         warm: list[float] = []
+        back_to_back: list[float] = []
         for i in range(args.starts + 1):
             repl = KernelREPL(pool)
             took = await _timed(functools.partial(_first_step, repl, "small context"))
             await repl.close()
-            await asyncio.sleep(0.2)  # the reset runs in the background, as between completions
             if i:
                 warm.append(took)
-        lines.append(f"pooled reuse: start + first step     s   {_stats(warm)}")
+            await _warm(pool)
+        lines.append(f"warm kernel: start + first step      s   {_stats(warm)}")
+        for _ in range(args.starts):
+            repl = KernelREPL(pool)  # the next completion at once: its kernel may still be starting
+            back_to_back.append(await _timed(functools.partial(_first_step, repl, "small context")))
+            await repl.close()
+        lines.append(f"back-to-back completions: same       s   {_stats(back_to_back)}")
+        await _warm(pool)
 
         text = "x" * (args.context_mb * 2**20 - 1) + "\n"
         loads: list[float] = []
@@ -93,7 +110,7 @@ async def _bench_mode(mode: str, args: argparse.Namespace) -> list[str]:
             check = await repl.execute("print(len(context))")
             assert check.stdout.strip() == str(len(text)), check
             await repl.close()
-            await asyncio.sleep(0.3)
+            await _warm(pool)
         lines.append(f"context {args.context_mb} MB ready as `context`   s   {_stats(loads)}")
 
         repl = KernelREPL(pool)
@@ -126,7 +143,7 @@ async def _bench_local(args: argparse.Namespace) -> list[str]:
 
 
 async def _main(args: argparse.Namespace) -> list[str]:
-    modes = [args.mode] if args.mode != "all" else (["bwrap", "none"] if bwrap_path() else ["none"])
+    modes = [args.mode] if args.mode != "all" else [m for m in ("bwrap", "uid", "none") if mode_settings(m)]
     lines: list[str] = []
     for mode in modes:
         lines += await _bench_mode(mode, args)

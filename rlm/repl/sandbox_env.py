@@ -117,6 +117,7 @@ class Isolation:
     pid_namespace: bool  # cannot see or signal host processes
     process_limit: bool  # RLIMIT_NPROC applies (it never does to uid 0)
     bwrap: str | None = None  # the bubblewrap binary used
+    landlock: int = 0  # the Landlock ABI that confines the kernel's writes (0: none)
 
     @property
     def host_processes_safe(self) -> bool:
@@ -134,6 +135,7 @@ class Isolation:
             f"network: {yes(self.network_blocked)}",
             f"host processes: {yes(self.host_processes_safe)}",
             f"process count: {'limited' if self.process_limit else 'NOT limited'}",
+            f"writes: {'its own dirs only (Landlock ABI %d)' % self.landlock if self.landlock else 'NOT confined'}",
         ])
 
 
@@ -187,6 +189,18 @@ def bwrap_problems() -> list[str]:
     return list(_problems)
 
 
+@functools.lru_cache(maxsize=1)
+def landlock_abi() -> int:
+    """The Landlock ABI this Linux kernel offers (0 without it); the launcher applies it inside the sandbox."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return max(0, int(libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))))
+
+
 def _world_traversable(path: str) -> bool:
     """Can a stranger reach ``path``? Every directory on the way must be o+x."""
     current = Path(path).resolve()
@@ -236,14 +250,15 @@ def resolve(config: SandboxConfig) -> Isolation:
     root = os.geteuid() == 0
     wanted = config.isolation
     bwrap = bwrap_path() if wanted in ("auto", "bwrap") else None
+    landlock = landlock_abi()
     if bwrap is not None:
-        return Isolation("bwrap", root and _span() is not None, True, True, True, True, bwrap)
+        return Isolation("bwrap", root and _span() is not None, True, True, True, True, bwrap, landlock)
     traversable = all(_world_traversable(d) for d in python_dirs(config.python, config.extra_env))
     separate = root and _span() is not None and traversable
     if wanted == "none":
         return Isolation("none", separate, False, False, False, separate or not root)
     if separate and wanted in ("auto", "uid"):
-        return Isolation("uid", True, False, False, False, True)
+        return Isolation("uid", True, False, False, False, True, None, landlock)
     raise SandboxError(_refusal(wanted, root, traversable, config.python))
 
 
@@ -411,13 +426,22 @@ def bwrap_command(
     return [*cmd, "--", *inner]
 
 
-def launcher_config(isolation: Isolation, config: SandboxConfig, uid: int | None) -> dict[str, Any]:
-    """What ``_kernel_side`` applies before ipykernel starts."""
+def launcher_config(
+    isolation: Isolation, config: SandboxConfig, uid: int | None, *, home: str, sockdir: str,
+) -> dict[str, Any]:
+    """What ``_kernel_launch`` applies before ipykernel starts.
+
+    Landlock (where the Linux kernel has it) confines writes to the kernel's own home
+    (and under bubblewrap its private /tmp and /dev/shm), and in the socket dir to new
+    sockets: without bubblewrap the host's /tmp and /dev/shm are out of reach too.
+    """
     outside = isolation.mode != "bwrap"
+    writable = [home] if outside else [home, "/tmp", "/dev/shm"]
     cfg: dict[str, Any] = {
         "rlimits": rlimits(config, count_existing=outside and uid is None and os.geteuid() != 0),
         "uid": uid, "gid": uid,
         "subreaper": outside,
+        "landlock": None if isolation.mode == "none" else {"write": writable, "sockets": [sockdir], "devices": ["/dev"]},
     }
     if outside:
         cfg["parent_pid"] = os.getpid()

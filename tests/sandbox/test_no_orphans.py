@@ -14,22 +14,21 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox_modes import MODES as ALL_MODES
+from sandbox_modes import sandbox_config
 
 import rlm
 from rlm import RLM, SandboxConfig
 from rlm.repl import procs
-from rlm.repl.sandbox_env import bwrap_path
 from rlm.testing import ScriptedLM
 
 PROGRAM = "```repl\nimport time\ntime.sleep(0.3)\nv = llm_query('x')\n```"
 SLOW = "```repl\nimport time\ntime.sleep(1.5)\nv = llm_query('x')\n```"
-MODES = pytest.mark.parametrize("mode", ["bwrap", "none"])
+MODES = pytest.mark.parametrize("mode", ALL_MODES)
 
 
 def config(mode: str) -> SandboxConfig:
-    if mode == "bwrap" and bwrap_path() is None:
-        pytest.skip("bubblewrap is not installed")
-    return SandboxConfig(isolation=mode)
+    return sandbox_config(mode)
 
 
 def children() -> set[int]:
@@ -128,7 +127,7 @@ HOST = textwrap.dedent("""\
     from rlm import RLM, SandboxConfig
     from rlm.testing import ScriptedLM
     lm = ScriptedLM(root=["```repl\\nx = 1\\n```", "FINAL(ok)"]).start()
-    r = RLM("root", base_url=lm.base_url, api_key="k", sandbox=SandboxConfig(isolation=sys.argv[2]))
+    r = RLM("root", base_url=lm.base_url, api_key="k", sandbox=SandboxConfig(**json.loads(sys.argv[2])))
     r.completion("c", "q")
     while r.kernels.stats()["warm"] < 1:
         time.sleep(0.05)
@@ -140,9 +139,10 @@ HOST = textwrap.dedent("""\
 
 
 def _host(then: str, mode: str) -> subprocess.Popen[str]:
-    config(mode)
+    c = config(mode)
+    settings = json.dumps({"isolation": c.isolation, "python": c.python, "extra_env": dict(c.extra_env)})
     env = {**os.environ, "PYTHONPATH": str(Path(rlm.__file__).parents[1])}
-    return subprocess.Popen([sys.executable, "-c", HOST, then, mode], stdout=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen([sys.executable, "-c", HOST, then, settings], stdout=subprocess.PIPE, text=True, env=env)
 
 
 @MODES

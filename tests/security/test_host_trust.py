@@ -149,3 +149,23 @@ def _cmdline(pid: int) -> str:
             return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
+
+
+def test_without_bubblewrap_the_kernel_writes_only_in_its_own_dir(sandbox: Sandbox) -> None:
+    if sandbox.isolation.mode != "uid" or not sandbox.isolation.landlock:
+        pytest.skip("Landlock confines writes of a kernel that sees the host's filesystem (mode uid); "
+                    "under bubblewrap /tmp is the sandbox's own, and mode none confines nothing")
+    probe = f"/tmp/rlm-landlock-probe-{os.getpid()}"
+    code = textwrap.dedent(f"""\
+        out = []
+        for path in ({probe!r}, '/dev/shm/rlm-landlock-probe', '/var/tmp/rlm-landlock-probe', 'mine.txt'):
+            try:
+                open(path, 'w').write('x'); out.append('wrote')
+            except OSError as e:
+                out.append(type(e).__name__)
+        open('/dev/null', 'w').write('fine')
+        print(out)""")
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout == "['PermissionError', 'PermissionError', 'PermissionError', 'wrote']\n"
+    assert not os.path.exists(probe)
+    sandbox.check_survived(result)
