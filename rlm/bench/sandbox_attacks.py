@@ -86,7 +86,7 @@ rt = sys.modules['_rlm_kernel']._runtime
 s = socket.socket(socket.AF_UNIX)
 s.connect(rt.bridge._path)
 b = json.dumps({'op': 'llm_query', 'args': {'prompt': 'x'}}).encode()
-s.sendall(struct.pack('>I', len(b)) + b)
+s.sendall(struct.pack('>32sI', bytes(32), len(b)) + b)
 print(s.recv(300)[4:].decode())
 """),
         (),
@@ -97,32 +97,35 @@ import json, socket, struct, sys
 rt = sys.modules['_rlm_kernel']._runtime
 s = socket.socket(socket.AF_UNIX)
 s.connect(rt.bridge._path)
-b = json.dumps({'token': 'forged', 'op': 'llm_query', 'args': {'prompt': 'x'}}).encode()
-s.sendall(struct.pack('>I', len(b)) + b)
+b = json.dumps({'op': 'llm_query', 'args': {'prompt': 'x'}}).encode()
+forged = rt.bridge._token[:-1] + bytes([rt.bridge._token[-1] ^ 1])
+s.sendall(struct.pack('>32sI', forged, len(b)) + b)
 print(s.recv(300)[4:].decode())
 """),
         (),
     ),
-    "malicious pickle over the bridge": (
+    "malicious pickle over the bridge (with the token)": (
         _code("""\
 import pickle, socket, struct, sys, os
 class E:
     def __reduce__(self):
         return (os.system, ('id',))
+rt = sys.modules['_rlm_kernel']._runtime
 b = pickle.dumps(E())
 s = socket.socket(socket.AF_UNIX)
-s.connect(sys.modules['_rlm_kernel']._runtime.bridge._path)
-s.sendall(struct.pack('>I', len(b)) + b)
+s.connect(rt.bridge._path)
+s.sendall(struct.pack('>32sI', rt.bridge._token, len(b)) + b)
 print(s.recv(300)[4:].decode())
 """),
         (),
     ),
-    "4 GiB message header over the bridge": (
+    "4 GiB length under the right token": (
         _code("""\
 import socket, struct, sys
+rt = sys.modules['_rlm_kernel']._runtime
 s = socket.socket(socket.AF_UNIX)
-s.connect(sys.modules['_rlm_kernel']._runtime.bridge._path)
-s.sendall(struct.pack('>I', 2**32 - 1))
+s.connect(rt.bridge._path)
+s.sendall(struct.pack('>32sI', rt.bridge._token, 2**32 - 1))
 print(s.recv(300)[4:].decode())
 """),
         (),
@@ -414,7 +417,12 @@ except ValueError as e:
     "a kernel that reports 9 M characters of output": (
         _code("""\
 import sys
-sys.modules['_rlm_kernel']._Capture.getvalue = lambda self: 'x' * 9_000_000
+capture = sys.modules['_rlm_kernel']._Capture
+real = capture.getvalue
+def once(self):
+    capture.getvalue = real
+    return 'x' * 9_000_000
+capture.getvalue = once
 """),
         (),
     ),
@@ -552,6 +560,8 @@ def run_attack(name: str, mode: str, project: str) -> str:
         problems.append("KEY LEAKED")
     if result["received"]:
         problems.append(f"host port received {result['received']}")
+    if re.search(r"hits \[.+\]", str(result["out"])):
+        problems.append("KEY FOUND")
     if result["strays"]:
         problems.append("processes left behind")
     if not untouched:

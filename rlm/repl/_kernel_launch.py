@@ -120,6 +120,7 @@ def _apply_limits(cfg: dict[str, Any]) -> None:
         _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     if cfg.get("landlock"):
         _landlock(cfg["landlock"])  # after no_new_privs, which Landlock requires of an unprivileged process
+
     os.umask(0o077)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import builtins
 import collections
+import ctypes
 import json
 import linecache
 import os
@@ -477,9 +478,63 @@ def _reply(data: dict[str, Any]) -> None:
     _shell().payload_manager.write_payload({"source": "rlm", "data": data}, single=False)
 
 
-def install(bridge_path: str, token: str, max_frame: int, cap: int) -> None:
-    """Bind the helpers to this kernel's bridge; called once, right after start-up."""
+# Seccomp (uid mode, where there is no network namespace): socket() of any family but AF_UNIX, and
+# io_uring (which can open sockets without socket()), fail with EACCES. Installed by install(),
+# after ipykernel bound its own loopback pipe and before any model code, on every thread (TSYNC).
+# arch -> (AUDIT_ARCH, socket, io_uring_setup, seccomp)
+_ARCH = {"x86_64": (0xC000003E, 41, 425, 317), "aarch64": (0xC00000B7, 198, 425, 277)}
+_RET_ALLOW, _RET_ERRNO = 0x7FFF0000, 0x00050000
+_EACCES = 13
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _no_network() -> bool:
+    """Install the filter; False where this architecture has no table here (the host then says so)."""
+    import platform
+
+    arch = _ARCH.get(platform.machine())
+    if arch is None or not sys.platform.startswith("linux"):
+        return False
+    audit_arch, nr_socket, nr_io_uring_setup, nr_seccomp = arch
+    ld_w_abs, jeq_k, jge_k, ret_k = 0x20, 0x15, 0x35, 0x06
+    deny = _RET_ERRNO | _EACCES
+    program = [
+        (ld_w_abs, 0, 0, 4),                      # 0: A = arch
+        (jeq_k, 1, 0, audit_arch),                # 1: native? skip the next
+        (ret_k, 0, 0, deny),                      # 2: a foreign ABI (i386, x32) gets nothing
+        (ld_w_abs, 0, 0, 0),                      # 3: A = syscall number
+        (jge_k, 3, 0, 0x40000000),                # 4: the x32 ABI's numbers -> 8
+        (jeq_k, 3, 0, nr_socket),                 # 5: socket() -> 9
+        (jeq_k, 1, 0, nr_io_uring_setup),         # 6: io_uring_setup() -> 8
+        (ret_k, 0, 0, _RET_ALLOW),                # 7: anything else
+        (ret_k, 0, 0, deny),                      # 8
+        (ld_w_abs, 0, 0, 16),                     # 9: A = socket's family (args[0], low word)
+        (jeq_k, 0, 1, 1),                         # 10: AF_UNIX -> 11, else 12
+        (ret_k, 0, 0, _RET_ALLOW),                # 11
+        (ret_k, 0, 0, deny),                      # 12
+    ]
+    filters = (_SockFilter * len(program))(*[_SockFilter(*f) for f in program])
+    prog = _SockFprog(len(program), filters)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    set_mode_filter, flag_tsync = 1, 1
+    if libc.syscall(nr_seccomp, set_mode_filter, flag_tsync, ctypes.byref(prog)) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp filter failed")
+    return True
+
+
+def install(bridge_path: str, token: str, max_frame: int, cap: int, no_network: bool = False) -> None:
+    """Bind the helpers to this kernel's bridge; called once, right after start-up, before any model code."""
     global _runtime
+    if no_network:
+        _no_network()
     ns = _shell().user_ns
     # IPython's exit/quit only ask a frontend to close the kernel; ours raise SystemExit
     # as the builtins do in LocalREPL.

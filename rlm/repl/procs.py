@@ -90,3 +90,20 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except OSError:
         pass
+
+
+def seccomp_filtered(pid: int) -> bool:
+    """Does every thread of ``pid`` run under a seccomp filter? Read by the host in /proc, not asked."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+        except OSError:
+            return False
+        if fields.get("Seccomp", "").strip() != "2":
+            return False
+    return bool(tasks)

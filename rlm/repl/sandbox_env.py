@@ -201,6 +201,13 @@ def landlock_abi() -> int:
     return max(0, int(libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))))
 
 
+def seccomp_network_filter() -> bool:
+    """Can the launcher refuse non-unix sockets with seccomp here? (It has a table for these machines.)"""
+    import platform
+
+    return sys.platform.startswith("linux") and platform.machine() in ("x86_64", "aarch64")
+
+
 def _world_traversable(path: str) -> bool:
     """Can a stranger reach ``path``? Every directory on the way must be o+x."""
     current = Path(path).resolve()
@@ -258,7 +265,7 @@ def resolve(config: SandboxConfig) -> Isolation:
     if wanted == "none":
         return Isolation("none", separate, False, False, False, separate or not root)
     if separate and wanted in ("auto", "uid"):
-        return Isolation("uid", True, False, False, False, True, None, landlock)
+        return Isolation("uid", True, False, seccomp_network_filter(), False, True, None, landlock)
     raise SandboxError(_refusal(wanted, root, traversable, config.python))
 
 

@@ -150,11 +150,16 @@ class SandboxKernel:
         await self._wait_ready(deadline)
         await self.bridge.start()
         self.files.share_socket(self.bridge.path)
-        args = f"{self.bridge.path!r}, {self.bridge.token.hex()!r}, {self.bridge.max_frame}, {self.config.max_capture_chars}"
+        # Without a network namespace, seccomp refuses every socket family but AF_UNIX.
+        no_network = self.isolation.mode == "uid" and self.isolation.network_blocked
+        args = (f"{self.bridge.path!r}, {self.bridge.token.hex()!r}, {self.bridge.max_frame}, "
+                f"{self.config.max_capture_chars}, {no_network!r}")
         info = await self._wait(self._send(_CALL.format("install", args)), deadline - loop.time())
         if info.get("ok") is not True:
             raise SandboxError(f"the sandbox kernel could not install rlm's helpers: {info.get('error', info)}")
         self._known = {p.pid for p in self._processes()}
+        if no_network and not all(procs.seccomp_filtered(p) for p in self._known):
+            raise SandboxError("the sandbox kernel's network filter is not in place on every thread")
 
     async def _wait_sockets(self, deadline: float) -> None:
         """Until ipykernel has bound its five sockets; then (with a uid of its own) freeze their dir."""

@@ -169,3 +169,23 @@ def test_without_bubblewrap_the_kernel_writes_only_in_its_own_dir(sandbox: Sandb
     assert sandbox.step(result).stdout == "['PermissionError', 'PermissionError', 'PermissionError', 'wrote']\n"
     assert not os.path.exists(probe)
     sandbox.check_survived(result)
+
+
+def test_without_a_network_namespace_no_socket_but_unix_can_be_made(sandbox: Sandbox) -> None:
+    if sandbox.isolation.mode != "uid":
+        pytest.skip("the seccomp filter stands in for a network namespace in mode uid only")
+    sandbox.require("network_blocked")
+    code = textwrap.dedent("""\
+        import socket
+        out = []
+        for family, kind in ((socket.AF_INET, socket.SOCK_DGRAM), (socket.AF_INET6, socket.SOCK_STREAM),
+                             (socket.AF_NETLINK, socket.SOCK_RAW), (socket.AF_PACKET, socket.SOCK_RAW)):
+            try:
+                socket.socket(family, kind).close(); out.append('made')
+            except OSError as e:
+                out.append(e.errno)
+        a, b = socket.socketpair()
+        print(out, 'unix ok')""")
+    result = sandbox.attack(code)
+    assert sandbox.step(result).stdout == "[13, 13, 13, 13] unix ok\n"
+    sandbox.check_survived(result)
