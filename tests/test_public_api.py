@@ -11,7 +11,8 @@ import rlm
 def test_all_is_sorted_and_importable():
     assert rlm.__all__ == sorted(rlm.__all__)
     for name in rlm.__all__:
-        assert getattr(rlm, name) is not None
+        value = getattr(rlm, name)
+        assert getattr(value, "__name__", None) == name and value.__module__.startswith("rlm."), name
 
 
 def test_import_starts_no_threads_and_reads_no_environment():

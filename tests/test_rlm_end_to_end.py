@@ -7,6 +7,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -29,23 +31,24 @@ def item_reply(req) -> str:
     return "answer " + req.prompt.split(":", 1)[0].split()[1]
 
 
-_SANDBOX = {"name": "kernel"}
-
-
 @pytest.fixture(autouse=True, params=["kernel", "local"])
 def sandbox(request: pytest.FixtureRequest) -> str:
     """Every end-to-end behaviour must hold in the isolated kernel and in-process alike."""
-    _SANDBOX["name"] = request.param
-    return request.param
+    return str(request.param)
 
 
-def make_rlm(lm: ScriptedLM, **kwargs) -> RLM:
-    kwargs.setdefault("max_retries", 0)
-    kwargs.setdefault("sandbox", _SANDBOX["name"])
-    return RLM("root", "sub", base_url=lm.base_url, api_key="test-key", **kwargs)
+@pytest.fixture
+def make_rlm(sandbox: str) -> Callable[..., RLM]:
+    """An RLM on the scripted server, in this test's sandbox."""
+    def make(lm: ScriptedLM, **kwargs: Any) -> RLM:
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("sandbox", sandbox)
+        return RLM("root", "sub", base_url=lm.base_url, api_key="test-key", **kwargs)
+
+    return make
 
 
-def test_fifty_chunk_batch_over_one_megabyte_keeps_order_and_runs_in_parallel():
+def test_fifty_chunk_batch_over_one_megabyte_keeps_order_and_runs_in_parallel(make_rlm):
     context = "".join(f"[{i:07d}]" for i in range(100_000))  # 1 MB, position-stamped
     assert len(context) >= 900_000
     with ScriptedLM(root=[CHUNK_PROGRAM, "FINAL_VAR(answers)"], sub=item_reply, latency=(0.05, 0.4)) as lm:
@@ -62,7 +65,7 @@ def test_fifty_chunk_batch_over_one_megabyte_keeps_order_and_runs_in_parallel():
         assert all(len(str(r.messages)) < 20_000 for r in lm.root_requests)
 
 
-def test_five_failed_items_become_typed_errors_in_place():
+def test_five_failed_items_become_typed_errors_in_place(make_rlm):
     failing = {3, 11, 20, 33, 49}
     with ScriptedLM(root=[CHUNK_PROGRAM, "FINAL_VAR(answers)"], sub=item_reply, latency=0.01) as lm:
         lm.fail(Fault.http(500, "boom"), when=lambda r: r.role == "sub" and int(r.prompt.split(":")[0].split()[1]) in failing)
@@ -80,7 +83,7 @@ def test_five_failed_items_become_typed_errors_in_place():
                 assert a == f"answer {i}"
 
 
-def test_failed_call_is_a_str_carrying_the_exception():
+def test_failed_call_is_a_str_carrying_the_exception(make_rlm):
     with ScriptedLM(root=["```repl\nr = llm_query('item 1: x')\nprint(type(r).__name__, isinstance(r, str), type(r.error).__name__, r.error.status)\n```", "FINAL(ok)"]) as lm:
         lm.fail(Fault.http(500), when=lambda r: r.role == "sub")
         result = make_rlm(lm).completion("ctx", "q")
@@ -95,7 +98,7 @@ def test_transient_500_is_retried_by_default():
         assert lm.stats["sub"] == 2
 
 
-def test_root_code_errors_go_back_to_the_root_and_state_persists():
+def test_root_code_errors_go_back_to_the_root_and_state_persists(make_rlm):
     replies = [
         "```repl\nx = 41\n1/0\n```",
         "```repl\nx += 1\nprint('x is', x)\n```",
@@ -110,7 +113,7 @@ def test_root_code_errors_go_back_to_the_root_and_state_persists():
     assert result.steps[1].outputs[0].stdout == "x is 42\n"
 
 
-def test_final_called_inside_code_ends_the_run_even_under_except_exception():
+def test_final_called_inside_code_ends_the_run_even_under_except_exception(make_rlm):
     code = "```repl\ntry:\n    FINAL('from (code) \"quoted\"')\nexcept Exception:\n    print('swallowed')\n```"
     with ScriptedLM(root=[code]) as lm:
         result = make_rlm(lm).completion("ctx", "q")
@@ -119,7 +122,7 @@ def test_final_called_inside_code_ends_the_run_even_under_except_exception():
     assert "swallowed" not in result.steps[0].outputs[0].stdout
 
 
-def test_final_var_callable_in_code_and_missing_variable_is_reported():
+def test_final_var_callable_in_code_and_missing_variable_is_reported(make_rlm):
     replies = [
         "FINAL_VAR(nope)",
         "```repl\nresult = {'a': 1}\nFINAL_VAR('result')\n```",
@@ -130,14 +133,14 @@ def test_final_var_callable_in_code_and_missing_variable_is_reported():
     assert "no variable named 'nope'" in lm.root_requests[1].messages[-1]["content"]
 
 
-def test_multiline_final_with_nested_parentheses_after_code():
+def test_multiline_final_with_nested_parentheses_after_code(make_rlm):
     reply = "```repl\nn = len(context)\n```\nFINAL(The total (see f(x) = (a+b)) is:\nline two)"
     with ScriptedLM(root=[reply]) as lm:
         result = make_rlm(lm).completion("ctx", "q")
     assert result.answer == "The total (see f(x) = (a+b)) is:\nline two"
 
 
-def test_empty_and_null_content_and_prose_replies_are_nudged():
+def test_empty_and_null_content_and_prose_replies_are_nudged(make_rlm):
     replies = ["", "I will look at the context and call FINAL(x) later.", "FINAL(done)"]
     with ScriptedLM(root=replies) as lm:
         lm.fail(Fault.null_content(), when=lambda r: r.role == "root" and r.index == 2, times=1)
@@ -149,7 +152,7 @@ def test_empty_and_null_content_and_prose_replies_are_nudged():
     assert "empty" in prompts[3]
 
 
-def test_max_iterations_asks_for_an_answer_and_flags_the_fallback():
+def test_max_iterations_asks_for_an_answer_and_flags_the_fallback(make_rlm):
     looping = lambda req: "FINAL(best guess)" if "used all your turns" in req.messages[-1]["content"] else "```repl\nprint(1)\n```"
     with ScriptedLM(root=looping) as lm:
         result = make_rlm(lm, max_iterations=3).completion("ctx", "q")
@@ -159,7 +162,7 @@ def test_max_iterations_asks_for_an_answer_and_flags_the_fallback():
     assert lm.stats["root"] == 4
 
 
-def test_output_is_truncated_head_and_tail():
+def test_output_is_truncated_head_and_tail(make_rlm):
     with ScriptedLM(root=["```repl\nprint('HEAD' + 'x' * 50_000 + 'TAIL')\n```", "FINAL(ok)"]) as lm:
         make_rlm(lm, max_output_chars=1000).completion("ctx", "q")
     fed_back = lm.root_requests[1].messages[-1]["content"]
@@ -167,7 +170,7 @@ def test_output_is_truncated_head_and_tail():
     assert len(fed_back) < 1500
 
 
-def test_rlm_query_recurses_with_depth_two():
+def test_rlm_query_recurses_with_depth_two(make_rlm):
     def root(req):
         is_child = "inner question" in req.messages[1]["content"]
         turns = sum(m["role"] == "assistant" for m in req.messages)
@@ -184,7 +187,7 @@ def test_rlm_query_recurses_with_depth_two():
     assert len(runs) == 2 and runs[1].data["depth"] == 1 and runs[1].data["model"] == "sub"
 
 
-def test_bad_input_errors_say_what_to_do(monkeypatch):
+def test_bad_input_errors_say_what_to_do(monkeypatch, make_rlm, sandbox):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
@@ -193,7 +196,7 @@ def test_bad_input_errors_say_what_to_do(monkeypatch):
         rlm = make_rlm(lm)
         with pytest.raises(TypeError, match="supported: str, list"):
             rlm.completion(object(), "q")
-        if _SANDBOX["name"] == "kernel":  # the local REPL takes the very objects, picklable or not
+        if sandbox == "kernel":  # the local REPL takes the very objects, picklable or not
             with pytest.raises(TypeError, match="picklable"):
                 rlm.completion({"a": threading.Lock()}, "q")
         with pytest.raises(ConfigError, match="query"):
@@ -201,7 +204,7 @@ def test_bad_input_errors_say_what_to_do(monkeypatch):
         assert lm.stats["requests"] == 0
 
 
-def test_context_types_are_described_not_pasted(tmp_path):
+def test_context_types_are_described_not_pasted(tmp_path, make_rlm):
     path = tmp_path / "doc.txt"
     path.write_text("SECRET-TAIL".rjust(10_000, "."))
     with ScriptedLM(root=["```repl\nprint(type(context).__name__, len(context))\n```", "FINAL(ok)"] * 3) as lm:
@@ -212,14 +215,14 @@ def test_context_types_are_described_not_pasted(tmp_path):
     assert all("SECRET-TAIL" not in str(r.messages) for r in lm.requests)
 
 
-def test_root_endpoint_failure_raises_with_partial_result():
+def test_root_endpoint_failure_raises_with_partial_result(make_rlm):
     with ScriptedLM(root=["```repl\nx = 1\n```"]) as lm:  # script exhausted -> HTTP 500
         with pytest.raises(Exception) as info:
             make_rlm(lm).completion("ctx", "q")
     assert info.value.partial.iterations == 1
 
 
-async def test_sync_completion_inside_a_running_event_loop():
+async def test_sync_completion_inside_a_running_event_loop(make_rlm):
     with ScriptedLM(root=["```repl\nx = llm_query('item 2: a')\n```", "FINAL_VAR(x)"], sub=item_reply) as lm:
         rlm = make_rlm(lm)
         assert rlm.completion("ctx", "q").answer == "answer 2"
@@ -227,7 +230,7 @@ async def test_sync_completion_inside_a_running_event_loop():
         assert (await rlm.acompletion("ctx", "q")).answer == "async"
 
 
-def test_two_completions_at_once_on_one_rlm_share_the_limiter():
+def test_two_completions_at_once_on_one_rlm_share_the_limiter(make_rlm):
     program = "```repl\nr = llm_batch(['item %d: x' % i for i in range(40)], max_concurrent=40)\n```"
     with ScriptedLM(root=lambda req: "FINAL_VAR(r)" if len(req.messages) > 2 else program, sub=item_reply, latency=0.1) as lm:
         rlm = make_rlm(lm, max_concurrent=16)
@@ -241,7 +244,7 @@ def test_two_completions_at_once_on_one_rlm_share_the_limiter():
     assert lm.stats["max_in_flight"] <= 16
 
 
-def test_keyboard_interrupt_cancels_sub_calls_and_rlm_stays_usable():
+def test_keyboard_interrupt_cancels_sub_calls_and_rlm_stays_usable(make_rlm):
     program = "```repl\nr = llm_batch(['item %d: x' % i for i in range(30)], max_concurrent=30)\n```"
     slow_subs = lambda req: 30.0 if req.role == "sub" else 0.0
     with ScriptedLM(root=[program], sub=item_reply, latency=slow_subs) as lm:
@@ -261,28 +264,29 @@ def test_keyboard_interrupt_cancels_sub_calls_and_rlm_stays_usable():
         assert rlm.completion("ctx", "q").answer == "still works"
 
 
-def test_acompletion_cancel_stops_sub_calls():
+def test_acompletion_cancel_stops_sub_calls(make_rlm):
     async def main():
         program = "```repl\nr = llm_batch(['item %d: x' % i for i in range(10)])\n```"
         with ScriptedLM(root=[program], sub=item_reply, latency=lambda r: 30.0 if r.role == "sub" else 0) as lm:
             rlm = make_rlm(lm)
             task = asyncio.ensure_future(rlm.acompletion("ctx", "q"))
-            await asyncio.sleep(1.0)
+            deadline = time.monotonic() + 30  # the kernel may still be starting
+            while lm.stats["in_flight"] < 10 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
             assert lm.stats["in_flight"] == 10
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            for _ in range(20):
-                if lm.stats["in_flight"] == 0:
-                    break
-                await asyncio.sleep(0.05)
+            deadline = time.monotonic() + 2.0
+            while lm.stats["in_flight"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
             assert lm.stats["in_flight"] == 0
 
     asyncio.run(main())
 
 
 @pytest.mark.parametrize("fault", [Fault.malformed(), Fault.empty_choices()], ids=["malformed", "empty-choices"])
-def test_unusable_responses_are_typed_errors(fault):
+def test_unusable_responses_are_typed_errors(fault, make_rlm):
     from rlm import LMResponseError
 
     with ScriptedLM(root=["```repl\nr = llm_query('item 1: x')\nprint(type(r.error).__name__)\n```", "FINAL(ok)"]) as lm:
@@ -296,7 +300,7 @@ def test_unusable_responses_are_typed_errors(fault):
         assert info.value.partial is not None and info.value.partial.iterations == 0
 
 
-def test_a_runaway_step_times_out_and_the_next_step_runs():
+def test_a_runaway_step_times_out_and_the_next_step_runs(make_rlm):
     replies = ["```repl\nx = 1\nwhile True:\n    pass\n```", "```repl\nprint('after', x)\n```", "FINAL(ok)"]
     with ScriptedLM(root=replies) as lm:
         result = make_rlm(lm, step_timeout=1.0).completion("ctx", "q")

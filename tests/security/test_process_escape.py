@@ -16,9 +16,8 @@ def test_killing_the_parent_process_does_not_reach_the_host(sandbox: Sandbox) ->
     # Without a pid namespace or a uid of its own, the kernel's parent IS this test process.
     sandbox.require_confined()
     result = sandbox.attack("import os\nos.kill(os.getppid(), 9)")
-    assert os.getpid() > 0  # still here
-    error = sandbox.step(result).error or ""
-    assert "PermissionError" in error or RESTARTED in error or error == ""
+    # We run the completion, so we are the host: reaching this line is the survival.
+    assert "PermissionError" in (sandbox.step(result).error or ""), sandbox.step(result)
     sandbox.check_survived(result)
 
 
