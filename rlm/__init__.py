@@ -6,8 +6,9 @@ Example::
     result = RLM(model="gpt-5", sub_model="gpt-5-mini").completion(context=text, query="...")
 """
 
+from .api import RLM
+from .config import Endpoint, Limits
 from .core.result import RLMResult, Step, UsageReport
-from .core.rlm import RLM
 from .errors import (
     BudgetExceeded,
     Cancelled,
@@ -30,8 +31,9 @@ from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import ModelInfo, Pricing
 from .lm.retry import RetryPolicy
 from .lm.transport import FastClient
-from .lm.types import Completion, FailedCall, Usage
-from .repl.sandbox_env import SandboxConfig
+from .lm.types import Completion, Usage
+from .repl.sandbox.config import SandboxConfig
+from .repl.steps import FailedCall
 from .trace.progress import ConsoleProgress, Progress, ProgressModel
 from .trace.trace import Trace
 
@@ -48,6 +50,7 @@ __all__ = [
     "ConfigError",
     "ConsoleProgress",
     "ContextWindowExceeded",
+    "Endpoint",
     "FailedCall",
     "FastClient",
     "LMClient",
@@ -57,6 +60,7 @@ __all__ = [
     "LMResponseError",
     "LMTimeout",
     "LimitExceeded",
+    "Limits",
     "ModelInfo",
     "OpenAIClient",
     "Pricing",

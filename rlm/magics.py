@@ -16,6 +16,8 @@ full ``RLMResult`` in ``_rlm_result``). The run shows the live view like any
 from __future__ import annotations
 
 import ast
+import dataclasses
+import inspect
 import shlex
 from typing import Any
 
@@ -24,35 +26,59 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from .core.rlm import RLM
+from .api import RLM
+from .config import Endpoint, Limits
 from .errors import Cancelled
 
-#: What ``%rlm_config`` may set: ``RLM(...)`` keyword arguments.
-CONFIG_KEYS = (
-    "api_key", "base_url", "log_dir", "max_concurrent", "max_depth", "max_iterations", "max_output_chars",
-    "max_retries", "model", "sandbox", "step_timeout", "sub_model", "timeout", "transport",
-)
+
+def config_keys() -> dict[str, str]:
+    """Every option ``%rlm_config`` takes, read off ``RLM``'s signature: name -> its group ("" if flat)."""
+    keys = {name: "" for name in inspect.signature(RLM).parameters if name not in _GROUPS}
+    for group, kind in _GROUPS.items():
+        keys.update({f.name: group for f in dataclasses.fields(kind)})
+    return keys
 
 
-def parse_config(line: str) -> dict[str, Any]:
+_GROUPS: dict[str, Any] = {"limits": Limits, "endpoint": Endpoint}
+
+
+def parse_config(line: str, namespace: dict[str, Any] | None = None) -> dict[str, Any]:
     """``model=gpt-5 max_concurrent=16`` -> ``{"model": "gpt-5", "max_concurrent": 16}``.
 
     Values are Python literals when they parse as one (numbers, None, True, quoted
-    strings), and plain strings otherwise.
+    strings), a notebook variable when they name one (``budget=my_budget``), and plain
+    strings otherwise.
     """
+    keys = config_keys()
     values: dict[str, Any] = {}
     for token in shlex.split(line):
         key, sep, raw = token.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise UsageError(f"%rlm_config takes key=value pairs, got {token!r}")
-        if key not in CONFIG_KEYS:
-            raise UsageError(f"%rlm_config: unknown setting {key!r}; settings: {', '.join(CONFIG_KEYS)}")
+        if key not in keys:
+            raise UsageError(f"%rlm_config: unknown setting {key!r}; settings: {', '.join(sorted(keys))}")
+        if namespace is not None and raw.isidentifier() and raw in namespace:
+            values[key] = namespace[raw]
+            continue
         try:
             values[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             values[key] = raw
     return values
+
+
+def build_rlm(settings: dict[str, Any]) -> RLM:
+    """``RLM(...)`` from flat settings, the grouped ones gathered into ``Limits`` and ``Endpoint``."""
+    keys = config_keys()
+    flat: dict[str, Any] = {}
+    grouped: dict[str, dict[str, Any]] = {group: {} for group in _GROUPS}
+    for key, value in settings.items():
+        (grouped[keys[key]] if keys[key] else flat)[key] = value
+    for group, kind in _GROUPS.items():
+        if grouped[group]:
+            flat[group] = kind(**grouped[group])
+    return RLM(**flat)
 
 
 def _shown(settings: dict[str, Any]) -> str:
@@ -81,7 +107,7 @@ class RLMMagics(Magics):
         if line == "--reset":
             self.settings.clear()
         elif line:
-            self.settings.update(parse_config(line))
+            self.settings.update(parse_config(line, self.shell.user_ns if self.shell is not None else None))
         display({"text/plain": _shown(self.settings)}, raw=True)
 
     def rlm_for(self, overrides: dict[str, Any]) -> RLM:
@@ -89,7 +115,7 @@ class RLMMagics(Magics):
         settings = {**self.settings, **{k: v for k, v in overrides.items() if v is not None}}
         key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
         if key not in self._instances:
-            self._instances[key] = RLM(**settings)
+            self._instances[key] = build_rlm(settings)
         return self._instances[key]
 
     @magic_arguments()

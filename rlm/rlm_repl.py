@@ -6,8 +6,8 @@ import logging
 import sys
 from typing import Any
 
+from .api import RLM
 from .core.result import RLMResult
-from .core.rlm import RLM
 from .trace.events import Event, Subscriber
 
 log = logging.getLogger("rlm")
@@ -50,10 +50,8 @@ class RLM_REPL:  # noqa: N801 - the seed's name
             handler.setFormatter(logging.Formatter("[rlm] %(message)s"))
             log.addHandler(handler)
             log.setLevel(logging.INFO)
-        self.rlm = RLM(
-            model, recursive_model, api_key=api_key, max_iterations=max_iterations,
-            subscribers=subscribers, **kwargs,
-        )
+        self.rlm = RLM(model, recursive_model, api_key=api_key, max_iterations=max_iterations, **kwargs)
+        self.rlm.subscribers.extend(subscribers)
         self.last_result: RLMResult | None = None
 
     def completion(self, context: Any, query: str) -> str:

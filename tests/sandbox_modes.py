@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from rlm import SandboxConfig
-from rlm.repl.sandbox_env import ISOLATION_ENV, _world_traversable, bwrap_path
+from rlm.repl.sandbox.config import ISOLATION_ENV
+from rlm.repl.sandbox.isolation import _world_traversable, bwrap_path
 
 #: Every level, or only the one a run forces with $RLM_SANDBOX_ISOLATION (CI's second pass).
 MODES = [os.environ[ISOLATION_ENV]] if os.environ.get(ISOLATION_ENV) else ["bwrap", "uid", "none"]

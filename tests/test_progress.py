@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from rlm import RLM, ConsoleProgress, ModelInfo, Progress, ProgressModel
+from rlm import RLM, ConsoleProgress, Endpoint, ModelInfo, Progress, ProgressModel
 from rlm.testing import Fault, ScriptedLM
 from rlm.trace.events import Event
 
@@ -27,7 +27,7 @@ class Terminal(io.StringIO):
 
 
 def make_rlm(lm: ScriptedLM, **kwargs: object) -> RLM:
-    kwargs.setdefault("max_retries", 0)
+    kwargs.setdefault("endpoint", Endpoint(retries=0))
     kwargs.setdefault("sandbox", "local")
     return RLM("root", "sub", base_url=lm.base_url, api_key="k", **kwargs)  # type: ignore[arg-type]
 
@@ -36,7 +36,7 @@ def test_a_real_run_reports_done_total_in_flight_failures_tokens_and_cost() -> N
     seen: list[Progress] = []
     with ScriptedLM(root=[PROGRAM, "FINAL(ok)"], latency=0.02) as lm:
         lm.fail(Fault.http(500), when=lambda r: r.role == "sub" and r.prompt in ("item 3", "item 30"))
-        rlm = make_rlm(lm, progress=seen.append, pricing={"root": (1.0, 1.0), "sub": (2.0, 2.0)})
+        rlm = make_rlm(lm, progress=seen.append, endpoint=Endpoint(pricing={"root": (1.0, 1.0), "sub": (2.0, 2.0)}))
         result = rlm.completion("ctx", "q")
     last = seen[-1]
     assert last.finished and last.done == last.total == 42 and last.in_flight == 0
@@ -56,7 +56,8 @@ def test_cache_hits_and_refused_calls_end_their_items() -> None:
     program = "```repl\nr = llm_batch(['same'] * 5 + [context])\n```"
     seen: list[Progress] = []
     with ScriptedLM(root=[program, "FINAL(ok)"], latency=0.05) as lm:
-        rlm = make_rlm(lm, progress=seen.append, cache=False, pricing={"sub": ModelInfo(context_window=50)})
+        rlm = make_rlm(lm, progress=seen.append, cache=False,
+                endpoint=Endpoint(pricing={"sub": ModelInfo(context_window=50)}))
         rlm.completion("word " * 500, "q")
     last = seen[-1]
     assert last.done == last.total == 2 + 6 and last.failed == 1

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rlm import RLM, ConfigError, RLMResult
+from rlm import RLM, ConfigError, Endpoint, Limits, RLMResult
 from rlm.testing import Fault, ScriptedLM
 
 CHUNK_PROGRAM = """\
@@ -41,7 +41,7 @@ def sandbox(request: pytest.FixtureRequest) -> str:
 def make_rlm(sandbox: str) -> Callable[..., RLM]:
     """An RLM on the scripted server, in this test's sandbox."""
     def make(lm: ScriptedLM, **kwargs: Any) -> RLM:
-        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("endpoint", Endpoint(retries=0))
         kwargs.setdefault("sandbox", sandbox)
         return RLM("root", "sub", base_url=lm.base_url, api_key="test-key", **kwargs)
 
@@ -164,7 +164,7 @@ def test_max_iterations_asks_for_an_answer_and_flags_the_fallback(make_rlm):
 
 def test_output_is_truncated_head_and_tail(make_rlm):
     with ScriptedLM(root=["```repl\nprint('HEAD' + 'x' * 50_000 + 'TAIL')\n```", "FINAL(ok)"]) as lm:
-        make_rlm(lm, max_output_chars=1000).completion("ctx", "q")
+        make_rlm(lm, limits=Limits(max_output_chars=1000)).completion("ctx", "q")
     fed_back = lm.root_requests[1].messages[-1]["content"]
     assert "HEAD" in fed_back and "TAIL" in fed_back and "characters omitted" in fed_back
     assert len(fed_back) < 1500
@@ -303,7 +303,7 @@ def test_unusable_responses_are_typed_errors(fault, make_rlm):
 def test_a_runaway_step_times_out_and_the_next_step_runs(make_rlm):
     replies = ["```repl\nx = 1\nwhile True:\n    pass\n```", "```repl\nprint('after', x)\n```", "FINAL(ok)"]
     with ScriptedLM(root=replies) as lm:
-        result = make_rlm(lm, step_timeout=1.0).completion("ctx", "q")
+        result = make_rlm(lm, limits=Limits(step_timeout=1.0)).completion("ctx", "q")
     assert "timed out" in result.steps[0].outputs[0].error
     assert result.steps[1].outputs[0].stdout == "after 1\n"
     assert result.answer == "ok"

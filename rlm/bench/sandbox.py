@@ -16,10 +16,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..lm.budget import BudgetLedger, BudgetReport
+from ..lm.pricing import Pricing
 from ..repl.kernel import KernelREPL
-from ..repl.kernel_pool import KernelPool
 from ..repl.local import LocalREPL
-from ..repl.sandbox_env import SandboxConfig
+from ..repl.sandbox.config import SandboxConfig
+from ..repl.sandbox.pool import KernelPool
 from .sandbox_attacks import mode_settings
 
 
@@ -35,8 +37,8 @@ class EchoHost:
     async def rlm_query(self, query: str, context: Any = None) -> str:
         return query
 
-    async def budget(self) -> dict[str, Any]:
-        return {}
+    async def budget(self) -> BudgetReport:
+        return BudgetLedger(None, Pricing()).report()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

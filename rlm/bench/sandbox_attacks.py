@@ -417,7 +417,7 @@ except ValueError as e:
     "a kernel that reports 9 M characters of output": (
         _code("""\
 import sys
-capture = sys.modules['_rlm_kernel']._Capture
+capture = sys.modules['_rlm_steps'].Capture
 real = capture.getvalue
 def once(self):
     capture.getvalue = real
@@ -483,7 +483,7 @@ def mode_settings(mode: str) -> dict[str, object] | None:
     ``uid`` needs a Python other users can read: this one, or else the system's of the same
     version with this environment's packages on PYTHONPATH (as the tests do).
     """
-    from ..repl.sandbox_env import _world_traversable, bwrap_path
+    from ..repl.sandbox.isolation import _world_traversable, bwrap_path
 
     if mode == "bwrap":
         return {"isolation": "bwrap"} if bwrap_path() else None
@@ -503,7 +503,8 @@ def mode_settings(mode: str) -> dict[str, object] | None:
 
 
 def _isolation_flags(settings: dict[str, object]) -> dict[str, bool]:
-    from ..repl.sandbox_env import SandboxConfig, resolve
+    from ..repl.sandbox.config import SandboxConfig
+    from ..repl.sandbox.isolation import resolve
 
     iso = resolve(SandboxConfig(**settings))  # type: ignore[arg-type]
     flags = {k: bool(v) for k, v in iso.__dict__.items() if isinstance(v, bool)}

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from .. import RLM, RLMResult, __version__, runtime
+from ..config import Endpoint
 from . import peers as peer_env
 from .fake_server import FakeServer
 
@@ -99,10 +100,8 @@ def run_ours(
     connection, as any earlier cell of a notebook would have; the limiter's counters
     are reported for the measured run only.
     """
-    rlm = RLM(
-        "bench-root", "bench-sub", base_url=server.base_url, api_key="bench", sandbox=sandbox,
-        transport=transport, max_concurrent=c, max_iterations=2, progress=False,
-    )
+    rlm = RLM("bench-root", "bench-sub", base_url=server.base_url, api_key="bench", sandbox=sandbox,
+            max_concurrent=c, max_iterations=2, progress=False, endpoint=Endpoint(transport=transport))
     try:
         _complete(rlm, {"n": 1, "c": 1, "mode": mode, "tag": "warm-up"})
         before = dict(rlm.limiter.stats)

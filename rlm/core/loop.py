@@ -10,8 +10,9 @@ from typing import Any
 
 from ..errors import BudgetExceeded, ConfigError, LimitExceeded, LMError
 from ..lm.batch import Dispatcher
-from ..lm.types import FailedCall
+from ..lm.budget import BudgetReport
 from ..repl.base import REPL, ExecResult, load_context
+from ..repl.steps import FailedCall, as_text
 from ..trace.trace import Trace
 from .parsing import find_code_blocks, find_final, truncate_output
 from .prompts import (
@@ -61,24 +62,25 @@ class _Host:
 
     async def llm_query(self, prompt: str, model: str | None = None) -> str:
         chosen = self._run.settings.check_model("llm_query", model)
-        return await self._run.dispatcher.query(prompt, model=chosen, parent=self.parent)
+        return _shown(await self._run.dispatcher.query(prompt, model=chosen, parent=self.parent))
 
     async def llm_batch(
         self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
     ) -> list[str]:
         chosen = self._run.settings.check_model("llm_batch", model)
-        return await self._run.dispatcher.batch(
+        results = await self._run.dispatcher.batch(
             prompts, model=chosen, max_concurrent=max_concurrent, parent=self.parent,
         )
+        return [_shown(r) for r in results]
 
-    async def budget(self) -> dict[str, Any]:
-        """What the completion has spent against its budget, as a JSON-able dict."""
-        return self._run.dispatcher.budget.report().to_dict()
+    async def budget(self) -> BudgetReport:
+        """What the completion has spent against its budget."""
+        return self._run.dispatcher.budget.report()
 
     async def rlm_query(self, query: str, context: Any = None) -> str:
         run = self._run
         if not run.can_recurse:
-            prompt = query if context is None else f"{query}\n\n{_as_text(context)}"
+            prompt = query if context is None else f"{query}\n\n{as_text(context)}"
             return await self.llm_query(prompt)
         child = RootLoop(
             settings=run.settings, dispatcher=run.dispatcher, repl_factory=run.repl_factory,
@@ -91,8 +93,9 @@ class _Host:
         return result.answer
 
 
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+def _shown(value: str | Exception) -> str:
+    """A sub-call's answer as root code sees it: a failure is a ``FailedCall`` carrying the error."""
+    return FailedCall(value) if isinstance(value, Exception) else value
 
 
 class RootLoop:

@@ -15,15 +15,15 @@ from typing import Any, TypeVar
 
 from ..errors import BudgetExceeded, ConfigError, ContextWindowExceeded
 from ..trace.events import Tracer
-from .budget import BudgetLedger
+from .budget import OUTPUT_CAP_KEYS, BudgetLedger
 from .cache import Cache, cache_key
-from .client import LMClient, Message
+from .client import MAX_OUTPUT_TOKENS, LMClient, Message
 from .guard import check_window
 from .limiter import AdaptiveLimiter
 from .pricing import Pricing
 from .retry import RetryPolicy, call_with_retries
 from .tokens import count_message_tokens, message_chars
-from .types import Completion, FailedCall, Usage, UsageMeter
+from .types import Completion, Usage, UsageMeter
 
 T = TypeVar("T")
 
@@ -89,7 +89,6 @@ class Dispatcher:
         cache: Cache | None = None,
         retry: RetryPolicy | None = None,
         sub_client: LMClient | None = None,
-        output_cap_key: str = "max_completion_tokens",
     ) -> None:
         self.client = client
         self.sub_client = sub_client
@@ -101,7 +100,6 @@ class Dispatcher:
         self.pricing = pricing if pricing is not None else Pricing()
         self.budget = budget if budget is not None else BudgetLedger(None, self.pricing)
         self.cache = cache
-        self.output_cap_key = output_cap_key
 
     async def complete(
         self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub"
@@ -146,7 +144,8 @@ class Dispatcher:
         except (BudgetExceeded, ConfigError) as exc:
             self._unsent(model, role, parent, "refused", error=f"{type(exc).__name__}: {exc}")
             raise
-        cap = {self.output_cap_key: reservation.reply_tokens} if ledger.needs_prompt_tokens and requested is None else None
+        # The neutral name: each client sends it as its endpoint's own (max_completion_tokens, max_tokens).
+        cap = {MAX_OUTPUT_TOKENS: reservation.reply_tokens} if ledger.needs_prompt_tokens and requested is None else None
         left = ledger.time_left()
         send = self._send(messages, model=model, parent=parent, role=role, extra=cap)
         try:
@@ -187,7 +186,8 @@ class Dispatcher:
         client = self.sub_client if self.sub_client is not None and role != "root" else self.client
         options = self.call_options if extra is None else {**self.call_options, **extra}
         prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
-        tokens = prompt_chars / 4 + (options.get("max_tokens") or 0)
+        cap = next((options[k] for k in OUTPUT_CAP_KEYS if isinstance(options.get(k), int)), 0)
+        tokens = prompt_chars / 4 + cap
         call_id: str | None = None
         started = 0.0
 
@@ -233,25 +233,29 @@ class Dispatcher:
         )
         return completion
 
-    async def query(self, prompt: str, *, model: str, parent: str | None) -> str:
-        """A sub-call that never raises for a model failure: it returns a ``FailedCall``."""
+    async def query(self, prompt: str, *, model: str, parent: str | None) -> str | Exception:
+        """A sub-call that never raises for a model failure: the exception comes back as the value.
+
+        The REPL layer shows it to root code as a ``FailedCall``; the model layer knows
+        nothing of root code.
+        """
         if not isinstance(prompt, str):
             raise TypeError(f"llm_query(prompt) takes a string, got {type(prompt).__name__}")
         try:
             completion = await self.complete([{"role": "user", "content": prompt}], model=model, parent=parent)
         except Exception as exc:
-            return FailedCall(exc)
+            return exc
         return completion.text
 
     async def batch(
         self, prompts: Any, *, model: str, max_concurrent: int = 10, parent: str | None
-    ) -> list[str]:
-        """Answers in input order; a failed item is a ``FailedCall`` in its place."""
+    ) -> list[str | Exception]:
+        """Answers in input order; a failed item is its exception, in its place."""
         items = check_prompts(prompts)
         if not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ConfigError(f"llm_batch(max_concurrent=...) must be a positive int, got {max_concurrent!r}")
         batch_id = self.tracer.start("batch", parent, n=len(items), max_concurrent=max_concurrent, model=model)
-        results: list[str] = [""] * len(items)
+        results: list[str | Exception] = [""] * len(items)
         todo = iter(range(len(items)))
 
         # max_concurrent workers pull items in input order, rather than one task per item
@@ -271,6 +275,6 @@ class Dispatcher:
             await asyncio.gather(*(worker() for _ in range(workers)))
             status = "ok"
         finally:
-            failed = sum(isinstance(r, FailedCall) for r in results) if status == "ok" else None
+            failed = sum(isinstance(r, Exception) for r in results) if status == "ok" else None
             self.tracer.end("batch", batch_id, parent, status=status, failed=failed)
         return results

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import BudgetExceeded, ConfigError
-from .client import is_openai_endpoint
+from .client import MAX_OUTPUT_TOKENS
 from .pricing import Pricing
 from .types import Usage
 
@@ -35,20 +35,9 @@ LIMITS = ("max_calls", "max_tokens", "max_cost_usd", "max_time_s")
 MIN_REPLY_TOKENS = 16
 #: Float slack on dollar sums, far below anything a price can charge.
 _CENT_FRACTION = 1e-12
-#: The request options that cap a reply, in the order they are honoured.
-OUTPUT_CAP_KEYS = ("max_completion_tokens", "max_tokens")
-
-
-def output_cap_key(base_url: str | None) -> str:
-    """The request option that caps a reply on this endpoint.
-
-    OpenAI's reasoning models reject ``max_tokens`` and want ``max_completion_tokens``;
-    local OpenAI-compatible servers (llama.cpp, Ollama, older vLLM) know only
-    ``max_tokens``. Set either in ``call_options`` to choose for yourself.
-    """
-    if is_openai_endpoint(base_url):
-        return "max_completion_tokens"
-    return "max_tokens"
+#: The request options that cap a reply, in the order they are honoured: the wire names a
+#: caller may set in ``call_options``, then the neutral one the clients translate.
+OUTPUT_CAP_KEYS = ("max_completion_tokens", "max_tokens", MAX_OUTPUT_TOKENS)
 
 
 @dataclass(frozen=True, slots=True)

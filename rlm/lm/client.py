@@ -92,6 +92,40 @@ def is_openai_endpoint(base_url: str | None) -> bool:
     return base_url is None or "api.openai.com" in base_url
 
 
+#: The neutral option a caller caps a reply with; each client sends it under its endpoint's name.
+MAX_OUTPUT_TOKENS = "max_output_tokens"
+#: Where OpenAI-compatible servers put a model's context window in ``/models``:
+#: vLLM's ``max_model_len``, OpenRouter's and LM Studio's ``context_length``, others'.
+WINDOW_FIELDS = ("max_model_len", "context_length", "context_window", "max_context_length")
+
+
+def wire_options(opts: dict[str, Any], base_url: str | None) -> dict[str, Any]:
+    """``opts`` with ``max_output_tokens`` under the name this endpoint takes.
+
+    OpenAI's reasoning models reject ``max_tokens`` and want ``max_completion_tokens``;
+    local OpenAI-compatible servers (llama.cpp, Ollama, older vLLM) know only ``max_tokens``.
+    """
+    if MAX_OUTPUT_TOKENS not in opts:
+        return opts
+    shaped = dict(opts)
+    cap = shaped.pop(MAX_OUTPUT_TOKENS)
+    shaped["max_completion_tokens" if is_openai_endpoint(base_url) else "max_tokens"] = cap
+    return shaped
+
+
+def listed_window(entry: dict[str, Any]) -> int | None:
+    """The context window a ``/models`` entry reports, if it reports one."""
+    for name in WINDOW_FIELDS:
+        value = entry.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def windows_of(entries: list[dict[str, Any]]) -> dict[str, int]:
+    return {str(e["id"]): w for e in entries if "id" in e and (w := listed_window(e)) is not None}
+
+
 def status_error(status: int, message: str, body: Any, headers: Any, model: str) -> LMResponseError:
     """The typed error for an HTTP error status; every transport maps statuses through here.
 
@@ -169,7 +203,7 @@ class OpenAIClient:
         try:
             # The raw response too: its x-ratelimit-* headers say when a quota runs out.
             raw = await self._client.chat.completions.with_raw_response.create(
-                model=model, messages=messages, **opts  # type: ignore[arg-type]
+                model=model, messages=messages, **wire_options(opts, self.base_url)  # type: ignore[arg-type]
             )
             response = raw.parse()
         except (openai.OpenAIError, ValueError) as exc:  # the SDK lets a bad JSON body through as ValueError
@@ -203,6 +237,12 @@ class OpenAIClient:
         except openai.OpenAIError as exc:
             raise translate_error(exc, "/models") from exc
         return [m.model_dump() for m in page.data]
+
+    async def context_windows(self) -> dict[str, int]:
+        """Model -> context window, as a non-OpenAI endpoint's ``/models`` lists them (OpenAI lists none)."""
+        if is_openai_endpoint(self.base_url):
+            return {}
+        return windows_of(await self.list_models())
 
     async def aclose(self) -> None:
         await _close_sdk_client(self._client)

@@ -9,15 +9,12 @@ context window (its prompts are not checked before sending).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
-from ..errors import ConfigError, LMError
-from .client import is_openai_endpoint
+from ..errors import ConfigError
 from .types import Usage
 
 log = logging.getLogger("rlm")
@@ -90,20 +87,6 @@ MODELS: dict[str, ModelInfo] = {
     "gemini-2.0-flash": _m(0.10, 0.40, 1_048_576, 0.025),
 }
 
-#: Where OpenAI-compatible servers put a model's context window in ``/models``:
-#: vLLM's ``max_model_len``, OpenRouter's and LM Studio's ``context_length``, others'.
-WINDOW_FIELDS = ("max_model_len", "context_length", "context_window", "max_context_length")
-#: The longest a first completion waits for an endpoint's ``/models`` listing.
-WINDOW_LOOKUP_S = 5.0
-
-
-def listed_window(entry: dict[str, Any]) -> int | None:
-    """The context window a ``/models`` entry reports, if it reports one."""
-    for name in WINDOW_FIELDS:
-        value = entry.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
 
 
 # A dated snapshot ("gpt-4o-2024-08-06", "claude-sonnet-4-20250514") or "-latest" alias.
@@ -159,29 +142,9 @@ class Pricing:
         elif info.context_window is None:
             self.table[model] = replace(info, context_window=window)
 
-    async def learn_windows(self, client: Any, models: Iterable[str], timeout: float = WINDOW_LOOKUP_S) -> None:
-        """Ask a non-OpenAI endpoint's ``/models`` for the windows of ``models`` this table lacks.
-
-        Why: the context-window guard and the root's prompt need the sub-model's window,
-        and a local server knows it (vLLM's ``max_model_len``); without it a prompt pasted
-        whole is sent and fails, or is cut, at the server. Best effort: a client without
-        ``list_models``, OpenAI's endpoint (its listing has no windows) or an endpoint
-        that errs or is slow leaves them unknown.
-        """
-        missing = {m for m in models if self.context_window(m) is None}
-        base_url = getattr(client, "base_url", None)
-        list_models = getattr(client, "list_models", None)
-        if not missing or list_models is None or is_openai_endpoint(base_url):
-            return
-        try:
-            entries = await asyncio.wait_for(list_models(), timeout)
-        except (LMError, asyncio.TimeoutError) as exc:
-            log.debug("no context windows from %s/models: %s", base_url, exc)
-            return
-        for entry in entries:
-            window = listed_window(entry)
-            if entry.get("id") in missing and window is not None:
-                self.add_window(str(entry["id"]), window)
+    def missing_windows(self, models: Iterable[str]) -> set[str]:
+        """Which of ``models`` have no known context window (an endpoint may list them)."""
+        return {m for m in models if self.context_window(m) is None}
 
     def context_window(self, model: str) -> int | None:
         info = self.lookup(model)

@@ -46,7 +46,7 @@ import yarl
 from openai import NotGiven, Omit
 
 from ..errors import ConfigError, LMConnectionError, LMError, LMResponseError, LMTimeout
-from .client import Message, close_on_loop, resolve_endpoint, status_error
+from .client import Message, close_on_loop, is_openai_endpoint, resolve_endpoint, status_error, windows_of, wire_options
 from .retry import quota_reset
 from .types import Completion, Usage
 
@@ -321,6 +321,7 @@ class FastClient:
         return self._session
 
     async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
+        opts = wire_options(opts, self.base_url)
         if opts.get("stream"):
             raise ConfigError("the fast transport does not stream; use RLM(transport='openai') for stream=True")
         fields: dict[str, Any] = {"messages": messages, "model": model}
@@ -377,6 +378,12 @@ class FastClient:
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError, ValueError, AttributeError) as exc:
             raise LMConnectionError(f"cannot list the endpoint's models: {type(exc).__name__}: {exc}") from exc
         return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
+
+    async def context_windows(self) -> dict[str, int]:
+        """Model -> context window, as a non-OpenAI endpoint's ``/models`` lists them (OpenAI lists none)."""
+        if is_openai_endpoint(self.base_url):
+            return {}
+        return windows_of(await self.list_models())
 
     def _plan(self, extra_headers: Any, extra_query: Any, timeout: Any) -> tuple[Any, Any, Any]:
         """The URL, headers and timeout for these request options, prepared once per distinct options.

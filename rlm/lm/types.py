@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,29 +53,6 @@ class Completion:
     seconds: float
     finish_reason: str | None = None
     quota_wait: float | None = None
-
-
-class FailedCall(str):
-    """The text a failed sub-call returns in place of an answer.
-
-    It is a ``str`` so root code that joins or prints batch results keeps working,
-    and it is detectable by type (``isinstance(r, FailedCall)``) with the exception
-    kept in ``.error``, so one failed item never sinks a batch.
-    """
-
-    error: BaseException | None
-
-    def __new__(cls, error: BaseException | str) -> FailedCall:
-        if isinstance(error, BaseException):
-            text = f"[rlm error] {type(error).__name__}: {error}"
-        else:
-            text = f"[rlm error] {error}"
-        self = super().__new__(cls, text)
-        self.error = error if isinstance(error, BaseException) else None
-        return self
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (FailedCall, (str(self)[len("[rlm error] ") :],))
 
 
 @dataclass

@@ -7,17 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-
-class FinalAnswer(BaseException):
-    """Raised by ``FINAL``/``FINAL_VAR`` inside root code.
-
-    A ``BaseException`` so that ``except Exception`` in model-written code cannot
-    swallow the answer.
-    """
-
-    def __init__(self, answer: str) -> None:
-        super().__init__(answer)
-        self.answer = answer
+from ..lm.budget import BudgetReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +41,8 @@ class Host(Protocol):
 
     async def rlm_query(self, query: str, context: Any = None) -> str: ...
 
-    async def budget(self) -> dict[str, Any]:
-        """``BudgetReport.to_dict()`` of the run; the REPL's ``budget()`` shows it."""
+    async def budget(self) -> BudgetReport:
+        """What the run has spent against its budget; the REPL's ``budget()`` shows it."""
         ...
 
 

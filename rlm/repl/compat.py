@@ -8,12 +8,15 @@ from typing import Any
 
 from .. import runtime
 from ..lm.batch import Dispatcher
+from ..lm.budget import BudgetReport
 from ..lm.client import OpenAIClient
 from ..lm.limiter import AdaptiveLimiter
 from ..trace.events import Tracer
 from .local import LocalREPL
+from .steps import FailedCall
 
 
+@dataclass
 @dataclass
 class REPLResult:
     """What ``REPLEnv.code_execution`` returns, as in the seed."""
@@ -22,6 +25,10 @@ class REPLResult:
     stderr: str
     locals: dict[str, Any] = field(default_factory=dict)
     execution_time: float = 0.0
+
+
+def _shown(value: str | Exception) -> str:
+    return FailedCall(value) if isinstance(value, Exception) else value
 
 
 class Sub_RLM:  # noqa: N801 - the seed's name
@@ -36,10 +43,12 @@ class Sub_RLM:  # noqa: N801 - the seed's name
         )
 
     async def _query(self, prompt: str, model: str | None = None) -> str:
-        return await self._dispatcher.query(prompt, model=model or self.model, parent=None)
+        return _shown(await self._dispatcher.query(prompt, model=model or self.model, parent=None))
 
     async def _batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
-        return await self._dispatcher.batch(prompts, model=model or self.model, max_concurrent=max_concurrent, parent=None)
+        results = await self._dispatcher.batch(prompts, model=model or self.model, max_concurrent=max_concurrent,
+                                               parent=None)
+        return [_shown(r) for r in results]
 
     def completion(self, prompt: str) -> str:
         return runtime.run(self._query(prompt))
@@ -64,8 +73,8 @@ class _SubHost:
         prompt = query if context is None else f"{query}\n\n{context}"
         return await self._sub._query(prompt)
 
-    async def budget(self) -> dict[str, Any]:
-        return self._sub._dispatcher.budget.report().to_dict()
+    async def budget(self) -> BudgetReport:
+        return self._sub._dispatcher.budget.report()
 
 
 class REPLEnv:

@@ -1,8 +1,7 @@
 """Helpers root code can call in the REPL, shared by every REPL implementation.
 
-``chunk`` and ``count_tokens`` are pure and run where the root's code runs (in
-process or in the kernel). ``budget()`` needs the host: each REPL fetches the
-host's ``budget()`` dict its own way and shows it with ``budget_view``.
+``chunk`` and ``count_tokens`` are pure; the in-process REPL calls them directly,
+the kernel sandbox's host on the kernel's behalf (the tokenizer lives on the host).
 """
 
 from __future__ import annotations
@@ -10,16 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..lm.budget import BudgetReport
 from ..lm.tokens import count_tokens, encoding_for
 
-__all__ = ["PURE_HELPERS", "budget_view", "chunk", "count_tokens"]
+__all__ = ["PURE_HELPERS", "chunk", "count_tokens"]
 
 #: A chunk may end early, at a line break or a space, if one lies in its last fifth.
 SNAP_FRACTION = 0.2
 
 
-def _as_text(context: Any) -> str:
+def _joined(context: Any) -> str:
     """A list becomes one item per line, a dict one ``key: value`` per line."""
     if isinstance(context, str):
         return context
@@ -50,7 +48,7 @@ def chunk(
         raise ValueError(f"chunk(max_tokens=...) must be an int >= 1, got {max_tokens!r}")
     if not isinstance(overlap, int) or not 0 <= overlap < max_tokens:
         raise ValueError(f"chunk(overlap=...) must be an int with 0 <= overlap < max_tokens, got {overlap!r}")
-    text = _as_text(context)
+    text = _joined(context)
     if not text:
         return []
     encoding = encoding_for(model)
@@ -109,11 +107,6 @@ def _snap(text: str, offsets: list[int], start: int, end: int, n: int, max_token
             if at > offsets[start] and text[at - 1] == wanted:
                 return cut
     return end
-
-
-def budget_view(data: dict[str, Any]) -> BudgetReport:
-    """The host's ``budget()`` dict as a report that prints what is spent and left."""
-    return BudgetReport.from_dict(data)
 
 
 #: Helpers that need no host: a REPL puts these in its namespace as they are.

@@ -15,9 +15,9 @@ from typing import Any
 
 from ..errors import SandboxError
 from .base import ExecResult, Host, load_context
-from .kernel_pool import KernelPool
-from .sandbox_env import SandboxConfig
-from .sandbox_kernel import KernelLost, SandboxKernel, encode_context
+from .sandbox.config import SandboxConfig
+from .sandbox.kernel import KernelLost, SandboxKernel, encode_context
+from .sandbox.pool import KernelPool
 
 RESTARTED = ("The sandbox was restarted: every variable was lost; `context` and the helper "
              "functions are loaded again.")
@@ -37,10 +37,10 @@ class KernelREPL:
     root model's first reply.
     """
 
-    def __init__(self, pool: KernelPool | None = None, *, step_timeout: float | None = None) -> None:
+    def __init__(self, pool: KernelPool | None = None, *, step_timeout: float = 600.0) -> None:
         self._owns_pool = pool is None
         self.pool = pool if pool is not None else KernelPool(SandboxConfig())
-        self.step_timeout = step_timeout if step_timeout is not None else self.pool.config.step_timeout
+        self.step_timeout = step_timeout
         self._context: tuple[str, bytes] | None = None
         self._host: Host | None = None
         self._ready: asyncio.Future[SandboxKernel] | None = None

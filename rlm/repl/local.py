@@ -7,27 +7,22 @@ quick experiments; ``RLM(sandbox="kernel")`` runs root code in an isolated subpr
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import builtins
 import concurrent.futures
 import ctypes
 import itertools
-import linecache
 import sys
 import threading
 import time
-import traceback
 import types
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from ..lm.types import FailedCall
-
 # Stdlib-only pieces shared with the code that runs inside the sandbox kernel.
-from ._kernel_side import _Capture, _user_traceback, check_batch, check_query, check_rlm_query
-from .base import ExecResult, FinalAnswer, Host, load_context
-from .helpers import PURE_HELPERS, budget_view
+from . import steps
+from .base import ExecResult, Host, load_context
+from .helpers import PURE_HELPERS
 
 T = TypeVar("T")
 
@@ -38,12 +33,8 @@ _repl_numbers = itertools.count(1)
 INTERRUPT_GRACE_S = 2.0
 
 
-class _Interrupt(BaseException):
-    """Injected into the step's thread to stop it (timeout or cancel).
-
-    A ``BaseException`` so ``except Exception`` in root code does not swallow it.
-    """
-
+#: Injected into the step's thread to stop it (timeout or cancel).
+_Interrupt = steps.Interrupted
 
 _local = threading.local()
 _router_lock = threading.Lock()
@@ -95,10 +86,6 @@ def _uninstall_router() -> None:
                 sys.stderr = sys.stderr.fallback
 
 
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
-
-
 class LocalREPL:
     """Runs root code in this process, one step at a time on a dedicated thread.
 
@@ -141,9 +128,9 @@ class LocalREPL:
             "llm_query": self._llm_query,
             "llm_batch": self._llm_batch,
             "rlm_query": self._rlm_query,
-            "FINAL": self._final,
-            "FINAL_VAR": self._final_var,
-            "FailedCall": FailedCall,
+            "FINAL": steps.final,
+            "FINAL_VAR": lambda name: steps.final_var(self.namespace, name),
+            "FailedCall": steps.FailedCall,
             "budget": self._budget,
             **PURE_HELPERS,
         })
@@ -166,38 +153,24 @@ class LocalREPL:
 
     def _llm_query(self, prompt: str, model: str | None = None) -> str:
         assert self._host is not None
-        check_query(prompt, model)
+        steps.check_query(prompt, model)
         return self._call(self._host.llm_query(prompt, model))
 
     def _llm_batch(
         self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
     ) -> list[str]:
         assert self._host is not None
-        items = check_batch(prompts, max_concurrent, model)
+        items = steps.check_batch(prompts, max_concurrent, model)
         return self._call(self._host.llm_batch(items, max_concurrent, model))
 
     def _rlm_query(self, query: str, context: Any = None) -> str:
         assert self._host is not None
-        check_rlm_query(query)
+        steps.check_rlm_query(query)
         return self._call(self._host.rlm_query(query, context))
 
     def _budget(self) -> Any:
         assert self._host is not None
-        return budget_view(self._call(self._host.budget()))
-
-    def _final(self, answer: Any) -> None:
-        raise FinalAnswer(_as_text(answer))
-
-    def _final_var(self, name: Any) -> None:
-        if not isinstance(name, str):
-            raise FinalAnswer(_as_text(name))
-        key = name.strip().strip("'\"")
-        if key not in self.namespace:
-            raise NameError(
-                f"FINAL_VAR: no variable named {key!r}. Assign it in a code block first, "
-                "or call FINAL(value) with the answer itself."
-            )
-        raise FinalAnswer(_as_text(self.namespace[key]))
+        return self._call(self._host.budget())
 
     # -- stepping --------------------------------------------------------------------
 
@@ -221,34 +194,12 @@ class LocalREPL:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.get_ident()), None)
 
     def _run_step(self, code: str) -> ExecResult:
-        out, err = _Capture(self._cap), _Capture(self._cap)
+        out, err = steps.Capture(self._cap), steps.Capture(self._cap)
         _install_router()
         _local.stdout, _local.stderr = out, err
         started = time.perf_counter()
-        error: str | None = None
-        final: str | None = None
         try:
-            filename = f"<repl-{next(_step_numbers)}>"
-            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-            tree = ast.parse(code, filename, "exec")
-            last = tree.body[-1] if tree.body else None
-            if isinstance(last, ast.Expr):
-                tree.body.pop()  # evaluated apart below, so its value is shown as in a notebook
-            else:
-                last = None
-            exec(compile(tree, filename, "exec"), self.namespace)
-            if last is not None:
-                value = eval(compile(ast.Expression(last.value), filename, "eval"), self.namespace)
-                if value is not None:
-                    out.write(repr(value) + "\n")
-        except FinalAnswer as answer:
-            final = answer.answer
-        except _Interrupt as stop:
-            error = f"Interrupted: {stop}"
-        except SyntaxError as exc:
-            error = "".join(traceback.format_exception_only(type(exc), exc))
-        except BaseException as exc:  # root code may raise anything, SystemExit included
-            error = _user_traceback(exc)
+            error, final = steps.run_code(code, self.namespace, out, f"<repl-{next(_step_numbers)}>")
         finally:
             _local.stdout = _local.stderr = None
             _uninstall_router()
@@ -293,10 +244,7 @@ class LocalREPL:
             raise
 
     async def get_variable(self, name: str) -> str:
-        key = name.strip().strip("'\"")
-        if key not in self.namespace:
-            raise KeyError(f"no variable named {key!r} in the REPL")
-        return _as_text(self.namespace[key])
+        return steps.get_variable(self.namespace, name)
 
     async def close(self) -> None:
         self._aborted = True

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..trace.events import Subscriber
 
 if TYPE_CHECKING:
-    from ..core.control import RunControl
+    from ..control import RunControl
 
 log = logging.getLogger("rlm")
 

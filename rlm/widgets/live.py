@@ -21,7 +21,7 @@ import anywidget
 import traitlets
 
 from .. import runtime
-from ..core.control import RunControl
+from ..control import RunControl
 from ..trace import html
 from ..trace.events import Event
 from ..trace.progress import Progress

@@ -18,14 +18,16 @@ from rlm import (
     BudgetReport,
     ConfigError,
     ContextWindowExceeded,
+    Endpoint,
     FailedCall,
+    Limits,
     LMResponseError,
     ModelInfo,
     Usage,
 )
 from rlm.lm.batch import OFF_LOOP_CHARS, _off_loop_if_big
-from rlm.lm.budget import BudgetLedger, output_cap_key
-from rlm.lm.client import OpenAIClient
+from rlm.lm.budget import BudgetLedger
+from rlm.lm.client import OpenAIClient, wire_options
 from rlm.lm.pricing import Pricing
 from rlm.lm.transport import FastClient
 from rlm.testing import Fault, ScriptedLM
@@ -40,7 +42,7 @@ BATCH_100 = (
 
 
 def make_rlm(lm: ScriptedLM, **kwargs: object) -> RLM:
-    kwargs.setdefault("max_retries", 0)
+    kwargs.setdefault("endpoint", Endpoint(retries=0))
     kwargs.setdefault("sandbox", "local")
     return RLM("root", "sub", base_url=lm.base_url, api_key="k", **kwargs)  # type: ignore[arg-type]
 
@@ -65,7 +67,7 @@ def test_64_parallel_calls_never_overshoot_max_calls_and_the_run_stops_with_a_pa
 def test_max_tokens_is_reserved_for_calls_in_flight() -> None:
     limit = 4_000
     with ScriptedLM(root=[BATCH_100, "FINAL(never)"], sub=lambda r: "ok", latency=0.02) as lm:
-        rlm = make_rlm(lm, budget=Budget(max_tokens=limit), call_options={"max_tokens": 100})
+        rlm = make_rlm(lm, budget=Budget(max_tokens=limit), endpoint=Endpoint(call_options={"max_tokens": 100}))
         with pytest.raises(BudgetExceeded) as info:
             rlm.completion("ctx", "q")
         sent = lm.stats["requests"]
@@ -78,7 +80,8 @@ def test_max_tokens_is_reserved_for_calls_in_flight() -> None:
 
 def test_max_cost_usd_with_overridden_prices_and_cost_in_usage() -> None:
     with ScriptedLM(root=[BATCH_100, "FINAL(never)"], sub=lambda r: "ok", latency=0.02) as lm:
-        rlm = make_rlm(lm, budget=Budget(max_cost_usd=0.5), pricing=PRICES, call_options={"max_tokens": 100})
+        rlm = make_rlm(lm, budget=Budget(max_cost_usd=0.5),
+                endpoint=Endpoint(pricing=PRICES, call_options={"max_tokens": 100}))
         with pytest.raises(BudgetExceeded) as info:
             rlm.completion("ctx", "q")
     usage = info.value.partial.usage
@@ -113,7 +116,8 @@ def test_long_replies_cannot_push_parallel_calls_past_max_tokens() -> None:
 def test_long_replies_cannot_push_parallel_calls_past_max_cost_usd() -> None:
     batch = "```repl\nr = llm_batch(['item %d' % i for i in range(20)], max_concurrent=20)\nprint(len(r))\n```"
     with ScriptedLM(root=[batch, "FINAL(never)"], sub=lambda r: LONG_REPLY, latency=0.02) as lm:
-        rlm = make_rlm(lm, pricing=PRICES, budget=Budget(max_cost_usd=1.0, output_tokens_per_call=1_500))
+        rlm = make_rlm(lm, budget=Budget(max_cost_usd=1.0, output_tokens_per_call=1_500),
+                endpoint=Endpoint(pricing=PRICES))
         with pytest.raises(BudgetExceeded) as info:
             rlm.completion("ctx", "q")
     usage = info.value.partial.usage
@@ -137,7 +141,8 @@ def test_a_small_token_budget_still_runs_with_the_reply_cut_to_what_is_left() ->
 
 def test_a_reply_cap_in_call_options_is_kept_and_reserved() -> None:
     with ScriptedLM(root=["FINAL(ok)"]) as lm:
-        rlm = make_rlm(lm, budget=Budget(max_tokens=100_000), call_options={"max_completion_tokens": 77})
+        rlm = make_rlm(lm, budget=Budget(max_tokens=100_000),
+                endpoint=Endpoint(call_options={"max_completion_tokens": 77}))
         rlm.completion("ctx", "q")
         body = lm.requests[0].body
     assert body["max_completion_tokens"] == 77 and "max_tokens" not in body
@@ -151,9 +156,10 @@ def test_without_a_token_or_dollar_limit_no_cap_is_sent() -> None:
 
 
 def test_the_cap_goes_by_the_name_each_endpoint_knows() -> None:
-    assert output_cap_key(None) == "max_completion_tokens"
-    assert output_cap_key("https://api.openai.com/v1") == "max_completion_tokens"
-    assert output_cap_key("http://127.0.0.1:8000/v1") == "max_tokens"
+    cap = {"max_output_tokens": 9, "temperature": 0}
+    assert wire_options(cap, None) == {"max_completion_tokens": 9, "temperature": 0}
+    assert wire_options(cap, "https://api.openai.com/v1") == {"max_completion_tokens": 9, "temperature": 0}
+    assert wire_options(cap, "http://127.0.0.1:8000/v1") == {"max_tokens": 9, "temperature": 0}
 
 
 def test_cost_budget_needs_prices_for_the_models() -> None:
@@ -177,7 +183,7 @@ def _tree_root(request) -> str:
 
 def test_children_and_sub_calls_roll_up_into_the_roots_usage_and_budget() -> None:
     with ScriptedLM(root=_tree_root, sub=lambda r: "ok") as lm:
-        rlm = make_rlm(lm, max_depth=2, pricing=PRICES, budget=Budget(max_calls=100))
+        rlm = make_rlm(lm, max_depth=2, budget=Budget(max_calls=100), endpoint=Endpoint(pricing=PRICES))
         result = rlm.completion("ctx", "q")
         sent = lm.stats
     assert result.answer == "['4', '4', '4']"
@@ -293,7 +299,7 @@ def test_pricing_overrides_merge_with_the_builtin_table() -> None:
 
 def test_unpriced_models_show_as_unknown_cost_not_zero() -> None:
     with ScriptedLM(root=["```repl\nllm_query('a')\n```", "FINAL(ok)"]) as lm:
-        result = make_rlm(lm, pricing={"root": (1.0, 1.0)}).completion("ctx", "q")
+        result = make_rlm(lm, endpoint=Endpoint(pricing={"root": (1.0, 1.0)})).completion("ctx", "q")
     assert result.usage.by_model["sub"].cost_usd is None
     assert result.usage.unpriced == ["sub"] and result.usage.cost_usd > 0
     assert "no price for sub" in str(result.usage)
@@ -311,7 +317,7 @@ def test_a_sub_prompt_over_the_window_is_not_sent_and_says_how_big() -> None:
     program = "```repl\nr = llm_batch(['small one', context])\nprint(r[0])\nprint(r[1])\n```"
     big = "lorem ipsum dolor sit amet " * 2_000  # about 10k tokens
     with ScriptedLM(root=[program, "FINAL(ok)"], sub=lambda r: "fine") as lm:
-        rlm = make_rlm(lm, pricing={"sub": ModelInfo(context_window=4_000)})
+        rlm = make_rlm(lm, endpoint=Endpoint(pricing={"sub": ModelInfo(context_window=4_000)}))
         result = rlm.completion(big, "q")
         assert lm.stats["sub"] == 1  # only the small prompt went out
     ok, refused = result.steps[0].outputs[0].stdout.strip().split("\n", 1)
@@ -326,7 +332,7 @@ def test_a_local_endpoints_window_is_learnt_once_from_its_model_listing(transpor
     program = "```repl\nr = llm_batch(['small one', context])\nprint(r[1])\n```"
     big = "lorem ipsum dolor sit amet " * 2_000  # about 10k tokens
     with ScriptedLM(root=[program, "FINAL(ok)"] * 2, sub=lambda r: "fine", windows={"sub": 4_000}) as lm:
-        rlm = make_rlm(lm, transport=transport)
+        rlm = make_rlm(lm, endpoint=Endpoint(transport=transport))
         first = rlm.completion(big, "q")
         rlm.completion(big, "q")
         stats = lm.stats
@@ -357,14 +363,15 @@ async def test_a_failed_model_listing_is_a_typed_lm_error(client_type: type) -> 
 def test_failed_call_from_the_guard_carries_the_numbers() -> None:
     program = "```repl\nr = llm_query(context)\nprint(type(r).__name__, r.error.tokens > r.error.limit, r.error.limit)\n```"
     with ScriptedLM(root=[program, "FINAL(ok)"]) as lm:
-        result = make_rlm(lm, pricing={"sub": ModelInfo(context_window=100)}).completion("word " * 500, "q")
+        result = make_rlm(lm, endpoint=Endpoint(pricing={"sub": ModelInfo(context_window=100)})).completion("word " * 500, "q")
     assert result.steps[0].outputs[0].stdout.strip() == "FailedCall True 100"
     assert isinstance(FailedCall("x"), str)
 
 
 def test_a_root_prompt_over_the_window_stops_the_run() -> None:
     with ScriptedLM(root=["```repl\nprint(*range(3000))\n```", "FINAL(ok)"]) as lm:
-        rlm = make_rlm(lm, pricing={"root": ModelInfo(context_window=1_500)}, max_output_chars=100_000)
+        rlm = make_rlm(lm, limits=Limits(max_output_chars=100_000),
+                endpoint=Endpoint(pricing={"root": ModelInfo(context_window=1_500)}))
         with pytest.raises(ContextWindowExceeded) as info:
             rlm.completion("ctx", "q")
         assert lm.stats["root"] == 1
@@ -373,7 +380,7 @@ def test_a_root_prompt_over_the_window_stops_the_run() -> None:
 
 def test_the_root_is_told_the_sub_models_window_and_the_helpers() -> None:
     with ScriptedLM() as lm:
-        make_rlm(lm, pricing={"sub": ModelInfo(context_window=8_192)}).completion("ctx", "q")
+        make_rlm(lm, endpoint=Endpoint(pricing={"sub": ModelInfo(context_window=8_192)})).completion("ctx", "q")
     system = lm.root_requests[0].messages[0]["content"]
     assert "roughly 8,192 tokens" in system and "chunk(text" in system and "budget()" in system
 

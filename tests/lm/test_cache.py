@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rlm import RLM, Cache, ConfigError, LMResponseError
+from rlm import RLM, Cache, ConfigError, Endpoint, LMResponseError
 from rlm.lm.cache import cache_key
 from rlm.lm.types import Completion, Usage
 from rlm.testing import Fault, ScriptedLM
@@ -25,7 +25,7 @@ def upper(request) -> str:
 
 
 def make_rlm(lm: ScriptedLM, **kwargs: object) -> RLM:
-    kwargs.setdefault("max_retries", 0)
+    kwargs.setdefault("endpoint", Endpoint(retries=0))
     kwargs.setdefault("sandbox", "local")
     return RLM("root", "sub", base_url=lm.base_url, api_key="k", **kwargs)  # type: ignore[arg-type]
 
@@ -90,7 +90,7 @@ def test_parameters_are_part_of_the_key_and_failures_are_not_cached(tmp_path: Pa
         subs = lm.stats["sub"]
         make_rlm(lm, cache=tmp_path).completion("ctx", "q")
         assert lm.stats["sub"] == subs  # now cached
-        make_rlm(lm, cache=tmp_path, call_options={"temperature": 0.5}).completion("ctx", "q")
+        make_rlm(lm, cache=tmp_path, endpoint=Endpoint(call_options={"temperature": 0.5})).completion("ctx", "q")
         assert lm.stats["sub"] == subs + 1  # other parameters, other key
     messages = [{"role": "user", "content": "x"}]
     assert cache_key("m", messages, {"timeout": 5}) == cache_key("m", messages, {})

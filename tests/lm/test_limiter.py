@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from rlm import RLM, ConfigError, FailedCall, LMRateLimited, LMResponseError
+from rlm import RLM, ConfigError, Endpoint, FailedCall, LMRateLimited, LMResponseError
 from rlm.lm.batch import Dispatcher
 from rlm.lm.limiter import AdaptiveLimiter
 from rlm.lm.retry import RetryPolicy
@@ -140,7 +140,8 @@ async def test_a_pause_longer_than_max_pause_is_not_taken() -> None:
 
 
 def test_limiter_settings_are_validated() -> None:
-    rlm = RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", retry=RetryPolicy(max_server_delay=7), sandbox="local")
+    rlm = RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", sandbox="local",
+            endpoint=Endpoint(retries=RetryPolicy(max_server_delay=7)))
     assert rlm.limiter.max_pause == 7  # the limiter waits no longer than the retry policy would
     bad_settings = (
         {"max_concurrent": 0}, {"max_concurrent": 4, "min_concurrent": 5}, {"max_concurrent": 4, "rpm": 0},
@@ -231,8 +232,8 @@ def test_a_small_429_storm_loses_nothing_and_the_limit_adapts(transport: str) ->
     program = "```repl\nr = llm_batch(['item %d' % i for i in range(60)], max_concurrent=24)\n```"
     with ScriptedLM(root=[program, "FINAL_VAR(r)"], sub=lambda r: r.prompt.upper(), latency=0.03) as lm:
         lm.admit(4, retry_after=0.05)
-        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", transport=transport, max_concurrent=24,
-                  retry=RetryPolicy(max_attempts=20))
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", max_concurrent=24,
+                endpoint=Endpoint(transport=transport, retries=RetryPolicy(max_attempts=20)))
         result = rlm.completion("ctx", "q")
         stats = lm.stats
     answers = eval(result.answer)
@@ -285,7 +286,8 @@ def test_rlm_rpm_cap_spreads_requests_at_the_server() -> None:
     stamps: list[float] = []
     program = "```repl\nr = llm_batch(['item %d' % i for i in range(25)], max_concurrent=25)\n```"
     with ScriptedLM(root=[program, "FINAL(done)"], sub=_stamped(stamps)) as lm:
-        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local", rpm=600, max_concurrent=32)
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local", max_concurrent=32,
+                endpoint=Endpoint(rpm=600))
         result = rlm.completion("ctx", "q")
         stats = lm.stats
     assert result.answer == "done" and stats["sub"] == 25 and stats["root"] == 2
@@ -300,7 +302,8 @@ def test_rlm_tpm_cap_spreads_requests_at_the_server() -> None:
     # each sub-call is ~100 tokens (400 characters), so 60k tpm (1000 a second) is ~10 calls a second
     program = "```repl\nr = llm_batch(['%03d' % i + 'x' * 397 for i in range(20)], max_concurrent=20)\n```"
     with ScriptedLM(root=[program, "FINAL(done)"], sub=_stamped(stamps)) as lm:
-        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local", tpm=60_000, max_concurrent=32)
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local", max_concurrent=32,
+                endpoint=Endpoint(tpm=60_000))
         result = rlm.completion("ctx", "q")
         stats = lm.stats
     assert result.answer == "done" and stats["sub"] == 20 and stats["root"] == 2

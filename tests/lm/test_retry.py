@@ -15,7 +15,7 @@ from aiohttp import web
 
 from rlm import (
     RLM,
-    FailedCall,
+    Endpoint,
     LMConnectionError,
     LMRateLimited,
     LMResponseError,
@@ -223,7 +223,7 @@ async def test_x_should_retry_false_stops_at_once(name: str) -> None:
         client = TRANSPORTS[name](base_url=url, api_key="k")
         reply = await _dispatcher(client, RetryPolicy(base_delay=0.0)).query("q", model="m", parent=None)
         await client.aclose()
-    assert isinstance(reply, FailedCall) and reply.error.status == 503 and len(arrivals) == 1
+    assert isinstance(reply, LMResponseError) and reply.status == 503 and len(arrivals) == 1
 
 
 @pytest.mark.parametrize("name", sorted(TRANSPORTS))
@@ -235,7 +235,7 @@ async def test_x_should_retry_true_cannot_retry_a_client_error(name: str, status
         await client.aclose()
     assert len(arrivals) == requests
     if requests == 1:
-        assert isinstance(reply, FailedCall) and reply.error.status == status
+        assert isinstance(reply, LMResponseError) and reply.status == status
     else:
         assert reply == "done"  # an unlisted status the server calls retryable is retried
 
@@ -252,13 +252,13 @@ async def test_a_call_outlasts_a_run_of_429s_within_its_allowance(allowance: int
     assert len(arrivals) == requests
     assert (reply == "done") is ok
     if not ok:
-        assert isinstance(reply, FailedCall) and isinstance(reply.error, LMRateLimited)
+        assert isinstance(reply, LMRateLimited)
 
 
 def test_max_retries_zero_turns_off_every_retry() -> None:
     with ScriptedLM(root=["```repl\nr = llm_query('x')\n```", "FINAL_VAR(r)"]) as lm:
         lm.fail(Fault.rate_limit(0.01), when=lambda r: r.role == "sub", times=1)
-        result = RLM("root", "sub", base_url=lm.base_url, api_key="k", max_retries=0).completion("ctx", "q")
+        result = RLM("root", "sub", base_url=lm.base_url, api_key="k", endpoint=Endpoint(retries=0)).completion("ctx", "q")
         assert result.answer.startswith("[rlm error] LMRateLimited") and lm.stats["sub"] == 1
 
 
@@ -266,7 +266,7 @@ def test_max_retries_zero_turns_off_every_retry() -> None:
 def test_rlm_never_retries_client_errors(status: int) -> None:
     with ScriptedLM(root=["```repl\nr = llm_query('x')\nprint(type(r).__name__, r.error.status)\n```", "FINAL(ok)"]) as lm:
         lm.fail(Fault.http(status), when=lambda r: r.role == "sub")
-        result = RLM("root", "sub", base_url=lm.base_url, api_key="k", max_retries=5).completion("ctx", "q")
+        result = RLM("root", "sub", base_url=lm.base_url, api_key="k", endpoint=Endpoint(retries=5)).completion("ctx", "q")
         assert result.steps[0].outputs[0].stdout.strip() == f"FailedCall {status}"
         assert lm.stats["sub"] == 1
 
@@ -274,7 +274,8 @@ def test_rlm_never_retries_client_errors(status: int) -> None:
 def test_rlm_max_retries_bounds_the_attempts_and_the_last_error_is_the_items() -> None:
     with ScriptedLM(root=["```repl\nr = llm_batch(['a', 'b'])\nprint([type(x).__name__ for x in r])\n```", "FINAL(ok)"]) as lm:
         lm.fail(Fault.http(502, "bad gateway"), when=lambda r: r.prompt == "a")
-        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", retry=RetryPolicy(max_attempts=3, base_delay=0.01))
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k",
+                endpoint=Endpoint(retries=RetryPolicy(max_attempts=3, base_delay=0.01)))
         result = rlm.completion("ctx", "q")
         assert result.steps[0].outputs[0].stdout.strip() == "['FailedCall', 'str']"
         assert lm.stats["sub"] == 4  # 'a' three times, 'b' once
@@ -286,7 +287,8 @@ def test_rlm_max_retries_bounds_the_attempts_and_the_last_error_is_the_items() -
 def test_timed_out_calls_are_retried() -> None:
     with ScriptedLM(root=["```repl\nr = llm_query('x')\n```", "FINAL_VAR(r)"]) as lm:
         lm.fail(Fault.hang(5.0), when=lambda r: r.role == "sub", times=1)
-        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", timeout=0.5, retry=RetryPolicy(base_delay=0.01))
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k",
+                endpoint=Endpoint(timeout=0.5, retries=RetryPolicy(base_delay=0.01)))
         assert rlm.completion("ctx", "q").answer == "ok"
         assert lm.stats["sub"] == 2
 

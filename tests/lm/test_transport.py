@@ -20,7 +20,7 @@ import pytest
 from rlm import (
     RLM,
     ConfigError,
-    FailedCall,
+    Endpoint,
     LMConnectionError,
     LMError,
     LMRateLimited,
@@ -152,7 +152,7 @@ async def test_same_retries_through_the_dispatcher(name: str) -> None:
         failed = await dispatcher.query("q", model="m", parent=None)
         await client.aclose()
         assert lm.stats["requests"] == 6
-    assert isinstance(failed, FailedCall) and failed.error.status == 503
+    assert isinstance(failed, LMResponseError) and failed.status == 503
     assert [e.data["attempt"] for e in tracer.events if e.kind == "call.retry"] == [1, 2, 1, 2]
     assert [e.data.get("attempts") for e in tracer.events if e.kind == "call.end"] == [3, None]
 
@@ -179,7 +179,8 @@ PROGRAM = "```repl\nr = llm_batch(['one', 'two', 'three'])\nq = llm_query('four'
 def test_rlm_transports_give_the_same_run(transport: str) -> None:
     with ScriptedLM(root=[PROGRAM, "FINAL_VAR(r)"], sub=lambda r: r.prompt.upper()) as lm:
         lm.fail(Fault.http(500), when=lambda r: r.prompt == "two", times=1)
-        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", transport=transport, retry=RetryPolicy(base_delay=0.01))
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k",
+                endpoint=Endpoint(transport=transport, retries=RetryPolicy(base_delay=0.01)))
         result = rlm.completion("ctx", "q")
         assert result.answer == "['ONE', 'TWO', 'THREE']"
         assert lm.stats["sub"] == 5 and lm.stats["root"] == 2
@@ -191,15 +192,15 @@ def test_rlm_transports_give_the_same_run(transport: str) -> None:
 
 def test_rlm_rejects_unknown_transport_and_bad_retries() -> None:
     with pytest.raises(ConfigError, match="transport"):
-        RLM("m", base_url="http://127.0.0.1:9/v1", transport="grpc")
-    with pytest.raises(ConfigError, match="max_retries"):
-        RLM("m", base_url="http://127.0.0.1:9/v1", max_retries=-1)
+        RLM("m", base_url="http://127.0.0.1:9/v1", endpoint=Endpoint(transport="grpc"))
+    with pytest.raises(ConfigError, match="retries"):
+        RLM("m", base_url="http://127.0.0.1:9/v1", endpoint=Endpoint(retries=-1))
 
 
 def test_a_callers_own_client_replaces_both_transports() -> None:
     with ScriptedLM(root=["```repl\nr = llm_query('x')\n```", "FINAL_VAR(r)"]) as lm:
         own = FastClient(base_url=lm.base_url, api_key="k")
-        rlm = RLM("root", "sub", client=own, transport="openai")
+        rlm = RLM("root", "sub", endpoint=Endpoint(client=own, transport="openai"))
         assert rlm.completion("ctx", "q").answer == "ok"
     assert rlm.client is own and rlm.sub_client is None
 
@@ -366,7 +367,8 @@ def test_rlm_sends_the_same_request_options_root_and_sub(transport: str, monkeyp
         "timeout": 30,
     }
     with ScriptedLM(root=["```repl\nr = llm_query('x')\n```", "FINAL_VAR(r)"]) as lm:
-        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", transport=transport, call_options=options)
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k",
+                endpoint=Endpoint(transport=transport, call_options=options))
         assert rlm.completion("ctx", "q").answer == "ok"
         requests = lm.requests
     assert [r.role for r in requests] == ["root", "sub", "root"]
@@ -392,7 +394,8 @@ def test_rlm_sends_the_same_request_options_root_and_sub(transport: str, monkeyp
 @pytest.mark.parametrize("transport", ["openai", "fast", "auto"])
 def test_rlm_refuses_options_the_sdk_would_not_take(transport: str, options: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", transport=transport, call_options=options)
+        RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k",
+                endpoint=Endpoint(transport=transport, call_options=options))
 
 
 def test_rlm_accepts_every_sdk_option() -> None:
@@ -401,9 +404,9 @@ def test_rlm_accepts_every_sdk_option() -> None:
     every = {name: None for name in inspect.signature(AsyncCompletions.create).parameters}
     del every["self"], every["messages"], every["model"]
     assert {"temperature", "max_completion_tokens", "extra_body", "extra_headers", "extra_query", "timeout"} <= set(every)
-    RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", call_options=every)
+    RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", endpoint=Endpoint(call_options=every))
 
 
 def test_a_callers_own_client_gets_its_options_unchecked() -> None:
     own = FastClient(base_url="http://127.0.0.1:9/v1", api_key="k")
-    assert RLM("m", client=own, call_options={"top_k": 5}).call_options == {"top_k": 5}
+    assert RLM("m", endpoint=Endpoint(client=own, call_options={"top_k": 5})).call_options == {"top_k": 5}

@@ -20,17 +20,18 @@ import pytest
 from sandbox_modes import MODES, sandbox_config, uid_settings
 
 import rlm
-from rlm import RLM, ConfigError, FailedCall, SandboxConfig, SandboxError
-from rlm.repl import kernel_pool
+from rlm import RLM, ConfigError, Endpoint, FailedCall, Limits, SandboxConfig, SandboxError
 from rlm.repl.kernel import KernelREPL
-from rlm.repl.kernel_pool import KernelPool
-from rlm.repl.sandbox_env import _world_traversable
+from rlm.repl.sandbox import pool as kernel_pool
+from rlm.repl.sandbox.isolation import _world_traversable
+from rlm.repl.sandbox.pool import KernelPool
 from rlm.testing import Fault, ScriptedLM
+
 
 def make(lm: ScriptedLM, mode: str = "auto", **kwargs) -> RLM:
     config = kwargs.pop("config", {})
-    return RLM("root", "sub", base_url=lm.base_url, api_key="k", max_retries=0,
-               sandbox=sandbox_config(mode, **config), **kwargs)
+    return RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=sandbox_config(mode, **config), **kwargs,
+            endpoint=Endpoint(retries=0))
 
 
 def code(*lines: str) -> str:
@@ -69,7 +70,7 @@ def test_helpers_behave_as_in_the_local_repl() -> None:
     for sandbox in ("kernel", "local"):
         with ScriptedLM(root=[program, "FINAL_VAR(b)"], sub=echo) as lm:
             lm.fail(Fault.http(500, "boom"), when=lambda r: r.prompt == "fail")
-            with RLM("root", "sub", base_url=lm.base_url, api_key="k", max_retries=0, sandbox=sandbox) as rlm:
+            with RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=sandbox, endpoint=Endpoint(retries=0)) as rlm:
                 result = rlm.completion("ctx", "q")
         outputs[sandbox] = result.steps[0].outputs[0]
         assert result.answer == "['echo p0', 'echo p1', 'echo p2']"
@@ -126,7 +127,8 @@ def test_recursion_runs_the_child_in_its_own_kernel() -> None:
 
 
 def test_step_timeout_from_rlm_is_used() -> None:
-    with ScriptedLM(root=[code("import time", "time.sleep(30)"), "FINAL(ok)"]) as lm, make(lm, step_timeout=1.0) as rlm:
+    with ScriptedLM(root=[code("import time", "time.sleep(30)"), "FINAL(ok)"]) as lm, make(lm,
+            limits=Limits(step_timeout=1.0)) as rlm:
         error = rlm.completion("ctx", "q").steps[0].outputs[0].error
     assert "timed out after 1 s" in error
 
@@ -198,7 +200,7 @@ def test_kernel_repl_works_without_rlm() -> None:
 def test_timeout_during_a_slow_sub_call_cancels_it_and_the_bridge_recovers() -> None:
     replies = [code("kept = 1", "r = llm_query('slow')"), code("print(llm_query('fast'), kept)"), "FINAL(ok)"]
     with ScriptedLM(root=replies, latency=lambda r: 30.0 if r.prompt == "slow" else 0.0) as lm, \
-            make(lm, step_timeout=1.0) as rlm:
+            make(lm, limits=Limits(step_timeout=1.0)) as rlm:
         result = rlm.completion("ctx", "q")
         assert "timed out after 1 s" in result.steps[0].outputs[0].error
         assert result.steps[1].outputs[0].stdout == "ok 1\n"  # interrupted, not restarted: `kept` is still there
@@ -208,7 +210,7 @@ def test_timeout_during_a_slow_sub_call_cancels_it_and_the_bridge_recovers() -> 
 def test_cpu_seconds_limit_ends_a_kernel_that_used_them_up() -> None:
     busy = code("while True:\n    pass")
     with ScriptedLM(root=[busy, code("print('alive')"), "FINAL(ok)"]) as lm, \
-            make(lm, step_timeout=20.0, config={"cpu_seconds": 2}) as rlm:
+            make(lm, config={"cpu_seconds": 2}, limits=Limits(step_timeout=20.0)) as rlm:
         result = rlm.completion("ctx", "q")
     error = result.steps[0].outputs[0].error
     assert "killed by signal" in error and "restarted" in error, error
@@ -216,7 +218,7 @@ def test_cpu_seconds_limit_ends_a_kernel_that_used_them_up() -> None:
 
 
 def test_kernel_uids_come_from_ids_that_exist_in_this_user_namespace() -> None:
-    from rlm.repl.sandbox_env import UID_RANGE, usable_ids
+    from rlm.repl.sandbox.isolation import UID_RANGE, usable_ids
 
     assert usable_ids([(0, 0, 4294967295)]) == UID_RANGE  # a plain host: the high range
     assert usable_ids([(0, 1000, 1), (1, 100000, 65536)]) == (10_000, 65_537)  # rootless container
@@ -298,7 +300,7 @@ def _open_fds() -> int:
 def test_an_rlm_dropped_without_close_leaves_no_descriptors_behind() -> None:
     with ScriptedLM(root=[code("x = llm_query('a')"), "FINAL_VAR(x)"] * 4) as lm:
         def one() -> None:
-            rlm_ = RLM("root", "sub", base_url=lm.base_url, api_key="k", max_retries=0)
+            rlm_ = RLM("root", "sub", base_url=lm.base_url, api_key="k", endpoint=Endpoint(retries=0))
             assert rlm_.completion("c", "q").answer == "ok"
             deadline = time.monotonic() + 30
             while rlm_.kernels.stats()["warm"] < 1:  # dropped with a warm kernel's sockets open

@@ -19,7 +19,7 @@ from sandbox_modes import sandbox_config
 
 import rlm
 from rlm import RLM, SandboxConfig
-from rlm.repl import procs
+from rlm.repl.sandbox import procs
 from rlm.testing import ScriptedLM
 
 PROGRAM = "```repl\nimport time\ntime.sleep(0.3)\nv = llm_query('x')\n```"
@@ -99,10 +99,13 @@ def test_garbage_collection_kills_the_kernels() -> None:
     with ScriptedLM(root=[PROGRAM, "FINAL_VAR(v)"]) as lm:
         rlm_ = RLM("root", base_url=lm.base_url, api_key="k")
         assert rlm_.completion("c", "q").answer == "ok"
-        wait_for(lambda: rlm_.kernels.stats()["warm"] == 1)
+        pool = rlm_.kernels
+        assert pool is not None
+        wait_for(lambda: pool.stats()["warm"] == 1)
         pids, dirs = sandbox_state(rlm_)
         assert pids
         del rlm_
+        pool = None  # the last reference goes too (not del: the lambda above names it)
         gc.collect()
     wait_gone(pids, dirs)
 
@@ -169,7 +172,7 @@ def test_a_sigkilled_host_takes_its_kernels_with_it(mode: str) -> None:
         host.wait()
         host.stdout.close()
     # the next pool removes the run directories a killed host could not
-    from rlm.repl.rundir import remove_stale
+    from rlm.repl.sandbox.rundir import remove_stale
 
     remove_stale()
     assert not any(os.path.exists(d) for d in dirs)

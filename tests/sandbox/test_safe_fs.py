@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from rlm.repl import safe_fs
+from rlm.repl.sandbox import safe_fs
 
 
 def test_remove_tree_deletes_a_deep_tree_without_following_links(tmp_path) -> None:

@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-
-from rlm import RLM, RLMResult
 from sandbox_modes import MODES, sandbox_config
 
-from rlm.repl.kernel_pool import KernelPool
-from rlm.repl.sandbox_env import Isolation
+from rlm import RLM, Endpoint, Limits, RLMResult
+from rlm.repl.sandbox.config import Isolation
+from rlm.repl.sandbox.pool import KernelPool
 from rlm.testing import ScriptedLM
 
 CANARY = "sk-rlm-canary-7f3c9e1d2b4a"
@@ -74,7 +73,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
         with ScriptedLM() as lm:
             config = sandbox_config(request.param, **CONFIG)
             with RLM("root", "sub", base_url=lm.base_url, api_key=CANARY, sandbox=config,
-                     step_timeout=STEP_TIMEOUT, max_retries=0) as rlm:
+                    limits=Limits(step_timeout=STEP_TIMEOUT), endpoint=Endpoint(retries=0)) as rlm:
                 assert rlm.kernels is not None
                 yield Sandbox(rlm, lm, rlm.kernels, rlm.kernels.isolation)
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from security_harness import CANARY, Sandbox
 
-from rlm.repl import procs
+from rlm.repl.sandbox import procs
 
 
 def test_the_run_directory_cannot_be_written_so_no_link_or_fifo_is_ever_followed(

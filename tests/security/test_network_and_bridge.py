@@ -271,7 +271,7 @@ def test_tokenizer_work_on_the_host_is_bounded(sandbox: Sandbox) -> None:
 
 
 def test_the_host_caps_step_output_whatever_the_kernel_sends(sandbox: Sandbox) -> None:
-    code = "import sys\nsys.modules['_rlm_kernel']._Capture.getvalue = lambda self: 'x' * 9_000_000\nprint(1)"
+    code = "import sys\nsys.modules['_rlm_steps'].Capture.getvalue = lambda self: 'x' * 9_000_000\nprint(1)"
     result = sandbox.attack(code, then="print('alive')")
     out = sandbox.step(result).stdout
     assert len(out) < 2_100_000 and "characters omitted" in out

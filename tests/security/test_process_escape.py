@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 
 from security_harness import Sandbox
 
-from rlm.repl import procs
+from rlm.repl.sandbox import procs
 
 RESTARTED = "The sandbox was restarted: every variable was lost"
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from rlm import RLM
+from rlm import RLM, Endpoint
 from rlm.cli import main
 from rlm.errors import TraceFormatError
 from rlm.testing import Fault, ScriptedLM
@@ -25,7 +25,7 @@ def item(req) -> str:
 
 
 def make_rlm(lm: ScriptedLM, **kwargs) -> RLM:
-    kwargs.setdefault("max_retries", 0)
+    kwargs.setdefault("endpoint", Endpoint(retries=0))
     kwargs.setdefault("sandbox", "local")
     return RLM("root", "sub", base_url=lm.base_url, api_key="k", **kwargs)
 

@@ -23,10 +23,9 @@ import secrets
 import struct
 from typing import Any
 
-from ..lm.types import FailedCall
-from ._kernel_side import REQUEST_HEADER, decode_plain
-from .base import Host
-from .helpers import PURE_HELPERS, budget_view
+from ..base import Host
+from ..helpers import PURE_HELPERS
+from ..steps import REQUEST_HEADER, FailedCall, decode_plain
 
 log = logging.getLogger("rlm")
 
@@ -270,9 +269,8 @@ class Bridge:
         if op == "llm_batch":
             return {"result": [encode_text(r) for r in result]}
         if op == "budget":
-            report = budget_view(result)
-            return {"result": {"fields": report.to_dict(), "spent": report.spent,
-                               "remaining": report.remaining, "text": str(report)}}
+            return {"result": {"fields": result.to_dict(), "spent": result.spent,
+                               "remaining": result.remaining, "text": str(result)}}
         return {"result": encode_text(result)}
 
     def _call(self, host: Host, op: str, args: dict[str, Any]) -> Any:

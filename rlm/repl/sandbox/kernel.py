@@ -13,6 +13,7 @@ See docs/security.md.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -29,27 +30,26 @@ import zmq.asyncio
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
-from ..errors import SandboxError
+from ...errors import SandboxError
+from ..base import ExecResult, Host
 from . import procs
-from .base import ExecResult, Host
 from .bridge import Bridge
+from .config import Isolation, SandboxConfig
+from .isolation import pick_uid
+from .launch import SANDBOX_HOME, bwrap_command, kernel_env, launcher_config
 from .rundir import RunDir
-from .sandbox_env import (
-    SANDBOX_HOME,
-    Isolation,
-    SandboxConfig,
-    bwrap_command,
-    kernel_env,
-    launcher_config,
-    pick_uid,
-)
 
 log = logging.getLogger("rlm")
 
 _CALL = "__import__('_rlm_kernel').{}({})"
+#: Where each call's result is read: a user expression of the same execute request (public API).
+_RESULT = {"rlm": "__import__('_rlm_kernel').last"}
 #: How often a waiting host checks that the kernel is alive and within its limits.
 _POLL_S = 0.25
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: A base64 string's repr, and the most of it the host reads (zmq refuses bigger messages anyway).
+_B64_REPR = re.compile(r"'[A-Za-z0-9+/=]*'")
+_MAX_RESULT = 96 * 2**20
 
 
 class KernelLost(SandboxError):
@@ -142,7 +142,7 @@ class SandboxKernel:
         deadline = loop.time() + self.config.start_timeout
         await self._wait_sockets(deadline)
         # Connected once, now, to the sockets ipykernel bound before any model code ran; the
-        # context never reconnects (see kernel_pool), so a socket root code replaces later
+        # context never reconnects (see pool.py), so a socket root code replaces later
         # is never followed.
         self._kc = km.client(context=self._ctx)
         self._kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
@@ -203,7 +203,8 @@ class SandboxKernel:
         return self._km is not None and not self._dead and await self._km.is_alive()
 
     def _send(self, code: str) -> str:
-        return str(self._kc.execute(code, silent=False, store_history=False, allow_stdin=False, stop_on_error=False))
+        return str(self._kc.execute(code, silent=False, store_history=False, user_expressions=_RESULT,
+                                    allow_stdin=False, stop_on_error=False))
 
     async def _reply(self, msg_id: str, timeout: float) -> dict[str, Any]:
         """The shell reply to ``msg_id``; stale replies to earlier requests are dropped."""
@@ -231,14 +232,14 @@ class SandboxKernel:
                 return dict(content) if isinstance(content, dict) else {}
 
     async def _wait(self, msg_id: str, timeout: float) -> dict[str, Any]:
+        """The result the call left in ``_rlm_kernel.last``, read back as a user expression; untrusted."""
         content = await self._reply(msg_id, timeout)
-        payload = content.get("payload")
-        for item in payload if isinstance(payload, list) else []:
-            if isinstance(item, dict) and item.get("source") == "rlm" and isinstance(item.get("data"), dict):
-                return dict(item["data"])
         if content.get("status") == "error":
             return {"error": f"{_text(content.get('ename')) or 'Error'}: {_text(content.get('evalue'))}"}
-        raise KernelLost("the sandbox kernel answered without a result; it has been replaced")
+        result = _user_expression(content)
+        if result is None:
+            raise KernelLost("the sandbox kernel answered without a result; it has been replaced")
+        return result
 
     def _death(self) -> str:
         code = self._km.provisioner.process.poll() if self._km and self._km.provisioner else None  # type: ignore[attr-defined]
@@ -418,6 +419,21 @@ def encode_context(value: Any) -> tuple[str, bytes]:
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise TypeError(f"the context cannot go to the sandbox kernel: it is not picklable ({exc}); "
                         "pass plain data, or use RLM(sandbox='local')") from None
+
+
+def _user_expression(content: dict[str, Any]) -> dict[str, Any] | None:
+    """``user_expressions.rlm``: the repr of a base64 string of JSON, each layer checked."""
+    expressions = content.get("user_expressions")
+    entry = expressions.get("rlm") if isinstance(expressions, dict) else None
+    data = entry.get("data") if isinstance(entry, dict) else None
+    shown = data.get("text/plain") if isinstance(data, dict) else None
+    if not isinstance(shown, str) or len(shown) > _MAX_RESULT or not _B64_REPR.fullmatch(shown):
+        return None
+    try:
+        decoded = json.loads(base64.b64decode(shown[1:-1], validate=True))
+    except (ValueError, RecursionError):
+        return None
+    return decoded if isinstance(decoded, dict) else None
 
 
 def _text(value: Any) -> str:

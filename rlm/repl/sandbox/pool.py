@@ -17,11 +17,12 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from .. import runtime
-from ..errors import SandboxError
-from .sandbox_env import Isolation, SandboxConfig, resolve
+from ... import runtime
+from ...errors import SandboxError
+from .config import Isolation, SandboxConfig
+from .isolation import resolve
+from .kernel import SandboxKernel
 from .rundir import remove_stale
-from .sandbox_kernel import SandboxKernel
 
 log = logging.getLogger("rlm")
 

@@ -4,7 +4,8 @@ Layout (``$TMPDIR/rlm-sbx-<host pid>-<id>-*``, owned by the host, mode 0750 with
 kernel's group, so the kernel can read and list it but not change it; Python lists a
 directory it imports from)::
 
-    _rlm_launch.py, _rlm_kernel.py   0444  the launcher and what root code sees
+    _rlm_launch.py, _rlm_kernel.py,  0444  the launcher, what root code sees, the shared step
+    _rlm_steps.py, _rlm_confine.py         runner and the Landlock/seccomp layers
     connection.json                 0440  zmq ports and key (group: the kernel)
     bridge.sock                     0660  the host's callback server (group: the kernel)
     context-<n>.<kind>              0440  one completion's context, deleted once loaded
@@ -35,7 +36,8 @@ log = logging.getLogger("rlm")
 #: Run directories are named ``rlm-sbx-<host pid>-<id>-*`` so leftovers of a killed host can be found.
 RUNDIR_PREFIX = "rlm-sbx-"
 #: Copied into each run directory: the launcher the kernelspec runs, and what root code sees.
-KERNEL_FILES = {"_rlm_launch.py": "_kernel_launch.py", "_rlm_kernel.py": "_kernel_side.py"}
+KERNEL_FILES = {"_rlm_launch.py": "_launch.py", "_rlm_kernel.py": "_kernel.py", "_rlm_confine.py": "confine.py",
+                "_rlm_steps.py": "../steps.py"}
 _LOG_TAIL = 2000
 
 

