@@ -30,7 +30,6 @@ from .lm.client import LMClient, OpenAIClient
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import ModelInfo, Pricing
 from .lm.retry import RetryPolicy
-from .lm.transport import FastClient
 from .lm.types import Completion, Usage
 from .repl.sandbox.config import SandboxConfig
 from .repl.steps import FailedCall
@@ -78,6 +77,15 @@ __all__ = [
     "Usage",
     "UsageReport",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``rlm.FastClient`` loads aiohttp and the openai SDK only when asked for."""
+    if name == "FastClient":
+        from .lm.transport import FastClient
+
+        return FastClient
+    raise AttributeError(f"module 'rlm' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: object) -> None:

@@ -21,7 +21,6 @@ from .lm.cache import Cache, as_cache
 from .lm.client import LMClient, OpenAIClient
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import Pricing, as_pricing
-from .lm.transport import FastClient, check_call_options
 from .repl.base import REPL
 from .repl.kernel import KernelREPL
 from .repl.local import LocalREPL
@@ -110,6 +109,8 @@ class RLM:
         # Both transports must send the same request: refuse what the SDK's create() would not take.
         # A caller's own client decides for itself what it accepts.
         if endpoint.client is None:
+            from .lm.transport import check_call_options
+
             check_call_options(endpoint.call_options)
         self.client, self.sub_client = _clients(endpoint, base_url, api_key)
         self.sandbox = sandbox
@@ -262,6 +263,8 @@ def _clients(endpoint: Endpoint, base_url: str | None, api_key: str | None) -> t
     """
     if endpoint.client is not None:
         return endpoint.client, None
+    from .lm.transport import FastClient  # aiohttp and the openai SDK load here, not at `import rlm`
+
     if endpoint.transport == "fast":
         return FastClient(api_key=api_key, base_url=base_url, timeout=endpoint.timeout), None
     root = OpenAIClient(api_key=api_key, base_url=base_url, timeout=endpoint.timeout, max_retries=0)

@@ -13,11 +13,12 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from rlm import bench
-from rlm.testing import ScriptedLM, ScriptedRequest
-from rlm.trace import view
+
+if TYPE_CHECKING:  # the server and the trace reader load when their command runs
+    from rlm.testing import ScriptedRequest
 
 __all__ = ["COMMANDS", "Command", "main"]
 
@@ -89,6 +90,8 @@ def _serve_fake(args: argparse.Namespace) -> int:
         """Only flag the stop: shutting the server down belongs to the main flow."""
         stop.set()
 
+    from rlm.testing import ScriptedLM
+
     # Counters only: a long benchmark would otherwise keep every request body.
     lm = ScriptedLM(root=root, sub=sub, latency=args.latency, port=args.port, record=False)
     if args.admit is not None:
@@ -109,6 +112,29 @@ def _serve_fake(args: argparse.Namespace) -> int:
     return 0
 
 
+def _view_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``rlm view``."""
+    parser.add_argument("log", help="a trace log (.jsonl) written by RLM(log_dir=...) or Trace.to_jsonl")
+    parser.add_argument("-o", "--output", default=None, help="the HTML file to write (default: the log's name with .html)")
+
+
+def _view(args: argparse.Namespace) -> int:
+    """Write the page and print its path; exit code 2 for a missing, unreadable or empty log."""
+    from rlm.errors import TraceFormatError
+    from rlm.trace.view import write_page
+
+    try:
+        output = write_page(args.log, args.output)
+    except FileNotFoundError:
+        print(f"rlm view: no such file: {args.log}", file=sys.stderr)
+        return 2
+    except (TraceFormatError, UnicodeDecodeError, ValueError) as exc:
+        print(f"rlm view: {exc}", file=sys.stderr)
+        return 2
+    print(output)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "serve-fake": Command(
         help="serve a scripted OpenAI-compatible model on 127.0.0.1 (for demos and benchmarks)",
@@ -116,14 +142,14 @@ COMMANDS: dict[str, Command] = {
         run=_serve_fake,
     ),
     "bench": Command(
-        help="run a benchmark against a scripted server (rlm bench throughput)",
+        help="run a benchmark: throughput, sandbox (costs), sandbox-attacks (the attack table)",
         add_arguments=bench.add_arguments,
         run=bench.run,
     ),
     "view": Command(
         help="write a trace log (.jsonl) as one HTML page (call tree, latency timeline) that opens offline",
-        add_arguments=view.add_arguments,
-        run=view.run,
+        add_arguments=_view_arguments,
+        run=_view,
     ),
 }
 

@@ -22,3 +22,11 @@ def test_import_starts_no_threads_and_reads_no_environment():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
+
+
+def test_import_loads_no_heavy_library():
+    """`import rlm` and `rlm --help` stay fast: the openai SDK alone took 0.8-1.0 s of a 1.2-1.7 s import."""
+    heavy = ["openai", "aiohttp", "jupyter_client", "zmq", "anywidget", "ipywidgets", "IPython"]
+    code = f"import sys, rlm, rlm.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Benchmarks for the command line: ``rlm bench throughput``.
+"""Benchmarks for the command line: ``rlm bench throughput|sandbox|sandbox-attacks``.
 
 Each benchmark module has ``add_arguments(parser)`` and ``run(args) -> int``; they
 load only when ``rlm bench`` runs, so importing rlm pays nothing for them.
@@ -15,6 +15,8 @@ BENCHES: dict[str, tuple[str, str]] = {
         "rlm.bench.throughput",
         "batched sub-calls against the ideal, client overhead, a 429 storm, a sequential loop, and the peers",
     ),
+    "sandbox": ("rlm.bench.sandbox", "the kernel sandbox's costs: start-up, warm kernels, context, step, bridge"),
+    "sandbox-attacks": ("rlm.bench.sandbox_attacks", "every attack in a fresh host, per isolation level: the table"),
 }
 
 

@@ -580,11 +580,19 @@ def run_attack(name: str, mode: str, project: str) -> str:
     return "; ".join([*problems, verdict, nxt])
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--modes", default="bwrap,uid,none", help="comma-separated isolation levels")
+    parser.add_argument("--only", default="", help="run only attacks whose name contains this")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlm.bench.sandbox_attacks", description=__doc__)
-    parser.add_argument("--modes", default="bwrap,uid,none", help="comma-separated isolation modes")
-    parser.add_argument("--only", default="", help="run only attacks whose name contains this")
-    args = parser.parse_args(argv)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the markdown table of every attack per isolation level (docs/security.md)."""
     project = str(Path(__file__).resolve().parents[2])
     modes = args.modes.split(",")
     described = {m: (_isolation_flags(mode_settings(m) or {}) if mode_settings(m) else "n/a") for m in modes}

@@ -23,8 +23,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import aiohttp
-
 from .. import RLM, RLMResult, __version__, runtime
 from ..config import Endpoint
 from . import peers as peer_env
@@ -124,6 +122,8 @@ def _complete(rlm: RLM, context: dict[str, Any]) -> RLMResult:
 
 def run_raw(base_url: str, n: int, c: int) -> tuple[float, float]:
     """The floor: aiohttp and a semaphore, nothing else (seconds, CPU seconds)."""
+    import aiohttp
+
 
     async def go() -> float:
         gate = asyncio.Semaphore(c)
@@ -272,6 +272,7 @@ def _raw_row(server: FakeServer, n: int, c: int, repeats: int) -> Row:
 
 
 def _machine() -> dict[str, Any]:
+    import aiohttp
     import openai
 
     model = ""

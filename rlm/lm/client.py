@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, runtime_checkable
 
-import openai
-
 from ..errors import (
     ConfigError,
     LMConnectionError,
@@ -28,10 +26,10 @@ from .types import Completion, Usage
 Message = dict[str, Any]
 
 _closing: set[asyncio.Task[Any]] = set()
-_open_sdk_clients: dict[int, openai.AsyncOpenAI] = {}
+_open_sdk_clients: dict[int, Any] = {}
 
 
-async def _close_sdk_client(client: openai.AsyncOpenAI) -> None:
+async def _close_sdk_client(client: Any) -> None:
     try:
         await client.close()
     finally:
@@ -147,6 +145,8 @@ def status_error(status: int, message: str, body: Any, headers: Any, model: str)
 
 def translate_error(exc: Exception, model: str) -> LMError:
     """Map an ``openai`` exception onto rlm's tree, keeping status and body."""
+    import openai
+
     if isinstance(exc, LMError):
         return exc
     if isinstance(exc, openai.APITimeoutError):
@@ -186,6 +186,8 @@ class OpenAIClient:
         max_retries: int = 0,
         **client_kwargs: Any,
     ) -> None:
+        import openai  # here, not at import: it is most of `import rlm`'s time otherwise
+
         key, url = resolve_endpoint(api_key, base_url)
         self.base_url = url
         self._client = openai.AsyncOpenAI(
@@ -206,7 +208,7 @@ class OpenAIClient:
                 model=model, messages=messages, **wire_options(opts, self.base_url)  # type: ignore[arg-type]
             )
             response = raw.parse()
-        except (openai.OpenAIError, ValueError) as exc:  # the SDK lets a bad JSON body through as ValueError
+        except (_sdk_error(), ValueError) as exc:  # the SDK lets a bad JSON body through as ValueError
             raise translate_error(exc, model) from exc
         seconds = time.perf_counter() - started
         choices = getattr(response, "choices", None)
@@ -234,7 +236,7 @@ class OpenAIClient:
         """The endpoint's ``/models`` entries as dicts, with any fields the server adds."""
         try:
             page = await self._client.models.list()
-        except openai.OpenAIError as exc:
+        except _sdk_error() as exc:
             raise translate_error(exc, "/models") from exc
         return [m.model_dump() for m in page.data]
 
@@ -253,6 +255,12 @@ class OpenAIClient:
             return
         if client.is_closed() or not close_on_loop(lambda: _close_sdk_client(client), getattr(self, "_loop", None)):
             _open_sdk_clients.pop(id(client), None)  # never used on a loop, or that loop is gone
+
+
+def _sdk_error() -> type[Exception]:
+    import openai
+
+    return openai.OpenAIError
 
 
 def _dump(response: Any) -> Any:

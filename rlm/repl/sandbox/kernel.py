@@ -23,12 +23,7 @@ import re
 import secrets
 import subprocess
 import time
-from typing import Any
-
-import zmq
-import zmq.asyncio
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
+from typing import TYPE_CHECKING, Any
 
 from ...errors import SandboxError
 from ..base import ExecResult, Host
@@ -38,6 +33,10 @@ from .config import Isolation, SandboxConfig
 from .isolation import pick_uid
 from .launch import SANDBOX_HOME, bwrap_command, kernel_env, launcher_config
 from .rundir import RunDir
+
+if TYPE_CHECKING:  # imported when a kernel starts: `import rlm` stays light
+    import zmq.asyncio
+    from jupyter_client.manager import AsyncKernelManager
 
 log = logging.getLogger("rlm")
 
@@ -120,6 +119,9 @@ class SandboxKernel:
 
     async def _start(self) -> None:
         env = await asyncio.to_thread(self._prepare_files)
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.manager import AsyncKernelManager
+
         km = AsyncKernelManager(
             kernel_name="rlm-sandbox", kernel_spec_manager=KernelSpecManager(kernel_dirs=[self.files.spec_dir]),
             context=self._ctx, transport="ipc", ip=os.path.join(self.files.sock, "zmq"),

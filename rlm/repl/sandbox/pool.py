@@ -12,10 +12,7 @@ import asyncio
 import logging
 import threading
 import weakref
-from typing import Any
-
-import zmq
-import zmq.asyncio
+from typing import TYPE_CHECKING, Any
 
 from ... import runtime
 from ...errors import SandboxError
@@ -23,6 +20,9 @@ from .config import Isolation, SandboxConfig
 from .isolation import resolve
 from .kernel import SandboxKernel
 from .rundir import remove_stale
+
+if TYPE_CHECKING:
+    import zmq.asyncio
 
 log = logging.getLogger("rlm")
 
@@ -43,6 +43,9 @@ def _context() -> zmq.asyncio.Context:
     Sockets are closed when kernels are discarded, or by their own finalizers.
     """
     global _ctx
+    import zmq
+    import zmq.asyncio
+
     with _ctx_lock:
         if _ctx is None:
             ctx = zmq.asyncio.Context()
