@@ -89,7 +89,9 @@ class RLM:
         sandbox = "kernel" if isinstance(sandbox, SandboxConfig) else sandbox
         if sandbox not in SANDBOXES:
             raise ConfigError(f"sandbox={sandbox!r} is not available; choose one of {SANDBOXES} or a SandboxConfig")
-        for name, value in (("max_concurrent", max_concurrent), ("max_iterations", max_iterations), ("max_depth", max_depth)):
+        for name, value in (
+            ("max_concurrent", max_concurrent), ("max_iterations", max_iterations), ("max_depth", max_depth),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
         for group, given, kind in (("limits", limits, Limits), ("endpoint", endpoint, Endpoint)):
@@ -109,7 +111,7 @@ class RLM:
         # Both transports must send the same request: refuse what the SDK's create() would not take.
         # A caller's own client decides for itself what it accepts.
         if endpoint.client is None:
-            from .lm.transport import check_call_options
+            from .lm.options import check_call_options
 
             check_call_options(endpoint.call_options)
         self.client, self.sub_client = _clients(endpoint, base_url, api_key)
@@ -170,7 +172,8 @@ class RLM:
         logs: list[Subscriber] = [writer] if writer is not None else []
         tracer = Tracer([*self.subscribers, *subscribers, *self._progress_subscribers(), *logs])
         dispatcher = Dispatcher(
-            self.client, pricing=self.pricing, budget=BudgetLedger(self.budget, self.pricing), cache=self.cache, limiter=self.limiter, tracer=tracer, call_options=self.call_options,
+            self.client, pricing=self.pricing, budget=BudgetLedger(self.budget, self.pricing), cache=self.cache,
+            limiter=self.limiter, tracer=tracer, call_options=self.call_options,
             retry=self.retry, sub_client=self.sub_client,
         )
         loop = RootLoop(settings=self.settings, dispatcher=dispatcher, repl_factory=self._make_repl)

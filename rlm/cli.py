@@ -59,7 +59,9 @@ def _serve_fake_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reply", default=None, help="answer every request with TEXT (default: root FINAL(...), sub echoes the prompt)"
     )
-    parser.add_argument("--root-reply", default=None, metavar="TEXT", help="answer root calls with TEXT (overrides --reply)")
+    parser.add_argument(
+        "--root-reply", default=None, metavar="TEXT", help="answer root calls with TEXT (overrides --reply)"
+    )
     parser.add_argument(
         "--admit", type=int, default=None, metavar="N", help="answer 429 (with Retry-After) beyond N requests in flight"
     )
@@ -115,7 +117,9 @@ def _serve_fake(args: argparse.Namespace) -> int:
 def _view_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm view``."""
     parser.add_argument("log", help="a trace log (.jsonl) written by RLM(log_dir=...) or Trace.to_jsonl")
-    parser.add_argument("-o", "--output", default=None, help="the HTML file to write (default: the log's name with .html)")
+    parser.add_argument(
+        "-o", "--output", default=None, help="the HTML file to write (default: the log's name with .html)"
+    )
 
 
 def _view(args: argparse.Namespace) -> int:

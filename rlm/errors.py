@@ -8,7 +8,7 @@
     │   ├── LMConnectionError
     │   └── LMResponseError    non-2xx status or an unusable body; .status, .body
     ├── SandboxError           the REPL could not run a step
-    │   └── SandboxTimeout
+    │   └── SandboxTimeout     the kernel did not start or answer in time
     ├── LimitExceeded          a run stopped at a limit; .partial holds what was done
     │   ├── BudgetExceeded     a Budget ran out; .budget names it, .spent and .limit say how far
     │   └── ContextWindowExceeded  a prompt too big for the model; .tokens and .limit
@@ -95,7 +95,11 @@ class SandboxError(RLMError):
 
 
 class SandboxTimeout(SandboxError):
-    """A REPL step ran past its timeout."""
+    """The sandbox kernel did not start, or did not answer, within its deadline.
+
+    A step that runs past its timeout is not this: it is interrupted and the root reads
+    why, so the run goes on.
+    """
 
 
 class LimitExceeded(RLMError):

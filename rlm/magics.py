@@ -119,7 +119,9 @@ class RLMMagics(Magics):
         return self._instances[key]
 
     @magic_arguments()
-    @argument("--context", "-c", required=True, help="a variable (or expression) of the notebook that holds the context")
+    @argument(
+        "--context", "-c", required=True, help="a variable (or expression) of the notebook that holds the context"
+    )
     @argument("--model", "-m", default=None, help="root model (default: %%rlm_config's, else RLM's)")
     @argument("--sub-model", "-s", default=None, help="model for llm_query/llm_batch sub-calls")
     @argument("--base-url", default=None, help="OpenAI-compatible endpoint")
@@ -142,7 +144,9 @@ class RLMMagics(Magics):
             result = rlm.completion(context, query)
         except Cancelled as stopped:
             namespace.update(_rlm=None, _rlm_result=stopped.partial)
-            display({"text/plain": "rlm: stopped; the partial result (steps, usage, trace) is in _rlm_result"}, raw=True)
+            display(
+                {"text/plain": "rlm: stopped; the partial result (steps, usage, trace) is in _rlm_result"}, raw=True
+            )
             return
         namespace.update(_rlm=result.answer, _rlm_result=result)
         display({"text/plain": result.answer}, raw=True)

@@ -23,5 +23,7 @@ def test_example_batch_offline_is_announced_and_right():
     assert "same answers in the same order: True" in out.stdout
     speedup = float(re.search(r"speedup: ([\d.]+)x", out.stdout).group(1))
     assert speedup > 2
-    planted, named = re.search(r"planted with the merger: (\[.*?\]); named in the answer: (\[.*?\])", out.stdout).groups()
+    planted, named = re.search(
+        r"planted with the merger: (\[.*?\]); named in the answer: (\[.*?\])", out.stdout
+    ).groups()
     assert planted == named and planted != "[]"

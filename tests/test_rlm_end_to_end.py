@@ -68,7 +68,10 @@ def test_fifty_chunk_batch_over_one_megabyte_keeps_order_and_runs_in_parallel(ma
 def test_five_failed_items_become_typed_errors_in_place(make_rlm):
     failing = {3, 11, 20, 33, 49}
     with ScriptedLM(root=[CHUNK_PROGRAM, "FINAL_VAR(answers)"], sub=item_reply, latency=0.01) as lm:
-        lm.fail(Fault.http(500, "boom"), when=lambda r: r.role == "sub" and int(r.prompt.split(":")[0].split()[1]) in failing)
+        lm.fail(
+            Fault.http(500, "boom"),
+            when=lambda r: r.role == "sub" and int(r.prompt.split(":")[0].split()[1]) in failing,
+        )
         rlm = make_rlm(lm)
         result = rlm.completion("x" * 5000, "number the chunks")
         out = result.steps[0].outputs[0].stdout
@@ -84,7 +87,13 @@ def test_five_failed_items_become_typed_errors_in_place(make_rlm):
 
 
 def test_failed_call_is_a_str_carrying_the_exception(make_rlm):
-    with ScriptedLM(root=["```repl\nr = llm_query('item 1: x')\nprint(type(r).__name__, isinstance(r, str), type(r.error).__name__, r.error.status)\n```", "FINAL(ok)"]) as lm:
+    with ScriptedLM(
+        root=[
+            "```repl\nr = llm_query('item 1: x')\n"
+            "print(type(r).__name__, isinstance(r, str), type(r.error).__name__, r.error.status)\n```",
+            "FINAL(ok)",
+        ]
+    ) as lm:
         lm.fail(Fault.http(500), when=lambda r: r.role == "sub")
         result = make_rlm(lm).completion("ctx", "q")
         assert result.steps[0].outputs[0].stdout.strip() == "FailedCall True LMResponseError 500"
@@ -153,7 +162,8 @@ def test_empty_and_null_content_and_prose_replies_are_nudged(make_rlm):
 
 
 def test_max_iterations_asks_for_an_answer_and_flags_the_fallback(make_rlm):
-    looping = lambda req: "FINAL(best guess)" if "used all your turns" in req.messages[-1]["content"] else "```repl\nprint(1)\n```"
+    def looping(req):
+        return "FINAL(best guess)" if "used all your turns" in req.messages[-1]["content"] else "```repl\nprint(1)\n```"
     with ScriptedLM(root=looping) as lm:
         result = make_rlm(lm, max_iterations=3).completion("ctx", "q")
     assert result.fallback is True and result.stopped == "max_iterations"
@@ -216,9 +226,9 @@ def test_context_types_are_described_not_pasted(tmp_path, make_rlm):
 
 
 def test_root_endpoint_failure_raises_with_partial_result(make_rlm):
-    with ScriptedLM(root=["```repl\nx = 1\n```"]) as lm:  # script exhausted -> HTTP 500
-        with pytest.raises(Exception) as info:
-            make_rlm(lm).completion("ctx", "q")
+    # the script runs out -> HTTP 500
+    with ScriptedLM(root=["```repl\nx = 1\n```"]) as lm, pytest.raises(Exception) as info:
+        make_rlm(lm).completion("ctx", "q")
     assert info.value.partial.iterations == 1
 
 
@@ -232,7 +242,9 @@ async def test_sync_completion_inside_a_running_event_loop(make_rlm):
 
 def test_two_completions_at_once_on_one_rlm_share_the_limiter(make_rlm):
     program = "```repl\nr = llm_batch(['item %d: x' % i for i in range(40)], max_concurrent=40)\n```"
-    with ScriptedLM(root=lambda req: "FINAL_VAR(r)" if len(req.messages) > 2 else program, sub=item_reply, latency=0.1) as lm:
+    with ScriptedLM(
+        root=lambda req: "FINAL_VAR(r)" if len(req.messages) > 2 else program, sub=item_reply, latency=0.1
+    ) as lm:
         rlm = make_rlm(lm, max_concurrent=16)
         results: list[RLMResult] = []
         threads = [threading.Thread(target=lambda: results.append(rlm.completion("c", "q"))) for _ in range(2)]
@@ -246,7 +258,8 @@ def test_two_completions_at_once_on_one_rlm_share_the_limiter(make_rlm):
 
 def test_keyboard_interrupt_cancels_sub_calls_and_rlm_stays_usable(make_rlm):
     program = "```repl\nr = llm_batch(['item %d: x' % i for i in range(30)], max_concurrent=30)\n```"
-    slow_subs = lambda req: 30.0 if req.role == "sub" else 0.0
+    def slow_subs(req):
+        return 30.0 if req.role == "sub" else 0.0
     with ScriptedLM(root=[program], sub=item_reply, latency=slow_subs) as lm:
         rlm = make_rlm(lm)
         timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
@@ -289,7 +302,9 @@ def test_acompletion_cancel_stops_sub_calls(make_rlm):
 def test_unusable_responses_are_typed_errors(fault, make_rlm):
     from rlm import LMResponseError
 
-    with ScriptedLM(root=["```repl\nr = llm_query('item 1: x')\nprint(type(r.error).__name__)\n```", "FINAL(ok)"]) as lm:
+    with ScriptedLM(
+        root=["```repl\nr = llm_query('item 1: x')\nprint(type(r.error).__name__)\n```", "FINAL(ok)"]
+    ) as lm:
         lm.fail(fault, when=lambda r: r.role == "sub")
         result = make_rlm(lm).completion("ctx", "q")
         assert result.steps[0].outputs[0].stdout.strip() == "LMResponseError"

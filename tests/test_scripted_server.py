@@ -95,9 +95,8 @@ def test_script_exception_becomes_500_with_its_text() -> None:
     def broken(req: ScriptedRequest) -> str:
         raise ValueError("no answer for you")
 
-    with ScriptedLM(sub=broken) as lm:
-        with pytest.raises(openai.InternalServerError, match="no answer for you"):
-            ask(client(lm))
+    with ScriptedLM(sub=broken) as lm, pytest.raises(openai.InternalServerError, match="no answer for you"):
+        ask(client(lm))
 
 
 def test_streaming_with_usage() -> None:

@@ -9,7 +9,8 @@ CELLS = [
     "import asyncio\n"
     "from rlm import RLM\n"
     "from rlm.testing import ScriptedLM\n"
-    "lm = ScriptedLM(root=lambda r: 'FINAL_VAR(x)' if len(r.messages) > 2 else \"```repl\\nx = llm_batch(['a', 'b', 'c'])\\n```\",\n"
+    "lm = ScriptedLM(root=lambda r: 'FINAL_VAR(x)' if len(r.messages) > 2 else "
+    "\"```repl\\nx = llm_batch(['a', 'b', 'c'])\\n```\",\n"
     "                sub=lambda r: r.prompt.upper(), latency=0.05).start()\n"
     "rlm = RLM('root', 'sub', base_url=lm.base_url, api_key='k')\n"
     "assert asyncio.get_event_loop().is_running()",

@@ -49,7 +49,8 @@ def profile_transports(base_url: str, out_dir: Path, n: int, c: int) -> list[Pat
         text = io.StringIO()
         text.write(
             f"transport={name} N={n} C={c} latency=0\n"
-            f"client CPU without profiler: {1000 * plain / n:.3f} ms/call; under cProfile: {1000 * profiled / n:.3f} ms/call\n\n"
+            f"client CPU without profiler: {1000 * plain / n:.3f} ms/call; "
+            f"under cProfile: {1000 * profiled / n:.3f} ms/call\n\n"
         )
         for key in ("tottime", "cumulative"):
             text.write(f"--- top {TOP} by {key} ---\n")

@@ -16,9 +16,7 @@ import math
 import os
 import platform
 import signal
-import statistics
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,6 +25,7 @@ from .. import RLM, RLMResult, __version__, runtime
 from ..config import Endpoint
 from . import peers as peer_env
 from .fake_server import FakeServer
+from .report import Row, _as_json, _line, table, targets
 
 # The root's one reply: the run's parameters come in through ``context``, so one
 # server serves every scenario; FINAL inside the code makes it a single root call.
@@ -41,44 +40,13 @@ else:
 seconds = time.perf_counter() - started
 failed = [r for r in replies if isinstance(r, FailedCall)]
 wrong = sum(r != p[:80] for p, r in zip(prompts, replies) if not isinstance(r, FailedCall))
-FINAL(json.dumps({"seconds": seconds, "lost": len(failed), "wrong": wrong, "first_error": str(failed[0]) if failed else None}))
+FINAL(json.dumps({"seconds": seconds, "lost": len(failed), "wrong": wrong,
+                  "first_error": str(failed[0]) if failed else None}))
 ```"""
 
 
 #: The longest one measured completion may take before the benchmark gives up on it.
 GUARD_S = 900.0
-
-
-@dataclass
-class Row:
-    """One line of the table; ``walls`` holds the timed seconds of each repeat."""
-
-    scenario: str
-    client: str
-    n: int
-    c: int | None
-    latency: float
-    walls: list[float] = field(default_factory=list)
-    ideal: float | None = None
-    cpu_s: list[float] = field(default_factory=list)
-    lost: int = 0
-    wrong: int = 0
-    rate_limited: int = 0
-    requests: int = 0
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.walls)
-
-    @property
-    def ratio(self) -> float | None:
-        return self.median / self.ideal if self.ideal else None
-
-    @property
-    def cpu_ms_per_call(self) -> float | None:
-        return 1000 * statistics.median(self.cpu_s) / self.n if self.cpu_s else None
 
 
 def ideal_batch(n: int, c: int, latency: float) -> float:
@@ -234,7 +202,9 @@ def run(args: argparse.Namespace) -> int:
 
     with FakeServer(latency=latency, admit=args.storm_admit, admit_retry_after=args.storm_retry_after,
                     root_reply=ROOT_PROGRAM) as server:
-        storm = _ours_rows(server, f"429 storm (admit {args.storm_admit})", transports, "batch", n, c, repeats, args.sandbox)
+        storm = _ours_rows(
+            server, f"429 storm (admit {args.storm_admit})", transports, "batch", n, c, repeats, args.sandbox
+        )
         for row in storm:
             row.ideal = ideal_batch(n, args.storm_admit, latency)  # the admitted throughput's time
             share = (n / row.median) / (args.storm_admit / latency)
@@ -291,92 +261,23 @@ def _machine() -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------ output
-
-
-def _line(row: Row) -> str:
-    ratio = f" wall/ideal={row.ratio:.3f}" if row.ratio else ""
-    cpu = f" cpu={row.cpu_ms_per_call:.2f}ms/call" if row.cpu_ms_per_call is not None else ""
-    return (f"  {row.scenario:<22} {row.client:<18} N={row.n:<5} C={row.c} median={row.median:.3f}s"
-            f"{ratio}{cpu} lost={row.lost} 429s={row.rate_limited}")
-
-
-def table(rows: list[Row]) -> str:
-    """A Markdown table; ``vs rlm``: a batch row's time per call over our first transport's batch."""
-    ours = next((r for r in rows if r.scenario == "batch" and r.client.startswith("rlm ")), None)
-    lines = [
-        (
-            "| scenario | client | N | C | L s | wall s, median [min-max] | ideal s | wall/ideal "
-            "| ms/call | client CPU ms/call | lost | 429s | vs rlm |"
-        ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        spread = f"{r.median:.3f} [{min(r.walls):.3f}-{max(r.walls):.3f}]"
-        versus = ""
-        if ours is not None and r is not ours and r.scenario in ("batch", "sequential llm_query"):
-            versus = f"{r.median * ours.n / r.n / ours.median:.2f}x"
-        lines.append(
-            f"| {r.scenario} | {r.client}{' (' + r.note + ')' if r.note else ''} | {r.n} | {r.c} | {r.latency:g} "
-            f"| {spread} | {_f(r.ideal)} | {_f(r.ratio, 3)} | {1000 * r.median / r.n:.2f} "
-            f"| {_f(r.cpu_ms_per_call)} | {r.lost} | {r.rate_limited} | {versus} |"
-        )
-    return "\n".join(lines)
-
-
-#: The issue's targets: batch wall/ideal, client CPU per call at latency 0, storm share.
-TARGET_RATIO = 1.05
-TARGET_CPU_MS = 1.0
-TARGET_SHARE = 0.85
-
-
-def targets(rows: list[Row]) -> list[str]:
-    """One line per target for each of our transports: what was measured, and whether it is met.
-
-    The batch line also gives the raw aiohttp floor of the same run, because on a small
-    machine the server's own CPU keeps even that floor a few percent above the ideal.
-    """
-    floor = next((r for r in rows if r.scenario == "batch" and r.client == "raw aiohttp floor"), None)
-    lines = []
-    for row in rows:
-        if not row.client.startswith("rlm ") or row.scenario.startswith("sequential"):
-            continue
-        if row.scenario == "batch" and row.ratio is not None:
-            extra = f" (raw aiohttp floor {floor.ratio:.3f}, ours/floor {row.median / floor.median:.3f})" if floor and floor.ratio else ""
-            lines.append(_verdict(f"{row.client}: batch wall/ideal {row.ratio:.3f}{extra}", row.ratio <= TARGET_RATIO, f"<= {TARGET_RATIO}"))
-        elif row.scenario == "overhead L=0" and row.cpu_ms_per_call is not None:
-            cpu = row.cpu_ms_per_call
-            lines.append(_verdict(f"{row.client}: client CPU {cpu:.2f} ms/call at latency 0", cpu <= TARGET_CPU_MS, f"<= {TARGET_CPU_MS} ms"))
-        elif "share_of_admitted" in row.extra:
-            share = row.extra["share_of_admitted"]
-            ok = share >= TARGET_SHARE and row.lost == 0
-            lines.append(_verdict(f"{row.client}: 429 storm {share:.1%} of admitted throughput, {row.lost} lost", ok, f">= {TARGET_SHARE:.0%}, 0 lost"))
-    return lines
-
-
-def _verdict(measured: str, ok: bool, target: str) -> str:
-    return f"target {'met    ' if ok else 'NOT met'} | {measured} | target {target}"
-
-
-def _f(value: float | None, digits: int = 2) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
-
-
-def _as_json(row: Row) -> dict[str, Any]:
-    return {**asdict(row), "median": row.median, "ratio": row.ratio, "cpu_ms_per_call": row.cpu_ms_per_call}
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm bench throughput``."""
     parser.add_argument("--n", type=int, default=1000, help="prompts per batch (1000)")
     parser.add_argument("--concurrency", type=int, default=64, help="max_concurrent of the batch and the RLM (64)")
     parser.add_argument("--latency", type=float, default=0.2, help="server latency per call in seconds (0.2)")
     parser.add_argument("--overhead-n", type=int, default=2000, help="calls in the latency-0 overhead run (2000)")
-    parser.add_argument("--seq-n", type=int, default=1000, help="calls in the sequential llm_query loop; 0 skips (1000)")
-    parser.add_argument("--storm-admit", type=int, default=16, help="server admits this many in flight, 429 beyond (16)")
+    parser.add_argument(
+        "--seq-n", type=int, default=1000, help="calls in the sequential llm_query loop; 0 skips (1000)"
+    )
+    parser.add_argument(
+        "--storm-admit", type=int, default=16, help="server admits this many in flight, 429 beyond (16)"
+    )
     parser.add_argument("--storm-retry-after", type=float, default=0.5, help="Retry-After of the storm's 429s (0.5)")
     parser.add_argument("--transports", default="auto,openai", help="RLM transports to measure (auto,openai)")
-    parser.add_argument("--sandbox", default="kernel", choices=("kernel", "local"), help="where root code runs (kernel)")
+    parser.add_argument(
+        "--sandbox", default="kernel", choices=("kernel", "local"), help="where root code runs (kernel)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each timed row (3)")
     parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True, help="measure rlms and dspy")
     parser.add_argument("--peers-venv", default=str(peer_env.DEFAULT_VENV), help="the peers' own virtual environment")

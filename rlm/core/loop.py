@@ -87,10 +87,10 @@ class _Host:
             depth=run.depth + 1, parent_span=self.parent,
         )
         try:
-            result = await child.run("" if context is None else context, query)
+            answer = await child.answer("" if context is None else context, query)
         except (LMError, LimitExceeded, TypeError, ValueError) as exc:
             return FailedCall(exc)
-        return result.answer
+        return answer
 
 
 def _shown(value: str | Exception) -> str:
@@ -129,6 +129,15 @@ class RootLoop:
         return self.settings.model if self.depth == 0 else self.settings.sub_model
 
     async def run(self, context: Any, query: str) -> RLMResult:
+        """The whole completion: answer, steps, usage, trace."""
+        answer, steps, run_id, started, fallback = await self._loop(context, query)
+        return self._result(answer, steps, self.dispatcher.tracer, run_id, started, fallback=fallback)
+
+    async def answer(self, context: Any, query: str) -> str:
+        """Only the answer: what a recursive child's caller uses (its steps are in the shared trace)."""
+        return (await self._loop(context, query))[0]
+
+    async def _loop(self, context: Any, query: str) -> tuple[str, list[Step], str, float, bool]:
         if not isinstance(query, str) or not query.strip():
             raise ConfigError("query must be a non-empty string")
         loaded = load_context(context)
@@ -174,7 +183,8 @@ class RootLoop:
                 "run", run_id, self.parent_span, status=status, answer=answer,
                 iterations=len(steps), fallback=fallback, seconds=time.perf_counter() - started,
             )
-        return self._result(answer, steps, tracer, run_id, started, fallback=fallback)
+        assert answer is not None
+        return answer, steps, run_id, started, fallback
 
     def _result(
         self, answer: str, steps: list[Step], tracer: Any, run_id: str, started: float, *,

@@ -52,23 +52,6 @@ def _without_lone_surrogates(messages: list[Message]) -> list[Message]:
             for m in messages]
 
 
-def check_prompts(prompts: Any) -> list[str]:
-    """Reject what ``llm_batch`` cannot send, with a message the root model can act on."""
-    if isinstance(prompts, (str, bytes)):
-        raise TypeError("llm_batch(prompts) takes a list of prompt strings, not one string; use llm_query(prompt) for one")
-    try:
-        items = list(prompts)
-    except TypeError:
-        raise TypeError(f"llm_batch(prompts) takes a list of strings, got {type(prompts).__name__}") from None
-    bad = [i for i, p in enumerate(items) if not isinstance(p, str)]
-    if bad:
-        raise TypeError(
-            f"llm_batch(prompts): items {bad[:5]} are not strings "
-            f"(first is {type(items[bad[0]]).__name__}); convert them with str() first"
-        )
-    return items
-
-
 class Dispatcher:
     """Sends model calls for one run under the RLM's shared limiter.
 
@@ -120,7 +103,9 @@ class Dispatcher:
         key = cache_key(model, messages, self.call_options)
         hit = self.cache.get(key)
         if hit is None:
-            hit, shared = await self.cache.once(key, lambda: self._budgeted(messages, model, parent, role, prompt_tokens))
+            hit, shared = await self.cache.once(
+                key, lambda: self._budgeted(messages, model, parent, role, prompt_tokens)
+            )
             if not shared:
                 return hit
         self.meter.add(model, Usage(cached_calls=1))
@@ -145,7 +130,11 @@ class Dispatcher:
             self._unsent(model, role, parent, "refused", error=f"{type(exc).__name__}: {exc}")
             raise
         # The neutral name: each client sends it as its endpoint's own (max_completion_tokens, max_tokens).
-        cap = {MAX_OUTPUT_TOKENS: reservation.reply_tokens} if ledger.needs_prompt_tokens and requested is None else None
+        cap = (
+            {MAX_OUTPUT_TOKENS: reservation.reply_tokens}
+            if ledger.needs_prompt_tokens and requested is None
+            else None
+        )
         left = ledger.time_left()
         send = self._send(messages, model=model, parent=parent, role=role, extra=cap)
         try:
@@ -172,7 +161,10 @@ class Dispatcher:
         if cost is None:
             return completion
         usage = completion.usage
-        return replace(completion, usage=Usage(usage.calls, usage.prompt_tokens, usage.completion_tokens, cost, usage.cached_calls))
+        return replace(
+            completion,
+            usage=Usage(usage.calls, usage.prompt_tokens, usage.completion_tokens, cost, usage.cached_calls),
+        )
 
     async def _send(
         self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub",
@@ -239,19 +231,20 @@ class Dispatcher:
         The REPL layer shows it to root code as a ``FailedCall``; the model layer knows
         nothing of root code.
         """
-        if not isinstance(prompt, str):
-            raise TypeError(f"llm_query(prompt) takes a string, got {type(prompt).__name__}")
         try:
             completion = await self.complete([{"role": "user", "content": prompt}], model=model, parent=parent)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of one sub-call is that item's value
             return exc
         return completion.text
 
     async def batch(
-        self, prompts: Any, *, model: str, max_concurrent: int = 10, parent: str | None
+        self, prompts: list[str], *, model: str, max_concurrent: int = 10, parent: str | None
     ) -> list[str | Exception]:
-        """Answers in input order; a failed item is its exception, in its place."""
-        items = check_prompts(prompts)
+        """Answers in input order; a failed item is its exception, in its place.
+
+        The REPLs check root code's arguments (``rlm.repl.steps.check_batch``) before this.
+        """
+        items = list(prompts)
         if not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ConfigError(f"llm_batch(max_concurrent=...) must be a positive int, got {max_concurrent!r}")
         batch_id = self.tracer.start("batch", parent, n=len(items), max_concurrent=max_concurrent, model=model)
@@ -259,10 +252,8 @@ class Dispatcher:
         todo = iter(range(len(items)))
 
         # max_concurrent workers pull items in input order, rather than one task per item
-        # behind a semaphore: a 1,000-item batch then keeps 64 tasks alive instead of
-        # 1,000, and the garbage collector, which scanned those waiting tasks in a full
-        # collection of about 60 ms once or twice a batch, has far less to do (measured:
-        # client CPU per call 0.37-0.48 ms -> 0.26-0.34 ms; docs/performance.md).
+        # behind a semaphore: the garbage collector then has far fewer waiting tasks to scan
+        # (docs/performance.md has the measurement).
         async def worker() -> None:
             for i in todo:
                 results[i] = await self.query(items[i], model=model, parent=batch_id)

@@ -99,7 +99,12 @@ class BudgetReport:
 
     @property
     def spent(self) -> dict[str, float]:
-        return {"max_calls": self.calls, "max_tokens": self.tokens, "max_cost_usd": self.cost_usd, "max_time_s": self.seconds}
+        return {
+            "max_calls": self.calls,
+            "max_tokens": self.tokens,
+            "max_cost_usd": self.cost_usd,
+            "max_time_s": self.seconds,
+        }
 
     @property
     def remaining(self) -> dict[str, float]:

@@ -79,7 +79,9 @@ class Cache:
                 "CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, model TEXT, value TEXT, created REAL)"
             )
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open the rlm cache at {str(target)!r} ({exc}); pass RLM(cache=<a writable directory>)") from exc
+            raise ConfigError(
+                f"cannot open the rlm cache at {str(target)!r} ({exc}); pass RLM(cache=<a writable directory>)"
+            ) from exc
 
     def get(self, key: str) -> Completion | None:
         with self._lock:

@@ -178,7 +178,9 @@ class AdaptiveLimiter:
         if seconds > self.max_pause:
             self.stats["pauses_refused"] += 1
             level = logging.WARNING if self.stats["pauses_refused"] == 1 else logging.DEBUG  # once, not per call
-            log.log(level, "rate-limit quota resets in %.0f s, over max_pause=%g s: not pausing", seconds, self.max_pause)
+            log.log(
+                level, "rate-limit quota resets in %.0f s, over max_pause=%g s: not pausing", seconds, self.max_pause
+            )
             return False
         until = time.monotonic() + max(0.0, seconds)
         if until > self._paused_until:

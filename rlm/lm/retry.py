@@ -8,8 +8,9 @@ retry of a 5xx/429 (the server knows the call is doomed), ``true`` makes an unli
 status (say a 425) retryable. The server's own hints win over our backoff:
 ``retry-after-ms``, ``Retry-After`` (seconds or an HTTP date) and, for an exhausted
 quota, the ``x-ratelimit-reset-*`` headers. Without a hint we back off exponentially
-with jitter, so a burst of failures does not come back as a burst. Transports are built with their own retries off (the openai SDK
-gets ``max_retries=0``) so there is exactly one policy.
+with jitter, so a burst of failures does not come back as a burst. Transports are built
+with their own retries off (the openai SDK gets ``max_retries=0``) so there is exactly
+one policy.
 """
 
 from __future__ import annotations

@@ -66,10 +66,6 @@ class UsageMeter:
         with self._lock:
             self.by_model[model] = self.by_model.get(model, Usage()) + usage
 
-    def merge(self, other: UsageMeter) -> None:
-        for model, usage in other.snapshot().items():
-            self.add(model, usage)
-
     def snapshot(self) -> dict[str, Usage]:
         with self._lock:
             return dict(self.by_model)

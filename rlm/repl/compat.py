@@ -13,7 +13,7 @@ from ..lm.client import OpenAIClient
 from ..lm.limiter import AdaptiveLimiter
 from ..trace.events import Tracer
 from .local import LocalREPL
-from .steps import FailedCall
+from .steps import FailedCall, check_batch, check_query
 
 
 @dataclass
@@ -51,10 +51,11 @@ class Sub_RLM:  # noqa: N801 - the seed's name
         return [_shown(r) for r in results]
 
     def completion(self, prompt: str) -> str:
+        check_query(prompt, None)
         return runtime.run(self._query(prompt))
 
     def batch_completion(self, prompts: list[str], max_concurrent: int = 10) -> list[str]:
-        return runtime.run(self._batch(prompts, max_concurrent))
+        return runtime.run(self._batch(check_batch(prompts, max_concurrent, None), max_concurrent))
 
 
 class _SubHost:

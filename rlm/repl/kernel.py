@@ -16,7 +16,8 @@ from typing import Any
 from ..errors import SandboxError
 from .base import ExecResult, Host, load_context
 from .sandbox.config import SandboxConfig
-from .sandbox.kernel import KernelLost, SandboxKernel, encode_context
+from .sandbox.exchange import encode_context
+from .sandbox.kernel import KernelLost, SandboxKernel
 from .sandbox.pool import KernelPool
 
 RESTARTED = ("The sandbox was restarted: every variable was lost; `context` and the helper "

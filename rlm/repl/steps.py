@@ -104,9 +104,9 @@ def run_code(code: str, namespace: dict[str, Any], out: Any, filename: str) -> t
         last = tree.body[-1] if tree.body and isinstance(tree.body[-1], ast.Expr) else None
         if last is not None:
             tree.body.pop()  # evaluated apart below, so its value is shown
-        exec(compile(tree, filename, "exec"), namespace)  # noqa: S102 - running root code is the point
+        exec(compile(tree, filename, "exec"), namespace)
         if last is not None:
-            value = eval(compile(ast.Expression(last.value), filename, "eval"), namespace)  # noqa: S307
+            value = eval(compile(ast.Expression(last.value), filename, "eval"), namespace)
             if value is not None:
                 out.write(repr(value) + "\n")
     except FinalAnswer as found:
@@ -203,7 +203,9 @@ def check_query(prompt: Any, model: Any) -> None:
 def check_batch(prompts: Any, max_concurrent: Any, model: Any) -> list[str]:
     """The argument checks of ``llm_batch``; returns the prompts as a list."""
     if isinstance(prompts, (str, bytes)):
-        raise TypeError("llm_batch(prompts) takes a list of prompt strings, not one string; use llm_query(prompt) for one")
+        raise TypeError(
+            "llm_batch(prompts) takes a list of prompt strings, not one string; use llm_query(prompt) for one"
+        )
     try:
         items = list(prompts)
     except TypeError:

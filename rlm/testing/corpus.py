@@ -77,7 +77,10 @@ def make_report(
         planted
         if planted is not None
         else {
-            "merger": "Section {n} notes that the board approved the merger with Halvorsen Maritime, closing in the third quarter.",
+            "merger": (
+                "Section {n} notes that the board approved the merger with Halvorsen Maritime, "
+                "closing in the third quarter."
+            ),
             "lawsuit": "Section {n} discloses a lawsuit filed by a former distributor over unpaid commissions.",
         }
     )

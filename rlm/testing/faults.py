@@ -6,7 +6,8 @@ build fault rules without touching server internals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 __all__ = ["Fault"]
 
@@ -19,6 +20,8 @@ class Fault:
     status: int = 200
     message: str = ""
     seconds: float = 0.0
+    #: The 429's headers instead of the usual retry hints (a provider's quota headers, say).
+    headers: Mapping[str, str] | None = field(default=None, compare=False)
 
     @classmethod
     def http(cls, status: int, message: str = "ScriptedLM injected error") -> Fault:
@@ -26,9 +29,10 @@ class Fault:
         return cls("http", status=status, message=message)
 
     @classmethod
-    def rate_limit(cls, retry_after: float = 1.0) -> Fault:
-        """Answer 429 with the retry hints real providers send."""
-        return cls("rate_limit", status=429, message="ScriptedLM: rate limit reached", seconds=retry_after)
+    def rate_limit(cls, retry_after: float = 1.0, headers: Mapping[str, str] | None = None) -> Fault:
+        """Answer 429 with the retry hints real providers send, or with exactly ``headers``."""
+        return cls("rate_limit", status=429, message="ScriptedLM: rate limit reached", seconds=retry_after,
+                   headers=dict(headers) if headers is not None else None)
 
     @classmethod
     def hang(cls, seconds: float) -> Fault:

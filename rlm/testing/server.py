@@ -1,9 +1,8 @@
 """A scripted OpenAI-compatible chat server for tests, demos and benchmarks.
 
-The server runs on its own event loop in a daemon thread, so the same object
-works from sync tests, async tests and notebooks without touching the caller's
-loop. Every reply is decided by Python callables or a list, which makes RLM
-runs reproducible without a real model.
+The server runs on its own event loop in a daemon thread, so the same object works from
+sync tests, async tests and notebooks without touching the caller's loop. Every reply is
+decided by Python callables or a list (``rlm.testing.script``): RLM runs are reproducible.
 """
 
 from __future__ import annotations
@@ -11,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import socket
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,62 +20,22 @@ from aiohttp import web
 from rlm.testing import wire
 from rlm.testing.faults import Fault
 from rlm.testing.loop_thread import LoopThread
+from rlm.testing.script import (
+    Latency,
+    Reply,
+    RootScript,
+    ScriptAnswers,
+    ScriptedRequest,
+    ScriptExhausted,
+    _default_root,
+    _default_sub,
+    _Rule,
+    default_is_root,
+)
 
 __all__ = ["ScriptedLM", "ScriptedRequest", "default_is_root"]
 
 logger = logging.getLogger("rlm")
-
-_DEFAULT_ROOT_REPLY = "FINAL(ok)"
-_DEFAULT_SUB_REPLY = "ok"
-
-
-@dataclass(frozen=True)
-class ScriptedRequest:
-    """One chat request as the script sees it: enough to pick a reply or assert on."""
-
-    index: int
-    body: dict[str, Any]
-    model: str
-    messages: list[dict[str, Any]]
-    prompt: str
-    role: str
-    stream: bool
-    headers: dict[str, str]
-
-
-Reply = Callable[[ScriptedRequest], str]
-RootScript = Sequence[str] | Reply
-Latency = float | tuple[float, float] | Callable[[ScriptedRequest], float]
-
-
-class ScriptExhausted(RuntimeError):
-    """The root reply list ran out; surfaced as HTTP 500 so tests fail loudly."""
-
-
-@dataclass
-class _Rule:
-    """A fault rule; ``remaining`` counts down and only the server thread touches it."""
-
-    fault: Fault
-    when: Callable[[ScriptedRequest], bool] | None
-    remaining: int | None
-
-
-def default_is_root(body: dict[str, Any]) -> bool:
-    """Root calls carry a system prompt or a history; sub-calls are one bare user turn."""
-    messages = body.get("messages") or []
-    return len(messages) > 1 or (bool(messages) and messages[0].get("role") == "system")
-
-
-def _default_root(request: ScriptedRequest) -> str:
-    """End any root loop at once, so an unconfigured server still terminates runs."""
-    return _DEFAULT_ROOT_REPLY
-
-
-def _default_sub(request: ScriptedRequest) -> str:
-    """A fixed short answer keeps unconfigured sub-calls cheap and predictable."""
-    return _DEFAULT_SUB_REPLY
-
 
 def _wake(future: asyncio.Future[bool], value: bool) -> None:
     """Resolve a sleeper once, whichever of timer and shutdown comes first."""
@@ -86,7 +43,7 @@ def _wake(future: asyncio.Future[bool], value: bool) -> None:
         future.set_result(value)
 
 
-class ScriptedLM:
+class ScriptedLM(ScriptAnswers):
     """An OpenAI-compatible server whose replies come from a script.
 
     ``root`` is a list of replies consumed in order (assigning a new list
@@ -351,7 +308,7 @@ class ScriptedLM:
         headers = {k.lower(): v for k, v in request.headers.items()}
         with self._lock:
             scripted = ScriptedRequest(
-                self._seen, body, model, messages, prompt, role, bool(body.get("stream")), headers
+                self._seen, body, model, messages, prompt, role, bool(body.get("stream")), headers, request.path_qs
             )
             self._seen += 1
             if self.record:
@@ -373,7 +330,7 @@ class ScriptedLM:
         try:
             fault = self._match_fault(scripted)
             delay = self._latency_for(scripted)
-        except Exception as exc:  # user callables: report them, don't crash the server
+        except Exception as exc:  # noqa: BLE001 - user callables: report them, don't crash the server
             return _script_error(exc), b""
         if fault is not None and fault.kind == "hang":
             delay += fault.seconds
@@ -382,83 +339,27 @@ class ScriptedLM:
         if fault is not None and fault.kind == "http":
             return wire.error_response(fault.status, fault.message), b""
         if fault is not None and fault.kind == "rate_limit":
-            return wire.error_response(429, fault.message, wire.retry_after_headers(fault.seconds)), b""
+            hints = dict(fault.headers) if fault.headers is not None else wire.retry_after_headers(fault.seconds)
+            return wire.error_response(429, fault.message, hints), b""
         if fault is not None and fault.kind == "malformed":
             return wire.malformed_response(scripted.stream)
         if fault is not None and fault.kind in ("empty_choices", "null_content"):
-            return await self._render(request, scripted, None, has_choice=fault.kind == "null_content")
+            return await self._rendered(request, scripted, None, has_choice=fault.kind == "null_content")
         try:
             reply = self._reply(scripted)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a script's failure becomes a loud 500
             return _script_error(exc), b""
-        return await self._render(request, scripted, reply, has_choice=True)
+        return await self._rendered(request, scripted, reply, has_choice=True)
 
-    def _match_fault(self, scripted: ScriptedRequest) -> Fault | None:
-        """First live rule whose ``when`` accepts the request, consuming one use."""
-        for rule in self._rules:
-            if rule.remaining == 0 or (rule.when is not None and not rule.when(scripted)):
-                continue
-            if rule.remaining is not None:
-                rule.remaining -= 1
-            with self._lock:
-                self._faults[rule.fault.kind] = self._faults.get(rule.fault.kind, 0) + 1
-            return rule.fault
-        return None
-
-    def _latency_for(self, scripted: ScriptedRequest) -> float:
-        """Resolve the latency setting for one request."""
-        latency = self.latency
-        if callable(latency):
-            return float(latency(scripted))
-        if isinstance(latency, (tuple, list)):
-            low, high = latency
-            return random.uniform(low, high)
-        return float(latency)
-
-    def _reply(self, scripted: ScriptedRequest) -> str:
-        """Next root list entry or the matching callable's answer."""
-        reply = self._next_root(scripted) if scripted.role == "root" else self.sub(scripted)
-        if not isinstance(reply, str):
-            raise TypeError(f"script returned {type(reply).__name__}, expected str")
-        return reply
-
-    def _next_root(self, scripted: ScriptedRequest) -> object:
-        """Pop the next root reply, or ask the root callable."""
-        with self._lock:
-            queue, script = self._root_queue, self._root
-            if queue is not None:
-                if not queue:
-                    raise ScriptExhausted(f"ScriptedLM: root script exhausted after {self._root_served} replies")
-                self._root_served += 1
-                return queue.pop(0)
-        return script(scripted)  # type: ignore[operator]
-
-    async def _render(
+    async def _rendered(
         self, request: web.Request, scripted: ScriptedRequest, content: str | None, *, has_choice: bool
     ) -> tuple[web.StreamResponse, bytes]:
-        """A chat.completion, or its SSE events when the client asked to stream."""
-        request_id = f"chatcmpl-scripted-{scripted.index}"
-        content, finish = wire.cap_reply(content, scripted.body)
         try:
             extra = self.headers(scripted) if self.headers is not None else {}
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a script's failure becomes a loud 500
             return _script_error(exc), b""
-        if not scripted.stream:
-            body = wire.completion(
-                request_id, scripted.model, scripted.messages, content, has_choice=has_choice, finish_reason=finish
-            )
-            return web.Response(body=body, content_type="application/json", headers=extra), b""
-        options = scripted.body.get("stream_options")
-        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        response = web.StreamResponse(headers={**wire.SSE_HEADERS, **extra})
-        await response.prepare(request)
-        events = wire.completion_events(
-            request_id, scripted.model, scripted.messages, content, has_choice=has_choice, include_usage=include_usage,
-            finish_reason=finish,
-        )
-        for event in events:
-            await response.write(event)
-        return response, wire.SSE_DONE
+        return await wire.render(request, scripted.index, scripted.model, scripted.messages, scripted.body,
+                                 scripted.stream, content, has_choice=has_choice, headers=extra)
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         """List the scripted model, the ``windows`` models and every model name clients have asked for."""

@@ -16,11 +16,14 @@ from ..core.prompts import ANSWER_NOW
 from .server import ScriptedLM, ScriptedRequest
 
 _STOP = frozenset(
-    """which what when where who whom whose why how does did do the a an of in on to for and or
-    any all this that these those there their them with from into about mention mentions mentioned
-    section sections document documents report text excerpt find list show tell give please
-    is are was were be been being it its as at by not no yes quote every sentence helps answer
-    question reply none""".split()
+    [
+        "which", "what", "when", "where", "who", "whom", "whose", "why", "how", "does", "did", "do", "the", "a",
+        "an", "of", "in", "on", "to", "for", "and", "or", "any", "all", "this", "that", "these", "those", "there",
+        "their", "them", "with", "from", "into", "about", "mention", "mentions", "mentioned", "section", "sections",
+        "document", "documents", "report", "text", "excerpt", "find", "list", "show", "tell", "give", "please",
+        "is", "are", "was", "were", "be", "been", "being", "it", "its", "as", "at", "by", "not", "no", "yes",
+        "quote", "every", "sentence", "helps", "answer", "question", "reply", "none",
+    ]
 )
 
 _QUERY_RE = re.compile(r"The query:\n(.*?)\n\nStart by", re.S)

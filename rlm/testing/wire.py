@@ -102,7 +102,12 @@ def completion(
 ) -> bytes:
     """A ``chat.completion`` body; ``has_choice=False`` gives ``choices: []``."""
     choices = (
-        [{"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None, "finish_reason": finish_reason}]
+        [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }]
         if has_choice
         else []
     )
@@ -158,3 +163,26 @@ def _stream_choices(content: str | None, has_choice: bool, finish_reason: str) -
     ]
     choices.append([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish_reason}])
     return choices
+
+
+async def render(
+    request: web.Request, index: int, model: str, messages: list[dict[str, Any]], body: dict[str, Any],
+    stream: bool, content: str | None, *, has_choice: bool, headers: dict[str, str],
+) -> tuple[web.StreamResponse, bytes]:
+    """A chat.completion, or its SSE events when the client asked to stream, minus its last bytes."""
+    request_id = f"chatcmpl-scripted-{index}"
+    content, finish = cap_reply(content, body)
+    if not stream:
+        text = completion(request_id, model, messages, content, has_choice=has_choice, finish_reason=finish)
+        return web.Response(body=text, content_type="application/json", headers=headers), b""
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+    await response.prepare(request)
+    events = completion_events(
+        request_id, model, messages, content, has_choice=has_choice, include_usage=include_usage,
+        finish_reason=finish,
+    )
+    for event in events:
+        await response.write(event)
+    return response, SSE_DONE

@@ -83,18 +83,6 @@ class Tracer:
         self._keep = keep
         self._lock = threading.Lock()
 
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        """Add ``fn``; returns a function that removes it."""
-        with self._lock:
-            self._subscribers.append(fn)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if fn in self._subscribers:
-                    self._subscribers.remove(fn)
-
-        return unsubscribe
-
     def emit(self, kind: str, span_id: str, parent: str | None, **data: Any) -> Event:
         event = Event(kind, span_id, parent, time.time(), data)
         with self._lock:

@@ -113,13 +113,18 @@ def _header(header: dict[str, Any], *, live: bool) -> str:
     if live and status == "running":
         stop = (
             '<button class="rlm-stop" type="button" data-ack disabled>stopping…</button>' if header.get("stopping")
-            else '<button class="rlm-stop" type="button" title="Cancel the run; the partial result and trace are kept">Stop</button>'
+            else (
+                '<button class="rlm-stop" type="button" '
+                'title="Cancel the run; the partial result and trace are kept">Stop</button>'
+            )
         )
     answer = header.get("answer")
     answer_html = ""
     if answer is not None and status != "running":
         flag = ' <span class="rlm-note">(fallback: out of iterations)</span>' if header.get("fallback") else ""
-        answer_html = f'<details class="rlm-answer" open><summary>Answer{flag}</summary><pre>{_e(answer)}</pre></details>'
+        answer_html = (
+            f'<details class="rlm-answer" open><summary>Answer{flag}</summary><pre>{_e(answer)}</pre></details>'
+        )
     return (
         f'<div class="rlm-head"><span class="rlm-badge rlm-st-{_e(status)}">{_e(status_label)}</span>'
         f'<span class="rlm-query" title="{_e(header.get("query", ""))}">{_e(str(header.get("query", ""))[:300])}</span>'
@@ -195,7 +200,8 @@ def _grid(indices: list[int], calls: dict[str, Any], *, live: bool, key: str) ->
         return f'<div class="rlm-grid" data-node="{_e(key)}" data-calls="{_ranges(indices)}"></div>'
     status = calls["status"]
     cells = "".join(
-        f'<i style="background:{COLOURS.get(status[i], "#000")}" title="{_e(_call_title(i, calls))}"></i>' for i in indices
+        f'<i style="background:{COLOURS.get(status[i], "#000")}" title="{_e(_call_title(i, calls))}"></i>'
+        for i in indices
     )
     return f'<div class="rlm-grid">{cells}</div>'
 
@@ -237,10 +243,15 @@ def _node(node: dict[str, Any], calls: dict[str, Any], *, live: bool) -> str:
             calls_html += "".join(f'<div class="rlm-call">root call · {_e(_call_title(i, calls))}</div>' for i in roots)
         if subs:
             what = "calls" if kind == "batch" else f"llm_query × {len(subs)}"
-            calls_html += f'<div class="rlm-calls">{what} · {_counts(subs, calls)}{_grid(subs, calls, live=live, key=str(node.get("id")))}</div>'
+            calls_html += (
+                f'<div class="rlm-calls">{what} · {_counts(subs, calls)}'
+                f'{_grid(subs, calls, live=live, key=str(node.get("id")))}</div>'
+            )
     children = "".join(_node(child, calls, live=live) for child in node.get("children") or [])
     inner = calls_html + (f"<ul>{children}</ul>" if children else "")
-    return f'<li><span class="rlm-node rlm-st-{status}"><span class="rlm-dot"></span>{label}{seconds}</span>{inner}</li>'
+    return (
+        f'<li><span class="rlm-node rlm-st-{status}"><span class="rlm-dot"></span>{label}{seconds}</span>{inner}</li>'
+    )
 
 
 def _tree(tree: list[dict[str, Any]], calls: dict[str, Any], *, live: bool) -> str:

@@ -115,9 +115,6 @@ class ProgressModel:
         self._cost: float | None = None
         self._root_run: str | None = None
 
-    def add_listener(self, fn: Listener) -> None:
-        self._listeners.append(fn)
-
     def __call__(self, event: Event) -> None:
         kind, data = event.kind, event.data
         with self._lock:
@@ -189,7 +186,8 @@ class ProgressModel:
         eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 and self._done else None)
         return Progress(
             done=self._done, total=self._total, in_flight=len(self._open), failed=self._failed,
-            cancelled=self._cancelled, cached=self._cached, prompt_tokens=self._prompt, completion_tokens=self._completion,
+            cancelled=self._cancelled, cached=self._cached,
+            prompt_tokens=self._prompt, completion_tokens=self._completion,
             cost_usd=self._cost, elapsed_s=elapsed, rate=rate, eta_s=eta,
             finished=self._finished_at is not None,
         )

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rlm.bench.throughput import Row, ideal_batch, table, targets
+from rlm.bench.report import Row, table, targets
+from rlm.bench.throughput import ideal_batch
 from rlm.cli import main
 
 

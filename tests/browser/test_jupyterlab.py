@@ -58,7 +58,8 @@ def test_fanout_notebook_shows_live_counters_and_ends_at_n(browser: Any, lab: An
         first_png = widget.screenshot(path=str(artifacts / "fanout-1.png"))
         started = time.monotonic()
         frame_ms = page.evaluate(
-            "() => new Promise(r => { const t = performance.now(); requestAnimationFrame(() => r(performance.now() - t)); })"
+            "() => new Promise(r => { const t = performance.now(); "
+            "requestAnimationFrame(() => r(performance.now() - t)); })"
         )
         time.sleep(max(0.0, 1.5 - (time.monotonic() - started)))
         second_text = counter.text_content()

@@ -361,9 +361,13 @@ async def test_a_failed_model_listing_is_a_typed_lm_error(client_type: type) -> 
 
 
 def test_failed_call_from_the_guard_carries_the_numbers() -> None:
-    program = "```repl\nr = llm_query(context)\nprint(type(r).__name__, r.error.tokens > r.error.limit, r.error.limit)\n```"
+    program = (
+        "```repl\nr = llm_query(context)\nprint(type(r).__name__, r.error.tokens > r.error.limit, r.error.limit)\n```"
+    )
     with ScriptedLM(root=[program, "FINAL(ok)"]) as lm:
-        result = make_rlm(lm, endpoint=Endpoint(pricing={"sub": ModelInfo(context_window=100)})).completion("word " * 500, "q")
+        result = make_rlm(lm, endpoint=Endpoint(pricing={"sub": ModelInfo(context_window=100)})).completion(
+            "word " * 500, "q"
+        )
     assert result.steps[0].outputs[0].stdout.strip() == "FailedCall True 100"
     assert isinstance(FailedCall("x"), str)
 

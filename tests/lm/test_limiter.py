@@ -13,7 +13,7 @@ from rlm.lm.batch import Dispatcher
 from rlm.lm.limiter import AdaptiveLimiter
 from rlm.lm.retry import RetryPolicy
 from rlm.lm.transport import FastClient
-from rlm.testing import Fault, ScriptedLM, ScriptedRequest, wire
+from rlm.testing import Fault, ScriptedLM, ScriptedRequest
 from rlm.trace.events import Tracer
 
 
@@ -162,7 +162,9 @@ async def test_batches_inside_a_batch_stay_under_the_limit_without_deadlock() ->
         dispatcher = Dispatcher(client, limiter=AdaptiveLimiter(4), tracer=Tracer(keep=False))
 
         async def item(prefix: str) -> str:
-            inner = await dispatcher.batch([f"{prefix}.{k}" for k in range(3)], model="m", max_concurrent=3, parent=None)
+            inner = await dispatcher.batch(
+                [f"{prefix}.{k}" for k in range(3)], model="m", max_concurrent=3, parent=None
+            )
             return "|".join(inner)
 
         async def outer(b: int) -> list[str]:
@@ -249,10 +251,11 @@ def test_a_small_429_storm_loses_nothing_and_the_limit_adapts(transport: str) ->
 async def test_a_daily_quota_reset_is_not_waited_out(monkeypatch: pytest.MonkeyPatch) -> None:
     """remaining-requests 0 with reset "2h": each call fails at once, nothing pauses the run."""
     daily = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2h"}
-    monkeypatch.setattr(wire, "retry_after_headers", lambda seconds: daily)  # ScriptedLM's 429s send only these
-    program = "```repl\nr = llm_batch(['a', 'b', 'c'], max_concurrent=1)\nprint([type(x.error).__name__ for x in r])\n```"
+    program = (
+        "```repl\nr = llm_batch(['a', 'b', 'c'], max_concurrent=1)\nprint([type(x.error).__name__ for x in r])\n```"
+    )
     with ScriptedLM(root=[program, "FINAL(ok)"]) as lm:
-        lm.fail(Fault.rate_limit(), when=lambda r: r.role == "sub")
+        lm.fail(Fault.rate_limit(headers=daily), when=lambda r: r.role == "sub")  # only these headers
         rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local")
         started = time.monotonic()
         result = await asyncio.wait_for(rlm.acompletion("ctx", "q"), timeout=20)  # uncapped, it waited 2 h

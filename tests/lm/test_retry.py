@@ -258,21 +258,29 @@ async def test_a_call_outlasts_a_run_of_429s_within_its_allowance(allowance: int
 def test_max_retries_zero_turns_off_every_retry() -> None:
     with ScriptedLM(root=["```repl\nr = llm_query('x')\n```", "FINAL_VAR(r)"]) as lm:
         lm.fail(Fault.rate_limit(0.01), when=lambda r: r.role == "sub", times=1)
-        result = RLM("root", "sub", base_url=lm.base_url, api_key="k", endpoint=Endpoint(retries=0)).completion("ctx", "q")
+        result = RLM("root", "sub", base_url=lm.base_url, api_key="k", endpoint=Endpoint(retries=0)).completion(
+            "ctx", "q"
+        )
         assert result.answer.startswith("[rlm error] LMRateLimited") and lm.stats["sub"] == 1
 
 
 @pytest.mark.parametrize("status", [400, 401, 404])
 def test_rlm_never_retries_client_errors(status: int) -> None:
-    with ScriptedLM(root=["```repl\nr = llm_query('x')\nprint(type(r).__name__, r.error.status)\n```", "FINAL(ok)"]) as lm:
+    with ScriptedLM(
+        root=["```repl\nr = llm_query('x')\nprint(type(r).__name__, r.error.status)\n```", "FINAL(ok)"]
+    ) as lm:
         lm.fail(Fault.http(status), when=lambda r: r.role == "sub")
-        result = RLM("root", "sub", base_url=lm.base_url, api_key="k", endpoint=Endpoint(retries=5)).completion("ctx", "q")
+        result = RLM("root", "sub", base_url=lm.base_url, api_key="k", endpoint=Endpoint(retries=5)).completion(
+            "ctx", "q"
+        )
         assert result.steps[0].outputs[0].stdout.strip() == f"FailedCall {status}"
         assert lm.stats["sub"] == 1
 
 
 def test_rlm_max_retries_bounds_the_attempts_and_the_last_error_is_the_items() -> None:
-    with ScriptedLM(root=["```repl\nr = llm_batch(['a', 'b'])\nprint([type(x).__name__ for x in r])\n```", "FINAL(ok)"]) as lm:
+    with ScriptedLM(
+        root=["```repl\nr = llm_batch(['a', 'b'])\nprint([type(x).__name__ for x in r])\n```", "FINAL(ok)"]
+    ) as lm:
         lm.fail(Fault.http(502, "bad gateway"), when=lambda r: r.prompt == "a")
         rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k",
                 endpoint=Endpoint(retries=RetryPolicy(max_attempts=3, base_delay=0.01)))

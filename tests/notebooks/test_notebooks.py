@@ -23,7 +23,9 @@ def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> nbfor
     path = tmp_path / f"{name}.ipynb"
     shutil.copy(NOTEBOOKS / f"{name}.ipynb", path)
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     return notebook
 
 
@@ -68,7 +70,12 @@ def test_notebook_runs_offline_without_errors(name: str, tmp_path: Path, monkeyp
     budget_stopped = [v for v in views if '<span class="rlm-badge rlm-st-budget">budget reached</span>' in v]
     assert len(budget_stopped) == (1 if name == "03_batch_fanout" else 0)
     assert all('<span class="rlm-badge rlm-st-ok">done</span>' in v for v in views if v not in budget_stopped)
-    widget_outputs = [o for c in notebook.cells for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    widget_outputs = [
+        o
+        for c in notebook.cells
+        for o in c.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
     assert not widget_outputs, "a live widget was left in the saved notebook instead of its record"
     if name == "01_quickstart":
         assert re.search(r"sections named in the answer: (\[.*\]) \| planted: \1", text)

@@ -60,22 +60,28 @@ def test_helpers_behave_as_in_the_local_repl() -> None:
         "a = llm_query('one')",
         "b = llm_batch(['p0', 'p1', 'p2'], max_concurrent=2)",
         "c = llm_query('fail')",
-        "print(a, b, type(c).__name__, isinstance(c, str), isinstance(c, FailedCall), type(c.error).__name__, c.error.status)",
+        "print(a, b, type(c).__name__, isinstance(c, str), isinstance(c, FailedCall), "
+        "type(c.error).__name__, c.error.status)",
         "try:\n    llm_batch('one string')\nexcept TypeError as e:\n    print('TypeError', 'llm_query' in str(e))",
         "try:\n    llm_batch(['x'], max_concurrent=0)\nexcept ValueError as e:\n    print(type(e).__name__)",
         "print(count_tokens('hello world'), len(chunk('word ' * 3000, max_tokens=1000)) > 1, budget().calls)",
     )
-    echo = lambda r: "echo " + r.prompt
+    def echo(r):
+        return "echo " + r.prompt
     outputs, traced = {}, {}
     for sandbox in ("kernel", "local"):
         with ScriptedLM(root=[program, "FINAL_VAR(b)"], sub=echo) as lm:
             lm.fail(Fault.http(500, "boom"), when=lambda r: r.prompt == "fail")
-            with RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=sandbox, endpoint=Endpoint(retries=0)) as rlm:
+            with RLM(
+                "root", "sub", base_url=lm.base_url, api_key="k", sandbox=sandbox, endpoint=Endpoint(retries=0)
+            ) as rlm:
                 result = rlm.completion("ctx", "q")
         outputs[sandbox] = result.steps[0].outputs[0]
         assert result.answer == "['echo p0', 'echo p1', 'echo p2']"
         # every sub-call went through the host's dispatcher and shows in the trace
-        traced[sandbox] = sorted(e.data["prompt_chars"] for e in result.trace if e.kind == "call.start" and e.data["role"] == "sub")
+        traced[sandbox] = sorted(
+            e.data["prompt_chars"] for e in result.trace if e.kind == "call.start" and e.data["role"] == "sub"
+        )
     assert traced["kernel"] == traced["local"] and len(traced["kernel"]) >= 5
     lines = outputs["kernel"].stdout.splitlines()
     assert lines[0] == "echo one ['echo p0', 'echo p1', 'echo p2'] FailedCall True True LMResponseError 500"
@@ -89,7 +95,9 @@ def test_failed_call_from_the_kernel_is_a_str_subclass_with_the_error() -> None:
     with ScriptedLM(root=[program, "FINAL(ok)"]) as lm, make(lm) as rlm:
         lm.fail(Fault.http(503), when=lambda r: r.role == "sub")
         out = rlm.completion("ctx", "q").steps[0].outputs[0].stdout
-    assert out.startswith("'[rlm error] LMResponseError") and "[RLM ERROR]" in out and out.rstrip().endswith("Exception")
+    assert (
+        out.startswith("'[rlm error] LMResponseError") and "[RLM ERROR]" in out and out.rstrip().endswith("Exception")
+    )
 
 
 def test_state_persists_within_a_completion_and_is_gone_in_the_next() -> None:
@@ -334,9 +342,9 @@ def test_root_code_classes_binary_writes_and_lone_surrogates_work_in_both_sandbo
         "sys.stdout.buffer.write(b'raw bytes \\xff\\n')",
         "print('lone \\ud800 surrogate')",
     )
-    with ScriptedLM(root=[program, "FINAL(ok)"]) as lm:
-        with RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=sandbox) as rlm_:
-            result = rlm_.completion("c", "q")
+    with ScriptedLM(root=[program, "FINAL(ok)"]) as lm, \
+            RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=sandbox) as rlm_:
+        result = rlm_.completion("c", "q")
     out = result.steps[0].outputs[0]
     assert out.error is None, out.error
     assert out.stdout == "Hit(line=3, text='x') {'line': 3, 'text': 'x'}\nraw bytes \ufffd\nlone \ufffd surrogate\n"
@@ -352,6 +360,14 @@ def test_rlm_query_passes_the_same_objects_from_both_sandboxes(sandbox: str) -> 
             return code("r = rlm_query('inner', {2019: ('a', 'b'), 'k': [1, 2.5, None]})")
         return "FINAL_VAR(r)"
 
-    with ScriptedLM(root=root) as lm:
-        with RLM("root", "sub", base_url=lm.base_url, api_key="k", max_depth=2, sandbox=sandbox) as rlm_:
-            assert rlm_.completion("outer", "q").answer == "{2019: ('a', 'b'), 'k': [1, 2.5, None]}"
+    with ScriptedLM(root=root) as lm, \
+            RLM("root", "sub", base_url=lm.base_url, api_key="k", max_depth=2, sandbox=sandbox) as rlm_:
+        assert rlm_.completion("outer", "q").answer == "{2019: ('a', 'b'), 'k': [1, 2.5, None]}"
+
+
+def test_a_kernel_that_does_not_start_in_time_raises_sandbox_timeout() -> None:
+    from rlm import SandboxTimeout
+
+    with ScriptedLM(root=[code("print(1)")]) as lm, make(lm, config={"start_timeout": 0.05}) as rlm_, \
+            pytest.raises(SandboxTimeout, match="did not start within"):
+        rlm_.completion("ctx", "q")

@@ -50,7 +50,9 @@ def wait_gone(pids: list[int], dirs: list[str], timeout: float = 10.0) -> None:
         if not alive and not any(os.path.exists(d) for d in dirs):
             return
         time.sleep(0.1)
-    raise AssertionError(f"left behind: processes {[p for p in pids if _alive(p)]}, dirs {[d for d in dirs if os.path.exists(d)]}")
+    raise AssertionError(
+        f"left behind: processes {[p for p in pids if _alive(p)]}, dirs {[d for d in dirs if os.path.exists(d)]}"
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -135,7 +137,8 @@ HOST = textwrap.dedent("""\
     while r.kernels.stats()["warm"] < 1:
         time.sleep(0.05)
     k = r.kernels.kernels
-    print(json.dumps([[p for kk in k for p in kk.processes()] + [kk.launched_pid for kk in k], [kk.rundir for kk in k]]), flush=True)
+    print(json.dumps([[p for kk in k for p in kk.processes()] + [kk.launched_pid for kk in k],
+                      [kk.rundir for kk in k]]), flush=True)
     if sys.argv[1] == "hang":
         time.sleep(600)
 """)

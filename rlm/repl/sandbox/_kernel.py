@@ -265,7 +265,7 @@ def load(path: str, kind: str) -> None:
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
-        value = raw.decode("utf-8", "surrogatepass") if kind == "str" else pickle.loads(raw)  # noqa: S301 - from the host
+        value = raw.decode("utf-8", "surrogatepass") if kind == "str" else pickle.loads(raw)
     except Exception as exc:  # noqa: BLE001 - e.g. a class the kernel cannot import
         _reply({"error": f"{type(exc).__name__}: {exc}"})
         return

@@ -109,5 +109,5 @@ class Isolation:
             f"network: {yes(self.network_blocked)}",
             f"host processes: {yes(self.host_processes_safe)}",
             f"process count: {'limited' if self.process_limit else 'NOT limited'}",
-            f"writes: {'its own dirs only (Landlock ABI %d)' % self.landlock if self.landlock else 'NOT confined'}",
+            f"writes: {f'its own dirs only (Landlock ABI {self.landlock})' if self.landlock else 'NOT confined'}",
         ])

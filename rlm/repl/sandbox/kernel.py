@@ -13,23 +13,21 @@ See docs/security.md.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import os
-import pickle
 import queue
-import re
 import secrets
 import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from ...errors import SandboxError
+from ...errors import SandboxError, SandboxTimeout
 from ..base import ExecResult, Host
 from . import procs
 from .bridge import Bridge
 from .config import Isolation, SandboxConfig
+from .exchange import step_result, text_of, user_expression
 from .isolation import pick_uid
 from .launch import SANDBOX_HOME, bwrap_command, kernel_env, launcher_config
 from .rundir import RunDir
@@ -45,10 +43,6 @@ _CALL = "__import__('_rlm_kernel').{}({})"
 _RESULT = {"rlm": "__import__('_rlm_kernel').last"}
 #: How often a waiting host checks that the kernel is alive and within its limits.
 _POLL_S = 0.25
-_SURROGATE = re.compile("[\ud800-\udfff]")
-#: A base64 string's repr, and the most of it the host reads (zmq refuses bigger messages anyway).
-_B64_REPR = re.compile(r"'[A-Za-z0-9+/=]*'")
-_MAX_RESULT = 96 * 2**20
 
 
 class KernelLost(SandboxError):
@@ -63,7 +57,12 @@ class SandboxKernel:
     """One sandboxed kernel process with its run directory and bridge."""
 
     def __init__(
-        self, config: SandboxConfig, isolation: Isolation, ctx: zmq.asyncio.Context, *, refused: list[str] | None = None,
+        self,
+        config: SandboxConfig,
+        isolation: Isolation,
+        ctx: zmq.asyncio.Context,
+        *,
+        refused: list[str] | None = None,
     ) -> None:
         self.config = config
         self.isolation = isolation
@@ -75,7 +74,7 @@ class SandboxKernel:
         self.bridge = Bridge(self.files.bridge, max_frame=config.max_bridge_mb * 2**20, max_batch=config.max_batch,
                              refused=refused)
         self.launched_pid: int | None = None
-        self._known: set[int] = set()
+        self.procs = procs.SandboxProcesses(self.uid)
         self._ctx = ctx
         self._km: AsyncKernelManager | None = None
         self._kc: Any = None
@@ -140,6 +139,7 @@ class SandboxKernel:
             os.close(log_fd)
         assert km.provisioner is not None
         self.launched_pid = km.provisioner.pid  # type: ignore[attr-defined]
+        self.procs.launched = self.launched_pid
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.start_timeout
         await self._wait_sockets(deadline)
@@ -159,8 +159,8 @@ class SandboxKernel:
         info = await self._wait(self._send(_CALL.format("install", args)), deadline - loop.time())
         if info.get("ok") is not True:
             raise SandboxError(f"the sandbox kernel could not install rlm's helpers: {info.get('error', info)}")
-        self._known = {p.pid for p in self._processes()}
-        if no_network and not all(procs.seccomp_filtered(p) for p in self._known):
+        known = self.procs.mark_known()
+        if no_network and not all(procs.seccomp_filtered(p) for p in known):
             raise SandboxError("the sandbox kernel's network filter is not in place on every thread")
 
     async def _wait_sockets(self, deadline: float) -> None:
@@ -170,7 +170,7 @@ class SandboxKernel:
         loop = asyncio.get_running_loop()
         while not self.files.sockets_ready(names):
             if loop.time() > deadline:
-                raise SandboxError(
+                raise SandboxTimeout(
                     f"the sandbox kernel did not start within {self.config.start_timeout:g} s.{self._log_tail()}")
             if not await self._alive():
                 raise SandboxError(
@@ -188,7 +188,7 @@ class SandboxKernel:
         loop = asyncio.get_running_loop()
         while True:
             if loop.time() > deadline:
-                raise SandboxError(
+                raise SandboxTimeout(
                     f"the sandbox kernel did not answer within {self.config.start_timeout:g} s.{self._log_tail()}")
             if not await self._alive():
                 raise SandboxError(f"the sandbox kernel exited during start-up.{self._log_tail()}")
@@ -237,8 +237,8 @@ class SandboxKernel:
         """The result the call left in ``_rlm_kernel.last``, read back as a user expression; untrusted."""
         content = await self._reply(msg_id, timeout)
         if content.get("status") == "error":
-            return {"error": f"{_text(content.get('ename')) or 'Error'}: {_text(content.get('evalue'))}"}
-        result = _user_expression(content)
+            return {"error": f"{text_of(content.get('ename')) or 'Error'}: {text_of(content.get('evalue'))}"}
+        result = user_expression(content)
         if result is None:
             raise KernelLost("the sandbox kernel answered without a result; it has been replaced")
         return result
@@ -248,48 +248,24 @@ class SandboxKernel:
         how = f"was killed by signal {-code}" if isinstance(code, int) and code < 0 else f"exited with code {code}"
         if isinstance(code, int) and code > 128:
             how = f"was killed by signal {code - 128}"
-        tail = self._log_tail() if not self._known else ""
+        tail = self._log_tail() if not self.procs.known else ""
         self.kill()
         return f"The sandbox process {how} during the step (a crash, os._exit, or a killed parent).{tail}"
 
-    def _processes(self) -> list[procs.ProcInfo]:
-        if self.uid is not None:
-            return procs.by_uid(self.uid)
-        if self.launched_pid is None:
-            return []
-        return procs.descendants(self.launched_pid)
-
     def _watch(self) -> None:
         """Between limits the kernel cannot see: processes and memory summed over the sandbox."""
-        found = self._processes()
-        rss = sum(p.rss_pages for p in found) * os.sysconf("SC_PAGE_SIZE")
-        if len(found) > self.config.max_processes:
+        breach = self.procs.over_limits(self.config.max_processes, self.config.memory_mb)
+        if breach is not None:
             self.kill()
-            raise KernelLost(f"The step started more than {self.config.max_processes} processes, so the sandbox was killed.")
-        if rss > self.config.memory_mb * 2**20:
-            self.kill()
-            raise KernelLost(f"The step's processes used more than {self.config.memory_mb} MiB together, "
-                             "so the sandbox was killed.")
+            raise KernelLost(f"{breach}, so the sandbox was killed.")
 
     def processes(self) -> list[int]:
         """Host pids of every live process of this sandbox (empty once it is killed)."""
-        return [p.pid for p in self._processes()]
+        return self.procs.pids()
 
     def strays(self) -> list[int]:
-        """Processes root code started that are still alive (the kernel's own are not; none before start-up ends)."""
-        if not self._known:
-            return []
-        return [pid for pid in self.processes() if pid not in self._known]
-
-    def kill_strays(self) -> int:
-        """Kill processes a step left behind (background, detached, forked); keep the kernel."""
-        killed = 0
-        for _ in range(50):
-            strays = self.strays()
-            if not strays:
-                break
-            killed += procs.kill(strays)
-        return killed
+        """Processes root code started that are still alive (the kernel's own are not)."""
+        return self.procs.strays()
 
     # -- what the REPL uses ---------------------------------------------------------------
 
@@ -310,7 +286,7 @@ class SandboxKernel:
         finally:
             self.files.drop(path)
         if "error" in reply:
-            raise TypeError(f"the sandbox kernel could not load the context: {_text(reply['error'])[:500]}")
+            raise TypeError(f"the sandbox kernel could not load the context: {text_of(reply['error'])[:500]}")
 
     async def interrupt(self) -> None:
         """An interrupt_request on the control channel (the kernelspec's interrupt_mode is message)."""
@@ -339,13 +315,13 @@ class SandboxKernel:
                     raise KernelLost(f"Step timed out after {timeout:g} s and did not stop when interrupted.") from None
         except asyncio.CancelledError:
             if not self._dead:
-                asyncio.ensure_future(self.interrupt())
+                _background(self.interrupt())
             raise
         finally:
             self.bridge.close_step()
             if not self._dead:
-                self.kill_strays()
-        return _result(data, note, time.perf_counter() - started, self.config.max_capture_chars)
+                self.procs.kill_strays()
+        return step_result(data, note, time.perf_counter() - started, self.config.max_capture_chars)
 
     def kill(self) -> None:
         """Kill every process of this sandbox and remove its files. Idempotent, any thread, never raises."""
@@ -353,20 +329,8 @@ class SandboxKernel:
         self.files.remove()
 
     def kill_processes(self) -> None:
-        """SIGKILL the sandbox's processes, found first and killed together: a child killed after its
-        parent would be re-parented out of our sight (without a pid namespace or a uid of its own)."""
         self._dead = True
-        try:
-            for _ in range(20):
-                pids = [p.pid for p in self._processes()]
-                if self.launched_pid is not None and _running(self.launched_pid):
-                    pids.append(self.launched_pid)
-                if not pids or not procs.kill(pids):
-                    break
-            if self.launched_pid is not None:
-                procs.kill_group(self.launched_pid)
-        except Exception:  # noqa: BLE001 - a kill must never stop the next kernel's kill
-            log.exception("rlm: killing sandbox %s failed", self.id)
+        self.procs.kill_all()
 
     def release_sockets(self) -> None:
         """Close our zmq sockets (their file descriptors and eventfds); on the loop, or at exit."""
@@ -388,7 +352,7 @@ class SandboxKernel:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 return
-            loop.create_task(_awaited(self._km.shutdown_kernel(now=True)))
+            _background(_awaited(self._km.shutdown_kernel(now=True)), loop)
 
     async def aclose(self) -> None:
         """Kill, then remove the files off the loop (a tree root code made may be large)."""
@@ -403,60 +367,15 @@ class SandboxKernel:
                 pass
 
 
-def _running(pid: int) -> bool:
-    info = procs.read(pid)
-    return info is not None and info.state not in "ZX"
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _background(coro: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Run ``coro`` without awaiting it, holding the task until it ends (the loop only keeps weak refs)."""
+    task = (loop or asyncio.get_running_loop()).create_task(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
 
 
 async def _awaited(awaitable: Any) -> None:
     await awaitable
-
-
-def encode_context(value: Any) -> tuple[str, bytes]:
-    """The context as the kernel receives it: UTF-8 text, or a pickle (so tuples and int keys survive)."""
-    if isinstance(value, str):
-        return "str", value.encode("utf-8", "surrogatepass")
-    try:
-        return "pickle", pickle.dumps(value, protocol=5)
-    except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        raise TypeError(f"the context cannot go to the sandbox kernel: it is not picklable ({exc}); "
-                        "pass plain data, or use RLM(sandbox='local')") from None
-
-
-def _user_expression(content: dict[str, Any]) -> dict[str, Any] | None:
-    """``user_expressions.rlm``: the repr of a base64 string of JSON, each layer checked."""
-    expressions = content.get("user_expressions")
-    entry = expressions.get("rlm") if isinstance(expressions, dict) else None
-    data = entry.get("data") if isinstance(entry, dict) else None
-    shown = data.get("text/plain") if isinstance(data, dict) else None
-    if not isinstance(shown, str) or len(shown) > _MAX_RESULT or not _B64_REPR.fullmatch(shown):
-        return None
-    try:
-        decoded = json.loads(base64.b64decode(shown[1:-1], validate=True))
-    except (ValueError, RecursionError):
-        return None
-    return decoded if isinstance(decoded, dict) else None
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def clean(text: str, cap: int) -> str:
-    """Text from the kernel as the host keeps it: capped head and tail, no lone surrogates."""
-    if len(text) > cap:
-        half = cap // 2
-        text = f"{text[:half]}\n... [{len(text) - 2 * half} characters omitted] ...\n{text[-half:]}"
-    return _SURROGATE.sub("\ufffd", text)
-
-
-def _result(data: dict[str, Any], note: str | None, seconds: float, cap: int) -> ExecResult:
-    """Untrusted data from the kernel, checked field by field and capped here, not only in the kernel."""
-    def text(key: str) -> str | None:
-        value = data.get(key)
-        return clean(value, cap) if isinstance(value, str) else None
-
-    error = text("error")
-    if note is not None:
-        error = note if error in (None, "KeyboardInterrupt") else f"{note}\n{error}"
-    return ExecResult(text("stdout") or "", text("stderr") or "", error, seconds, text("final"))

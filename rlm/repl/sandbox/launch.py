@@ -118,7 +118,9 @@ def launcher_config(
         "rlimits": rlimits(config, count_existing=outside and uid is None and os.geteuid() != 0),
         "uid": uid, "gid": uid,
         "subreaper": outside,
-        "landlock": None if isolation.mode == "none" else {"write": writable, "sockets": [sockdir], "devices": ["/dev"]},
+        "landlock": (
+            None if isolation.mode == "none" else {"write": writable, "sockets": [sockdir], "devices": ["/dev"]}
+        ),
     }
     if outside:
         cfg["parent_pid"] = os.getpid()

@@ -7,10 +7,13 @@ has one, else as descendants of the process the host launched.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+log = logging.getLogger("rlm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,71 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except OSError:
         pass
+
+
+class SandboxProcesses:
+    """The processes of one sandbox, found by its uid or as descendants of what the host launched."""
+
+    def __init__(self, uid: int | None) -> None:
+        self.uid = uid
+        self.launched: int | None = None
+        #: The kernel's own processes once it is up; anything else is a stray of some step.
+        self.known: set[int] = set()
+
+    def find(self) -> list[ProcInfo]:
+        if self.uid is not None:
+            return by_uid(self.uid)
+        if self.launched is None:
+            return []
+        return descendants(self.launched)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.find()]
+
+    def mark_known(self) -> set[int]:
+        self.known = set(self.pids())
+        return self.known
+
+    def strays(self) -> list[int]:
+        """Processes root code started that are still alive (none before start-up ends)."""
+        if not self.known:
+            return []
+        return [pid for pid in self.pids() if pid not in self.known]
+
+    def kill_strays(self) -> int:
+        """Kill what a step left behind (background, detached, forked); keep the kernel."""
+        killed = 0
+        for _ in range(50):
+            strays = self.strays()
+            if not strays:
+                break
+            killed += kill(strays)
+        return killed
+
+    def over_limits(self, max_processes: int, memory_mb: int) -> str | None:
+        """What the sandbox's processes exceed together, if anything."""
+        found = self.find()
+        if len(found) > max_processes:
+            return f"The step started more than {max_processes} processes"
+        if sum(p.rss_pages for p in found) * os.sysconf("SC_PAGE_SIZE") > memory_mb * 2**20:
+            return f"The step's processes used more than {memory_mb} MiB together"
+        return None
+
+    def kill_all(self) -> None:
+        """SIGKILL every process, found first and killed together: a child killed after its parent
+        would be re-parented out of our sight (without a pid namespace or a uid of its own). Never raises."""
+        try:
+            for _ in range(20):
+                pids = self.pids()
+                launched = read(self.launched) if self.launched is not None else None
+                if launched is not None and launched.state not in "ZX":
+                    pids.append(launched.pid)
+                if not pids or not kill(pids):
+                    break
+            if self.launched is not None:
+                kill_group(self.launched)
+        except Exception:
+            log.exception("rlm: killing a sandbox's processes failed")
 
 
 def seccomp_filtered(pid: int) -> bool:
