@@ -48,3 +48,12 @@ def sandbox_config(mode: str, **limits: Any) -> SandboxConfig:
     if mode == "auto":  # the default, which $RLM_SANDBOX_ISOLATION may force
         return SandboxConfig(**limits)
     return SandboxConfig(isolation=mode, **limits)
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line as one string ("" once it is gone): to find what an attack started."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""

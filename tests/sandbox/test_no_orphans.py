@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from sandbox_modes import MODES as ALL_MODES
-from sandbox_modes import sandbox_config
+from sandbox_modes import cmdline, sandbox_config
 
 import rlm
 from rlm import RLM, SandboxConfig
@@ -124,7 +124,7 @@ def test_a_crashed_kernel_and_its_replacement_leave_nothing_behind(mode: str) ->
         assert rlm_.kernels.started == 3
     wait_gone(pids, dirs)
     assert children() - before == set()
-    assert not [p for p in procs.all_pids() if _cmdline(p) == "sleep 300"]
+    assert not [p for p in procs.all_pids() if cmdline(p) == "sleep 300"]
 
 
 HOST = textwrap.dedent("""\
@@ -180,10 +180,3 @@ def test_a_sigkilled_host_takes_its_kernels_with_it(mode: str) -> None:
     remove_stale()
     assert not any(os.path.exists(d) for d in dirs)
 
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""

@@ -8,6 +8,7 @@ import textwrap
 import time
 
 import pytest
+from sandbox_modes import cmdline
 from security_harness import CANARY, Sandbox
 
 from rlm.repl.sandbox import procs
@@ -112,7 +113,7 @@ def test_a_clone_parent_child_does_not_outlive_its_kernel(sandbox: Sandbox) -> N
     result = sandbox.attack(code)
     assert sandbox.step(result).stdout == "cloned True\n"
     sandbox.check_survived(result)
-    assert not [p for p in procs.all_pids() if _cmdline(p) == "sleep 603"]
+    assert not [p for p in procs.all_pids() if cmdline(p) == "sleep 603"]
 
 
 def test_a_very_deep_directory_tree_is_removed_and_blocks_nothing(sandbox: Sandbox) -> None:
@@ -142,13 +143,6 @@ def _rundirs() -> list[str]:
     base = tempfile.gettempdir()
     return [os.path.join(base, n) for n in os.listdir(base) if n.startswith(f"rlm-sbx-{os.getpid()}-")]
 
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
 
 
 def test_without_bubblewrap_the_kernel_writes_only_in_its_own_dir(sandbox: Sandbox) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from sandbox_modes import cmdline
 from security_harness import Sandbox
 
 from rlm.repl.sandbox import procs
@@ -68,7 +69,7 @@ def test_detached_background_processes_do_not_outlive_the_step(sandbox: Sandbox)
     result = sandbox.attack(code)
     assert sandbox.step(result).stdout == "spawned\n"
     sandbox.check_survived(result)  # asserts no stray process of any kernel of the pool
-    left = [p for p in procs.all_pids() if _cmdline(p) in ("sleep 600", "sleep 601")]
+    left = [p for p in procs.all_pids() if cmdline(p) in ("sleep 600", "sleep 601")]
     assert left == []
 
 
@@ -94,13 +95,6 @@ def test_a_background_thread_cannot_keep_calling_models(sandbox: Sandbox) -> Non
     assert sandbox.pool.started > started  # the kernel with the thread was not reused
     sandbox.check_survived(later)
 
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
 
 
 def test_tampering_with_the_kernels_own_helpers_does_not_reach_the_next_completion(sandbox: Sandbox) -> None:
