@@ -182,11 +182,13 @@ class RLM:
         try:
             result = await loop.run(context, query)
         except asyncio.CancelledError:
+            if control is not None:
+                control.partial = loop.partial_result()
             if control is None or not control.stop_requested:
                 raise
             raise Cancelled(
                 "the run was stopped; .partial holds its steps, usage and trace so far",
-                partial=loop.partial_result(),
+                partial=control.partial,
             ) from None
         finally:
             if writer is not None:
@@ -236,7 +238,16 @@ class RLM:
             coro = self._run(context, query, [*(subscribers or []), *viewers], control)
             if nested:
                 return await coro
-            return await asyncio.wrap_future(runtime.submit(coro))
+            try:
+                return await asyncio.wrap_future(runtime.submit(coro))
+            except asyncio.CancelledError as cancelled:
+                # The run unwinds on rlm's loop; give it a moment to leave what it did.
+                for _ in range(50):
+                    if control.partial is not None:
+                        break
+                    await asyncio.sleep(0.02)
+                cancelled.partial = control.partial  # type: ignore[attr-defined]
+                raise
 
     def completion(
         self, context: Any, query: str, *, subscribers: list[Subscriber] | None = None,
@@ -251,7 +262,12 @@ class RLM:
         """
         control = RunControl()
         with watch(view, control) as viewers:
-            return runtime.run(self._run(context, query, [*(subscribers or []), *viewers], control))
+            try:
+                return runtime.run(self._run(context, query, [*(subscribers or []), *viewers], control))
+            except KeyboardInterrupt as interrupt:
+                # Ctrl-C stays a KeyboardInterrupt, carrying what was done, as Cancelled does.
+                interrupt.partial = control.partial  # type: ignore[attr-defined]
+                raise
 
     def __repr__(self) -> str:
         s = self.settings

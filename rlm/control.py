@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 
 class RunControl:
@@ -23,6 +24,8 @@ class RunControl:
         self._task: asyncio.Task[object] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stop_requested = False
+        #: The run's result so far, once it was cancelled (Stop, Ctrl-C, a cancelled task).
+        self.partial: Any = None
 
     def bind(self) -> None:
         """Attach to the current task; call from inside the run's coroutine."""

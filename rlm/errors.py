@@ -50,13 +50,16 @@ class LMTimeout(LMError):
 
 
 class LMConnectionError(LMError):
-    """The endpoint could not be reached."""
+    """The endpoint could not be reached. ``refused``: nothing listens there (retried once, briefly)."""
+
+    refused: bool = False
 
 
 class LMResponseError(LMError):
     """The endpoint answered with an error status or a body we cannot use.
 
     ``headers`` (lower-case names) keep the retry hints: Retry-After, x-ratelimit-*.
+    ``transient``: a body that may well be fine next time (a reply with no choices).
     """
 
     def __init__(
@@ -67,11 +70,13 @@ class LMResponseError(LMError):
         body: Any = None,
         model: str | None = None,
         headers: dict[str, str] | None = None,
+        transient: bool = False,
     ) -> None:
         super().__init__(message, model=model)
         self.status = status
         self.body = body
         self.headers = headers
+        self.transient = transient
 
 
 class LMRateLimited(LMResponseError):

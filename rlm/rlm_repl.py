@@ -12,6 +12,9 @@ from .trace.events import Event, Subscriber
 
 log = logging.getLogger("rlm")
 
+#: The query of a completion given none, as in the seed: the context says what is asked.
+DEFAULT_QUERY = "Answer the question, or carry out the instructions, that the context contains."
+
 
 def _log_event(event: Event) -> None:
     """``enable_logging=True``: one readable line per iteration, code step and batch."""
@@ -54,6 +57,24 @@ class RLM_REPL:  # noqa: N801 - the seed's name
         self.rlm.subscribers.extend(subscribers)
         self.last_result: RLMResult | None = None
 
-    def completion(self, context: Any, query: str) -> str:
-        result = self.last_result = self.rlm.completion(context, query)
+    def completion(self, context: Any, query: str | None = None) -> str:
+        """The answer; without a query, the seed's: answer what the context asks."""
+        result = self.last_result = self.rlm.completion(context, query or DEFAULT_QUERY)
         return result.answer
+
+    def reset(self) -> None:
+        """Forget the last completion (each completion already starts with a fresh REPL)."""
+        self.last_result = None
+
+    def cost_summary(self) -> dict[str, Any]:
+        """Calls, tokens and dollars of the last completion, in all and per model."""
+        usage = self.last_result.usage if self.last_result is not None else None
+        if usage is None:
+            return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": None, "by_model": {}}
+        return {
+            "calls": usage.calls, "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens, "cost_usd": usage.cost_usd,
+            "by_model": {m: {"calls": u.calls, "prompt_tokens": u.prompt_tokens,
+                             "completion_tokens": u.completion_tokens, "cost_usd": u.cost_usd}
+                         for m, u in usage.by_model.items()},
+        }

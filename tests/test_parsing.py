@@ -27,7 +27,7 @@ from rlm.core.parsing import Final, find_code_blocks, find_final, truncate_outpu
         pytest.param("```json\n{\"a\": 1}\n```", [], id="json-not-run"),
         pytest.param("```text\nprint('no')\n```", [], id="text-not-run"),
         pytest.param("```\nprint('bare')\n```", [], id="bare-fence-not-run"),
-        pytest.param("```python3\nprint(6)\n```", [], id="other-lang-python3"),
+        pytest.param("```python3\nprint(6)\n```", ["print(6)"], id="python3-runs"),
         pytest.param("```repl\n\n   \n```", [], id="empty-block-dropped"),
         pytest.param(
             "```repl\nx = 1\nprint(x)\n",

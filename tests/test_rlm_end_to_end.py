@@ -144,9 +144,12 @@ def test_final_var_callable_in_code_and_missing_variable_is_reported(make_rlm):
 
 def test_multiline_final_with_nested_parentheses_after_code(make_rlm):
     reply = "```repl\nn = len(context)\n```\nFINAL(The total (see f(x) = (a+b)) is:\nline two)"
-    with ScriptedLM(root=[reply]) as lm:
+    # Written beside its code, the FINAL waits until the root has seen the output; then it counts.
+    with ScriptedLM(root=[reply, "FINAL(The total (see f(x) = (a+b)) is:\nline two)"]) as lm:
         result = make_rlm(lm).completion("ctx", "q")
+        feedback = lm.root_requests[1].messages[-1]["content"]
     assert result.answer == "The total (see f(x) = (a+b)) is:\nline two"
+    assert "before seeing that code's output" in feedback and result.iterations == 2
 
 
 def test_empty_and_null_content_and_prose_replies_are_nudged(make_rlm):
@@ -262,12 +265,22 @@ def test_keyboard_interrupt_cancels_sub_calls_and_rlm_stays_usable(make_rlm):
         return 30.0 if req.role == "sub" else 0.0
     with ScriptedLM(root=[program], sub=item_reply, latency=slow_subs) as lm:
         rlm = make_rlm(lm)
-        timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
-        timer.start()
-        started = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
+
+        def interrupt_once_in_flight() -> None:
+            deadline = time.monotonic() + 30
+            while lm.stats["in_flight"] < 30 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            interrupted.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+        interrupted: list[float] = []
+        threading.Thread(target=interrupt_once_in_flight, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt) as info:
             rlm.completion("ctx", "q")
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - interrupted[0] < 2.0
+        partial = info.value.partial  # Ctrl-C keeps what was done, as Cancelled does
+        assert partial is not None and partial.stopped == "cancelled" and partial.usage.calls >= 1
+        assert any(e.kind == "batch.start" for e in partial.trace)  # the interrupted step is in the trace
         deadline = time.monotonic() + 1.0
         while lm.stats["in_flight"] and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -53,7 +53,7 @@ def test_root_list_replies_in_order_then_fails_loudly() -> None:
         c = client(lm)
         assert ask_root(c).choices[0].message.content == "one"
         assert ask_root(c).choices[0].message.content == "two"
-        with pytest.raises(openai.InternalServerError, match="root script exhausted after 2 replies"):
+        with pytest.raises(openai.InternalServerError, match="the root script ran out: its list of 2 replies"):
             ask_root(c)
         assert [r.role for r in lm.requests] == ["root"] * 3
         assert [r.index for r in lm.root_requests] == [0, 1, 2]

@@ -37,6 +37,9 @@ class EchoHost:
     async def rlm_query(self, query: str, context: Any = None) -> str:
         return query
 
+    async def rlm_batch(self, queries: list[str], contexts: list[Any]) -> list[str]:
+        return list(queries)
+
     async def budget(self) -> BudgetReport:
         return BudgetLedger(None, Pricing()).report()
 

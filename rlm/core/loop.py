@@ -8,16 +8,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BudgetExceeded, ConfigError, LimitExceeded, LMError
+from ..errors import BudgetExceeded, ConfigError, LimitExceeded, LMError, RLMError, SandboxError
 from ..lm.batch import Dispatcher
 from ..lm.budget import BudgetReport
+from ..lm.tokens import count_message_tokens
 from ..repl.base import REPL, ExecResult, load_context
-from ..repl.steps import FailedCall, as_text
+from ..repl.steps import FailedCall, as_text, restored_note
 from ..trace.trace import Trace
-from .parsing import find_code_blocks, find_final, truncate_output
+from .finals import failed_answer, in_code_final, prose_final
+from .history import compact
+from .parsing import find_code_blocks, prose_of, truncate_output
 from .prompts import (
     ANSWER_NOW,
+    NOTE_CUT,
     NUDGE_EMPTY,
+    NUDGE_TOOL_CALL,
+    clean_text,
     describe_context,
     first_user_message,
     step_feedback,
@@ -88,14 +94,31 @@ class _Host:
         )
         try:
             answer = await child.answer("" if context is None else context, query)
-        except (LMError, LimitExceeded, TypeError, ValueError) as exc:
+        except (LMError, LimitExceeded, SandboxError, TypeError, ValueError) as exc:
             return FailedCall(exc)
         return answer
+
+    async def rlm_batch(self, queries: list[str], contexts: list[Any]) -> list[str]:
+        """``rlm_query_batched``: the children run side by side; answers in order, failures in place."""
+        return list(await asyncio.gather(*(self.rlm_query(q, c) for q, c in zip(queries, contexts, strict=True))))
 
 
 def _shown(value: str | Exception) -> str:
     """A sub-call's answer as root code sees it: a failure is a ``FailedCall`` carrying the error."""
     return FailedCall(value) if isinstance(value, Exception) else value
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """How a loop ended, before it is dressed as an ``RLMResult`` (a child needs only the answer)."""
+
+    answer: str
+    steps: list[Step]
+    run_id: str
+    started: float
+    fallback: bool
+    stopped: StopReason
+    error: str | None
 
 
 class RootLoop:
@@ -130,19 +153,20 @@ class RootLoop:
 
     async def run(self, context: Any, query: str) -> RLMResult:
         """The whole completion: answer, steps, usage, trace."""
-        answer, steps, run_id, started, fallback = await self._loop(context, query)
-        return self._result(answer, steps, self.dispatcher.tracer, run_id, started, fallback=fallback)
+        end = await self._loop(context, query)
+        return self._result(end.answer, end.steps, end.run_id, end.started, fallback=end.fallback,
+                            stopped=end.stopped, error=end.error)
 
     async def answer(self, context: Any, query: str) -> str:
         """Only the answer: what a recursive child's caller uses (its steps are in the shared trace)."""
-        return (await self._loop(context, query))[0]
+        return (await self._loop(context, query)).answer
 
-    async def _loop(self, context: Any, query: str) -> tuple[str, list[Step], str, float, bool]:
+    async def _loop(self, context: Any, query: str) -> _Ending:
         if not isinstance(query, str) or not query.strip():
             raise ConfigError("query must be a non-empty string")
         loaded = load_context(context)
         settings, tracer = self.settings, self.dispatcher.tracer
-        description = describe_context(loaded)
+        description = clean_text(describe_context(loaded))
         started = time.perf_counter()
         run_id = tracer.start(
             "run", self.parent_span, query=query, model=self.root_model,
@@ -157,25 +181,25 @@ class RootLoop:
         steps: list[Step] = []
         self._so_far = (steps, run_id, started)
         answer: str | None = None
-        fallback = False
+        fallback = cut = False
         status = "error"
         try:
-            await repl.start(loaded, host)
+            await repl.start(loaded, host, query)
             for iteration in range(1, settings.max_iterations + 1):
                 answer = await self._turn(iteration, run_id, messages, repl, host, steps)
                 if answer is not None:
                     break
             else:
-                answer = await self._answer_now(run_id, messages, repl)
+                answer, cut = await self._answer_now(run_id, messages, repl)
                 fallback = True
             status = "ok"
-        except (LMError, LimitExceeded) as exc:
+        except (RLMError, KeyboardInterrupt, asyncio.CancelledError) as exc:
+            # Every way a run stops keeps what was done: steps, usage, trace.
             stopped: StopReason = "budget" if isinstance(exc, BudgetExceeded) else "error"
+            if not isinstance(exc, RLMError):
+                stopped = "cancelled"
             status = stopped  # a view says "budget reached", not "failed"
-            exc.partial = self._result("", steps, tracer, run_id, started, fallback=False, stopped=stopped)
-            raise
-        except asyncio.CancelledError:
-            status = "cancelled"
+            exc.partial = self._result("", steps, run_id, started, fallback=False, stopped=stopped)  # type: ignore[union-attr]
             raise
         finally:
             await repl.close()
@@ -184,22 +208,26 @@ class RootLoop:
                 iterations=len(steps), fallback=fallback, seconds=time.perf_counter() - started,
             )
         assert answer is not None
-        return answer, steps, run_id, started, fallback
+        error = failed_answer(answer)
+        reason: StopReason = "failed_call" if error else "cut_off" if cut else (
+            "max_iterations" if fallback else "final")
+        return _Ending(answer, steps, run_id, started, fallback, reason, error)
 
     def _result(
-        self, answer: str, steps: list[Step], tracer: Any, run_id: str, started: float, *,
-        fallback: bool, stopped: StopReason | None = None,
+        self, answer: str, steps: list[Step], run_id: str, started: float, *,
+        fallback: bool, stopped: StopReason | None = None, error: str | None = None,
     ) -> RLMResult:
         return RLMResult(
             answer=answer,
             iterations=len(steps),
             usage=UsageReport(self.dispatcher.meter.snapshot()),
             steps=tuple(steps),
-            trace=Trace(tracer.events),
+            trace=Trace(self.dispatcher.tracer.events),
             stopped=stopped or ("max_iterations" if fallback else "final"),
             fallback=fallback,
             seconds=time.perf_counter() - started,
             budget=self.dispatcher.budget.report(),
+            error=error,
         )
 
     def partial_result(self) -> RLMResult | None:
@@ -207,7 +235,7 @@ class RootLoop:
         if self._so_far is None:
             return None
         steps, run_id, started = self._so_far
-        return self._result("", steps, self.dispatcher.tracer, run_id, started, fallback=False, stopped="cancelled")
+        return self._result("", steps, run_id, started, fallback=False, stopped="cancelled")
 
     async def _turn(
         self, iteration: int, run_id: str, messages: list[dict[str, Any]],
@@ -216,11 +244,39 @@ class RootLoop:
         """One root reply and its code; returns the final answer if the root gave one."""
         tracer = self.dispatcher.tracer
         it_id = tracer.start("iteration", run_id, n=iteration)
+        self._fit(messages, it_id)
         completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
         reply = completion.text or ""
-        blocks = find_code_blocks(reply)
+        cut = completion.finish_reason == "length"
+        blocks = find_code_blocks(reply, closed_only=cut)  # a cut reply's last block is cut too: not run
+        results = await self._run_blocks(blocks, repl, host, it_id)
+        end = in_code_final(results) or await prose_final(reply, results, cut=cut, repl=repl)
+        notes = list(end.notes)
+        for result in results:
+            if result.restored:
+                notes.append(restored_note(list(result.restored)))
+        steps.append(Step(iteration, reply, tuple(blocks), tuple(results)))
+        tracer.end("iteration", it_id, run_id, blocks=len(blocks), final=end.answer is not None, cut=cut)
+        if end.answer is not None:
+            return end.answer
+        if reply.strip():
+            messages.append({"role": "assistant", "content": reply})
+        if completion.tool_calls and not reply.strip():
+            feedback = NUDGE_TOOL_CALL
+        elif not reply.strip():
+            feedback = NUDGE_EMPTY
+        else:
+            outputs = [truncate_output(r.feedback(), self.settings.max_output_chars) for r in results]
+            feedback = step_feedback(outputs)
+            if cut and not notes:
+                notes.append(NOTE_CUT)
+        messages.append({"role": "user", "content": "\n\n".join([feedback, *notes])})
+        return None
+
+    async def _run_blocks(self, blocks: list[str], repl: REPL, host: _Host, it_id: str) -> list[ExecResult]:
+        """Each block in order, until one calls FINAL."""
+        tracer = self.dispatcher.tracer
         results: list[ExecResult] = []
-        final: str | None = None
         for code in blocks:
             exec_id = tracer.start("exec", it_id, code=code)
             host.parent = exec_id
@@ -231,48 +287,32 @@ class RootLoop:
             )
             results.append(result)
             if result.final is not None:
-                final = result.final
                 break
-        notes: list[str] = []
-        if final is None:
-            final, note = await self._text_final(reply, repl)
-            if note:
-                notes.append(note)
-        steps.append(Step(iteration, reply, tuple(blocks), tuple(results)))
-        tracer.end("iteration", it_id, run_id, blocks=len(blocks), final=final is not None)
-        if final is not None:
-            return final
-        if reply.strip():
-            messages.append({"role": "assistant", "content": reply})
-        if not reply.strip():
-            feedback = NUDGE_EMPTY
-        else:
-            outputs = [truncate_output(r.feedback(), self.settings.max_output_chars) for r in results]
-            feedback = step_feedback(outputs)
-        messages.append({"role": "user", "content": "\n\n".join([feedback, *notes])})
-        return None
+        return results
 
-    async def _text_final(self, reply: str, repl: REPL) -> tuple[str | None, str | None]:
-        """FINAL(...) / FINAL_VAR(...) written in the reply's text, after its code ran."""
-        found = find_final(reply)
-        if found is None:
-            return None, None
-        if found.kind == "text":
-            return found.value, None
-        try:
-            return await repl.get_variable(found.value), None
-        except KeyError:
-            return None, (
-                f"FINAL_VAR({found.value}) failed: there is no variable named {found.value!r} "
-                "in the REPL. Assign it in a ```repl block first, or use FINAL(answer)."
-            )
+    def _fit(self, messages: list[dict[str, Any]], it_id: str) -> None:
+        """Compact older turns when the history nears the root's window, and say so in the trace."""
+        window = self.dispatcher.pricing.context_window(self.root_model)
+        if window is None:
+            return
+        model = self.root_model
+        shorter = compact(messages, window, lambda m: count_message_tokens(m, model))
+        if shorter is not None:
+            before = len(messages)
+            messages[:] = shorter[0]
+            self.dispatcher.tracer.emit("history.compact", it_id, it_id, turns=shorter[1], window=window,
+                                        messages_before=before, messages_after=len(messages))
 
-    async def _answer_now(self, run_id: str, messages: list[dict[str, Any]], repl: REPL) -> str:
-        """Out of iterations: one last root call that must answer without code."""
+    async def _answer_now(self, run_id: str, messages: list[dict[str, Any]], repl: REPL) -> tuple[str, bool]:
+        """Out of iterations: one last root call that must answer without code; (answer, cut)."""
         tracer = self.dispatcher.tracer
         it_id = tracer.start("iteration", run_id, n=self.settings.max_iterations + 1, fallback=True)
         messages.append({"role": "user", "content": ANSWER_NOW})
+        self._fit(messages, it_id)
         completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
-        answer, _ = await self._text_final(completion.text or "", repl)
-        tracer.end("iteration", it_id, run_id, blocks=0, final=answer is not None)
-        return answer if answer is not None else (completion.text or "").strip()
+        reply = completion.text or ""
+        cut = completion.finish_reason == "length"
+        end = await prose_final(reply, [], cut=False, repl=repl)
+        answer = end.answer if end.answer is not None else prose_of(reply)
+        tracer.end("iteration", it_id, run_id, blocks=0, final=end.answer is not None, cut=cut)
+        return answer, cut

@@ -14,9 +14,10 @@ import textwrap
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Final", "find_code_blocks", "find_final", "truncate_output"]
+__all__ = ["Final", "find_code_blocks", "find_final", "prose_of", "truncate_output"]
 
-_EXEC_LANGS = frozenset({"repl", "python", "py"})
+#: Fence tags that mean "run this": ours, and what models trained on other scaffolds write.
+_EXEC_LANGS = frozenset({"repl", "python", "py", "python3", "py3", "ipython", "pycon"})
 _STRING_PREFIXES = frozenset({"", "r", "u", "b", "f", "rb", "br", "fr", "rf"})
 _OPEN_FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _CLOSE_FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*$")
@@ -39,6 +40,7 @@ class _Fence:
     start: int
     end: int
     body: tuple[str, ...]
+    closed: bool = True
 
 
 def _lines(text: str) -> list[str]:
@@ -49,6 +51,7 @@ def _lines(text: str) -> list[str]:
 def _scan_fences(lines: list[str]) -> list[_Fence]:
     """Find fenced blocks of every language; an unclosed fence runs to the end (cut-off output)."""
     fences: list[_Fence] = []
+    decorations: list[str] = []  # bare outer fences around a code block, whose closing line is no opening
     i = 0
     while i < len(lines):
         opening = _OPEN_FENCE.match(lines[i])
@@ -57,7 +60,15 @@ def _scan_fences(lines: list[str]) -> list[_Fence]:
             continue
         marker = opening["fence"]
         words = opening["info"].split()
-        lang = words[0].lower() if words else ""
+        lang = words[0].lower().strip("{}.") if words else ""  # ```{python} and ```.python too
+        if not lang and decorations and decorations[-1][0] == marker[0] and len(marker) >= len(decorations[-1]):
+            decorations.pop()  # the close of a decorative fence
+            i += 1
+            continue
+        if not lang and _next_opens_exec(lines, i + 1):
+            decorations.append(marker)  # a bare fence around a ```python block: the inner block is the code
+            i += 1
+            continue
         j = i + 1
         while j < len(lines):
             closing = _CLOSE_FENCE.match(lines[j])
@@ -68,9 +79,20 @@ def _scan_fences(lines: list[str]) -> list[_Fence]:
             ):
                 break
             j += 1
-        fences.append(_Fence(lang, i, min(j, len(lines) - 1), tuple(lines[i + 1 : j])))
+        fences.append(_Fence(lang, i, min(j, len(lines) - 1), tuple(lines[i + 1 : j]), j < len(lines)))
         i = j + 1
     return fences
+
+
+def _next_opens_exec(lines: list[str], i: int) -> bool:
+    """Whether the first non-blank line from ``i`` opens an executable fence."""
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    if i >= len(lines):
+        return False
+    opening = _OPEN_FENCE.match(lines[i])
+    words = opening["info"].split() if opening is not None else []
+    return bool(words) and words[0].lower().strip("{}.") in _EXEC_LANGS
 
 
 def _block_code(body: tuple[str, ...]) -> str:
@@ -83,17 +105,19 @@ def _block_code(body: tuple[str, ...]) -> str:
     return textwrap.dedent("\n".join(lines))
 
 
-def find_code_blocks(text: str | None) -> list[str]:
+def find_code_blocks(text: str | None, *, closed_only: bool = False) -> list[str]:
     """Code of every ```repl / ```python / ```py (or ~~~) block, in order, for the REPL to run.
 
     Other languages and bare fences are documentation, not instructions, so they are skipped;
     blocks with no code at all are dropped because running them only wastes a turn.
+    ``closed_only`` drops a block whose fence never closes: in a reply cut at its output
+    cap, that block is cut too.
     """
     if not text:
         return []
     blocks: list[str] = []
     for fence in _scan_fences(_lines(text)):
-        if fence.lang in _EXEC_LANGS:
+        if fence.lang in _EXEC_LANGS and (fence.closed or not closed_only):
             code = _block_code(fence.body)
             if code:
                 blocks.append(code)
@@ -202,7 +226,7 @@ def find_final(text: str | None) -> Final | None:
         arg_start = match.end()
         if arg_start - 1 not in closes:
             _match_parens(source, arg_start - 1, closes)
-        close = closes[arg_start - 1]
+        close = _line_close(source, arg_start, closes[arg_start - 1])
         if close is None:
             arg = source[arg_start:].strip()
             pos = arg_start
@@ -215,6 +239,39 @@ def find_final(text: str | None) -> Final | None:
             literal = _string_literal_value(arg)
             result = Final("text", arg if literal is None else literal)
     return result
+
+
+def _line_close(source: str, arg_start: int, close: int | None) -> int | None:
+    """Where a one-line FINAL(...) really ends: the line's last ")" when the match stops short.
+
+    Answers carry smileys and stray parentheses ("FINAL(yes :))", "FINAL(see 3) above)"): a
+    call that closes on its own line before the line's last ")", with the line ending in ")",
+    takes everything up to that last one.
+    """
+    if close is None:
+        return None
+    line_end = source.find("\n", arg_start)
+    line_end = len(source) if line_end < 0 else line_end
+    if close >= line_end:
+        return close
+    line = source[arg_start:line_end].rstrip()
+    if not line.endswith(")") or "FINAL" in source[close:line_end]:
+        return close
+    return arg_start + len(line) - 1
+
+
+def prose_of(text: str) -> str:
+    """The reply without its fenced blocks: what a forced answer says in words, never code.
+
+    A reply that is only code leaves its code's text, unfenced, rather than nothing.
+    """
+    lines = _lines(text)
+    fences = _scan_fences(lines)
+    fenced = {n for fence in fences for n in range(fence.start, fence.end + 1)}
+    prose = "\n".join(line for n, line in enumerate(lines) if n not in fenced).strip()
+    if prose:
+        return prose
+    return "\n\n".join(_block_code(f.body) for f in fences).strip()
 
 
 def truncate_output(text: str, limit: int) -> str:

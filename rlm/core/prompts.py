@@ -7,6 +7,7 @@ short preview, and reads the rest through code.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 PREVIEW_CHARS = 500
@@ -62,10 +63,26 @@ NUDGE_NO_CODE = (
     "Your last reply had no ```repl block and no FINAL(...). Write code to make progress, "
     "or reply with FINAL(answer) / FINAL_VAR(variable) if you have the answer."
 )
+NUDGE_TOOL_CALL = (
+    "Your last reply was a tool call, and there are no tools here. Write Python in a ```repl block "
+    "(llm_query, llm_batch and the others are functions in the REPL), or reply with FINAL(answer)."
+)
+NOTE_CUT = (
+    "Your reply was cut off at its output limit, so its last unfinished code block was not run. "
+    "Write shorter replies: one step at a time, and keep long text in variables."
+)
 ANSWER_NOW = (
     "You have used all your turns. Answer now with FINAL(your best answer), based on what "
     "you have found so far. Do not write code."
 )
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Text a model can be sent: a lone surrogate (from a str context, say) cannot be UTF-8, so it becomes U+FFFD."""
+    return _SURROGATES.sub("\ufffd", text)
 
 
 def _chars(value: Any) -> int:

@@ -10,7 +10,8 @@ from ..lm.types import Usage
 from ..repl.base import ExecResult
 from ..trace.trace import Trace
 
-StopReason = Literal["final", "max_iterations", "budget", "error", "cancelled"]
+#: Why a run ended. Only "final" is an answer the root chose to give from a complete reply.
+StopReason = Literal["final", "max_iterations", "cut_off", "failed_call", "budget", "error", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +89,14 @@ class Step:
 class RLMResult:
     """The answer and how it was reached.
 
-    ``fallback`` is True when the root ran out of iterations and was asked to answer
-    at once: the answer is then a best effort, not one the root chose to give.
-    ``stopped`` says why the run ended; a run that raised (``"budget"``, ``"error"``)
-    has its partial result on the exception's ``.partial``. ``budget`` is what the
-    run spent against its ``Budget`` and which limit, if any, stopped it.
+    ``stopped`` says why the run ended: ``"final"`` (the root answered; ``ok`` is True),
+    ``"max_iterations"`` (out of turns, the root was asked to answer at once: a best
+    effort, ``fallback`` is True), ``"cut_off"`` (that forced answer was cut at its
+    output cap: incomplete), ``"failed_call"`` (the answer is a failed sub-call's error
+    text; ``error`` says which). A run that raised (``"budget"``, ``"error"``,
+    ``"cancelled"``, Ctrl-C) has its partial result on the exception's ``.partial``.
+    ``budget`` is what the run spent against its ``Budget`` and which limit, if any,
+    stopped it.
     """
 
     answer: str
@@ -104,6 +108,12 @@ class RLMResult:
     fallback: bool = False
     seconds: float = 0.0
     budget: BudgetReport | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the root itself gave the answer from a complete reply."""
+        return self.stopped == "final"
 
     def __str__(self) -> str:
         return self.answer

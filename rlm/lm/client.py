@@ -124,11 +124,16 @@ def windows_of(entries: list[dict[str, Any]]) -> dict[str, int]:
     return {str(e["id"]): w for e in entries if "id" in e and (w := listed_window(e)) is not None}
 
 
-def status_error(status: int, message: str, body: Any, headers: Any, model: str) -> LMResponseError:
+def status_error(
+    status: int, message: str, body: Any, headers: Any, model: str, base_url: str | None = None,
+) -> LMResponseError:
     """The typed error for an HTTP error status; every transport maps statuses through here.
 
     ``message`` is the server's text as the openai SDK words it ("Error code: 429 - ...").
+    A 404 at a ``base_url`` without ``/v1`` says to add it: the commonest slip with local servers.
     """
+    if status == 404 and base_url and not base_url.rstrip("/").endswith("/v1") and "/v1/" not in base_url:
+        message += f". OpenAI-compatible servers serve under /v1: try base_url={base_url.rstrip('/') + '/v1'!r}"
     kept = {k.lower(): v for k, v in headers.items()} if headers is not None else None
     if status == 429:
         return LMRateLimited(
@@ -143,7 +148,26 @@ def status_error(status: int, message: str, body: Any, headers: Any, model: str)
     )
 
 
-def translate_error(exc: Exception, model: str) -> LMError:
+def connection_error(exc: BaseException, model: str, url: str | None) -> LMConnectionError:
+    """``LMConnectionError`` naming the URL, and saying so when nothing listens there."""
+    refused = _refused(exc)
+    where = f" at {url}" if url else ""
+    why = "connection refused: is the server running there?" if refused else f"{type(exc).__name__}: {exc}"
+    error = LMConnectionError(f"cannot reach the endpoint for {model}{where}: {why}", model=model)
+    error.refused = refused
+    return error
+
+
+def _refused(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, ConnectionRefusedError) or "Connection refused" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def translate_error(exc: Exception, model: str, base_url: str | None = None) -> LMError:
     """Map an ``openai`` exception onto rlm's tree, keeping status and body."""
     import openai
 
@@ -152,9 +176,9 @@ def translate_error(exc: Exception, model: str) -> LMError:
     if isinstance(exc, openai.APITimeoutError):
         return LMTimeout(f"request to {model} timed out", model=model)
     if isinstance(exc, openai.APIConnectionError):
-        return LMConnectionError(f"cannot reach the endpoint for {model}: {exc}", model=model)
+        return connection_error(exc, model, base_url or "https://api.openai.com/v1")
     if isinstance(exc, openai.APIStatusError):
-        return status_error(exc.status_code, exc.message, exc.body, exc.response.headers, model)
+        return status_error(exc.status_code, exc.message, exc.body, exc.response.headers, model, base_url)
     if isinstance(exc, openai.APIResponseValidationError):
         return LMResponseError(
             f"unusable response for {model}: {exc.message}",
@@ -209,12 +233,12 @@ class OpenAIClient:
             )
             response = raw.parse()
         except (_sdk_error(), ValueError) as exc:  # the SDK lets a bad JSON body through as ValueError
-            raise translate_error(exc, model) from exc
+            raise translate_error(exc, model, self.base_url) from exc
         seconds = time.perf_counter() - started
         choices = getattr(response, "choices", None)
         if not choices:
             raise LMResponseError(
-                f"the endpoint for {model} returned no choices", body=_dump(response), model=model
+                f"the endpoint for {model} returned no choices", body=_dump(response), model=model, transient=True
             )
         choice = choices[0]
         raw_usage = getattr(response, "usage", None)
@@ -229,6 +253,7 @@ class OpenAIClient:
             usage=usage,
             seconds=seconds,
             finish_reason=choice.finish_reason,
+            tool_calls=len(getattr(choice.message, "tool_calls", None) or ()),
             quota_wait=quota_reset(raw.headers),
         )
 

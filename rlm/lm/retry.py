@@ -39,6 +39,8 @@ T = TypeVar("T")
 #: Statuses worth another try (the set the openai SDK retries, too).
 RETRY_STATUSES = frozenset({408, 409, 429})
 #: Statuses that fail the same way every time: never retried, not even on ``x-should-retry: true``.
+#: The wait before the one retry of a refused connection.
+REFUSED_RETRY_S = 0.3
 NEVER_RETRY_STATUSES = frozenset({400, 401, 403, 404, 422})
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -122,7 +124,7 @@ class RetryPolicy:
 
     Example::
 
-        RLM(..., retry=RetryPolicy(max_attempts=8, max_delay=60))
+        RLM(..., endpoint=Endpoint(retries=RetryPolicy(max_attempts=8, max_delay=60)))
 
     ``max_attempts`` counts the first try (1 = never retry). 429s are counted apart,
     up to ``max_rate_limited`` per call: the adaptive limiter finds an endpoint's
@@ -154,6 +156,8 @@ class RetryPolicy:
         """True for failures that can succeed later; never for 400/401/403/404/422."""
         if isinstance(exc, (LMTimeout, LMConnectionError)):
             return True
+        if isinstance(exc, LMResponseError) and exc.transient:
+            return True
         if not isinstance(exc, LMResponseError) or exc.status is None or exc.status in NEVER_RETRY_STATUSES:
             return False
         should = _header(exc.headers, "x-should-retry")
@@ -168,6 +172,9 @@ class RetryPolicy:
     def delay(self, exc: BaseException, attempt: int, rand: Callable[[], float] = random.random) -> float | None:
         """Seconds to wait after the ``attempt``-th failure of this kind (429 or other), or None to give up."""
         limit = self.max_rate_limited if self.rate_limited(exc) else self.max_attempts
+        if isinstance(exc, LMConnectionError) and exc.refused:
+            # Nothing listens: one quick second try (a server restarting), then fail fast.
+            return None if attempt >= min(2, limit) else min(self.base_delay, REFUSED_RETRY_S)
         if attempt >= limit or not self.retryable(exc):
             return None
         hint = server_delay(exc) if isinstance(exc, LMError) else None

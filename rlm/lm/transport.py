@@ -32,7 +32,16 @@ import yarl
 from openai import NotGiven, Omit
 
 from ..errors import ConfigError, LMConnectionError, LMError, LMResponseError, LMTimeout
-from .client import Message, close_on_loop, is_openai_endpoint, resolve_endpoint, status_error, windows_of, wire_options
+from .client import (
+    Message,
+    close_on_loop,
+    connection_error,
+    is_openai_endpoint,
+    resolve_endpoint,
+    status_error,
+    windows_of,
+    wire_options,
+)
 from .options import REQUEST_OPTIONS, merge_headers, query_string, snapshot
 from .retry import quota_reset
 from .types import Completion, Usage
@@ -143,7 +152,7 @@ def parse_completion(raw: bytes, model: str, seconds: float, quota_wait: float |
         raise LMResponseError(f"unusable response for {model}: {type(exc).__name__}: {exc}", model=model) from exc
     choices = data.get("choices") if isinstance(data, dict) else None
     if not choices:
-        raise LMResponseError(f"the endpoint for {model} returned no choices", body=data, model=model)
+        raise LMResponseError(f"the endpoint for {model} returned no choices", body=data, model=model, transient=True)
     choice = choices[0]
     message = choice.get("message") or {}
     usage = data.get("usage") or {}
@@ -157,6 +166,7 @@ def parse_completion(raw: bytes, model: str, seconds: float, quota_wait: float |
         ),
         seconds=seconds,
         finish_reason=choice.get("finish_reason"),
+        tool_calls=len(message.get("tool_calls") or ()) if isinstance(message, dict) else 0,
         quota_wait=quota_wait,
     )
 
@@ -250,14 +260,14 @@ class FastClient:
                 status = response.status
                 if status >= 400:
                     message, error_body = _error_message(status, raw.decode("utf-8", "replace"))
-                    raise status_error(status, message, error_body, response.headers, model)
+                    raise status_error(status, message, error_body, response.headers, model, self.base_url)
                 quota_wait = quota_reset(response.headers)
         except LMError:
             raise
         except asyncio.TimeoutError as exc:
             raise LMTimeout(f"request to {model} timed out", model=model) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise LMConnectionError(f"cannot reach the endpoint for {model}: Connection error.", model=model) from exc
+            raise connection_error(exc, model, self.base_url) from exc
         return parse_completion(raw, model, time.perf_counter() - started, quota_wait)
 
     async def list_models(self) -> list[dict[str, Any]]:

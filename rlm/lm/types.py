@@ -53,6 +53,8 @@ class Completion:
     seconds: float
     finish_reason: str | None = None
     quota_wait: float | None = None
+    #: How many tool calls the reply made instead of (or beside) its text.
+    tool_calls: int = 0
 
 
 @dataclass

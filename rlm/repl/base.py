@@ -19,6 +19,8 @@ class ExecResult:
     error: str | None
     seconds: float
     final: str | None = None
+    #: rlm helpers the step reassigned, which were put back.
+    restored: tuple[str, ...] = ()
 
     def feedback(self) -> str:
         """The text the root model reads back for this step."""
@@ -41,6 +43,10 @@ class Host(Protocol):
 
     async def rlm_query(self, query: str, context: Any = None) -> str: ...
 
+    async def rlm_batch(self, queries: list[str], contexts: list[Any]) -> list[str]:
+        """Recursive children side by side, answers in order (``rlm_query_batched``)."""
+        ...
+
     async def budget(self) -> BudgetReport:
         """What the run has spent against its budget; the REPL's ``budget()`` shows it."""
         ...
@@ -49,7 +55,7 @@ class Host(Protocol):
 class REPL(Protocol):
     """Where root code runs: state persists across ``execute`` calls of one completion."""
 
-    async def start(self, context: Any, host: Host) -> None: ...
+    async def start(self, context: Any, host: Host, query: str = "") -> None: ...
 
     async def execute(self, code: str) -> ExecResult: ...
 

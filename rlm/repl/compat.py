@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,8 @@ class REPLResult:
     stderr: str
     locals: dict[str, Any] = field(default_factory=dict)
     execution_time: float = 0.0
+    #: The answer a FINAL/FINAL_VAR in the code gave, if any.
+    final: str | None = None
 
 
 def _shown(value: str | Exception) -> str:
@@ -74,6 +77,9 @@ class _SubHost:
         prompt = query if context is None else f"{query}\n\n{context}"
         return await self._sub._query(prompt)
 
+    async def rlm_batch(self, queries: list[str], contexts: list[Any]) -> list[str]:
+        return [await self.rlm_query(q, c) for q, c in zip(queries, contexts, strict=True)]
+
     async def budget(self) -> BudgetReport:
         return self._sub._dispatcher.budget.report()
 
@@ -107,8 +113,15 @@ class REPLEnv:
     def globals(self) -> dict[str, Any]:
         return self._repl.namespace
 
+    @property
+    def locals(self) -> dict[str, Any]:
+        """The variables code has made (and ``context``), as the seed's ``REPLEnv.locals``."""
+        return {k: v for k, v in self._repl.namespace.items()
+                if not k.startswith("__") and not callable(v) and not isinstance(v, types.ModuleType)}
+
     def code_execution(self, code: str) -> REPLResult:
+        """Run ``code``; a ``FINAL``/``FINAL_VAR`` in it shows its value, as the seed's returned it."""
         result = runtime.run(self._repl.execute(code))
+        stdout = result.stdout if result.final is None else f"{result.stdout}{result.final}\n"
         stderr = result.stderr + (result.error or "")
-        user_vars = {k: v for k, v in self._repl.namespace.items() if not k.startswith("__") and not callable(v)}
-        return REPLResult(result.stdout, stderr, user_vars, result.seconds)
+        return REPLResult(stdout, stderr, self.locals, result.seconds, result.final)

@@ -43,26 +43,28 @@ class KernelREPL:
         self.pool = pool if pool is not None else KernelPool(SandboxConfig())
         self.step_timeout = step_timeout
         self._context: tuple[str, bytes] | None = None
+        self._query = ""
         self._host: Host | None = None
         self._ready: asyncio.Future[SandboxKernel] | None = None
 
-    async def start(self, context: Any, host: Host) -> None:
+    async def start(self, context: Any, host: Host, query: str = "") -> None:
         """Checks and encodes the context here, so a context the kernel cannot take fails before any model call."""
         self._context = await asyncio.to_thread(encode_context, load_context(context))
         self._host = host
+        self._query = query
         self._ready = asyncio.ensure_future(self._prepare())
 
     async def _prepare(self) -> SandboxKernel:
         assert self._context is not None
         kernel = await self.pool.acquire()
         try:
-            await kernel.load(self._context)
+            await kernel.load(self._context, self._query)
         except KernelLost:
             # A warm kernel that died while it waited: start another.
             await self.pool.discard(kernel)
             kernel = await self.pool.acquire()
             try:
-                await kernel.load(self._context)
+                await kernel.load(self._context, self._query)
             except BaseException:
                 await self.pool.discard(kernel)
                 raise

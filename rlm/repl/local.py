@@ -104,6 +104,7 @@ class LocalREPL:
         self._cap = max_capture_chars
         self.namespace: dict[str, Any] = {}
         self._module: types.ModuleType | None = None
+        self._helpers: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._host: Host | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -112,7 +113,7 @@ class LocalREPL:
         self._inflight: set[concurrent.futures.Future[Any]] = set()
         self._aborted = False
 
-    async def start(self, context: Any, host: Host) -> None:
+    async def start(self, context: Any, host: Host, query: str = "") -> None:
         self._loop = asyncio.get_running_loop()
         self._host = host
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-repl")
@@ -122,9 +123,7 @@ class LocalREPL:
         self._module = types.ModuleType(f"__rlm_repl_{next(_repl_numbers)}__")
         sys.modules[self._module.__name__] = self._module
         self.namespace = self._module.__dict__
-        self.namespace.update({
-            "__builtins__": builtins,
-            "context": load_context(context),
+        helpers: dict[str, Any] = {
             "llm_query": self._llm_query,
             "llm_batch": self._llm_batch,
             "rlm_query": self._rlm_query,
@@ -133,7 +132,12 @@ class LocalREPL:
             "FailedCall": steps.FailedCall,
             "budget": self._budget,
             **PURE_HELPERS,
-        })
+        }
+        helpers.update(steps.scaffold_helpers(helpers, self.namespace, self._rlm_batch))
+        self._helpers = helpers
+        loaded = load_context(context)
+        self.namespace.update({"__builtins__": builtins, **helpers, **steps.scaffold_data(query, loaded),
+                               "context": loaded})
 
     # -- functions root code calls -------------------------------------------------
 
@@ -167,6 +171,11 @@ class LocalREPL:
         assert self._host is not None
         steps.check_rlm_query(query)
         return self._call(self._host.rlm_query(query, context))
+
+    def _rlm_batch(self, queries: list[str], contexts: list[Any] | None = None) -> list[str]:
+        assert self._host is not None
+        items, given = steps.check_rlm_batch(queries, contexts)
+        return self._call(self._host.rlm_batch(items, given))
 
     def _budget(self) -> Any:
         assert self._host is not None
@@ -203,7 +212,11 @@ class LocalREPL:
         finally:
             _local.stdout = _local.stderr = None
             _uninstall_router()
-        return ExecResult(out.getvalue(), err.getvalue(), error, time.perf_counter() - started, final)
+        restored = steps.restore(self.namespace, self._helpers)
+        if final is None:
+            final = steps.ready_answer(self.namespace)
+        return ExecResult(out.getvalue(), err.getvalue(), error, time.perf_counter() - started, final,
+                          tuple(restored))
 
     def _interrupt(self, reason: str) -> None:
         """Stop the running step: cancel its sub-calls and raise inside its thread."""

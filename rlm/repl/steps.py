@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import json
 import linecache
 import re
 import struct
@@ -70,10 +71,16 @@ def final(answer: Any) -> None:
 
 
 def final_var(namespace: dict[str, Any], name: Any) -> None:
-    """``FINAL_VAR(name)`` inside code: ends the run with a variable's value."""
+    """``FINAL_VAR(name)`` inside code: ends the run with a variable's value.
+
+    Models often pass the value itself (``FINAL_VAR(answer)`` without quotes): a value that
+    is not a variable's name is the answer. A missing name that looks like one is a typo.
+    """
     if not isinstance(name, str):
         raise FinalAnswer(as_text(name))
     key = name.strip().strip("'\"")
+    if key not in namespace and not key.isidentifier():
+        raise FinalAnswer(name)
     if key not in namespace:
         raise NameError(
             f"FINAL_VAR: no variable named {key!r}. Assign it in a code block first, "
@@ -88,6 +95,94 @@ def get_variable(namespace: dict[str, Any], name: str) -> str:
     if key not in namespace:
         raise KeyError(f"no variable named {key!r} in the REPL")
     return as_text(namespace[key])
+
+
+def submit(*args: Any, **fields: Any) -> None:
+    """DSPy's ``SUBMIT(...)``: one value is the answer; several named fields are answered as JSON."""
+    if len(args) == 1 and not fields:
+        raise FinalAnswer(as_text(args[0]))
+    if not args and len(fields) == 1:
+        raise FinalAnswer(as_text(next(iter(fields.values()))))
+    if args:
+        raise TypeError("SUBMIT takes one answer, or named fields: SUBMIT(answer=...) or SUBMIT(name=..., year=...)")
+    raise FinalAnswer(json.dumps(fields, default=str, ensure_ascii=False))
+
+
+def show_vars(namespace: dict[str, Any], hidden: set[str]) -> str:
+    """``SHOW_VARS()``: root code's variables with their types and sizes (not rlm's helpers)."""
+    rows = []
+    for name, value in namespace.items():
+        if name.startswith("_") or name in hidden or isinstance(value, type(ast)):
+            continue
+        size = f"len {len(value):,}" if hasattr(value, "__len__") and not callable(value) else ""
+        rows.append(f"{name}: {type(value).__name__}{' (' + size + ')' if size else ''}")
+    text = "\n".join(rows) if rows else "(no variables yet)"
+    print(text)
+    return text
+
+
+def ready_answer(namespace: dict[str, Any]) -> str | None:
+    """rlms' ``answer`` dict: ``answer["ready"] = True`` ends the run with ``answer["content"]``."""
+    answer = namespace.get("answer")
+    if isinstance(answer, dict) and answer.get("ready") is True:
+        return as_text(answer.get("content", ""))
+    return None
+
+
+#: Names root code may use that rlm does not teach but other scaffolds taught their models;
+#: they are data, so they are never restored.
+SCAFFOLD_DATA = ("answer", "query", "completion_context", "task_0", "input_0")
+
+
+def scaffold_helpers(helpers: dict[str, Any], namespace: dict[str, Any], rlm_batch: Any) -> dict[str, Any]:
+    """What other scaffolds taught their models: ``llm_query_batched``, ``rlm_query_batched``
+    (parallel ``rlm_query``, order kept), ``SHOW_VARS()``, DSPy's ``SUBMIT(...)`` and minrlm's
+    ``sub_llm(task, text)``."""
+    llm_query = helpers["llm_query"]
+    names: dict[str, Any] = {
+        "llm_query_batched": helpers["llm_batch"],
+        "rlm_query_batched": rlm_batch,
+        "SUBMIT": submit,
+        "sub_llm": lambda task, text="": llm_query(f"{task}\n\n{text}" if text else task),
+    }
+    hidden = {*helpers, *names, "SHOW_VARS", *SCAFFOLD_DATA, "context", "exit", "quit"}
+    names["SHOW_VARS"] = lambda: show_vars(namespace, hidden)
+    return names
+
+
+def scaffold_data(query: str, context: Any) -> dict[str, Any]:
+    """rlms' ``answer`` dict and ``completion_context``, the query as ``query``, minrlm's
+    ``task_0``/``input_0``: data, never restored."""
+    return {"answer": {"content": "", "ready": False}, "query": query, "completion_context": context,
+            "task_0": query, "input_0": context}
+
+
+def check_rlm_batch(queries: Any, contexts: Any) -> tuple[list[str], list[Any]]:
+    """``rlm_query_batched(queries, contexts=None)``: as many contexts as queries, or none."""
+    if isinstance(queries, str) or not isinstance(queries, (list, tuple)):
+        raise TypeError("rlm_query_batched(queries) takes a list of query strings")
+    if not all(isinstance(q, str) for q in queries):
+        raise TypeError("rlm_query_batched(queries): every query must be a string")
+    if contexts is None:
+        return list(queries), [None] * len(queries)
+    if isinstance(contexts, str) or not isinstance(contexts, (list, tuple)) or len(contexts) != len(queries):
+        raise TypeError("rlm_query_batched(queries, contexts): contexts must be a list as long as queries")
+    return list(queries), list(contexts)
+
+
+def restore(namespace: dict[str, Any], helpers: dict[str, Any]) -> list[str]:
+    """Put back rlm's helpers that a step reassigned or deleted; returns their names."""
+    restored = []
+    for name, helper in helpers.items():
+        if namespace.get(name) is not helper:
+            namespace[name] = helper
+            restored.append(name)
+    return restored
+
+
+def restored_note(names: list[str]) -> str:
+    return (f"You reassigned {', '.join(names)}; rlm's own {'were' if len(names) > 1 else 'was'} put back for "
+            "the next step (give your own function another name).")
 
 
 def run_code(code: str, namespace: dict[str, Any], out: Any, filename: str) -> tuple[str | None, str | None]:

@@ -50,6 +50,11 @@ class Fault:
         return cls("empty_choices")
 
     @classmethod
+    def tool_call(cls, name: str = "search") -> Fault:
+        """Answer 200 with a tool call and no text, as a model trained to call tools does."""
+        return cls("tool_call", message=name)
+
+    @classmethod
     def null_content(cls) -> Fault:
         """Answer 200 with ``choices[0].message.content = null``."""
         return cls("null_content")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+
+from rlm.testing import wire
 from rlm.testing.faults import Fault
+
+log = logging.getLogger("rlm.testing")
 
 _DEFAULT_ROOT_REPLY = "FINAL(ok)"
 _DEFAULT_SUB_REPLY = "ok"
@@ -114,8 +120,22 @@ class ScriptAnswers:
             queue, script = self._root_queue, self._root
             if queue is not None:
                 if not queue:
-                    raise ScriptExhausted(f"ScriptedLM: root script exhausted after {self._root_served} replies")
+                    raise ScriptExhausted(
+                        f"ScriptedLM: the root script ran out: its list of {self._root_served} replies was all used "
+                        f"(root=[...] given to ScriptedLM); this was root request {scripted.index + 1}")
                 self._root_served += 1
                 return queue.pop(0)
         return script(scripted)  # type: ignore[operator]
 
+
+def script_error(exc: Exception) -> web.Response:
+    """Turn a script failure into a loud 500 carrying the exception text, never retried.
+
+    Retrying cannot make a script answer, so clients are told not to (``x-should-retry: false``,
+    which rlm and the openai SDK honour): a test fails at once with the reason.
+    """
+    final = {"x-should-retry": "false"}
+    if isinstance(exc, ScriptExhausted):
+        return wire.error_response(500, str(exc), final)
+    log.warning("ScriptedLM script raised", exc_info=exc)
+    return wire.error_response(500, f"ScriptedLM script raised {type(exc).__name__}: {exc}", final)

@@ -26,11 +26,11 @@ from rlm.testing.script import (
     RootScript,
     ScriptAnswers,
     ScriptedRequest,
-    ScriptExhausted,
     _default_root,
     _default_sub,
     _Rule,
     default_is_root,
+    script_error,
 )
 
 __all__ = ["ScriptedLM", "ScriptedRequest", "default_is_root"]
@@ -331,7 +331,7 @@ class ScriptedLM(ScriptAnswers):
             fault = self._match_fault(scripted)
             delay = self._latency_for(scripted)
         except Exception as exc:  # noqa: BLE001 - user callables: report them, don't crash the server
-            return _script_error(exc), b""
+            return script_error(exc), b""
         if fault is not None and fault.kind == "hang":
             delay += fault.seconds
         if delay > 0 and not await self._sleep(delay):
@@ -343,23 +343,26 @@ class ScriptedLM(ScriptAnswers):
             return wire.error_response(429, fault.message, hints), b""
         if fault is not None and fault.kind == "malformed":
             return wire.malformed_response(scripted.stream)
-        if fault is not None and fault.kind in ("empty_choices", "null_content"):
-            return await self._rendered(request, scripted, None, has_choice=fault.kind == "null_content")
+        if fault is not None and fault.kind in ("empty_choices", "null_content", "tool_call"):
+            return await self._rendered(request, scripted, None, has_choice=fault.kind != "empty_choices",
+                                        tool_call=fault.message if fault.kind == "tool_call" else None)
         try:
             reply = self._reply(scripted)
         except Exception as exc:  # noqa: BLE001 - a script's failure becomes a loud 500
-            return _script_error(exc), b""
+            return script_error(exc), b""
         return await self._rendered(request, scripted, reply, has_choice=True)
 
     async def _rendered(
-        self, request: web.Request, scripted: ScriptedRequest, content: str | None, *, has_choice: bool
+        self, request: web.Request, scripted: ScriptedRequest, content: str | None, *, has_choice: bool,
+        tool_call: str | None = None,
     ) -> tuple[web.StreamResponse, bytes]:
         try:
             extra = self.headers(scripted) if self.headers is not None else {}
         except Exception as exc:  # noqa: BLE001 - a script's failure becomes a loud 500
-            return _script_error(exc), b""
+            return script_error(exc), b""
         return await wire.render(request, scripted.index, scripted.model, scripted.messages, scripted.body,
-                                 scripted.stream, content, has_choice=has_choice, headers=extra)
+                                 scripted.stream, content, has_choice=has_choice, headers=extra,
+                                 tool_call=tool_call)
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         """List the scripted model, the ``windows`` models and every model name clients have asked for."""
@@ -390,11 +393,3 @@ class ScriptedLM(ScriptAnswers):
         """Tally a response status for ``stats['status_counts']``."""
         with self._lock:
             self._status_counts[status] = self._status_counts.get(status, 0) + 1
-
-
-def _script_error(exc: Exception) -> web.Response:
-    """Turn a script failure into a loud 500 carrying the exception text."""
-    if isinstance(exc, ScriptExhausted):
-        return wire.error_response(500, str(exc))
-    logger.warning("ScriptedLM script raised", exc_info=exc)
-    return wire.error_response(500, f"ScriptedLM script raised {type(exc).__name__}: {exc}")

@@ -99,18 +99,15 @@ def completion(
     *,
     has_choice: bool = True,
     finish_reason: str = "stop",
+    tool_call: str | None = None,
 ) -> bytes:
-    """A ``chat.completion`` body; ``has_choice=False`` gives ``choices: []``."""
-    choices = (
-        [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content},
-            "logprobs": None,
-            "finish_reason": finish_reason,
-        }]
-        if has_choice
-        else []
-    )
+    """A ``chat.completion`` body; ``has_choice=False`` gives ``choices: []``; ``tool_call`` a call, no text."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_call is not None:
+        message["tool_calls"] = [{"id": "call_scripted", "type": "function",
+                                  "function": {"name": tool_call, "arguments": "{}"}}]
+        finish_reason = "tool_calls"
+    choices = [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}] if has_choice else []
     body = {
         "id": request_id,
         "object": "chat.completion",
@@ -167,13 +164,14 @@ def _stream_choices(content: str | None, has_choice: bool, finish_reason: str) -
 
 async def render(
     request: web.Request, index: int, model: str, messages: list[dict[str, Any]], body: dict[str, Any],
-    stream: bool, content: str | None, *, has_choice: bool, headers: dict[str, str],
+    stream: bool, content: str | None, *, has_choice: bool, headers: dict[str, str], tool_call: str | None = None,
 ) -> tuple[web.StreamResponse, bytes]:
     """A chat.completion, or its SSE events when the client asked to stream, minus its last bytes."""
     request_id = f"chatcmpl-scripted-{index}"
     content, finish = cap_reply(content, body)
     if not stream:
-        text = completion(request_id, model, messages, content, has_choice=has_choice, finish_reason=finish)
+        text = completion(request_id, model, messages, content, has_choice=has_choice, finish_reason=finish,
+                          tool_call=tool_call)
         return web.Response(body=text, content_type="application/json", headers=headers), b""
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))

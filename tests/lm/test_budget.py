@@ -129,13 +129,16 @@ def test_long_replies_cannot_push_parallel_calls_past_max_cost_usd() -> None:
 def test_a_small_token_budget_still_runs_with_the_reply_cut_to_what_is_left() -> None:
     # The default allowance (8192) is larger than the whole budget: with nothing in
     # flight the call takes what is left instead of being refused.
-    with ScriptedLM(root=["FINAL(" + "x" * 40_000 + ")"], latency=0.0) as lm:
+    with ScriptedLM(root=["FINAL(" + "x" * 40_000 + ")"] * 2, latency=0.0) as lm:
         rlm = make_rlm(lm, budget=Budget(max_tokens=3_000))
-        result = rlm.completion("ctx", "q")
+        # The cut reply is not an answer (it may be incomplete), and the budget is then spent.
+        with pytest.raises(BudgetExceeded) as info:
+            rlm.completion("ctx", "q")
         cap = lm.requests[0].body["max_tokens"]
+    result = info.value.partial
     assert 16 <= cap < 3_000
-    assert result.usage.total_tokens <= 3_000
-    ends = [e for e in result.trace if e.kind == "call.end"]
+    assert result.usage.total_tokens <= 3_000 and result.stopped == "budget"
+    ends = [e for e in result.trace if e.kind == "call.end" and e.data.get("status") == "ok"]
     assert [e.data["finish_reason"] for e in ends] == ["length"]  # the trace says the reply was cut
 
 
@@ -373,13 +376,27 @@ def test_failed_call_from_the_guard_carries_the_numbers() -> None:
 
 
 def test_a_root_prompt_over_the_window_stops_the_run() -> None:
-    with ScriptedLM(root=["```repl\nprint(*range(3000))\n```", "FINAL(ok)"]) as lm:
-        rlm = make_rlm(lm, limits=Limits(max_output_chars=100_000),
-                endpoint=Endpoint(pricing={"root": ModelInfo(context_window=1_500)}))
+    # Even the system prompt and the query do not fit: nothing can be compacted away.
+    with ScriptedLM(root=["FINAL(ok)"]) as lm:
+        rlm = make_rlm(lm, endpoint=Endpoint(pricing={"root": ModelInfo(context_window=300)}))
         with pytest.raises(ContextWindowExceeded) as info:
-            rlm.completion("ctx", "q")
-        assert lm.stats["root"] == 1
-    assert info.value.partial.stopped == "error" and info.value.limit == 1_500
+            rlm.completion("ctx", "q " * 400)
+        assert lm.stats["root"] == 0
+    assert info.value.partial.stopped == "error" and info.value.limit == 300
+
+
+def test_a_history_near_the_roots_window_is_compacted_and_the_run_goes_on() -> None:
+    replies = ["```repl\nprint(*range(3000))\n```", "```repl\nx = 41\n```", "FINAL(ok)"]
+    with ScriptedLM(root=replies) as lm:
+        rlm = make_rlm(lm, limits=Limits(max_output_chars=100_000),
+                endpoint=Endpoint(pricing={"root": ModelInfo(context_window=3_000)}))
+        result = rlm.completion("ctx", "q")
+        last = lm.root_requests[-1].messages
+    assert result.answer == "ok" and result.ok
+    compactions = [e for e in result.trace if e.kind == "history.compact"]
+    assert compactions and compactions[0].data["window"] == 3_000
+    assert any("were compacted to fit your context window" in str(m["content"]) for m in last)
+    assert sum(len(str(m["content"])) for m in last) < 3_000 * 4
 
 
 def test_the_root_is_told_the_sub_models_window_and_the_helpers() -> None:

@@ -189,6 +189,9 @@ def test_kernel_repl_works_without_rlm() -> None:
         async def rlm_query(self, query: str, context: object = None) -> str:
             return query
 
+        async def rlm_batch(self, queries: list[str], contexts: list[object]) -> list[str]:
+            return queries
+
         async def budget(self) -> dict:
             return {}
 

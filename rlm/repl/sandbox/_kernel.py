@@ -162,9 +162,11 @@ class _Runtime:
         self.bridge = bridge
         self.cap = cap
         self.step_no = 0
+        self.helpers: dict[str, Any] = {}
 
     def names(self) -> dict[str, Any]:
-        return {
+        """rlm's helpers (restored after a step that reassigns one) and the scaffolds' names."""
+        helpers: dict[str, Any] = {
             "llm_query": self.llm_query,
             "llm_batch": self.llm_batch,
             "rlm_query": self.rlm_query,
@@ -175,6 +177,9 @@ class _Runtime:
             "chunk": self._helper("chunk"),
             "count_tokens": self._helper("count_tokens"),
         }
+        helpers.update(steps.scaffold_helpers(helpers, self.ns, self.rlm_batch))
+        self.helpers = helpers
+        return helpers
 
     def budget(self) -> BudgetReport:
         return BudgetReport(self.bridge.call("budget", {}))
@@ -203,6 +208,11 @@ class _Runtime:
         plain = steps.encode_plain(context, "rlm_query(query, context): context")
         return _decode(self.bridge.call("rlm_query", {"query": query, "context": plain}))
 
+    def rlm_batch(self, queries: list[str], contexts: list[Any] | None = None) -> list[str]:
+        items, given = steps.check_rlm_batch(queries, contexts)
+        plain = steps.encode_plain(given, "rlm_query_batched(queries, contexts): contexts")
+        return [_decode(r) for r in self.bridge.call("rlm_batch", {"queries": items, "contexts": plain})]
+
     def run(self, code: str) -> dict[str, Any]:
         """One step, as LocalREPL runs it: every outcome becomes a result dict."""
         self.step_no += 1
@@ -216,9 +226,12 @@ class _Runtime:
             error, final = "KeyboardInterrupt", None
         finally:
             sys.stdout, sys.stderr = saved
+        restored = steps.restore(self.ns, self.helpers)
+        if final is None:
+            final = steps.ready_answer(self.ns)
         return {
             "stdout": out.getvalue(), "stderr": err.getvalue(), "error": error,
-            "final": final, "seconds": time.perf_counter() - started,
+            "final": final, "seconds": time.perf_counter() - started, "restored": restored,
         }
 
 
@@ -258,7 +271,7 @@ def install(bridge_path: str, token: str, max_frame: int, cap: int, no_network: 
     _reply({"ok": True})
 
 
-def load(path: str, kind: str) -> None:
+def load(path: str, kind: str, query: str = "") -> None:
     """Read the context the host wrote to ``path`` into ``context`` (the host deletes the file)."""
     assert _runtime is not None
     started = time.perf_counter()
@@ -271,6 +284,7 @@ def load(path: str, kind: str) -> None:
         return
     del raw
     _runtime.ns.update(_runtime.names())
+    _runtime.ns.update(steps.scaffold_data(query, value))
     _runtime.ns["context"] = value
     _reply({"ok": True, "seconds": time.perf_counter() - started})
 

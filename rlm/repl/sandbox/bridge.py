@@ -25,7 +25,7 @@ from typing import Any
 
 from ..base import Host
 from ..helpers import PURE_HELPERS
-from ..steps import REQUEST_HEADER, FailedCall, decode_plain
+from ..steps import REQUEST_HEADER, FailedCall, check_rlm_batch, decode_plain
 
 log = logging.getLogger("rlm")
 
@@ -43,6 +43,7 @@ _ARGS: dict[str, dict[str, tuple[type, ...]]] = {
     "llm_query": {"prompt": (str,), "model": (str, type(None))},
     "llm_batch": {"prompts": (list,), "max_concurrent": (int,), "model": (str, type(None))},
     "rlm_query": {"query": (str,), "context": (object,)},
+    "rlm_batch": {"queries": (list,), "contexts": (list,)},
     "budget": {},
     "helper": {"name": (str,), "args": (list,), "kwargs": (dict,)},
 }
@@ -266,7 +267,7 @@ class Bridge:
             return {"error": encode_error(exc)}
         finally:
             self._calls.discard(task)
-        if op == "llm_batch":
+        if op in ("llm_batch", "rlm_batch"):
             return {"result": [encode_text(r) for r in result]}
         if op == "budget":
             return {"result": {"fields": result.to_dict(), "spent": result.spent,
@@ -284,6 +285,12 @@ class Bridge:
             return host.llm_batch(prompts, args.get("max_concurrent", 10), args.get("model"))
         if op == "budget":
             return host.budget()
+        if op == "rlm_batch":
+            queries, contexts = check_rlm_batch(args["queries"], decode_plain(args["contexts"]))
+            if len(queries) > self.max_batch:
+                raise ValueError(f"rlm_query_batched: {len(queries):,} queries is over the sandbox's limit of "
+                                 f"{self.max_batch:,}")
+            return host.rlm_batch(queries, contexts)
         return host.rlm_query(args["query"], decode_plain(args.get("context")))
 
     async def _helper(self, args: dict[str, Any]) -> Any:

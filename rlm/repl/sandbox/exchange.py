@@ -65,4 +65,6 @@ def step_result(data: dict[str, Any], note: str | None, seconds: float, cap: int
     error = text("error")
     if note is not None:
         error = note if error in (None, "KeyboardInterrupt") else f"{note}\n{error}"
-    return ExecResult(text("stdout") or "", text("stderr") or "", error, seconds, text("final"))
+    restored = data.get("restored")
+    names = tuple(n[:100] for n in restored[:50] if isinstance(n, str)) if isinstance(restored, list) else ()
+    return ExecResult(text("stdout") or "", text("stderr") or "", error, seconds, text("final"), names)

@@ -155,7 +155,8 @@ class KernelPool:
         try:
             kernel = await self._start()
         except (SandboxError, OSError) as exc:
-            log.warning("rlm: a warm sandbox kernel failed to start: %s", exc)
+            if not self._closed and self._finalizer.alive:  # not when the pool is going away
+                log.warning("rlm: a warm sandbox kernel failed to start: %s", exc)
             return
         if self._closed:
             await self.discard(kernel)

@@ -1,0 +1,96 @@
+"""How a root turn ends: which FINAL counts, and what the root is told when one does not.
+
+A run's answer must never lie. So a FINAL written in the same reply as code counts only
+once the root has seen that code's output (a FINAL_VAR, or a FINAL of an expression over
+variables the code set, is grounded already), never after that code failed, and never
+from a reply cut at its output cap. What models really write is accepted: FINAL of a
+variable's name, of an f-string, of text with stray parentheses.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+from ..repl.base import REPL, ExecResult
+from .parsing import find_final
+
+#: The text a failed sub-call shows (``FailedCall``): an answer that starts with it is an error.
+FAILED_PREFIX = "[rlm error] "
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEnd:
+    """The answer a turn gave (None: the run goes on) and what to tell the root."""
+
+    answer: str | None
+    notes: tuple[str, ...] = ()
+
+
+def in_code_final(results: list[ExecResult]) -> TurnEnd | None:
+    """A FINAL called inside code: it counts unless an earlier block of the same reply failed."""
+    for n, result in enumerate(results):
+        if result.final is None:
+            continue
+        if any(r.error for r in results[:n]):
+            return TurnEnd(None, (
+                "Your FINAL(...) inside code was not taken: an earlier code block of the same reply failed "
+                "(its error is above). Fix it, check the output, then answer.",))
+        return TurnEnd(result.final)
+    return None
+
+
+async def prose_final(reply: str, results: list[ExecResult], *, cut: bool, repl: REPL) -> TurnEnd:
+    """A FINAL(...) / FINAL_VAR(...) written in the reply's text, judged against the code it ran."""
+    found = find_final(reply)
+    if found is None:
+        return TurnEnd(None)
+    if cut:
+        return TurnEnd(None, (
+            "Your reply was cut off at its output limit, so its FINAL was not taken (it may be incomplete). "
+            "Keep replies shorter; put a long answer in a variable and reply FINAL_VAR(name).",))
+    if any(r.error for r in results):
+        return TurnEnd(None, (
+            "Your FINAL was not taken: the code in the same reply failed (the error is above). "
+            "Fix the code and look at its output before answering.",))
+    if found.kind == "var":
+        try:
+            return TurnEnd(await repl.get_variable(found.value))
+        except KeyError:
+            return TurnEnd(None, (
+                f"FINAL_VAR({found.value}) failed: there is no variable named {found.value!r} in the REPL. "
+                "Assign it in a ```repl block first, or use FINAL(answer).",))
+    grounded = await _evaluated(found.value, repl)
+    if grounded is not None:
+        return TurnEnd(grounded)
+    if results:
+        return TurnEnd(None, (
+            "You wrote FINAL(...) in the same reply as code, before seeing that code's output, so it was not "
+            "taken. The output is above: if your answer still holds, reply with FINAL(...) again.",))
+    return TurnEnd(found.value)
+
+
+async def _evaluated(text: str, repl: REPL) -> str | None:
+    """The value of a FINAL whose argument is a REPL variable's name or an f-string, else None.
+
+    ``FINAL(summary)`` where ``summary`` is a variable means its value; ``FINAL(f"...{x}")``
+    means the formatted text. Anything else is literal text, as written.
+    """
+    if text.isidentifier():
+        try:
+            return await repl.get_variable(text)
+        except KeyError:
+            return None
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    if not isinstance(tree.body, ast.JoinedStr):
+        return None
+    result = await repl.execute(f"FINAL({text})")
+    return result.final if result.error is None else None
+
+
+def failed_answer(answer: str) -> str | None:
+    """The error text when the answer is a failed sub-call's (``FINAL_VAR(x)`` of a ``FailedCall``)."""
+    return answer[len(FAILED_PREFIX):] if answer.startswith(FAILED_PREFIX) else None
