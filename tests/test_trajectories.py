@@ -110,8 +110,8 @@ def _paper_runs() -> list[Run]:
         Run("paper-B1-gpt5", data["B1_gpt5_browsecomp_q74"]["replies"], articles, "Who won the pageant?",
             _exact("Maria Dalmacio"), lambda req: "Maria Dalmacio"),
         Run("paper-B2-qwen3-coder", data["B2_qwen3_coder_oolong_pairs_q3"]["replies"], "\n".join(questions),
-            "Which pairs of users asked abbreviation questions?", _exact("(3, 6)\n(3, 9)\n(3, 12)\n(6, 9)\n(6, 12)\n(9, 12)"),
-            classify),
+            "Which pairs of users asked abbreviation questions?",
+            _exact("(3, 6)\n(3, 9)\n(3, 12)\n(6, 9)\n(6, 12)\n(9, 12)"), classify),
     ]
 
 
