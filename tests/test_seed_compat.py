@@ -50,3 +50,21 @@ def test_sub_rlm_batch_completion_keeps_order(monkeypatch):
         sub = Sub_RLM("gpt-5-nano")
         assert sub.batch_completion([str(i) for i in range(20)]) == [f"echo {i}" for i in range(20)]
         assert sub.completion("x") == "echo x"
+
+
+def test_the_seeds_other_entry_points(monkeypatch):
+    with ScriptedLM(root=["FINAL(answered)"], sub=echo) as lm:
+        monkeypatch.setenv("OPENAI_BASE_URL", lm.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "k")
+        rlm = RLM_REPL(model="root-model", recursive_model="sub-model")
+        assert rlm.cost_summary()["calls"] == 0
+        assert rlm.completion("Summarise this.") == "answered"  # no query: the context says what is asked
+        summary = rlm.cost_summary()
+        assert summary["calls"] == 1 and summary["by_model"]["root-model"]["calls"] == 1
+        assert "the context contains" in lm.root_requests[0].messages[1]["content"]
+        rlm.reset()
+        assert rlm.last_result is None and rlm.cost_summary()["calls"] == 0
+        repl = REPLEnv(recursive_model="gpt-5-nano", context_str="ctx")
+        result = repl.code_execution("x = 41 + 1\nFINAL_VAR('x')")
+        assert result.final == "42" and result.stdout.endswith("42\n")
+        assert repl.locals["x"] == 42 and repl.locals["context"] == "ctx"
