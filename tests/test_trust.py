@@ -91,6 +91,7 @@ def test_an_answer_that_is_a_failed_sub_call_says_it_failed(make) -> None:
         result = make(lm).completion("ctx", "q")
     assert result.stopped == "failed_call" and not result.ok
     assert result.error is not None and "401" in result.error and "invalid api key" in result.error
+    assert "answer is an error" in result.trace.to_html()  # the view does not show it as done
 
 
 # -- 4. every way a run stops keeps what was done -----------------------------------------

@@ -192,7 +192,8 @@ class RootLoop:
             else:
                 answer, cut = await self._answer_now(run_id, messages, repl)
                 fallback = True
-            status = "ok"
+            # A view must not show an error as an answer, or a cut answer as a whole one.
+            status = "failed_call" if failed_answer(answer) else "cut_off" if cut else "ok"
         except (RLMError, KeyboardInterrupt, asyncio.CancelledError) as exc:
             # Every way a run stops keeps what was done: steps, usage, trace.
             stopped: StopReason = "budget" if isinstance(exc, BudgetExceeded) else "error"

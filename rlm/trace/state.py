@@ -131,7 +131,7 @@ class RunState:
 
     def _close_open(self, status: str) -> None:
         """The run is over: whatever never reported an end was cut off with it."""
-        if status == "ok":
+        if status in ("ok", "failed_call", "cut_off"):  # ended normally: what never finished was cut off
             status = "cancelled"
         for node in self._nodes.values():
             if node["status"] == "running":
