@@ -139,7 +139,24 @@ def _view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ask_arguments(parser: argparse.ArgumentParser) -> None:
+    from rlm import ask
+
+    ask.add_arguments(parser)
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from rlm import ask
+
+    return ask.run(args)
+
+
 COMMANDS: dict[str, Command] = {
+    "ask": Command(
+        help="answer a question over a file, a directory or stdin (simulated model without a key)",
+        add_arguments=_ask_arguments,
+        run=_ask,
+    ),
     "serve-fake": Command(
         help="serve a scripted OpenAI-compatible model on 127.0.0.1 (for demos and benchmarks)",
         add_arguments=_serve_fake_arguments,
@@ -160,7 +177,10 @@ COMMANDS: dict[str, Command] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per registered command."""
+    from rlm import __version__
+
     parser = argparse.ArgumentParser(prog="rlm", description="Recursive Language Models")
+    parser.add_argument("--version", action="version", version=f"rlm {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
