@@ -10,6 +10,7 @@ from .api import RLM
 from .config import Endpoint, Limits
 from .core.result import RLMResult, Step, UsageReport
 from .errors import (
+    AnswerError,
     BudgetExceeded,
     Cancelled,
     ConfigError,
@@ -33,6 +34,7 @@ from .lm.retry import RetryPolicy
 from .lm.types import Completion, Usage
 from .repl.sandbox.config import SandboxConfig
 from .repl.steps import FailedCall
+from .session import Session
 from .trace.progress import ConsoleProgress, Progress, ProgressModel
 from .trace.trace import Trace
 
@@ -40,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveLimiter",
+    "AnswerError",
     "Budget",
     "BudgetExceeded",
     "BudgetReport",
@@ -72,6 +75,7 @@ __all__ = [
     "SandboxConfig",
     "SandboxError",
     "SandboxTimeout",
+    "Session",
     "Step",
     "Trace",
     "Usage",

@@ -7,11 +7,12 @@ import dataclasses
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .config import Endpoint, Limits
 from .control import RunControl
+from .core.conversation import Conversation
 from .core.loop import LoopSettings, RootLoop
 from .core.result import RLMResult
 from .errors import Cancelled, ConfigError, LMError
@@ -31,6 +32,9 @@ from .trace.jsonl import JsonlWriter
 from .trace.progress import ConsoleProgress, Listener, ProgressModel, isatty
 from .trace.trace import Trace
 from .widgets import watch
+
+if TYPE_CHECKING:
+    from .session import Session
 
 SANDBOXES = ("kernel", "local")
 #: The longest a first completion waits for an endpoint's ``/models`` listing.
@@ -163,7 +167,8 @@ class RLM:
         await self.aclose()
 
     async def _run(
-        self, context: Any, query: str, subscribers: list[Subscriber], control: RunControl | None = None
+        self, context: Any, query: str, subscribers: list[Subscriber], control: RunControl | None = None,
+        conversation: Conversation | None = None, schema: Any = None,
     ) -> RLMResult:
         if not self._windows_asked:  # once per RLM: the first completion learns local models' windows
             self._windows_asked = True
@@ -180,7 +185,7 @@ class RLM:
         if control is not None:
             control.bind()
         try:
-            result = await loop.run(context, query)
+            result = await loop.run(context, query, conversation=conversation, schema=schema)
         except asyncio.CancelledError:
             if control is not None:
                 control.partial = loop.partial_result()
@@ -228,14 +233,45 @@ class RLM:
         return []
 
     async def acompletion(
-        self, context: Any, query: str, *, subscribers: list[Subscriber] | None = None,
+        self, context: Any, query: str, *, schema: Any = None, subscribers: list[Subscriber] | None = None,
         view: bool | None = None,
     ) -> RLMResult:
         """Awaitable ``completion``. The work runs on rlm's own loop, so the caller's stays free."""
+        return await self._aanswer(context, query, schema=schema, subscribers=subscribers, view=view)
+
+    def completion(
+        self, context: Any, query: str, *, schema: Any = None, subscribers: list[Subscriber] | None = None,
+        view: bool | None = None,
+    ) -> RLMResult:
+        """Answer ``query`` over ``context`` (str, list, dict or pathlib.Path); blocks until done.
+
+        ``schema``: a pydantic model, dataclass or TypedDict; ``result.answer`` is then a
+        validated instance (``result.text`` the root's text) or ``AnswerError`` is raised.
+        Interrupting (Ctrl-C, or the notebook's stop button) cancels every in-flight
+        sub-call within a second and leaves this object ready for the next call.
+        In a notebook (``view=None``) a live view of the run is shown; its Stop button
+        ends the run and ``Cancelled`` is raised with the partial result on ``.partial``.
+        """
+        return self._answer(context, query, schema=schema, subscribers=subscribers, view=view)
+
+    def session(self, context: Any = None) -> Session:
+        """Several questions over one REPL and one conversation: ``s.ask(q)``, ``await s.aask(q)``.
+
+        Variables and the root's history persist; earlier answers are in the REPL as
+        ``answers``. ``with rlm.session(context) as s:`` closes its kernel at the end.
+        """
+        from .session import Session
+
+        return Session(self, context)
+
+    async def _aanswer(
+        self, context: Any, query: str, *, schema: Any, subscribers: list[Subscriber] | None,
+        view: bool | None, conversation: Conversation | None = None,
+    ) -> RLMResult:
         nested = runtime.on_runtime_thread()
         control = RunControl()
         with watch(False if nested else view, control) as viewers:
-            coro = self._run(context, query, [*(subscribers or []), *viewers], control)
+            coro = self._run(context, query, [*(subscribers or []), *viewers], control, conversation, schema)
             if nested:
                 return await coro
             try:
@@ -249,21 +285,15 @@ class RLM:
                 cancelled.partial = control.partial  # type: ignore[attr-defined]
                 raise
 
-    def completion(
-        self, context: Any, query: str, *, subscribers: list[Subscriber] | None = None,
-        view: bool | None = None,
+    def _answer(
+        self, context: Any, query: str, *, schema: Any, subscribers: list[Subscriber] | None,
+        view: bool | None, conversation: Conversation | None = None,
     ) -> RLMResult:
-        """Answer ``query`` over ``context`` (str, list, dict or pathlib.Path); blocks until done.
-
-        Interrupting (Ctrl-C, or the notebook's stop button) cancels every in-flight
-        sub-call within a second and leaves this object ready for the next call.
-        In a notebook (``view=None``) a live view of the run is shown; its Stop button
-        ends the run and ``Cancelled`` is raised with the partial result on ``.partial``.
-        """
         control = RunControl()
         with watch(view, control) as viewers:
             try:
-                return runtime.run(self._run(context, query, [*(subscribers or []), *viewers], control))
+                return runtime.run(self._run(context, query, [*(subscribers or []), *viewers], control,
+                                             conversation, schema))
             except KeyboardInterrupt as interrupt:
                 # Ctrl-C stays a KeyboardInterrupt, carrying what was done, as Cancelled does.
                 interrupt.partial = control.partial  # type: ignore[attr-defined]

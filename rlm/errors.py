@@ -12,6 +12,7 @@
     ├── LimitExceeded          a run stopped at a limit; .partial holds what was done
     │   ├── BudgetExceeded     a Budget ran out; .budget names it, .spent and .limit say how far
     │   └── ContextWindowExceeded  a prompt too big for the model; .tokens and .limit
+    ├── AnswerError            a typed answer (schema=) stayed invalid after one correction; .text, .problem
     ├── Cancelled              the run was cancelled (interrupt or Stop button)
     └── TraceFormatError       a trace log line is not an event; .path, .line
 
@@ -141,6 +142,20 @@ class ContextWindowExceeded(LimitExceeded):
         self.model = model
         self.tokens = tokens
         self.limit = limit
+
+
+class AnswerError(RLMError):
+    """The root's answer did not fit the requested ``schema`` even after one corrective round.
+
+    ``text`` is the root's last answer as written and ``problem`` the validation error;
+    ``partial`` is the result so far, with that text as its answer.
+    """
+
+    def __init__(self, message: str, *, text: str, problem: str, partial: Any = None) -> None:
+        super().__init__(message)
+        self.text = text
+        self.problem = problem
+        self.partial = partial
 
 
 class Cancelled(RLMError):

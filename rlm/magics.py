@@ -149,7 +149,7 @@ class RLMMagics(Magics):
             )
             return
         namespace.update(_rlm=result.answer, _rlm_result=result)
-        display({"text/plain": result.answer}, raw=True)
+        display({"text/plain": result.text}, raw=True)
 
 
 def load_ipython_extension(ipython: Any) -> None:

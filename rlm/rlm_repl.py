@@ -60,7 +60,7 @@ class RLM_REPL:  # noqa: N801 - the seed's name
     def completion(self, context: Any, query: str | None = None) -> str:
         """The answer; without a query, the seed's: answer what the context asks."""
         result = self.last_result = self.rlm.completion(context, query or DEFAULT_QUERY)
-        return result.answer
+        return result.text
 
     def reset(self) -> None:
         """Forget the last completion (each completion already starts with a fresh REPL)."""

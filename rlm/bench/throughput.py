@@ -77,7 +77,7 @@ def run_ours(
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
         rlm.close()
-    measured = json.loads(result.answer)
+    measured = json.loads(result.text)
     limiter = {k: v - before.get(k, 0) if k in ("granted", "rate_limited", "cuts") else v
                for k, v in rlm.limiter.stats.items()}
     return {**measured, "wall": wall, "cpu": cpu, "stats": server.stats(), "limiter": limiter}

@@ -8,13 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BudgetExceeded, ConfigError, LimitExceeded, LMError, RLMError, SandboxError
+from ..errors import AnswerError, BudgetExceeded, ConfigError, LimitExceeded, LMError, RLMError, SandboxError
 from ..lm.batch import Dispatcher
 from ..lm.budget import BudgetReport
 from ..lm.tokens import count_message_tokens
 from ..repl.base import REPL, ExecResult, load_context
 from ..repl.steps import FailedCall, as_text, restored_note
 from ..trace.trace import Trace
+from .answers import AnswerShape
+from .conversation import Conversation, follow_up_message
 from .finals import failed_answer, in_code_final, prose_final
 from .history import compact
 from .parsing import find_code_blocks, prose_of, truncate_output
@@ -119,6 +121,8 @@ class _Ending:
     fallback: bool
     stopped: StopReason
     error: str | None
+    #: The answer as the caller gets it: the validated instance of a typed answer, else the text.
+    value: Any = None
 
 
 class RootLoop:
@@ -151,59 +155,113 @@ class RootLoop:
         """Depth 0 uses the root model; recursive children think with the sub-model."""
         return self.settings.model if self.depth == 0 else self.settings.sub_model
 
-    async def run(self, context: Any, query: str) -> RLMResult:
-        """The whole completion: answer, steps, usage, trace."""
-        end = await self._loop(context, query)
+    async def run(
+        self, context: Any, query: str, *, conversation: Conversation | None = None, schema: Any = None,
+    ) -> RLMResult:
+        """The whole completion: answer, steps, usage, trace. ``conversation``: a session's next question."""
+        shape = AnswerShape(schema) if schema is not None else None
+        end = await self._loop(context, query, conversation, shape)
         return self._result(end.answer, end.steps, end.run_id, end.started, fallback=end.fallback,
-                            stopped=end.stopped, error=end.error)
+                            stopped=end.stopped, error=end.error, value=end.value)
 
     async def answer(self, context: Any, query: str) -> str:
         """Only the answer: what a recursive child's caller uses (its steps are in the shared trace)."""
-        return (await self._loop(context, query)).answer
+        return (await self._loop(context, query, None, None)).answer
 
-    async def _loop(self, context: Any, query: str) -> _Ending:
+    async def _open(
+        self, loaded: Any, description: str, query: str, host: _Host, conversation: Conversation | None,
+        shape: AnswerShape | None,
+    ) -> tuple[REPL, list[dict[str, Any]]]:
+        """The REPL and history this question runs in: new ones, or a session's, with the question added."""
+        asked = query if shape is None else f"{query}\n\n{shape.prompt()}"
+        if conversation is not None and conversation.started:
+            repl, messages = conversation.repl, conversation.messages
+            await repl.rebind(host, query)
+            added = None
+            if loaded is not None:
+                added = (conversation.next_context_name(), description)
+                await repl.put(added[0], loaded)
+            messages.append({"role": "user", "content": follow_up_message(asked, len(conversation.answers), added)})
+            return repl, messages
+        repl = self.repl_factory() if conversation is None else conversation.repl
+        messages = [
+            {"role": "system", "content": system_prompt(can_recurse=self.can_recurse, **self._sub_window())},
+            {"role": "user", "content": first_user_message(description, asked)},
+        ]
+        await repl.start(loaded, host, query)
+        if conversation is not None:
+            conversation.messages[:] = messages
+            conversation.started = True
+            messages = conversation.messages
+        return repl, messages
+
+    async def _loop(
+        self, context: Any, query: str, conversation: Conversation | None, shape: AnswerShape | None,
+    ) -> _Ending:
         if not isinstance(query, str) or not query.strip():
             raise ConfigError("query must be a non-empty string")
-        loaded = load_context(context)
         settings, tracer = self.settings, self.dispatcher.tracer
-        description = clean_text(describe_context(loaded))
+        follow_up = conversation is not None and conversation.started
+        # A bad context fails here, before the run starts; a session's later question may bring none.
+        loaded = None if context is None and follow_up else load_context("" if context is None else context)
+        description = clean_text(describe_context(loaded)) if loaded is not None else ""
         started = time.perf_counter()
         run_id = tracer.start(
             "run", self.parent_span, query=query, model=self.root_model,
             depth=self.depth, context=description.split("\n", 1)[0],
         )
         host = _Host(self)
-        repl = self.repl_factory()
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": system_prompt(can_recurse=self.can_recurse, **self._sub_window())},
-            {"role": "user", "content": first_user_message(description, query)},
-        ]
         steps: list[Step] = []
         self._so_far = (steps, run_id, started)
         answer: str | None = None
+        value: Any = None
         fallback = cut = False
         status = "error"
+        repl: REPL | None = None
         try:
-            await repl.start(loaded, host, query)
-            for iteration in range(1, settings.max_iterations + 1):
+            repl, messages = await self._open(loaded, description, query, host, conversation, shape)
+            iteration, limit, corrected = 0, settings.max_iterations, False
+            while iteration < limit:
+                iteration += 1
                 answer = await self._turn(iteration, run_id, messages, repl, host, steps)
-                if answer is not None:
+                if answer is None or shape is None:
+                    if answer is not None:
+                        break
+                    continue
+                value, problem = shape.check(answer)
+                if problem is None:
                     break
+                if corrected:
+                    raise AnswerError(f"the answer does not match the {shape.name} schema after one correction: "
+                                      f"{problem[:300]}", text=answer, problem=problem)
+                corrected, limit = True, limit + 1  # one corrective round, beyond max_iterations
+                messages.append({"role": "user", "content": shape.correction(problem)})
+                answer = None
             else:
                 answer, cut = await self._answer_now(run_id, messages, repl)
                 fallback = True
+                if shape is not None and not cut:
+                    value, problem = shape.check(answer)
+                    if problem is not None:
+                        raise AnswerError(f"the forced answer does not match the {shape.name} schema: "
+                                          f"{problem[:300]}", text=answer, problem=problem)
             # A view must not show an error as an answer, or a cut answer as a whole one.
             status = "failed_call" if failed_answer(answer) else "cut_off" if cut else "ok"
+            if conversation is not None:
+                conversation.answers.append(shape.plain(value) if shape is not None and value is not None else answer)
+                await repl.put("answers", list(conversation.answers))
         except (RLMError, KeyboardInterrupt, asyncio.CancelledError) as exc:
             # Every way a run stops keeps what was done: steps, usage, trace.
             stopped: StopReason = "budget" if isinstance(exc, BudgetExceeded) else "error"
             if not isinstance(exc, RLMError):
                 stopped = "cancelled"
             status = stopped  # a view says "budget reached", not "failed"
-            exc.partial = self._result("", steps, run_id, started, fallback=False, stopped=stopped)  # type: ignore[union-attr]
+            text = exc.text if isinstance(exc, AnswerError) else ""
+            exc.partial = self._result(text, steps, run_id, started, fallback=False, stopped=stopped)  # type: ignore[union-attr]
             raise
         finally:
-            await repl.close()
+            if repl is not None and conversation is None:
+                await repl.close()
             tracer.end(
                 "run", run_id, self.parent_span, status=status, answer=answer,
                 iterations=len(steps), fallback=fallback, seconds=time.perf_counter() - started,
@@ -212,14 +270,15 @@ class RootLoop:
         error = failed_answer(answer)
         reason: StopReason = "failed_call" if error else "cut_off" if cut else (
             "max_iterations" if fallback else "final")
-        return _Ending(answer, steps, run_id, started, fallback, reason, error)
+        return _Ending(answer, steps, run_id, started, fallback, reason, error, value if shape else answer)
 
     def _result(
         self, answer: str, steps: list[Step], run_id: str, started: float, *,
-        fallback: bool, stopped: StopReason | None = None, error: str | None = None,
+        fallback: bool, stopped: StopReason | None = None, error: str | None = None, value: Any = None,
     ) -> RLMResult:
         return RLMResult(
-            answer=answer,
+            answer=answer if value is None else value,
+            text=answer,
             iterations=len(steps),
             usage=UsageReport(self.dispatcher.meter.snapshot()),
             steps=tuple(steps),
@@ -258,10 +317,10 @@ class RootLoop:
                 notes.append(restored_note(list(result.restored)))
         steps.append(Step(iteration, reply, tuple(blocks), tuple(results)))
         tracer.end("iteration", it_id, run_id, blocks=len(blocks), final=end.answer is not None, cut=cut)
+        if reply.strip():  # a final reply too: a session's next question, or a correction, follows it
+            messages.append({"role": "assistant", "content": reply})
         if end.answer is not None:
             return end.answer
-        if reply.strip():
-            messages.append({"role": "assistant", "content": reply})
         if completion.tool_calls and not reply.strip():
             feedback = NUDGE_TOOL_CALL
         elif not reply.strip():
@@ -313,6 +372,8 @@ class RootLoop:
         completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
         reply = completion.text or ""
         cut = completion.finish_reason == "length"
+        if reply.strip():
+            messages.append({"role": "assistant", "content": reply})
         end = await prose_final(reply, [], cut=False, repl=repl)
         answer = end.answer if end.answer is not None else prose_of(reply)
         tracer.end("iteration", it_id, run_id, blocks=0, final=end.answer is not None, cut=cut)

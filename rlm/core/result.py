@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from ..lm.budget import BudgetReport
 from ..lm.types import Usage
@@ -99,7 +99,8 @@ class RLMResult:
     stopped it.
     """
 
-    answer: str
+    #: The answer: its text, or with ``schema=`` the validated instance.
+    answer: Any
     iterations: int
     usage: UsageReport
     steps: tuple[Step, ...]
@@ -109,6 +110,8 @@ class RLMResult:
     seconds: float = 0.0
     budget: BudgetReport | None = None
     error: str | None = None
+    #: The answer as the root wrote it (the same as ``answer`` without a schema).
+    text: str = ""
 
     @property
     def ok(self) -> bool:
@@ -116,4 +119,4 @@ class RLMResult:
         return self.stopped == "final"
 
     def __str__(self) -> str:
-        return self.answer
+        return self.text

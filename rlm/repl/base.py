@@ -61,6 +61,14 @@ class REPL(Protocol):
 
     async def get_variable(self, name: str) -> str: ...
 
+    async def rebind(self, host: Host, query: str) -> None:
+        """A session's next question runs under a new host and sets ``query``; the variables stay."""
+        ...
+
+    async def put(self, name: str, value: Any) -> None:
+        """Set a variable: a session's added context, its ``answers``."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -46,6 +46,8 @@ class KernelREPL:
         self._query = ""
         self._host: Host | None = None
         self._ready: asyncio.Future[SandboxKernel] | None = None
+        #: A session's later values, loaded again into a kernel that had to be restarted.
+        self._puts: dict[str, tuple[str, bytes]] = {}
 
     async def start(self, context: Any, host: Host, query: str = "") -> None:
         """Checks and encodes the context here, so a context the kernel cannot take fails before any model call."""
@@ -55,16 +57,15 @@ class KernelREPL:
         self._ready = asyncio.ensure_future(self._prepare())
 
     async def _prepare(self) -> SandboxKernel:
-        assert self._context is not None
         kernel = await self.pool.acquire()
         try:
-            await kernel.load(self._context, self._query)
+            await self._fill(kernel)
         except KernelLost:
             # A warm kernel that died while it waited: start another.
             await self.pool.discard(kernel)
             kernel = await self.pool.acquire()
             try:
-                await kernel.load(self._context, self._query)
+                await self._fill(kernel)
             except BaseException:
                 await self.pool.discard(kernel)
                 raise
@@ -72,6 +73,32 @@ class KernelREPL:
             await self.pool.discard(kernel)
             raise
         return kernel
+
+    async def _fill(self, kernel: SandboxKernel) -> None:
+        assert self._context is not None
+        await kernel.load(self._context, self._query)
+        for name, payload in self._puts.items():
+            await kernel.put(name, payload)
+
+    async def rebind(self, host: Host, query: str) -> None:
+        """A session's next question: its host (its own trace and budget) and ``query``."""
+        self._host = host
+        self._query = query
+        await self.put("query", query)
+
+    async def put(self, name: str, value: Any) -> None:
+        """Set a variable in the kernel (a session's added context, ``answers``)."""
+        if not name.isidentifier():
+            raise ValueError(f"not a variable name: {name!r}")
+        payload = await asyncio.to_thread(encode_context, value)
+        self._puts[name] = payload
+        kernel = await self.kernel()
+        try:
+            await kernel.put(name, payload)
+        except KernelLost:
+            await self.pool.discard(kernel)
+            self._ready = asyncio.ensure_future(self._prepare())
+            await self.kernel()
 
     async def kernel(self) -> SandboxKernel:
         """The kernel of this completion, once it is ready (raises ``SandboxError`` if it cannot start)."""
@@ -110,6 +137,7 @@ class KernelREPL:
     async def close(self) -> None:
         ready, self._ready = self._ready, None
         self._context = None
+        self._puts.clear()
         if ready is not None:
             if ready.done():
                 if not ready.cancelled() and ready.exception() is None:

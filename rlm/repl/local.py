@@ -259,6 +259,18 @@ class LocalREPL:
     async def get_variable(self, name: str) -> str:
         return steps.get_variable(self.namespace, name)
 
+    async def rebind(self, host: Host, query: str) -> None:
+        """A session's next question: its host (its own trace and budget) and ``query``."""
+        self._host = host
+        self._aborted = False  # a cancelled question leaves the REPL usable for the next
+        self.namespace["query"] = query
+
+    async def put(self, name: str, value: Any) -> None:
+        """Set a variable (a session's added context, ``answers``)."""
+        if not name.isidentifier():
+            raise ValueError(f"not a variable name: {name!r}")
+        self.namespace[name] = value
+
     async def close(self) -> None:
         self._aborted = True
         self._interrupt("closed")

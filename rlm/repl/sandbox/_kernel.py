@@ -289,6 +289,22 @@ def load(path: str, kind: str, query: str = "") -> None:
     _reply({"ok": True, "seconds": time.perf_counter() - started})
 
 
+def put(path: str, kind: str, name: str) -> None:
+    """A session's later value (another context, ``answers``, the new ``query``) under ``name``."""
+    assert _runtime is not None
+    if not name.isidentifier():
+        _reply({"error": f"not a name: {name!r}"})
+        return
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        _runtime.ns[name] = raw.decode("utf-8", "surrogatepass") if kind == "str" else pickle.loads(raw)
+    except Exception as exc:  # noqa: BLE001 - e.g. a class the kernel cannot import
+        _reply({"error": f"{type(exc).__name__}: {exc}"})
+        return
+    _reply({"ok": True})
+
+
 def step(code: str) -> None:
     assert _runtime is not None
     _reply(_runtime.run(code))

@@ -288,6 +288,17 @@ class SandboxKernel:
         if "error" in reply:
             raise TypeError(f"the sandbox kernel could not load the context: {text_of(reply['error'])[:500]}")
 
+    async def put(self, name: str, payload: tuple[str, bytes]) -> None:
+        """A value under ``name`` in the kernel, handed over as the context is."""
+        kind, data = payload
+        path = await asyncio.to_thread(self.files.write_context, data, kind)
+        try:
+            reply = await self.call("put", f"{path!r}, {kind!r}, {name!r}", self.config.start_timeout)
+        finally:
+            self.files.drop(path)
+        if "error" in reply:
+            raise TypeError(f"the sandbox kernel could not load {name}: {text_of(reply['error'])[:500]}")
+
     async def interrupt(self) -> None:
         """An interrupt_request on the control channel (the kernelspec's interrupt_mode is message)."""
         if self._km is None or self._control is None or self._dead:
