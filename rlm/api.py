@@ -7,14 +7,17 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .config import Endpoint, Limits
 from .control import RunControl
 from .core.conversation import Conversation
+from .core.host import ToolCall, current_tool
 from .core.loop import LoopSettings, RootLoop
 from .core.result import RLMResult
+from .core.tools import as_tools
 from .errors import Cancelled, ConfigError, LMError
 from .lm.batch import Dispatcher
 from .lm.budget import Budget, BudgetLedger
@@ -66,8 +69,10 @@ class RLM:
     flight: a re-run costs no model calls. ``progress``: a one-line display on stderr
     (default: on when stderr is a terminal), or a callable that receives every
     ``Progress`` snapshot. ``log_dir``: a JSONL trace per run. ``limits=Limits(...)``
-    (step timeout, output read back) and ``endpoint=Endpoint(...)`` (timeout, retries,
-    transport, rate caps, prices, a client of your own) hold the rest.
+    (step timeout, output read back, children limits) and ``endpoint=Endpoint(...)``
+    (timeout, retries, transport, rate caps, prices, a client of your own) hold the rest.
+    ``tools``: functions (a dict by name, or a list) root code may call; they run here,
+    in the host, with plain-data arguments and results.
     ``subscribers`` (a list attribute) receive every trace event of every run.
     """
 
@@ -88,6 +93,7 @@ class RLM:
         log_dir: str | os.PathLike[str] | None = None,
         limits: Limits | None = None,
         endpoint: Endpoint | None = None,
+        tools: Mapping[str, Callable[..., Any]] | Sequence[Callable[..., Any]] | None = None,
     ) -> None:
         sandbox_config = sandbox if isinstance(sandbox, SandboxConfig) else SandboxConfig()
         sandbox = "kernel" if isinstance(sandbox, SandboxConfig) else sandbox
@@ -110,6 +116,9 @@ class RLM:
             max_depth=max_depth,
             max_output_chars=limits.max_output_chars,
             models=endpoint.models,
+            max_children=limits.max_children,
+            max_descendants=limits.max_descendants,
+            tools=as_tools(tools),
         )
         self.retry = endpoint.retry_policy
         # Both transports must send the same request: refuse what the SDK's create() would not take.
@@ -168,11 +177,13 @@ class RLM:
 
     async def _run(
         self, context: Any, query: str, subscribers: list[Subscriber], control: RunControl | None = None,
-        conversation: Conversation | None = None, schema: Any = None,
+        conversation: Conversation | None = None, schema: Any = None, within: ToolCall | None = None,
     ) -> RLMResult:
         if not self._windows_asked:  # once per RLM: the first completion learns local models' windows
             self._windows_asked = True
             await self._learn_windows()
+        if within is not None:
+            return await self._run_within(within, context, query, schema)
         writer = JsonlWriter(self.log_dir) if self.log_dir is not None else None
         logs: list[Subscriber] = [writer] if writer is not None else []
         tracer = Tracer([*self.subscribers, *subscribers, *self._progress_subscribers(), *logs])
@@ -201,6 +212,22 @@ class RLM:
         if writer is not None:
             result = dataclasses.replace(result, trace=Trace(result.trace, path=writer.path))
         return result
+
+    async def _run_within(self, call: ToolCall, context: Any, query: str, schema: Any) -> RLMResult:
+        """A completion a tool started: a child of the tool's run, under its budget, trace and Stop."""
+        task = asyncio.current_task()
+        if task is not None:
+            call.spawned.add(task)
+        try:
+            return await call.host.run.child(call.span).run(context, query, schema=schema)
+        finally:
+            if task is not None:
+                call.spawned.discard(task)
+
+    def _within(self) -> ToolCall | None:
+        """The tool call of this RLM's run that the caller is inside, if any."""
+        call = current_tool.get()
+        return call if call is not None and call.host.run.dispatcher.limiter is self.limiter else None
 
     async def _learn_windows(self) -> None:
         """Ask the endpoint (``client.context_windows()``, when it has one) for windows the table lacks.
@@ -270,8 +297,9 @@ class RLM:
     ) -> RLMResult:
         nested = runtime.on_runtime_thread()
         control = RunControl()
-        with watch(False if nested else view, control) as viewers:
-            coro = self._run(context, query, [*(subscribers or []), *viewers], control, conversation, schema)
+        within = self._within()
+        with watch(False if nested or within else view, control) as viewers:
+            coro = self._run(context, query, [*(subscribers or []), *viewers], control, conversation, schema, within)
             if nested:
                 return await coro
             try:
@@ -290,10 +318,11 @@ class RLM:
         view: bool | None, conversation: Conversation | None = None,
     ) -> RLMResult:
         control = RunControl()
-        with watch(view, control) as viewers:
+        within = self._within()
+        with watch(False if within else view, control) as viewers:
             try:
                 return runtime.run(self._run(context, query, [*(subscribers or []), *viewers], control,
-                                             conversation, schema))
+                                             conversation, schema, within))
             except KeyboardInterrupt as interrupt:
                 # Ctrl-C stays a KeyboardInterrupt, carrying what was done, as Cancelled does.
                 interrupt.partial = control.partial  # type: ignore[attr-defined]

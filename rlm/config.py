@@ -26,13 +26,21 @@ class Limits:
 
     ``max_output_chars``: how much of a step's output the root reads back (head and
     tail). ``step_timeout``: seconds one REPL step may run before it is interrupted, in
-    either sandbox.
+    either sandbox. ``max_children``: recursive children (``rlm_query``) in flight at
+    once per parent; ``max_descendants``: children of all depths one completion may
+    start. The host enforces both: code in the REPL cannot change them.
     """
 
     max_output_chars: int = 20_000
     step_timeout: float = 600.0
+    max_children: int = 8
+    max_descendants: int = 256
 
     def __post_init__(self) -> None:
+        for name in ("max_children", "max_descendants"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"Limits.{name} must be an int >= 1, got {value!r}")
         if not isinstance(self.max_output_chars, int) or self.max_output_chars < 100:
             raise ConfigError(f"Limits.max_output_chars must be an int >= 100, got {self.max_output_chars!r}")
         if isinstance(self.step_timeout, bool) or not isinstance(self.step_timeout, (int, float)) \

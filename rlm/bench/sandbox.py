@@ -37,7 +37,7 @@ class EchoHost:
     async def rlm_query(self, query: str, context: Any = None) -> str:
         return query
 
-    async def rlm_batch(self, queries: list[str], contexts: list[Any]) -> list[str]:
+    async def rlm_batch(self, queries: list[str], contexts: list[Any], max_concurrent: int | None = None) -> list[str]:
         return list(queries)
 
     async def budget(self) -> BudgetReport:

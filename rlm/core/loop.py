@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AnswerError, BudgetExceeded, ConfigError, LimitExceeded, LMError, RLMError, SandboxError
+from ..errors import AnswerError, BudgetExceeded, ConfigError, RLMError
 from ..lm.batch import Dispatcher
-from ..lm.budget import BudgetReport
 from ..lm.tokens import count_message_tokens
 from ..repl.base import REPL, ExecResult, load_context
-from ..repl.steps import FailedCall, as_text, restored_note
+from ..repl.steps import restored_note
 from ..trace.trace import Trace
 from .answers import AnswerShape
 from .conversation import Conversation, follow_up_message
 from .finals import failed_answer, in_code_final, prose_final
 from .history import compact
+from .host import RunHost, Tree
 from .parsing import find_code_blocks, prose_of, truncate_output
 from .prompts import (
     ANSWER_NOW,
@@ -32,6 +32,7 @@ from .prompts import (
     system_prompt,
 )
 from .result import RLMResult, Step, StopReason, UsageReport
+from .tools import Tool, tools_prompt
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,9 @@ class LoopSettings:
     max_output_chars: int = 20_000
     #: Further models root code may name in llm_query/llm_batch(model=...); the root and sub model always.
     models: tuple[str, ...] = ()
+    max_children: int = 8
+    max_descendants: int = 256
+    tools: Mapping[str, Tool] = field(default_factory=dict)
 
     def check_model(self, fn: str, model: str | None) -> str:
         """The model a sub-call uses; root code may not pick one the user did not configure."""
@@ -55,59 +59,6 @@ class LoopSettings:
             raise ValueError(f"{fn}(model={model!r}): root code may only use the configured models ({allowed}); "
                              "the user can allow more with RLM(models=[...])")
         return model
-
-
-class _Host:
-    """What root code reaches through ``llm_query``/``llm_batch``/``rlm_query``.
-
-    ``parent`` is the span of the step that is running, so every sub-call lands
-    under it in the trace.
-    """
-
-    def __init__(self, run: RootLoop) -> None:
-        self._run = run
-        self.parent: str | None = None
-
-    async def llm_query(self, prompt: str, model: str | None = None) -> str:
-        chosen = self._run.settings.check_model("llm_query", model)
-        return _shown(await self._run.dispatcher.query(prompt, model=chosen, parent=self.parent))
-
-    async def llm_batch(
-        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
-    ) -> list[str]:
-        chosen = self._run.settings.check_model("llm_batch", model)
-        results = await self._run.dispatcher.batch(
-            prompts, model=chosen, max_concurrent=max_concurrent, parent=self.parent,
-        )
-        return [_shown(r) for r in results]
-
-    async def budget(self) -> BudgetReport:
-        """What the completion has spent against its budget."""
-        return self._run.dispatcher.budget.report()
-
-    async def rlm_query(self, query: str, context: Any = None) -> str:
-        run = self._run
-        if not run.can_recurse:
-            prompt = query if context is None else f"{query}\n\n{as_text(context)}"
-            return await self.llm_query(prompt)
-        child = RootLoop(
-            settings=run.settings, dispatcher=run.dispatcher, repl_factory=run.repl_factory,
-            depth=run.depth + 1, parent_span=self.parent,
-        )
-        try:
-            answer = await child.answer("" if context is None else context, query)
-        except (LMError, LimitExceeded, SandboxError, TypeError, ValueError) as exc:
-            return FailedCall(exc)
-        return answer
-
-    async def rlm_batch(self, queries: list[str], contexts: list[Any]) -> list[str]:
-        """``rlm_query_batched``: the children run side by side; answers in order, failures in place."""
-        return list(await asyncio.gather(*(self.rlm_query(q, c) for q, c in zip(queries, contexts, strict=True))))
-
-
-def _shown(value: str | Exception) -> str:
-    """A sub-call's answer as root code sees it: a failure is a ``FailedCall`` carrying the error."""
-    return FailedCall(value) if isinstance(value, Exception) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +87,7 @@ class RootLoop:
         repl_factory: Callable[[], REPL],
         depth: int = 0,
         parent_span: str | None = None,
+        tree: Tree | None = None,
     ) -> None:
         self.settings = settings
         self.dispatcher = dispatcher
@@ -143,7 +95,13 @@ class RootLoop:
         self.depth = depth
         self.parent_span = parent_span
         self.can_recurse = depth + 1 < settings.max_depth
+        self.tree = tree if tree is not None else Tree(settings.max_descendants)
         self._so_far: tuple[list[Step], str, float] | None = None
+
+    def child(self, parent_span: str | None) -> RootLoop:
+        """A recursive child one deeper, sharing the dispatcher (limiter, budget, cache, trace) and the tree."""
+        return RootLoop(settings=self.settings, dispatcher=self.dispatcher, repl_factory=self.repl_factory,
+                        depth=self.depth + 1, parent_span=parent_span, tree=self.tree)
 
     def _sub_window(self) -> dict[str, str]:
         """The sub-model's context window for the prompt, when the pricing table knows it."""
@@ -169,7 +127,7 @@ class RootLoop:
         return (await self._loop(context, query, None, None)).answer
 
     async def _open(
-        self, loaded: Any, description: str, query: str, host: _Host, conversation: Conversation | None,
+        self, loaded: Any, description: str, query: str, host: RunHost, conversation: Conversation | None,
         shape: AnswerShape | None,
     ) -> tuple[REPL, list[dict[str, Any]]]:
         """The REPL and history this question runs in: new ones, or a session's, with the question added."""
@@ -185,7 +143,8 @@ class RootLoop:
             return repl, messages
         repl = self.repl_factory() if conversation is None else conversation.repl
         messages = [
-            {"role": "system", "content": system_prompt(can_recurse=self.can_recurse, **self._sub_window())},
+            {"role": "system", "content": system_prompt(can_recurse=self.can_recurse, **self._sub_window())
+             + tools_prompt(self.settings.tools)},
             {"role": "user", "content": first_user_message(description, asked)},
         ]
         await repl.start(loaded, host, query)
@@ -210,7 +169,7 @@ class RootLoop:
             "run", self.parent_span, query=query, model=self.root_model,
             depth=self.depth, context=description.split("\n", 1)[0],
         )
-        host = _Host(self)
+        host = RunHost(self)
         steps: list[Step] = []
         self._so_far = (steps, run_id, started)
         answer: str | None = None
@@ -299,7 +258,7 @@ class RootLoop:
 
     async def _turn(
         self, iteration: int, run_id: str, messages: list[dict[str, Any]],
-        repl: REPL, host: _Host, steps: list[Step],
+        repl: REPL, host: RunHost, steps: list[Step],
     ) -> str | None:
         """One root reply and its code; returns the final answer if the root gave one."""
         tracer = self.dispatcher.tracer
@@ -333,7 +292,7 @@ class RootLoop:
         messages.append({"role": "user", "content": "\n\n".join([feedback, *notes])})
         return None
 
-    async def _run_blocks(self, blocks: list[str], repl: REPL, host: _Host, it_id: str) -> list[ExecResult]:
+    async def _run_blocks(self, blocks: list[str], repl: REPL, host: RunHost, it_id: str) -> list[ExecResult]:
         """Each block in order, until one calls FINAL."""
         tracer = self.dispatcher.tracer
         results: list[ExecResult] = []

@@ -33,7 +33,11 @@ class ExecResult:
 
 
 class Host(Protocol):
-    """The model-calling side a REPL calls back into; keys and limits live here."""
+    """The model-calling side a REPL calls back into; keys and limits live here.
+
+    A host with tools also has ``tool_names`` (the functions the REPL defines) and
+    ``async tool(name, args, kwargs)`` (see ``rlm.core.host.RunHost``); others need neither.
+    """
 
     async def llm_query(self, prompt: str, model: str | None = None) -> str: ...
 
@@ -43,7 +47,7 @@ class Host(Protocol):
 
     async def rlm_query(self, query: str, context: Any = None) -> str: ...
 
-    async def rlm_batch(self, queries: list[str], contexts: list[Any]) -> list[str]:
+    async def rlm_batch(self, queries: list[str], contexts: list[Any], max_concurrent: int | None = None) -> list[str]:
         """Recursive children side by side, answers in order (``rlm_query_batched``)."""
         ...
 
@@ -70,6 +74,12 @@ class REPL(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def tool_names(host: Host) -> tuple[str, ...]:
+    """The host's tools, if it has any."""
+    names = getattr(host, "tool_names", ())
+    return tuple(n for n in names if isinstance(n, str))
 
 
 SUPPORTED_CONTEXT = "str, list, tuple, dict (of picklable values, any keys), or pathlib.Path to a text file"

@@ -77,7 +77,7 @@ class _SubHost:
         prompt = query if context is None else f"{query}\n\n{context}"
         return await self._sub._query(prompt)
 
-    async def rlm_batch(self, queries: list[str], contexts: list[Any]) -> list[str]:
+    async def rlm_batch(self, queries: list[str], contexts: list[Any], max_concurrent: int | None = None) -> list[str]:
         return [await self.rlm_query(q, c) for q, c in zip(queries, contexts, strict=True)]
 
     async def budget(self) -> BudgetReport:

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from ..errors import SandboxError
-from .base import ExecResult, Host, load_context
+from .base import ExecResult, Host, load_context, tool_names
 from .sandbox.config import SandboxConfig
 from .sandbox.exchange import encode_context
 from .sandbox.kernel import KernelLost, SandboxKernel
@@ -76,7 +76,7 @@ class KernelREPL:
 
     async def _fill(self, kernel: SandboxKernel) -> None:
         assert self._context is not None
-        await kernel.load(self._context, self._query)
+        await kernel.load(self._context, self._query, tool_names(self._host) if self._host is not None else ())
         for name, payload in self._puts.items():
             await kernel.put(name, payload)
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 # Stdlib-only pieces shared with the code that runs inside the sandbox kernel.
 from . import steps
-from .base import ExecResult, Host, load_context
+from .base import ExecResult, Host, load_context, tool_names
 from .helpers import PURE_HELPERS
 
 T = TypeVar("T")
@@ -133,6 +133,7 @@ class LocalREPL:
             "budget": self._budget,
             **PURE_HELPERS,
         }
+        helpers.update({name: steps.tool_function(name, self._tool) for name in tool_names(host)})
         helpers.update(steps.scaffold_helpers(helpers, self.namespace, self._rlm_batch))
         self._helpers = helpers
         loaded = load_context(context)
@@ -172,10 +173,17 @@ class LocalREPL:
         steps.check_rlm_query(query)
         return self._call(self._host.rlm_query(query, context))
 
-    def _rlm_batch(self, queries: list[str], contexts: list[Any] | None = None) -> list[str]:
+    def _rlm_batch(self, queries: list[str], contexts: list[Any] | None = None,
+                   max_concurrent: int | None = None) -> list[str]:
         assert self._host is not None
-        items, given = steps.check_rlm_batch(queries, contexts)
-        return self._call(self._host.rlm_batch(items, given))
+        items, given = steps.check_rlm_batch(queries, contexts, max_concurrent)
+        return self._call(self._host.rlm_batch(items, given, max_concurrent))
+
+    def _tool(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """A host tool, with the same plain-data copies both ways as over the kernel's bridge."""
+        assert self._host is not None
+        call = self._host.tool  # type: ignore[attr-defined]  # only a host with tools defines tool functions
+        return self._call(call(name, steps.decode_plain(args), steps.decode_plain(kwargs)))
 
     def _budget(self) -> Any:
         assert self._host is not None

@@ -157,8 +157,11 @@ def scaffold_data(query: str, context: Any) -> dict[str, Any]:
             "task_0": query, "input_0": context}
 
 
-def check_rlm_batch(queries: Any, contexts: Any) -> tuple[list[str], list[Any]]:
-    """``rlm_query_batched(queries, contexts=None)``: as many contexts as queries, or none."""
+def check_rlm_batch(queries: Any, contexts: Any, max_concurrent: Any = None) -> tuple[list[str], list[Any]]:
+    """``rlm_query_batched(queries, contexts=None, max_concurrent=None)``: as many contexts as queries, or none."""
+    if max_concurrent is not None and (isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int)
+                                       or max_concurrent < 1):
+        raise TypeError(f"rlm_query_batched(max_concurrent=...) takes an int >= 1 or None, got {max_concurrent!r}")
     if isinstance(queries, str) or not isinstance(queries, (list, tuple)):
         raise TypeError("rlm_query_batched(queries) takes a list of query strings")
     if not all(isinstance(q, str) for q in queries):
@@ -168,6 +171,16 @@ def check_rlm_batch(queries: Any, contexts: Any) -> tuple[list[str], list[Any]]:
     if isinstance(contexts, str) or not isinstance(contexts, (list, tuple)) or len(contexts) != len(queries):
         raise TypeError("rlm_query_batched(queries, contexts): contexts must be a list as long as queries")
     return list(queries), list(contexts)
+
+
+def tool_function(name: str, call: Any) -> Any:
+    """The REPL's function for the host tool ``name``: plain-data arguments, checked here, then ``call``."""
+    def tool(*args: Any, **kwargs: Any) -> Any:
+        return call(name, encode_plain(list(args), f"{name}() arguments"), encode_plain(kwargs, f"{name}() arguments"))
+
+    tool.__name__ = tool.__qualname__ = name
+    tool.__doc__ = f"The host tool {name}; runs outside the REPL."
+    return tool
 
 
 def restore(namespace: dict[str, Any], helpers: dict[str, Any]) -> list[str]:

@@ -67,7 +67,7 @@ class Event:
 Subscriber = Callable[[Event], None]
 
 #: The span kinds, outermost first.
-SPAN_KINDS = ("run", "iteration", "exec", "batch", "call")
+SPAN_KINDS = ("run", "iteration", "exec", "batch", "tool", "call")
 
 
 class Tracer:

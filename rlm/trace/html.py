@@ -233,6 +233,10 @@ def _node(node: dict[str, Any], calls: dict[str, Any], *, live: bool) -> str:
             f'llm_batch × {_e(node.get("n", len(indices)))} · {_e(node.get("model") or "")}'
             f' · max_concurrent {_e(node.get("max_concurrent"))}' + (f" · {failed} failed" if failed else "")
         )
+    elif kind == "tool":
+        error = node.get("error")
+        label = f'tool · {_e(node.get("name") or "")}({_e(node.get("args") or "")})' + (
+            f" · {_e(error)}" if error else "")
     else:
         label = _e(kind)
     seconds = f' · {_secs(node["seconds"])}' if node.get("seconds") is not None else ""

@@ -208,6 +208,20 @@ class RunState:
             ended.update(status=_status(data), failed=data.get("failed"))
             self.dirty.add("tree")
 
+    def _on_tool(self, event: Event) -> None:
+        data = event.data
+        if event.phase == "start":
+            node: Node = {"id": event.id, "kind": "tool", "status": "running", "name": data.get("name"),
+                          "args": clip(str(data.get("args", "")), CODE_CHARS), "children": [], "calls": []}
+            self._attach(node, event.parent)
+            return
+        ended = self._nodes.get(event.id)
+        if ended is not None:
+            error = data.get("error")
+            ended.update(status="error" if error else "ok", seconds=data.get("seconds"),
+                         error=clip(str(error), OUTPUT_CHARS) if error else None)
+            self.dirty.add("tree")
+
     def _on_call(self, event: Event) -> None:
         data, calls = event.data, self.calls
         if event.phase == "start":

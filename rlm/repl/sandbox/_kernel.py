@@ -164,8 +164,8 @@ class _Runtime:
         self.step_no = 0
         self.helpers: dict[str, Any] = {}
 
-    def names(self) -> dict[str, Any]:
-        """rlm's helpers (restored after a step that reassigns one) and the scaffolds' names."""
+    def names(self, tools: list[str]) -> dict[str, Any]:
+        """rlm's helpers and the host's tools (restored after a step that reassigns one), the scaffolds' names."""
         helpers: dict[str, Any] = {
             "llm_query": self.llm_query,
             "llm_batch": self.llm_batch,
@@ -177,6 +177,7 @@ class _Runtime:
             "chunk": self._helper("chunk"),
             "count_tokens": self._helper("count_tokens"),
         }
+        helpers.update({name: steps.tool_function(name, self.tool) for name in tools if name.isidentifier()})
         helpers.update(steps.scaffold_helpers(helpers, self.ns, self.rlm_batch))
         self.helpers = helpers
         return helpers
@@ -208,10 +209,15 @@ class _Runtime:
         plain = steps.encode_plain(context, "rlm_query(query, context): context")
         return _decode(self.bridge.call("rlm_query", {"query": query, "context": plain}))
 
-    def rlm_batch(self, queries: list[str], contexts: list[Any] | None = None) -> list[str]:
-        items, given = steps.check_rlm_batch(queries, contexts)
+    def rlm_batch(self, queries: list[str], contexts: list[Any] | None = None,
+                  max_concurrent: int | None = None) -> list[str]:
+        items, given = steps.check_rlm_batch(queries, contexts, max_concurrent)
         plain = steps.encode_plain(given, "rlm_query_batched(queries, contexts): contexts")
-        return [_decode(r) for r in self.bridge.call("rlm_batch", {"queries": items, "contexts": plain})]
+        args = {"queries": items, "contexts": plain, "max_concurrent": max_concurrent}
+        return [_decode(r) for r in self.bridge.call("rlm_batch", args)]
+
+    def tool(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        return steps.decode_plain(self.bridge.call("tool", {"name": name, "args": args, "kwargs": kwargs}))
 
     def run(self, code: str) -> dict[str, Any]:
         """One step, as LocalREPL runs it: every outcome becomes a result dict."""
@@ -271,7 +277,7 @@ def install(bridge_path: str, token: str, max_frame: int, cap: int, no_network: 
     _reply({"ok": True})
 
 
-def load(path: str, kind: str, query: str = "") -> None:
+def load(path: str, kind: str, query: str = "", tools: tuple[str, ...] = ()) -> None:
     """Read the context the host wrote to ``path`` into ``context`` (the host deletes the file)."""
     assert _runtime is not None
     started = time.perf_counter()
@@ -283,7 +289,7 @@ def load(path: str, kind: str, query: str = "") -> None:
         _reply({"error": f"{type(exc).__name__}: {exc}"})
         return
     del raw
-    _runtime.ns.update(_runtime.names())
+    _runtime.ns.update(_runtime.names(list(tools)))
     _runtime.ns.update(steps.scaffold_data(query, value))
     _runtime.ns["context"] = value
     _reply({"ok": True, "seconds": time.perf_counter() - started})

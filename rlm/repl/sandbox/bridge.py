@@ -25,7 +25,7 @@ from typing import Any
 
 from ..base import Host
 from ..helpers import PURE_HELPERS
-from ..steps import REQUEST_HEADER, FailedCall, check_rlm_batch, decode_plain
+from ..steps import REQUEST_HEADER, FailedCall, check_rlm_batch, decode_plain, encode_plain
 
 log = logging.getLogger("rlm")
 
@@ -43,7 +43,8 @@ _ARGS: dict[str, dict[str, tuple[type, ...]]] = {
     "llm_query": {"prompt": (str,), "model": (str, type(None))},
     "llm_batch": {"prompts": (list,), "max_concurrent": (int,), "model": (str, type(None))},
     "rlm_query": {"query": (str,), "context": (object,)},
-    "rlm_batch": {"queries": (list,), "contexts": (list,)},
+    "rlm_batch": {"queries": (list,), "contexts": (list,), "max_concurrent": (int, type(None))},
+    "tool": {"name": (str,), "args": (list,), "kwargs": (dict,)},
     "budget": {},
     "helper": {"name": (str,), "args": (list,), "kwargs": (dict,)},
 }
@@ -269,6 +270,8 @@ class Bridge:
             self._calls.discard(task)
         if op in ("llm_batch", "rlm_batch"):
             return {"result": [encode_text(r) for r in result]}
+        if op == "tool":
+            return {"result": encode_plain(result, "a tool's result")}
         if op == "budget":
             return {"result": {"fields": result.to_dict(), "spent": result.spent,
                                "remaining": result.remaining, "text": str(result)}}
@@ -286,11 +289,20 @@ class Bridge:
         if op == "budget":
             return host.budget()
         if op == "rlm_batch":
-            queries, contexts = check_rlm_batch(args["queries"], decode_plain(args["contexts"]))
+            limit = args.get("max_concurrent")
+            queries, contexts = check_rlm_batch(args["queries"], decode_plain(args["contexts"]), limit)
             if len(queries) > self.max_batch:
                 raise ValueError(f"rlm_query_batched: {len(queries):,} queries is over the sandbox's limit of "
                                  f"{self.max_batch:,}")
-            return host.rlm_batch(queries, contexts)
+            return host.rlm_batch(queries, contexts, limit)
+        if op == "tool":
+            kwargs = decode_plain(args["kwargs"])
+            if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+                raise TypeError("a tool's keyword argument names must be strings")
+            call = getattr(host, "tool", None)
+            if call is None:
+                raise NameError(f"no tool named {args['name']!r}")
+            return call(args["name"], list(decode_plain(args["args"])), kwargs)
         return host.rlm_query(args["query"], decode_plain(args.get("context")))
 
     async def _helper(self, args: dict[str, Any]) -> Any:

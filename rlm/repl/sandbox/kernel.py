@@ -277,12 +277,12 @@ class SandboxKernel:
             self.kill()
             raise KernelLost(f"the sandbox kernel did not answer {name}() within {timeout:g} s") from None
 
-    async def load(self, payload: tuple[str, bytes], query: str = "") -> None:
+    async def load(self, payload: tuple[str, bytes], query: str = "", tools: tuple[str, ...] = ()) -> None:
         """Hand the context over in a file the kernel can read and never write; the host deletes it."""
         kind, data = payload
         path = await asyncio.to_thread(self.files.write_context, data, kind)
         try:
-            reply = await self.call("load", f"{path!r}, {kind!r}, {query!r}", self.config.start_timeout)
+            reply = await self.call("load", f"{path!r}, {kind!r}, {query!r}, {tools!r}", self.config.start_timeout)
         finally:
             self.files.drop(path)
         if "error" in reply:
