@@ -53,6 +53,44 @@ def test_tools_run_in_the_host_and_the_prompt_lists_them(make) -> None:
     execs = {e.id for e in result.trace if e.kind == "exec.start"}
     assert [e.data["name"] for e in tools] == ["search", "fetch"] and all(e.parent in execs for e in tools)
     assert "'merger', k=3" in tools[0].data["args"]
+    assert "tool · search(&#x27;merger&#x27;, k=3)" in result.trace._repr_html_()  # a line in the view
+
+
+def test_stop_reaches_a_completion_a_threaded_tool_started(make) -> None:
+    holder: dict[str, RLM] = {}
+    seen: list[Any] = []
+
+    def ask_again(text: str) -> str:
+        """Asks the same RLM (a child of the running completion)."""
+        return holder["rlm"].completion(text, "inner").answer
+
+    def root(request: Any) -> str:
+        if "The query:\ninner" in str(request.messages[1]["content"]):
+            return "FINAL(never sent back)"
+        return code("print(ask_again('x'))")
+
+    def slow(request: Any) -> float:
+        return 30.0 if "The query:\ninner" in str(request.messages[1]["content"]) else 0.0
+
+    async def main(rlm: RLM, lm: ScriptedLM) -> float:
+        task = asyncio.ensure_future(rlm.acompletion("ctx", "outer", subscribers=[seen.append]))
+        deadline = asyncio.get_running_loop().time() + 30
+        while lm.stats["in_flight"] == 0 or len(lm.root_requests) < 2:  # the inner root call is at the server
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        started = asyncio.get_running_loop().time()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        inner = next(e.id for e in seen if e.kind == "run.start" and e.data["query"] == "inner")
+        while not any(e.kind == "run.end" and e.id == inner and e.data.get("status") == "cancelled" for e in seen):
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        return asyncio.get_running_loop().time() - started
+
+    with ScriptedLM(root=root, latency=slow) as lm, make(lm, tools=[ask_again]) as rlm:
+        holder["rlm"] = rlm
+        assert asyncio.run(main(rlm, lm)) < 10  # not the 30 s the inner call would have taken
 
 
 def test_a_tool_called_100_times_from_threads_in_the_repl(make) -> None:
