@@ -181,6 +181,19 @@ def test_acompletion_in_an_await_cell_shows_the_view_too(kernel):
     assert '<span class="rlm-badge rlm-st-ok">done</span>' in cell.displays[-1]["text/html"]
 
 
+def test_each_question_of_a_session_shows_its_own_live_view(kernel):
+    _, kc = kernel
+    assert run_cell(kc, SETUP.format(n=20, c=4, latency=0.03)).reply["status"] == "ok"
+    run_cell(kc, "lm.root = [PROGRAM, 'FINAL(first)', '```repl\\nprint(len(answers))\\n```', 'FINAL(second)']\n"
+                 "s = rlm.session('ctx')")
+    first = run_cell(kc, "print(s.ask('q1').answer)")
+    second = run_cell(kc, "print(s.ask('q2').answer); s.close()")
+    assert first.stdout.strip() == "first" and second.stdout.strip() == "second"
+    assert first.widget_comm and second.widget_comm and first.widget_comm != second.widget_comm
+    assert "llm_batch × 20" in first.displays[-1]["text/html"]
+    assert "q2" in second.displays[-1]["text/html"] and "llm_batch" not in second.displays[-1]["text/html"]
+
+
 def test_the_private_ipykernel_hook_the_stop_button_needs_is_still_there():
     """No public API lets a widget answer on the frontend's subshell; fail loudly if the private one moves."""
     import inspect
