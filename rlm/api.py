@@ -37,6 +37,7 @@ from .trace.trace import Trace
 from .widgets import watch
 
 if TYPE_CHECKING:
+    from .estimate import Estimate
     from .session import Session
 
 SANDBOXES = ("kernel", "local")
@@ -280,6 +281,18 @@ class RLM:
         ends the run and ``Cancelled`` is raised with the partial result on ``.partial``.
         """
         return self._answer(context, query, schema=schema, subscribers=subscribers, view=view)
+
+    def estimate(self, context: Any, query: str) -> Estimate:
+        """What a completion of ``query`` over ``context`` is likely to cost, without calling a model.
+
+        A range of sub-calls, tokens and dollars (priced from the pricing table) for the
+        plans the system prompt suggests; see ``rlm.estimate``.
+        """
+        from .estimate import estimate
+
+        s = self.settings
+        return estimate(context, query, model=s.model, sub_model=s.sub_model, pricing=self.pricing,
+                        max_iterations=s.max_iterations, can_recurse=s.max_depth > 1)
 
     def session(self, context: Any = None) -> Session:
         """Several questions over one REPL and one conversation: ``s.ask(q)``, ``await s.aask(q)``.
