@@ -104,7 +104,8 @@ async def test_the_view_state_and_the_console_line_show_the_reply_while_it_strea
         shown = state.parts()["stream"]
         assert (shown["n"], shown["chars"]) == (1, len(long_program)) and not run.done()
         section = html.render_sections({"stream": shown})["stream"]
-        assert "iteration 1 · the root is replying" in section and "llm_query(&#x27;what is 6 x 7?&#x27;)" in section
+        assert f"the root is replying… · {len(long_program)} characters" in section and 'data-n="1"' in section
+        assert "llm_query(&#x27;what is 6 x 7?&#x27;)" in section
         # The line ends with the latest words (drawn once the throttle's interval is over).
         await until(lambda: terminal.getvalue().rsplit("\r", 1)[-1].rstrip().endswith("print(answer) ```"))
         gate.set()
@@ -151,7 +152,7 @@ def test_the_view_state_keeps_only_the_tail_of_a_long_reply() -> None:
     state = RunState(events)
     stream = state.parts()["stream"]
     assert stream["chars"] == 5000 and len(stream["text"]) == STREAM_CHARS and stream["text"].endswith("y" * 96)
-    assert "the last 2,000 of 5,000 characters" in html.render_sections({"stream": stream})["stream"]
+    assert "5,000 characters (the last 2,000 shown)" in html.render_sections({"stream": stream})["stream"]
     assert "&lt;49&gt;" in html.render_sections({"stream": stream})["stream"]
     assert "stream" in state.changed() and "stream" not in state.changed()  # sent again only when it changes
     state(event("call.end", "call-1", "it-1", status="ok"))

@@ -172,10 +172,10 @@ def _stream(stream: dict[str, Any]) -> str:
     if not stream.get("call"):
         return ""
     text, chars = str(stream.get("text") or ""), int(stream.get("chars") or 0)
-    cut = f" · the last {len(text):,} of {chars:,} characters" if chars > len(text) else ""
+    cut = f" (the last {len(text):,} shown)" if chars > len(text) else ""
     return (
-        f'<div class="rlm-streaming"><div class="rlm-iter-head"><span class="rlm-dot"></span>'
-        f'iteration {_e(stream.get("n"))} · the root is replying…{cut}</div>'
+        f'<div class="rlm-streaming" data-n="{_e(stream.get("n"))}"><div class="rlm-iter-head">'
+        f'<span class="rlm-dot"></span>the root is replying… · {chars:,} characters{cut}</div>'
         + (f'<pre class="rlm-reply">{_e(text)}</pre>' if text else "")
         + "</div>"
     )
