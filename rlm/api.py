@@ -373,7 +373,7 @@ class RLM:
         dispatcher = Dispatcher(
             self.client, pricing=self.pricing, budget=BudgetLedger(self.budget, self.pricing), cache=self.cache,
             limiter=self.limiter, tracer=tracer, call_options=self.call_options,
-            retry=self.retry, sub_client=self.sub_client,
+            retry=self.retry, sub_client=self.sub_client, stream=self.endpoint.stream,
         )
         return dispatcher, writer
 

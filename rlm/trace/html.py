@@ -1,4 +1,4 @@
-"""The one renderer of a run: header and counters, iterations, fan-out tree, latency timeline.
+"""The one renderer of a run: header and counters, iterations, the streaming reply, fan-out tree, timeline.
 
 The live widget sends these sections to the browser as they change, ``result.trace``
 and the notebook's saved record show them once, and ``rlm view`` wraps them in a
@@ -19,7 +19,7 @@ import math
 from importlib import resources
 from typing import Any
 
-SECTIONS = ("header", "iterations", "tree", "timeline")
+SECTIONS = ("header", "iterations", "stream", "tree", "timeline")
 
 COLOURS = {"r": "#1e88e5", "o": "#43a047", "e": "#e53935", "c": "#9e9e9e"}
 ROOT_COLOURS = {"r": "#5e35b1", "o": "#7e57c2", "e": "#e53935", "c": "#9e9e9e"}
@@ -63,6 +63,8 @@ def render_sections(parts: dict[str, Any], *, live: bool = False) -> dict[str, s
         out["header"] = _header(header, live=live)
     if "iterations" in parts:
         out["iterations"] = _iterations(parts["iterations"])
+    if "stream" in parts:
+        out["stream"] = _stream(parts["stream"])
     if "tree" in parts and calls is not None:
         out["tree"] = _tree(parts["tree"], calls, live=live)
     if calls is not None and "header" in parts:
@@ -163,6 +165,20 @@ def _iterations(iterations: list[dict[str, Any]]) -> str:
             f'{" · final answer" if it.get("final") else ""}</div>{"".join(steps)}</div>'
         )
     return f'<h4>Iterations</h4>{"".join(rows)}'
+
+
+def _stream(stream: dict[str, Any]) -> str:
+    """The root's reply as it streams in, under the turn it belongs to; nothing once it has ended."""
+    if not stream.get("call"):
+        return ""
+    text, chars = str(stream.get("text") or ""), int(stream.get("chars") or 0)
+    cut = f" (the last {len(text):,} shown)" if chars > len(text) else ""
+    return (
+        f'<div class="rlm-streaming" data-n="{_e(stream.get("n"))}"><div class="rlm-iter-head">'
+        f'<span class="rlm-dot"></span>the root is replying… · {chars:,} characters{cut}</div>'
+        + (f'<pre class="rlm-reply">{_e(text)}</pre>' if text else "")
+        + "</div>"
+    )
 
 
 def _call_title(i: int, calls: dict[str, Any]) -> str:

@@ -8,6 +8,8 @@ Parts (all JSON-able):
 
 - ``header``: query, model, status, answer, elapsed and the ``Progress`` counters
 - ``iterations``: the top-level run's turns, each with its code steps and their output
+- ``stream``: the root reply of the current turn while it streams (``call``, the turn's
+  ``n``, the last ``STREAM_CHARS`` of its ``text``, ``chars`` so far); ``{}`` otherwise
 - ``tree``: run > iteration > exec > batch nodes; calls are indices into ``calls``
 - ``calls``: one column per field (start/end in ms from the run's start, status as
   one letter, lane on the timeline, model, tokens), so 2,000 calls stay a few KB
@@ -31,8 +33,10 @@ STATUS_LETTER = {"running": "r", "ok": "o", "error": "e", "cancelled": "c"}
 OUTPUT_CHARS = 4_000
 #: How much of a step's code a view shows.
 CODE_CHARS = 20_000
+#: How much of a streaming root reply a view shows (its tail): each redraw sends it again.
+STREAM_CHARS = 2_000
 
-PARTS = ("header", "iterations", "tree", "calls")
+PARTS = ("header", "iterations", "stream", "tree", "calls")
 
 Node = dict[str, Any]
 
@@ -69,6 +73,7 @@ class RunState:
         self.root: str | None = None
         self.header: dict[str, Any] = {"query": "", "model": "", "status": "running", "answer": None}
         self.iterations: list[dict[str, Any]] = []
+        self.stream: dict[str, Any] = {}
         self.tree: list[dict[str, Any]] = []
         self.calls: dict[str, Any] = {
             "start": [], "end": [], "status": [], "role": [], "lane": [], "model": [], "tokens": [],
@@ -127,6 +132,7 @@ class RunState:
         if event.id == self.root:
             self._end = event.ts
             self.header.update(status=_status(data), answer=data.get("answer"), fallback=bool(data.get("fallback")))
+            self.stream = {}
             self._close_open(_status(data))
 
     def _close_open(self, status: str) -> None:
@@ -246,9 +252,15 @@ class RunState:
             self.dirty.add("calls")
             return
         found = self._call_index.get(event.id)
+        if event.phase in ("delta", "retry"):
+            self._on_stream(event)
+            return
         if found is None or event.phase != "end":
             return
         index = found
+        if self.stream.get("call") == event.id:
+            self.stream = {}
+            self.dirty.add("stream")
         calls["end"][index] = self._ms(event.ts)
         status = _status(data)
         calls["status"][index] = STATUS_LETTER.get(status, "e")
@@ -257,6 +269,18 @@ class RunState:
             calls["errors"][str(index)] = str(data["error"])[:500]
         heapq.heappush(self._free_lanes, calls["lane"][index])
         self.dirty.add("calls")
+
+    def _on_stream(self, event: Event) -> None:
+        """A root reply of a top-level turn streams on; a retry starts it over."""
+        turn = self._iteration_of.get(event.parent or "")
+        if turn is None or (event.phase == "retry" and self.stream.get("call") != event.id):
+            return
+        if event.phase == "retry" or self.stream.get("call") != event.id:
+            self.stream = {"call": event.id, "n": turn["n"], "text": "", "chars": 0}
+        text = str(event.data.get("text") or "")
+        self.stream["text"] = (self.stream["text"] + text)[-STREAM_CHARS:]
+        self.stream["chars"] += len(text)
+        self.dirty.add("stream")
 
     # -- reading -------------------------------------------------------------------
 
@@ -274,6 +298,7 @@ class RunState:
             result = {
                 "header": header,
                 "iterations": [dict(it, steps=[dict(s) for s in it["steps"]]) for it in self.iterations],
+                "stream": dict(self.stream),
                 "tree": _copy_nodes(self.tree),
                 "calls": calls,
             }

@@ -2,7 +2,7 @@
 // saved record); this swaps sections in as they change, keeps open <details> open, paints
 // the per-call marks (grid cells, timeline bars) from the compact `calls` columns, and
 // sends the Stop button's click to the kernel.
-const SECTIONS = ["header", "iterations", "tree", "timeline"];
+const SECTIONS = ["header", "iterations", "stream", "tree", "timeline"];
 const STOP_HINT_MS = 4000;
 
 function expand(ranges) {
@@ -142,6 +142,9 @@ function render({ model, el }) {
     });
     for (const d of node.querySelectorAll("details[data-key]")) if (open.has(d.dataset.key)) d.open = true;
     if (name === "header") wireStop();
+    // A streaming reply shows its newest text, as a terminal would.
+    const reply = name === "stream" ? node.querySelector("pre") : null;
+    if (reply) reply.scrollTop = reply.scrollHeight;
   };
 
   // Coalesce changes into one redraw per animation frame.

@@ -38,12 +38,13 @@ HEARTBEAT = 1.0
 
 
 class LiveView(anywidget.AnyWidget):
-    """The browser side: four HTML sections, the calls they paint, a Stop button (``live.js``)."""
+    """The browser side: five HTML sections, the calls they paint, a Stop button (``live.js``)."""
 
     _esm = Path(__file__).with_name("live.js")
     _css = html.css()
     header = traitlets.Unicode("").tag(sync=True)
     iterations = traitlets.Unicode("").tag(sync=True)
+    stream = traitlets.Unicode("").tag(sync=True)
     tree = traitlets.Unicode("").tag(sync=True)
     timeline = traitlets.Unicode("").tag(sync=True)
     calls = traitlets.Dict().tag(sync=True)

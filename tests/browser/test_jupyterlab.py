@@ -156,3 +156,45 @@ def test_stop_button_cancels_the_run_and_keeps_the_partial_trace(browser: Any, l
         raise
     finally:
         page.close()
+
+
+STREAM_CELLS = [
+    (
+        "from rlm import RLM\n"
+        "from rlm.testing import ScriptedLM\n"
+        "REPLY = ' '.join(f'word{i}' for i in range(200)) + '\\n```repl\\nprint(1)\\n```'\n"
+        "lm = ScriptedLM(root=[REPLY, 'FINAL(done)'], stream_chars=4, stream_delay=0.01).start()\n"
+        "rlm = RLM('root', 'sub', base_url=lm.base_url, api_key='k', sandbox='local')"
+    ),
+    "print('ANSWER', rlm.completion('ctx', 'q').answer)",
+]
+
+
+def test_the_root_reply_streams_into_the_live_view(browser: Any, lab: Any, artifacts: Path) -> None:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in STREAM_CELLS])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, lab.root / "stream.ipynb")
+    page = open_notebook(browser, lab, "stream.ipynb")
+    reply = f"{LIVE} .rlm-sec-stream pre"
+    try:
+        run_all(page)
+        page.wait_for_selector(reply, timeout=60_000)
+        # The reply grows while it streams, and its box keeps the newest words in sight.
+        page.wait_for_function(f"() => document.querySelector('{reply}')?.textContent.includes('word60')")
+        first = page.locator(reply).text_content() or ""
+        page.wait_for_function(
+            f"() => {{ const p = document.querySelector('{reply}');"
+            " return p && p.textContent.includes('word120') && p.scrollHeight > p.clientHeight"
+            " && p.scrollTop + p.clientHeight >= p.scrollHeight - 2; }"
+        )
+        assert "the root is replying" in (page.locator(f"{LIVE} .rlm-sec-stream").text_content() or "")
+        assert first.startswith("word0 word1") and "word120" not in first
+        page.locator(LIVE).screenshot(path=str(artifacts / "streaming.png"))
+        page.locator(".jp-OutputArea-output").filter(has_text="ANSWER done").wait_for(timeout=60_000)
+        page.wait_for_function(f"() => !document.querySelector('{LIVE}')", timeout=60_000)
+        assert page.locator(".rlm-view .rlm-streaming").count() == 0, "the record kept the streaming reply"
+    except Exception:
+        page.screenshot(path=str(artifacts / "stream-failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()

@@ -33,6 +33,7 @@ class Cell:
     reply: dict[str, Any] = field(default_factory=dict)
     widget_comm: str | None = None
     updates: list[tuple[float, int]] = field(default_factory=list)  # (arrival time, bytes)
+    streamed: list[str] = field(default_factory=list)  # the "stream" section of each update that had one
     displays: list[dict[str, Any]] = field(default_factory=list)
     stdout: str = ""
     stop_sent: float = 0.0
@@ -64,6 +65,8 @@ def run_cell(kc: BlockingKernelClient, code: str, *, during: Any = None, timeout
             cell.widget_comm = content["comm_id"]
         elif kind == "comm_msg" and content["comm_id"] == cell.widget_comm:
             cell.updates.append((time.monotonic(), len(json.dumps(content))))
+            if "stream" in content["data"].get("state", {}):
+                cell.streamed.append(content["data"]["state"]["stream"])
             if during is not None and not called and len(cell.updates) >= 5:
                 called = True
                 during(cell)
@@ -97,6 +100,25 @@ def test_two_thousand_sub_calls_stay_at_about_ten_updates_a_second(kernel):
     assert '<span class="rlm-badge rlm-st-ok">done</span>' in record["text/html"]
     assert "llm_batch × 2000" in record["text/html"] and "2000 ok" in record["text/html"]
     assert "2,002/2,002 calls" in record["text/plain"]
+
+
+def test_the_root_reply_streams_into_the_view_at_a_bounded_rate(kernel):
+    _, kc = kernel
+    setup = (
+        "from rlm import RLM\nfrom rlm.testing import ScriptedLM\n"
+        "REPLY = 'Thinking it over, word by word. ' * 8 + '\\n```repl\\nprint(1)\\n```'\n"
+        "lm = ScriptedLM(root=[REPLY, 'FINAL(done)'], stream_chars=4, stream_delay=0.02).start()\n"
+        "rlm = RLM('root', 'sub', base_url=lm.base_url, api_key='k', sandbox='local')\n"
+    )
+    assert run_cell(kc, setup).reply["status"] == "ok"
+    cell = run_cell(kc, "print(rlm.completion('ctx', 'q').answer)")
+    assert cell.reply["status"] == "ok" and cell.stdout.strip() == "done", cell.reply
+    shown = [s for s in cell.streamed if "the root is replying" in s and 'data-n="1"' in s]
+    assert len(shown) >= 3, f"the streaming reply reached the view {len(shown)} times"
+    assert "Thinking it over" in shown[-1] and len(shown[-1]) > len(shown[0]), "the reply did not grow as it streamed"
+    times = [t for t, _ in cell.updates]
+    assert (len(times) - 1) / (times[-1] - times[0]) <= 12, "streaming broke the ~10 updates a second throttle"
+    assert "the root is replying" not in cell.displays[-1]["text/html"]
 
 
 def test_stop_sent_on_a_subshell_cancels_the_run_and_keeps_the_partial_result(kernel):
