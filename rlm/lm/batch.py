@@ -26,6 +26,7 @@ from .client import MAX_OUTPUT_TOKENS, LMClient, Message
 from .guard import check_window
 from .limiter import AdaptiveLimiter
 from .pricing import Pricing
+from .record import prompt_fields, reply_fields
 from .retry import RetryPolicy, call_with_retries
 from .tokens import count_message_tokens, message_chars
 from .types import Completion, Usage, UsageMeter
@@ -142,7 +143,8 @@ class Dispatcher:
         try:
             prompt_tokens = await _off_loop_if_big(messages, check_window, messages, model, self.pricing)
         except ContextWindowExceeded as exc:
-            self._unsent(model, role, parent, "refused", error=f"{type(exc).__name__}: {exc}", prompt_tokens=exc.tokens)
+            self._unsent(model, role, parent, "refused", messages, error=f"{type(exc).__name__}: {exc}",
+                         prompt_tokens=exc.tokens)
             raise
         if self.cache is None:
             return await self._budgeted(messages, model, parent, role, prompt_tokens)
@@ -155,7 +157,8 @@ class Dispatcher:
             if not shared:
                 return hit
         self.meter.add(model, Usage(cached_calls=1))
-        self._unsent(model, role, parent, "ok", cached=True, response_chars=len(hit.text))
+        self._unsent(model, role, parent, "ok", messages, cached=True, response_chars=len(hit.text),
+                     **reply_fields(hit.text))
         return hit
 
     async def _budgeted(
@@ -173,7 +176,7 @@ class Dispatcher:
         try:
             reservation = await ledger.reserve(model, prompt_tokens or 0, requested)
         except (BudgetExceeded, ConfigError) as exc:
-            self._unsent(model, role, parent, "refused", error=f"{type(exc).__name__}: {exc}")
+            self._unsent(model, role, parent, "refused", messages, error=f"{type(exc).__name__}: {exc}")
             raise
         # The neutral name: each client sends it as its endpoint's own (max_completion_tokens, max_tokens).
         cap = (
@@ -197,9 +200,10 @@ class Dispatcher:
         ledger.settle(reservation, completion.usage)
         return completion
 
-    def _unsent(self, model: str, role: str, parent: str | None, status: str, **data: Any) -> None:
+    def _unsent(self, model: str, role: str, parent: str | None, status: str, messages: list[Message],
+                **data: Any) -> None:
         """A call span for an answer that needed no request (cache) or was refused before sending."""
-        call_id = self.tracer.start("call", parent, model=model, role=role, sent=False)
+        call_id = self.tracer.start("call", parent, model=model, role=role, sent=False, **prompt_fields(messages))
         self.tracer.end("call", call_id, parent, status=status, seconds=0.0, **data)
 
     def _priced(self, model: str, completion: Completion) -> Completion:
@@ -233,7 +237,8 @@ class Dispatcher:
             nonlocal call_id, started
             async with self.limiter.slot(tokens) as slot:
                 if call_id is None:
-                    call_id = self.tracer.start("call", parent, model=model, role=role, prompt_chars=prompt_chars)
+                    call_id = self.tracer.start("call", parent, model=model, role=role, prompt_chars=prompt_chars,
+                                                **prompt_fields(messages))
                     started = time.perf_counter()
                 # Decided per attempt: a client stops streaming once its endpoint refuses to.
                 if self.stream and role == "root" and getattr(client, "streams", False) is True:
@@ -277,6 +282,7 @@ class Dispatcher:
             cost_usd=completion.usage.cost_usd,
             response_chars=len(completion.text),
             finish_reason=completion.finish_reason,
+            **reply_fields(completion.text),
         )
         return completion
 

@@ -76,6 +76,9 @@ def render(parts: dict[str, Any], *, live: bool = False, style: bool = True) -> 
     """The whole view as one HTML fragment (with its stylesheet unless ``style=False``)."""
     sections = render_sections(parts, live=live)
     body = "".join(f'<div class="rlm-sec rlm-sec-{name}">{sections.get(name, "")}</div>' for name in SECTIONS)
+    if parts.get("details"):
+        body += f'<div class="rlm-sec rlm-sec-calls">{_details(parts["details"], len(parts["calls"]["start"]))}</div>'
+
     sheet = f"<style>{css()}</style>" if style else ""
     return f'{sheet}<div class="rlm-view">{body}</div>'
 
@@ -261,7 +264,8 @@ def _node(node: dict[str, Any], calls: dict[str, Any], *, live: bool) -> str:
         roots = [i for i in indices if calls["role"][i] == "R"]
         subs = [i for i in indices if calls["role"][i] != "R"]
         if roots:
-            calls_html += "".join(f'<div class="rlm-call">root call · {_e(_call_title(i, calls))}</div>' for i in roots)
+            calls_html += "".join(f'<div class="rlm-call" data-i="{i}">root call · {_e(_call_title(i, calls))}</div>'
+                                  for i in roots)
         if subs:
             what = "calls" if kind == "batch" else f"llm_query × {len(subs)}"
             calls_html += (
@@ -321,3 +325,50 @@ def _timeline(calls: dict[str, Any], header: dict[str, Any], *, live: bool) -> s
         f'{"".join(bars)}</div>'
         f'<div class="rlm-axis">{ticks}</div><div class="rlm-legend">{legend}</div>'
     )
+
+
+def call_detail(detail: dict[str, Any]) -> str:
+    """One call as the view shows it when clicked: what it was asked, what it said, what it cost."""
+    facts = [f'#{detail.get("index")}', str(detail.get("model") or ""), str(detail.get("status") or "")]
+    if detail.get("role") == "root":
+        facts.insert(1, "root call")
+    if detail.get("seconds") is not None:
+        facts.append(_secs(float(detail["seconds"])))
+    tokens = int(detail.get("prompt_tokens") or 0), int(detail.get("completion_tokens") or 0)
+    if any(tokens):
+        facts.append(f"{tokens[0]:,} + {tokens[1]:,} tokens")
+    if detail.get("cost_usd") is not None:
+        facts.append(f'${float(detail["cost_usd"]):.5f}')
+    for key, label in (("finish_reason", "finish: {}"), ("attempts", "{} attempts"), ("cached", "cached")):
+        value = detail.get(key)
+        if value and not (key == "attempts" and value == 1):
+            facts.append(label.format(value))
+    size = detail.get("prompt_chars")
+    prompt_label = f"Prompt ({int(size):,} characters)" if isinstance(size, int) else "Prompt"
+    if detail.get("role") == "root":
+        prompt_label += ", its latest message"
+    out = [f'<div class="rlm-detail-facts">{_e(" · ".join(f for f in facts if f))}</div>',
+           f'<details class="rlm-detail-prompt"><summary>{_e(prompt_label)}</summary>'
+           f'<pre>{_e(detail.get("prompt") or "")}</pre></details>']
+    if detail.get("reply") is not None:
+        cut = " (cut)" if detail.get("reply_cut") else ""
+        out.append(f'<div class="rlm-detail-reply"><b>Reply{cut}</b><pre>{_e(detail["reply"])}</pre></div>')
+    if detail.get("error"):
+        out.append(f'<div class="rlm-detail-error"><b>Error</b><pre>{_e(detail["error"])}</pre></div>')
+    for retry in detail.get("retries") or ():
+        out.append(f'<div class="rlm-note">retry {_e(retry.get("attempt"))} after {_e(retry.get("error"))}'
+                   f' (waited {float(retry.get("wait") or 0):.2f} s)</div>')
+    return "".join(out)
+
+
+def _details(details: list[dict[str, Any]], total: int) -> str:
+    """The record's calls in detail (a capped selection: see ``RunState.record_details``)."""
+    shown = "".join(
+        f'<details class="rlm-call-detail"><summary>#{_e(d.get("index"))} · {_e(d.get("model") or "")} · '
+        f'{_e(d.get("status") or "")}{" · root" if d.get("role") == "root" else ""}</summary>{call_detail(d)}</details>'
+        for d in details
+    )
+    more = ""
+    if total > len(details):
+        more = f" ({len(details)} of {total} shown: root calls, failures, then the first ones)"
+    return f"<h4>Calls{_e(more)}</h4>{shown}"

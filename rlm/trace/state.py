@@ -35,6 +35,9 @@ OUTPUT_CHARS = 4_000
 CODE_CHARS = 20_000
 #: How much of a streaming root reply a view shows (its tail): each redraw sends it again.
 STREAM_CHARS = 2_000
+#: Calls whose detail the saved record keeps (root calls, then failures, then the rest in order),
+#: and the characters of each prompt and reply it shows: the live view sends any call's on demand.
+RECORD_CALLS, RECORD_TEXT = 200, 1_000
 
 PARTS = ("header", "iterations", "stream", "tree", "calls")
 
@@ -79,6 +82,8 @@ class RunState:
             "start": [], "end": [], "status": [], "role": [], "lane": [], "model": [], "tokens": [],
             "models": [], "errors": {},
         }
+        #: Per call (same index as ``calls``): model, role, prompt preview, reply, error, retries.
+        self.details: list[dict[str, Any]] = []
         self.dirty: set[str] = set(PARTS)
         self._nodes: dict[str, dict[str, Any]] = {}
         self._iteration_of: dict[str, dict[str, Any]] = {}
@@ -245,6 +250,9 @@ class RunState:
             calls["lane"].append(lane)
             calls["model"].append(calls["models"].index(model))
             calls["tokens"].append(0)
+            self.details.append({"model": model, "role": data.get("role"), "prompt": str(data.get("prompt") or ""),
+                                 "prompt_chars": data.get("prompt_chars"), "sent": data.get("sent", True),
+                                 "retries": [], "status": "running"})
             owner = self._nodes.get(event.parent or "")
             if owner is not None:
                 owner["calls"].append(index)
@@ -252,6 +260,8 @@ class RunState:
             self.dirty.add("calls")
             return
         found = self._call_index.get(event.id)
+        if event.phase == "retry" and found is not None:
+            self.details[found]["retries"].append({k: data.get(k) for k in ("attempt", "error", "wait")})
         if event.phase in ("delta", "retry"):
             self._on_stream(event)
             return
@@ -267,6 +277,10 @@ class RunState:
         calls["tokens"][index] = int(data.get("prompt_tokens") or 0) + int(data.get("completion_tokens") or 0)
         if data.get("error"):
             calls["errors"][str(index)] = str(data["error"])[:500]
+        self.details[index].update(
+            {k: data[k] for k in ("reply", "reply_cut", "error", "finish_reason", "prompt_tokens", "completion_tokens",
+                                  "cost_usd", "attempts", "cached") if data.get(k) is not None},
+            status=status, seconds=data.get("seconds"))
         heapq.heappush(self._free_lanes, calls["lane"][index])
         self.dirty.add("calls")
 
@@ -284,8 +298,8 @@ class RunState:
 
     # -- reading -------------------------------------------------------------------
 
-    def parts(self, *, clear: bool = False) -> dict[str, Any]:
-        """A JSON-able copy of every part; with ``clear`` the dirty set is reset."""
+    def parts(self, *, clear: bool = False, details: bool = False) -> dict[str, Any]:
+        """A JSON-able copy of every part; with ``clear`` the dirty set is reset; ``details`` for a record."""
         with self._lock:
             now = self._end if self._end is not None else self._clock()
             progress = dataclasses.asdict(self.progress.snapshot())
@@ -304,7 +318,31 @@ class RunState:
             }
             if clear:
                 self.dirty.clear()
-            return result
+        if details:
+            result["details"] = self.record_details()
+        return result
+
+    def detail(self, index: int) -> dict[str, Any] | None:
+        """Everything the trace kept of call ``index`` (what the live view shows when it is clicked)."""
+        with self._lock:
+            if not 0 <= index < len(self.details):
+                return None
+            return dict(self.details[index], index=index, retries=list(self.details[index]["retries"]))
+
+    def record_details(self) -> list[dict[str, Any]]:
+        """The calls a saved record shows in detail: at most ``RECORD_CALLS``, texts cut to ``RECORD_TEXT``."""
+        with self._lock:
+            count = len(self.details)
+            roots = [i for i in range(count) if self.details[i]["role"] == "root"]
+            failed = [i for i in range(count) if self.details[i]["status"] not in ("ok", "running")]
+            chosen = list(dict.fromkeys([*roots, *failed, *range(count)]))[:RECORD_CALLS]
+            out = []
+            for i in sorted(chosen):
+                item = dict(self.details[i], index=i, prompt=clip(self.details[i]["prompt"], RECORD_TEXT))
+                if "reply" in item:
+                    item["reply"] = clip(str(item["reply"]), RECORD_TEXT)
+                out.append(item)
+            return out
 
     def mark_stopping(self) -> None:
         """A stop was asked for; views say so until the run ends."""

@@ -198,3 +198,47 @@ def test_the_root_reply_streams_into_the_live_view(browser: Any, lab: Any, artif
         raise
     finally:
         page.close()
+
+
+INSPECT_CELLS = [
+    (
+        "from rlm import RLM\n"
+        "from rlm.testing import ScriptedLM\n"
+        "PROGRAM = \"```repl\\nanswers = llm_batch([f'tell me about item {i}' for i in range(300)], max_concurrent=4)"
+        "\\n```\"\n"
+        "lm = ScriptedLM(root=[PROGRAM, 'FINAL(done)'], sub=lambda r: 'REPLY TO ' + r.prompt, latency=0.05).start()\n"
+        "rlm = RLM('root', 'sub', base_url=lm.base_url, api_key='k', sandbox='local', max_concurrent=4)"
+    ),
+    "print('ANSWER', rlm.completion('ctx', 'q').answer)",
+]
+
+
+def test_clicking_a_sub_call_shows_its_prompt_and_reply(browser: Any, lab: Any, artifacts: Path) -> None:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in INSPECT_CELLS])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, lab.root / "inspect.ipynb")
+    page = open_notebook(browser, lab, "inspect.ipynb")
+    try:
+        run_all(page)
+        cell = f"{LIVE} .rlm-grid i[data-i]"
+        page.wait_for_function(f"() => document.querySelectorAll('{cell}').length >= 5", timeout=60_000)
+        shown = page.locator(cell).nth(2)
+        index = shown.get_attribute("data-i")
+        shown.click()
+        detail = page.locator(f"{LIVE} .rlm-detail")
+        detail.locator(".rlm-detail-facts").wait_for(timeout=30_000)
+        asked = page.evaluate(f"() => document.querySelector('{LIVE} .rlm-detail details pre').textContent")
+        assert asked.startswith("tell me about item"), asked
+        item = asked.removeprefix("tell me about item ").strip()
+        assert f"REPLY TO tell me about item {item}" in (detail.text_content() or "")
+        assert f"#{index}" in (detail.locator(".rlm-detail-facts").text_content() or "")
+        detail.screenshot(path=str(artifacts / "inspect.png"))
+        page.locator(".jp-OutputArea-output").filter(has_text="ANSWER done").wait_for(timeout=120_000)
+        record = page.locator(".rlm-view").filter(has=page.locator(".rlm-sec-calls")).first
+        record.wait_for(timeout=30_000)
+        assert "REPLY TO tell me about item 0" in (record.locator(".rlm-sec-calls").text_content() or "")
+    except Exception:
+        page.screenshot(path=str(artifacts / "inspect-failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()

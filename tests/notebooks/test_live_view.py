@@ -37,6 +37,7 @@ class Cell:
     displays: list[dict[str, Any]] = field(default_factory=list)
     stdout: str = ""
     stop_sent: float = 0.0
+    customs: list[dict[str, Any]] = field(default_factory=list)  # the widget's own messages (call details)
 
 
 @pytest.fixture
@@ -58,6 +59,8 @@ def run_cell(kc: BlockingKernelClient, code: str, *, during: Any = None, timeout
     deadline = time.monotonic() + timeout
     while True:
         msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["msg_type"] == "comm_msg" and msg["content"]["data"].get("method") == "custom":
+            cell.customs.append(msg["content"]["data"]["content"])  # answers to a subshell's request
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         kind, content = msg["msg_type"], msg["content"]
@@ -119,6 +122,26 @@ def test_the_root_reply_streams_into_the_view_at_a_bounded_rate(kernel):
     times = [t for t, _ in cell.updates]
     assert (len(times) - 1) / (times[-1] - times[0]) <= 12, "streaming broke the ~10 updates a second throttle"
     assert "the root is replying" not in cell.displays[-1]["text/html"]
+
+
+def send_on_subshell(kc: BlockingKernelClient, comm: str, content: dict[str, Any]) -> None:
+    """A widget message as JupyterLab sends it: on a kernel subshell, beside the busy cell."""
+    kc.control_channel.send(kc.session.msg("create_subshell_request", {}))
+    subshell = kc.get_control_msg(timeout=10)["content"]["subshell_id"]
+    message = kc.session.msg("comm_msg", {"comm_id": comm, "data": {"method": "custom", "content": content}})
+    message["header"]["subshell_id"] = subshell
+    kc.shell_channel.send(message)
+
+
+def test_a_clicked_call_gets_its_prompt_and_reply_while_the_run_goes_on(kernel):
+    _, kc = kernel
+    assert run_cell(kc, SETUP.format(n=200, c=4, latency=0.05)).reply["status"] == "ok"
+    cell = run_cell(kc, "result = rlm.completion('ctx', 'q')",
+                    during=lambda cell: send_on_subshell(kc, cell.widget_comm or "", {"event": "detail", "i": 1}))
+    assert cell.reply["status"] == "ok"
+    details = [c for c in cell.customs if c.get("detail") == 1]
+    assert details, "no detail came back for the clicked call"
+    assert "item 0" in details[0]["html"] and "ok item 0" in details[0]["html"]  # call 1: the batch's first item
 
 
 def test_stop_sent_on_a_subshell_cancels_the_run_and_keeps_the_partial_result(kernel):
