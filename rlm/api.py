@@ -36,6 +36,7 @@ from .widgets import watch
 from .wiring import check_budget, clients, learn_windows, progress_subscribers
 
 if TYPE_CHECKING:
+    from .core.fork import Fork
     from .estimate import Estimate
     from .session import Session
 
@@ -179,6 +180,7 @@ class RLM:
     async def _run(
         self, context: Any, query: str, subscribers: list[Subscriber], control: RunControl | None = None,
         conversation: Conversation | None = None, schema: Any = None, within: ToolCall | None = None,
+        fork: Fork | None = None,
     ) -> RLMResult:
         await self._first_use()
         if within is not None:
@@ -188,7 +190,7 @@ class RLM:
         if control is not None:
             control.bind()
         try:
-            result = await loop.run(context, query, conversation=conversation, schema=schema)
+            result = await loop.run(context, query, conversation=conversation, schema=schema, fork=fork)
         except asyncio.CancelledError:
             if control is not None:
                 control.partial = loop.partial_result()
@@ -201,9 +203,8 @@ class RLM:
         finally:
             if writer is not None:
                 writer.close()
-        if writer is not None:
-            result = dataclasses.replace(result, trace=Trace(result.trace, path=writer.path))
-        return result
+        trace = Trace(result.trace, path=writer.path) if writer is not None else result.trace
+        return dataclasses.replace(result, trace=trace, origin=(self, context))
 
     async def _run_within(self, call: ToolCall, context: Any, query: str, schema: Any) -> RLMResult:
         """A completion a tool started: a child of the tool's run, under its budget, trace and Stop."""
@@ -261,6 +262,20 @@ class RLM:
         s = self.settings
         return estimate(context, query, model=s.model, sub_model=s.sub_model, pricing=self.pricing,
                         max_iterations=s.max_iterations, can_recurse=s.max_depth > 1)
+
+    def fork(self, source: Any, *, at: int, code: str, context: Any, schema: Any = None,
+             subscribers: list[Subscriber] | None = None, view: bool | None = None) -> RLMResult:
+        """Branch a finished run at step ``at``: replay steps 1..at-1 from its record, run ``code`` as step ``at``.
+
+        ``source`` is a trace log's path (``log_dir``), a ``Trace`` or an ``RLMResult``;
+        ``context`` is the one the run had. The replayed steps make no model call; from
+        step ``at`` on the root continues live. ``result.fork(at=..., code=...)`` is the same.
+        """
+        from .forks import plan
+
+        planned, query = plan(source, at, code, self.pricing)
+        return self._blocking(lambda subs, control: self._run(context, query, subs, control, None, schema,
+                                                              fork=planned), subscribers, view)
 
     def session(self, context: Any = None) -> Session:
         """Several questions over one REPL and one conversation: ``s.ask(q)``, ``await s.aask(q)``.

@@ -135,8 +135,16 @@ def _header(header: dict[str, Any], *, live: bool) -> str:
         f'<div class="rlm-head"><span class="rlm-badge rlm-st-{_e(status)}">{_e(status_label)}</span>'
         f'<span class="rlm-query" title="{_e(header.get("query", ""))}">{_e(str(header.get("query", ""))[:300])}</span>'
         f'<span class="rlm-model">{_e(header.get("model", ""))}</span>{stop}</div>'
-        f'<div class="rlm-counters">{"".join(counters)}</div>{answer_html}'
+        f'<div class="rlm-counters">{"".join(counters)}</div>{_forked(header)}{answer_html}'
     )
+
+
+def _forked(header: dict[str, Any]) -> str:
+    forked = header.get("forked")
+    if not forked:
+        return ""
+    return (f'<div class="rlm-note rlm-forked">forked from run {_e(forked.get("origin"))} at step '
+            f'{_e(forked.get("at"))}: the steps before it were replayed from its record</div>')
 
 
 def _iterations(iterations: list[dict[str, Any]]) -> str:
@@ -162,6 +170,8 @@ def _iterations(iterations: list[dict[str, Any]]) -> str:
                 + "</div>"
             )
         label = "answer now (out of iterations)" if it.get("fallback") else f'iteration {_e(it.get("n"))}'
+        if it.get("given"):
+            label += " · replayed from the record" if it["given"] == "replayed" else " · the fork's edited code"
         rows.append(
             f'<div class="rlm-iter rlm-st-{_e(it.get("status", ""))}"><div class="rlm-iter-head">'
             f'<span class="rlm-dot"></span>{label} · {_secs(it.get("seconds"))}'
@@ -368,7 +378,7 @@ def _details(details: list[dict[str, Any]], total: int) -> str:
         f'{_e(d.get("status") or "")}{" · root" if d.get("role") == "root" else ""}</summary>{call_detail(d)}</details>'
         for d in details
     )
-    more = ""
-    if total > len(details):
-        more = f" ({len(details)} of {total} shown: root calls, failures, then the first ones)"
-    return f"<h4>Calls{_e(more)}</h4>{shown}"
+    count = f"{total:,} calls" if total <= len(details) else \
+        f"{len(details):,} of {total:,} calls: root calls, failures, then the first ones"
+    return f'<details class="rlm-calls-record"><summary><b>Calls</b> ({_e(count)}): open one to see it</summary>' \
+        f"{shown}</details>"

@@ -122,6 +122,11 @@ class RunState:
 
     def _on_run(self, event: Event) -> None:
         data = event.data
+        if event.phase == "fork":
+            if event.id == self.root:
+                self.header["forked"] = {"origin": data.get("origin"), "at": data.get("at")}
+                self.dirty.add("header")
+            return
         if event.phase == "start":
             node: Node = {"id": event.id, "kind": "run", "status": "running", "label": str(data.get("query", "")),
                     "model": data.get("model"), "depth": data.get("depth", 0), "children": [], "calls": []}
@@ -165,7 +170,7 @@ class RunState:
             self._attach(node, event.parent)
             if event.parent == self.root:
                 item: Node = {"n": data.get("n"), "status": "running", "start": self._ms(event.ts), "seconds": None,
-                        "fallback": bool(data.get("fallback")), "steps": []}
+                        "fallback": bool(data.get("fallback")), "given": data.get("given"), "steps": []}
                 self.iterations.append(item)
                 self._iteration_of[event.id] = item
                 self.dirty.add("iterations")

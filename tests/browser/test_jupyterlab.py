@@ -71,11 +71,13 @@ def test_fanout_notebook_shows_live_counters_and_ends_at_n(browser: Any, lab: An
 
         # After the run the live widget is replaced by the static record of the same view.
         page.wait_for_function(f"() => !document.querySelector('{LIVE}')", timeout=120_000)
-        printed_output = page.locator(".jp-OutputArea-output").filter(has_text=re.compile(r"sub-calls: \d+"))
+        printed_output = page.locator(".jp-OutputArea-output").filter(
+            has_text=re.compile(r"sub-calls: \d+, root calls: \d+"), has_not=page.locator(".rlm-view"))
         printed_output.wait_for(timeout=120_000)
         record = page.locator(".rlm-view").filter(has=page.locator(".rlm-sec-timeline")).first
         record.screenshot(path=str(artifacts / "fanout-final.png"))
-        printed = re.search(r"sub-calls: (\d+), root calls: (\d+)", printed_output.inner_text())
+        # text_content, not inner_text: JupyterLab may not render a cell scrolled out of view.
+        printed = re.search(r"sub-calls: (\d+), root calls: (\d+)", printed_output.text_content() or "")
         assert printed, "the notebook did not print its call counts"
         sub_calls, root_calls = int(printed.group(1)), int(printed.group(2))
         assert sub_calls > 50
@@ -236,7 +238,9 @@ def test_clicking_a_sub_call_shows_its_prompt_and_reply(browser: Any, lab: Any, 
         page.locator(".jp-OutputArea-output").filter(has_text="ANSWER done").wait_for(timeout=120_000)
         record = page.locator(".rlm-view").filter(has=page.locator(".rlm-sec-calls")).first
         record.wait_for(timeout=30_000)
-        assert "REPLY TO tell me about item 0" in (record.locator(".rlm-sec-calls").text_content() or "")
+        record.locator(".rlm-calls-record > summary").click()
+        record.locator(".rlm-call-detail").nth(1).locator("> summary").click()
+        assert "REPLY TO tell me about item 0" in (record.locator(".rlm-call-detail").nth(1).inner_text() or "")
     except Exception:
         page.screenshot(path=str(artifacts / "inspect-failure.png"), full_page=True)
         raise

@@ -47,7 +47,7 @@ def test_the_record_and_rlm_view_show_calls_in_detail_within_a_cap(tmp_path: Pat
     result = run(RECORD_CALLS + 50)
     page = result.trace._repr_html_()
     assert "rlm-sec-calls" in page and "reply to item 7" in page
-    assert f"({RECORD_CALLS} of {RECORD_CALLS + 52} shown" in page  # 2 root calls + the items
+    assert f"({RECORD_CALLS} of {RECORD_CALLS + 52} calls: root calls" in page  # 2 root calls + the items
     assert page.count('class="rlm-call-detail"') == RECORD_CALLS
     log = tmp_path / "run.jsonl"
     result.trace.to_jsonl(log)
