@@ -39,6 +39,7 @@ from .repl.steps import FailedCall
 from .session import Session
 from .trace.progress import ConsoleProgress, Progress, ProgressModel
 from .trace.trace import Trace
+from .widgets.replay import show
 
 __version__ = "0.1.0"
 
@@ -84,6 +85,7 @@ __all__ = [
     "Trace",
     "Usage",
     "UsageReport",
+    "show",
 ]
 
 

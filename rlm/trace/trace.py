@@ -26,7 +26,7 @@ class Trace(tuple[Event, ...]):
         result = rlm.completion(text, query)
         result.trace                      # the view
         result.trace.to_jsonl("run.jsonl")
-        Trace.from_jsonl("run.jsonl").tree()[0].find("call")
+        Trace.load("run.jsonl").tree()[0].find("call")
 
     ``path`` is the log file the events were written to or read from, if any.
     """
@@ -39,9 +39,11 @@ class Trace(tuple[Event, ...]):
         return self
 
     @classmethod
-    def from_jsonl(cls, path: str | os.PathLike[str]) -> Trace:
-        """Load a log written by ``RLM(log_dir=...)`` or ``to_jsonl``."""
+    def load(cls, path: str | os.PathLike[str]) -> Trace:
+        """Load a log written by ``RLM(log_dir=...)`` or ``to_jsonl``; it displays as the run's record."""
         return cls(iter_events(path), path=path)
+
+    from_jsonl = load
 
     def to_jsonl(self, path: str | os.PathLike[str]) -> Path:
         """Write one event per line; returns the path."""

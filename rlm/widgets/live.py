@@ -5,7 +5,9 @@ there reach the browser at once (measured, see docs/widgets.md). Each flush re-r
 only the sections whose parts changed, at most every ``MIN_INTERVAL`` seconds, and the
 interval stretches when rendering gets expensive, so 2,000 sub-calls cost the kernel a
 few percent of one core. When the run ends the widget is replaced by the same view as
-static HTML, which is what the saved notebook keeps.
+static HTML, which is what the saved notebook keeps. Without a widget (headless
+executors), the static view itself is redrawn in place, at most every
+``STATIC_INTERVAL`` seconds.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ MIN_INTERVAL = 0.1
 ADAPT = 20.0
 #: Redraw at least this often while running, so the clock and running bars move.
 HEARTBEAT = 1.0
+#: Fastest redraw of the static view, which resends the whole view each time.
+STATIC_INTERVAL = 2.0
 
 
 class LiveView(anywidget.AnyWidget):
@@ -78,27 +82,33 @@ def _route_to_sender(widget: anywidget.AnyWidget) -> None:
 
 
 class LiveSession:
-    """One run's live view: a ``Tracer`` subscriber that drives a ``LiveView``."""
+    """One run's live view: a ``Tracer`` subscriber that drives a ``LiveView``, or
+    redraws the static view where no widget is wanted (``widget=False``)."""
 
-    def __init__(self, control: RunControl | None = None) -> None:
+    def __init__(self, control: RunControl | None = None, *, widget: bool = True) -> None:
         self.control = control
         self.state = RunState()
-        self.widget = LiveView()
-        _route_to_sender(self.widget)
-        self.widget.on_msg(self._on_msg)
+        self.widget = LiveView() if widget else None
+        if self.widget is not None:
+            _route_to_sender(self.widget)
+            self.widget.on_msg(self._on_msg)
         self.handle: Any = None
         self._flush_lock = threading.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
         self._last = 0.0
-        self._interval = MIN_INTERVAL
+        self._floor = MIN_INTERVAL if widget else STATIC_INTERVAL
+        self._interval = self._floor
         self._finished = False
         self._closed = False
 
     def show(self) -> None:
-        """Display the widget in the current cell's output."""
+        """Display the widget (or the static view) in the current cell's output."""
         from IPython.display import display
 
+        if self.widget is None:
+            self.handle = display(self._static(), raw=True, display_id=True)
+            return
         self.flush()
         self.handle = display(self.widget, display_id=True)
 
@@ -143,16 +153,20 @@ class LiveSession:
             if self._closed:
                 return
             started = time.perf_counter()
-            parts = self.state.changed()
-            sections = html.render_sections(parts, live=True)
-            with self.widget.hold_sync():
-                for name, value in sections.items():
-                    setattr(self.widget, name, value)
-                if "calls" in parts:
-                    self.widget.calls = parts["calls"]
+            if self.widget is None:
+                if self.handle is not None:
+                    self.handle.update(self._static(), raw=True)
+            else:
+                parts = self.state.changed()
+                sections = html.render_sections(parts, live=True)
+                with self.widget.hold_sync():
+                    for name, value in sections.items():
+                        setattr(self.widget, name, value)
+                    if "calls" in parts:
+                        self.widget.calls = parts["calls"]
             cost = time.perf_counter() - started
             self._last = time.monotonic()
-            self._interval = max(MIN_INTERVAL, ADAPT * cost)
+            self._interval = max(self._floor, ADAPT * cost)
 
     def _on_msg(self, widget: Any, content: Any, buffers: Any) -> None:
         """The Stop button, and a click on a call (run on a kernel subshell thread, beside the busy cell).
@@ -160,7 +174,7 @@ class LiveSession:
         A call's content is sent only when it is clicked, so 2,000 sub-calls cost the
         browser nothing until someone looks at one.
         """
-        if not isinstance(content, dict):
+        if not isinstance(content, dict) or self.widget is None:
             return
         if content.get("event") == "detail":
             index = content.get("i")
@@ -186,14 +200,16 @@ class LiveSession:
         summary = f"rlm run {header['query'][:60]!r}: {status} · {progress.line().removeprefix('rlm ')}"
         return {"text/html": html.render(parts), "text/plain": summary}
 
+    def _static(self) -> dict[str, str]:
+        """The record, or an empty output before the run has started."""
+        return {"text/plain": ""} if self.state.t0 is None else self.record()
+
     def finish(self) -> None:
-        """Replace the widget with the static record and release it (main thread)."""
+        """Replace the view with the static record and release the widget (main thread)."""
         with self._flush_lock:
             self._closed = True
         if self.handle is not None:
-            if self.state.t0 is None:
-                self.handle.update({"text/plain": ""}, raw=True)
-            else:
-                self.handle.update(self.record(), raw=True)
-        self.widget.layout.close()
-        self.widget.close()
+            self.handle.update(self._static(), raw=True)
+        if self.widget is not None:
+            self.widget.layout.close()
+            self.widget.close()

@@ -32,6 +32,7 @@ class Cell:
 
     reply: dict[str, Any] = field(default_factory=dict)
     widget_comm: str | None = None
+    comms_opened: int = 0
     updates: list[tuple[float, int]] = field(default_factory=list)  # (arrival time, bytes)
     streamed: list[str] = field(default_factory=list)  # the "stream" section of each update that had one
     displays: list[dict[str, Any]] = field(default_factory=list)
@@ -51,9 +52,20 @@ def kernel() -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
         km.shutdown_kernel(now=True)
 
 
-def run_cell(kc: BlockingKernelClient, code: str, *, during: Any = None, timeout: float = 120) -> Cell:
+def execute(kc: BlockingKernelClient, code: str, *, metadata: dict[str, Any] | None = None) -> str:
+    """An execute request as JupyterLab sends it, with the cell's id in the metadata (or ``metadata``)."""
+    content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+               "allow_stdin": False, "stop_on_error": True}
+    meta = {"cellId": "cell-1", "deletedCells": [], "recordTiming": False} if metadata is None else metadata
+    message = kc.session.msg("execute_request", content, metadata=meta)
+    kc.shell_channel.send(message)
+    return str(message["header"]["msg_id"])
+
+
+def run_cell(kc: BlockingKernelClient, code: str, *, during: Any = None, timeout: float = 120,
+             metadata: dict[str, Any] | None = None) -> Cell:
     """Execute ``code``; ``during(cell)`` is called once after the live widget's 5th update."""
-    msg_id = kc.execute(code)
+    msg_id = execute(kc, code, metadata=metadata)
     cell = Cell()
     called = False
     deadline = time.monotonic() + timeout
@@ -64,6 +76,7 @@ def run_cell(kc: BlockingKernelClient, code: str, *, during: Any = None, timeout
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         kind, content = msg["msg_type"], msg["content"]
+        cell.comms_opened += kind == "comm_open"
         if kind == "comm_open" and content["data"]["state"].get("_esm"):
             cell.widget_comm = content["comm_id"]
         elif kind == "comm_msg" and content["comm_id"] == cell.widget_comm:
@@ -252,3 +265,50 @@ def test_the_private_ipykernel_hook_the_stop_button_needs_is_still_there():
     hook = getattr(Comm, "_reply_subshell_for", None)
     assert hook is not None, f"ipykernel {ipykernel.__version__} renamed Comm._reply_subshell_for: fix rlm.widgets.live"
     assert list(inspect.signature(hook).parameters) == ["self", "data", "default"]
+
+
+def test_a_headless_executor_gets_the_static_view_redrawn_and_no_widget(kernel):
+    """nbclient, nbconvert and papermill send no request metadata and keep every widget's state in the file."""
+    _, kc = kernel
+    assert run_cell(kc, SETUP.format(n=60, c=4, latency=0.1), metadata={}).reply["status"] == "ok"
+    cell = run_cell(kc, "result = rlm.completion('ctx', 'q')", metadata={})
+    assert cell.reply["status"] == "ok", cell.reply
+    assert cell.comms_opened == 0, "a widget was opened for a frontend that cannot draw it"
+    views = [d["text/html"] for d in cell.displays if 'class="rlm-view"' in d.get("text/html", "")]
+    assert len(views) >= 3, f"the static view was drawn {len(views)} times during a 1.5 s run"
+    assert "rlm-st-running" in views[0] and '<span class="rlm-badge rlm-st-ok">done</span>' in views[-1]
+
+
+def test_rlm_live_view_overrides_the_choice(kernel):
+    _, kc = kernel
+    setup = "import os\nos.environ['RLM_LIVE_VIEW'] = 'widget'\n" + SETUP.format(n=3, c=2, latency=0.0)
+    assert run_cell(kc, setup, metadata={}).reply["status"] == "ok"
+    assert run_cell(kc, "rlm.completion('ctx', 'q')", metadata={}).widget_comm is not None
+    assert run_cell(kc, "os.environ['RLM_LIVE_VIEW'] = 'static'\nrlm.completion('ctx', 'q')").comms_opened == 0
+    bad = run_cell(kc, "os.environ['RLM_LIVE_VIEW'] = 'fancy'\nrlm.completion('ctx', 'q')")
+    assert bad.reply["status"] == "error" and bad.reply["ename"] == "ConfigError", bad.reply
+    assert "use widget, static or auto" in bad.reply["evalue"]
+
+
+def test_show_replays_a_saved_log_with_every_call_clickable(kernel, tmp_path):
+    _, kc = kernel
+    assert run_cell(kc, SETUP.format(n=300, c=32, latency=0.0)).reply["status"] == "ok"
+    log = tmp_path / "run.jsonl"
+    done = run_cell(kc, f"import rlm as r\nrlm.completion('ctx', 'q', view=False).trace.to_jsonl({str(log)!r})")
+    assert done.reply["status"] == "ok", done.reply
+    cell = run_cell(kc, f"r.show({str(log)!r})")
+    assert cell.reply["status"] == "ok" and cell.widget_comm, cell.reply
+    click = {"method": "custom", "content": {"event": "detail", "i": 251}}
+    kc.shell_channel.send(kc.session.msg("comm_msg", {"comm_id": cell.widget_comm, "data": click}))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["msg_type"] == "comm_msg" and msg["content"]["data"].get("content", {}).get("detail") == 251:
+            assert "item 250" in msg["content"]["data"]["content"]["html"]  # beyond the record's 200 calls
+            break
+    else:
+        pytest.fail("no detail came back for call 251 of the replayed run")
+    static = run_cell(kc, f"r.show(r.Trace.load({str(log)!r}))", metadata={})
+    assert static.comms_opened == 0 and 'class="rlm-view"' in static.displays[-1]["text/html"]
+    bad = run_cell(kc, "r.show(42)")
+    assert bad.reply["ename"] == "ConfigError" and "a Trace, an RLMResult or a log path" in bad.reply["evalue"]

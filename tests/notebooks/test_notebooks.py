@@ -77,6 +77,7 @@ def test_notebook_runs_offline_without_errors(name: str, tmp_path: Path, monkeyp
         if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
     assert not widget_outputs, "a live widget was left in the saved notebook instead of its record"
+    assert "widgets" not in notebook.metadata, "widget state was saved beside the records"
     if name == "01_quickstart":
         assert re.search(r"sections named in the answer: (\[.*\]) \| planted: \1", text)
         assert re.search(r"page: .*\.html", text)
