@@ -70,7 +70,8 @@ def test_needles_single_is_exact_multi_is_f1() -> None:
 
 
 def test_names_are_path_and_qualified_name() -> None:
-    assert parse_names("- rlm/api.py::RLM.close\n- ./rlm/x.py::f and junk::g") == {"rlm/api.py::RLM.close", "rlm/x.py::f"}
+    found = parse_names("- rlm/api.py::RLM.close\n- ./rlm/x.py::f and junk::g")
+    assert found == {"rlm/api.py::RLM.close", "rlm/x.py::f"}
     assert score("f1", "names", ["a.py::f", "b.py::C.m"], "a.py::f\nb.py::C.m") == 1.0
     assert score("f1", "names", ["a.py::f"], "a.py::f_") == 0.0
 
