@@ -75,8 +75,31 @@ def test_offline_it_says_harness_check_and_prints_the_table(
     assert max(float(row.split(" | ")[4].split(" ± ")[0]) for row in rows) < 0.1
 
 
-def test_bad_arguments_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "sniah", "--n", "0"]) == 2
     assert capsys.readouterr().err.strip() == "rlm bench sniah: --n must be at least 1"
+    assert main(["bench", "sniah", "--needles", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "rlm bench sniah: --needles must be at least 1"
+    assert main(["bench", "codeqa", "--source", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlm bench codeqa: no Python files under") and "pass --source DIR" in err
     with pytest.raises(SystemExit):
         main(["bench", "oolong", "--methods", "base,magic"])
+
+
+def test_runs_made_from_another_context_are_not_continued(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    args = ["bench", "sniah", "--n", "1", "--seeds", "1", "--sizes", "8k", "--sandbox", "local", "--out", str(tmp_path)]
+    assert main([*args, "--methods", "program"]) == 0
+    results = tmp_path / "sniah.jsonl"
+    [record] = [json.loads(line) for line in _lines(results)]
+    record["fingerprint"] = "0" * 16  # as if the generator had changed since
+    results.write_text(json.dumps(record) + "\n")
+    capsys.readouterr()
+    assert main([*args, "--methods", "program,base"]) == 2
+    err = capsys.readouterr().err
+    assert "made from another context or query" in err and "pass another --out" in err
+    assert _lines(results) == [json.dumps(record)]

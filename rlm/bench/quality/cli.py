@@ -80,12 +80,14 @@ def run_task(args: argparse.Namespace, task: Task) -> int:
 
     for name in ("n", "seeds", "repeats", "parallel", "max_iterations"):
         if getattr(args, name) < 1:
-            return _fail(task.name, f"--{name.replace('_', '-')} must be at least 1", 2)
+            return fail(task.name, f"--{name.replace('_', '-')} must be at least 1")
+    if args.timeout <= 0 or (args.budget_usd is not None and args.budget_usd <= 0):
+        return fail(task.name, "--timeout and --budget-usd must be more than 0")
     base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
     key = os.environ.get("OPENAI_API_KEY")
     harness = not key and not base_url
     if not harness and not key and str(base_url).startswith("https://api.openai.com"):
-        return _fail(task.name, "OpenAI's endpoint needs a key: set OPENAI_API_KEY, or pass --base-url", 2)
+        return fail(task.name, "OpenAI's endpoint needs a key: set OPENAI_API_KEY, or pass --base-url")
     server = None
     if harness:
         from .policies import HARNESS_ROOT, HARNESS_SUB, harness_lm
@@ -113,9 +115,9 @@ def run_task(args: argparse.Namespace, task: Task) -> int:
         runtime.run(execute(plan, runner, results, parallel=args.parallel,
                             report=lambda line: print(line, file=sys.stderr, flush=True)))
     except ConfigError as exc:
-        return _fail(task.name, str(exc), 2)
+        return fail(task.name, str(exc))
     except KeyboardInterrupt:
-        return _fail(task.name, f"interrupted; the same command continues from {results.path}", 130)
+        return fail(task.name, f"interrupted; the same command continues from {results.path}", 130)
     finally:
         runtime.run(runner.aclose())
         if server is not None:
@@ -133,6 +135,7 @@ def run_task(args: argparse.Namespace, task: Task) -> int:
     return 1 if any(r["error"] for r in mine) else 0
 
 
-def _fail(task: str, message: str, code: int) -> int:
+def fail(task: str, message: str, code: int = 2) -> int:
+    """Say what went wrong on one line of stderr, as every ``rlm bench`` task does; returns the exit code."""
     print(f"rlm bench {task}: {message}", file=sys.stderr)
     return code

@@ -46,7 +46,7 @@ class Item:
 
     @property
     def fingerprint(self) -> str:
-        """A digest of what the item asks, so a changed generator or source tree is never resumed."""
+        """A digest of what the item asks: the runner will not resume an item whose digest changed."""
         digest = hashlib.sha1(usedforsecurity=False)
         digest.update(json.dumps([self.query, self.expected], sort_keys=True).encode())
         digest.update(as_text(self.context).encode("utf-8", "surrogatepass"))

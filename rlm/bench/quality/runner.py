@@ -5,6 +5,8 @@ A killed run continues where it stopped: a result is one line written with a sin
 when the file is opened again, and runs whose key is already in the file are skipped.
 The key names the item (its generator's version, size, seed and index), the method,
 the repeat and the models and endpoint, so results of another model never count as done.
+An item made again for its remaining runs must match the fingerprint of its finished
+ones: a generator changed without a new version stops the run instead of mixing items.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ...errors import ConfigError
 from .items import Item
 from .methods import Methods, Outcome
 from .scoring import score
@@ -113,6 +116,18 @@ def result_record(plan: Plan, item: Item, method: str, repeat: int, outcome: Out
     }
 
 
+def _check_fingerprint(plan: Plan, item: Item, results: ResultsFile) -> None:
+    """Refuse to continue an item whose finished runs were made from different text."""
+    for method in plan.methods:
+        for repeat in range(plan.repeats):
+            record = results.done.get(plan.key(item.id, method, repeat))
+            if record is not None and record.get("fingerprint") != item.fingerprint:
+                raise ConfigError(
+                    f"{results.path} holds runs of {item.id} made from another context or query (the generator "
+                    "or the source tree changed): pass another --out, or remove the file to start again"
+                )
+
+
 async def execute(plan: Plan, methods: Methods, results: ResultsFile, *, parallel: int = 1,
                   report: Callable[[str], None] | None = None) -> int:
     """Run everything in ``plan`` not yet in ``results``, ``parallel`` runs at a time; returns how many ran."""
@@ -143,6 +158,7 @@ async def execute(plan: Plan, methods: Methods, results: ResultsFile, *, paralle
             if not todo:
                 continue
             item = await asyncio.to_thread(plan.task.make_item, size, seed, index)
+            _check_fingerprint(plan, item, results)
             for method, repeat in todo:
                 await gate.acquire()
                 task = asyncio.create_task(one(item, method, repeat))

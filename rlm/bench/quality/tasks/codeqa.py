@@ -16,6 +16,7 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
+from ....errors import ConfigError
 from ..items import Item, as_text, count, item_rng
 from ..programs.code import QUESTIONS, facts
 
@@ -98,7 +99,8 @@ class CodeTree:
             if candidates:
                 break
         else:
-            raise ValueError(f"{len(chosen)} files of {self.root} give no question to ask")
+            raise ConfigError(f"{len(chosen)} files of {self.root} give no question to ask: "
+                              "pass a larger --sizes or a --source tree with more definitions")
         name = rng.choice(sorted(candidates))
         expected = candidates[name]
         context = {path: self.files[path] for path in chosen}
@@ -138,11 +140,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rlm bench codeqa``."""
-    from ..cli import run_task
+    from ..cli import fail, run_task
     from ..runner import Task
 
     try:
         tree = CodeTree(args.source or default_source())
     except FileNotFoundError as exc:
-        raise SystemExit(f"rlm bench codeqa: {exc}") from None
+        return fail("codeqa", f"{exc}: pass --source DIR, a directory with Python files")
     return run_task(args, Task("codeqa", tree.make_item, tree.item_id))

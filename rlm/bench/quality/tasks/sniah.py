@@ -77,11 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``rlm bench sniah``."""
-    from ..cli import run_task
+    from ..cli import fail, run_task
     from ..runner import Task
 
     if args.needles < 1:
-        raise SystemExit("rlm bench sniah: --needles must be at least 1")
+        return fail("sniah", "--needles must be at least 1")
     needles = args.needles
     return run_task(args, Task("sniah", lambda s, seed, i: make_item(s, seed, i, needles),
                                lambda s, seed, i: item_id(s, seed, i, needles)))
