@@ -7,6 +7,7 @@ Example::
 """
 
 from .api import RLM
+from .checkpoint import Checkpoint
 from .config import Endpoint, Limits
 from .core.result import RLMResult, Step, UsageReport
 from .errors import (
@@ -32,6 +33,7 @@ from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import ModelInfo, Pricing
 from .lm.retry import RetryPolicy
 from .lm.types import Completion, Usage
+from .maps import MapResult
 from .repl.sandbox.config import SandboxConfig
 from .repl.steps import FailedCall
 from .session import Session
@@ -48,6 +50,7 @@ __all__ = [
     "BudgetReport",
     "Cache",
     "Cancelled",
+    "Checkpoint",
     "Completion",
     "ConfigError",
     "ConsoleProgress",
@@ -63,6 +66,7 @@ __all__ = [
     "LMTimeout",
     "LimitExceeded",
     "Limits",
+    "MapResult",
     "ModelInfo",
     "OpenAIClient",
     "Pricing",

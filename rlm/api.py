@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import os
-import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import runtime
 from .config import Endpoint, Limits
@@ -18,13 +16,13 @@ from .core.host import ToolCall, current_tool
 from .core.loop import LoopSettings, RootLoop
 from .core.result import RLMResult
 from .core.tools import as_tools
-from .errors import Cancelled, ConfigError, LMError
+from .errors import Cancelled, ConfigError
 from .lm.batch import Dispatcher
 from .lm.budget import Budget, BudgetLedger
 from .lm.cache import Cache, as_cache
-from .lm.client import LMClient, OpenAIClient
 from .lm.limiter import AdaptiveLimiter
-from .lm.pricing import Pricing, as_pricing
+from .lm.pricing import as_pricing
+from .maps import MapResult, run_map, run_map_rlm
 from .repl.base import REPL
 from .repl.kernel import KernelREPL
 from .repl.local import LocalREPL
@@ -32,17 +30,21 @@ from .repl.sandbox.config import SandboxConfig
 from .repl.sandbox.pool import KernelPool
 from .trace.events import Subscriber, Tracer
 from .trace.jsonl import JsonlWriter
-from .trace.progress import ConsoleProgress, Listener, ProgressModel, isatty
+from .trace.progress import Listener
 from .trace.trace import Trace
 from .widgets import watch
+from .wiring import check_budget, clients, learn_windows, progress_subscribers
 
 if TYPE_CHECKING:
+    from .core.fork import Fork
+    from .estimate import Estimate
     from .session import Session
 
+T = TypeVar("T")
+#: Work a blocking or awaitable call runs on rlm's loop, given the subscribers and the Stop handle.
+Start = Callable[[list[Subscriber], RunControl], Coroutine[Any, Any, T]]
+
 SANDBOXES = ("kernel", "local")
-#: The longest a first completion waits for an endpoint's ``/models`` listing.
-WINDOW_LOOKUP_S = 5.0
-log = logging.getLogger("rlm")
 
 
 class RLM:
@@ -127,7 +129,7 @@ class RLM:
             from .lm.options import check_call_options
 
             check_call_options(endpoint.call_options)
-        self.client, self.sub_client = _clients(endpoint, base_url, api_key)
+        self.client, self.sub_client = clients(endpoint, base_url, api_key)
         self.sandbox = sandbox
         # Kernels start on first use; each completion gets a fresh one; close() or GC kills them.
         self.kernels: KernelPool | None = KernelPool(sandbox_config) if sandbox == "kernel" else None
@@ -135,7 +137,7 @@ class RLM:
         self.subscribers: list[Subscriber] = []
         self.log_dir = log_dir
         self.pricing = as_pricing(endpoint.pricing)
-        self.budget = _check_budget(budget, self.pricing, (model, sub_model or model))
+        self.budget = check_budget(budget, self.pricing, (model, sub_model or model))
         self.cache = as_cache(cache)
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
             raise ConfigError(f"progress must be True, False, None (auto) or a callable, got {progress!r}")
@@ -178,25 +180,17 @@ class RLM:
     async def _run(
         self, context: Any, query: str, subscribers: list[Subscriber], control: RunControl | None = None,
         conversation: Conversation | None = None, schema: Any = None, within: ToolCall | None = None,
+        fork: Fork | None = None,
     ) -> RLMResult:
-        if not self._windows_asked:  # once per RLM: the first completion learns local models' windows
-            self._windows_asked = True
-            await self._learn_windows()
+        await self._first_use()
         if within is not None:
             return await self._run_within(within, context, query, schema)
-        writer = JsonlWriter(self.log_dir) if self.log_dir is not None else None
-        logs: list[Subscriber] = [writer] if writer is not None else []
-        tracer = Tracer([*self.subscribers, *subscribers, *self._progress_subscribers(), *logs])
-        dispatcher = Dispatcher(
-            self.client, pricing=self.pricing, budget=BudgetLedger(self.budget, self.pricing), cache=self.cache,
-            limiter=self.limiter, tracer=tracer, call_options=self.call_options,
-            retry=self.retry, sub_client=self.sub_client,
-        )
+        dispatcher, writer = self._dispatcher(subscribers)
         loop = RootLoop(settings=self.settings, dispatcher=dispatcher, repl_factory=self._make_repl)
         if control is not None:
             control.bind()
         try:
-            result = await loop.run(context, query, conversation=conversation, schema=schema)
+            result = await loop.run(context, query, conversation=conversation, schema=schema, fork=fork)
         except asyncio.CancelledError:
             if control is not None:
                 control.partial = loop.partial_result()
@@ -209,9 +203,8 @@ class RLM:
         finally:
             if writer is not None:
                 writer.close()
-        if writer is not None:
-            result = dataclasses.replace(result, trace=Trace(result.trace, path=writer.path))
-        return result
+        trace = Trace(result.trace, path=writer.path) if writer is not None else result.trace
+        return dataclasses.replace(result, trace=trace, origin=(self, context))
 
     async def _run_within(self, call: ToolCall, context: Any, query: str, schema: Any) -> RLMResult:
         """A completion a tool started: a child of the tool's run, under its budget, trace and Stop."""
@@ -229,35 +222,12 @@ class RLM:
         call = current_tool.get()
         return call if call is not None and call.host.run.dispatcher.limiter is self.limiter else None
 
-    async def _learn_windows(self) -> None:
-        """Ask the endpoint (``client.context_windows()``, when it has one) for windows the table lacks.
-
-        Why: the context-window guard and the root's prompt need the sub-model's window,
-        and a local server knows it (vLLM's ``max_model_len``); without it a prompt pasted
-        whole is sent and fails, or is cut, at the server. Best effort, at most 5 s.
-        """
-        missing = self.pricing.missing_windows({self.settings.model, self.settings.sub_model})
-        ask = getattr(self.sub_client or self.client, "context_windows", None)
-        if not missing or ask is None:
-            return
-        try:
-            windows = await asyncio.wait_for(ask(), WINDOW_LOOKUP_S)
-        except (LMError, asyncio.TimeoutError) as exc:
-            log.debug("no context windows from the endpoint: %s", exc)
-            return
-        for model in missing & set(windows):
-            self.pricing.add_window(model, windows[model])
-
-    def _progress_subscribers(self) -> list[Subscriber]:
-        """A fresh progress model per run: the console line, a callable, or nothing."""
-        progress = self.progress
-        if progress is None:
-            progress = isatty(sys.stderr)
-        if progress is True:
-            return [ProgressModel(ConsoleProgress())]
-        if callable(progress):
-            return [ProgressModel(progress)]
-        return []
+    async def _first_use(self) -> None:
+        """Once per RLM: the first run learns local models' context windows from the endpoint."""
+        if not self._windows_asked:
+            self._windows_asked = True
+            await learn_windows(self.pricing, {self.settings.model, self.settings.sub_model},
+                                self.sub_client or self.client)
 
     async def acompletion(
         self, context: Any, query: str, *, schema: Any = None, subscribers: list[Subscriber] | None = None,
@@ -281,6 +251,32 @@ class RLM:
         """
         return self._answer(context, query, schema=schema, subscribers=subscribers, view=view)
 
+    def estimate(self, context: Any, query: str) -> Estimate:
+        """What a completion of ``query`` over ``context`` is likely to cost, without calling a model.
+
+        A range of sub-calls, tokens and dollars (priced from the pricing table) for the
+        plans the system prompt suggests; see ``rlm.estimate``.
+        """
+        from .estimate import estimate
+
+        s = self.settings
+        return estimate(context, query, model=s.model, sub_model=s.sub_model, pricing=self.pricing,
+                        max_iterations=s.max_iterations, can_recurse=s.max_depth > 1)
+
+    def fork(self, source: Any, *, at: int, code: str, context: Any, schema: Any = None,
+             subscribers: list[Subscriber] | None = None, view: bool | None = None) -> RLMResult:
+        """Branch a finished run at step ``at``: replay steps 1..at-1 from its record, run ``code`` as step ``at``.
+
+        ``source`` is a trace log's path (``log_dir``), a ``Trace`` or an ``RLMResult``;
+        ``context`` is the one the run had. The replayed steps make no model call; from
+        step ``at`` on the root continues live. ``result.fork(at=..., code=...)`` is the same.
+        """
+        from .forks import plan
+
+        planned, query = plan(source, at, code, self.pricing)
+        return self._blocking(lambda subs, control: self._run(context, query, subs, control, None, schema,
+                                                              fork=planned), subscribers, view)
+
     def session(self, context: Any = None) -> Session:
         """Several questions over one REPL and one conversation: ``s.ask(q)``, ``await s.aask(q)``.
 
@@ -291,15 +287,70 @@ class RLM:
 
         return Session(self, context)
 
+    def map(self, prompts: Iterable[str], *, checkpoint: str | os.PathLike[str] | None = None,
+            max_concurrent: int | None = None, model: str | None = None,
+            subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
+        """One sub-call per prompt, answers in order (failures as ``FailedCall``); see ``rlm.maps``.
+
+        With ``checkpoint="runs/x.sqlite"`` each answer is committed as it arrives and a
+        rerun sends only what is missing or failed. The ``Budget`` covers the whole map.
+        """
+        return self._blocking(lambda subs, control: run_map(
+            self, prompts, checkpoint=checkpoint, max_concurrent=max_concurrent, model=model, subscribers=subs,
+            control=control), subscribers, view)
+
+    async def amap(self, prompts: Iterable[str], *, checkpoint: str | os.PathLike[str] | None = None,
+                   max_concurrent: int | None = None, model: str | None = None,
+                   subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
+        """Awaitable ``map``."""
+        return await self._awaitable(lambda subs, control: run_map(
+            self, prompts, checkpoint=checkpoint, max_concurrent=max_concurrent, model=model, subscribers=subs,
+            control=control), subscribers, view)
+
+    def map_rlm(self, contexts: Iterable[Any], query: str, *, checkpoint: str | os.PathLike[str] | None = None,
+                max_concurrent: int | None = None, schema: Any = None,
+                subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
+        """One completion of ``query`` per context (``RLMResult``s in order); resumable like ``map``.
+
+        Each completion has its own ``Budget``, as with ``completion``; they share this RLM's limiter.
+        """
+        return self._blocking(lambda subs, control: run_map_rlm(
+            self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
+            subscribers=subs, control=control), subscribers, view)
+
+    async def amap_rlm(self, contexts: Iterable[Any], query: str, *,
+                       checkpoint: str | os.PathLike[str] | None = None, max_concurrent: int | None = None,
+                       schema: Any = None, subscribers: list[Subscriber] | None = None,
+                       view: bool | None = None) -> MapResult:
+        """Awaitable ``map_rlm``."""
+        return await self._awaitable(lambda subs, control: run_map_rlm(
+            self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
+            subscribers=subs, control=control), subscribers, view)
+
     async def _aanswer(
         self, context: Any, query: str, *, schema: Any, subscribers: list[Subscriber] | None,
         view: bool | None, conversation: Conversation | None = None,
     ) -> RLMResult:
+        within = self._within()
+        return await self._awaitable(
+            lambda subs, control: self._run(context, query, subs, control, conversation, schema, within),
+            subscribers, False if within else view)
+
+    def _answer(
+        self, context: Any, query: str, *, schema: Any, subscribers: list[Subscriber] | None,
+        view: bool | None, conversation: Conversation | None = None,
+    ) -> RLMResult:
+        within = self._within()
+        return self._blocking(
+            lambda subs, control: self._run(context, query, subs, control, conversation, schema, within),
+            subscribers, False if within else view)
+
+    async def _awaitable(self, start: Start[T], subscribers: list[Subscriber] | None, view: bool | None) -> T:
+        """Run ``start``'s work on rlm's loop without blocking the caller's; a live view in a notebook."""
         nested = runtime.on_runtime_thread()
         control = RunControl()
-        within = self._within()
-        with watch(False if nested or within else view, control) as viewers:
-            coro = self._run(context, query, [*(subscribers or []), *viewers], control, conversation, schema, within)
+        with watch(False if nested else view, control) as viewers:
+            coro = start([*(subscribers or []), *viewers], control)
             if nested:
                 return await coro
             try:
@@ -313,55 +364,34 @@ class RLM:
                 cancelled.partial = control.partial  # type: ignore[attr-defined]
                 raise
 
-    def _answer(
-        self, context: Any, query: str, *, schema: Any, subscribers: list[Subscriber] | None,
-        view: bool | None, conversation: Conversation | None = None,
-    ) -> RLMResult:
+    def _blocking(self, start: Start[T], subscribers: list[Subscriber] | None, view: bool | None) -> T:
+        """Run ``start``'s work on rlm's loop and wait; Ctrl-C keeps what was done on ``.partial``."""
         control = RunControl()
-        within = self._within()
-        with watch(False if within else view, control) as viewers:
+        with watch(view, control) as viewers:
             try:
-                return runtime.run(self._run(context, query, [*(subscribers or []), *viewers], control,
-                                             conversation, schema, within))
+                return runtime.run(start([*(subscribers or []), *viewers], control))
             except KeyboardInterrupt as interrupt:
                 # Ctrl-C stays a KeyboardInterrupt, carrying what was done, as Cancelled does.
                 interrupt.partial = control.partial  # type: ignore[attr-defined]
                 raise
 
+    def _dispatcher(self, subscribers: list[Subscriber], tracer: Tracer | None = None) -> tuple[
+            Dispatcher, JsonlWriter | None]:
+        """One run's dispatcher: its tracer (subscribers, progress, the JSONL log) and budget, the RLM's limiter.
+
+        With ``tracer``, a dispatcher of its own (usage, budget) whose events join that trace.
+        """
+        writer = JsonlWriter(self.log_dir) if self.log_dir is not None and tracer is None else None
+        logs: list[Subscriber] = [writer] if writer is not None else []
+        if tracer is None:
+            tracer = Tracer([*self.subscribers, *subscribers, *progress_subscribers(self.progress), *logs])
+        dispatcher = Dispatcher(
+            self.client, pricing=self.pricing, budget=BudgetLedger(self.budget, self.pricing), cache=self.cache,
+            limiter=self.limiter, tracer=tracer, call_options=self.call_options,
+            retry=self.retry, sub_client=self.sub_client, stream=self.endpoint.stream,
+        )
+        return dispatcher, writer
+
     def __repr__(self) -> str:
         s = self.settings
         return f"RLM(model={s.model!r}, sub_model={s.sub_model!r}, sandbox={self.sandbox!r})"
-
-
-def _clients(endpoint: Endpoint, base_url: str | None, api_key: str | None) -> tuple[LMClient, LMClient | None]:
-    """The root client and (``transport="auto"``) a lean one for sub-calls, the hot path.
-
-    The SDK's own retries stay off (``max_retries=0``): the dispatcher retries every call
-    once, under one policy.
-    """
-    if endpoint.client is not None:
-        return endpoint.client, None
-    from .lm.transport import FastClient  # aiohttp and the openai SDK load here, not at `import rlm`
-
-    if endpoint.transport == "fast":
-        return FastClient(api_key=api_key, base_url=base_url, timeout=endpoint.timeout), None
-    root = OpenAIClient(api_key=api_key, base_url=base_url, timeout=endpoint.timeout, max_retries=0)
-    if endpoint.transport == "auto":
-        return root, FastClient(api_key=api_key, base_url=base_url, timeout=endpoint.timeout)
-    return root, None
-
-
-def _check_budget(budget: Budget | None, pricing: Pricing, models: tuple[str, str]) -> Budget | None:
-    """Fail at construction, not mid-run, when a dollar limit meets a model with no price."""
-    if budget is None:
-        return None
-    if not isinstance(budget, Budget):
-        raise ConfigError(f"budget must be a rlm.Budget, got {type(budget).__name__}")
-    if budget.max_cost_usd is not None:
-        for name in models:
-            if not pricing.is_priced(name):
-                raise ConfigError(
-                    f"Budget(max_cost_usd=...) needs a price for model {name!r}; pass "
-                    f"RLM(pricing={{{name!r}: ModelInfo(input_per_mtok=..., output_per_mtok=...)}})"
-                )
-    return budget

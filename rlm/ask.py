@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", default=None, help="write the run's trace as JSONL into this directory")
     parser.add_argument("--budget-usd", type=float, default=None, metavar="X", help="stop the run at X dollars")
     parser.add_argument("--sandbox", choices=("kernel", "local"), default="kernel", help="where root code runs")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print what the run would likely cost (no model call) and exit")
 
 
 def read_context(where: str) -> str | dict[str, str]:
@@ -66,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         context = read_context(args.context)
     except (FileNotFoundError, PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
         return _fail(f"{exc}; pass --context FILE, DIR or - (stdin)", 2)
+    if args.estimate:
+        return _estimate(context, args)
     simulated = not os.environ.get("OPENAI_API_KEY") and not (args.base_url or os.environ.get("OPENAI_BASE_URL"))
     server = None
     model, sub_model, base_url = args.model or "gpt-5", args.sub_model, args.base_url
@@ -96,6 +100,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(result.answer)
     return 0 if result.ok else 1
+
+
+def _estimate(context: str | dict[str, str], args: argparse.Namespace) -> int:
+    """``--estimate``: the likely cost, from the context's tokens and the pricing table; no endpoint needed."""
+    from rlm.estimate import estimate
+    from rlm.lm.pricing import Pricing
+
+    model = args.model or "gpt-5"
+    found = estimate(context, args.query, model=model, sub_model=args.sub_model or model, pricing=Pricing(),
+                     max_iterations=20)
+    if args.json:
+        print(json.dumps({"tokens": found.tokens, "root_prompt_tokens": found.root_prompt_tokens,
+                          "sub_calls": found.sub_calls, "total_tokens": found.total_tokens,
+                          "cost_usd": found.cost_usd}))
+    else:
+        print(found)
+    return 0
 
 
 def _as_json(result: Any) -> dict[str, Any]:

@@ -151,11 +151,28 @@ def _ask(args: argparse.Namespace) -> int:
     return ask.run(args)
 
 
+def _map_arguments(parser: argparse.ArgumentParser) -> None:
+    from rlm import map_cli
+
+    map_cli.add_arguments(parser)
+
+
+def _map(args: argparse.Namespace) -> int:
+    from rlm import map_cli
+
+    return map_cli.run(args)
+
+
 COMMANDS: dict[str, Command] = {
     "ask": Command(
         help="answer a question over a file, a directory or stdin (simulated model without a key)",
         add_arguments=_ask_arguments,
         run=_ask,
+    ),
+    "map": Command(
+        help="a resumable map over a .jsonl or .csv file: one sub-call per row, answers as JSONL",
+        add_arguments=_map_arguments,
+        run=_map,
     ),
     "serve-fake": Command(
         help="serve a scripted OpenAI-compatible model on 127.0.0.1 (for demos and benchmarks)",

@@ -61,7 +61,9 @@ class Endpoint:
     request (``extra_body``, ``temperature``, ...). ``pricing`` adds or overrides model
     prices and context windows. ``client`` replaces rlm's own clients. ``models``: further
     models root code may name in ``llm_query(..., model=...)`` (the root and sub-model
-    always may).
+    always may). ``stream``: root replies stream into the trace (``call.delta``), the live
+    view and the progress line as they are generated, where the endpoint streams; ``False``
+    asks for whole replies only. Sub-calls are always read whole.
     """
 
     timeout: float = 120.0
@@ -73,8 +75,11 @@ class Endpoint:
     pricing: Pricing | PricingArg = None
     client: LMClient | None = None
     models: tuple[str, ...] = ()
+    stream: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.stream, bool):
+            raise ConfigError(f"Endpoint.stream must be True or False, got {self.stream!r}")
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"Endpoint.transport={self.transport!r} is not available; choose one of {TRANSPORTS}")
         retries = self.retries

@@ -92,6 +92,11 @@ def test_dataclasses_typeddicts_json_and_fences_are_understood() -> None:
     assert value is None and problem is not None and "not JSON or a Python literal" in problem
     assert AnswerShape(Company).plain(Company(name="A", founded=1)) == {"name": "A", "founded": 1}
 
+    class Label(BaseModel):
+        label: str
+
+    assert AnswerShape(Label).check("alpha") == (Label(label="alpha"), None)  # SUBMIT(label='alpha') of one field
+
 
 def test_a_schema_that_is_not_a_type_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="pydantic model, a dataclass or a TypedDict"):

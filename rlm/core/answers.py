@@ -28,7 +28,8 @@ class AnswerShape:
 
         try:
             self._adapter: Any = TypeAdapter(schema)
-            self.json_schema = json.dumps(self._adapter.json_schema(), ensure_ascii=False)
+            described = self._adapter.json_schema()
+            self.json_schema = json.dumps(described, ensure_ascii=False)
         except (PydanticUserError, TypeError, ValueError) as exc:
             reason = str(exc).split("\n", 1)[0]  # e.g. "use typing_extensions.TypedDict on Python < 3.12"
             raise ConfigError(
@@ -36,6 +37,9 @@ class AnswerShape:
                 "a dataclass or a TypedDict"
             ) from None
         self.name = getattr(schema, "__name__", str(schema))
+        fields = described.get("properties") if described.get("type") == "object" else None
+        #: The one field of a one-field model, which a bare answer fills.
+        self._single: str | None = next(iter(fields)) if isinstance(fields, dict) and len(fields) == 1 else None
 
     def prompt(self) -> str:
         """What the root is told about the answer's shape, after the query."""
@@ -54,9 +58,12 @@ class AnswerShape:
             return self._adapter.validate_python(data), None
         except ValidationError as exc:
             problem = _described(exc)
-        if not isinstance(data, str):  # "42" read as a number, for a str schema
+        tries: list[Any] = [] if isinstance(data, str) else [text]  # "42" read as a number, for a str schema
+        if self._single is not None and not isinstance(data, dict):  # SUBMIT(label=...) of a one-field model
+            tries.append({self._single: data})
+        for attempt in tries:
             try:
-                return self._adapter.validate_python(text), None
+                return self._adapter.validate_python(attempt), None
             except ValidationError:
                 pass
         if isinstance(data, str):

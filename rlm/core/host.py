@@ -18,6 +18,7 @@ from ..lm.budget import BudgetReport
 from ..repl.steps import FailedCall, as_text
 
 if TYPE_CHECKING:
+    from ..lm.batch import Dispatcher
     from .loop import RootLoop
 
 #: Characters of a tool call's arguments kept in its trace event.
@@ -56,8 +57,10 @@ current_tool: ContextVar[ToolCall | None] = ContextVar("rlm_current_tool", defau
 class RunHost:
     """The host side of one run's REPL. ``parent`` is the running step's span: sub-calls land under it."""
 
-    def __init__(self, run: RootLoop) -> None:
+    def __init__(self, run: RootLoop, dispatcher: Dispatcher | None = None) -> None:
         self._run = run
+        #: Where its calls go: the run's dispatcher, or a fork's replay of a recorded run.
+        self.dispatcher = dispatcher if dispatcher is not None else run.dispatcher
         self.parent: str | None = None
         self._children: asyncio.Semaphore | None = None
 
@@ -72,20 +75,20 @@ class RunHost:
 
     async def llm_query(self, prompt: str, model: str | None = None) -> str:
         chosen = self._run.settings.check_model("llm_query", model)
-        return _shown(await self._run.dispatcher.query(prompt, model=chosen, parent=self.parent))
+        return _shown(await self.dispatcher.query(prompt, model=chosen, parent=self.parent))
 
     async def llm_batch(
         self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
     ) -> list[str]:
         chosen = self._run.settings.check_model("llm_batch", model)
-        results = await self._run.dispatcher.batch(
+        results = await self.dispatcher.batch(
             prompts, model=chosen, max_concurrent=max_concurrent, parent=self.parent,
         )
         return [_shown(r) for r in results]
 
     async def budget(self) -> BudgetReport:
         """What the completion has spent against its budget."""
-        return self._run.dispatcher.budget.report()
+        return self.dispatcher.budget.report()
 
     async def rlm_query(self, query: str, context: Any = None) -> str:
         """A recursive child, within the depth, children and descendants limits; a failure is a ``FailedCall``."""
@@ -98,7 +101,7 @@ class RunHost:
         async with self._children:
             try:
                 run.tree.admit()
-                return await run.child(self.parent).answer("" if context is None else context, query)
+                return await run.child(self.parent, self.dispatcher).answer("" if context is None else context, query)
             except (LMError, LimitExceeded, SandboxError, TypeError, ValueError) as exc:
                 return FailedCall(exc)
 
@@ -119,7 +122,7 @@ class RunHost:
         tool = self._run.settings.tools.get(name)
         if tool is None:
             raise NameError(f"no tool named {name!r}")
-        tracer = self._run.dispatcher.tracer
+        tracer = self.dispatcher.tracer
         span = tracer.start("tool", self.parent, name=name, args=_preview(args, kwargs))
         started = time.perf_counter()
         call = ToolCall(self, span, set())

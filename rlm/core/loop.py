@@ -17,6 +17,7 @@ from ..trace.trace import Trace
 from .answers import AnswerShape
 from .conversation import Conversation, follow_up_message
 from .finals import failed_answer, in_code_final, prose_final
+from .fork import Fork, ForkError
 from .history import compact
 from .host import RunHost, Tree
 from .parsing import find_code_blocks, prose_of, truncate_output
@@ -98,10 +99,10 @@ class RootLoop:
         self.tree = tree if tree is not None else Tree(settings.max_descendants)
         self._so_far: tuple[list[Step], str, float] | None = None
 
-    def child(self, parent_span: str | None) -> RootLoop:
+    def child(self, parent_span: str | None, dispatcher: Dispatcher | None = None) -> RootLoop:
         """A recursive child one deeper, sharing the dispatcher (limiter, budget, cache, trace) and the tree."""
-        return RootLoop(settings=self.settings, dispatcher=self.dispatcher, repl_factory=self.repl_factory,
-                        depth=self.depth + 1, parent_span=parent_span, tree=self.tree)
+        return RootLoop(settings=self.settings, dispatcher=dispatcher or self.dispatcher,
+                        repl_factory=self.repl_factory, depth=self.depth + 1, parent_span=parent_span, tree=self.tree)
 
     def _sub_window(self) -> dict[str, str]:
         """The sub-model's context window for the prompt, when the pricing table knows it."""
@@ -115,16 +116,21 @@ class RootLoop:
 
     async def run(
         self, context: Any, query: str, *, conversation: Conversation | None = None, schema: Any = None,
+        fork: Fork | None = None,
     ) -> RLMResult:
-        """The whole completion: answer, steps, usage, trace. ``conversation``: a session's next question."""
+        """The whole completion: answer, steps, usage, trace.
+
+        ``conversation``: a session's next question. ``fork``: replay a recorded run up to a
+        step, run edited code there, and go on live.
+        """
         shape = AnswerShape(schema) if schema is not None else None
-        end = await self._loop(context, query, conversation, shape)
+        end = await self._loop(context, query, conversation, shape, fork)
         return self._result(end.answer, end.steps, end.run_id, end.started, fallback=end.fallback,
                             stopped=end.stopped, error=end.error, value=end.value)
 
     async def answer(self, context: Any, query: str) -> str:
         """Only the answer: what a recursive child's caller uses (its steps are in the shared trace)."""
-        return (await self._loop(context, query, None, None)).answer
+        return (await self._loop(context, query, None, None, None)).answer
 
     async def _open(
         self, loaded: Any, description: str, query: str, host: RunHost, conversation: Conversation | None,
@@ -156,6 +162,7 @@ class RootLoop:
 
     async def _loop(
         self, context: Any, query: str, conversation: Conversation | None, shape: AnswerShape | None,
+        fork: Fork | None,
     ) -> _Ending:
         if not isinstance(query, str) or not query.strip():
             raise ConfigError("query must be a non-empty string")
@@ -180,13 +187,25 @@ class RootLoop:
         try:
             repl, messages = await self._open(loaded, description, query, host, conversation, shape)
             iteration, limit, corrected = 0, settings.max_iterations, False
-            while iteration < limit:
-                iteration += 1
-                answer = await self._turn(iteration, run_id, messages, repl, host, steps)
-                if answer is None or shape is None:
-                    if answer is not None:
+            if fork is not None:
+                iteration, answer = await self._replay(fork, run_id, messages, repl, host, steps)
+            while True:
+                if answer is None:
+                    if iteration >= limit:
+                        answer, cut = await self._answer_now(run_id, messages, repl)
+                        fallback = True
+                        if shape is not None and not cut:
+                            value, problem = shape.check(answer)
+                            if problem is not None:
+                                raise AnswerError(f"the forced answer does not match the {shape.name} schema: "
+                                                  f"{problem[:300]}", text=answer, problem=problem)
                         break
-                    continue
+                    iteration += 1
+                    answer = await self._turn(iteration, run_id, messages, repl, host, steps)
+                    if answer is None:
+                        continue
+                if shape is None:
+                    break
                 value, problem = shape.check(answer)
                 if problem is None:
                     break
@@ -196,14 +215,6 @@ class RootLoop:
                 corrected, limit = True, limit + 1  # one corrective round, beyond max_iterations
                 messages.append({"role": "user", "content": shape.correction(problem)})
                 answer = None
-            else:
-                answer, cut = await self._answer_now(run_id, messages, repl)
-                fallback = True
-                if shape is not None and not cut:
-                    value, problem = shape.check(answer)
-                    if problem is not None:
-                        raise AnswerError(f"the forced answer does not match the {shape.name} schema: "
-                                          f"{problem[:300]}", text=answer, problem=problem)
             # A view must not show an error as an answer, or a cut answer as a whole one.
             status = "failed_call" if failed_answer(answer) else "cut_off" if cut else "ok"
             if conversation is not None:
@@ -256,17 +267,43 @@ class RootLoop:
         steps, run_id, started = self._so_far
         return self._result("", steps, run_id, started, fallback=False, stopped="cancelled")
 
+    async def _replay(self, fork: Fork, run_id: str, messages: list[dict[str, Any]], repl: REPL, host: RunHost,
+                      steps: list[Step]) -> tuple[int, str | None]:
+        """A fork's steps 1..k-1 from the record (sub-calls answered from it), then its edited step k, live."""
+        record = fork.record
+        self.dispatcher.tracer.emit("run.fork", run_id, run_id, origin=record.run_id, at=fork.at,
+                                    origin_log=record.path)
+        replaying = RunHost(self, fork.dispatcher)
+        await repl.rebind(replaying, record.query)
+        for turn in record.turns[: fork.at - 1]:
+            answer = await self._turn(turn.n, run_id, messages, repl, replaying, steps, given=turn.reply)
+            if fork.client.misses:
+                raise ForkError(f"replaying step {turn.n} asked for a call the record does not hold (its prompt "
+                                f"starts {fork.client.misses[0][:120]!r}): was the context or the code different?")
+            if answer is not None:
+                raise ForkError(f"replayed, step {turn.n} answered at once; fork at step {turn.n} or earlier")
+        await repl.rebind(host, record.query)
+        answer = await self._turn(fork.at, run_id, messages, repl, host, steps, given=f"```repl\n{fork.code}\n```",
+                                  given_as="edited")
+        return fork.at, answer
+
     async def _turn(
         self, iteration: int, run_id: str, messages: list[dict[str, Any]],
-        repl: REPL, host: RunHost, steps: list[Step],
+        repl: REPL, host: RunHost, steps: list[Step], given: str | None = None, given_as: str = "replayed",
     ) -> str | None:
-        """One root reply and its code; returns the final answer if the root gave one."""
+        """One root reply and its code; returns the final answer if the root gave one.
+
+        ``given``: a reply not asked of the model: a fork's ``"replayed"`` or ``"edited"`` step.
+        """
         tracer = self.dispatcher.tracer
-        it_id = tracer.start("iteration", run_id, n=iteration)
-        self._fit(messages, it_id)
-        completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
-        reply = completion.text or ""
-        cut = completion.finish_reason == "length"
+        it_id = tracer.start("iteration", run_id, n=iteration, **({"given": given_as} if given is not None else {}))
+        tool_calls = 0
+        if given is None:
+            self._fit(messages, it_id)
+            completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
+            reply, cut, tool_calls = completion.text or "", completion.finish_reason == "length", completion.tool_calls
+        else:
+            reply, cut = given, False
         blocks = find_code_blocks(reply, closed_only=cut)  # a cut reply's last block is cut too: not run
         results = await self._run_blocks(blocks, repl, host, it_id)
         end = in_code_final(results) or await prose_final(reply, results, cut=cut, repl=repl)
@@ -280,7 +317,7 @@ class RootLoop:
             messages.append({"role": "assistant", "content": reply})
         if end.answer is not None:
             return end.answer
-        if completion.tool_calls and not reply.strip():
+        if tool_calls and not reply.strip():
             feedback = NUDGE_TOOL_CALL
         elif not reply.strip():
             feedback = NUDGE_EMPTY

@@ -112,6 +112,20 @@ class RLMResult:
     error: str | None = None
     #: The answer as the root wrote it (the same as ``answer`` without a schema).
     text: str = ""
+    #: The RLM and context that produced it, so ``fork`` can branch it (None for a resumed map item).
+    origin: Any = field(default=None, repr=False, compare=False)
+
+    def fork(self, *, at: int, code: str, **options: Any) -> RLMResult:
+        """This run branched at step ``at``: steps before it replayed from the trace, ``code`` as step ``at``.
+
+        See ``RLM.fork``; ``options`` are its ``schema``, ``subscribers`` and ``view``.
+        """
+        if self.origin is None:
+            from ..errors import ConfigError
+
+            raise ConfigError("this result has no run to fork (a resumed map item?); use rlm.fork(log_path, ...)")
+        rlm, context = self.origin
+        return rlm.fork(self, at=at, code=code, context=context, **options)  # type: ignore[no-any-return]
 
     @property
     def ok(self) -> bool:

@@ -2,6 +2,11 @@
 
 Only the HTTP request itself holds a limiter slot, never a batch or a recursive
 child waiting on its own calls, so nested batches cannot deadlock the limiter.
+
+Root calls stream when the client can (``streams``) and ``stream`` is on: their text
+goes out as ``call.delta`` events while it arrives, so a person watching sees the root
+think. Sub-calls never stream: nobody reads them as they come, and a batch of hundreds
+would flood the trace.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .client import MAX_OUTPUT_TOKENS, LMClient, Message
 from .guard import check_window
 from .limiter import AdaptiveLimiter
 from .pricing import Pricing
+from .record import prompt_fields, reply_fields
 from .retry import RetryPolicy, call_with_retries
 from .tokens import count_message_tokens, message_chars
 from .types import Completion, Usage, UsageMeter
@@ -33,6 +39,8 @@ T = TypeVar("T")
 OFF_LOOP_CHARS = 32_000
 #: A budget deadline that fires this close to ``max_time_s`` is the budget's, not a stray timeout.
 _DEADLINE_SLACK_S = 0.05
+#: At most one ``call.delta`` event per call in this many seconds: a 2,000-token reply is a few dozen events.
+DELTA_INTERVAL_S = 0.05
 
 
 async def _off_loop_if_big(messages: list[Message], fn: Callable[..., T], *args: Any) -> T:
@@ -52,11 +60,48 @@ def _without_lone_surrogates(messages: list[Message]) -> list[Message]:
             for m in messages]
 
 
+class _Deltas:
+    """Pieces of one streamed reply, coalesced into ``call.delta`` events at most every ``DELTA_INTERVAL_S``.
+
+    Text that arrives within the interval waits on a timer, so a reply that pauses is
+    still shown up to its last piece; ``flush`` sends the rest when the reply ends.
+    """
+
+    def __init__(self, tracer: Tracer, call_id: str, parent: str | None) -> None:
+        self._tracer, self._call_id, self._parent = tracer, call_id, parent
+        self._pending: list[str] = []
+        self._last = -DELTA_INTERVAL_S
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, text: str) -> None:
+        self._pending.append(text)
+        if self._timer is not None:
+            return
+        wait = self._last + DELTA_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            self.flush()
+        else:
+            self._timer = asyncio.get_running_loop().call_later(wait, self.flush)
+
+    def flush(self) -> None:
+        self.drop_timer()
+        if self._pending:
+            text, self._pending = "".join(self._pending), []
+            self._last = time.monotonic()
+            self._tracer.emit("call.delta", self._call_id, self._parent, text=text)
+
+    def drop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class Dispatcher:
     """Sends model calls for one run under the RLM's shared limiter.
 
     ``limiter`` is shared by every batch, ``llm_query`` and recursive child of an
     RLM, so total concurrency never exceeds it however the calls are nested.
+    ``stream=False`` sends root calls whole too (``Endpoint(stream=False)``).
     """
 
     def __init__(
@@ -72,8 +117,10 @@ class Dispatcher:
         cache: Cache | None = None,
         retry: RetryPolicy | None = None,
         sub_client: LMClient | None = None,
+        stream: bool = True,
     ) -> None:
         self.client = client
+        self.stream = stream
         self.sub_client = sub_client
         self.limiter = limiter
         self.retry = retry if retry is not None else RetryPolicy()
@@ -96,7 +143,8 @@ class Dispatcher:
         try:
             prompt_tokens = await _off_loop_if_big(messages, check_window, messages, model, self.pricing)
         except ContextWindowExceeded as exc:
-            self._unsent(model, role, parent, "refused", error=f"{type(exc).__name__}: {exc}", prompt_tokens=exc.tokens)
+            self._unsent(model, role, parent, "refused", messages, error=f"{type(exc).__name__}: {exc}",
+                         prompt_tokens=exc.tokens)
             raise
         if self.cache is None:
             return await self._budgeted(messages, model, parent, role, prompt_tokens)
@@ -109,7 +157,8 @@ class Dispatcher:
             if not shared:
                 return hit
         self.meter.add(model, Usage(cached_calls=1))
-        self._unsent(model, role, parent, "ok", cached=True, response_chars=len(hit.text))
+        self._unsent(model, role, parent, "ok", messages, cached=True, response_chars=len(hit.text),
+                     **reply_fields(hit.text))
         return hit
 
     async def _budgeted(
@@ -127,7 +176,7 @@ class Dispatcher:
         try:
             reservation = await ledger.reserve(model, prompt_tokens or 0, requested)
         except (BudgetExceeded, ConfigError) as exc:
-            self._unsent(model, role, parent, "refused", error=f"{type(exc).__name__}: {exc}")
+            self._unsent(model, role, parent, "refused", messages, error=f"{type(exc).__name__}: {exc}")
             raise
         # The neutral name: each client sends it as its endpoint's own (max_completion_tokens, max_tokens).
         cap = (
@@ -151,9 +200,10 @@ class Dispatcher:
         ledger.settle(reservation, completion.usage)
         return completion
 
-    def _unsent(self, model: str, role: str, parent: str | None, status: str, **data: Any) -> None:
+    def _unsent(self, model: str, role: str, parent: str | None, status: str, messages: list[Message],
+                **data: Any) -> None:
         """A call span for an answer that needed no request (cache) or was refused before sending."""
-        call_id = self.tracer.start("call", parent, model=model, role=role, sent=False)
+        call_id = self.tracer.start("call", parent, model=model, role=role, sent=False, **prompt_fields(messages))
         self.tracer.end("call", call_id, parent, status=status, seconds=0.0, **data)
 
     def _priced(self, model: str, completion: Completion) -> Completion:
@@ -187,9 +237,19 @@ class Dispatcher:
             nonlocal call_id, started
             async with self.limiter.slot(tokens) as slot:
                 if call_id is None:
-                    call_id = self.tracer.start("call", parent, model=model, role=role, prompt_chars=prompt_chars)
+                    call_id = self.tracer.start("call", parent, model=model, role=role, prompt_chars=prompt_chars,
+                                                **prompt_fields(messages))
                     started = time.perf_counter()
-                completion = await client.complete(messages, model=model, **options)
+                # Decided per attempt: a client stops streaming once its endpoint refuses to.
+                if self.stream and role == "root" and getattr(client, "streams", False) is True:
+                    deltas = _Deltas(self.tracer, call_id, parent)
+                    try:
+                        completion = await client.complete(messages, model=model, on_delta=deltas.add, **options)
+                    finally:
+                        deltas.drop_timer()
+                    deltas.flush()
+                else:
+                    completion = await client.complete(messages, model=model, **options)
                 slot.used(completion.usage.total_tokens)
                 if completion.quota_wait is not None:
                     self.limiter.pause(completion.quota_wait)  # before the 429s, not after them
@@ -222,6 +282,7 @@ class Dispatcher:
             cost_usd=completion.usage.cost_usd,
             response_chars=len(completion.text),
             finish_reason=completion.finish_reason,
+            **reply_fields(completion.text),
         )
         return completion
 

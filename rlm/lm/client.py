@@ -1,13 +1,17 @@
 """The model client: ``openai.AsyncOpenAI`` against any OpenAI-compatible endpoint.
 
 Everything rlm sends to a model goes through an object with the one-method
-``LMClient`` protocol, so a caller can pass their own (``RLM(client=...)``).
+``LMClient`` protocol, so a caller can pass their own (``RLM(client=...)``). A client
+that can stream a reply as it is generated also has ``streams = True`` and takes
+``on_delta=`` (``rlm.lm.stream``); the dispatcher asks only such clients to stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, runtime_checkable
@@ -21,9 +25,20 @@ from ..errors import (
     LMTimeout,
 )
 from .retry import quota_reset, retry_after
+from .stream import (
+    OnDelta,
+    StreamReader,
+    broken_stream,
+    error_in_stream,
+    is_event_stream,
+    parse_completion,
+    refuses_stream,
+    streamed,
+)
 from .types import Completion, Usage
 
 Message = dict[str, Any]
+log = logging.getLogger("rlm")
 
 _closing: set[asyncio.Task[Any]] = set()
 _open_sdk_clients: dict[int, Any] = {}
@@ -64,8 +79,29 @@ class LMClient(Protocol):
     """Anything that can answer a chat request."""
 
     async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
-        """Return the model's reply or raise an ``LMError``."""
+        """Return the model's reply or raise an ``LMError``.
+
+        A streaming client (``streams = True``) also takes ``on_delta: Callable[[str], None]``,
+        called with each piece of text as it arrives; the ``Completion`` is the same.
+        """
         ...
+
+
+def stop_streaming(client: Any, why: str) -> None:
+    """Send this client's later calls whole: its endpoint refused to stream, or streamed without usage."""
+    client.streams = False
+    log.info("rlm: %s: %s; its replies are read whole from now on", getattr(client, "base_url", client), why)
+
+
+def whole_reply(
+    client: Any, body: bytes, model: str, seconds: float, quota_wait: float | None, on_delta: OnDelta
+) -> Completion:
+    """A whole reply to a request to stream (a server or proxy that ignores ``stream``): read it as one."""
+    completion = parse_completion(body, model, seconds, quota_wait)
+    stop_streaming(client, "the endpoint answered a request to stream with a whole reply")
+    if completion.text:
+        on_delta(completion.text)
+    return completion
 
 
 def resolve_endpoint(api_key: str | None, base_url: str | None) -> tuple[str, str | None]:
@@ -179,6 +215,9 @@ def translate_error(exc: Exception, model: str, base_url: str | None = None) -> 
         return connection_error(exc, model, base_url or "https://api.openai.com/v1")
     if isinstance(exc, openai.APIStatusError):
         return status_error(exc.status_code, exc.message, exc.body, exc.response.headers, model, base_url)
+    if isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIResponseValidationError) \
+            and exc.body is not None:  # an error event in a stream: the SDK raises a bare APIError
+        return error_in_stream(exc.body, model)
     if isinstance(exc, openai.APIResponseValidationError):
         return LMResponseError(
             f"unusable response for {model}: {exc.message}",
@@ -218,13 +257,24 @@ class OpenAIClient:
             api_key=key, base_url=url, timeout=timeout, max_retries=max_retries, **client_kwargs
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Whether to ask this endpoint to stream (when the dispatcher wants a reply streamed).
+        self.streams = True
         # Held here until closed, so a collection of this wrapper (in a garbage cycle, on any
         # thread) can never finalize the SDK's connections before our close runs on their loop.
         _open_sdk_clients[id(self._client)] = self._client
 
-    async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
+    async def complete(
+        self, messages: list[Message], *, model: str, on_delta: OnDelta | None = None, **opts: Any
+    ) -> Completion:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+        if on_delta is not None and self.streams:
+            try:
+                return await self._streamed(messages, model, on_delta, opts)
+            except LMResponseError as exc:
+                if not refuses_stream(exc):
+                    raise
+                stop_streaming(self, f"the endpoint refused to stream ({exc})")
         started = time.perf_counter()
         try:
             # The raw response too: its x-ratelimit-* headers say when a quota runs out.
@@ -257,6 +307,44 @@ class OpenAIClient:
             quota_wait=quota_reset(raw.headers),
         )
 
+    async def _streamed(
+        self, messages: list[Message], model: str, on_delta: OnDelta, opts: dict[str, Any]
+    ) -> Completion:
+        """The reply as the SDK streams it; an error before the first byte is the whole-reply path's error."""
+        import openai
+
+        started = time.perf_counter()
+        reader = StreamReader(model, on_delta)
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=model, messages=messages, **streamed(wire_options(opts, self.base_url))  # type: ignore[arg-type]
+            )
+        except (_sdk_error(), ValueError) as exc:
+            raise translate_error(exc, model, self.base_url) from exc
+        quota_wait = quota_reset(raw.headers)
+        if not is_event_stream(raw.headers):
+            try:
+                body = await raw.http_response.aread()
+            except _http_errors() as exc:
+                raise _cut(exc, model, 0) from exc
+            return whole_reply(self, body, model, time.perf_counter() - started, quota_wait, on_delta)
+        stream: Any = raw.parse()  # an AsyncStream of chunks: the request asked to stream
+        try:
+            async for chunk in stream:
+                reader.add(chunk.to_dict())
+        except openai.APIConnectionError as exc:
+            raise _cut(exc, model, reader.chunks) from exc
+        except (_sdk_error(), ValueError) as exc:  # a chunk that is not JSON, or an error event
+            raise translate_error(exc, model, self.base_url) from exc
+        except _http_errors() as exc:  # older SDKs let a broken stream's read error out unwrapped
+            raise _cut(exc, model, reader.chunks) from exc
+        finally:
+            await stream.close()
+        completion = reader.completion(time.perf_counter() - started, quota_wait)
+        if reader.usage is None:
+            stop_streaming(self, "the endpoint streamed no usage")
+        return completion
+
     async def list_models(self) -> list[dict[str, Any]]:
         """The endpoint's ``/models`` entries as dicts, with any fields the server adds."""
         try:
@@ -280,6 +368,18 @@ class OpenAIClient:
             return
         if client.is_closed() or not close_on_loop(lambda: _close_sdk_client(client), getattr(self, "_loop", None)):
             _open_sdk_clients.pop(id(client), None)  # never used on a loop, or that loop is gone
+
+
+def _http_errors() -> tuple[type[Exception], ...]:
+    """The transport errors of the SDK's HTTP library (httpx, or httpx2 in newer SDKs) once it is loaded."""
+    return tuple(m.TransportError for m in (sys.modules.get("httpx"), sys.modules.get("httpx2")) if m is not None)
+
+
+def _cut(exc: Exception, model: str, chunks: int) -> LMError:
+    """A stream that stopped early: a timeout if it went quiet, else a broken connection (both retried)."""
+    if "Timeout" in type(exc).__name__ or "Timeout" in type(exc.__cause__).__name__:
+        return LMTimeout(f"request to {model} timed out", model=model)
+    return broken_stream(exc, model, chunks)
 
 
 def _sdk_error() -> type[Exception]:

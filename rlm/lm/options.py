@@ -55,7 +55,10 @@ def check_call_options(options: Mapping[str, Any]) -> None:
                 f"call_options[{key!r}] is set by rlm for each call; choose models with RLM(model=..., sub_model=...)"
             )
         if key == "stream" and options[key]:
-            raise ConfigError("call_options['stream'] is not supported: rlm reads whole replies; leave it out")
+            raise ConfigError(
+                "call_options['stream'] is not supported: rlm streams root replies itself; "
+                "leave it out (Endpoint(stream=False) turns streaming off)"
+            )
         if key not in known:
             raise ConfigError(
                 f"call_options[{key!r}] is not an option of the openai SDK's chat.completions.create(); "

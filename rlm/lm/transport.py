@@ -7,8 +7,9 @@ the same ``/chat/completions`` URL, reads the same fields back, and maps every f
 through the same function as ``OpenAIClient``: results, errors and retries are identical
 (tested against one server).
 
-Request options are read as the SDK reads them (``rlm.lm.options``). It does not
-stream, and it speaks only bearer-key auth: anything fancier belongs to the SDK
+Request options are read as the SDK reads them (``rlm.lm.options``). Given
+``on_delta=`` it streams (server-sent events, read by ``rlm.lm.stream`` as the SDK
+path reads them). It speaks only bearer-key auth: anything fancier belongs to the SDK
 (``Endpoint(transport="openai")``). The SDK's telemetry headers (``User-Agent``,
 ``X-Stainless-*``) are not sent.
 """
@@ -39,12 +40,25 @@ from .client import (
     is_openai_endpoint,
     resolve_endpoint,
     status_error,
+    stop_streaming,
+    whole_reply,
     windows_of,
     wire_options,
 )
 from .options import REQUEST_OPTIONS, merge_headers, query_string, snapshot
 from .retry import quota_reset
-from .types import Completion, Usage
+from .stream import (
+    OnDelta,
+    SSEDecoder,
+    StreamReader,
+    broken_stream,
+    is_event_stream,
+    parse_completion,
+    refuses_stream,
+    streamed,
+    unusable,
+)
+from .types import Completion
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 log = logging.getLogger("rlm")
@@ -144,31 +158,17 @@ def _error_message(status: int, text: str) -> tuple[str, Any]:
     return message, (body.get("error", body) if isinstance(body, dict) else body)
 
 
-def parse_completion(raw: bytes, model: str, seconds: float, quota_wait: float | None = None) -> Completion:
-    """A ``Completion`` from a 200 body, or the same ``LMResponseError`` the SDK path raises."""
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise LMResponseError(f"unusable response for {model}: {type(exc).__name__}: {exc}", model=model) from exc
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not choices:
-        raise LMResponseError(f"the endpoint for {model} returned no choices", body=data, model=model, transient=True)
-    choice = choices[0]
-    message = choice.get("message") or {}
-    usage = data.get("usage") or {}
-    return Completion(
-        text=message.get("content") or "",
-        model=model,
-        usage=Usage(
-            calls=1,
-            prompt_tokens=usage.get("prompt_tokens") or 0,
-            completion_tokens=usage.get("completion_tokens") or 0,
-        ),
-        seconds=seconds,
-        finish_reason=choice.get("finish_reason"),
-        tool_calls=len(message.get("tool_calls") or ()) if isinstance(message, dict) else 0,
-        quota_wait=quota_wait,
-    )
+async def _read_events(response: aiohttp.ClientResponse, reader: StreamReader) -> None:
+    """Feed ``reader`` every chunk of an event stream, up to ``[DONE]`` or the end of the body."""
+    decoder = SSEDecoder()
+    async for piece in response.content.iter_any():
+        for data in decoder.feed(piece):
+            if data.startswith("[DONE]"):
+                return
+            reader.add(json.loads(data))
+    for data in decoder.close():
+        if not data.startswith("[DONE]"):
+            reader.add(json.loads(data))
 
 
 class FastClient:
@@ -213,6 +213,8 @@ class FastClient:
         self._plans: dict[tuple[int, int, int], tuple[Any, Any, Any, Any, Any, tuple[Any, Any, Any]]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Whether to ask this endpoint to stream (when the dispatcher wants a reply streamed).
+        self.streams = True
 
     def _session_here(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -227,10 +229,76 @@ class FastClient:
             _sessions[self._session] = loop
         return self._session
 
-    async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
+    async def complete(
+        self, messages: list[Message], *, model: str, on_delta: OnDelta | None = None, **opts: Any
+    ) -> Completion:
         opts = wire_options(opts, self.base_url)
         if opts.get("stream"):
-            raise ConfigError("the fast transport does not stream; use RLM(transport='openai') for stream=True")
+            raise ConfigError("FastClient streams when given on_delta=..., not with stream=True")
+        if on_delta is not None and self.streams:
+            try:
+                return await self._streamed(messages, model, on_delta, opts)
+            except LMResponseError as exc:
+                if not refuses_stream(exc):
+                    raise
+                stop_streaming(self, f"the endpoint refused to stream ({exc})")
+        url, headers, timeout, body = self._request(messages, model, opts)
+        session = self._session_here()
+        started = time.perf_counter()
+        try:
+            async with session.post(url, data=body, headers=headers, proxy=self._proxy, timeout=timeout) as response:
+                raw = await response.read()
+                status = response.status
+                if status >= 400:
+                    message, error_body = _error_message(status, raw.decode("utf-8", "replace"))
+                    raise status_error(status, message, error_body, response.headers, model, self.base_url)
+                quota_wait = quota_reset(response.headers)
+        except LMError:
+            raise
+        except asyncio.TimeoutError as exc:
+            raise LMTimeout(f"request to {model} timed out", model=model) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise connection_error(exc, model, self.base_url) from exc
+        return parse_completion(raw, model, time.perf_counter() - started, quota_wait)
+
+    async def _streamed(
+        self, messages: list[Message], model: str, on_delta: OnDelta, opts: dict[str, Any]
+    ) -> Completion:
+        """The reply as server-sent events; an error before the first byte is the whole-reply path's error."""
+        url, headers, timeout, body = self._request(messages, model, streamed(opts))
+        session = self._session_here()
+        reader = StreamReader(model, on_delta)
+        started = time.perf_counter()
+        answered = False
+        try:
+            async with session.post(url, data=body, headers=headers, proxy=self._proxy, timeout=timeout) as response:
+                if response.status >= 400:
+                    text = (await response.read()).decode("utf-8", "replace")
+                    message, error_body = _error_message(response.status, text)
+                    raise status_error(response.status, message, error_body, response.headers, model, self.base_url)
+                quota_wait = quota_reset(response.headers)
+                answered = True
+                if not is_event_stream(response.headers):
+                    whole = await response.read()
+                    return whole_reply(self, whole, model, time.perf_counter() - started, quota_wait, on_delta)
+                await _read_events(response, reader)
+        except LMError:
+            raise
+        except asyncio.TimeoutError as exc:
+            raise LMTimeout(f"request to {model} timed out", model=model) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            if not answered:
+                raise connection_error(exc, model, self.base_url) from exc
+            raise broken_stream(exc, model, reader.chunks) from exc
+        except ValueError as exc:  # a chunk that is not JSON
+            raise unusable(exc, model) from exc
+        completion = reader.completion(time.perf_counter() - started, quota_wait)
+        if reader.usage is None:
+            stop_streaming(self, "the endpoint streamed no usage")
+        return completion
+
+    def _request(self, messages: list[Message], model: str, opts: dict[str, Any]) -> tuple[Any, Any, Any, bytes]:
+        """The URL, headers, timeout and JSON body of one call, as the SDK would send it."""
         fields: dict[str, Any] = {"messages": messages, "model": model}
         url, headers, timeout = self._yarl_url, self._headers, self._timeout
         if opts:
@@ -251,24 +319,7 @@ class FastClient:
                             fields.pop(name, None)
                         else:
                             fields[name] = value
-        body = json.dumps(fields).encode()
-        session = self._session_here()
-        started = time.perf_counter()
-        try:
-            async with session.post(url, data=body, headers=headers, proxy=self._proxy, timeout=timeout) as response:
-                raw = await response.read()
-                status = response.status
-                if status >= 400:
-                    message, error_body = _error_message(status, raw.decode("utf-8", "replace"))
-                    raise status_error(status, message, error_body, response.headers, model, self.base_url)
-                quota_wait = quota_reset(response.headers)
-        except LMError:
-            raise
-        except asyncio.TimeoutError as exc:
-            raise LMTimeout(f"request to {model} timed out", model=model) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise connection_error(exc, model, self.base_url) from exc
-        return parse_completion(raw, model, time.perf_counter() - started, quota_wait)
+        return url, headers, timeout, json.dumps(fields).encode()
 
     async def list_models(self) -> list[dict[str, Any]]:
         """The endpoint's ``/models`` entries as dicts, with any fields the server adds."""

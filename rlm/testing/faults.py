@@ -22,6 +22,8 @@ class Fault:
     seconds: float = 0.0
     #: The 429's headers instead of the usual retry hints (a provider's quota headers, say).
     headers: Mapping[str, str] | None = field(default=None, compare=False)
+    #: How many events of a streamed reply a ``cut`` sends before the connection drops.
+    after: int = 0
 
     @classmethod
     def http(cls, status: int, message: str = "ScriptedLM injected error") -> Fault:
@@ -38,6 +40,16 @@ class Fault:
     def hang(cls, seconds: float) -> Fault:
         """Stall before a normal answer, to push a client past its timeout."""
         return cls("hang", seconds=seconds)
+
+    @classmethod
+    def cut(cls, after: int = 3) -> Fault:
+        """Drop the connection mid-reply: after ``after`` events of a stream, or half of a whole body."""
+        return cls("cut", after=after)
+
+    @classmethod
+    def error_event(cls, message: str = "ScriptedLM: the model failed while generating") -> Fault:
+        """Fail mid-reply: an ``error`` event after the first text of a stream (a 500 for a whole reply)."""
+        return cls("error_event", status=500, message=message)
 
     @classmethod
     def malformed(cls) -> Fault:

@@ -7,7 +7,6 @@ decided by Python callables or a list (``rlm.testing.script``): RLM runs are rep
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import socket
@@ -20,6 +19,7 @@ from aiohttp import web
 from rlm.testing import wire
 from rlm.testing.faults import Fault
 from rlm.testing.loop_thread import LoopThread
+from rlm.testing.pacing import Pacing
 from rlm.testing.script import (
     Latency,
     Reply,
@@ -37,13 +37,8 @@ __all__ = ["ScriptedLM", "ScriptedRequest", "default_is_root"]
 
 logger = logging.getLogger("rlm")
 
-def _wake(future: asyncio.Future[bool], value: bool) -> None:
-    """Resolve a sleeper once, whichever of timer and shutdown comes first."""
-    if not future.done():
-        future.set_result(value)
 
-
-class ScriptedLM(ScriptAnswers):
+class ScriptedLM(ScriptAnswers, Pacing):
     """An OpenAI-compatible server whose replies come from a script.
 
     ``root`` is a list of replies consumed in order (assigning a new list
@@ -53,7 +48,10 @@ class ScriptedLM(ScriptAnswers):
     for long benchmarks where storing every body would grow memory. ``headers``
     gives extra headers for each successful reply, as providers send
     ``x-ratelimit-*`` headers. ``windows`` lists models in ``/v1/models`` with a
-    ``max_model_len``, as vLLM reports its context window.
+    ``max_model_len``, as vLLM reports its context window. A request with ``stream``
+    is answered as server-sent events of ``stream_chars`` characters each,
+    ``stream_delay`` seconds apart, ending with a usage chunk when
+    ``stream_options.include_usage`` asks for one (``hold_streams`` holds their ends).
     """
 
     def __init__(
@@ -67,6 +65,8 @@ class ScriptedLM(ScriptAnswers):
         record: bool = True,
         headers: Callable[[ScriptedRequest], dict[str, str]] | None = None,
         windows: dict[str, int] | None = None,
+        stream_chars: int = 8,
+        stream_delay: float = 0.0,
     ) -> None:
         self._lock = threading.Lock()
         self.headers = headers
@@ -84,8 +84,7 @@ class ScriptedLM(ScriptAnswers):
         self._reset_counters()
         self._server_thread: LoopThread | None = None
         self._runner: web.AppRunner | None = None
-        self._sleepers: set[asyncio.Future[bool]] = set()
-        self._closing = False
+        self._init_pacing(stream_chars, stream_delay)
 
     # ----------------------------------------------------------- configuration
 
@@ -247,26 +246,10 @@ class ScriptedLM(ScriptAnswers):
 
     async def _shutdown(self) -> None:
         """Release sleepers first so cleanup does not wait out a ``Fault.hang``."""
-        self._closing = True
-        for future in list(self._sleepers):
-            _wake(future, False)
+        self._wake_sleepers()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def _sleep(self, seconds: float) -> bool:
-        """Sleep without blocking other requests; False if the server stopped meanwhile."""
-        if self._closing:
-            return False
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        handle = loop.call_later(seconds, _wake, future, True)
-        self._sleepers.add(future)
-        try:
-            return await future
-        finally:
-            handle.cancel()
-            self._sleepers.discard(future)
 
     # ---------------------------------------------------------------- handlers
 
@@ -291,6 +274,10 @@ class ScriptedLM(ScriptAnswers):
         # Account before the last bytes leave, so a client never sees its
         # response while the counters still call it in flight.
         self._count_status(response.status)
+        if tail is None:  # Fault.cut, or the server is stopping: the connection drops mid-reply
+            if request.transport is not None:
+                request.transport.close()
+            return response
         if not response.prepared:
             await response.prepare(request)
         if tail:
@@ -325,7 +312,9 @@ class ScriptedLM(ScriptAnswers):
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             return scripted, True
 
-    async def _answer(self, request: web.Request, scripted: ScriptedRequest) -> tuple[web.StreamResponse, bytes]:
+    async def _answer(
+        self, request: web.Request, scripted: ScriptedRequest
+    ) -> tuple[web.StreamResponse, bytes | None]:
         """Apply latency and any fault, then render the reply minus its final bytes."""
         try:
             fault = self._match_fault(scripted)
@@ -343,6 +332,8 @@ class ScriptedLM(ScriptAnswers):
             return wire.error_response(429, fault.message, hints), b""
         if fault is not None and fault.kind == "malformed":
             return wire.malformed_response(scripted.stream)
+        if fault is not None and fault.kind == "error_event":
+            return wire.error_event_response(scripted.stream, fault.message)
         if fault is not None and fault.kind in ("empty_choices", "null_content", "tool_call"):
             return await self._rendered(request, scripted, None, has_choice=fault.kind != "empty_choices",
                                         tool_call=fault.message if fault.kind == "tool_call" else None)
@@ -350,19 +341,21 @@ class ScriptedLM(ScriptAnswers):
             reply = self._reply(scripted)
         except Exception as exc:  # noqa: BLE001 - a script's failure becomes a loud 500
             return script_error(exc), b""
-        return await self._rendered(request, scripted, reply, has_choice=True)
+        cut = fault.after if fault is not None and fault.kind == "cut" else None
+        return await self._rendered(request, scripted, reply, has_choice=True, cut_after=cut)
 
     async def _rendered(
         self, request: web.Request, scripted: ScriptedRequest, content: str | None, *, has_choice: bool,
-        tool_call: str | None = None,
-    ) -> tuple[web.StreamResponse, bytes]:
+        tool_call: str | None = None, cut_after: int | None = None,
+    ) -> tuple[web.StreamResponse, bytes | None]:
         try:
             extra = self.headers(scripted) if self.headers is not None else {}
         except Exception as exc:  # noqa: BLE001 - a script's failure becomes a loud 500
             return script_error(exc), b""
         return await wire.render(request, scripted.index, scripted.model, scripted.messages, scripted.body,
                                  scripted.stream, content, has_choice=has_choice, headers=extra,
-                                 tool_call=tool_call)
+                                 tool_call=tool_call, chunk_chars=self.stream_chars, pace=self._pace,
+                                 cut_after=cut_after)
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         """List the scripted model, the ``windows`` models and every model name clients have asked for."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +17,6 @@ SSE_DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 # A body cut off mid-object: what a truncating proxy hands back.
 MALFORMED_BODY = b'{"id": "chatcmpl-malformed", "object": "chat.completion", "choices": [{"index": 0, "mess'
-_STREAM_PIECES = 4
 
 # OpenAI's ``error.type`` for the statuses clients care about; anything else
 # falls back on its 4xx/5xx family so clients still classify it.
@@ -62,6 +61,17 @@ def malformed_response(stream: bool) -> tuple[web.StreamResponse, bytes]:
     return web.StreamResponse(headers=SSE_HEADERS), b"data: " + MALFORMED_BODY + b"\n\n" + SSE_DONE
 
 
+def error_event_response(stream: bool, message: str) -> tuple[web.StreamResponse, bytes]:
+    """A server failing while it generates: an ``error`` event mid-stream, or a 500 for a whole reply."""
+    if not stream:
+        return error_response(500, message), b""
+    error = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+    first = {"id": "chatcmpl-error", "object": "chat.completion.chunk", "created": 0, "model": "scripted",
+             "choices": [{"index": 0, "delta": {"role": "assistant", "content": "par"}, "finish_reason": None}]}
+    events = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in (first, error))
+    return web.StreamResponse(headers=SSE_HEADERS), events + SSE_DONE
+
+
 def retry_after_headers(seconds: float) -> dict[str, str]:
     """Headers of a 429: both retry spellings clients read, and an empty quota."""
     return {
@@ -91,6 +101,10 @@ def _usage(messages: list[dict[str, Any]], content: str | None) -> dict[str, int
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+def _tool_calls(name: str) -> list[dict[str, Any]]:
+    return [{"index": 0, "id": "call_scripted", "type": "function", "function": {"name": name, "arguments": "{}"}}]
+
+
 def completion(
     request_id: str,
     model: str,
@@ -104,8 +118,7 @@ def completion(
     """A ``chat.completion`` body; ``has_choice=False`` gives ``choices: []``; ``tool_call`` a call, no text."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_call is not None:
-        message["tool_calls"] = [{"id": "call_scripted", "type": "function",
-                                  "function": {"name": tool_call, "arguments": "{}"}}]
+        message["tool_calls"] = [{k: v for k, v in call.items() if k != "index"} for call in _tool_calls(tool_call)]
         finish_reason = "tool_calls"
     choices = [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}] if has_choice else []
     body = {
@@ -128,8 +141,10 @@ def completion_events(
     has_choice: bool = True,
     include_usage: bool = False,
     finish_reason: str = "stop",
-) -> Iterator[bytes]:
-    """SSE events of a streamed completion, without the closing ``[DONE]``."""
+    chunk_chars: int = 8,
+    tool_call: str | None = None,
+) -> list[bytes]:
+    """SSE events of a streamed completion, ``chunk_chars`` characters of text each, without the closing ``[DONE]``."""
     head: dict[str, Any] = {
         "id": request_id,
         "object": "chat.completion.chunk",
@@ -138,21 +153,31 @@ def completion_events(
     }
     if include_usage:
         head["usage"] = None
-    for choices in _stream_choices(content, has_choice, finish_reason):
-        yield b"data: " + json.dumps({**head, "choices": choices}).encode() + b"\n\n"
+    events = [
+        b"data: " + json.dumps({**head, "choices": choices}).encode() + b"\n\n"
+        for choices in _stream_choices(content, has_choice, finish_reason, chunk_chars, tool_call)
+    ]
     if include_usage:
-        yield b"data: " + json.dumps({**head, "choices": [], "usage": _usage(messages, content)}).encode() + b"\n\n"
+        events.append(
+            b"data: " + json.dumps({**head, "choices": [], "usage": _usage(messages, content)}).encode() + b"\n\n"
+        )
+    return events
 
 
-def _stream_choices(content: str | None, has_choice: bool, finish_reason: str) -> list[list[dict[str, Any]]]:
-    """The ``choices`` of each chunk: the role, a few content deltas, then the finish."""
+def _stream_choices(
+    content: str | None, has_choice: bool, finish_reason: str, chunk_chars: int, tool_call: str | None
+) -> list[list[dict[str, Any]]]:
+    """The ``choices`` of each chunk: the role, the content deltas (or a tool call), then the finish."""
     if not has_choice:
         return [[]]
+    if tool_call is not None:
+        delta = {"role": "assistant", "content": None, "tool_calls": _tool_calls(tool_call)}
+        return [[{"index": 0, "delta": delta, "logprobs": None, "finish_reason": "tool_calls"}]]
     if content is None:
         return [
             [{"index": 0, "delta": {"role": "assistant", "content": None}, "logprobs": None, "finish_reason": "stop"}]
         ]
-    step = max(1, -(-len(content) // _STREAM_PIECES))
+    step = chunk_chars
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
     deltas += [{"content": content[i : i + step]} for i in range(0, len(content), step)]
     choices: list[list[dict[str, Any]]] = [
@@ -165,22 +190,36 @@ def _stream_choices(content: str | None, has_choice: bool, finish_reason: str) -
 async def render(
     request: web.Request, index: int, model: str, messages: list[dict[str, Any]], body: dict[str, Any],
     stream: bool, content: str | None, *, has_choice: bool, headers: dict[str, str], tool_call: str | None = None,
-) -> tuple[web.StreamResponse, bytes]:
-    """A chat.completion, or its SSE events when the client asked to stream, minus its last bytes."""
+    chunk_chars: int = 8, pace: Callable[[int, int], Awaitable[bool]] | None = None, cut_after: int | None = None,
+) -> tuple[web.StreamResponse, bytes | None]:
+    """A chat.completion, or its SSE events when the client asked to stream, minus its last bytes.
+
+    ``pace(i, n)`` is awaited before each of a stream's ``n`` events (False: stop there).
+    With ``cut_after`` only that many events (of a whole reply, half its body) are sent,
+    and the last bytes are None: the caller drops the connection instead.
+    """
     request_id = f"chatcmpl-scripted-{index}"
     content, finish = cap_reply(content, body)
     if not stream:
         text = completion(request_id, model, messages, content, has_choice=has_choice, finish_reason=finish,
                           tool_call=tool_call)
-        return web.Response(body=text, content_type="application/json", headers=headers), b""
+        if cut_after is None:
+            return web.Response(body=text, content_type="application/json", headers=headers), b""
+        cut = web.StreamResponse(headers={**headers, "Content-Type": "application/json"})
+        cut.content_length = len(text)
+        await cut.prepare(request)
+        await cut.write(text[: len(text) // 2])
+        return cut, None
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
     await response.prepare(request)
     events = completion_events(
         request_id, model, messages, content, has_choice=has_choice, include_usage=include_usage,
-        finish_reason=finish,
+        finish_reason=finish, chunk_chars=chunk_chars, tool_call=tool_call,
     )
-    for event in events:
+    for i, event in enumerate(events):
+        if (cut_after is not None and i >= cut_after) or (pace is not None and not await pace(i, len(events))):
+            return response, None
         await response.write(event)
     return response, SSE_DONE

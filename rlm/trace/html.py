@@ -1,4 +1,4 @@
-"""The one renderer of a run: header and counters, iterations, fan-out tree, latency timeline.
+"""The one renderer of a run: header and counters, iterations, the streaming reply, fan-out tree, timeline.
 
 The live widget sends these sections to the browser as they change, ``result.trace``
 and the notebook's saved record show them once, and ``rlm view`` wraps them in a
@@ -19,7 +19,7 @@ import math
 from importlib import resources
 from typing import Any
 
-SECTIONS = ("header", "iterations", "tree", "timeline")
+SECTIONS = ("header", "iterations", "stream", "tree", "timeline")
 
 COLOURS = {"r": "#1e88e5", "o": "#43a047", "e": "#e53935", "c": "#9e9e9e"}
 ROOT_COLOURS = {"r": "#5e35b1", "o": "#7e57c2", "e": "#e53935", "c": "#9e9e9e"}
@@ -63,6 +63,8 @@ def render_sections(parts: dict[str, Any], *, live: bool = False) -> dict[str, s
         out["header"] = _header(header, live=live)
     if "iterations" in parts:
         out["iterations"] = _iterations(parts["iterations"])
+    if "stream" in parts:
+        out["stream"] = _stream(parts["stream"])
     if "tree" in parts and calls is not None:
         out["tree"] = _tree(parts["tree"], calls, live=live)
     if calls is not None and "header" in parts:
@@ -74,6 +76,9 @@ def render(parts: dict[str, Any], *, live: bool = False, style: bool = True) -> 
     """The whole view as one HTML fragment (with its stylesheet unless ``style=False``)."""
     sections = render_sections(parts, live=live)
     body = "".join(f'<div class="rlm-sec rlm-sec-{name}">{sections.get(name, "")}</div>' for name in SECTIONS)
+    if parts.get("details"):
+        body += f'<div class="rlm-sec rlm-sec-calls">{_details(parts["details"], len(parts["calls"]["start"]))}</div>'
+
     sheet = f"<style>{css()}</style>" if style else ""
     return f'{sheet}<div class="rlm-view">{body}</div>'
 
@@ -130,8 +135,16 @@ def _header(header: dict[str, Any], *, live: bool) -> str:
         f'<div class="rlm-head"><span class="rlm-badge rlm-st-{_e(status)}">{_e(status_label)}</span>'
         f'<span class="rlm-query" title="{_e(header.get("query", ""))}">{_e(str(header.get("query", ""))[:300])}</span>'
         f'<span class="rlm-model">{_e(header.get("model", ""))}</span>{stop}</div>'
-        f'<div class="rlm-counters">{"".join(counters)}</div>{answer_html}'
+        f'<div class="rlm-counters">{"".join(counters)}</div>{_forked(header)}{answer_html}'
     )
+
+
+def _forked(header: dict[str, Any]) -> str:
+    forked = header.get("forked")
+    if not forked:
+        return ""
+    return (f'<div class="rlm-note rlm-forked">forked from run {_e(forked.get("origin"))} at step '
+            f'{_e(forked.get("at"))}: the steps before it were replayed from its record</div>')
 
 
 def _iterations(iterations: list[dict[str, Any]]) -> str:
@@ -157,12 +170,28 @@ def _iterations(iterations: list[dict[str, Any]]) -> str:
                 + "</div>"
             )
         label = "answer now (out of iterations)" if it.get("fallback") else f'iteration {_e(it.get("n"))}'
+        if it.get("given"):
+            label += " · replayed from the record" if it["given"] == "replayed" else " · the fork's edited code"
         rows.append(
             f'<div class="rlm-iter rlm-st-{_e(it.get("status", ""))}"><div class="rlm-iter-head">'
             f'<span class="rlm-dot"></span>{label} · {_secs(it.get("seconds"))}'
             f'{" · final answer" if it.get("final") else ""}</div>{"".join(steps)}</div>'
         )
     return f'<h4>Iterations</h4>{"".join(rows)}'
+
+
+def _stream(stream: dict[str, Any]) -> str:
+    """The root's reply as it streams in, under the turn it belongs to; nothing once it has ended."""
+    if not stream.get("call"):
+        return ""
+    text, chars = str(stream.get("text") or ""), int(stream.get("chars") or 0)
+    cut = f" (the last {len(text):,} shown)" if chars > len(text) else ""
+    return (
+        f'<div class="rlm-streaming" data-n="{_e(stream.get("n"))}"><div class="rlm-iter-head">'
+        f'<span class="rlm-dot"></span>the root is replying… · {chars:,} characters{cut}</div>'
+        + (f'<pre class="rlm-reply">{_e(text)}</pre>' if text else "")
+        + "</div>"
+    )
 
 
 def _call_title(i: int, calls: dict[str, Any]) -> str:
@@ -245,7 +274,8 @@ def _node(node: dict[str, Any], calls: dict[str, Any], *, live: bool) -> str:
         roots = [i for i in indices if calls["role"][i] == "R"]
         subs = [i for i in indices if calls["role"][i] != "R"]
         if roots:
-            calls_html += "".join(f'<div class="rlm-call">root call · {_e(_call_title(i, calls))}</div>' for i in roots)
+            calls_html += "".join(f'<div class="rlm-call" data-i="{i}">root call · {_e(_call_title(i, calls))}</div>'
+                                  for i in roots)
         if subs:
             what = "calls" if kind == "batch" else f"llm_query × {len(subs)}"
             calls_html += (
@@ -305,3 +335,50 @@ def _timeline(calls: dict[str, Any], header: dict[str, Any], *, live: bool) -> s
         f'{"".join(bars)}</div>'
         f'<div class="rlm-axis">{ticks}</div><div class="rlm-legend">{legend}</div>'
     )
+
+
+def call_detail(detail: dict[str, Any]) -> str:
+    """One call as the view shows it when clicked: what it was asked, what it said, what it cost."""
+    facts = [f'#{detail.get("index")}', str(detail.get("model") or ""), str(detail.get("status") or "")]
+    if detail.get("role") == "root":
+        facts.insert(1, "root call")
+    if detail.get("seconds") is not None:
+        facts.append(_secs(float(detail["seconds"])))
+    tokens = int(detail.get("prompt_tokens") or 0), int(detail.get("completion_tokens") or 0)
+    if any(tokens):
+        facts.append(f"{tokens[0]:,} + {tokens[1]:,} tokens")
+    if detail.get("cost_usd") is not None:
+        facts.append(f'${float(detail["cost_usd"]):.5f}')
+    for key, label in (("finish_reason", "finish: {}"), ("attempts", "{} attempts"), ("cached", "cached")):
+        value = detail.get(key)
+        if value and not (key == "attempts" and value == 1):
+            facts.append(label.format(value))
+    size = detail.get("prompt_chars")
+    prompt_label = f"Prompt ({int(size):,} characters)" if isinstance(size, int) else "Prompt"
+    if detail.get("role") == "root":
+        prompt_label += ", its latest message"
+    out = [f'<div class="rlm-detail-facts">{_e(" · ".join(f for f in facts if f))}</div>',
+           f'<details class="rlm-detail-prompt"><summary>{_e(prompt_label)}</summary>'
+           f'<pre>{_e(detail.get("prompt") or "")}</pre></details>']
+    if detail.get("reply") is not None:
+        cut = " (cut)" if detail.get("reply_cut") else ""
+        out.append(f'<div class="rlm-detail-reply"><b>Reply{cut}</b><pre>{_e(detail["reply"])}</pre></div>')
+    if detail.get("error"):
+        out.append(f'<div class="rlm-detail-error"><b>Error</b><pre>{_e(detail["error"])}</pre></div>')
+    for retry in detail.get("retries") or ():
+        out.append(f'<div class="rlm-note">retry {_e(retry.get("attempt"))} after {_e(retry.get("error"))}'
+                   f' (waited {float(retry.get("wait") or 0):.2f} s)</div>')
+    return "".join(out)
+
+
+def _details(details: list[dict[str, Any]], total: int) -> str:
+    """The record's calls in detail (a capped selection: see ``RunState.record_details``)."""
+    shown = "".join(
+        f'<details class="rlm-call-detail"><summary>#{_e(d.get("index"))} · {_e(d.get("model") or "")} · '
+        f'{_e(d.get("status") or "")}{" · root" if d.get("role") == "root" else ""}</summary>{call_detail(d)}</details>'
+        for d in details
+    )
+    count = f"{total:,} calls" if total <= len(details) else \
+        f"{len(details):,} of {total:,} calls: root calls, failures, then the first ones"
+    return f'<details class="rlm-calls-record"><summary><b>Calls</b> ({_e(count)}): open one to see it</summary>' \
+        f"{shown}</details>"

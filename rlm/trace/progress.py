@@ -8,10 +8,12 @@ Counting: every ``llm_batch`` announces its size at ``batch.start``, so ``total`
 knows a batch's items before they start; every other call (root turns,
 ``llm_query``) adds one when it starts. Cache hits and refused calls (budget,
 context window) emit a call span too, so each batch item ends exactly once.
+While a root reply streams (``call.delta``), ``streaming`` holds its last characters.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import shutil
 import sys
@@ -25,11 +27,16 @@ from .events import Event
 
 #: ETA and rate look at completions in this many recent seconds.
 RATE_WINDOW_S = 10.0
+#: How much of a streaming root reply a snapshot carries: more than a terminal line shows.
+STREAMING_CHARS = 240
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """One snapshot of a run's model calls. ``eta_s`` is None until a rate is known."""
+    """One snapshot of a run's model calls. ``eta_s`` is None until a rate is known.
+
+    ``streaming``: the last characters of the root reply being streamed, "" when none is.
+    """
 
     done: int = 0
     total: int = 0
@@ -44,6 +51,7 @@ class Progress:
     rate: float = 0.0
     eta_s: float | None = None
     finished: bool = False
+    streaming: str = ""
 
     @property
     def tokens(self) -> int:
@@ -114,6 +122,9 @@ class ProgressModel:
         self._prompt = self._completion = 0
         self._cost: float | None = None
         self._root_run: str | None = None
+        self._root_calls: set[str] = set()
+        self._reply_call: str | None = None
+        self._reply = ""
 
     def __call__(self, event: Event) -> None:
         kind, data = event.kind, event.data
@@ -138,15 +149,29 @@ class ProgressModel:
             elif kind == "call.end":
                 if not self._call_ended(event, now):
                     return
+            elif kind in ("call.delta", "call.retry"):
+                if not self._streamed(event):
+                    return
             else:
                 return
             snapshot = self._snapshot(now)
         for fn in tuple(self._listeners):
             fn(snapshot)
 
+    def _streamed(self, event: Event) -> bool:
+        """A root reply's next text (or a retry, which starts it over); False when nothing shown changed."""
+        if event.id not in self._root_calls:
+            return False
+        if event.kind == "call.retry" or self._reply_call != event.id:
+            self._reply_call, self._reply = event.id, ""
+        self._reply = (self._reply + str(event.data.get("text") or ""))[-STREAMING_CHARS:]
+        return True
+
     def _call_started(self, event: Event, now: float) -> None:
         if self._started is None:
             self._started = now
+        if event.data.get("role") == "root":
+            self._root_calls.add(event.id)
         self._open.add(event.id)
         batch = self._batches.get(event.parent or "")
         if batch is not None and batch[1] < batch[0]:
@@ -158,6 +183,9 @@ class ProgressModel:
         if event.id not in self._open:
             return False
         self._open.discard(event.id)
+        self._root_calls.discard(event.id)
+        if event.id == self._reply_call:
+            self._reply_call, self._reply = None, ""
         data = event.data
         self._done += 1
         status = data.get("status")
@@ -189,7 +217,7 @@ class ProgressModel:
             cancelled=self._cancelled, cached=self._cached,
             prompt_tokens=self._prompt, completion_tokens=self._completion,
             cost_usd=self._cost, elapsed_s=elapsed, rate=rate, eta_s=eta,
-            finished=self._finished_at is not None,
+            finished=self._finished_at is not None, streaming=self._reply,
         )
 
     def snapshot(self) -> Progress:
@@ -200,9 +228,12 @@ class ProgressModel:
 class ConsoleProgress:
     """One self-updating progress line on stderr (a TTY), for scripts and terminals.
 
-    Redraws at most every ``interval`` seconds, plus once when the run ends. On a
-    stream that is not a terminal (a log file, CI) it prints a plain line at most
-    every ``log_interval`` seconds instead, so logs are not flooded with ``\\r``.
+    Redraws at most every ``interval`` seconds, plus once when the run ends; a snapshot
+    the throttle skipped is drawn when the interval is over (on the running event loop),
+    so the line never stays behind. While the root's reply streams, the line ends with
+    its latest words, as far as the terminal is wide. On a stream that is not a terminal
+    (a log file, CI) it prints a plain line at most every ``log_interval`` seconds
+    instead, so logs are not flooded with ``\\r``.
     """
 
     def __init__(
@@ -216,6 +247,8 @@ class ConsoleProgress:
         self._last: float | None = None
         self._width = 0
         self._lock = threading.Lock()
+        self._pending: Progress | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def stream(self) -> Any:
@@ -230,21 +263,57 @@ class ConsoleProgress:
         with self._lock:
             wait = self.interval if tty else self.log_interval
             if not progress.finished and self._last is not None and now - self._last < wait:
+                if tty:
+                    self._draw_later(progress, self._last + wait - now)
                 return
-            self._last = None if progress.finished else now  # the next run draws at once
-            line = progress.line()
-            if tty:
-                columns = shutil.get_terminal_size((120, 24)).columns - 1
-                line = line[:columns]
-                stream.write("\r" + line + " " * max(0, self._width - len(line)) + ("\n" if progress.finished else ""))
-                self._width = 0 if progress.finished else len(line)
-            else:
-                stream.write(line + "\n")
-            stream.flush()
+            self._draw(progress, stream, tty, now)
+
+    def _draw_later(self, progress: Progress, delay: float) -> None:
+        """Keep the newest skipped snapshot and draw it once the interval is over (the lock is held)."""
+        self._pending = progress
+        if self._timer is not None:
+            return
+        try:
+            self._timer = asyncio.get_running_loop().call_later(delay, self._draw_pending)
+        except RuntimeError:  # fed from a thread without a loop: the next snapshot draws
+            self._pending = None
+
+    def _draw_pending(self) -> None:
+        with self._lock:
+            self._timer = None
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                self._draw(pending, self.stream, True, self._clock())
+
+    def _draw(self, progress: Progress, stream: Any, tty: bool, now: float) -> None:
+        """Write one line (the lock is held); a snapshot waiting to be drawn is older, so it is dropped."""
+        self._pending = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._last = None if progress.finished else now  # the next run draws at once
+        line = progress.line()
+        if tty:
+            columns = shutil.get_terminal_size((120, 24)).columns - 1
+            line = with_reply(line, progress.streaming, columns)
+            stream.write("\r" + line + " " * max(0, self._width - len(line)) + ("\n" if progress.finished else ""))
+            self._width = 0 if progress.finished else len(line)
+        else:
+            stream.write(line + "\n")
+        stream.flush()
 
     def model(self) -> ProgressModel:
         """A fresh ``ProgressModel`` (one per run) that draws through this line."""
         return ProgressModel(self)
+
+
+def with_reply(line: str, reply: str, width: int) -> str:
+    """``line`` and the tail of ``reply`` on one line of ``width``: ``rlm 1/1 calls · … the root's latest words``."""
+    text = " ".join(reply.split())
+    room = width - len(line) - 3
+    if not text or room < 12:
+        return line[:width]
+    return f"{line} · {text if len(text) <= room else '…' + text[-(room - 1):]}"
 
 
 def isatty(stream: Any) -> bool:

@@ -8,6 +8,8 @@ Parts (all JSON-able):
 
 - ``header``: query, model, status, answer, elapsed and the ``Progress`` counters
 - ``iterations``: the top-level run's turns, each with its code steps and their output
+- ``stream``: the root reply of the current turn while it streams (``call``, the turn's
+  ``n``, the last ``STREAM_CHARS`` of its ``text``, ``chars`` so far); ``{}`` otherwise
 - ``tree``: run > iteration > exec > batch nodes; calls are indices into ``calls``
 - ``calls``: one column per field (start/end in ms from the run's start, status as
   one letter, lane on the timeline, model, tokens), so 2,000 calls stay a few KB
@@ -31,8 +33,13 @@ STATUS_LETTER = {"running": "r", "ok": "o", "error": "e", "cancelled": "c"}
 OUTPUT_CHARS = 4_000
 #: How much of a step's code a view shows.
 CODE_CHARS = 20_000
+#: How much of a streaming root reply a view shows (its tail): each redraw sends it again.
+STREAM_CHARS = 2_000
+#: Calls whose detail the saved record keeps (root calls, then failures, then the rest in order),
+#: and the characters of each prompt and reply it shows: the live view sends any call's on demand.
+RECORD_CALLS, RECORD_TEXT = 200, 1_000
 
-PARTS = ("header", "iterations", "tree", "calls")
+PARTS = ("header", "iterations", "stream", "tree", "calls")
 
 Node = dict[str, Any]
 
@@ -69,11 +76,14 @@ class RunState:
         self.root: str | None = None
         self.header: dict[str, Any] = {"query": "", "model": "", "status": "running", "answer": None}
         self.iterations: list[dict[str, Any]] = []
+        self.stream: dict[str, Any] = {}
         self.tree: list[dict[str, Any]] = []
         self.calls: dict[str, Any] = {
             "start": [], "end": [], "status": [], "role": [], "lane": [], "model": [], "tokens": [],
             "models": [], "errors": {},
         }
+        #: Per call (same index as ``calls``): model, role, prompt preview, reply, error, retries.
+        self.details: list[dict[str, Any]] = []
         self.dirty: set[str] = set(PARTS)
         self._nodes: dict[str, dict[str, Any]] = {}
         self._iteration_of: dict[str, dict[str, Any]] = {}
@@ -112,6 +122,11 @@ class RunState:
 
     def _on_run(self, event: Event) -> None:
         data = event.data
+        if event.phase == "fork":
+            if event.id == self.root:
+                self.header["forked"] = {"origin": data.get("origin"), "at": data.get("at")}
+                self.dirty.add("header")
+            return
         if event.phase == "start":
             node: Node = {"id": event.id, "kind": "run", "status": "running", "label": str(data.get("query", "")),
                     "model": data.get("model"), "depth": data.get("depth", 0), "children": [], "calls": []}
@@ -127,6 +142,7 @@ class RunState:
         if event.id == self.root:
             self._end = event.ts
             self.header.update(status=_status(data), answer=data.get("answer"), fallback=bool(data.get("fallback")))
+            self.stream = {}
             self._close_open(_status(data))
 
     def _close_open(self, status: str) -> None:
@@ -154,7 +170,7 @@ class RunState:
             self._attach(node, event.parent)
             if event.parent == self.root:
                 item: Node = {"n": data.get("n"), "status": "running", "start": self._ms(event.ts), "seconds": None,
-                        "fallback": bool(data.get("fallback")), "steps": []}
+                        "fallback": bool(data.get("fallback")), "given": data.get("given"), "steps": []}
                 self.iterations.append(item)
                 self._iteration_of[event.id] = item
                 self.dirty.add("iterations")
@@ -239,6 +255,9 @@ class RunState:
             calls["lane"].append(lane)
             calls["model"].append(calls["models"].index(model))
             calls["tokens"].append(0)
+            self.details.append({"model": model, "role": data.get("role"), "prompt": str(data.get("prompt") or ""),
+                                 "prompt_chars": data.get("prompt_chars"), "sent": data.get("sent", True),
+                                 "retries": [], "status": "running"})
             owner = self._nodes.get(event.parent or "")
             if owner is not None:
                 owner["calls"].append(index)
@@ -246,22 +265,46 @@ class RunState:
             self.dirty.add("calls")
             return
         found = self._call_index.get(event.id)
+        if event.phase == "retry" and found is not None:
+            self.details[found]["retries"].append({k: data.get(k) for k in ("attempt", "error", "wait")})
+        if event.phase in ("delta", "retry"):
+            self._on_stream(event)
+            return
         if found is None or event.phase != "end":
             return
         index = found
+        if self.stream.get("call") == event.id:
+            self.stream = {}
+            self.dirty.add("stream")
         calls["end"][index] = self._ms(event.ts)
         status = _status(data)
         calls["status"][index] = STATUS_LETTER.get(status, "e")
         calls["tokens"][index] = int(data.get("prompt_tokens") or 0) + int(data.get("completion_tokens") or 0)
         if data.get("error"):
             calls["errors"][str(index)] = str(data["error"])[:500]
+        self.details[index].update(
+            {k: data[k] for k in ("reply", "reply_cut", "error", "finish_reason", "prompt_tokens", "completion_tokens",
+                                  "cost_usd", "attempts", "cached") if data.get(k) is not None},
+            status=status, seconds=data.get("seconds"))
         heapq.heappush(self._free_lanes, calls["lane"][index])
         self.dirty.add("calls")
 
+    def _on_stream(self, event: Event) -> None:
+        """A root reply of a top-level turn streams on; a retry starts it over."""
+        turn = self._iteration_of.get(event.parent or "")
+        if turn is None or (event.phase == "retry" and self.stream.get("call") != event.id):
+            return
+        if event.phase == "retry" or self.stream.get("call") != event.id:
+            self.stream = {"call": event.id, "n": turn["n"], "text": "", "chars": 0}
+        text = str(event.data.get("text") or "")
+        self.stream["text"] = (self.stream["text"] + text)[-STREAM_CHARS:]
+        self.stream["chars"] += len(text)
+        self.dirty.add("stream")
+
     # -- reading -------------------------------------------------------------------
 
-    def parts(self, *, clear: bool = False) -> dict[str, Any]:
-        """A JSON-able copy of every part; with ``clear`` the dirty set is reset."""
+    def parts(self, *, clear: bool = False, details: bool = False) -> dict[str, Any]:
+        """A JSON-able copy of every part; with ``clear`` the dirty set is reset; ``details`` for a record."""
         with self._lock:
             now = self._end if self._end is not None else self._clock()
             progress = dataclasses.asdict(self.progress.snapshot())
@@ -274,12 +317,37 @@ class RunState:
             result = {
                 "header": header,
                 "iterations": [dict(it, steps=[dict(s) for s in it["steps"]]) for it in self.iterations],
+                "stream": dict(self.stream),
                 "tree": _copy_nodes(self.tree),
                 "calls": calls,
             }
             if clear:
                 self.dirty.clear()
-            return result
+        if details:
+            result["details"] = self.record_details()
+        return result
+
+    def detail(self, index: int) -> dict[str, Any] | None:
+        """Everything the trace kept of call ``index`` (what the live view shows when it is clicked)."""
+        with self._lock:
+            if not 0 <= index < len(self.details):
+                return None
+            return dict(self.details[index], index=index, retries=list(self.details[index]["retries"]))
+
+    def record_details(self) -> list[dict[str, Any]]:
+        """The calls a saved record shows in detail: at most ``RECORD_CALLS``, texts cut to ``RECORD_TEXT``."""
+        with self._lock:
+            count = len(self.details)
+            roots = [i for i in range(count) if self.details[i]["role"] == "root"]
+            failed = [i for i in range(count) if self.details[i]["status"] not in ("ok", "running")]
+            chosen = list(dict.fromkeys([*roots, *failed, *range(count)]))[:RECORD_CALLS]
+            out = []
+            for i in sorted(chosen):
+                item = dict(self.details[i], index=i, prompt=clip(self.details[i]["prompt"], RECORD_TEXT))
+                if "reply" in item:
+                    item["reply"] = clip(str(item["reply"]), RECORD_TEXT)
+                out.append(item)
+            return out
 
     def mark_stopping(self) -> None:
         """A stop was asked for; views say so until the run ends."""

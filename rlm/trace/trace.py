@@ -57,7 +57,7 @@ class Trace(tuple[Event, ...]):
 
     def parts(self) -> dict[str, Any]:
         """What a view shows, as JSON-able parts (see ``rlm.trace.state``)."""
-        return RunState(self).parts()
+        return RunState(self).parts(details=True)
 
     def to_html(self, *, standalone: bool = False) -> str:
         """The view as an HTML fragment, or as a whole page that opens offline."""

@@ -2,7 +2,7 @@
 // saved record); this swaps sections in as they change, keeps open <details> open, paints
 // the per-call marks (grid cells, timeline bars) from the compact `calls` columns, and
 // sends the Stop button's click to the kernel.
-const SECTIONS = ["header", "iterations", "tree", "timeline"];
+const SECTIONS = ["header", "iterations", "stream", "tree", "timeline"];
 const STOP_HINT_MS = 4000;
 
 function expand(ranges) {
@@ -142,6 +142,9 @@ function render({ model, el }) {
     });
     for (const d of node.querySelectorAll("details[data-key]")) if (open.has(d.dataset.key)) d.open = true;
     if (name === "header") wireStop();
+    // A streaming reply shows its newest text, as a terminal would.
+    const reply = name === "stream" ? node.querySelector("pre") : null;
+    if (reply) reply.scrollTop = reply.scrollHeight;
   };
 
   // Coalesce changes into one redraw per animation frame.
@@ -162,6 +165,27 @@ function render({ model, el }) {
     model.on(`change:${name}`, listener);
     return [name, listener];
   });
+  // A click on a call (a grid cell, a timeline bar, a root call) asks the kernel for its content.
+  const panel = document.createElement("div");
+  panel.className = "rlm-detail";
+  panel.hidden = true;
+  root.append(panel);
+  root.addEventListener("click", (event) => {
+    const target = event.target && event.target.closest ? event.target.closest("[data-i]") : null;
+    if (!target || !root.contains(target)) return;
+    panel.hidden = false;
+    panel.dataset.i = target.dataset.i;
+    panel.innerHTML = '<div class="rlm-note">loading…</div>';
+    model.send({ event: "detail", i: Number(target.dataset.i) });
+  });
+  const onCustom = (msg) => {
+    if (!msg || msg.detail === undefined || String(msg.detail) !== panel.dataset.i) return;
+    panel.innerHTML = '<button class="rlm-detail-close" title="Close">×</button>' + msg.html;
+    panel.querySelector(".rlm-detail-close").onclick = () => {
+      panel.hidden = true;
+    };
+  };
+  model.on("msg:custom", onCustom);
   root.addEventListener("mouseover", (event) => {
     const target = event.target;
     const i = target && target.dataset ? target.dataset.i : undefined;
@@ -172,6 +196,7 @@ function render({ model, el }) {
   return () => {
     if (frame !== null) cancelAnimationFrame(frame);
     for (const [name, listener] of listeners) model.off(`change:${name}`, listener);
+    model.off("msg:custom", onCustom);
   };
 }
 

@@ -38,12 +38,13 @@ HEARTBEAT = 1.0
 
 
 class LiveView(anywidget.AnyWidget):
-    """The browser side: four HTML sections, the calls they paint, a Stop button (``live.js``)."""
+    """The browser side: five HTML sections, the calls they paint, a Stop button (``live.js``)."""
 
     _esm = Path(__file__).with_name("live.js")
     _css = html.css()
     header = traitlets.Unicode("").tag(sync=True)
     iterations = traitlets.Unicode("").tag(sync=True)
+    stream = traitlets.Unicode("").tag(sync=True)
     tree = traitlets.Unicode("").tag(sync=True)
     timeline = traitlets.Unicode("").tag(sync=True)
     calls = traitlets.Dict().tag(sync=True)
@@ -154,8 +155,20 @@ class LiveSession:
             self._interval = max(MIN_INTERVAL, ADAPT * cost)
 
     def _on_msg(self, widget: Any, content: Any, buffers: Any) -> None:
-        """The Stop button (runs on a kernel subshell thread, beside the busy cell)."""
-        if not isinstance(content, dict) or content.get("event") != "stop" or self.control is None:
+        """The Stop button, and a click on a call (run on a kernel subshell thread, beside the busy cell).
+
+        A call's content is sent only when it is clicked, so 2,000 sub-calls cost the
+        browser nothing until someone looks at one.
+        """
+        if not isinstance(content, dict):
+            return
+        if content.get("event") == "detail":
+            index = content.get("i")
+            found = self.state.detail(index) if isinstance(index, int) and not isinstance(index, bool) else None
+            if found is not None:
+                self.widget.send({"detail": index, "html": html.call_detail(found)})
+            return
+        if content.get("event") != "stop" or self.control is None:
             return
         log.info("rlm: Stop pressed; cancelling the run")
         self.state.mark_stopping()
@@ -166,7 +179,7 @@ class LiveSession:
 
     def record(self) -> dict[str, str]:
         """The finished view as a display bundle: static HTML plus a one-line summary."""
-        parts = self.state.parts()
+        parts = self.state.parts(details=True)
         header = parts["header"]
         progress = Progress(**header["progress"])
         status = html.BADGES.get(header["status"], header["status"])

@@ -71,11 +71,13 @@ def test_fanout_notebook_shows_live_counters_and_ends_at_n(browser: Any, lab: An
 
         # After the run the live widget is replaced by the static record of the same view.
         page.wait_for_function(f"() => !document.querySelector('{LIVE}')", timeout=120_000)
-        printed_output = page.locator(".jp-OutputArea-output").filter(has_text=re.compile(r"sub-calls: \d+"))
+        printed_output = page.locator(".jp-OutputArea-output").filter(
+            has_text=re.compile(r"sub-calls: \d+, root calls: \d+"), has_not=page.locator(".rlm-view"))
         printed_output.wait_for(timeout=120_000)
         record = page.locator(".rlm-view").filter(has=page.locator(".rlm-sec-timeline")).first
         record.screenshot(path=str(artifacts / "fanout-final.png"))
-        printed = re.search(r"sub-calls: (\d+), root calls: (\d+)", printed_output.inner_text())
+        # text_content, not inner_text: JupyterLab may not render a cell scrolled out of view.
+        printed = re.search(r"sub-calls: (\d+), root calls: (\d+)", printed_output.text_content() or "")
         assert printed, "the notebook did not print its call counts"
         sub_calls, root_calls = int(printed.group(1)), int(printed.group(2))
         assert sub_calls > 50
@@ -153,6 +155,94 @@ def test_stop_button_cancels_the_run_and_keeps_the_partial_trace(browser: Any, l
         record.screenshot(path=str(artifacts / "stopped.png"))
     except Exception:
         page.screenshot(path=str(artifacts / "stop-failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()
+
+
+STREAM_CELLS = [
+    (
+        "from rlm import RLM\n"
+        "from rlm.testing import ScriptedLM\n"
+        "REPLY = ' '.join(f'word{i}' for i in range(200)) + '\\n```repl\\nprint(1)\\n```'\n"
+        "lm = ScriptedLM(root=[REPLY, 'FINAL(done)'], stream_chars=4, stream_delay=0.01).start()\n"
+        "rlm = RLM('root', 'sub', base_url=lm.base_url, api_key='k', sandbox='local')"
+    ),
+    "print('ANSWER', rlm.completion('ctx', 'q').answer)",
+]
+
+
+def test_the_root_reply_streams_into_the_live_view(browser: Any, lab: Any, artifacts: Path) -> None:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in STREAM_CELLS])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, lab.root / "stream.ipynb")
+    page = open_notebook(browser, lab, "stream.ipynb")
+    reply = f"{LIVE} .rlm-sec-stream pre"
+    try:
+        run_all(page)
+        page.wait_for_selector(reply, timeout=60_000)
+        # The reply grows while it streams, and its box keeps the newest words in sight.
+        page.wait_for_function(f"() => document.querySelector('{reply}')?.textContent.includes('word60')")
+        first = page.locator(reply).text_content() or ""
+        page.wait_for_function(
+            f"() => {{ const p = document.querySelector('{reply}');"
+            " return p && p.textContent.includes('word120') && p.scrollHeight > p.clientHeight"
+            " && p.scrollTop + p.clientHeight >= p.scrollHeight - 2; }"
+        )
+        assert "the root is replying" in (page.locator(f"{LIVE} .rlm-sec-stream").text_content() or "")
+        assert first.startswith("word0 word1") and "word120" not in first
+        page.locator(LIVE).screenshot(path=str(artifacts / "streaming.png"))
+        page.locator(".jp-OutputArea-output").filter(has_text="ANSWER done").wait_for(timeout=60_000)
+        page.wait_for_function(f"() => !document.querySelector('{LIVE}')", timeout=60_000)
+        assert page.locator(".rlm-view .rlm-streaming").count() == 0, "the record kept the streaming reply"
+    except Exception:
+        page.screenshot(path=str(artifacts / "stream-failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()
+
+
+INSPECT_CELLS = [
+    (
+        "from rlm import RLM\n"
+        "from rlm.testing import ScriptedLM\n"
+        "PROGRAM = \"```repl\\nanswers = llm_batch([f'tell me about item {i}' for i in range(300)], max_concurrent=4)"
+        "\\n```\"\n"
+        "lm = ScriptedLM(root=[PROGRAM, 'FINAL(done)'], sub=lambda r: 'REPLY TO ' + r.prompt, latency=0.05).start()\n"
+        "rlm = RLM('root', 'sub', base_url=lm.base_url, api_key='k', sandbox='local', max_concurrent=4)"
+    ),
+    "print('ANSWER', rlm.completion('ctx', 'q').answer)",
+]
+
+
+def test_clicking_a_sub_call_shows_its_prompt_and_reply(browser: Any, lab: Any, artifacts: Path) -> None:
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in INSPECT_CELLS])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, lab.root / "inspect.ipynb")
+    page = open_notebook(browser, lab, "inspect.ipynb")
+    try:
+        run_all(page)
+        cell = f"{LIVE} .rlm-grid i[data-i]"
+        page.wait_for_function(f"() => document.querySelectorAll('{cell}').length >= 5", timeout=60_000)
+        shown = page.locator(cell).nth(2)
+        index = shown.get_attribute("data-i")
+        shown.click()
+        detail = page.locator(f"{LIVE} .rlm-detail")
+        detail.locator(".rlm-detail-facts").wait_for(timeout=30_000)
+        asked = page.evaluate(f"() => document.querySelector('{LIVE} .rlm-detail details pre').textContent")
+        assert asked.startswith("tell me about item"), asked
+        item = asked.removeprefix("tell me about item ").strip()
+        assert f"REPLY TO tell me about item {item}" in (detail.text_content() or "")
+        assert f"#{index}" in (detail.locator(".rlm-detail-facts").text_content() or "")
+        detail.screenshot(path=str(artifacts / "inspect.png"))
+        page.locator(".jp-OutputArea-output").filter(has_text="ANSWER done").wait_for(timeout=120_000)
+        record = page.locator(".rlm-view").filter(has=page.locator(".rlm-sec-calls")).first
+        record.wait_for(timeout=30_000)
+        record.locator(".rlm-calls-record > summary").click()
+        record.locator(".rlm-call-detail").nth(1).locator("> summary").click()
+        assert "REPLY TO tell me about item 0" in (record.locator(".rlm-call-detail").nth(1).inner_text() or "")
+    except Exception:
+        page.screenshot(path=str(artifacts / "inspect-failure.png"), full_page=True)
         raise
     finally:
         page.close()

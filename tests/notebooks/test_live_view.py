@@ -33,9 +33,11 @@ class Cell:
     reply: dict[str, Any] = field(default_factory=dict)
     widget_comm: str | None = None
     updates: list[tuple[float, int]] = field(default_factory=list)  # (arrival time, bytes)
+    streamed: list[str] = field(default_factory=list)  # the "stream" section of each update that had one
     displays: list[dict[str, Any]] = field(default_factory=list)
     stdout: str = ""
     stop_sent: float = 0.0
+    customs: list[dict[str, Any]] = field(default_factory=list)  # the widget's own messages (call details)
 
 
 @pytest.fixture
@@ -57,6 +59,8 @@ def run_cell(kc: BlockingKernelClient, code: str, *, during: Any = None, timeout
     deadline = time.monotonic() + timeout
     while True:
         msg = kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["msg_type"] == "comm_msg" and msg["content"]["data"].get("method") == "custom":
+            cell.customs.append(msg["content"]["data"]["content"])  # answers to a subshell's request
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
         kind, content = msg["msg_type"], msg["content"]
@@ -64,6 +68,8 @@ def run_cell(kc: BlockingKernelClient, code: str, *, during: Any = None, timeout
             cell.widget_comm = content["comm_id"]
         elif kind == "comm_msg" and content["comm_id"] == cell.widget_comm:
             cell.updates.append((time.monotonic(), len(json.dumps(content))))
+            if "stream" in content["data"].get("state", {}):
+                cell.streamed.append(content["data"]["state"]["stream"])
             if during is not None and not called and len(cell.updates) >= 5:
                 called = True
                 during(cell)
@@ -97,6 +103,45 @@ def test_two_thousand_sub_calls_stay_at_about_ten_updates_a_second(kernel):
     assert '<span class="rlm-badge rlm-st-ok">done</span>' in record["text/html"]
     assert "llm_batch × 2000" in record["text/html"] and "2000 ok" in record["text/html"]
     assert "2,002/2,002 calls" in record["text/plain"]
+
+
+def test_the_root_reply_streams_into_the_view_at_a_bounded_rate(kernel):
+    _, kc = kernel
+    setup = (
+        "from rlm import RLM\nfrom rlm.testing import ScriptedLM\n"
+        "REPLY = 'Thinking it over, word by word. ' * 8 + '\\n```repl\\nprint(1)\\n```'\n"
+        "lm = ScriptedLM(root=[REPLY, 'FINAL(done)'], stream_chars=4, stream_delay=0.02).start()\n"
+        "rlm = RLM('root', 'sub', base_url=lm.base_url, api_key='k', sandbox='local')\n"
+    )
+    assert run_cell(kc, setup).reply["status"] == "ok"
+    cell = run_cell(kc, "print(rlm.completion('ctx', 'q').answer)")
+    assert cell.reply["status"] == "ok" and cell.stdout.strip() == "done", cell.reply
+    shown = [s for s in cell.streamed if "the root is replying" in s and 'data-n="1"' in s]
+    assert len(shown) >= 3, f"the streaming reply reached the view {len(shown)} times"
+    assert "Thinking it over" in shown[-1] and len(shown[-1]) > len(shown[0]), "the reply did not grow as it streamed"
+    times = [t for t, _ in cell.updates]
+    assert (len(times) - 1) / (times[-1] - times[0]) <= 12, "streaming broke the ~10 updates a second throttle"
+    assert "the root is replying" not in cell.displays[-1]["text/html"]
+
+
+def send_on_subshell(kc: BlockingKernelClient, comm: str, content: dict[str, Any]) -> None:
+    """A widget message as JupyterLab sends it: on a kernel subshell, beside the busy cell."""
+    kc.control_channel.send(kc.session.msg("create_subshell_request", {}))
+    subshell = kc.get_control_msg(timeout=10)["content"]["subshell_id"]
+    message = kc.session.msg("comm_msg", {"comm_id": comm, "data": {"method": "custom", "content": content}})
+    message["header"]["subshell_id"] = subshell
+    kc.shell_channel.send(message)
+
+
+def test_a_clicked_call_gets_its_prompt_and_reply_while_the_run_goes_on(kernel):
+    _, kc = kernel
+    assert run_cell(kc, SETUP.format(n=200, c=4, latency=0.05)).reply["status"] == "ok"
+    cell = run_cell(kc, "result = rlm.completion('ctx', 'q')",
+                    during=lambda cell: send_on_subshell(kc, cell.widget_comm or "", {"event": "detail", "i": 1}))
+    assert cell.reply["status"] == "ok"
+    details = [c for c in cell.customs if c.get("detail") == 1]
+    assert details, "no detail came back for the clicked call"
+    assert "item 0" in details[0]["html"] and "ok item 0" in details[0]["html"]  # call 1: the batch's first item
 
 
 def test_stop_sent_on_a_subshell_cancels_the_run_and_keeps_the_partial_result(kernel):

@@ -1,0 +1,93 @@
+"""``rlm.estimate(context, query)``: what a run is likely to cost, before any model call.
+
+An RLM's cost is mostly its sub-calls, and they are mostly the context read once in
+pieces. So the estimate counts the context's tokens and prices the two plans the system
+prompt suggests: one pass of ``chunk`` at the sub-model's window (the fewest calls), and
+10,000-token chunks with a second pass over their answers (the most). Root turns are
+bounded by typical runs (3 turns) and by ``max_iterations``. It is a range, not a quote.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .core.prompts import clean_text, describe_context, first_user_message, system_prompt
+from .lm.pricing import Pricing
+from .lm.tokens import count_message_tokens, count_tokens
+from .repl.base import load_context
+from .repl.steps import as_text
+
+#: The system prompt's default chunk size, the many-calls plan's.
+SMALL_CHUNK = 10_000
+#: Share of the sub-model's window a one-pass chunk fills (room for the instruction and reply).
+WINDOW_SHARE = 0.8
+#: Tokens of instruction per sub-call prompt, and of reply per sub-call, assumed.
+INSTRUCTION_TOKENS, REPLY_TOKENS = 200, 400
+#: Root turns in a typical run, and tokens each adds to the root's history (code and output).
+TYPICAL_TURNS, TURN_TOKENS = 3, 1_500
+#: Window assumed for a sub-model the pricing table does not know.
+UNKNOWN_WINDOW = 128_000
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A likely range for one completion: ``(low, high)`` pairs; dollars are None for unpriced models."""
+
+    tokens: int
+    root_prompt_tokens: int
+    sub_calls: tuple[int, int]
+    sub_tokens: tuple[int, int]
+    root_tokens: tuple[int, int]
+    cost_usd: tuple[float, float] | None
+    sub_window: int
+
+    @property
+    def total_tokens(self) -> tuple[int, int]:
+        return self.sub_tokens[0] + self.root_tokens[0], self.sub_tokens[1] + self.root_tokens[1]
+
+    def __str__(self) -> str:
+        low, high = self.total_tokens
+        cost = "no price known" if self.cost_usd is None else f"${self.cost_usd[0]:.4f}-${self.cost_usd[1]:.4f}"
+        return (f"context {self.tokens:,} tokens; root prompt {self.root_prompt_tokens:,} tokens; "
+                f"{self.sub_calls[0]:,}-{self.sub_calls[1]:,} sub-calls; {low:,}-{high:,} tokens in all; {cost} "
+                "(an estimate: no model was called)")
+
+    def _repr_html_(self) -> str:
+        return f"<div class='rlm-estimate'><b>Estimate</b>: {self!s}</div>"
+
+
+def estimate(context: Any, query: str, *, model: str, sub_model: str, pricing: Pricing, max_iterations: int,
+             can_recurse: bool = False) -> Estimate:
+    """The range of tokens and dollars a run of ``query`` over ``context`` is likely to take."""
+    loaded = load_context(context)
+    tokens = _context_tokens(loaded, sub_model)
+    root = [{"role": "system", "content": system_prompt(can_recurse=can_recurse)},
+            {"role": "user", "content": first_user_message(clean_text(describe_context(loaded)), query)}]
+    root_prompt = count_message_tokens(root, model)
+    window = pricing.context_window(sub_model) or UNKNOWN_WINDOW
+    one_pass = max(1, math.ceil(tokens / max(1, int(window * WINDOW_SHARE))))
+    many = max(1, math.ceil(tokens / SMALL_CHUNK))
+    second_pass = math.ceil(many * REPLY_TOKENS / max(1, int(window * WINDOW_SHARE)))
+    calls = (one_pass, many + second_pass)
+    sub_in = (tokens + one_pass * INSTRUCTION_TOKENS,
+              tokens + calls[1] * INSTRUCTION_TOKENS + many * REPLY_TOKENS)
+    sub_out = (one_pass * REPLY_TOKENS, calls[1] * REPLY_TOKENS)
+    turns = (TYPICAL_TURNS, max(TYPICAL_TURNS, max_iterations))
+    root_in = tuple(sum(root_prompt + t * TURN_TOKENS for t in range(n)) for n in turns)
+    root_out = tuple(n * TURN_TOKENS // 3 for n in turns)
+    prices = [(pricing.estimate(sub_model, sub_in[i], sub_out[i]), pricing.estimate(model, root_in[i], root_out[i]))
+              for i in (0, 1)]
+    totals = [None if sub is None or top is None else sub + top for sub, top in prices]
+    cost = (totals[0], totals[1]) if totals[0] is not None and totals[1] is not None else None
+    return Estimate(tokens, root_prompt, calls, (sub_in[0] + sub_out[0], sub_in[1] + sub_out[1]),
+                    (root_in[0] + root_out[0], root_in[1] + root_out[1]), cost, window)
+
+
+def _context_tokens(context: Any, model: str) -> int:
+    """The context's tokens as the sub-model would read it: a str whole, a container item by item."""
+    if isinstance(context, str):
+        return count_tokens(context, model)
+    items = context.items() if isinstance(context, dict) else enumerate(context)
+    return sum(count_tokens(as_text(value), model) for _, value in items)

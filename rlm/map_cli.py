@@ -1,0 +1,123 @@
+"""``rlm map``: a resumable map over a JSONL or CSV file from the command line.
+
+``rlm map --input rows.jsonl --prompt-template "Label: {text}" --checkpoint runs/x.sqlite``
+fills the template from each row, sends one sub-call per row, commits each answer as it
+arrives and prints the answers as JSONL; run it again to resume. ``rlm map --status
+runs/x.sqlite`` says how far a map got. Bad input exits 2 with one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``rlm map``."""
+    parser.add_argument("--input", "-i", metavar="FILE", help="rows: a .jsonl file (one object per line) or a .csv")
+    parser.add_argument("--prompt-template", "-t", metavar="TEMPLATE",
+                        help="the prompt for each row, with {field} for the row's fields (default: {prompt})",
+                        default="{prompt}")
+    parser.add_argument("--checkpoint", "-k", metavar="FILE", help="SQLite checkpoint: a rerun resumes from it")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write the answers as JSONL here (default: stdout)")
+    parser.add_argument("--model", "-m", default=None, help="the model of the sub-calls (default gpt-5-mini)")
+    parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL)")
+    parser.add_argument("--max-concurrent", type=int, default=32, help="calls at once (default 32)")
+    parser.add_argument("--status", metavar="CHECKPOINT", help="print how far the map in CHECKPOINT got, and exit")
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a .jsonl or .csv file, as dicts."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise ValueError(f"{path}:{n} is not JSON") from None
+        rows.append(row if isinstance(row, dict) else {"prompt": row})
+    return rows
+
+
+def prompts_of(rows: list[dict[str, Any]], template: str) -> list[str]:
+    """Each row's prompt; a field the template names but a row lacks is an error naming both."""
+    prompts = []
+    for n, row in enumerate(rows):
+        try:
+            prompts.append(template.format_map(row))
+        except KeyError as missing:
+            raise ValueError(f"row {n} has no field {missing} that --prompt-template names; "
+                             f"its fields: {', '.join(map(str, row)) or 'none'}") from None
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"--prompt-template is not a format string: {exc}") from None
+    return prompts
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit 0 when every row has an answer, 1 when some failed (a rerun retries them), 2 for bad input."""
+    from rlm import RLM, Checkpoint, RLMError
+
+    if args.status:
+        if not Path(args.status).is_file():
+            return _fail(f"no checkpoint at {args.status}", 2)
+        with Checkpoint(args.status) as cp:
+            print(json.dumps(cp.status()))
+        return 0
+    if not args.input:
+        return _fail("pass --input FILE.jsonl|.csv (or --status CHECKPOINT)", 2)
+    try:
+        prompts = prompts_of(read_rows(Path(args.input)), args.prompt_template)
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+        return _fail(str(exc), 2)
+    simulated = not os.environ.get("OPENAI_API_KEY") and not (args.base_url or os.environ.get("OPENAI_BASE_URL"))
+    server = None
+    model, base_url = args.model or "gpt-5-mini", args.base_url
+    if simulated:
+        from rlm.testing import simulated_lm
+
+        print("rlm map: SIMULATED MODE (no OPENAI_API_KEY or --base-url): a scripted model on 127.0.0.1 answers; "
+              "set OPENAI_API_KEY or pass --base-url for a real model.", file=sys.stderr)
+        server = simulated_lm(latency=0.0)
+        model, base_url = "simulated-sub", server.base_url
+    try:
+        rlm = RLM(model, base_url=base_url, api_key="simulated" if simulated else None, sandbox="local",
+                  progress=True)
+        answers = rlm.map(prompts, checkpoint=args.checkpoint, max_concurrent=args.max_concurrent, view=False)
+    except RLMError as exc:
+        return _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())[:600]}", 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted; run the same command again to resume" if args.checkpoint else "interrupted", 130)
+    finally:
+        if server is not None:
+            server.stop()
+    lines = [json.dumps({"index": i, "answer": None if _failed(a) else str(a),
+                         "error": getattr(a, "error", None) and str(a)}, ensure_ascii=False)
+             for i, a in enumerate(answers)]
+    if args.output:
+        Path(args.output).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        print("\n".join(lines))
+    failed = sum(1 for a in answers if _failed(a))
+    if failed:
+        print(f"rlm map: {failed} of {len(answers)} failed; run again to retry them", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _failed(answer: Any) -> bool:
+    from rlm import FailedCall
+
+    return isinstance(answer, FailedCall)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"rlm map: {message}", file=sys.stderr)
+    return code

@@ -1,0 +1,194 @@
+"""Maps over whole datasets: ``rlm.map(prompts)`` and ``rlm.map_rlm(contexts, query)``, resumable.
+
+Why not ``llm_batch`` in a loop: a dataset run takes hours, and a crash must lose
+nothing. Each finished item is committed to the checkpoint as it completes, a rerun sends
+only what is missing or failed, and one failed item never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .checkpoint import Checkpoint, Row, input_hash
+from .core.answers import AnswerShape
+from .core.loop import RootLoop
+from .core.result import RLMResult, UsageReport
+from .errors import BudgetExceeded, ConfigError, RLMError
+from .lm.types import Usage
+from .repl.base import load_context
+from .repl.steps import FailedCall
+from .trace.trace import Trace
+
+if TYPE_CHECKING:
+    from .api import RLM
+    from .control import RunControl
+    from .lm.batch import Dispatcher
+    from .trace.events import Subscriber
+
+PathArg = str | os.PathLike[str] | None
+#: Completions of ``map_rlm`` at once, unless told (each holds a sandbox kernel).
+DEFAULT_RLM_CONCURRENCY = 4
+
+
+class MapResult(list[Any]):
+    """The answers, in input order (a failed item is a ``FailedCall``), and what the map took.
+
+    ``usage`` counts this run's calls only; ``resumed`` is how many items came from the
+    checkpoint without a call; ``checkpoint`` is its path (None without one).
+    """
+
+    usage: UsageReport
+    resumed: int
+    checkpoint: Path | None
+    trace: Trace
+
+
+async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_concurrent: int | None,
+                  model: str | None, subscribers: list[Subscriber], control: RunControl) -> MapResult:
+    """One sub-call per prompt, each committed as it completes."""
+    items = list(prompts)
+    bad = [i for i, p in enumerate(items) if not isinstance(p, str)]
+    if isinstance(prompts, str) or bad:
+        raise TypeError(f"map(prompts) takes a list of strings; items {bad[:5]} are not strings")
+    chosen = rlm.settings.check_model("map", model)
+    await rlm._first_use()
+    meta = {"kind": "map", "model": chosen, "options": rlm.call_options}
+    dispatcher, writer = rlm._dispatcher(subscribers)
+
+    async def one(i: int, parent: str) -> Done:
+        started = time.perf_counter()
+        completion = await dispatcher.complete([{"role": "user", "content": items[i]}], model=chosen, parent=parent)
+        return completion.text, completion.usage, time.perf_counter() - started, {}
+
+    try:
+        return await _mapped(dispatcher, control, items, meta, checkpoint, max_concurrent or 32, one,
+                             stop_on_budget=True,
+                             label=f"map of {len(items):,} prompts", model=chosen)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def run_map_rlm(rlm: RLM, contexts: Iterable[Any], query: str, *, checkpoint: PathArg,
+                      max_concurrent: int | None, schema: Any, subscribers: list[Subscriber],
+                      control: RunControl) -> MapResult:
+    """One completion per context, under one limiter, trace and budget; each answer committed as it completes."""
+    items = list(contexts)
+    for item in items:
+        load_context(item)  # a bad context fails before any call
+    await rlm._first_use()
+    meta = {"kind": "map_rlm", "model": rlm.settings.model, "sub_model": rlm.settings.sub_model, "query": query,
+            "options": rlm.call_options, "schema": None if schema is None else repr(schema)}
+    dispatcher, writer = rlm._dispatcher(subscribers)
+    results: dict[int, RLMResult] = {}
+
+    async def one(i: int, parent: str) -> Done:
+        # Each completion has its own usage and budget, as in completion(); they share the trace and limiter.
+        own, _ = rlm._dispatcher([], dispatcher.tracer)
+        loop = RootLoop(settings=rlm.settings, dispatcher=own, repl_factory=rlm._make_repl, parent_span=parent)
+        try:
+            result = results[i] = await loop.run(items[i], query, schema=schema)
+        finally:
+            for name, usage in own.meter.snapshot().items():
+                dispatcher.meter.add(name, usage)
+        return result.text, result.usage.total, result.seconds, {"stopped": result.stopped,
+                                                                  "iterations": result.iterations}
+
+    try:
+        mapped = await _mapped(dispatcher, control, [(c, query) for c in items], meta, checkpoint,
+                               max_concurrent or DEFAULT_RLM_CONCURRENCY, one, stop_on_budget=False,
+                               label=f"map_rlm of {len(items):,} contexts: {query}", model=rlm.settings.model)
+    finally:
+        if writer is not None:
+            writer.close()
+    shape = AnswerShape(schema) if schema is not None else None
+    for i, value in enumerate(mapped):
+        if i in results:
+            mapped[i] = results[i]
+        elif not isinstance(value, FailedCall):
+            mapped[i] = _resumed(value, shape)
+    return mapped
+
+
+#: One item's answer text, its usage, seconds, and what else to keep in the checkpoint.
+Done = tuple[str, Usage, float, dict[str, Any]]
+Work = Callable[[int, str], Coroutine[Any, Any, Done]]
+
+
+async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any], meta: dict[str, Any],
+                  checkpoint: PathArg, workers: int, work: Work, *, stop_on_budget: bool, label: str,
+                  model: str) -> MapResult:
+    """The shared part: skip what the checkpoint has, run the rest in order with ``workers`` at once, commit each."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigError(f"max_concurrent must be an int >= 1, got {workers!r}")
+    hashes = [input_hash(item) for item in items]
+    store = Checkpoint(checkpoint) if checkpoint is not None else None
+    results: list[Any] = [None] * len(items)
+    done: dict[int, Row] = {}
+    if store is not None:
+        store.bind(meta)
+        store.set_items(len(items))
+        done = store.done(hashes)
+        for i, row in done.items():
+            results[i] = row.answer
+    todo = iter([i for i in range(len(items)) if i not in done])
+    tracer = dispatcher.tracer
+    control.bind()
+    run_id = tracer.start("run", None, query=label, model=model, depth=0, context=f"{len(items):,} items")
+    batch_id = tracer.start("batch", run_id, n=len(items) - len(done), max_concurrent=workers, model=model)
+    status = "error"
+
+    async def worker() -> None:
+        for i in todo:
+            try:
+                text, usage, seconds, extra = await work(i, batch_id)
+            except (RLMError, TypeError, ValueError) as exc:
+                if stop_on_budget and isinstance(exc, BudgetExceeded):
+                    raise  # the whole map's budget: stop; a rerun goes on from what is committed
+                results[i] = FailedCall(exc)
+                if store is not None:
+                    store.record(i, hashes[i], answer=None, error=f"{type(exc).__name__}: {exc}")
+                continue
+            results[i] = text
+            if store is not None:
+                store.record(i, hashes[i], answer=text, error=None, prompt_tokens=usage.prompt_tokens,
+                             completion_tokens=usage.completion_tokens, seconds=seconds, extra=extra)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(workers, len(items) - len(done)) or 1)))
+        status = "ok"
+    except (RLMError, asyncio.CancelledError) as exc:
+        status = "budget" if isinstance(exc, BudgetExceeded) else "cancelled" if not isinstance(exc, RLMError) \
+            else "error"
+        partial = _result(results, done, dispatcher, store)
+        control.partial = partial
+        if isinstance(exc, RLMError):
+            exc.partial = partial
+        raise
+    finally:
+        tracer.end("batch", batch_id, run_id, status=status)
+        tracer.end("run", run_id, None, status=status, answer=None, iterations=0, fallback=False)
+        if store is not None:
+            store.close()
+    return _result(results, done, dispatcher, store)
+
+
+def _result(results: list[Any], done: dict[int, Row], dispatcher: Dispatcher, store: Checkpoint | None) -> MapResult:
+    mapped = MapResult(results)
+    mapped.usage = UsageReport(dispatcher.meter.snapshot())
+    mapped.resumed = len(done)
+    mapped.checkpoint = store.path if store is not None else None
+    mapped.trace = Trace(dispatcher.tracer.events)
+    return mapped
+
+
+def _resumed(text: str, shape: AnswerShape | None) -> RLMResult:
+    """A completion answered in an earlier run: its answer from the checkpoint (validated again), no steps or trace."""
+    value = shape.check(text)[0] if shape is not None else None
+    return RLMResult(answer=text if value is None else value, iterations=0, usage=UsageReport(), steps=(),
+                     trace=Trace(()), text=text)

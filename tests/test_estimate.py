@@ -1,0 +1,51 @@
+"""``rlm.estimate``: the likely cost of a run, from the context's tokens and the prices, with no model call."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rlm import RLM, Endpoint, ModelInfo
+from rlm.lm.tokens import count_tokens
+from rlm.testing import ScriptedLM
+
+TEXT = "The merger was approved in Section 3 of the filing.\n" * 4_000
+
+
+def test_an_estimate_makes_no_request_and_prices_both_plans() -> None:
+    pricing = {"root": ModelInfo(input_per_mtok=1.0, output_per_mtok=10.0, context_window=200_000),
+               "sub": ModelInfo(input_per_mtok=0.1, output_per_mtok=1.0, context_window=20_000)}
+    with ScriptedLM() as lm:
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local",
+                  endpoint=Endpoint(pricing=pricing))
+        found = rlm.estimate(TEXT, "Where was the merger approved?")
+        served = lm.stats["requests"]
+    assert served == 0
+    tokens = count_tokens(TEXT, "sub")
+    assert found.tokens == tokens
+    # One pass at 80 % of the sub-model's 20k window, or 10k-token chunks and a second pass.
+    assert found.sub_calls == (-(-tokens // 16_000), -(-tokens // 10_000) + 1)
+    assert found.sub_tokens[0] >= tokens and found.sub_tokens[1] > found.sub_tokens[0]
+    assert found.root_prompt_tokens > 500  # the system prompt and the context's description
+    assert found.cost_usd is not None and 0 < found.cost_usd[0] < found.cost_usd[1]
+    assert "no model was called" in str(found) and "sub-calls" in str(found)
+
+
+def test_an_unpriced_model_has_tokens_but_no_dollars() -> None:
+    rlm = RLM("my-local", base_url="http://127.0.0.1:9/v1", sandbox="local")
+    found = rlm.estimate({"a.txt": "x " * 100, "b.txt": "y " * 100}, "q")
+    assert found.cost_usd is None and found.tokens == 2 * count_tokens("x " * 100) and "no price known" in str(found)
+
+
+def test_rlm_ask_estimate_needs_no_endpoint(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.txt"
+    doc.write_text(TEXT)
+    done = subprocess.run([sys.executable, "-m", "rlm.cli", "ask", "--context", str(doc), "--query", "q",
+                           "--model", "gpt-5", "--sub-model", "gpt-5-mini", "--estimate", "--json"],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found["tokens"] == count_tokens(TEXT, "gpt-5-mini") and found["cost_usd"][0] > 0
