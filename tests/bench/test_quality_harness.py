@@ -77,10 +77,11 @@ def test_the_base_model_reads_only_its_window_and_the_summary_agent_reads_all() 
     assert points == 1.0 and summary.calls > 10 and summary.note.endswith("parts")
 
 
-def test_the_oracle_scores_one_in_the_kernel_sandbox() -> None:
-    for item, outcome, points in _run("oolong", ITEMS["oolong"][:1], "rlm-batch", sandbox="kernel"):
+@pytest.mark.parametrize("task", sorted(ITEMS))
+def test_the_oracle_scores_one_and_the_wrong_policy_near_zero_in_the_kernel_sandbox(task: str) -> None:
+    for item, outcome, points in _run(task, ITEMS[task][-1:], "rlm-batch", sandbox="kernel"):
         assert points == 1.0 and outcome.error is None and outcome.sub_calls >= 1, (item.kind, outcome)
-    for item, outcome, points in _run("oolong", ITEMS["oolong"][1:2], "program", wrong=True, sandbox="kernel"):
+    for item, outcome, points in _run(task, ITEMS[task][-1:], "program", wrong=True, sandbox="kernel"):
         assert points < 0.01 and outcome.error is None, (item.kind, outcome)
 
 
