@@ -180,7 +180,7 @@ COMMANDS: dict[str, Command] = {
         run=_serve_fake,
     ),
     "bench": Command(
-        help="run a benchmark: throughput, sandbox (costs), sandbox-attacks (the attack table)",
+        help="run a benchmark: throughput, sandbox (costs), sandbox-attacks (the attack table), answer quality",
         add_arguments=bench.add_arguments,
         run=bench.run,
     ),

@@ -1,4 +1,5 @@
-"""Benchmarks for the command line: ``rlm bench throughput|sandbox|sandbox-attacks``.
+"""Benchmarks for the command line: ``rlm bench throughput|sandbox|sandbox-attacks``, and answer
+quality: ``rlm bench sniah|oolong|pairs|codeqa`` (``rlm.bench.quality``).
 
 Each benchmark module has ``add_arguments(parser)`` and ``run(args) -> int``; they
 load only when ``rlm bench`` runs, so importing rlm pays nothing for them.
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from .quality import BENCHES as QUALITY
+
 #: name -> (module, one-line help)
 BENCHES: dict[str, tuple[str, str]] = {
     "throughput": (
@@ -17,6 +20,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     ),
     "sandbox": ("rlm.bench.sandbox", "the kernel sandbox's costs: start-up, warm kernels, context, step, bridge"),
     "sandbox-attacks": ("rlm.bench.sandbox_attacks", "every attack in a fresh host, per isolation level: the table"),
+    **QUALITY,
 }
 
 
