@@ -29,6 +29,7 @@ from .errors import (
 from .lm.budget import Budget, BudgetReport
 from .lm.cache import Cache
 from .lm.client import LMClient, OpenAIClient
+from .lm.hedge import Hedge
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import ModelInfo, Pricing
 from .lm.retry import RetryPolicy
@@ -59,6 +60,7 @@ __all__ = [
     "Endpoint",
     "FailedCall",
     "FastClient",
+    "Hedge",
     "LMClient",
     "LMConnectionError",
     "LMError",

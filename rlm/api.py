@@ -20,6 +20,7 @@ from .errors import Cancelled, ConfigError
 from .lm.batch import Dispatcher
 from .lm.budget import Budget, BudgetLedger
 from .lm.cache import Cache, as_cache
+from .lm.hedge import Hedge, as_hedge
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import as_pricing
 from .maps import MapResult, run_map, run_map_rlm
@@ -33,7 +34,7 @@ from .trace.jsonl import JsonlWriter
 from .trace.progress import Listener
 from .trace.trace import Trace
 from .widgets import watch
-from .wiring import check_budget, clients, learn_windows, progress_subscribers
+from .wiring import check_budget, check_counts, clients, learn_windows, progress_subscribers
 
 if TYPE_CHECKING:
     from .core.fork import Fork
@@ -74,7 +75,8 @@ class RLM:
     (step timeout, output read back, children limits) and ``endpoint=Endpoint(...)``
     (timeout, retries, transport, rate caps, prices, a client of your own) hold the rest.
     ``tools``: functions (a dict by name, or a list) root code may call; they run here,
-    in the host, with plain-data arguments and results.
+    in the host, with plain-data arguments and results. ``hedge=True`` (or a ``Hedge``)
+    re-sends a batch's stragglers once its slots would sit idle (off: a duplicate costs).
     ``subscribers`` (a list attribute) receive every trace event of every run.
     """
 
@@ -96,16 +98,13 @@ class RLM:
         limits: Limits | None = None,
         endpoint: Endpoint | None = None,
         tools: Mapping[str, Callable[..., Any]] | Sequence[Callable[..., Any]] | None = None,
+        hedge: bool | Hedge | None = None,
     ) -> None:
         sandbox_config = sandbox if isinstance(sandbox, SandboxConfig) else SandboxConfig()
         sandbox = "kernel" if isinstance(sandbox, SandboxConfig) else sandbox
         if sandbox not in SANDBOXES:
             raise ConfigError(f"sandbox={sandbox!r} is not available; choose one of {SANDBOXES} or a SandboxConfig")
-        for name, value in (
-            ("max_concurrent", max_concurrent), ("max_iterations", max_iterations), ("max_depth", max_depth),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        check_counts(max_concurrent=max_concurrent, max_iterations=max_iterations, max_depth=max_depth)
         for group, given, kind in (("limits", limits, Limits), ("endpoint", endpoint, Endpoint)):
             if given is not None and not isinstance(given, kind):
                 raise ConfigError(f"{group} must be a rlm.{kind.__name__}, got {type(given).__name__}")
@@ -139,6 +138,7 @@ class RLM:
         self.pricing = as_pricing(endpoint.pricing)
         self.budget = check_budget(budget, self.pricing, (model, sub_model or model))
         self.cache = as_cache(cache)
+        self.hedge = as_hedge(hedge)
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
             raise ConfigError(f"progress must be True, False, None (auto) or a callable, got {progress!r}")
         self.progress = progress
@@ -388,7 +388,7 @@ class RLM:
         dispatcher = Dispatcher(
             self.client, pricing=self.pricing, budget=BudgetLedger(self.budget, self.pricing), cache=self.cache,
             limiter=self.limiter, tracer=tracer, call_options=self.call_options,
-            retry=self.retry, sub_client=self.sub_client, stream=self.endpoint.stream,
+            retry=self.retry, sub_client=self.sub_client, stream=self.endpoint.stream, hedge=self.hedge,
         )
         return dispatcher, writer
 

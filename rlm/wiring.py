@@ -37,6 +37,13 @@ def clients(endpoint: Endpoint, base_url: str | None, api_key: str | None) -> tu
     return root, None
 
 
+def check_counts(**values: object) -> None:
+    """Counts the RLM is built with must be ints >= 1."""
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+
+
 def check_budget(budget: Budget | None, pricing: Pricing, models: tuple[str, str]) -> Budget | None:
     """Fail at construction, not mid-run, when a dollar limit meets a model with no price."""
     if budget is None:

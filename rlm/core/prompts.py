@@ -44,6 +44,8 @@ Functions available in the REPL:
 A good plan: look at the size and structure of `context`; split it into chunks that fit
 the sub-model; use llm_batch to extract what matters from every chunk; combine the
 results in code (and with another llm_query if needed); check the answer; finish.
+Put the instruction first and the chunk after it (f"{{instruction}}\n\n{{chunk}}"): prompts
+that start alike are cheaper, as providers cache shared prefixes.
 
 When you are done, reply with FINAL(your answer) on its own line, or FINAL_VAR(variable)
 to return a variable you built in the REPL. Do not answer before you have looked at the

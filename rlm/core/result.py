@@ -57,6 +57,16 @@ class UsageReport:
         return self.total.cached_calls
 
     @property
+    def cached_prompt_tokens(self) -> int:
+        """Prompt tokens the providers served from their prefix caches (billed at the cached rate)."""
+        return self.total.cached_prompt_tokens
+
+    @property
+    def hedged_calls(self) -> int:
+        """Duplicate requests sent by hedging; they are in ``calls``."""
+        return self.total.hedged_calls
+
+    @property
     def unpriced(self) -> list[str]:
         """Models that made calls but have no price, so their cost is not in ``cost_usd``."""
         return [m for m, u in self.by_model.items() if u.calls and u.cost_usd is None]
@@ -72,7 +82,9 @@ class UsageReport:
         cost = "" if self.cost_usd is None else f", ${self.cost_usd:.4f}"
         unpriced = f" (no price for {', '.join(self.unpriced)})" if self.cost_usd is not None and self.unpriced else ""
         cached = f", {self.cached_calls} cached" if self.cached_calls else ""
-        return f"{self.calls} calls{cached}, {self.total_tokens:,} tokens{cost}{unpriced} ({rows})"
+        hedged = f", {self.hedged_calls} hedged" if self.hedged_calls else ""
+        hits = f" ({self.cached_prompt_tokens:,} prompt tokens cached)" if self.cached_prompt_tokens else ""
+        return f"{self.calls} calls{cached}{hedged}, {self.total_tokens:,} tokens{hits}{cost}{unpriced} ({rows})"
 
 
 @dataclass(frozen=True, slots=True)

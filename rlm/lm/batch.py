@@ -12,9 +12,10 @@ would flood the trace.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from .budget import OUTPUT_CAP_KEYS, BudgetLedger
 from .cache import Cache, cache_key
 from .client import MAX_OUTPUT_TOKENS, LMClient, Message
 from .guard import check_window
+from .hedge import Hedge, Hedger
 from .limiter import AdaptiveLimiter
 from .pricing import Pricing
 from .record import prompt_fields, reply_fields
@@ -102,6 +104,7 @@ class Dispatcher:
     ``limiter`` is shared by every batch, ``llm_query`` and recursive child of an
     RLM, so total concurrency never exceeds it however the calls are nested.
     ``stream=False`` sends root calls whole too (``Endpoint(stream=False)``).
+    ``hedge`` re-sends a batch's stragglers (``rlm.lm.hedge``).
     """
 
     def __init__(
@@ -118,8 +121,10 @@ class Dispatcher:
         retry: RetryPolicy | None = None,
         sub_client: LMClient | None = None,
         stream: bool = True,
+        hedge: Hedge | None = None,
     ) -> None:
         self.client = client
+        self.hedge = hedge
         self.stream = stream
         self.sub_client = sub_client
         self.limiter = limiter
@@ -132,12 +137,13 @@ class Dispatcher:
         self.cache = cache
 
     async def complete(
-        self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub"
+        self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub", hedge: bool = False
     ) -> Completion:
         """One call: window guard, cache, budget reservation, then the limited send.
 
         Raises ``ContextWindowExceeded`` or ``BudgetExceeded`` (the call is not sent)
-        and ``LMError`` once retries are spent.
+        and ``LMError`` once retries are spent. A ``hedge`` duplicates a call in flight,
+        so it must not wait on that call's cache entry; its answer fills the entry.
         """
         messages = _without_lone_surrogates(messages)
         try:
@@ -147,8 +153,12 @@ class Dispatcher:
                          prompt_tokens=exc.tokens)
             raise
         if self.cache is None:
-            return await self._budgeted(messages, model, parent, role, prompt_tokens)
+            return await self._budgeted(messages, model, parent, role, prompt_tokens, hedge)
         key = cache_key(model, messages, self.call_options)
+        if hedge:
+            completion = await self._budgeted(messages, model, parent, role, prompt_tokens, hedge)
+            self.cache.put(key, completion)
+            return completion
         hit = self.cache.get(key)
         if hit is None:
             hit, shared = await self.cache.once(
@@ -162,7 +172,8 @@ class Dispatcher:
         return hit
 
     async def _budgeted(
-        self, messages: list[Message], model: str, parent: str | None, role: str, prompt_tokens: int | None
+        self, messages: list[Message], model: str, parent: str | None, role: str, prompt_tokens: int | None,
+        hedge: bool = False,
     ) -> Completion:
         """Reserve budget, send, then settle the reservation with what the call used.
 
@@ -185,7 +196,7 @@ class Dispatcher:
             else None
         )
         left = ledger.time_left()
-        send = self._send(messages, model=model, parent=parent, role=role, extra=cap)
+        send = self._send(messages, model=model, parent=parent, role=role, extra=cap, hedge=hedge)
         try:
             completion = await (send if left is None else asyncio.wait_for(send, max(left, 0.0)))
         except asyncio.TimeoutError:
@@ -207,18 +218,15 @@ class Dispatcher:
         self.tracer.end("call", call_id, parent, status=status, seconds=0.0, **data)
 
     def _priced(self, model: str, completion: Completion) -> Completion:
-        cost = self.pricing.cost(model, completion.usage)
+        usage = completion.usage
+        cost = self.pricing.cost(model, usage, cached_prompt_tokens=usage.cached_prompt_tokens)
         if cost is None:
             return completion
-        usage = completion.usage
-        return replace(
-            completion,
-            usage=Usage(usage.calls, usage.prompt_tokens, usage.completion_tokens, cost, usage.cached_calls),
-        )
+        return replace(completion, usage=replace(usage, cost_usd=cost))
 
     async def _send(
         self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub",
-        extra: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None, hedge: bool = False,
     ) -> Completion:
         """One traced, limited, retried, metered request; raises ``LMError`` once retries are spent.
 
@@ -238,7 +246,7 @@ class Dispatcher:
             async with self.limiter.slot(tokens) as slot:
                 if call_id is None:
                     call_id = self.tracer.start("call", parent, model=model, role=role, prompt_chars=prompt_chars,
-                                                **prompt_fields(messages))
+                                                **({"hedge": True} if hedge else {}), **prompt_fields(messages))
                     started = time.perf_counter()
                 # Decided per attempt: a client stops streaming once its endpoint refuses to.
                 if self.stream and role == "root" and getattr(client, "streams", False) is True:
@@ -279,6 +287,7 @@ class Dispatcher:
             "call", call_id or "", parent, status="ok", seconds=time.perf_counter() - started, attempts=attempts,
             prompt_tokens=completion.usage.prompt_tokens,
             completion_tokens=completion.usage.completion_tokens,
+            cached_prompt_tokens=completion.usage.cached_prompt_tokens,
             cost_usd=completion.usage.cost_usd,
             response_chars=len(completion.text),
             finish_reason=completion.finish_reason,
@@ -286,14 +295,15 @@ class Dispatcher:
         )
         return completion
 
-    async def query(self, prompt: str, *, model: str, parent: str | None) -> str | Exception:
+    async def query(self, prompt: str, *, model: str, parent: str | None, hedge: bool = False) -> str | Exception:
         """A sub-call that never raises for a model failure: the exception comes back as the value.
 
         The REPL layer shows it to root code as a ``FailedCall``; the model layer knows
         nothing of root code.
         """
         try:
-            completion = await self.complete([{"role": "user", "content": prompt}], model=model, parent=parent)
+            completion = await self.complete([{"role": "user", "content": prompt}], model=model, parent=parent,
+                                             hedge=hedge)
         except Exception as exc:  # noqa: BLE001 - any failure of one sub-call is that item's value
             return exc
         return completion.text
@@ -312,12 +322,20 @@ class Dispatcher:
         results: list[str | Exception] = [""] * len(items)
         todo = iter(range(len(items)))
 
+        hedger = self._hedger(model, len(items))
+
         # max_concurrent workers pull items in input order, rather than one task per item
         # behind a semaphore: the garbage collector then has far fewer waiting tasks to scan
-        # (docs/performance.md has the measurement).
+        # (docs/performance.md has the measurement). Hedging races each item's requests
+        # and lets the workers left without items re-send stragglers.
+        def send(i: int, hedge: bool = False) -> Awaitable[str | Exception]:
+            return self.query(items[i], model=model, parent=batch_id, hedge=hedge)
+
         async def worker() -> None:
             for i in todo:
-                results[i] = await self.query(items[i], model=model, parent=batch_id)
+                results[i] = await (send(i) if hedger is None else hedger.run(i, functools.partial(send, i)))
+            if hedger is not None:
+                await hedger.help(functools.partial(send, hedge=True))
 
         # More workers than the limiter lets through would only wait: cap them there, so a
         # max_concurrent of 10**5 costs no more host memory than the RLM's own limit.
@@ -328,5 +346,13 @@ class Dispatcher:
             status = "ok"
         finally:
             failed = sum(isinstance(r, Exception) for r in results) if status == "ok" else None
-            self.tracer.end("batch", batch_id, parent, status=status, failed=failed)
+            hedged = {"hedged": hedger.sent} if hedger is not None else {}
+            self.tracer.end("batch", batch_id, parent, status=status, failed=failed, **hedged)
         return results
+
+    def _hedger(self, model: str, items: int) -> Hedger | None:
+        """A batch's hedging state, when hedging is on and the batch is big enough to learn its latency."""
+        if self.hedge is None or items <= self.hedge.min_samples:
+            return None
+        # A duplicate is a request sent: it counts as a call (and ``hedged_calls``), won or lost.
+        return Hedger(self.hedge, items, lambda: self.meter.add(model, Usage(calls=1, hedged_calls=1)))

@@ -35,7 +35,7 @@ from .stream import (
     refuses_stream,
     streamed,
 )
-from .types import Completion, Usage
+from .types import Completion, reported_usage
 
 Message = dict[str, Any]
 log = logging.getLogger("rlm")
@@ -291,12 +291,7 @@ class OpenAIClient:
                 f"the endpoint for {model} returned no choices", body=_dump(response), model=model, transient=True
             )
         choice = choices[0]
-        raw_usage = getattr(response, "usage", None)
-        usage = Usage(
-            calls=1,
-            prompt_tokens=getattr(raw_usage, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(raw_usage, "completion_tokens", 0) or 0,
-        )
+        usage = reported_usage(getattr(response, "usage", None), response)
         return Completion(
             text=choice.message.content or "",
             model=model,

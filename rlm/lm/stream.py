@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import LMConnectionError, LMError, LMResponseError
-from .types import Completion, Usage
+from .types import Completion, reported_usage
 
 log = logging.getLogger("rlm")
 
@@ -87,11 +87,7 @@ def parse_completion(raw: bytes, model: str, seconds: float, quota_wait: float |
     return Completion(
         text=message.get("content") or "",
         model=model,
-        usage=Usage(
-            calls=1,
-            prompt_tokens=usage.get("prompt_tokens") or 0,
-            completion_tokens=usage.get("completion_tokens") or 0,
-        ),
+        usage=reported_usage(usage, data),
         seconds=seconds,
         finish_reason=choice.get("finish_reason"),
         tool_calls=len(message.get("tool_calls") or ()) if isinstance(message, dict) else 0,
@@ -138,6 +134,7 @@ class StreamReader:
         self.on_delta = on_delta
         self.chunks = 0
         self.usage: dict[str, Any] | None = None
+        self._timings: Any = None
         self._parts: list[str] = []
         self._choice = False
         self._finish: str | None = None
@@ -152,6 +149,8 @@ class StreamReader:
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.usage = usage  # servers that report usage on every chunk: the last one counts
+        if chunk.get("timings") is not None:
+            self._timings = chunk["timings"]  # llama.cpp: its prompt-cache hits (cache_n) are here
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -181,11 +180,7 @@ class StreamReader:
         return Completion(
             text="".join(self._parts),
             model=self.model,
-            usage=Usage(
-                calls=1,
-                prompt_tokens=usage.get("prompt_tokens") or 0,
-                completion_tokens=usage.get("completion_tokens") or 0,
-            ),
+            usage=reported_usage(usage, {"timings": self._timings}),
             seconds=seconds,
             finish_reason=self._finish,
             tool_calls=len(self._tool_calls),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +14,9 @@ class Usage:
     ``cost_usd`` is None when no price is known for the model (never a made-up $0);
     a sum is None only if every part is. ``cached_calls`` counts answers served from
     the cache or shared with an identical call in flight: they cost no model call.
+    ``cached_prompt_tokens`` are the part of ``prompt_tokens`` the provider served from
+    its prefix cache (priced at the model's cached rate). ``hedged_calls`` counts the
+    duplicate requests hedging sent (see ``rlm.lm.hedge``), included in ``calls``.
     """
 
     calls: int = 0
@@ -20,6 +24,8 @@ class Usage:
     completion_tokens: int = 0
     cost_usd: float | None = None
     cached_calls: int = 0
+    cached_prompt_tokens: int = 0
+    hedged_calls: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -36,7 +42,34 @@ class Usage:
             self.completion_tokens + other.completion_tokens,
             cost,
             self.cached_calls + other.cached_calls,
+            self.cached_prompt_tokens + other.cached_prompt_tokens,
+            self.hedged_calls + other.hedged_calls,
         )
+
+
+def _get(obj: Any, name: str) -> Any:
+    """A field of a JSON object or of the SDK's model of it."""
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def reported_usage(usage: Any, response: Any = None) -> Usage:
+    """One reply's ``Usage`` from its ``usage`` object (a dict or the SDK's model).
+
+    Providers report prompt-cache hits under different names: OpenAI, vLLM and most
+    others as ``usage.prompt_tokens_details.cached_tokens``, DeepSeek as
+    ``usage.prompt_cache_hit_tokens``, llama.cpp's server as ``timings.cache_n`` beside
+    the usage (``response``).
+    """
+    prompt = _count(_get(usage, "prompt_tokens"))
+    cached = (_count(_get(_get(usage, "prompt_tokens_details"), "cached_tokens"))
+              or _count(_get(usage, "prompt_cache_hit_tokens"))
+              or _count(_get(_get(response, "timings"), "cache_n")))
+    return Usage(calls=1, prompt_tokens=prompt, completion_tokens=_count(_get(usage, "completion_tokens")),
+                 cached_prompt_tokens=min(cached, prompt))
 
 
 @dataclass(frozen=True, slots=True)

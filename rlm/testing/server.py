@@ -20,6 +20,7 @@ from rlm.testing import wire
 from rlm.testing.faults import Fault
 from rlm.testing.loop_thread import LoopThread
 from rlm.testing.pacing import Pacing
+from rlm.testing.prefix_cache import PrefixCache
 from rlm.testing.script import (
     Latency,
     Reply,
@@ -52,6 +53,7 @@ class ScriptedLM(ScriptAnswers, Pacing):
     is answered as server-sent events of ``stream_chars`` characters each,
     ``stream_delay`` seconds apart, ending with a usage chunk when
     ``stream_options.include_usage`` asks for one (``hold_streams`` holds their ends).
+    ``prefix_cache=True`` reports cached prompt tokens as a provider's prompt cache would.
     """
 
     def __init__(
@@ -67,8 +69,10 @@ class ScriptedLM(ScriptAnswers, Pacing):
         windows: dict[str, int] | None = None,
         stream_chars: int = 8,
         stream_delay: float = 0.0,
+        prefix_cache: bool = False,
     ) -> None:
         self._lock = threading.Lock()
+        self.prefix_cache = PrefixCache() if prefix_cache else None
         self.headers = headers
         self.windows = dict(windows or {})
         self.root = root if root is not None else _default_root
@@ -352,10 +356,11 @@ class ScriptedLM(ScriptAnswers, Pacing):
             extra = self.headers(scripted) if self.headers is not None else {}
         except Exception as exc:  # noqa: BLE001 - a script's failure becomes a loud 500
             return script_error(exc), b""
+        cached = self.prefix_cache.hit(scripted.model, scripted.messages) if self.prefix_cache is not None else 0
         return await wire.render(request, scripted.index, scripted.model, scripted.messages, scripted.body,
                                  scripted.stream, content, has_choice=has_choice, headers=extra,
                                  tool_call=tool_call, chunk_chars=self.stream_chars, pace=self._pace,
-                                 cut_after=cut_after)
+                                 cut_after=cut_after, cached=cached)
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         """List the scripted model, the ``windows`` models and every model name clients have asked for."""

@@ -94,11 +94,15 @@ def cap_reply(content: str | None, body: dict[str, Any]) -> tuple[str | None, st
     return content[: cap * 4], "length"
 
 
-def _usage(messages: list[dict[str, Any]], content: str | None) -> dict[str, int]:
-    """Estimated usage over every message's text and the reply."""
+def _usage(messages: list[dict[str, Any]], content: str | None, cached: int = 0) -> dict[str, Any]:
+    """Estimated usage over every message's text and the reply; ``cached`` prompt tokens as OpenAI reports them."""
     prompt = estimate_tokens("".join(message_text(m.get("content")) for m in messages))
     completion = estimate_tokens(content) if content else 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                             "total_tokens": prompt + completion}
+    if cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": min(cached, prompt)}
+    return usage
 
 
 def _tool_calls(name: str) -> list[dict[str, Any]]:
@@ -114,6 +118,7 @@ def completion(
     has_choice: bool = True,
     finish_reason: str = "stop",
     tool_call: str | None = None,
+    cached: int = 0,
 ) -> bytes:
     """A ``chat.completion`` body; ``has_choice=False`` gives ``choices: []``; ``tool_call`` a call, no text."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
@@ -127,7 +132,7 @@ def completion(
         "created": int(time.time()),
         "model": model,
         "choices": choices,
-        "usage": _usage(messages, content),
+        "usage": _usage(messages, content, cached),
     }
     return json.dumps(body).encode()
 
@@ -143,6 +148,7 @@ def completion_events(
     finish_reason: str = "stop",
     chunk_chars: int = 8,
     tool_call: str | None = None,
+    cached: int = 0,
 ) -> list[bytes]:
     """SSE events of a streamed completion, ``chunk_chars`` characters of text each, without the closing ``[DONE]``."""
     head: dict[str, Any] = {
@@ -158,9 +164,8 @@ def completion_events(
         for choices in _stream_choices(content, has_choice, finish_reason, chunk_chars, tool_call)
     ]
     if include_usage:
-        events.append(
-            b"data: " + json.dumps({**head, "choices": [], "usage": _usage(messages, content)}).encode() + b"\n\n"
-        )
+        usage = _usage(messages, content, cached)
+        events.append(b"data: " + json.dumps({**head, "choices": [], "usage": usage}).encode() + b"\n\n")
     return events
 
 
@@ -191,6 +196,7 @@ async def render(
     request: web.Request, index: int, model: str, messages: list[dict[str, Any]], body: dict[str, Any],
     stream: bool, content: str | None, *, has_choice: bool, headers: dict[str, str], tool_call: str | None = None,
     chunk_chars: int = 8, pace: Callable[[int, int], Awaitable[bool]] | None = None, cut_after: int | None = None,
+    cached: int = 0,
 ) -> tuple[web.StreamResponse, bytes | None]:
     """A chat.completion, or its SSE events when the client asked to stream, minus its last bytes.
 
@@ -202,7 +208,7 @@ async def render(
     content, finish = cap_reply(content, body)
     if not stream:
         text = completion(request_id, model, messages, content, has_choice=has_choice, finish_reason=finish,
-                          tool_call=tool_call)
+                          tool_call=tool_call, cached=cached)
         if cut_after is None:
             return web.Response(body=text, content_type="application/json", headers=headers), b""
         cut = web.StreamResponse(headers={**headers, "Content-Type": "application/json"})
@@ -216,7 +222,7 @@ async def render(
     await response.prepare(request)
     events = completion_events(
         request_id, model, messages, content, has_choice=has_choice, include_usage=include_usage,
-        finish_reason=finish, chunk_chars=chunk_chars, tool_call=tool_call,
+        finish_reason=finish, chunk_chars=chunk_chars, tool_call=tool_call, cached=cached,
     )
     for i, event in enumerate(events):
         if (cut_after is not None and i >= cut_after) or (pace is not None and not await pace(i, len(events))):

@@ -110,7 +110,9 @@ def _header(header: dict[str, Any], *, live: bool) -> str:
         _counter("calls done", f'{_num(p.get("done", 0))}<small>/{_num(p.get("total", 0))}</small>'),
         _counter("in flight", _num(p.get("in_flight", 0) if status == "running" else 0)),
         _counter("failed", _num(p.get("failed", 0)), "rlm-bad" if p.get("failed") else ""),
-        _counter("tokens", _num(p.get("prompt_tokens", 0) + p.get("completion_tokens", 0))),
+        _counter("tokens", _num(p.get("prompt_tokens", 0) + p.get("completion_tokens", 0))
+                 + (f'<small> ({_num(p["cached_prompt_tokens"])} cached)</small>' if p.get("cached_prompt_tokens")
+                    else "")),
         _counter("cost", "–" if cost is None else f"${cost:.4f}"),
         _counter("elapsed", _secs(header.get("elapsed"))),
         _counter("ETA", "–" if status != "running" or eta is None else _secs(eta)),
@@ -346,7 +348,8 @@ def call_detail(detail: dict[str, Any]) -> str:
         facts.append(_secs(float(detail["seconds"])))
     tokens = int(detail.get("prompt_tokens") or 0), int(detail.get("completion_tokens") or 0)
     if any(tokens):
-        facts.append(f"{tokens[0]:,} + {tokens[1]:,} tokens")
+        cached = int(detail.get("cached_prompt_tokens") or 0)
+        facts.append(f"{tokens[0]:,} + {tokens[1]:,} tokens" + (f" ({cached:,} cached)" if cached else ""))
     if detail.get("cost_usd") is not None:
         facts.append(f'${float(detail["cost_usd"]):.5f}')
     for key, label in (("finish_reason", "finish: {}"), ("attempts", "{} attempts"), ("cached", "cached")):

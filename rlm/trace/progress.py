@@ -46,6 +46,7 @@ class Progress:
     cached: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0
     cost_usd: float | None = None
     elapsed_s: float = 0.0
     rate: float = 0.0
@@ -69,6 +70,8 @@ class Progress:
         if self.cached:
             parts.append(f"{self.cached} cached")
         parts.append(f"{_si(self.tokens)} tokens")
+        if self.cached_prompt_tokens:
+            parts.append(f"{_si(self.cached_prompt_tokens)} cached")
         if self.cost_usd is not None:
             parts.append(f"${self.cost_usd:.4f}")
         if self.rate > 0:
@@ -119,7 +122,7 @@ class ProgressModel:
         self._finished_at: float | None = None
         self._recent: collections.deque[float] = collections.deque()
         self._done = self._total = self._failed = self._cancelled = self._cached = 0
-        self._prompt = self._completion = 0
+        self._prompt = self._completion = self._cached_prompt = 0
         self._cost: float | None = None
         self._root_run: str | None = None
         self._root_calls: set[str] = set()
@@ -197,6 +200,7 @@ class ProgressModel:
             self._cached += 1
         self._prompt += int(data.get("prompt_tokens") or 0)  # a cache hit reports none: it cost none
         self._completion += int(data.get("completion_tokens") or 0)
+        self._cached_prompt += int(data.get("cached_prompt_tokens") or 0)
         cost = data.get("cost_usd")
         if cost is not None:
             self._cost = (self._cost or 0.0) + float(cost)
@@ -215,7 +219,7 @@ class ProgressModel:
         return Progress(
             done=self._done, total=self._total, in_flight=len(self._open), failed=self._failed,
             cancelled=self._cancelled, cached=self._cached,
-            prompt_tokens=self._prompt, completion_tokens=self._completion,
+            prompt_tokens=self._prompt, completion_tokens=self._completion, cached_prompt_tokens=self._cached_prompt,
             cost_usd=self._cost, elapsed_s=elapsed, rate=rate, eta_s=eta,
             finished=self._finished_at is not None, streaming=self._reply,
         )

@@ -59,6 +59,10 @@ def _status(data: dict[str, Any], default: str = "ok") -> str:
     return "error" if data.get("error") else default
 
 
+#: What a call's end event adds to its detail panel.
+_END_DETAILS = ("reply", "reply_cut", "error", "finish_reason", "prompt_tokens", "completion_tokens",
+                "cached_prompt_tokens", "cost_usd", "attempts", "cached")
+
 class RunState:
     """Folds one run's events into view parts; a ``Tracer`` subscriber.
 
@@ -283,8 +287,7 @@ class RunState:
         if data.get("error"):
             calls["errors"][str(index)] = str(data["error"])[:500]
         self.details[index].update(
-            {k: data[k] for k in ("reply", "reply_cut", "error", "finish_reason", "prompt_tokens", "completion_tokens",
-                                  "cost_usd", "attempts", "cached") if data.get(k) is not None},
+            {k: data[k] for k in _END_DETAILS if data.get(k) is not None},
             status=status, seconds=data.get("seconds"))
         heapq.heappush(self._free_lanes, calls["lane"][index])
         self.dirty.add("calls")

@@ -1,0 +1,157 @@
+"""Hedged sub-calls: re-send a batch's stragglers once its slots would otherwise sit idle.
+
+Endpoint latency has a heavy tail, so the last few calls of a batch decide how long it
+takes. Once a batch has handed out its last item, a worker with nothing left to do
+re-sends the in-flight call that has run longest past a latency percentile learned from
+the batch so far; the first reply wins and the other request is cancelled. A duplicate
+can cost money, so hedging is off unless asked for (``RLM(hedge=True)``), and capped at
+``max_extra`` of the batch's items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+Answer = str | Exception
+
+
+@dataclass(frozen=True, slots=True)
+class Hedge:
+    """When to re-send a sub-call of a batch.
+
+    ``percentile``: a call is a straggler once it has run longer than this share of the
+    batch's finished calls took. ``max_extra``: at most this share of the batch's items
+    is re-sent. ``min_samples``: finished calls needed before the percentile is trusted
+    (smaller batches are never hedged).
+    """
+
+    percentile: float = 0.95
+    max_extra: float = 0.08
+    min_samples: int = 20
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.percentile, (int, float)) or not 0.5 <= self.percentile < 1:
+            raise ConfigError(f"Hedge.percentile must be in [0.5, 1), got {self.percentile!r}")
+        if not isinstance(self.max_extra, (int, float)) or not 0 < self.max_extra <= 1:
+            raise ConfigError(f"Hedge.max_extra must be in (0, 1] (a share of the batch), got {self.max_extra!r}")
+        if not isinstance(self.min_samples, int) or isinstance(self.min_samples, bool) or self.min_samples < 1:
+            raise ConfigError(f"Hedge.min_samples must be an int >= 1, got {self.min_samples!r}")
+
+
+def as_hedge(value: bool | Hedge | None) -> Hedge | None:
+    """``RLM(hedge=...)``: True for the defaults, a ``Hedge``, or False/None for off."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return Hedge()
+    if isinstance(value, Hedge):
+        return value
+    raise ConfigError(f"hedge must be True, False or a rlm.Hedge(...), got {value!r}")
+
+
+class _Race:
+    """One item's requests; the first good answer (or the last failure) settles it."""
+
+    __slots__ = ("future", "hedged", "started", "tasks")
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.tasks: list[asyncio.Task[Answer]] = []
+        self.hedged = False
+
+    def add(self, task: asyncio.Task[Answer]) -> None:
+        self.tasks.append(task)
+        task.add_done_callback(self._settle)
+
+    def _settle(self, task: asyncio.Task[Answer]) -> None:
+        if self.future.done() or task.cancelled():
+            return
+        answer = task.result()
+        if isinstance(answer, Exception) and any(not t.done() for t in self.tasks):
+            return  # the other request may still answer
+        self.future.set_result(answer)
+        for other in self.tasks:
+            other.cancel()
+
+    def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+
+class Hedger:
+    """The hedging state of one batch: its latencies so far and the items in flight."""
+
+    def __init__(self, policy: Hedge, items: int, on_hedge: Callable[[], None]) -> None:
+        self.policy = policy
+        self.allowed = max(1, math.floor(policy.max_extra * items))
+        self.sent = 0
+        self._on_hedge = on_hedge
+        self._latencies: list[float] = []
+        self._racing: dict[int, _Race] = {}
+        self._changed = asyncio.Event()
+
+    async def run(self, index: int, send: Callable[[], Awaitable[Answer]]) -> Answer:
+        """Item ``index``'s answer, from its own request or from a hedge of it."""
+        race = _Race()
+        self._racing[index] = race
+        race.add(asyncio.ensure_future(send()))
+        try:
+            answer = await race.future
+        except BaseException:
+            race.cancel()
+            raise
+        finally:
+            del self._racing[index]
+            self._wake()
+        bisect.insort(self._latencies, time.monotonic() - race.started)
+        return answer
+
+    async def help(self, resend: Callable[[int], Awaitable[Answer]]) -> None:
+        """What a worker with no items left does: hedge stragglers until none can appear."""
+        while self.sent < self.allowed and any(not r.hedged for r in self._racing.values()):
+            threshold = self._threshold()
+            now = time.monotonic()
+            late = [(r.started, i) for i, r in self._racing.items()
+                    if not r.hedged and threshold is not None and now - r.started > threshold]
+            if not late:
+                wait = None if threshold is None else min(
+                    r.started + threshold - now for r in self._racing.values() if not r.hedged)
+                await self._until_change(wait)
+                continue
+            _, index = min(late)
+            race = self._racing[index]
+            race.hedged = True
+            self.sent += 1
+            self._on_hedge()
+            task = asyncio.ensure_future(resend(index))
+            race.add(task)
+            try:
+                await asyncio.shield(race.future)
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
+
+    def _threshold(self) -> float | None:
+        done = self._latencies
+        if len(done) < self.policy.min_samples:
+            return None
+        return done[min(len(done) - 1, math.ceil(self.policy.percentile * len(done)) - 1)]
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _until_change(self, wait: float | None) -> None:
+        changed = self._changed
+        try:
+            await asyncio.wait_for(changed.wait(), None if wait is None else max(wait, 0.001))
+        except asyncio.TimeoutError:
+            pass

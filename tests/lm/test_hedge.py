@@ -1,0 +1,127 @@
+"""Hedged sub-calls: stragglers re-sent once a batch's slots would sit idle; first reply wins."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from rlm import RLM, Budget, ConfigError, Hedge
+from rlm.lm.batch import Dispatcher
+from rlm.lm.limiter import AdaptiveLimiter
+from rlm.lm.transport import FastClient
+from rlm.lm.types import UsageMeter
+from rlm.testing import ScriptedLM, ScriptedRequest
+from rlm.trace.events import Tracer
+
+SLOW = {"item 7", "item 41"}
+
+
+def stalls_first_time(seconds: float = 4.0):
+    """Two prompts stall the first time they are asked, as a slow replica would; every other reply takes 20 ms."""
+    seen: set[str] = set()
+
+    def latency(request: ScriptedRequest) -> float:
+        if request.prompt in SLOW and request.prompt not in seen:
+            seen.add(request.prompt)
+            return seconds
+        return 0.02
+
+    return latency
+
+
+async def run_batch(hedge: Hedge | None, n: int = 60) -> tuple[list[str | Exception], float, ScriptedLM, Tracer,
+                                                                  UsageMeter]:
+    with ScriptedLM(latency=stalls_first_time(), sub=lambda r: "ok " + r.prompt) as lm:
+        tracer, meter = Tracer(), UsageMeter()
+        client = FastClient(base_url=lm.base_url, api_key="k")
+        dispatcher = Dispatcher(client, limiter=AdaptiveLimiter(8), tracer=tracer, meter=meter, hedge=hedge)
+        started = time.perf_counter()
+        try:
+            answers = await dispatcher.batch([f"item {i}" for i in range(n)], model="m", max_concurrent=8,
+                                             parent=None)
+        finally:
+            await client.aclose()
+        return answers, time.perf_counter() - started, lm, tracer, meter
+
+
+async def test_stragglers_are_re_sent_and_the_first_reply_wins() -> None:
+    answers, seconds, lm, tracer, meter = await run_batch(Hedge(percentile=0.9, max_extra=0.1, min_samples=10))
+    assert answers == [f"ok item {i}" for i in range(60)]
+    assert seconds < 3.0, f"the batch waited {seconds:.1f} s for its stragglers"
+    assert lm.stats["sub"] == 62, "one duplicate per straggler"
+    hedges = [e for e in tracer.events if e.kind == "call.start" and e.data.get("hedge")]
+    assert sorted(str(e.data["prompt"]) for e in hedges) == sorted(SLOW)
+    cancelled = [e for e in tracer.events if e.kind == "call.end" and e.data["status"] == "cancelled"]
+    assert len(cancelled) == 2, "the losing requests are cancelled"
+    assert meter.total.calls == 62 and meter.total.hedged_calls == 2
+    batch_end = next(e for e in tracer.events if e.kind == "batch.end")
+    assert batch_end.data["hedged"] == 2 and batch_end.data["failed"] == 0
+
+
+async def test_without_hedging_the_stragglers_decide_the_batch() -> None:
+    answers, seconds, lm, _, meter = await run_batch(None)
+    assert answers == [f"ok item {i}" for i in range(60)]
+    assert seconds >= 4.0 and lm.stats["sub"] == 60 and meter.total.hedged_calls == 0
+
+
+async def test_extra_requests_stay_within_max_extra() -> None:
+    _, _, lm, _, meter = await run_batch(Hedge(percentile=0.5, max_extra=0.02, min_samples=10))
+    assert meter.total.hedged_calls == 1 and lm.stats["sub"] == 61  # floor(2 % of 60) rounds up to one
+
+
+async def test_small_batches_are_never_hedged() -> None:
+    _, seconds, lm, _, _ = await run_batch(Hedge(min_samples=50), n=45)
+    assert lm.stats["sub"] == 45 and seconds >= 4.0
+
+
+def test_rlm_hedge_through_a_completion_counts_both_requests_in_usage_and_budget() -> None:
+    program = ("```repl\nanswers = llm_batch([f'item {i}' for i in range(60)], max_concurrent=8)\n"
+               "FINAL_VAR('answers')\n```")
+    with ScriptedLM(root=[program], latency=stalls_first_time(), sub=lambda r: "ok " + r.prompt) as lm:
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local", max_concurrent=8,
+                  hedge=Hedge(percentile=0.9, min_samples=10), budget=Budget(max_calls=100))
+        result = rlm.completion("ctx", "q", view=False)
+    assert result.answer == str([f"ok item {i}" for i in range(60)])
+    assert result.usage.hedged_calls == 2 and result.usage.calls == 1 + 62
+    assert "2 hedged" in str(result.usage)
+    assert result.budget is not None and result.budget.calls == 63
+
+
+@pytest.mark.parametrize("bad", [0.3, 1.0, "yes"])
+def test_a_bad_percentile_says_what_fits(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"Hedge.percentile must be in \[0.5, 1\)"):
+        Hedge(percentile=bad)  # type: ignore[arg-type]
+
+
+def test_hedge_takes_true_false_or_a_hedge() -> None:
+    with pytest.raises(ConfigError, match="hedge must be True, False or a rlm.Hedge"):
+        RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", hedge="fast")  # type: ignore[arg-type]
+    assert RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", hedge=True).hedge == Hedge()
+
+
+async def test_cancelling_a_hedged_batch_cancels_both_requests_of_a_race() -> None:
+    import asyncio
+
+    def always_stalls(request: ScriptedRequest) -> float:
+        return 30.0 if request.prompt in SLOW else 0.02
+
+    with ScriptedLM(latency=always_stalls, sub=lambda r: "ok " + r.prompt) as lm:
+        tracer = Tracer()
+        client = FastClient(base_url=lm.base_url, api_key="k")
+        dispatcher = Dispatcher(client, limiter=AdaptiveLimiter(8), tracer=tracer,
+                                hedge=Hedge(percentile=0.9, min_samples=10))
+        running = asyncio.ensure_future(
+            dispatcher.batch([f"item {i}" for i in range(60)], model="m", max_concurrent=8, parent=None))
+        deadline = time.monotonic() + 10
+        # Both requests of the two stalled items hang: the batch is waiting on two races.
+        while lm.stats["sub"] < 62 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert lm.stats["sub"] == 62 and not running.done()
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(running, 5)
+        await client.aclose()
+    starts = {e.id for e in tracer.events if e.kind == "call.start"}
+    ends = {e.id for e in tracer.events if e.kind == "call.end"}
+    assert starts == ends, "a request of the race was left running"
