@@ -95,7 +95,7 @@ def test_a_bad_percentile_says_what_fits(bad: object) -> None:
 
 
 def test_hedge_takes_true_false_or_a_hedge() -> None:
-    with pytest.raises(ConfigError, match="hedge must be True, False or a rlm.Hedge"):
+    with pytest.raises(ConfigError, match=r"hedge must be True, False or a rlm\.Hedge"):
         RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", hedge="fast")  # type: ignore[arg-type]
     assert RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", hedge=True).hedge == Hedge()
 
