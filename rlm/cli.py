@@ -8,6 +8,8 @@ arguments and one that runs it, so new commands are added without touching
 from __future__ import annotations
 
 import argparse
+import math
+import random
 import signal
 import sys
 import threading
@@ -57,6 +59,11 @@ def _serve_fake_arguments(parser: argparse.ArgumentParser) -> None:
         help="delay before each reply: fixed, or uniform in [LO, HI]",
     )
     parser.add_argument(
+        "--latency-sigma", type=float, default=0.0, metavar="SIGMA",
+        help="sub-call latency lognormal with median --latency and this sigma (0: off); seeded by --seed",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of --latency-sigma's draws (0)")
+    parser.add_argument(
         "--reply", default=None, help="answer every request with TEXT (default: root FINAL(...), sub echoes the prompt)"
     )
     parser.add_argument(
@@ -80,6 +87,16 @@ def _canned_final(request: ScriptedRequest) -> str:
     return f"FINAL({_CANNED_ANSWER})"
 
 
+def lognormal_latency(median: float, sigma: float, seed: int) -> Callable[[ScriptedRequest], float]:
+    """Sub-call latencies drawn from a lognormal (a heavy tail, as endpoints have); root calls take ``median``."""
+    draws = random.Random(seed)
+
+    def latency(request: ScriptedRequest) -> float:
+        return median if request.role == "root" else median * math.exp(draws.gauss(0.0, sigma))
+
+    return latency
+
+
 def _serve_fake(args: argparse.Namespace) -> int:
     """Run a ScriptedLM in the foreground until SIGINT or SIGTERM."""
     reply: str | None = args.reply
@@ -94,8 +111,14 @@ def _serve_fake(args: argparse.Namespace) -> int:
 
     from rlm.testing import ScriptedLM
 
+    latency = args.latency
+    if args.latency_sigma:
+        if args.latency_sigma < 0 or not isinstance(args.latency, float):
+            print("rlm serve-fake: --latency-sigma needs a sigma >= 0 and one --latency (the median)", file=sys.stderr)
+            return 2
+        latency = lognormal_latency(args.latency, args.latency_sigma, args.seed)
     # Counters only: a long benchmark would otherwise keep every request body.
-    lm = ScriptedLM(root=root, sub=sub, latency=args.latency, port=args.port, record=False)
+    lm = ScriptedLM(root=root, sub=sub, latency=latency, port=args.port, record=False)
     if args.admit is not None:
         lm.admit(args.admit, retry_after=args.admit_retry_after)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

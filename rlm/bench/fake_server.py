@@ -37,13 +37,18 @@ class FakeServer:
         admit: int | None = None,
         admit_retry_after: float = 0.5,
         root_reply: str | None = None,
+        latency_sigma: float = 0.0,
+        seed: int = 0,
     ) -> None:
         self.args = ["--port", "0", "--latency", repr(latency)]
+        if latency_sigma:
+            self.args += ["--latency-sigma", repr(latency_sigma), "--seed", str(seed)]
         if admit is not None:
             self.args += ["--admit", str(admit), "--admit-retry-after", repr(admit_retry_after)]
         if root_reply is not None:
             self.args += ["--root-reply", root_reply]
         self.latency = latency
+        self.latency_sigma = latency_sigma
         self.admit = admit
         self._proc: subprocess.Popen[str] | None = None
         self.base_url = ""

@@ -104,6 +104,14 @@ def targets(rows: list[Row]) -> list[str]:
                 cpu <= TARGET_CPU_MS,
                 f"<= {TARGET_CPU_MS} ms",
             ))
+        elif "speedup_vs_unhedged" in row.extra:
+            speedup = float(row.extra["speedup_vs_unhedged"])
+            added = row.requests / (row.n * max(1, len(row.walls))) - 1
+            lines.append(_verdict(
+                f"{row.client}: {row.scenario}, {speedup:.2f}x faster than unhedged for {added:+.1%} requests",
+                speedup >= 1.3 and added <= 0.08,
+                ">= 1.3x for <= 8 % extra",
+            ))
         elif "share_of_admitted" in row.extra:
             share = row.extra["share_of_admitted"]
             ok = share >= TARGET_SHARE and row.lost == 0

@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import RLM, RLMResult, __version__, runtime
 from ..config import Endpoint
+from ..lm.hedge import Hedge
 from . import peers as peer_env
 from .fake_server import FakeServer
 from .report import Row, _as_json, _line, table, targets
@@ -58,7 +59,8 @@ def ideal_batch(n: int, c: int, latency: float) -> float:
 
 
 def run_ours(
-    server: FakeServer, transport: str, mode: str, n: int, c: int, tag: str, sandbox: str = "kernel"
+    server: FakeServer, transport: str, mode: str, n: int, c: int, tag: str, sandbox: str = "kernel",
+    hedge: Hedge | None = None,
 ) -> dict[str, Any]:
     """One completion whose root code makes ``n`` sub-calls, on a fresh RLM.
 
@@ -67,7 +69,8 @@ def run_ours(
     are reported for the measured run only.
     """
     rlm = RLM("bench-root", "bench-sub", base_url=server.base_url, api_key="bench", sandbox=sandbox,
-            max_concurrent=c, max_iterations=2, progress=False, endpoint=Endpoint(transport=transport))
+            max_concurrent=c, max_iterations=2, progress=False, endpoint=Endpoint(transport=transport),
+            hedge=hedge)
     try:
         _complete(rlm, {"n": 1, "c": 1, "mode": mode, "tag": "warm-up"})
         before = dict(rlm.limiter.stats)
@@ -114,13 +117,15 @@ def run_raw(base_url: str, n: int, c: int) -> tuple[float, float]:
 
 
 def _ours_rows(
-    server: FakeServer, scenario: str, transports: list[str], mode: str, n: int, c: int, repeats: int, sandbox: str
+    server: FakeServer, scenario: str, transports: list[str], mode: str, n: int, c: int, repeats: int, sandbox: str,
+    hedge: Hedge | None = None,
 ) -> list[Row]:
     rows = []
     for transport in transports:
-        row = Row(scenario, f"rlm {transport}", n, c, server.latency)
+        row = Row(scenario, f"rlm {transport}" + (" hedged" if hedge else ""), n, c, server.latency)
         for k in range(repeats):
-            got = run_ours(server, transport, mode, n, c, tag=f"{scenario}-{transport}-{k}", sandbox=sandbox)
+            got = run_ours(server, transport, mode, n, c, tag=f"{scenario}-{transport}-{k}", sandbox=sandbox,
+                           hedge=hedge)
             row.walls.append(got["seconds"])
             row.cpu_s.append(got["cpu"])
             row.lost += got["lost"]
@@ -212,6 +217,9 @@ def run(args: argparse.Namespace) -> int:
             row.extra["share_of_admitted"] = share
         rows += storm
 
+    for sigma in [float(x) for x in args.tail_sigma.split(",") if x.strip()] if args.tail_n else []:
+        rows += _tail_rows(args, sigma, python, transports[:1])
+
     info["seconds"] = round(time.time() - started, 1)
     info["loadavg_end"] = os.getloadavg()
     print()
@@ -224,6 +232,28 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(payload, indent=1, default=str))
         print(f"\nwrote {args.json}")
     return 0
+
+
+def _tail_rows(args: argparse.Namespace, sigma: float, python: Path | None, transports: list[str]) -> list[Row]:
+    """Lognormal latency: the stragglers decide a batch; hedged and not, beside the floor and the peers."""
+    n, c, median = args.tail_n, args.tail_c, args.tail_median
+    scenario = f"lognormal tail (sigma {sigma})"
+    rows = []
+    with FakeServer(latency=median, latency_sigma=sigma, seed=args.tail_seed, root_reply=ROOT_PROGRAM) as server:
+        floor = _raw_row(server, n, c, args.repeats)
+        floor.scenario = scenario
+        rows.append(floor)
+        for hedge in (None, Hedge()):
+            rows += _ours_rows(server, scenario, transports, "batch", n, c, args.repeats, args.sandbox, hedge)
+        if python is not None:
+            rows += _peer_rows(python, server, scenario, n, c, 1)
+    for row in rows:
+        row.ideal = ideal_batch(n, row.c or c, median)  # every call at the median: what the tail costs
+        row.note = f"{row.requests / (n * max(1, len(row.walls))) - 1:+.1%} requests" if row.requests else row.note
+    plain, hedged = (next(r for r in rows if r.client == f"rlm {transports[0]}{s}") for s in ("", " hedged"))
+    hedged.extra["speedup_vs_unhedged"] = plain.median / hedged.median
+    print(_line(hedged), f"hedging: {plain.median / hedged.median:.2f}x faster", flush=True)
+    return rows
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -284,3 +314,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-install", action="store_true", help="fail rather than create the peers environment")
     parser.add_argument("--profile", metavar="DIR", default=None, help="also profile both transports at L=0 into DIR")
     parser.add_argument("--json", metavar="PATH", default=None, help="write every measurement as JSON")
+    parser.add_argument("--tail-n", type=int, default=600, help="prompts in the lognormal-latency batch; 0 skips (600)")
+    parser.add_argument("--tail-c", type=int, default=32, help="max_concurrent of the lognormal batch (32)")
+    parser.add_argument("--tail-median", type=float, default=0.1, help="median latency of the lognormal batch (0.1)")
+    parser.add_argument("--tail-sigma", default="1.0,1.5", help="lognormal sigmas, one run each (1.0,1.5)")
+    parser.add_argument("--tail-seed", type=int, default=1, help="seed of the lognormal draws (1)")

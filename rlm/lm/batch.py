@@ -332,10 +332,11 @@ class Dispatcher:
             return self.query(items[i], model=model, parent=batch_id, hedge=hedge)
 
         async def worker() -> None:
+            resend = functools.partial(send, hedge=True)
             for i in todo:
                 results[i] = await (send(i) if hedger is None else hedger.run(i, functools.partial(send, i)))
             if hedger is not None:
-                await hedger.help(functools.partial(send, hedge=True))
+                await hedger.help(resend)
 
         # More workers than the limiter lets through would only wait: cap them there, so a
         # max_concurrent of 10**5 costs no more host memory than the RLM's own limit.

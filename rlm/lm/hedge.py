@@ -32,7 +32,7 @@ class Hedge:
     (smaller batches are never hedged).
     """
 
-    percentile: float = 0.95
+    percentile: float = 0.9
     max_extra: float = 0.08
     min_samples: int = 20
 
@@ -114,30 +114,43 @@ class Hedger:
         bisect.insort(self._latencies, time.monotonic() - race.started)
         return answer
 
+    async def _hedge_one(self, resend: Callable[[int], Awaitable[Answer]]) -> bool:
+        """Re-send the longest-running straggler, if one is past the percentile, and wait for its race."""
+        index = self._straggler(time.monotonic())
+        if index is None:
+            return False
+        race = self._racing[index]
+        race.hedged = True
+        self.sent += 1
+        self._on_hedge()
+        task = asyncio.ensure_future(resend(index))
+        race.add(task)
+        try:
+            await asyncio.shield(race.future)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        return True
+
     async def help(self, resend: Callable[[int], Awaitable[Answer]]) -> None:
         """What a worker with no items left does: hedge stragglers until none can appear."""
         while self.sent < self.allowed and any(not r.hedged for r in self._racing.values()):
-            threshold = self._threshold()
-            now = time.monotonic()
-            late = [(r.started, i) for i, r in self._racing.items()
-                    if not r.hedged and threshold is not None and now - r.started > threshold]
-            if not late:
-                wait = None if threshold is None else min(
-                    r.started + threshold - now for r in self._racing.values() if not r.hedged)
-                await self._until_change(wait)
-                continue
-            _, index = min(late)
-            race = self._racing[index]
-            race.hedged = True
-            self.sent += 1
-            self._on_hedge()
-            task = asyncio.ensure_future(resend(index))
-            race.add(task)
-            try:
-                await asyncio.shield(race.future)
-            except asyncio.CancelledError:
-                task.cancel()
-                raise
+            if not await self._hedge_one(resend):
+                await self._until_change(self._next_due(time.monotonic()))
+
+    def _straggler(self, now: float) -> int | None:
+        threshold = self._threshold()
+        if threshold is None or self.sent >= self.allowed:
+            return None
+        late = [(r.started, i) for i, r in self._racing.items() if not r.hedged and now - r.started > threshold]
+        return min(late)[1] if late else None
+
+    def _next_due(self, now: float) -> float | None:
+        """Seconds until an unhedged call in flight passes the percentile (None: not known yet)."""
+        threshold = self._threshold()
+        if threshold is None:
+            return None
+        return min((r.started + threshold - now for r in self._racing.values() if not r.hedged), default=None)
 
     def _threshold(self) -> float | None:
         done = self._latencies

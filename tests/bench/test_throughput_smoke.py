@@ -18,6 +18,7 @@ def test_bench_throughput_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "bench", "throughput", "--n", "24", "--concurrency", "8", "--latency", "0.02", "--overhead-n", "30",
         "--seq-n", "4", "--storm-admit", "3", "--storm-retry-after", "0.02", "--repeats", "1",
         "--transports", "fast,openai", "--sandbox", "local", "--no-peers", "--json", str(out),
+        "--tail-n", "30", "--tail-c", "4", "--tail-median", "0.01", "--tail-sigma", "1.0",
     ])
     assert code == 0
     payload = json.loads(out.read_text())
@@ -27,6 +28,8 @@ def test_bench_throughput_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[st
         ("sequential llm_query", "rlm fast"), ("overhead L=0", "raw aiohttp floor"),
         ("overhead L=0", "rlm fast"), ("overhead L=0", "rlm openai"),
         ("429 storm (admit 3)", "rlm fast"), ("429 storm (admit 3)", "rlm openai"),
+        ("lognormal tail (sigma 1.0)", "raw aiohttp floor"), ("lognormal tail (sigma 1.0)", "rlm fast"),
+        ("lognormal tail (sigma 1.0)", "rlm fast hedged"),
     }
     assert all(r["lost"] == 0 and r["wrong"] == 0 for r in payload["rows"])
     assert rows[("batch", "rlm fast")]["ideal"] == ideal_batch(24, 8, 0.02) == 0.06
@@ -35,8 +38,9 @@ def test_bench_throughput_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[st
     printed = capsys.readouterr().out
     assert "| 429 storm (admit 3) | rlm fast (" in printed and "of admitted throughput)" in printed
     assert rows[("429 storm (admit 3)", "rlm fast")]["extra"]["share_of_admitted"] > 0
-    checks = payload["targets"]  # batch, overhead and storm, for each transport
-    assert len(checks) == 6 and all(c.startswith(("target met", "target NOT met")) for c in checks)
+    checks = payload["targets"]  # batch, overhead and storm, for each transport; hedging once
+    assert len(checks) == 7 and all(c.startswith(("target met", "target NOT met")) for c in checks)
+    assert sum("faster than unhedged" in c for c in checks) == 1
     assert sum("batch wall/ideal" in c and "raw aiohttp floor" in c for c in checks) == 2
     assert checks[0] in printed
 
