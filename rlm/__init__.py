@@ -8,7 +8,7 @@ Example::
 
 from .api import RLM
 from .checkpoint import Checkpoint
-from .config import Endpoint, Limits
+from .config import BatchAPI, Endpoint, Limits
 from .core.result import RLMResult, Step, UsageReport
 from .errors import (
     AnswerError,
@@ -46,6 +46,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AdaptiveLimiter",
     "AnswerError",
+    "BatchAPI",
     "Budget",
     "BudgetExceeded",
     "BudgetReport",

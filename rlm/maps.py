@@ -26,6 +26,7 @@ from .trace.trace import Trace
 
 if TYPE_CHECKING:
     from .api import RLM
+    from .config import BatchAPI
     from .control import RunControl
     from .lm.batch import Dispatcher
     from .trace.events import Subscriber
@@ -48,16 +49,32 @@ class MapResult(list[Any]):
     trace: Trace
 
 
-async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_concurrent: int | None,
-                  model: str | None, subscribers: list[Subscriber], control: RunControl) -> MapResult:
-    """One sub-call per prompt, each committed as it completes."""
+def check_prompts(prompts: Iterable[str]) -> list[str]:
     items = list(prompts)
     bad = [i for i, p in enumerate(items) if not isinstance(p, str)]
     if isinstance(prompts, str) or bad:
         raise TypeError(f"map(prompts) takes a list of strings; items {bad[:5]} are not strings")
+    return items
+
+
+def map_meta(rlm: RLM, model: str) -> dict[str, Any]:
+    """What a ``map``'s answers depend on; the same however they were sent (calls or a batch)."""
+    return {"kind": "map", "model": model, "options": rlm.call_options}
+
+
+async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_concurrent: int | None,
+                  model: str | None, subscribers: list[Subscriber], control: RunControl,
+                  via: BatchAPI | None = None) -> MapResult:
+    """One sub-call per prompt, each committed as it completes; ``via``: the provider's Batch API instead."""
+    if via is not None:
+        from .batch_map import run_batch_map  # the openai SDK's batch types load only for batch maps
+
+        return await run_batch_map(rlm, prompts, checkpoint=checkpoint, model=model, via=via,
+                                   subscribers=subscribers, control=control)
+    items = check_prompts(prompts)
     chosen = rlm.settings.check_model("map", model)
     await rlm._first_use()
-    meta = {"kind": "map", "model": chosen, "options": rlm.call_options}
+    meta = map_meta(rlm, chosen)
     dispatcher, writer = rlm._dispatcher(subscribers)
 
     async def one(i: int, parent: str) -> Done:
@@ -126,16 +143,7 @@ async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any],
     """The shared part: skip what the checkpoint has, run the rest in order with ``workers`` at once, commit each."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError(f"max_concurrent must be an int >= 1, got {workers!r}")
-    hashes = [input_hash(item) for item in items]
-    store = Checkpoint(checkpoint) if checkpoint is not None else None
-    results: list[Any] = [None] * len(items)
-    done: dict[int, Row] = {}
-    if store is not None:
-        store.bind(meta)
-        store.set_items(len(items))
-        done = store.done(hashes)
-        for i, row in done.items():
-            results[i] = row.answer
+    hashes, store, results, done = open_checkpoint(checkpoint, meta, items)
     todo = iter([i for i in range(len(items)) if i not in done])
     tracer = dispatcher.tracer
     control.bind()
@@ -165,7 +173,7 @@ async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any],
     except (RLMError, asyncio.CancelledError) as exc:
         status = "budget" if isinstance(exc, BudgetExceeded) else "cancelled" if not isinstance(exc, RLMError) \
             else "error"
-        partial = _result(results, done, dispatcher, store)
+        partial = map_result(results, done, dispatcher, store)
         control.partial = partial
         if isinstance(exc, RLMError):
             exc.partial = partial
@@ -175,10 +183,31 @@ async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any],
         tracer.end("run", run_id, None, status=status, answer=None, iterations=0, fallback=False)
         if store is not None:
             store.close()
-    return _result(results, done, dispatcher, store)
+    return map_result(results, done, dispatcher, store)
 
 
-def _result(results: list[Any], done: dict[int, Row], dispatcher: Dispatcher, store: Checkpoint | None) -> MapResult:
+def open_checkpoint(checkpoint: PathArg, meta: dict[str, Any], items: list[Any]) -> tuple[
+        list[str], Checkpoint | None, list[Any], dict[int, Row]]:
+    """Each item's input hash, the checkpoint (bound to ``meta``), the answers so far in place, and their rows."""
+    hashes = [input_hash(item) for item in items]
+    store = Checkpoint(checkpoint) if checkpoint is not None else None
+    results: list[Any] = [None] * len(items)
+    done: dict[int, Row] = {}
+    if store is not None:
+        try:
+            store.bind(meta)
+            store.set_items(len(items))
+            done = store.done(hashes)
+        except BaseException:
+            store.close()
+            raise
+        for i, row in done.items():
+            results[i] = row.answer
+    return hashes, store, results, done
+
+
+def map_result(results: list[Any], done: dict[int, Row], dispatcher: Dispatcher,
+               store: Checkpoint | None) -> MapResult:
     mapped = MapResult(results)
     mapped.usage = UsageReport(dispatcher.meter.snapshot())
     mapped.resumed = len(done)
