@@ -3,7 +3,9 @@
 ``rlm map --input rows.jsonl --prompt-template "Label: {text}" --checkpoint runs/x.sqlite``
 fills the template from each row, sends one sub-call per row, commits each answer as it
 arrives and prints the answers as JSONL; run it again to resume. ``rlm map --status
-runs/x.sqlite`` says how far a map got. Bad input exits 2 with one line, never a traceback.
+runs/x.sqlite`` says how far a map got. ``--via batch`` sends the rows through the
+provider's Batch API at half price (a rerun polls the same batch). Bad input exits 2 with
+one line, never a traceback.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", default=None, help="the model of the sub-calls (default gpt-5-mini)")
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL)")
     parser.add_argument("--max-concurrent", type=int, default=32, help="calls at once (default 32)")
+    parser.add_argument("--via", choices=("calls", "batch"), default="calls",
+                        help="calls: one request per row; batch: the provider's Batch API, half price, within 24 h")
+    parser.add_argument("--poll-s", type=float, default=30.0, metavar="SECONDS",
+                        help="with --via batch: seconds between status checks (default 30)")
     parser.add_argument("--status", metavar="CHECKPOINT", help="print how far the map in CHECKPOINT got, and exit")
 
 
@@ -64,14 +70,17 @@ def prompts_of(rows: list[dict[str, Any]], template: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when every row has an answer, 1 when some failed (a rerun retries them), 2 for bad input."""
-    from rlm import RLM, Checkpoint, RLMError
+    from rlm import RLM, BatchAPI, Checkpoint, RLMError
 
     if args.status:
         if not Path(args.status).is_file():
             return _fail(f"no checkpoint at {args.status}", 2)
         with Checkpoint(args.status) as cp:
-            print(json.dumps(cp.status()))
+            batches = [{"id": b.batch_id, "status": b.status, "items": len(b.items)} for b in cp.batches()]
+            print(json.dumps({**cp.status(), **({"batches": batches} if batches else {})}))
         return 0
+    if not args.poll_s > 0:
+        return _fail(f"--poll-s must be a positive number of seconds, got {args.poll_s}", 2)
     if not args.input:
         return _fail("pass --input FILE.jsonl|.csv (or --status CHECKPOINT)", 2)
     try:
@@ -91,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         rlm = RLM(model, base_url=base_url, api_key="simulated" if simulated else None, sandbox="local",
                   progress=True)
-        answers = rlm.map(prompts, checkpoint=args.checkpoint, max_concurrent=args.max_concurrent, view=False)
+        via = BatchAPI(poll_s=args.poll_s) if args.via == "batch" else "calls"
+        answers = rlm.map(prompts, checkpoint=args.checkpoint, max_concurrent=args.max_concurrent, via=via,
+                          view=False)
     except RLMError as exc:
         return _fail(f"{type(exc).__name__}: {' '.join(str(exc).split())[:600]}", 1)
     except KeyboardInterrupt:

@@ -52,3 +52,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     nothing = rlm_map("--input", str(tmp_path / "none.jsonl"))
     assert nothing.returncode == 2 and "Traceback" not in nothing.stderr
     assert rlm_map("--status", str(tmp_path / "none.sqlite")).returncode == 2
+
+
+def test_via_batch_sends_one_batch_and_status_lists_it(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"text": f"t{i}"}) + "\n" for i in range(6)))
+    store = str(tmp_path / "b.sqlite")
+    with ScriptedLM(sub=lambda r: r.prompt.upper()) as lm:
+        args = ("--input", str(rows), "--prompt-template", "say {text}", "--checkpoint", store, "--via", "batch",
+                "--poll-s", "0.05", "--base-url", lm.base_url)
+        done = rlm_map(*args, env={"OPENAI_API_KEY": "k"})
+        served = lm.stats
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(x)["answer"] for x in done.stdout.splitlines()] == [f"SAY T{i}" for i in range(6)]
+    assert served["requests"] == 0 and served["batches"]["batches_created"] == 1
+    status = json.loads(rlm_map("--status", store).stdout)
+    assert status["answered"] == 6 and [b["status"] for b in status["batches"]] == ["completed"]
+    bad = rlm_map("--input", str(rows), "--via", "batch", "--poll-s", "0")
+    assert bad.returncode == 2 and "--poll-s must be a positive number" in bad.stderr
