@@ -25,6 +25,7 @@ from .errors import (
     RLMError,
     SandboxError,
     SandboxTimeout,
+    WorkerError,
 )
 from .lm.budget import Budget, BudgetReport
 from .lm.cache import Cache
@@ -86,6 +87,7 @@ __all__ = [
     "Trace",
     "Usage",
     "UsageReport",
+    "WorkerError",
     "show",
 ]
 

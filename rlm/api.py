@@ -310,24 +310,25 @@ class RLM:
             control=control, via=as_via(via)), subscribers, view)
 
     def map_rlm(self, contexts: Iterable[Any], query: str, *, checkpoint: str | os.PathLike[str] | None = None,
-                max_concurrent: int | None = None, schema: Any = None,
+                max_concurrent: int | None = None, schema: Any = None, executor: str = "local",
                 subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
         """One completion of ``query`` per context (``RLMResult``s in order); resumable like ``map``.
 
         Each completion has its own ``Budget``, as with ``completion``; they share this RLM's limiter.
+        ``executor="ray"`` runs each completion as a Ray task (``rlm.ray_executor``).
         """
         return self._blocking(lambda subs, control: run_map_rlm(
             self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
-            subscribers=subs, control=control), subscribers, view)
+            subscribers=subs, control=control, executor=executor), subscribers, view)
 
     async def amap_rlm(self, contexts: Iterable[Any], query: str, *,
                        checkpoint: str | os.PathLike[str] | None = None, max_concurrent: int | None = None,
-                       schema: Any = None, subscribers: list[Subscriber] | None = None,
+                       schema: Any = None, executor: str = "local", subscribers: list[Subscriber] | None = None,
                        view: bool | None = None) -> MapResult:
         """Awaitable ``map_rlm``."""
         return await self._awaitable(lambda subs, control: run_map_rlm(
             self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
-            subscribers=subs, control=control), subscribers, view)
+            subscribers=subs, control=control, executor=executor), subscribers, view)
 
     async def _aanswer(
         self, context: Any, query: str, *, schema: Any, subscribers: list[Subscriber] | None,

@@ -91,10 +91,16 @@ async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_
             writer.close()
 
 
+#: Where ``map_rlm`` runs its completions: here, on rlm's loop, or as Ray tasks (``rlm.ray_executor``).
+EXECUTORS = ("local", "ray")
+
+
 async def run_map_rlm(rlm: RLM, contexts: Iterable[Any], query: str, *, checkpoint: PathArg,
                       max_concurrent: int | None, schema: Any, subscribers: list[Subscriber],
-                      control: RunControl) -> MapResult:
+                      control: RunControl, executor: str = "local") -> MapResult:
     """One completion per context, under one limiter, trace and budget; each answer committed as it completes."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor={executor!r} is not available; choose one of {EXECUTORS}")
     items = list(contexts)
     for item in items:
         load_context(item)  # a bad context fails before any call
@@ -116,11 +122,18 @@ async def run_map_rlm(rlm: RLM, contexts: Iterable[Any], query: str, *, checkpoi
         return result.text, result.usage.total, result.seconds, {"stopped": result.stopped,
                                                                   "iterations": result.iterations}
 
+    ray_work = None
     try:
+        if executor == "ray":
+            from .ray_executor import RayWork  # Ray loads only for a Ray map
+
+            ray_work = await RayWork.start(rlm, dispatcher, items, query, schema, results)
         mapped = await _mapped(dispatcher, control, [(c, query) for c in items], meta, checkpoint,
-                               max_concurrent or DEFAULT_RLM_CONCURRENCY, one, stop_on_budget=False,
+                               max_concurrent or DEFAULT_RLM_CONCURRENCY, ray_work or one, stop_on_budget=False,
                                label=f"map_rlm of {len(items):,} contexts: {query}", model=rlm.settings.model)
     finally:
+        if ray_work is not None:
+            ray_work.close()
         if writer is not None:
             writer.close()
     shape = AnswerShape(schema) if schema is not None else None
