@@ -8,6 +8,7 @@ only what is missing or failed, and one failed item never stops the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .lm.batch import Dispatcher
     from .trace.events import Subscriber
 
+log = logging.getLogger("rlm")
 PathArg = str | os.PathLike[str] | None
 #: Completions of ``map_rlm`` at once, unless told (each holds a sandbox kernel).
 DEFAULT_RLM_CONCURRENCY = 4
@@ -157,6 +159,9 @@ async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any],
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError(f"max_concurrent must be an int >= 1, got {workers!r}")
     hashes, store, results, done = open_checkpoint(checkpoint, meta, items)
+    if store is not None and any(b.open for b in store.batches()):
+        log.warning("rlm: checkpoint %s has provider batches still open; this map sends their items as calls "
+                    "(paying twice): rerun with via='batch' to collect them instead", store.path)
     todo = iter([i for i in range(len(items)) if i not in done])
     tracer = dispatcher.tracer
     control.bind()

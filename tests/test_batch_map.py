@@ -176,3 +176,23 @@ async def test_amap_via_batch_is_the_same_map_awaited() -> None:
     with ScriptedLM(sub=lambda r: r.prompt[::-1]) as lm:
         answers = await make(lm).amap(["abc", "de"], via=FAST)
         assert answers == ["cba", "ed"] and lm.stats["batches"]["batches_created"] == 1
+
+
+def test_a_map_bigger_than_one_batch_is_sent_as_several_waited_on_together(tmp_path: Path) -> None:
+    with ScriptedLM(sub=lambda r: r.prompt + "?") as lm:
+        answers = make(lm).map([f"x{i}" for i in range(45)], checkpoint=tmp_path / "s.sqlite",
+                               via=BatchAPI(poll_s=0.02, max_requests=20))
+        served = lm.stats["batches"]
+    assert answers == [f"x{i}?" for i in range(45)] and served["batches_created"] == 3
+    with Checkpoint(tmp_path / "s.sqlite") as cp:
+        assert [len(b.items) for b in cp.batches()] == [20, 20, 5]
+
+
+def test_a_map_of_calls_over_a_checkpoint_with_an_open_batch_warns_that_it_pays_twice(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "w.sqlite"
+    with Checkpoint(store) as cp:
+        cp.add_batch("file-x", {})
+    with ScriptedLM() as lm, caplog.at_level("WARNING", logger="rlm"):
+        make(lm).map(["a"], checkpoint=store)
+    assert "provider batches still open" in caplog.text
