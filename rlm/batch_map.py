@@ -113,8 +113,8 @@ class _BatchRun:
                                       via="batch")
         status = "error"
         try:
-            for record in pending:
-                self._open(i for i in record.items if i not in self.settled)
+            for record in pending:  # an item past the end (the map shrank) is still collected, not shown
+                self._open(i for i in record.items if i not in self.settled and i < len(self.items))
             todo = await self._fitting(todo)
             batches = [await self._adopt(r) if r.batch_id is None else r for r in pending]
             for chunk in self._chunks(todo):
@@ -244,16 +244,16 @@ class _BatchRun:
         self.settled.add(i)
         seconds = max(0.0, time.time() - created_at) if created_at else 0.0
         extra = {"batch": batch_id} if batch_id else {}
-        call_id = self.calls.pop(i, "")
+        call_id = self.calls.pop(i, None)
         if completion is None:
             assert error is not None
             if i < len(self.results):
                 self.results[i] = FailedCall(error)
             if self.store is not None:
                 self.store.record(i, digest, answer=None, error=f"{type(error).__name__}: {error}", extra=extra)
-            refused = isinstance(error, ContextWindowExceeded)
-            self.tracer.end("call", call_id, self.span, status="refused" if refused else "error",
-                            error=f"{type(error).__name__}: {error}", seconds=seconds)
+            if call_id is not None:
+                self.tracer.end("call", call_id, self.span, seconds=seconds, error=f"{type(error).__name__}: {error}",
+                                status="refused" if isinstance(error, ContextWindowExceeded) else "error")
             return
         usage = completion.usage
         usage = replace(usage, cost_usd=self.dispatcher.pricing.cost(self.model, usage, batch=True))
@@ -263,6 +263,8 @@ class _BatchRun:
         if self.store is not None:
             self.store.record(i, digest, answer=completion.text, error=None, prompt_tokens=usage.prompt_tokens,
                               completion_tokens=usage.completion_tokens, seconds=seconds, extra=extra)
+        if call_id is None:
+            return
         self.tracer.end("call", call_id, self.span, status="ok", seconds=seconds, via="batch",
                         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                         cost_usd=usage.cost_usd, response_chars=len(completion.text),

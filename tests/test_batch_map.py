@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from rlm import RLM, BatchAPI, Budget, ConfigError, Endpoint, FailedCall, Pricing, ProgressModel, Usage
-from rlm.checkpoint import Checkpoint
+from rlm.checkpoint import Checkpoint, input_hash
+from rlm.runtime import run
 from rlm.testing import Fault, ScriptedLM
 
 FAST = BatchAPI(poll_s=0.02)
@@ -97,33 +98,46 @@ def test_a_changed_prompt_is_refused_not_mixed_and_bad_settings_say_what_to_do(t
         assert lm.stats["batches"]["batches_created"] == 1
 
 
+async def _uploaded(lm: ScriptedLM, prompts: list[str], create: bool) -> tuple[str, str | None]:
+    """What a run killed after uploading (and maybe creating) a batch leaves at the provider: its file and batch."""
+    from rlm.lm.batches import BatchClient, request_line
+
+    client = BatchClient(api_key="k", base_url=lm.base_url)
+    lines = b"".join(request_line(f"item-{i}", "gpt-5-mini", [{"role": "user", "content": p}], {}, lm.base_url)
+                     for i, p in enumerate(prompts))
+    file_id = await client.upload(lines, "killed.jsonl")
+    batch = await client.create(file_id, "24h", {}) if create else None
+    await client.aclose()
+    return file_id, batch.id if batch else None
+
+
 def test_a_file_uploaded_by_a_killed_run_is_not_uploaded_again(tmp_path: Path) -> None:
     """Killed after the upload: a rerun creates the batch from that file, or adopts the one already made from it."""
-    from rlm.lm.batches import BatchClient, request_line
-    from rlm.runtime import run
-
-    async def upload(lm: ScriptedLM, create: bool) -> str:
-        client = BatchClient(api_key="k", base_url=lm.base_url)
-        lines = b"".join(request_line(f"item-{i}", "gpt-5-mini", [{"role": "user", "content": p}], {}, lm.base_url)
-                         for i, p in enumerate(["x", "y"]))
-        file_id = await client.upload(lines, "killed.jsonl")
-        if create:
-            await client.create(file_id, "24h", {})
-        await client.aclose()
-        return file_id
-
-    from rlm.checkpoint import input_hash
-
     for create in (False, True):
         store = tmp_path / f"u{create}.sqlite"
         with ScriptedLM(sub=lambda r: r.prompt + "!") as lm:
-            file_id = run(upload(lm, create))
+            file_id, _ = run(_uploaded(lm, ["x", "y"], create))
             with Checkpoint(store) as cp:
                 cp.add_batch(file_id, {0: input_hash("x"), 1: input_hash("y")})
             answers = make(lm).map(["x", "y"], checkpoint=store, via=FAST)
             served = lm.stats["batches"]
         assert answers == ["x!", "y!"]
         assert served["files_uploaded"] == 1 and served["batches_created"] == 1
+
+
+def test_an_open_batch_over_items_the_rerun_dropped_is_still_collected(tmp_path: Path) -> None:
+    store = tmp_path / "shrunk.sqlite"
+    with ScriptedLM(sub=lambda r: r.prompt + "!") as lm:
+        file_id, batch_id = run(_uploaded(lm, ["x", "y", "z"], create=True))
+        assert batch_id is not None
+        with Checkpoint(store) as cp:
+            cp.add_batch(file_id, {i: input_hash(p) for i, p in enumerate(["x", "y", "z"])})
+            cp.set_batch(file_id, batch_id)
+        answers = make(lm).map(["x"], checkpoint=store, via=FAST)
+        assert lm.stats["batches"]["batches_created"] == 1
+    assert answers == ["x!"]
+    with Checkpoint(store) as cp:
+        assert [(r.index, r.answer) for r in cp.rows()] == [(0, "x!"), (1, "y!"), (2, "z!")]
 
 
 SCRIPT = """
