@@ -8,7 +8,7 @@ Example::
 
 from .api import RLM
 from .checkpoint import Checkpoint
-from .config import Endpoint, Limits
+from .config import BatchAPI, Endpoint, Limits
 from .core.result import RLMResult, Step, UsageReport
 from .errors import (
     AnswerError,
@@ -25,6 +25,7 @@ from .errors import (
     RLMError,
     SandboxError,
     SandboxTimeout,
+    WorkerError,
 )
 from .lm.budget import Budget, BudgetReport
 from .lm.cache import Cache
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AdaptiveLimiter",
     "AnswerError",
+    "BatchAPI",
     "Budget",
     "BudgetExceeded",
     "BudgetReport",
@@ -87,6 +89,7 @@ __all__ = [
     "Trace",
     "Usage",
     "UsageReport",
+    "WorkerError",
     "show",
 ]
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import runtime
-from .config import Endpoint, Limits
+from .config import BatchAPI, Endpoint, Limits, as_via
 from .control import RunControl
 from .core.conversation import Conversation
 from .core.host import ToolCall, current_tool
@@ -129,6 +129,7 @@ class RLM:
 
             check_call_options(endpoint.call_options)
         self.client, self.sub_client = clients(endpoint, base_url, api_key)
+        self._address = (base_url, api_key)  # for clients made on demand: the Batch API's
         self.sandbox = sandbox
         # Kernels start on first use; each completion gets a fresh one; close() or GC kills them.
         self.kernels: KernelPool | None = KernelPool(sandbox_config) if sandbox == "kernel" else None
@@ -288,44 +289,46 @@ class RLM:
         return Session(self, context)
 
     def map(self, prompts: Iterable[str], *, checkpoint: str | os.PathLike[str] | None = None,
-            max_concurrent: int | None = None, model: str | None = None,
+            max_concurrent: int | None = None, model: str | None = None, via: str | BatchAPI = "calls",
             subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
         """One sub-call per prompt, answers in order (failures as ``FailedCall``); see ``rlm.maps``.
 
         With ``checkpoint="runs/x.sqlite"`` each answer is committed as it arrives and a
         rerun sends only what is missing or failed. The ``Budget`` covers the whole map.
+        ``via="batch"`` (or a ``BatchAPI``) sends the prompts through the provider's Batch API, at half price.
         """
         return self._blocking(lambda subs, control: run_map(
             self, prompts, checkpoint=checkpoint, max_concurrent=max_concurrent, model=model, subscribers=subs,
-            control=control), subscribers, view)
+            control=control, via=as_via(via)), subscribers, view)
 
     async def amap(self, prompts: Iterable[str], *, checkpoint: str | os.PathLike[str] | None = None,
-                   max_concurrent: int | None = None, model: str | None = None,
+                   max_concurrent: int | None = None, model: str | None = None, via: str | BatchAPI = "calls",
                    subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
         """Awaitable ``map``."""
         return await self._awaitable(lambda subs, control: run_map(
             self, prompts, checkpoint=checkpoint, max_concurrent=max_concurrent, model=model, subscribers=subs,
-            control=control), subscribers, view)
+            control=control, via=as_via(via)), subscribers, view)
 
     def map_rlm(self, contexts: Iterable[Any], query: str, *, checkpoint: str | os.PathLike[str] | None = None,
-                max_concurrent: int | None = None, schema: Any = None,
+                max_concurrent: int | None = None, schema: Any = None, executor: str = "local",
                 subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
         """One completion of ``query`` per context (``RLMResult``s in order); resumable like ``map``.
 
         Each completion has its own ``Budget``, as with ``completion``; they share this RLM's limiter.
+        ``executor="ray"`` runs each completion as a Ray task (``rlm.ray_executor``).
         """
         return self._blocking(lambda subs, control: run_map_rlm(
             self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
-            subscribers=subs, control=control), subscribers, view)
+            subscribers=subs, control=control, executor=executor), subscribers, view)
 
     async def amap_rlm(self, contexts: Iterable[Any], query: str, *,
                        checkpoint: str | os.PathLike[str] | None = None, max_concurrent: int | None = None,
-                       schema: Any = None, subscribers: list[Subscriber] | None = None,
+                       schema: Any = None, executor: str = "local", subscribers: list[Subscriber] | None = None,
                        view: bool | None = None) -> MapResult:
         """Awaitable ``map_rlm``."""
         return await self._awaitable(lambda subs, control: run_map_rlm(
             self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
-            subscribers=subs, control=control), subscribers, view)
+            subscribers=subs, control=control, executor=executor), subscribers, view)
 
     async def _aanswer(
         self, context: Any, query: str, *, schema: Any, subscribers: list[Subscriber] | None,

@@ -4,7 +4,9 @@ A crash (even SIGKILL) loses at most the calls in flight: SQLite in WAL mode mak
 committed row durable against the process dying. A rerun reads what is done and sends
 only the rest. The file records what produced the answers (the kind of map, the model,
 the options, the query) and a hash of each item's input, so a changed prompt or model is
-refused rather than silently mixed with old answers.
+refused rather than silently mixed with old answers. A map sent through a provider's
+Batch API also records each batch (its input file, its id, the items it carries) the
+moment it exists, so a rerun after a crash polls that batch instead of paying twice.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ CREATE TABLE IF NOT EXISTS items (
     answer TEXT, error TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, seconds REAL, finished REAL,
     extra TEXT
 );
+CREATE TABLE IF NOT EXISTS batches (
+    file_id TEXT PRIMARY KEY, batch_id TEXT, status TEXT NOT NULL, items TEXT NOT NULL, created REAL
+);
 """
+#: A batch's status in the checkpoint before its results are collected.
+OPEN_BATCH = ("uploaded", "submitted")
 
 
 def input_hash(value: Any) -> str:
@@ -52,6 +59,24 @@ class Row:
     seconds: float
     #: What else the map keeps per item (a completion's stop reason, iterations, cost).
     extra: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """One provider batch of a map: ``status`` is ``"uploaded"`` (file sent, no batch known yet),
+    ``"submitted"``, or the provider's final status once its results were committed.
+
+    ``items`` maps each item's index to the hash of the input it was sent with.
+    """
+
+    file_id: str
+    batch_id: str | None
+    status: str
+    items: dict[int, str]
+
+    @property
+    def open(self) -> bool:
+        return self.status in OPEN_BATCH
 
 
 class Checkpoint:
@@ -105,6 +130,20 @@ class Checkpoint:
             (index, digest, "failed" if error is not None else "ok", answer, error, prompt_tokens,
              completion_tokens, seconds, time.time(), json.dumps(extra or {}, default=repr)),
         )
+
+    def add_batch(self, file_id: str, items: dict[int, str]) -> None:
+        """Record an uploaded batch file and the items it carries, before the batch is created."""
+        self._db.execute("INSERT INTO batches VALUES (?, NULL, 'uploaded', ?, ?)",
+                         (file_id, json.dumps(items), time.time()))
+
+    def set_batch(self, file_id: str, batch_id: str, status: str = "submitted") -> None:
+        """The batch made from ``file_id`` (``"submitted"``), or its final status once collected."""
+        self._db.execute("UPDATE batches SET batch_id = ?, status = ? WHERE file_id = ?", (batch_id, status, file_id))
+
+    def batches(self) -> list[BatchRecord]:
+        """Every batch this map sent, oldest first."""
+        return [BatchRecord(f, b, s, {int(k): v for k, v in json.loads(items).items()}) for f, b, s, items in
+                self._db.execute("SELECT file_id, batch_id, status, items FROM batches ORDER BY created, rowid")]
 
     def rows(self) -> Iterator[Row]:
         """Every finished item, in input order."""

@@ -18,6 +18,8 @@ from .lm.pricing import Pricing, PricingArg
 from .lm.retry import RetryPolicy
 
 TRANSPORTS = ("auto", "openai", "fast")
+#: How ``rlm.map(..., via=...)`` sends its prompts: one call each, or the provider's Batch API.
+VIAS = ("calls", "batch")
 
 
 @dataclass(frozen=True)
@@ -97,3 +99,38 @@ class Endpoint:
         if isinstance(self.retries, RetryPolicy):
             return self.retries
         return RetryPolicy(max_attempts=self.retries + 1, max_rate_limited=20 if self.retries else 1)
+
+
+@dataclass(frozen=True)
+class BatchAPI:
+    """How ``rlm.map(prompts, via=BatchAPI(...))`` uses the provider's Batch API (``via="batch"``: these defaults).
+
+    ``poll_s``: seconds between status checks (a batch takes minutes to hours). ``window``:
+    the ``completion_window`` asked for (OpenAI takes only ``"24h"``). ``max_requests`` and
+    ``max_bytes``: the most one batch's input file may hold (OpenAI: 50,000 requests,
+    200 MB); a bigger map is sent as several batches.
+    """
+
+    poll_s: float = 30.0
+    window: str = "24h"
+    max_requests: int = 50_000
+    max_bytes: int = 190_000_000
+
+    def __post_init__(self) -> None:
+        if isinstance(self.poll_s, bool) or not isinstance(self.poll_s, (int, float)) or not self.poll_s > 0:
+            raise ConfigError(f"BatchAPI.poll_s must be a positive number of seconds, got {self.poll_s!r}")
+        for name in ("max_requests", "max_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"BatchAPI.{name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.window, str) or not self.window:
+            raise ConfigError(f"BatchAPI.window must be a completion window such as '24h', got {self.window!r}")
+
+
+def as_via(via: object) -> BatchAPI | None:
+    """``map(via=...)``: ``"calls"`` (None: one request per prompt), ``"batch"`` or a ``BatchAPI``."""
+    if isinstance(via, BatchAPI):
+        return via
+    if via not in VIAS:
+        raise ConfigError(f"via={via!r} is not available; choose one of {VIAS} or a rlm.BatchAPI(...)")
+    return BatchAPI() if via == "batch" else None

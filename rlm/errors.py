@@ -14,6 +14,7 @@
     │   └── ContextWindowExceeded  a prompt too big for the model; .tokens and .limit
     ├── AnswerError            a typed answer (schema=) stayed invalid after one correction; .text, .problem
     ├── Cancelled              the run was cancelled (interrupt or Stop button)
+    ├── WorkerError            a worker (a Ray task) could not run a map item; .cause
     └── TraceFormatError       a trace log line is not an event; .path, .line
 
 Exceptions carry data and have no side effects: they never log or print.
@@ -94,6 +95,14 @@ class LMRateLimited(LMResponseError):
     ) -> None:
         super().__init__(message, status=429, body=body, model=model, headers=headers)
         self.retry_after = retry_after
+
+
+class WorkerError(RLMError):
+    """A map item's worker failed (a Ray task died or could not start); ``cause`` is what it raised."""
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class SandboxError(RLMError):

@@ -8,6 +8,7 @@ only what is missing or failed, and one failed item never stops the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -26,10 +27,12 @@ from .trace.trace import Trace
 
 if TYPE_CHECKING:
     from .api import RLM
+    from .config import BatchAPI
     from .control import RunControl
     from .lm.batch import Dispatcher
     from .trace.events import Subscriber
 
+log = logging.getLogger("rlm")
 PathArg = str | os.PathLike[str] | None
 #: Completions of ``map_rlm`` at once, unless told (each holds a sandbox kernel).
 DEFAULT_RLM_CONCURRENCY = 4
@@ -48,16 +51,32 @@ class MapResult(list[Any]):
     trace: Trace
 
 
-async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_concurrent: int | None,
-                  model: str | None, subscribers: list[Subscriber], control: RunControl) -> MapResult:
-    """One sub-call per prompt, each committed as it completes."""
+def check_prompts(prompts: Iterable[str]) -> list[str]:
     items = list(prompts)
     bad = [i for i, p in enumerate(items) if not isinstance(p, str)]
     if isinstance(prompts, str) or bad:
         raise TypeError(f"map(prompts) takes a list of strings; items {bad[:5]} are not strings")
+    return items
+
+
+def map_meta(rlm: RLM, model: str) -> dict[str, Any]:
+    """What a ``map``'s answers depend on; the same however they were sent (calls or a batch)."""
+    return {"kind": "map", "model": model, "options": rlm.call_options}
+
+
+async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_concurrent: int | None,
+                  model: str | None, subscribers: list[Subscriber], control: RunControl,
+                  via: BatchAPI | None = None) -> MapResult:
+    """One sub-call per prompt, each committed as it completes; ``via``: the provider's Batch API instead."""
+    if via is not None:
+        from .batch_map import run_batch_map  # the openai SDK's batch types load only for batch maps
+
+        return await run_batch_map(rlm, prompts, checkpoint=checkpoint, model=model, via=via,
+                                   subscribers=subscribers, control=control)
+    items = check_prompts(prompts)
     chosen = rlm.settings.check_model("map", model)
     await rlm._first_use()
-    meta = {"kind": "map", "model": chosen, "options": rlm.call_options}
+    meta = map_meta(rlm, chosen)
     dispatcher, writer = rlm._dispatcher(subscribers)
 
     async def one(i: int, parent: str) -> Done:
@@ -74,10 +93,16 @@ async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_
             writer.close()
 
 
+#: Where ``map_rlm`` runs its completions: here, on rlm's loop, or as Ray tasks (``rlm.ray_executor``).
+EXECUTORS = ("local", "ray")
+
+
 async def run_map_rlm(rlm: RLM, contexts: Iterable[Any], query: str, *, checkpoint: PathArg,
                       max_concurrent: int | None, schema: Any, subscribers: list[Subscriber],
-                      control: RunControl) -> MapResult:
+                      control: RunControl, executor: str = "local") -> MapResult:
     """One completion per context, under one limiter, trace and budget; each answer committed as it completes."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor={executor!r} is not available; choose one of {EXECUTORS}")
     items = list(contexts)
     for item in items:
         load_context(item)  # a bad context fails before any call
@@ -99,11 +124,18 @@ async def run_map_rlm(rlm: RLM, contexts: Iterable[Any], query: str, *, checkpoi
         return result.text, result.usage.total, result.seconds, {"stopped": result.stopped,
                                                                   "iterations": result.iterations}
 
+    ray_work = None
     try:
+        if executor == "ray":
+            from .ray_executor import RayWork  # Ray loads only for a Ray map
+
+            ray_work = await RayWork.start(rlm, dispatcher, items, query, schema, results)
         mapped = await _mapped(dispatcher, control, [(c, query) for c in items], meta, checkpoint,
-                               max_concurrent or DEFAULT_RLM_CONCURRENCY, one, stop_on_budget=False,
+                               max_concurrent or DEFAULT_RLM_CONCURRENCY, ray_work or one, stop_on_budget=False,
                                label=f"map_rlm of {len(items):,} contexts: {query}", model=rlm.settings.model)
     finally:
+        if ray_work is not None:
+            ray_work.close()
         if writer is not None:
             writer.close()
     shape = AnswerShape(schema) if schema is not None else None
@@ -126,16 +158,10 @@ async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any],
     """The shared part: skip what the checkpoint has, run the rest in order with ``workers`` at once, commit each."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError(f"max_concurrent must be an int >= 1, got {workers!r}")
-    hashes = [input_hash(item) for item in items]
-    store = Checkpoint(checkpoint) if checkpoint is not None else None
-    results: list[Any] = [None] * len(items)
-    done: dict[int, Row] = {}
-    if store is not None:
-        store.bind(meta)
-        store.set_items(len(items))
-        done = store.done(hashes)
-        for i, row in done.items():
-            results[i] = row.answer
+    hashes, store, results, done = open_checkpoint(checkpoint, meta, items)
+    if store is not None and any(b.open for b in store.batches()):
+        log.warning("rlm: checkpoint %s has provider batches still open; this map sends their items as calls "
+                    "(paying twice): rerun with via='batch' to collect them instead", store.path)
     todo = iter([i for i in range(len(items)) if i not in done])
     tracer = dispatcher.tracer
     control.bind()
@@ -165,7 +191,7 @@ async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any],
     except (RLMError, asyncio.CancelledError) as exc:
         status = "budget" if isinstance(exc, BudgetExceeded) else "cancelled" if not isinstance(exc, RLMError) \
             else "error"
-        partial = _result(results, done, dispatcher, store)
+        partial = map_result(results, done, dispatcher, store)
         control.partial = partial
         if isinstance(exc, RLMError):
             exc.partial = partial
@@ -175,10 +201,31 @@ async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any],
         tracer.end("run", run_id, None, status=status, answer=None, iterations=0, fallback=False)
         if store is not None:
             store.close()
-    return _result(results, done, dispatcher, store)
+    return map_result(results, done, dispatcher, store)
 
 
-def _result(results: list[Any], done: dict[int, Row], dispatcher: Dispatcher, store: Checkpoint | None) -> MapResult:
+def open_checkpoint(checkpoint: PathArg, meta: dict[str, Any], items: list[Any]) -> tuple[
+        list[str], Checkpoint | None, list[Any], dict[int, Row]]:
+    """Each item's input hash, the checkpoint (bound to ``meta``), the answers so far in place, and their rows."""
+    hashes = [input_hash(item) for item in items]
+    store = Checkpoint(checkpoint) if checkpoint is not None else None
+    results: list[Any] = [None] * len(items)
+    done: dict[int, Row] = {}
+    if store is not None:
+        try:
+            store.bind(meta)
+            store.set_items(len(items))
+            done = store.done(hashes)
+        except BaseException:
+            store.close()
+            raise
+        for i, row in done.items():
+            results[i] = row.answer
+    return hashes, store, results, done
+
+
+def map_result(results: list[Any], done: dict[int, Row], dispatcher: Dispatcher,
+               store: Checkpoint | None) -> MapResult:
     mapped = MapResult(results)
     mapped.usage = UsageReport(dispatcher.meter.snapshot())
     mapped.resumed = len(done)

@@ -375,3 +375,59 @@ def test_cli_serve_fake_runs_until_sigint() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _batch_file(c: openai.OpenAI, lines: list[dict[str, Any]]) -> str:
+    data = "".join(json.dumps(x) + "\n" for x in lines).encode()
+    return c.files.create(file=("in.jsonl", data, "application/jsonl"), purpose="batch").id
+
+
+def _until(c: openai.OpenAI, batch_id: str, statuses: set[str]) -> Any:
+    deadline = time.monotonic() + 30
+    while (batch := c.batches.retrieve(batch_id)).status not in statuses:
+        assert time.monotonic() < deadline, f"batch still {batch.status}"
+        time.sleep(0.01)
+    return batch
+
+
+def _line(custom_id: str, prompt: str) -> dict[str, Any]:
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "sub-model", "messages": [{"role": "user", "content": prompt}]}}
+
+
+def test_the_batch_api_through_the_sdk_answers_lines_in_the_official_format() -> None:
+    with ScriptedLM(sub=lambda r: r.prompt[::-1], latency=0.01) as lm:
+        lm.fail(Fault.http(503, "busy"), when=lambda r: r.prompt == "bad")
+        c = client(lm)
+        batch = c.batches.create(input_file_id=_batch_file(c, [_line("a", "abc"), _line("b", "bad")]),
+                                 endpoint="/v1/chat/completions", completion_window="24h")
+        assert batch.status == "validating" and batch.request_counts is not None
+        done = _until(c, batch.id, {"completed"})
+        assert done.request_counts is not None and (done.request_counts.completed, done.request_counts.failed,
+                                                    done.request_counts.total) == (1, 1, 2)
+        assert done.output_file_id is not None and done.error_file_id is not None
+        (out,) = [json.loads(x) for x in c.files.content(done.output_file_id).text.splitlines()]
+        (err,) = [json.loads(x) for x in c.files.content(done.error_file_id).text.splitlines()]
+        assert set(out) == {"id", "custom_id", "response", "error"} and out["error"] is None
+        assert out["custom_id"] == "a" and out["response"]["status_code"] == 200
+        assert out["response"]["body"]["choices"][0]["message"]["content"] == "cba"
+        assert err["custom_id"] == "b" and err["response"]["status_code"] == 503
+        assert [b.id for b in c.batches.list().data] == [batch.id]
+        assert lm.stats["batches"]["files_uploaded"] == 1 and lm.stats["requests"] == 0
+
+
+def test_a_bad_batch_file_fails_validation_and_a_cancelled_batch_keeps_what_it_answered() -> None:
+    with ScriptedLM(latency=0.05) as lm:
+        c = client(lm)
+        bad = c.batches.create(input_file_id=_batch_file(c, [_line("a", "x"), _line("a", "y")]),
+                               endpoint="/v1/chat/completions", completion_window="24h")
+        failed = _until(c, bad.id, {"failed"})
+        assert failed.errors is not None and "duplicate custom_id" in str(failed.errors.data[0].message)
+        long = c.batches.create(input_file_id=_batch_file(c, [_line(str(i), "x") for i in range(100)]),
+                                endpoint="/v1/chat/completions", completion_window="24h")
+        _until(c, long.id, {"in_progress"})
+        c.batches.cancel(long.id)
+        cancelled = _until(c, long.id, {"cancelled"})
+        assert cancelled.request_counts is not None and 0 < cancelled.request_counts.completed < 100
+        with pytest.raises(openai.BadRequestError):
+            c.batches.create(input_file_id="file-none", endpoint="/v1/chat/completions", completion_window="24h")

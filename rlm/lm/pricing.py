@@ -4,7 +4,8 @@ Prices are list prices in US dollars per million tokens, as published by each pr
 (checked 2025-10; see ``PRICES_AS_OF``). They change: pass your own with
 ``RLM(pricing={"my-model": ModelInfo(input_per_mtok=..., output_per_mtok=...)})``.
 A model not in the table has no price (its cost shows as unknown, never as $0) and no
-context window (its prompts are not checked before sending).
+context window (its prompts are not checked before sending). Calls sent through a
+provider's Batch API (``rlm.map(..., via="batch")``) cost ``BATCH_DISCOUNT`` of the list price.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from .types import Usage
 log = logging.getLogger("rlm")
 
 PRICES_AS_OF = "2025-10"
+#: What a Batch API call costs, as a share of the list price: OpenAI, Anthropic and Google
+#: all bill batches at half price (as of ``PRICES_AS_OF``).
+BATCH_DISCOUNT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,23 +158,28 @@ class Pricing:
         info = self.lookup(model)
         return info is not None and info.priced
 
-    def cost(self, model: str, usage: Usage, *, cached_prompt_tokens: int = 0) -> float | None:
-        """US dollars for ``usage`` of ``model``, or None when its price is unknown."""
-        return self.estimate(model, usage.prompt_tokens, usage.completion_tokens, cached_prompt_tokens)
+    def cost(self, model: str, usage: Usage, *, cached_prompt_tokens: int = 0, batch: bool = False) -> float | None:
+        """US dollars for ``usage`` of ``model``, or None when its price is unknown.
+
+        ``batch=True``: the call went through the provider's Batch API, at ``BATCH_DISCOUNT``.
+        """
+        return self.estimate(model, usage.prompt_tokens, usage.completion_tokens, cached_prompt_tokens, batch=batch)
 
     def estimate(
-        self, model: str, prompt_tokens: int, completion_tokens: int, cached_prompt_tokens: int = 0
+        self, model: str, prompt_tokens: int, completion_tokens: int, cached_prompt_tokens: int = 0, *,
+        batch: bool = False,
     ) -> float | None:
         info = self.lookup(model)
         if info is None or not info.priced:
             return None
         assert info.input_per_mtok is not None and info.output_per_mtok is not None
         cached = min(cached_prompt_tokens, prompt_tokens) if info.cached_input_per_mtok is not None else 0
-        return (
+        listed = (
             (prompt_tokens - cached) * info.input_per_mtok
             + cached * (info.cached_input_per_mtok or 0.0)
             + completion_tokens * info.output_per_mtok
         ) / 1_000_000
+        return listed * BATCH_DISCOUNT if batch else listed
 
 
 def _candidates(model: str) -> list[str]:

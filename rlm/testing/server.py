@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from rlm.testing import wire
+from rlm.testing.batches import BatchService
 from rlm.testing.faults import Fault
 from rlm.testing.loop_thread import LoopThread
 from rlm.testing.pacing import Pacing
@@ -54,6 +55,7 @@ class ScriptedLM(ScriptAnswers, Pacing):
     ``stream_delay`` seconds apart, ending with a usage chunk when
     ``stream_options.include_usage`` asks for one (``hold_streams`` holds their ends).
     ``prefix_cache=True`` reports cached prompt tokens as a provider's prompt cache would.
+    ``batches`` serves OpenAI's Batch API (``rlm.testing.batches``) from the same script.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class ScriptedLM(ScriptAnswers, Pacing):
         self._server_thread: LoopThread | None = None
         self._runner: web.AppRunner | None = None
         self._init_pacing(stream_chars, stream_delay)
+        self.batches = BatchService(self)
 
     # ----------------------------------------------------------- configuration
 
@@ -125,6 +128,7 @@ class ScriptedLM(ScriptAnswers, Pacing):
         """Forget recordings and counters but keep the script, fault rules and limits."""
         with self._lock:
             self._reset_counters()
+        self.batches.reset()
 
     def _reset_counters(self) -> None:
         """Zero everything observable; the caller holds the lock (or is ``__init__``)."""
@@ -186,6 +190,7 @@ class ScriptedLM(ScriptAnswers, Pacing):
                 "faults": dict(self._faults),
                 "status_counts": dict(self._status_counts),
                 "model_listings": self._model_listings,
+                "batches": self.batches.stats,
             }
 
     # --------------------------------------------------------------- lifecycle
@@ -239,6 +244,7 @@ class ScriptedLM(ScriptAnswers, Pacing):
         app.router.add_get("/v1/models", self._handle_models)
         app.router.add_get("/stats", self._handle_stats)
         app.router.add_post("/reset", self._handle_reset)
+        self.batches.routes(app)
         # No access log: a formatted line per request would cap benchmark throughput.
         # Handler cancellation: a client that hangs up stops counting as in flight.
         runner = web.AppRunner(

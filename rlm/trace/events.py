@@ -2,14 +2,16 @@
 
 Events form a span tree (run > iteration > exec > batch > call, and child runs for
 recursion): each span emits ``<kind>.start`` and ``<kind>.end`` with the same id.
-Other kinds (``call.retry``) are point events attached to the span whose id they carry.
+Other kinds (``call.retry``, ``call.delta``, ``batch.poll``) are point events attached to the
+span whose id they carry.
 
 What each kind carries in ``data`` (all JSON-able; keys may be absent):
 
 - ``run``: start: query, model, depth, context; end: status, answer, iterations, fallback, seconds
 - ``iteration``: start: n, fallback; end: blocks, final
 - ``exec``: start: code; end: stdout, stderr, error, seconds, final
-- ``batch``: start: n, max_concurrent, model; end: status, failed
+- ``batch``: start: n, max_concurrent, model; end: status, failed; ``batch.poll`` (a map
+  via the Batch API): batch_id, status, completed, failed, total
 - ``call``: start: model, role, prompt_chars; end: status (ok | error | cancelled),
   seconds, prompt_tokens, completion_tokens, cost_usd, error, cached
 """

@@ -9,6 +9,7 @@ knows a batch's items before they start; every other call (root turns,
 ``llm_query``) adds one when it starts. Cache hits and refused calls (budget,
 context window) emit a call span too, so each batch item ends exactly once.
 While a root reply streams (``call.delta``), ``streaming`` holds its last characters.
+While a map waits on a provider batch (``batch.poll``), ``waiting`` says how far it got.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from .events import Event
 
 #: ETA and rate look at completions in this many recent seconds.
 RATE_WINDOW_S = 10.0
+#: Provider batch statuses after which a batch is no longer waited on.
+_SETTLED = frozenset({"completed", "failed", "expired", "cancelled"})
 #: How much of a streaming root reply a snapshot carries: more than a terminal line shows.
 STREAMING_CHARS = 240
 
@@ -36,6 +39,7 @@ class Progress:
     """One snapshot of a run's model calls. ``eta_s`` is None until a rate is known.
 
     ``streaming``: the last characters of the root reply being streamed, "" when none is.
+    ``waiting``: the provider batches a map waits on, as last polled (``batch in_progress 120/500``).
     """
 
     done: int = 0
@@ -53,6 +57,7 @@ class Progress:
     eta_s: float | None = None
     finished: bool = False
     streaming: str = ""
+    waiting: str = ""
 
     @property
     def tokens(self) -> int:
@@ -61,6 +66,8 @@ class Progress:
     def line(self) -> str:
         """``rlm 412/1000 calls · 64 in flight · 3 failed · 1.2M tokens · $0.4210 · 38.1/s · ETA 15s``."""
         parts = [f"rlm {self.done:,}/{self.total:,} calls"]
+        if self.waiting:
+            parts.append(self.waiting)
         if self.in_flight:
             parts.append(f"{self.in_flight} in flight")
         if self.failed:
@@ -128,6 +135,7 @@ class ProgressModel:
         self._root_calls: set[str] = set()
         self._reply_call: str | None = None
         self._reply = ""
+        self._polled: dict[str, tuple[str, str]] = {}  # provider batch id -> its last status and line
 
     def __call__(self, event: Event) -> None:
         kind, data = event.kind, event.data
@@ -152,6 +160,11 @@ class ProgressModel:
             elif kind == "call.end":
                 if not self._call_ended(event, now):
                     return
+            elif kind == "batch.poll":
+                status = str(data.get("status"))
+                answered = int(data.get("completed") or 0) + int(data.get("failed") or 0)
+                self._polled[str(data.get("batch_id"))] = (
+                    status, f"batch {status} {answered:,}/{int(data.get('total') or 0):,}")
             elif kind in ("call.delta", "call.retry"):
                 if not self._streamed(event):
                     return
@@ -222,6 +235,7 @@ class ProgressModel:
             prompt_tokens=self._prompt, completion_tokens=self._completion, cached_prompt_tokens=self._cached_prompt,
             cost_usd=self._cost, elapsed_s=elapsed, rate=rate, eta_s=eta,
             finished=self._finished_at is not None, streaming=self._reply,
+            waiting=" · ".join(line for status, line in self._polled.values() if status not in _SETTLED),
         )
 
     def snapshot(self) -> Progress:

@@ -1,0 +1,81 @@
+"""``map_rlm(executor="ray")``: completions as Ray tasks on a local Ray, one call limit for all workers, resumable."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rlm import RLM, Endpoint, FailedCall, RLMResult, WorkerError
+from rlm.testing import ScriptedLM
+
+pytestmark = pytest.mark.slow  # starting a local Ray takes 10-30 s
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'rlm[ray]'); the Ray executor is untested")
+
+REPO = Path(__file__).resolve().parents[1]
+#: Root code that asks one sub-call about its context and answers with it and the worker's process id.
+REPLY = "```repl\nimport os\nFINAL(llm_query('label: ' + context) + '|' + str(os.getpid()))\n```"
+
+
+def warm() -> int:
+    """Start a worker and import rlm there, so a test's tasks do not wait for a second worker to start."""
+    import rlm.ray_executor  # noqa: F401
+
+    time.sleep(1.0)
+    return os.getpid()
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    assert len(set(ray.get([ray.remote(warm).remote() for _ in range(2)], timeout=120))) == 2
+    yield
+    ray.shutdown()
+
+
+def root(request: object) -> str:
+    prompt = getattr(request, "prompt", "")
+    if "poison" in prompt:
+        raise RuntimeError("the scripted root refuses this context")
+    if "crash" in prompt:  # the local sandbox runs root code in the worker's process: this kills it
+        return "```repl\nimport os\nos._exit(3)\n```"
+    return REPLY
+
+
+def make(lm: ScriptedLM, max_concurrent: int) -> RLM:
+    return RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local", max_concurrent=max_concurrent,
+               endpoint=Endpoint(retries=0))
+
+
+def test_completions_run_as_ray_tasks_under_one_limit_and_resume(local_ray: None, tmp_path: Path) -> None:
+    contexts = [f"doc {i}" for i in range(8)]
+    store = tmp_path / "ray.sqlite"
+    with ScriptedLM(root=root, sub=lambda r: r.prompt.upper(), latency=0.2) as lm:
+        results = make(lm, max_concurrent=1).map_rlm(contexts, "label it", checkpoint=store, max_concurrent=2,
+                                                      executor="ray")
+        served = lm.stats
+        again = make(lm, max_concurrent=1).map_rlm(contexts, "label it", checkpoint=store, executor="ray")
+        locally = make(lm, max_concurrent=1).map_rlm(contexts, "label it", checkpoint=store)
+        assert lm.stats["requests"] == served["requests"]  # both reruns answered everything from the checkpoint
+    assert all(isinstance(r, RLMResult) for r in results)
+    answers = [str(r.answer).split("|") for r in results]
+    assert [a for a, _ in answers] == [f"LABEL: DOC {i}" for i in range(8)]
+    assert len({pid for _, pid in answers} - {str(os.getpid())}) == 2  # two worker processes, not this one
+    assert served["requests"] == 16 and results.usage.calls == 16  # a root call and a sub-call per context
+    assert served["max_in_flight"] == 1  # two workers at once, one call slot between them: the shared limit held
+    assert again.resumed == 8 and locally.resumed == 8 and [r.answer for r in again] == [r.answer for r in results]
+    runs = [e for e in results.trace if e.kind == "run.start"]
+    assert len(runs) == 9 and all(e.parent is not None for e in runs[1:])  # the workers' runs, under the map's
+
+
+def test_a_failed_completion_or_a_dead_worker_is_a_failed_call_and_the_others_are_kept(local_ray: None) -> None:
+    with ScriptedLM(root=root, sub=lambda r: "ok") as lm:
+        results = make(lm, max_concurrent=4).map_rlm(["a", "poison", "b", "crash"], "label it", executor="ray")
+    assert isinstance(results[1], FailedCall) and "refuses this context" in results[1]
+    assert isinstance(results[3], FailedCall) and isinstance(results[3].error, WorkerError)
+    assert [str(results[0].answer).split("|")[0], str(results[2].answer).split("|")[0]] == ["ok", "ok"]
