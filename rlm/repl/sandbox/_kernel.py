@@ -4,7 +4,8 @@ Copied into the kernel's run directory as ``_rlm_kernel.py`` and imported there 
 start-up, beside ``_rlm_steps.py`` (``rlm.repl.steps``: the step runner and everything
 root code sees that LocalREPL shares) and ``_rlm_confine.py``; standard library only,
 because rlm itself is not importable in the sandbox. It binds ``llm_query``,
-``llm_batch``, ``rlm_query``, ``budget``, ``chunk`` and ``count_tokens`` to the bridge.
+``llm_batch``, ``rlm_query`` and ``budget`` to the bridge; ``chunk`` and ``count_tokens``
+run here (``_rlm_chunking.py``, ``_rlm_counter.py``), where the context is.
 Each call the host makes (``install``, ``load``, ``step``, ``get``) leaves its result in
 ``last``, which the host reads as a ``user_expressions`` entry of the same request.
 """
@@ -25,10 +26,13 @@ import time
 from typing import Any
 
 try:  # inside rlm, for the type checker and the host's own tests
-    from .. import steps
+    from ...lm import counter
+    from .. import chunking, steps
     from . import confine
 except ImportError:  # in the kernel: the copies beside this file
+    import _rlm_chunking as chunking  # type: ignore[no-redef]
     import _rlm_confine as confine  # type: ignore[no-redef]
+    import _rlm_counter as counter  # type: ignore[no-redef]
     import _rlm_steps as steps  # type: ignore[no-redef]
 
 _REPLY_HEADER = struct.Struct(">I")
@@ -174,8 +178,8 @@ class _Runtime:
             "FINAL_VAR": lambda name: steps.final_var(self.ns, name),
             "FailedCall": steps.FailedCall,
             "budget": self.budget,
-            "chunk": self._helper("chunk"),
-            "count_tokens": self._helper("count_tokens"),
+            "chunk": chunking.chunk,
+            "count_tokens": counter.count_tokens,
         }
         helpers.update({name: steps.tool_function(name, self.tool) for name in tools if name.isidentifier()})
         helpers.update(steps.scaffold_helpers(helpers, self.ns, self.rlm_batch))
@@ -184,16 +188,6 @@ class _Runtime:
 
     def budget(self) -> BudgetReport:
         return BudgetReport(self.bridge.call("budget", {}))
-
-    def _helper(self, name: str) -> Any:
-        """A host-side helper (the tokenizer lives on the host, not in the sandbox)."""
-
-        def helper(*args: Any, **kwargs: Any) -> Any:
-            plain = [steps.encode_plain(a, f"{name}() argument") for a in args]
-            return self.bridge.call("helper", {"name": name, "args": plain, "kwargs": steps.encode_plain(kwargs)})
-
-        helper.__name__ = name
-        return helper
 
     def llm_query(self, prompt: str, model: str | None = None) -> str:
         steps.check_query(prompt, model)

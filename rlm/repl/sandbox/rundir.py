@@ -5,7 +5,8 @@ kernel's group, so the kernel can read and list it but not change it; Python lis
 directory it imports from)::
 
     _rlm_launch.py, _rlm_kernel.py,  0444  the launcher, what root code sees, the shared step
-    _rlm_steps.py, _rlm_confine.py         runner and the Landlock/seccomp layers
+    _rlm_steps.py, _rlm_confine.py,        runner, the Landlock/seccomp layers, chunk and
+    _rlm_chunking.py, _rlm_counter.py      count_tokens
     connection.json                 0440  zmq ports and key (group: the kernel)
     bridge.sock                     0660  the host's callback server (group: the kernel)
     context-<n>.<kind>              0440  one completion's context, deleted once loaded
@@ -37,7 +38,8 @@ log = logging.getLogger("rlm")
 RUNDIR_PREFIX = "rlm-sbx-"
 #: Copied into each run directory: the launcher the kernelspec runs, and what root code sees.
 KERNEL_FILES = {"_rlm_launch.py": "_launch.py", "_rlm_kernel.py": "_kernel.py", "_rlm_confine.py": "confine.py",
-                "_rlm_steps.py": "../steps.py"}
+                "_rlm_steps.py": "../steps.py", "_rlm_chunking.py": "../chunking.py",
+                "_rlm_counter.py": "../../lm/counter.py"}
 _LOG_TAIL = 2000
 
 
