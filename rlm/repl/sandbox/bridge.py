@@ -19,7 +19,9 @@ import builtins
 import hmac
 import json
 import logging
+import os
 import secrets
+import socket
 import struct
 from typing import Any
 
@@ -41,6 +43,7 @@ _ARGS: dict[str, dict[str, tuple[type, ...]]] = {
     "rlm_batch": {"queries": (list,), "contexts": (list,), "max_concurrent": (int, type(None))},
     "tool": {"name": (str,), "args": (list,), "kwargs": (dict,)},
     "budget": {},
+    "take_fd": {"id": (str,)},
 }
 
 
@@ -119,6 +122,8 @@ class Bridge:
         self._handlers: set[asyncio.Task[None]] = set()
         self._calls: set[asyncio.Task[Any]] = set()
         self._bytes: _Bytes | None = None
+        #: Descriptors of user files the host offers the kernel, by a random id, until taken or withdrawn.
+        self._offers: dict[str, int] = {}
 
     async def start(self) -> None:
         self._bytes = _Bytes(2 * self.max_frame)
@@ -146,12 +151,25 @@ class Bridge:
             self._server = None
         for task in list(self._handlers):
             task.cancel()
+        for offer in list(self._offers):
+            self.withdraw_fd(offer)
 
     async def close(self) -> None:
         handlers = list(self._handlers)
         self.abandon()
         if handlers:
             await asyncio.wait(handlers, timeout=1.0)
+
+    def offer_fd(self, fd: int) -> str:
+        """Let the kernel take ``fd`` (one request, ``take_fd``, in or out of a step); the bridge owns it now."""
+        offer = secrets.token_hex(8)
+        self._offers[offer] = fd
+        return offer
+
+    def withdraw_fd(self, offer: str) -> None:
+        fd = self._offers.pop(offer, None)
+        if fd is not None:
+            os.close(fd)
 
     def _refuse(self, why: str) -> None:
         self.refused.append(why)
@@ -198,27 +216,44 @@ class Bridge:
             try:
                 body = await asyncio.wait_for(reader.readexactly(size), BODY_TIMEOUT_S)
                 self.bytes_in += size
-                reply = await self._handle(body)
+                reply, fd = await self._handle(body)
                 del body
             finally:
                 await self._bytes.give(size)
-            await self._send(writer, reply)
+            try:
+                await self._send(writer, reply, fd)
+            finally:
+                if fd is not None:
+                    os.close(fd)
 
-    async def _send(self, writer: asyncio.StreamWriter, obj: Any) -> None:
+    async def _send(self, writer: asyncio.StreamWriter, obj: Any, fd: int | None = None) -> None:
+        """One reply frame; with ``fd``, the descriptor travels with it (SCM_RIGHTS), after everything before it."""
         frame = encode_frame(obj)
         self.bytes_out += len(frame)
-        writer.write(frame)
+        if fd is None:
+            writer.write(frame)
+        else:
+            await asyncio.wait_for(writer.drain(), BODY_TIMEOUT_S)
+            raw = writer.get_extra_info("socket")
+            with socket.socket(fileno=os.dup(raw.fileno())) as sock:  # same connection; its buffer is empty
+                socket.send_fds(sock, [frame], [fd])
         await asyncio.wait_for(writer.drain(), BODY_TIMEOUT_S)
 
-    async def _handle(self, body: bytes) -> dict[str, Any]:
+    async def _handle(self, body: bytes) -> tuple[dict[str, Any], int | None]:
+        """The reply, and a descriptor to send with it (only for ``take_fd``)."""
         try:
             op, args = self._parse(body)
         except BridgeRefused as exc:
             self._refuse(str(exc))
-            return {"error": encode_error(PermissionError(f"rlm bridge: {exc}"))}
+            return {"error": encode_error(PermissionError(f"rlm bridge: {exc}"))}, None
         except TypeError as exc:
-            return {"error": encode_error(exc)}
-        return await self._answer(op, args)
+            return {"error": encode_error(exc)}, None
+        if op == "take_fd":
+            fd = self._offers.pop(args.get("id", ""), None)
+            if fd is None:
+                return {"error": encode_error(LookupError("no such file on offer"))}, None
+            return {"result": {"fd": True}}, fd
+        return await self._answer(op, args), None
 
     def _parse(self, body: bytes) -> tuple[str, dict[str, Any]]:
         """An authenticated request: JSON with a known operation; wrong argument types are root code's TypeError."""
