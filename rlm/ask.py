@@ -14,11 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Files larger than this in a --context directory are skipped (binaries and data dumps).
-MAX_FILE_BYTES = 2 * 2**20
-_SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".mypy_cache",
-                        ".ruff_cache", ".pytest_cache"})
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm ask``."""
@@ -36,28 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print what the run would likely cost (no model call) and exit")
 
 
-def read_context(where: str) -> str | dict[str, str]:
-    """The context named on the command line: stdin, a file's text, or a directory's text files."""
+def read_context(where: str) -> bytes | Path:
+    """The context named on the command line: stdin's bytes (UTF-8, as a file is read), or a path (a file or a
+    directory: rlm loads it, docs/usage.md)."""
     if where == "-":
-        return sys.stdin.read()
-    path = Path(where)
-    if path.is_file():
-        return path.read_text(encoding="utf-8", errors="replace")
-    if path.is_dir():
-        files: dict[str, str] = {}
-        for file in sorted(path.rglob("*")):
-            if any(part in _SKIP_DIRS for part in file.relative_to(path).parts) or not file.is_file():
-                continue
-            if file.stat().st_size > MAX_FILE_BYTES:
-                continue
-            data = file.read_bytes()
-            if b"\0" in data[:8192]:
-                continue  # a binary file
-            files[str(file.relative_to(path))] = data.decode("utf-8", errors="replace")
-        if not files:
-            raise FileNotFoundError(f"no text files in the directory {where}")
-        return files
-    raise FileNotFoundError(f"no such file or directory: {where}")
+        return sys.stdin.buffer.read()
+    if not os.path.exists(where):
+        raise FileNotFoundError(f"no such file or directory: {where}")
+    return Path(where)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         context = read_context(args.context)
-    except (FileNotFoundError, PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
+    except FileNotFoundError as exc:
         return _fail(f"{exc}; pass --context FILE, DIR or - (stdin)", 2)
     if args.estimate:
         return _estimate(context, args)
@@ -88,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         with RLM(model, sub_model, base_url=base_url, api_key="simulated" if simulated else None,
                  sandbox=args.sandbox, budget=budget, log_dir=args.log_dir, progress=True) as rlm:
             result = rlm.completion(context, args.query, view=False)
+    except (FileNotFoundError, PermissionError) as exc:  # the path, checked as the run starts
+        return _fail(f"{exc}; pass --context FILE, DIR or - (stdin)", 2)
     except RLMError as exc:
         return _fail(f"{type(exc).__name__}: {_one_line(str(exc))}", 1)
     except KeyboardInterrupt:

@@ -203,7 +203,8 @@ COMMANDS: dict[str, Command] = {
         run=_serve_fake,
     ),
     "bench": Command(
-        help="run a benchmark: throughput, sandbox (costs), sandbox-attacks (the attack table), answer quality",
+        help="run a benchmark: throughput, sandbox (costs), scale (big contexts, the loop's cost), "
+             "sandbox-attacks (the attack table), answer quality (sniah, oolong, pairs, codeqa)",
         add_arguments=bench.add_arguments,
         run=bench.run,
     ),

@@ -207,7 +207,7 @@ def test_bad_input_errors_say_what_to_do(monkeypatch, make_rlm, sandbox):
         RLM("gpt-5")
     with ScriptedLM() as lm:
         rlm = make_rlm(lm)
-        with pytest.raises(TypeError, match="supported: str, list"):
+        with pytest.raises(TypeError, match="supported: str, bytes"):
             rlm.completion(object(), "q")
         if sandbox == "kernel":  # the local REPL takes the very objects, picklable or not
             with pytest.raises(TypeError, match="picklable"):

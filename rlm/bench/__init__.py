@@ -1,4 +1,4 @@
-"""Benchmarks for the command line: ``rlm bench throughput|sandbox|sandbox-attacks``, and answer
+"""Benchmarks for the command line: ``rlm bench throughput|sandbox|scale|sandbox-attacks``, and answer
 quality: ``rlm bench sniah|oolong|pairs|codeqa`` (``rlm.bench.quality``).
 
 Each benchmark module has ``add_arguments(parser)`` and ``run(args) -> int``; they
@@ -19,6 +19,7 @@ BENCHES: dict[str, tuple[str, str]] = {
         "batched sub-calls against the ideal, client overhead, a 429 storm, a sequential loop, and the peers",
     ),
     "sandbox": ("rlm.bench.sandbox", "the kernel sandbox's costs: start-up, warm kernels, context, step, bridge"),
+    "scale": ("rlm.bench.scale", "chunk at 100 MB-1 GB, a 1 GB context's delivery, the root loop's cost per iteration"),
     "sandbox-attacks": ("rlm.bench.sandbox_attacks", "every attack in a fresh host, per isolation level: the table"),
     **QUALITY,
 }

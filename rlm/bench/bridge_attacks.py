@@ -106,12 +106,15 @@ except ValueError as e:
 """),
         (),
     ),
-    "chunk(text, max_tokens=1) on the host's tokenizer": (
+    "ask the host to tokenize (the op chunk used before it ran in the kernel)": (
         _code("""\
-try:
-    chunk('word ' * 300_000, max_tokens=1)
-except ValueError as e:
-    print(str(e)[:60])
+import json, socket, struct, sys
+rt = sys.modules['_rlm_kernel']._runtime
+s = socket.socket(socket.AF_UNIX)
+s.connect(rt.bridge._path)
+b = json.dumps({'op': 'helper', 'args': {'name': 'chunk', 'args': ['x ' * 10**6], 'kwargs': {}}}).encode()
+s.sendall(struct.pack('>32sI', rt.bridge._token, len(b)) + b)
+print(s.recv(300)[4:].decode()[:90])
 """),
         (),
     ),

@@ -168,8 +168,10 @@ class RootLoop:
             raise ConfigError("query must be a non-empty string")
         settings, tracer = self.settings, self.dispatcher.tracer
         follow_up = conversation is not None and conversation.started
-        # A bad context fails here, before the run starts; a session's later question may bring none.
-        loaded = None if context is None and follow_up else load_context("" if context is None else context)
+        # A bad context fails here, before the run starts (in a thread: a directory is read here);
+        # a session's later question may bring none.
+        loaded = None if context is None and follow_up else await asyncio.to_thread(
+            load_context, "" if context is None else context)
         description = clean_text(describe_context(loaded)) if loaded is not None else ""
         started = time.perf_counter()
         run_id = tracer.start(

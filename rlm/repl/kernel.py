@@ -15,8 +15,9 @@ from typing import Any
 
 from ..errors import SandboxError
 from .base import ExecResult, Host, load_context, tool_names
+from .contexts import load_value
 from .sandbox.config import SandboxConfig
-from .sandbox.exchange import encode_context
+from .sandbox.exchange import Payload, payload
 from .sandbox.kernel import KernelLost, SandboxKernel
 from .sandbox.pool import KernelPool
 
@@ -42,16 +43,20 @@ class KernelREPL:
         self._owns_pool = pool is None
         self.pool = pool if pool is not None else KernelPool(SandboxConfig())
         self.step_timeout = step_timeout
-        self._context: tuple[str, bytes] | None = None
+        self._context: Payload | None = None
         self._query = ""
         self._host: Host | None = None
         self._ready: asyncio.Future[SandboxKernel] | None = None
         #: A session's later values, loaded again into a kernel that had to be restarted.
-        self._puts: dict[str, tuple[str, bytes]] = {}
+        self._puts: dict[str, Payload] = {}
 
     async def start(self, context: Any, host: Host, query: str = "") -> None:
-        """Checks and encodes the context here, so a context the kernel cannot take fails before any model call."""
-        self._context = await asyncio.to_thread(encode_context, load_context(context))
+        """Checks the context here, so one the kernel cannot take fails before any model call.
+
+        Nothing is copied: the payload writes the context into the kernel's run directory
+        when the kernel is ready (or hands it a user's file), and again after a restart.
+        """
+        self._context = await asyncio.to_thread(payload, load_context(context))
         self._host = host
         self._query = query
         self._ready = asyncio.ensure_future(self._prepare())
@@ -77,8 +82,8 @@ class KernelREPL:
     async def _fill(self, kernel: SandboxKernel) -> None:
         assert self._context is not None
         await kernel.load(self._context, self._query, tool_names(self._host) if self._host is not None else ())
-        for name, payload in self._puts.items():
-            await kernel.put(name, payload)
+        for name, value_payload in self._puts.items():
+            await kernel.put(name, value_payload)
 
     async def rebind(self, host: Host, query: str) -> None:
         """A session's next question: its host (its own trace and budget) and ``query``."""
@@ -90,11 +95,11 @@ class KernelREPL:
         """Set a variable in the kernel (a session's added context, ``answers``)."""
         if not name.isidentifier():
             raise ValueError(f"not a variable name: {name!r}")
-        payload = await asyncio.to_thread(encode_context, value)
-        self._puts[name] = payload
+        value_payload = await asyncio.to_thread(payload, load_value(value))
+        self._puts[name] = value_payload
         kernel = await self.kernel()
         try:
-            await kernel.put(name, payload)
+            await kernel.put(name, value_payload)
         except KernelLost:
             await self.pool.discard(kernel)
             self._ready = asyncio.ensure_future(self._prepare())

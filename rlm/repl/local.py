@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 # Stdlib-only pieces shared with the code that runs inside the sandbox kernel.
 from . import steps
 from .base import ExecResult, Host, load_context, tool_names
+from .contexts import load_value, value_of
 from .helpers import PURE_HELPERS
 
 T = TypeVar("T")
@@ -136,7 +137,7 @@ class LocalREPL:
         helpers.update({name: steps.tool_function(name, self._tool) for name in tool_names(host)})
         helpers.update(steps.scaffold_helpers(helpers, self.namespace, self._rlm_batch))
         self._helpers = helpers
-        loaded = load_context(context)
+        loaded = value_of(load_context(context))
         self.namespace.update({"__builtins__": builtins, **helpers, **steps.scaffold_data(query, loaded),
                                "context": loaded})
 
@@ -277,7 +278,7 @@ class LocalREPL:
         """Set a variable (a session's added context, ``answers``)."""
         if not name.isidentifier():
             raise ValueError(f"not a variable name: {name!r}")
-        self.namespace[name] = value
+        self.namespace[name] = value_of(load_value(value))
 
     async def close(self) -> None:
         self._aborted = True

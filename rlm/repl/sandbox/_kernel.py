@@ -4,8 +4,9 @@ Copied into the kernel's run directory as ``_rlm_kernel.py`` and imported there 
 start-up, beside ``_rlm_steps.py`` (``rlm.repl.steps``: the step runner and everything
 root code sees that LocalREPL shares) and ``_rlm_confine.py``; standard library only,
 because rlm itself is not importable in the sandbox. It binds ``llm_query``,
-``llm_batch``, ``rlm_query``, ``budget``, ``chunk`` and ``count_tokens`` to the bridge.
-Each call the host makes (``install``, ``load``, ``step``, ``get``) leaves its result in
+``llm_batch``, ``rlm_query`` and ``budget`` to the bridge; ``chunk`` and ``count_tokens``
+run here (``_rlm_chunking.py``, ``_rlm_counter.py``), where the context is.
+Each call the host makes (``install``, ``load``, ``put``, ``step``, ``get``) leaves its result in
 ``last``, which the host reads as a ``user_expressions`` entry of the same request.
 """
 
@@ -15,7 +16,6 @@ import base64
 import builtins
 import json
 import os
-import pickle
 import select
 import socket
 import struct
@@ -25,10 +25,14 @@ import time
 from typing import Any
 
 try:  # inside rlm, for the type checker and the host's own tests
-    from .. import steps
+    from ...lm import counter
+    from .. import chunking, reading, steps
     from . import confine
 except ImportError:  # in the kernel: the copies beside this file
+    import _rlm_chunking as chunking  # type: ignore[no-redef]
     import _rlm_confine as confine  # type: ignore[no-redef]
+    import _rlm_counter as counter  # type: ignore[no-redef]
+    import _rlm_reading as reading  # type: ignore[no-redef]
     import _rlm_steps as steps  # type: ignore[no-redef]
 
 _REPLY_HEADER = struct.Struct(">I")
@@ -130,6 +134,28 @@ class _Bridge:
             raise _make_error(reply["error"])
         return reply["result"]
 
+    def take_fd(self, offer: str) -> int:
+        """The descriptor the host offered under ``offer``; it arrives with the reply (SCM_RIGHTS)."""
+        body = json.dumps({"op": "take_fd", "args": {"id": offer}}).encode()
+        sock = self._conn()
+        try:
+            sock.sendall(steps.REQUEST_HEADER.pack(self._token, len(body)) + body)
+            data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 1)
+            if len(data) < _REPLY_HEADER.size:
+                data += _recv_exact(sock, _REPLY_HEADER.size - len(data))
+            want = _REPLY_HEADER.size + _REPLY_HEADER.unpack(data[: _REPLY_HEADER.size])[0]
+            if len(data) < want:
+                data += _recv_exact(sock, want - len(data))
+        except BaseException:
+            self._drop()
+            raise
+        reply = json.loads(data[_REPLY_HEADER.size :])
+        if "error" in reply or not fds:
+            for fd in fds:
+                os.close(fd)
+            raise _make_error(reply.get("error") or {"message": "no descriptor came"})
+        return fds[0]
+
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
     chunks, got = [], 0
@@ -174,8 +200,8 @@ class _Runtime:
             "FINAL_VAR": lambda name: steps.final_var(self.ns, name),
             "FailedCall": steps.FailedCall,
             "budget": self.budget,
-            "chunk": self._helper("chunk"),
-            "count_tokens": self._helper("count_tokens"),
+            "chunk": chunking.chunk,
+            "count_tokens": counter.count_tokens,
         }
         helpers.update({name: steps.tool_function(name, self.tool) for name in tools if name.isidentifier()})
         helpers.update(steps.scaffold_helpers(helpers, self.ns, self.rlm_batch))
@@ -184,16 +210,6 @@ class _Runtime:
 
     def budget(self) -> BudgetReport:
         return BudgetReport(self.bridge.call("budget", {}))
-
-    def _helper(self, name: str) -> Any:
-        """A host-side helper (the tokenizer lives on the host, not in the sandbox)."""
-
-        def helper(*args: Any, **kwargs: Any) -> Any:
-            plain = [steps.encode_plain(a, f"{name}() argument") for a in args]
-            return self.bridge.call("helper", {"name": name, "args": plain, "kwargs": steps.encode_plain(kwargs)})
-
-        helper.__name__ = name
-        return helper
 
     def llm_query(self, prompt: str, model: str | None = None) -> str:
         steps.check_query(prompt, model)
@@ -277,34 +293,39 @@ def install(bridge_path: str, token: str, max_frame: int, cap: int, no_network: 
     _reply({"ok": True})
 
 
-def load(path: str, kind: str, query: str = "", tools: tuple[str, ...] = ()) -> None:
-    """Read the context the host wrote to ``path`` into ``context`` (the host deletes the file)."""
+def _read(where: str, kind: str) -> Any:
+    """The value the host handed over: a file in the run directory, or ``fd:<offer>``, a descriptor to take."""
+    assert _runtime is not None
+    fd = _runtime.bridge.take_fd(where[3:]) if where.startswith("fd:") else os.open(where, os.O_RDONLY)
+    try:
+        return reading.read_value(fd, kind)
+    finally:
+        os.close(fd)
+
+
+def load(where: str, kind: str, query: str = "", tools: tuple[str, ...] = ()) -> None:
+    """Make the context the host handed over root code's ``context``."""
     assert _runtime is not None
     started = time.perf_counter()
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-        value = raw.decode("utf-8", "surrogatepass") if kind == "str" else pickle.loads(raw)
+        value = _read(where, kind)
     except Exception as exc:  # noqa: BLE001 - e.g. a class the kernel cannot import
         _reply({"error": f"{type(exc).__name__}: {exc}"})
         return
-    del raw
     _runtime.ns.update(_runtime.names(list(tools)))
     _runtime.ns.update(steps.scaffold_data(query, value))
     _runtime.ns["context"] = value
     _reply({"ok": True, "seconds": time.perf_counter() - started})
 
 
-def put(path: str, kind: str, name: str) -> None:
+def put(where: str, kind: str, name: str) -> None:
     """A session's later value (another context, ``answers``, the new ``query``) under ``name``."""
     assert _runtime is not None
     if not name.isidentifier():
         _reply({"error": f"not a name: {name!r}"})
         return
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-        _runtime.ns[name] = raw.decode("utf-8", "surrogatepass") if kind == "str" else pickle.loads(raw)
+        _runtime.ns[name] = _read(where, kind)
     except Exception as exc:  # noqa: BLE001 - e.g. a class the kernel cannot import
         _reply({"error": f"{type(exc).__name__}: {exc}"})
         return

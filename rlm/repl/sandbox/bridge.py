@@ -5,7 +5,8 @@ directory and the host's ``Dispatcher`` makes the call, so the limiter, budgets 
 trace see every call. A request frame starts with a fixed 36-byte header, the
 kernel's 32-byte secret token and the body's length; the host checks the token
 before it reads a byte of the body, then the length, then reads UTF-8 JSON (never
-pickle). Connections, bytes in flight, batch sizes and tokenizer work are capped.
+pickle). Connections, bytes in flight and batch sizes are capped. ``chunk`` and
+``count_tokens`` run in the kernel, so the context never comes this way.
 A malformed, oversized or unauthenticated request is refused and counted, and costs
 no model call; a bad argument from root code is a ``TypeError`` in root code and the
 connection stays usable.
@@ -15,16 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import concurrent.futures
 import hmac
 import json
 import logging
+import os
 import secrets
+import socket
 import struct
 from typing import Any
 
 from ..base import Host
-from ..helpers import PURE_HELPERS
 from ..steps import REQUEST_HEADER, FailedCall, check_rlm_batch, decode_plain, encode_plain
 
 log = logging.getLogger("rlm")
@@ -34,10 +35,6 @@ _ERROR_ATTRS = ("status", "retry_after", "model")
 #: How long a new connection may take to send its first header, and any body to arrive.
 AUTH_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 60.0
-#: The host tokenizes at most this many characters per chunk()/count_tokens() call.
-MAX_TOKENIZE_CHARS = 64 * 2**20
-#: chunk() may return at most this many pieces per call.
-MAX_PIECES = 200_000
 
 _ARGS: dict[str, dict[str, tuple[type, ...]]] = {
     "llm_query": {"prompt": (str,), "model": (str, type(None))},
@@ -46,7 +43,7 @@ _ARGS: dict[str, dict[str, tuple[type, ...]]] = {
     "rlm_batch": {"queries": (list,), "contexts": (list,), "max_concurrent": (int, type(None))},
     "tool": {"name": (str,), "args": (list,), "kwargs": (dict,)},
     "budget": {},
-    "helper": {"name": (str,), "args": (list,), "kwargs": (dict,)},
+    "take_fd": {"id": (str,)},
 }
 
 
@@ -115,6 +112,9 @@ class Bridge:
         self.max_batch = max_batch
         self.max_connections = max_connections
         self.calls = 0
+        #: Bytes of request bodies read and of replies sent: what crossed, for tests and benchmarks.
+        self.bytes_in = 0
+        self.bytes_out = 0
         #: Why each refused request was refused; a pool passes one list for all its kernels.
         self.refused: list[str] = refused if refused is not None else []
         self._host: Host | None = None
@@ -122,8 +122,8 @@ class Bridge:
         self._handlers: set[asyncio.Task[None]] = set()
         self._calls: set[asyncio.Task[Any]] = set()
         self._bytes: _Bytes | None = None
-        # One tokenizer thread per kernel: its chunk() calls queue instead of filling the host's CPUs.
-        self._tokenizer: concurrent.futures.ThreadPoolExecutor | None = None
+        #: Descriptors of user files the host offers the kernel, by a random id, until taken or withdrawn.
+        self._offers: dict[str, int] = {}
 
     async def start(self) -> None:
         self._bytes = _Bytes(2 * self.max_frame)
@@ -151,15 +151,25 @@ class Bridge:
             self._server = None
         for task in list(self._handlers):
             task.cancel()
-        if self._tokenizer is not None:
-            self._tokenizer.shutdown(wait=False, cancel_futures=True)
-            self._tokenizer = None
+        for offer in list(self._offers):
+            self.withdraw_fd(offer)
 
     async def close(self) -> None:
         handlers = list(self._handlers)
         self.abandon()
         if handlers:
             await asyncio.wait(handlers, timeout=1.0)
+
+    def offer_fd(self, fd: int) -> str:
+        """Let the kernel take ``fd`` (one request, ``take_fd``, in or out of a step); the bridge owns it now."""
+        offer = secrets.token_hex(8)
+        self._offers[offer] = fd
+        return offer
+
+    def withdraw_fd(self, offer: str) -> None:
+        fd = self._offers.pop(offer, None)
+        if fd is not None:
+            os.close(fd)
 
     def _refuse(self, why: str) -> None:
         self.refused.append(why)
@@ -205,26 +215,45 @@ class Bridge:
             await self._bytes.take(size, BODY_TIMEOUT_S)
             try:
                 body = await asyncio.wait_for(reader.readexactly(size), BODY_TIMEOUT_S)
-                reply = await self._handle(body)
+                self.bytes_in += size
+                reply, fd = await self._handle(body)
                 del body
             finally:
                 await self._bytes.give(size)
-            await self._send(writer, reply)
+            try:
+                await self._send(writer, reply, fd)
+            finally:
+                if fd is not None:
+                    os.close(fd)
 
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, obj: Any) -> None:
-        writer.write(encode_frame(obj))
+    async def _send(self, writer: asyncio.StreamWriter, obj: Any, fd: int | None = None) -> None:
+        """One reply frame; with ``fd``, the descriptor travels with it (SCM_RIGHTS), after everything before it."""
+        frame = encode_frame(obj)
+        self.bytes_out += len(frame)
+        if fd is None:
+            writer.write(frame)
+        else:
+            await asyncio.wait_for(writer.drain(), BODY_TIMEOUT_S)
+            raw = writer.get_extra_info("socket")
+            with socket.socket(fileno=os.dup(raw.fileno())) as sock:  # same connection; its buffer is empty
+                socket.send_fds(sock, [frame], [fd])
         await asyncio.wait_for(writer.drain(), BODY_TIMEOUT_S)
 
-    async def _handle(self, body: bytes) -> dict[str, Any]:
+    async def _handle(self, body: bytes) -> tuple[dict[str, Any], int | None]:
+        """The reply, and a descriptor to send with it (only for ``take_fd``)."""
         try:
             op, args = self._parse(body)
         except BridgeRefused as exc:
             self._refuse(str(exc))
-            return {"error": encode_error(PermissionError(f"rlm bridge: {exc}"))}
+            return {"error": encode_error(PermissionError(f"rlm bridge: {exc}"))}, None
         except TypeError as exc:
-            return {"error": encode_error(exc)}
-        return await self._answer(op, args)
+            return {"error": encode_error(exc)}, None
+        if op == "take_fd":
+            fd = self._offers.pop(args.get("id", ""), None)
+            if fd is None:
+                return {"error": encode_error(LookupError("no such file on offer"))}, None
+            return {"result": {"fd": True}}, fd
+        return await self._answer(op, args), None
 
     def _parse(self, body: bytes) -> tuple[str, dict[str, Any]]:
         """An authenticated request: JSON with a known operation; wrong argument types are root code's TypeError."""
@@ -253,8 +282,6 @@ class Bridge:
                 f"{op} is only available while a REPL step runs (not from a thread left running after it)"))}
         self.calls += 1
         try:
-            if op == "helper":
-                return {"result": await self._helper(args)}
             coro = self._call(host, op, args)
         except (TypeError, ValueError) as exc:
             return {"error": encode_error(exc)}
@@ -304,24 +331,3 @@ class Bridge:
                 raise NameError(f"no tool named {args['name']!r}")
             return call(args["name"], list(decode_plain(args["args"])), kwargs)
         return host.rlm_query(args["query"], decode_plain(args.get("context")))
-
-    async def _helper(self, args: dict[str, Any]) -> Any:
-        """``chunk``/``count_tokens`` run on the host (the tokenizer lives there), bounded in size."""
-        func = PURE_HELPERS.get(args["name"])
-        if func is None:
-            raise TypeError(f"no helper named {args['name']!r}")
-        kwargs = args["kwargs"]
-        if not all(isinstance(k, str) for k in kwargs):
-            raise TypeError("helper keyword names must be strings")
-        values = [decode_plain(a) for a in args["args"]]
-        chars = sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in values)
-        if chars > MAX_TOKENIZE_CHARS:
-            raise ValueError(
-                f"{args['name']}(): {chars:,} characters is over the {MAX_TOKENIZE_CHARS:,} the host tokenizes in "
-                "one call from the sandbox; pass slices of the text, e.g. context[:50_000_000]")
-        if args["name"] == "chunk":
-            kwargs = {**kwargs, "max_pieces": MAX_PIECES}
-        if self._tokenizer is None:
-            self._tokenizer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-bridge-tokens")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._tokenizer, lambda: func(*values, **kwargs))

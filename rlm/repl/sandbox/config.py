@@ -98,6 +98,17 @@ class Isolation:
         """Root code can neither signal nor read the memory of host processes."""
         return self.pid_namespace or self.separate_user
 
+    @property
+    def takes_descriptors(self) -> bool:
+        """May the kernel hold a read-only descriptor of a user's file (else it gets a copy)?
+
+        A descriptor is more than read access: through ``/proc/self/fd`` it can be reopened
+        for writing wherever the kernel's uid may write (Landlock refuses that), and its
+        owner may ``fchmod`` it (a uid of its own owns nothing of the user's). So only with
+        both, or with the host's rights anyway (``none``); docs/security.md.
+        """
+        return self.mode == "none" or (self.separate_user and self.landlock > 0)
+
     def describe(self) -> str:
         def yes(flag: bool) -> str:
             return "isolated" if flag else "NOT isolated"

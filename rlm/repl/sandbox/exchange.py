@@ -1,16 +1,25 @@
 """What crosses between the host and a sandbox kernel, outside the bridge: the context going in,
 each call's result coming back (a user expression of the execute request), checked field by field.
+
+The context goes in as a file the host writes, streamed (text a slice at a time, pickles
+as they are made), so the host never holds a second copy of it; a text file of the
+user's goes in as its open descriptor instead (``Payload.source``), read by the kernel.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import os
 import pickle
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..base import ExecResult
+from ..contexts import Loaded, TextFile, value_of
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: A base64 string's repr, and the most of it the host reads (zmq refuses bigger messages anyway).
@@ -18,15 +27,76 @@ _B64_REPR = re.compile(r"'[A-Za-z0-9+/=]*'")
 _MAX_RESULT = 96 * 2**20
 
 
-def encode_context(value: Any) -> tuple[str, bytes]:
-    """The context as the kernel receives it: UTF-8 text, or a pickle (so tuples and int keys survive)."""
-    if isinstance(value, str):
-        return "str", value.encode("utf-8", "surrogatepass")
+#: Text is encoded and written this many characters at a time.
+_SLICE = 1 << 24
+
+
+@dataclass(frozen=True)
+class Payload:
+    """How one value reaches the kernel: a file of ``kind`` that ``write(fd)`` fills, or the user's ``source``."""
+
+    kind: str
+    write: Callable[[int], None] | None = None
+    source: TextFile | None = None
+
+
+def payload(loaded: Loaded) -> Payload:
+    """The payload for a loaded context; raises ``TypeError`` at once if the kernel could never take it."""
+    if isinstance(loaded, TextFile):
+        return Payload("file", write=functools.partial(_copy_file, loaded), source=loaded)
+    if isinstance(loaded, str):
+        return Payload("ascii" if loaded.isascii() else "str", write=functools.partial(_write_text, loaded))
+    value = value_of(loaded)
     try:
-        return "pickle", pickle.dumps(value, protocol=5)
+        pickle.Pickler(_Discard(), protocol=5).dump(value)  # fails now, not after the root's first reply
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise TypeError(f"the context cannot go to the sandbox kernel: it is not picklable ({exc}); "
                         "pass plain data, or use RLM(sandbox='local')") from None
+    return Payload("pickle", write=functools.partial(_write_pickle, value))
+
+
+def load_error(what: str, error: str) -> TypeError:
+    """The kernel's refusal of a value as the user's error, with what to do where we know it."""
+    error = error[:500]
+    hint = ("; the kernel's Python lacks a module the value needs: install it there (SandboxConfig(python=...)) "
+            "or pass plain data" if error.startswith("ModuleNotFoundError") else "")
+    return TypeError(f"the sandbox kernel could not load {what}: {error}{hint}")
+
+
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _write_text(text: str, fd: int) -> None:
+    """UTF-8 (lone surrogates kept), a slice at a time: never the whole text encoded at once."""
+    for at in range(0, len(text), _SLICE):
+        _write_all(fd, text[at : at + _SLICE].encode("utf-8", "surrogatepass"))
+
+
+def _write_pickle(value: Any, fd: int) -> None:
+    with os.fdopen(os.dup(fd), "wb", buffering=1 << 20) as fh:
+        pickle.Pickler(fh, protocol=5).dump(value)
+
+
+def _copy_file(source: TextFile, fd: int) -> None:
+    """The user's file copied in the OS, where the kernel may not be handed its descriptor."""
+    src = source.open()
+    try:
+        left = os.fstat(src).st_size
+        while left > 0:
+            sent = os.sendfile(fd, src, None, min(left, 1 << 30))
+            if sent == 0:
+                break
+            left -= sent
+    finally:
+        os.close(src)
 
 
 def user_expression(content: dict[str, Any]) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ from ..base import ExecResult, Host
 from . import procs
 from .bridge import Bridge
 from .config import Isolation, SandboxConfig
-from .exchange import step_result, text_of, user_expression
+from .exchange import Payload, load_error, step_result, text_of, user_expression
 from .isolation import pick_uid
 from .launch import SANDBOX_HOME, bwrap_command, kernel_env, launcher_config
 from .rundir import RunDir
@@ -277,27 +277,32 @@ class SandboxKernel:
             self.kill()
             raise KernelLost(f"the sandbox kernel did not answer {name}() within {timeout:g} s") from None
 
-    async def load(self, payload: tuple[str, bytes], query: str = "", tools: tuple[str, ...] = ()) -> None:
-        """Hand the context over in a file the kernel can read and never write; the host deletes it."""
-        kind, data = payload
-        path = await asyncio.to_thread(self.files.write_context, data, kind)
-        try:
-            reply = await self.call("load", f"{path!r}, {kind!r}, {query!r}, {tools!r}", self.config.start_timeout)
-        finally:
-            self.files.drop(path)
-        if "error" in reply:
-            raise TypeError(f"the sandbox kernel could not load the context: {text_of(reply['error'])[:500]}")
+    async def load(self, payload: Payload, query: str = "", tools: tuple[str, ...] = ()) -> None:
+        """Hand the context over: a file the kernel can read and never write (the host deletes it), or a descriptor."""
+        await self._hand_over(payload, "load", f"{query!r}, {tools!r}", "the context")
 
-    async def put(self, name: str, payload: tuple[str, bytes]) -> None:
+    async def put(self, name: str, payload: Payload) -> None:
         """A value under ``name`` in the kernel, handed over as the context is."""
-        kind, data = payload
-        path = await asyncio.to_thread(self.files.write_context, data, kind)
+        await self._hand_over(payload, "put", repr(name), name)
+
+    async def _hand_over(self, payload: Payload, call: str, rest: str, what: str) -> None:
+        path = offer = None
+        if payload.source is not None and self.isolation.takes_descriptors:
+            offer = self.bridge.offer_fd(await asyncio.to_thread(payload.source.open))
+            where = f"fd:{offer}"
+        else:
+            assert payload.write is not None
+            path = await asyncio.to_thread(self.files.write_context, payload.write, payload.kind)
+            where = path
         try:
-            reply = await self.call("put", f"{path!r}, {kind!r}, {name!r}", self.config.start_timeout)
+            reply = await self.call(call, f"{where!r}, {payload.kind!r}, {rest}", self.config.start_timeout)
         finally:
-            self.files.drop(path)
+            if path is not None:
+                self.files.drop(path)
+            if offer is not None:
+                self.bridge.withdraw_fd(offer)
         if "error" in reply:
-            raise TypeError(f"the sandbox kernel could not load {name}: {text_of(reply['error'])[:500]}")
+            raise load_error(what, text_of(reply["error"]))
 
     async def interrupt(self) -> None:
         """An interrupt_request on the control channel (the kernelspec's interrupt_mode is message)."""

@@ -5,7 +5,9 @@ kernel's group, so the kernel can read and list it but not change it; Python lis
 directory it imports from)::
 
     _rlm_launch.py, _rlm_kernel.py,  0444  the launcher, what root code sees, the shared step
-    _rlm_steps.py, _rlm_confine.py         runner and the Landlock/seccomp layers
+    _rlm_steps.py, _rlm_confine.py,        runner, the Landlock/seccomp layers, chunk and
+    _rlm_chunking.py, _rlm_counter.py,     count_tokens, and how a context file is read
+    _rlm_reading.py
     connection.json                 0440  zmq ports and key (group: the kernel)
     bridge.sock                     0660  the host's callback server (group: the kernel)
     context-<n>.<kind>              0440  one completion's context, deleted once loaded
@@ -27,6 +29,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import safe_fs
@@ -37,7 +40,9 @@ log = logging.getLogger("rlm")
 RUNDIR_PREFIX = "rlm-sbx-"
 #: Copied into each run directory: the launcher the kernelspec runs, and what root code sees.
 KERNEL_FILES = {"_rlm_launch.py": "_launch.py", "_rlm_kernel.py": "_kernel.py", "_rlm_confine.py": "confine.py",
-                "_rlm_steps.py": "../steps.py"}
+                "_rlm_steps.py": "../steps.py", "_rlm_chunking.py": "../chunking.py",
+                "_rlm_counter.py": "../../lm/counter.py",
+                "_rlm_reading.py": "../reading.py"}
 _LOG_TAIL = 2000
 
 
@@ -115,11 +120,11 @@ class RunDir:
     def log_tail(self) -> str:
         return safe_fs.read_tail(self.log_file, _LOG_TAIL).decode("utf-8", "replace").strip()
 
-    def write_context(self, data: bytes, kind: str) -> str:
-        """One context file, new, readable by the kernel; returns its path."""
+    def write_context(self, write: Callable[[int], None], kind: str) -> str:
+        """One context file, new, readable by the kernel, filled by ``write(fd)``; returns its path."""
         self._contexts += 1
         name = f"context-{self._contexts}.{kind}"
-        safe_fs.write_new(self.fd, name, data, gid=self.gid, mode=self._readable)
+        safe_fs.write_new(self.fd, name, write, gid=self.gid, mode=self._readable)
         return os.path.join(self.path, name)
 
     def drop(self, path: str) -> None:
