@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _estimate(context: str | dict[str, str], args: argparse.Namespace) -> int:
+def _estimate(context: bytes | Path, args: argparse.Namespace) -> int:
     """``--estimate``: the likely cost, from the context's tokens and the pricing table; no endpoint needed."""
     from rlm.estimate import estimate
     from rlm.lm.pricing import Pricing

@@ -17,6 +17,7 @@ from .core.prompts import clean_text, describe_context, first_user_message, syst
 from .lm.pricing import Pricing
 from .lm.tokens import count_message_tokens, count_tokens
 from .repl.base import load_context
+from .repl.contexts import FrameContext, value_of
 from .repl.steps import as_text
 
 #: The system prompt's default chunk size, the many-calls plan's.
@@ -85,8 +86,14 @@ def estimate(context: Any, query: str, *, model: str, sub_model: str, pricing: P
                     (root_in[0] + root_out[0], root_in[1] + root_out[1]), cost, window)
 
 
-def _context_tokens(context: Any, model: str) -> int:
-    """The context's tokens as the sub-model would read it: a str whole, a container item by item."""
+def _context_tokens(loaded: Any, model: str) -> int:
+    """The context's tokens as the sub-model would read it: a str whole, a container item by item.
+
+    A file is read, a directory counts its text files, a DataFrame counts as its CSV.
+    """
+    if isinstance(loaded, FrameContext):
+        return count_tokens(loaded.frame.to_csv(index=False), model)
+    context = value_of(loaded)
     if isinstance(context, str):
         return count_tokens(context, model)
     items = context.items() if isinstance(context, dict) else enumerate(context)

@@ -49,3 +49,15 @@ def test_rlm_ask_estimate_needs_no_endpoint(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert found["tokens"] == count_tokens(TEXT, "gpt-5-mini") and found["cost_usd"][0] > 0
+
+
+def test_every_kind_of_context_is_counted_as_root_code_would_see_it(tmp_path: Path) -> None:
+    text = "The quick brown fox jumps over the lazy dog.\n" * 200
+    (tmp_path / "a.txt").write_text(text)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.py").write_text(text)
+    rlm = RLM("gpt-5", "gpt-5-mini", base_url="http://127.0.0.1:9/v1", api_key="k")
+    one = count_tokens(text, "gpt-5-mini")
+    assert rlm.estimate(tmp_path / "a.txt", "q").tokens == one
+    assert rlm.estimate(tmp_path, "q").tokens == 2 * one
+    assert rlm.estimate(text.encode(), "q").tokens == one
