@@ -216,22 +216,29 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with one subparser per registered command."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per registered command.
+
+    Given the command line, only the command it names gets its arguments declared:
+    ``rlm bench``'s import every benchmark, which ``rlm --help`` need not wait for.
+    """
     from rlm import __version__
 
     parser = argparse.ArgumentParser(prog="rlm", description="Recursive Language Models")
     parser.add_argument("--version", action="version", version=f"rlm {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    named = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
-        command.add_arguments(sub)
+        if argv is None or name == named:
+            command.add_arguments(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlm`` script; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     return COMMANDS[args.command].run(args)
 
 

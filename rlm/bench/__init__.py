@@ -1,4 +1,4 @@
-"""Benchmarks for the command line: ``rlm bench throughput|sandbox|scale|sandbox-attacks``, and answer
+"""Benchmarks for the command line: ``rlm bench throughput|sandbox|scale|startup|sandbox-attacks``, and answer
 quality: ``rlm bench sniah|oolong|pairs|codeqa`` (``rlm.bench.quality``).
 
 Each benchmark module has ``add_arguments(parser)`` and ``run(args) -> int``; they
@@ -20,6 +20,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     ),
     "sandbox": ("rlm.bench.sandbox", "the kernel sandbox's costs: start-up, warm kernels, context, step, bridge"),
     "scale": ("rlm.bench.scale", "chunk at 100 MB-1 GB, a 1 GB context's delivery, the root loop's cost per iteration"),
+    "startup": ("rlm.bench.startup", "how long `import rlm` and `rlm --help` take in a fresh process"),
     "sandbox-attacks": ("rlm.bench.sandbox_attacks", "every attack in a fresh host, per isolation level: the table"),
     **QUALITY,
 }

@@ -19,13 +19,13 @@ import threading
 import uuid
 from collections.abc import Iterable
 from importlib import resources
-from typing import Any
-
-import tiktoken
-import tiktoken.load
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .counter import count, encoding_name_for
+
+if TYPE_CHECKING:  # tiktoken loads when an encoding is first needed, not with rlm
+    import tiktoken
 
 __all__ = ["count_message_tokens", "count_tokens", "encoding_for", "encoding_name_for", "get_encoding",
            "message_chars", "tiktoken_cache_dir"]
@@ -86,6 +86,8 @@ def _install_bpe_file(name: str) -> None:
             "is missing or incomplete; reinstall rlm (pip install --force-reinstall bpe-openai)"
         ) from exc
     data = gzip.decompress(packed)
+    import tiktoken.load
+
     if not tiktoken.load.check_hash(data, expected):
         raise ConfigError(
             f"the {name} BPE file shipped by bpe-openai does not match tiktoken's expected sha256 "
@@ -106,6 +108,8 @@ def _install_bpe_file(name: str) -> None:
 
 
 def _intact(path: str, expected: str) -> bool:
+    import tiktoken.load
+
     try:
         with open(path, "rb") as f:
             return tiktoken.load.check_hash(f.read(), expected)
@@ -126,6 +130,8 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
                     f"no offline BPE file for encoding {name!r}; available: {sorted(BPE_FILES)}"
                 )
             _install_bpe_file(base)
+            import tiktoken
+
             _encodings[name] = tiktoken.get_encoding(name)
         return _encodings[name]
 
