@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -14,3 +15,28 @@ def scripted_lm() -> Iterator[ScriptedLM]:
     """A running ScriptedLM with defaults; tests reassign ``root``, ``sub`` or ``latency``."""
     with ScriptedLM() as lm:
         yield lm
+
+
+#: Set by .ci/run's second pass, which forces one isolation level through $RLM_SANDBOX_ISOLATION.
+DEFAULT_CONFIG_ONLY = "RLM_TESTS_DEFAULT_CONFIG_ONLY"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In CI's second pass, run only the tests on the default sandbox config.
+
+    A test that names its isolation level (``mode`` or the security ``sandbox`` fixture)
+    ran at every level, that one included, in the first pass; only the default config
+    is what the forced level changes.
+    """
+    if not os.environ.get(DEFAULT_CONFIG_ONLY):
+        return
+    explicit = [i for i in items if _named_level(i)]
+    if explicit:
+        config.hook.pytest_deselected(items=explicit)
+        items[:] = [i for i in items if i not in explicit]
+
+
+def _named_level(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    return any(params.get(key) in ("bwrap", "uid", "none") for key in ("mode", "sandbox"))

@@ -36,7 +36,8 @@ def test_a_real_run_reports_done_total_in_flight_failures_tokens_and_cost() -> N
     seen: list[Progress] = []
     with ScriptedLM(root=[PROGRAM, "FINAL(ok)"], latency=0.02) as lm:
         lm.fail(Fault.http(500), when=lambda r: r.role == "sub" and r.prompt in ("item 3", "item 30"))
-        rlm = make_rlm(lm, progress=seen.append, endpoint=Endpoint(pricing={"root": (1.0, 1.0), "sub": (2.0, 2.0)}))
+        prices = {"root": (1.0, 1.0), "sub": (2.0, 2.0)}
+        rlm = make_rlm(lm, progress=seen.append, endpoint=Endpoint(retries=0, pricing=prices))
         result = rlm.completion("ctx", "q")
     last = seen[-1]
     assert last.finished and last.done == last.total == 42 and last.in_flight == 0
