@@ -26,7 +26,7 @@ from .lm.guard import check_window
 from .lm.record import prompt_fields, reply_fields
 from .lm.retry import RetryPolicy
 from .lm.types import Completion
-from .maps import MapResult, PathArg, check_prompts, map_meta, map_result, open_checkpoint
+from .maps import MapResult, PathArg, check_prompts, keep_partial, map_meta, map_result, open_checkpoint
 from .repl.steps import FailedCall
 
 if TYPE_CHECKING:
@@ -65,10 +65,7 @@ async def run_batch_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg
         control.bind()
         await run.run(pending)
     except (RLMError, asyncio.CancelledError) as exc:
-        partial = map_result(results, done, dispatcher, store)
-        control.partial = partial
-        if isinstance(exc, RLMError):
-            exc.partial = partial
+        keep_partial(control, exc, map_result(results, done, dispatcher, store))
         raise
     finally:
         if store is not None:

@@ -191,10 +191,7 @@ async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any],
     except (RLMError, asyncio.CancelledError) as exc:
         status = "budget" if isinstance(exc, BudgetExceeded) else "cancelled" if not isinstance(exc, RLMError) \
             else "error"
-        partial = map_result(results, done, dispatcher, store)
-        control.partial = partial
-        if isinstance(exc, RLMError):
-            exc.partial = partial
+        keep_partial(control, exc, map_result(results, done, dispatcher, store))
         raise
     finally:
         tracer.end("batch", batch_id, run_id, status=status)
@@ -222,6 +219,13 @@ def open_checkpoint(checkpoint: PathArg, meta: dict[str, Any], items: list[Any])
         for i, row in done.items():
             results[i] = row.answer
     return hashes, store, results, done
+
+
+def keep_partial(control: RunControl, exc: BaseException, partial: MapResult) -> None:
+    """A stopped map keeps what it did: on the control (Stop, Ctrl-C) and on the error."""
+    control.partial = partial
+    if isinstance(exc, RLMError):
+        exc.partial = partial
 
 
 def map_result(results: list[Any], done: dict[int, Row], dispatcher: Dispatcher,
