@@ -37,8 +37,8 @@ from .widgets import watch
 from .wiring import check_budget, check_counts, clients, learn_windows, progress_subscribers
 
 if TYPE_CHECKING:
+    from .core.estimate import Estimate
     from .core.fork import Fork
-    from .estimate import Estimate
     from .session import Session
 
 T = TypeVar("T")
@@ -258,7 +258,7 @@ class RLM:
         A range of sub-calls, tokens and dollars (priced from the pricing table) for the
         plans the system prompt suggests; see ``rlm.estimate``.
         """
-        from .estimate import estimate
+        from .core.estimate import estimate
 
         s = self.settings
         return estimate(context, query, model=s.model, sub_model=s.sub_model, pricing=self.pricing,

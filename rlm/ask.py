@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _estimate(context: bytes | Path, args: argparse.Namespace) -> int:
     """``--estimate``: the likely cost, from the context's tokens and the pricing table; no endpoint needed."""
-    from rlm.estimate import estimate
+    from rlm.core.estimate import estimate
     from rlm.lm.pricing import Pricing
 
     model = args.model or "gpt-5"

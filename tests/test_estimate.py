@@ -61,3 +61,25 @@ def test_every_kind_of_context_is_counted_as_root_code_would_see_it(tmp_path: Pa
     assert rlm.estimate(tmp_path / "a.txt", "q").tokens == one
     assert rlm.estimate(tmp_path, "q").tokens == 2 * one
     assert rlm.estimate(text.encode(), "q").tokens == one
+
+
+def test_the_view_shows_the_estimate_as_the_run_starts(tmp_path: Path) -> None:
+    with ScriptedLM(root=["FINAL(done)"] * 2) as lm:
+        rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local")
+        result = rlm.completion(TEXT, "Where was the merger approved?", view=False)
+        (tmp_path / "big.txt").write_text("word " * 300_000)
+        from_file = rlm.completion(tmp_path / "big.txt", "q", view=False)
+    (found,) = [e for e in result.trace if e.kind == "run.estimate"]
+    assert found.data["tokens"] == count_tokens(TEXT, "sub") and found.data["sub_calls"][0] >= 1
+    assert "estimated before the run: " in result.trace.to_html()
+    (glanced,) = [e for e in from_file.trace if e.kind == "run.estimate"]
+    assert glanced.data["tokens"] == 1_500_000 // 4, "a file context is sized, not read, for the view"
+
+
+def test_a_glance_counts_small_texts_exactly_and_big_ones_from_their_characters() -> None:
+    from rlm.core.estimate import GLANCE_CHARS, glance_tokens
+
+    assert glance_tokens(TEXT, "sub") == count_tokens(TEXT, "sub")
+    big = "x" * (GLANCE_CHARS + 4)
+    assert glance_tokens(big, "sub") == len(big) // 4
+    assert glance_tokens({"a": "x " * 10, "b": ["y"]}, "sub") > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from ..repl.steps import restored_note
 from ..trace.trace import Trace
 from .answers import AnswerShape
 from .conversation import Conversation, follow_up_message
+from .estimate import estimate, glance_tokens
 from .finals import failed_answer, in_code_final, prose_final
 from .fork import Fork, ForkError
 from .history import compact
@@ -35,6 +37,7 @@ from .prompts import (
 from .result import RLMResult, Step, StopReason, UsageReport
 from .tools import Tool, tools_prompt
 
+log = logging.getLogger("rlm")
 
 @dataclass(frozen=True, slots=True)
 class LoopSettings:
@@ -178,6 +181,8 @@ class RootLoop:
             "run", self.parent_span, query=query, model=self.root_model,
             depth=self.depth, context=description.split("\n", 1)[0],
         )
+        if loaded is not None and self.depth == 0 and fork is None:
+            await self._estimate(loaded, query, run_id)
         host = RunHost(self)
         steps: list[Step] = []
         self._so_far = (steps, run_id, started)
@@ -268,6 +273,22 @@ class RootLoop:
             return None
         steps, run_id, started = self._so_far
         return self._result("", steps, run_id, started, fallback=False, stopped="cancelled")
+
+    async def _estimate(self, loaded: Any, query: str, run_id: str) -> None:
+        """A ``run.estimate`` event, so the view shows what the run is likely to cost as it starts."""
+        settings, pricing = self.settings, self.dispatcher.pricing
+        try:
+            found = await asyncio.to_thread(
+                lambda: estimate(loaded, query, model=settings.model, sub_model=settings.sub_model, pricing=pricing,
+                                 max_iterations=settings.max_iterations, can_recurse=settings.max_depth > 1,
+                                 tokens=glance_tokens(loaded, settings.sub_model)))
+        except Exception:
+            log.debug("rlm: no estimate for this run", exc_info=True)
+            return
+        cost = list(found.cost_usd) if found.cost_usd is not None else None  # JSON-like, as a log reads back
+        self.dispatcher.tracer.emit("run.estimate", run_id, run_id, tokens=found.tokens,
+                                    sub_calls=list(found.sub_calls), total_tokens=list(found.total_tokens),
+                                    cost_usd=cost)
 
     async def _replay(self, fork: Fork, run_id: str, messages: list[dict[str, Any]], repl: REPL, host: RunHost,
                       steps: list[Step]) -> tuple[int, str | None]:

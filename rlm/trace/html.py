@@ -137,7 +137,7 @@ def _header(header: dict[str, Any], *, live: bool) -> str:
         f'<div class="rlm-head"><span class="rlm-badge rlm-st-{_e(status)}">{_e(status_label)}</span>'
         f'<span class="rlm-query" title="{_e(header.get("query", ""))}">{_e(str(header.get("query", ""))[:300])}</span>'
         f'<span class="rlm-model">{_e(header.get("model", ""))}</span>{stop}</div>'
-        f'<div class="rlm-counters">{"".join(counters)}</div>{_forked(header)}{answer_html}'
+        f'<div class="rlm-counters">{"".join(counters)}</div>{_forked(header)}{_estimated(header)}{answer_html}'
     )
 
 
@@ -147,6 +147,16 @@ def _forked(header: dict[str, Any]) -> str:
         return ""
     return (f'<div class="rlm-note rlm-forked">forked from run {_e(forked.get("origin"))} at step '
             f'{_e(forked.get("at"))}: the steps before it were replayed from its record</div>')
+
+
+def _estimated(header: dict[str, Any]) -> str:
+    found = header.get("estimate")
+    if not isinstance(found, dict) or not found.get("sub_calls") or not found.get("total_tokens"):
+        return ""
+    (low, high), (t_low, t_high), cost = found["sub_calls"], found["total_tokens"], found.get("cost_usd")
+    dollars = f", ${cost[0]:.4f}–${cost[1]:.4f}" if cost else ""
+    return (f'<div class="rlm-note rlm-estimated">estimated before the run: {_num(low)}–{_num(high)} sub-calls, '
+            f'{_num(t_low)}–{_num(t_high)} tokens{dollars}</div>')
 
 
 def _iterations(iterations: list[dict[str, Any]]) -> str:

@@ -126,9 +126,10 @@ class RunState:
 
     def _on_run(self, event: Event) -> None:
         data = event.data
-        if event.phase == "fork":
+        if event.phase in ("fork", "estimate"):
             if event.id == self.root:
-                self.header["forked"] = {"origin": data.get("origin"), "at": data.get("at")}
+                self.header["forked" if event.phase == "fork" else "estimate"] = (
+                    {"origin": data.get("origin"), "at": data.get("at")} if event.phase == "fork" else dict(data))
                 self.dirty.add("header")
             return
         if event.phase == "start":

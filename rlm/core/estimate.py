@@ -5,6 +5,8 @@ pieces. So the estimate counts the context's tokens and prices the two plans the
 prompt suggests: one pass of ``chunk`` at the sub-model's window (the fewest calls), and
 10,000-token chunks with a second pass over their answers (the most). Root turns are
 bounded by typical runs (3 turns) and by ``max_iterations``. It is a range, not a quote.
+The live view shows one as a run starts, from ``glance_tokens``: it never reads a file
+context or counts more than ``GLANCE_CHARS`` of text, so it costs the run nothing.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .core.prompts import clean_text, describe_context, first_user_message, system_prompt
-from .lm.pricing import Pricing
-from .lm.tokens import count_message_tokens, count_tokens
-from .repl.base import load_context
-from .repl.contexts import FrameContext, value_of
-from .repl.steps import as_text
+from ..lm.pricing import Pricing
+from ..lm.tokens import count_message_tokens, count_tokens
+from ..repl.base import load_context
+from ..repl.contexts import DirectoryContext, FrameContext, TextFile, value_of
+from ..repl.steps import as_text
+from .prompts import clean_text, describe_context, first_user_message, system_prompt
 
 #: The system prompt's default chunk size, the many-calls plan's.
 SMALL_CHUNK = 10_000
@@ -30,6 +32,8 @@ INSTRUCTION_TOKENS, REPLY_TOKENS = 200, 400
 TYPICAL_TURNS, TURN_TOKENS = 3, 1_500
 #: Window assumed for a sub-model the pricing table does not know.
 UNKNOWN_WINDOW = 128_000
+#: Text the live view's estimate counts exactly; beyond it, four characters a token.
+GLANCE_CHARS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +64,13 @@ class Estimate:
 
 
 def estimate(context: Any, query: str, *, model: str, sub_model: str, pricing: Pricing, max_iterations: int,
-             can_recurse: bool = False) -> Estimate:
-    """The range of tokens and dollars a run of ``query`` over ``context`` is likely to take."""
+             can_recurse: bool = False, tokens: int | None = None) -> Estimate:
+    """The range of tokens and dollars a run of ``query`` over ``context`` is likely to take.
+
+    ``tokens``: the context's, if already known (``glance_tokens``); else they are counted.
+    """
     loaded = load_context(context)
-    tokens = _context_tokens(loaded, sub_model)
+    tokens = _context_tokens(loaded, sub_model) if tokens is None else tokens
     root = [{"role": "system", "content": system_prompt(can_recurse=can_recurse)},
             {"role": "user", "content": first_user_message(clean_text(describe_context(loaded)), query)}]
     root_prompt = count_message_tokens(root, model)
@@ -98,3 +105,19 @@ def _context_tokens(loaded: Any, model: str) -> int:
         return count_tokens(context, model)
     items = context.items() if isinstance(context, dict) else enumerate(context)
     return sum(count_tokens(as_text(value), model) for _, value in items)
+
+
+def glance_tokens(loaded: Any, model: str) -> int:
+    """The context's tokens, cheaply: exact for up to ``GLANCE_CHARS`` of text, else from its characters."""
+    if isinstance(loaded, TextFile):
+        return loaded.size // 4
+    if isinstance(loaded, DirectoryContext):
+        chars = sum(len(text) for text in loaded.files.values())
+    elif isinstance(loaded, FrameContext):
+        return int(loaded.frame.memory_usage(deep=False).sum()) // 4
+    elif isinstance(loaded, str):
+        chars = len(loaded)
+    else:
+        items = loaded.values() if isinstance(loaded, dict) else loaded
+        chars = sum(len(as_text(v)) for v in items)
+    return _context_tokens(loaded, model) if chars <= GLANCE_CHARS else chars // 4
