@@ -256,7 +256,7 @@ class RLM:
         """What a completion of ``query`` over ``context`` is likely to cost, without calling a model.
 
         A range of sub-calls, tokens and dollars (priced from the pricing table) for the
-        plans the system prompt suggests; see ``rlm.estimate``.
+        plans the system prompt suggests; see ``rlm.core.estimate``.
         """
         from .core.estimate import estimate
 
