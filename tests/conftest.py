@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from rlm import RLM, Endpoint
 from rlm.testing import ScriptedLM
 
 
@@ -15,6 +17,16 @@ def scripted_lm() -> Iterator[ScriptedLM]:
     """A running ScriptedLM with defaults; tests reassign ``root``, ``sub`` or ``latency``."""
     with ScriptedLM() as lm:
         yield lm
+
+
+@pytest.fixture(params=["local", "kernel"])
+def make(request: pytest.FixtureRequest) -> Callable[..., RLM]:
+    """Builds an RLM on a scripted server, in each sandbox; no retries unless ``endpoint=`` says."""
+    def build(lm: ScriptedLM, **kwargs: Any) -> RLM:
+        kwargs.setdefault("endpoint", Endpoint(retries=0))
+        return RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=request.param, **kwargs)
+
+    return build
 
 
 #: Set by .ci/run's second pass, which forces one isolation level through $RLM_SANDBOX_ISOLATION.

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from scripting import code
 
-from rlm import RLM, ConfigError, Endpoint
+from rlm import ConfigError
 from rlm.core.fork import ForkError
 from rlm.testing import ScriptedLM
-
-
-def code(*lines: str) -> str:
-    return "```repl\n" + "\n".join(lines) + "\n```"
-
 
 STEPS = [
     code("parts = llm_batch([f'summarise {w}' for w in context.split()])", "print(parts)"),
@@ -23,14 +17,6 @@ STEPS = [
     "FINAL_VAR(best)",
 ]
 
-
-@pytest.fixture(params=["local", "kernel"])
-def make(request: pytest.FixtureRequest) -> Callable[..., RLM]:
-    def build(lm: ScriptedLM, **kwargs: Any) -> RLM:
-        return RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=request.param,
-                   endpoint=Endpoint(retries=0), **kwargs)
-
-    return build
 
 
 def test_fork_at_step_2_replays_step_1_without_calls_and_reaches_the_edited_answer(make, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
+from scripting import code
 
 from rlm import RLM, ConfigError, Endpoint, Limits
 from rlm.testing import ScriptedLM
@@ -15,9 +16,6 @@ from rlm.testing.script import ScriptedRequest
 
 LATENCY = 0.08
 
-
-def code(*lines: str) -> str:
-    return "```repl\n" + "\n".join(lines) + "\n```"
 
 
 @pytest.fixture(params=["local", "kernel"])

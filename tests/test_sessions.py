@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 import pytest
+from scripting import code
 
-from rlm import RLM, Budget, BudgetExceeded, ConfigError, Endpoint, ModelInfo
+from rlm import Budget, BudgetExceeded, ConfigError, Endpoint, ModelInfo
 from rlm.testing import ScriptedLM
-
-
-def code(*lines: str) -> str:
-    return "```repl\n" + "\n".join(lines) + "\n```"
-
-
-@pytest.fixture(params=["local", "kernel"])
-def make(request: pytest.FixtureRequest) -> Callable[..., RLM]:
-    def build(lm: ScriptedLM, **kwargs: Any) -> RLM:
-        kwargs.setdefault("endpoint", Endpoint(retries=0))
-        return RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=request.param, **kwargs)
-
-    return build
 
 
 def test_three_questions_reuse_a_variable_and_see_earlier_answers(make) -> None:

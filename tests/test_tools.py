@@ -5,26 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from scripting import code
 
-from rlm import RLM, Budget, BudgetExceeded, ConfigError, Endpoint
+from rlm import RLM, Budget, BudgetExceeded, ConfigError
 from rlm.testing import ScriptedLM
-
-
-def code(*lines: str) -> str:
-    return "```repl\n" + "\n".join(lines) + "\n```"
-
-
-@pytest.fixture(params=["local", "kernel"])
-def make(request: pytest.FixtureRequest) -> Callable[..., RLM]:
-    def build(lm: ScriptedLM, **kwargs: Any) -> RLM:
-        kwargs.setdefault("endpoint", Endpoint(retries=0))
-        return RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=request.param, **kwargs)
-
-    return build
 
 
 def search(query: str, k: int = 2) -> list[dict[str, Any]]:

@@ -5,29 +5,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from scripting import code
 
 from rlm import RLM, Endpoint, LMConnectionError, LMResponseError, RetryPolicy
 from rlm.core.parsing import find_code_blocks, find_final
 from rlm.errors import LMConnectionError as ConnectionErrorType
 from rlm.testing import Fault, ScriptedLM
-
-
-def code(*lines: str) -> str:
-    return "```repl\n" + "\n".join(lines) + "\n```"
-
-
-@pytest.fixture(params=["local", "kernel"])
-def make(request: pytest.FixtureRequest) -> Callable[..., RLM]:
-    """An RLM on a scripted server, in each sandbox."""
-    def build(lm: ScriptedLM, **kwargs: Any) -> RLM:
-        kwargs.setdefault("endpoint", Endpoint(retries=0))
-        return RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=request.param, **kwargs)
-
-    return build
 
 
 def feedback(lm: ScriptedLM, n: int) -> str:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 import sys
 import typing
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from scripting import code
 from typing_extensions import TypedDict  # pydantic takes typing.TypedDict from Python 3.12
 
-from rlm import RLM, AnswerError, ConfigError, Endpoint
+from rlm import AnswerError, ConfigError
 from rlm.core.answers import AnswerShape
 from rlm.testing import ScriptedLM
 
@@ -33,17 +32,6 @@ class Pair(TypedDict):
     right: str
 
 
-def code(*lines: str) -> str:
-    return "```repl\n" + "\n".join(lines) + "\n```"
-
-
-@pytest.fixture(params=["local", "kernel"])
-def make(request: pytest.FixtureRequest) -> Callable[..., RLM]:
-    def build(lm: ScriptedLM, **kwargs: Any) -> RLM:
-        return RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=request.param,
-                   endpoint=Endpoint(retries=0), **kwargs)
-
-    return build
 
 
 def test_a_valid_answer_is_an_instance_and_the_text_is_kept(make) -> None:

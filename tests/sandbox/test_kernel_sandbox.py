@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from sandbox_modes import MODES, sandbox_config, uid_settings
+from scripting import code
 
 import rlm
 from rlm import RLM, ConfigError, Endpoint, FailedCall, Limits, SandboxConfig, SandboxError
@@ -32,10 +33,6 @@ def make(lm: ScriptedLM, mode: str = "auto", **kwargs) -> RLM:
     config = kwargs.pop("config", {})
     return RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=sandbox_config(mode, **config), **kwargs,
             endpoint=Endpoint(retries=0))
-
-
-def code(*lines: str) -> str:
-    return "```repl\n" + "\n".join(lines) + "\n```"
 
 
 @pytest.mark.parametrize("mode", MODES)
