@@ -55,10 +55,13 @@ class Row:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-mb", default="100,300,1024",
-                        help="context sizes for chunk, comma-separated (default 100,300,1024; above 100: kernel only)")
+                        help="context sizes for chunk, comma-separated (default 100,300,1024; "
+                             "above 100: kernel only; 0 skips)")
     parser.add_argument("--kinds", default="prose,code,cjk,nospace", help="kinds of text chunked at the first size")
-    parser.add_argument("--deliver-mb", type=int, default=1024, help="size of the context delivered (default 1024)")
-    parser.add_argument("--iterations", type=int, default=40, help="root iterations for the loop's cost (default 40)")
+    parser.add_argument("--deliver-mb", type=int, default=1024,
+                        help="size of the context delivered (default 1024; 0 skips)")
+    parser.add_argument("--iterations", type=int, default=40,
+                        help="root iterations for the loop's cost (default 40; 0 skips)")
     parser.add_argument("--memory-mb", type=int, default=8192, help="the kernel's memory limit (default 8192)")
     parser.add_argument("--json", default=None, metavar="PATH", help="write every number here")
 
@@ -212,7 +215,7 @@ async def _main(args: argparse.Namespace) -> list[Row]:
 
     config = SandboxConfig(memory_mb=args.memory_mb, warm_kernels=1)
     rows: list[Row] = []
-    sizes = [int(s) for s in args.chunk_mb.split(",") if s]
+    sizes = [int(s) for s in args.chunk_mb.split(",") if s and int(s) > 0]
     for i, mb in enumerate(sizes):
         kinds = args.kinds.split(",") if i == 0 else ["prose"]
         for kind in kinds:
@@ -220,11 +223,12 @@ async def _main(args: argparse.Namespace) -> list[Row]:
                 for exact in (True, False):
                     rows.append(await _chunk_rows(sandbox, config, kind, mb, exact))
                     print(rows[-1].line(), flush=True)
-    with tempfile.TemporaryDirectory(prefix="rlm-bench-scale-") as tmp:
-        for row in await _delivery_rows(config, args.deliver_mb, Path(tmp)):
-            rows.append(row)
-            print(row.line(), flush=True)
-    for row in await _loop_row(config, args.iterations):
+    if args.deliver_mb > 0:
+        with tempfile.TemporaryDirectory(prefix="rlm-bench-scale-") as tmp:
+            for row in await _delivery_rows(config, args.deliver_mb, Path(tmp)):
+                rows.append(row)
+                print(row.line(), flush=True)
+    for row in await _loop_row(config, args.iterations) if args.iterations > 1 else []:
         rows.append(row)
         print(row.line(), flush=True)
     return rows

@@ -147,6 +147,23 @@ def wire_options(opts: dict[str, Any], base_url: str | None) -> dict[str, Any]:
     return shaped
 
 
+def sdk_arguments(model: str, messages: list[Message], opts: dict[str, Any]) -> Any:
+    """``create()``'s arguments, with the messages riding in ``extra_body``.
+
+    Why: ``create()`` walks ``messages`` against every TypedDict of the message union before
+    sending (18 ms for an 81-message history here), and a root call's history grows every
+    turn. ``extra_body`` is merged into the request body as given, so the same JSON goes out
+    without that walk; ``wire_options`` has already checked the options. A caller's own
+    ``extra_body`` still wins, as it does in the SDK.
+    """
+    return {
+        **opts,
+        "model": model,
+        "messages": [],
+        "extra_body": {"messages": messages, **(opts.get("extra_body") or {})},
+    }
+
+
 def listed_window(entry: dict[str, Any]) -> int | None:
     """The context window a ``/models`` entry reports, if it reports one."""
     for name in WINDOW_FIELDS:
@@ -279,7 +296,7 @@ class OpenAIClient:
         try:
             # The raw response too: its x-ratelimit-* headers say when a quota runs out.
             raw = await self._client.chat.completions.with_raw_response.create(
-                model=model, messages=messages, **wire_options(opts, self.base_url)  # type: ignore[arg-type]
+                **sdk_arguments(model, messages, wire_options(opts, self.base_url))
             )
             response = raw.parse()
         except (_sdk_error(), ValueError) as exc:  # the SDK lets a bad JSON body through as ValueError
@@ -312,7 +329,7 @@ class OpenAIClient:
         reader = StreamReader(model, on_delta)
         try:
             raw = await self._client.chat.completions.with_raw_response.create(
-                model=model, messages=messages, **streamed(wire_options(opts, self.base_url))  # type: ignore[arg-type]
+                **sdk_arguments(model, messages, streamed(wire_options(opts, self.base_url)))
             )
         except (_sdk_error(), ValueError) as exc:
             raise translate_error(exc, model, self.base_url) from exc
