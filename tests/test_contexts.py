@@ -11,7 +11,7 @@ import pytest
 from rlm import RLM
 from rlm.repl import reading
 from rlm.repl.contexts import MAX_FILE_BYTES, DirectoryContext, TextFile, load_context, value_of
-from rlm.repl.sandbox.exchange import payload
+from rlm.repl.sandbox.exchange import LoadEnded, Pipe, payload
 from rlm.testing import ScriptedLM
 
 
@@ -92,29 +92,68 @@ def test_a_fifo_or_a_missing_path_fails_at_once_without_blocking(tmp_path: Path)
         load_context(tmp_path / "missing.txt")
 
 
-@pytest.mark.parametrize("value", ["ascii only\n" * 100, "ünïcode ☃ 😀 and a lone \ud800 surrogate", "",
-                                   ("a", {2019: ["x"]}), b"\xff bytes"])
-def test_what_the_host_writes_the_kernel_reads_back_equal(value: object, tmp_path: Path) -> None:
-    loaded = load_context(value)
-    sent = payload(loaded)
+def _through_a_pipe(loaded: object) -> object:
+    """What the kernel reads from the pipe the host fills, the host writing on a thread as in a load."""
+    sent = payload(loaded)  # type: ignore[arg-type]
     assert sent.write is not None
-    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    pipe = Pipe()
+    writer = threading.Thread(target=pipe.fill, args=(sent.write,))
+    writer.start()
     try:
-        sent.write(fd)
-        assert reading.read_value(fd, sent.kind) == value_of(loaded)
+        return reading.read_value(pipe.read_fd, sent.kind)
     finally:
-        os.close(fd)
+        writer.join(10)
+        os.close(pipe.read_fd)
+
+
+@pytest.mark.parametrize("value", ["ascii only\n" * 100, "ünïcode ☃ 😀 and a lone \ud800 surrogate", "",
+                                   "x" * (3 << 20), "☃" * (3 << 20) + "a", ("a", {2019: ["x"]}), b"\xff bytes",
+                                   {"big": b"\0" * (5 << 20)}])
+def test_what_the_host_pipes_the_kernel_reads_back_equal(value: object) -> None:
+    loaded = load_context(value)
+    assert _through_a_pipe(loaded) == value_of(loaded)
 
 
 def test_a_file_copied_for_a_kernel_without_its_descriptor_reads_back_decoded(tmp_path: Path) -> None:
     source = tmp_path / "doc.txt"
-    source.write_bytes(b"caf\xc3\xa9 \xff\n" * 1000)
-    sent = payload(load_context(source))
-    assert sent.kind == "file" and sent.source is not None and sent.write is not None
-    fd = os.open(tmp_path / "copy", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    source.write_bytes(b"caf\xc3\xa9 \xff\n" * 300_000)  # a multi-byte character split across pipe reads
+    loaded = load_context(source)
+    assert payload(loaded).kind == "file" and payload(loaded).source is not None
+    assert _through_a_pipe(loaded) == "café \ufffd\n" * 300_000
+
+
+def test_a_writer_whose_reader_is_gone_or_stalled_gives_up() -> None:
+    """The host's writer never blocks for good: a closed pipe fails it, an ended load stops it."""
+    sent = payload(load_context("x" * (8 << 20)))
+    assert sent.write is not None
+    pipe = Pipe()
+    os.close(pipe.read_fd)
+    with pytest.raises(BrokenPipeError):
+        pipe.fill(sent.write)
+    stalled = Pipe()
+    failed: list[BaseException] = []
+
+    def fill() -> None:
+        try:
+            stalled.fill(sent.write)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            failed.append(exc)
+
+    writer = threading.Thread(target=fill)
+    writer.start()
+    stalled.ended.set()
+    writer.join(5)
+    os.close(stalled.read_fd)
+    assert not writer.is_alive() and failed and isinstance(failed[0], LoadEnded)
+
+
+def test_a_context_kind_that_must_be_piped_is_refused_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_text("x")
+    fd = os.open(path, os.O_RDONLY)
     try:
-        sent.write(fd)
-        assert reading.read_value(fd, sent.kind) == "café \ufffd\n" * 1000
+        with pytest.raises(ValueError, match="comes down a pipe"):
+            reading.read_value(fd, "ascii")
     finally:
         os.close(fd)
 

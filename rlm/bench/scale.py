@@ -102,13 +102,14 @@ async def _chunk_rows(sandbox: str, config: SandboxConfig, kind: str, mb: int, e
         await repl.execute("count_tokens('warm up: the tokenizer tables load once per process')")
         kernel = await repl.kernel() if isinstance(repl, KernelREPL) else None
         pids = kernel.processes() if kernel is not None else []
+        bridged = kernel.bridge.bytes_in + kernel.bridge.bytes_out if kernel is not None else 0  # the load's take_fd
         gc.collect()
         before, sandbox_before = _rss(), sum(_rss(pid) for pid in pids)
         _reset_peak([host, *pids])
         code = CHUNK.format(max_tokens=20_000, exact=exact, check=mb <= 100)
         result = await repl.execute(code)
         host_peak, sandbox_peak = _peak([host]), _peak(pids)
-        bridge = kernel.bridge.bytes_in + kernel.bridge.bytes_out if kernel is not None else 0
+        bridge = kernel.bridge.bytes_in + kernel.bridge.bytes_out - bridged if kernel is not None else 0
     finally:
         await repl.close()
         if isinstance(repl, KernelREPL):

@@ -1,24 +1,30 @@
-"""How a context file becomes root code's ``context``, the same in-process and in the sandbox kernel.
+"""How a context becomes root code's ``context``: a user's text file (in-process too) or what the host pipes in.
 
 Standard library only: copied into each kernel's run directory as ``_rlm_reading.py``.
 Each reader keeps one copy of the text in memory, not two: a text file is decoded
-straight from a read-only mapping of it, and ASCII text the host wrote is read into the
-string's own buffer.
+straight from a read-only mapping of it, ASCII text the host sends down a pipe is read
+into the string's own buffer, and other text is decoded a block at a time as it arrives.
 """
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import mmap
 import os
 import pickle
+import stat
+import struct
 import sys
 from typing import Any
 
-#: Kinds of context file: UTF-8 text (lone surrogates kept), text known to be ASCII, a pickle,
+#: Kinds of context: UTF-8 text (lone surrogates kept), text known to be ASCII, a pickle,
 #: and a text file of the user's, decoded as UTF-8 with U+FFFD for what is not.
 KINDS = ("str", "ascii", "pickle", "file")
 _STEP = 1 << 28
+#: What the host sends down a pipe before ASCII text: its length, so the string is made once.
+ASCII_HEADER = struct.Struct("<Q")
+_BLOCK = 1 << 20
 
 
 def read_text_fd(fd: int, errors: str = "replace") -> str:
@@ -30,36 +36,57 @@ def read_text_fd(fd: int, errors: str = "replace") -> str:
         return str(mapped, "utf-8", errors)
 
 
-def read_ascii(fd: int) -> str:
-    """ASCII text read straight into a new string's buffer (the writer guarantees every byte is < 0x80).
+def read_ascii(fd: int, size: int) -> str:
+    """``size`` bytes of ASCII from a pipe, read straight into a new string's buffer.
 
-    ``PyUnicode_New`` gives a compact ASCII string whose bytes follow its header, and
-    filling a string no one else holds yet is what C code does with it.
+    The writer guarantees every byte is < 0x80. ``PyUnicode_New`` gives a compact ASCII
+    string whose bytes follow its header, and filling a string no one else holds yet is
+    what C code does with it.
     """
-    size = os.fstat(fd).st_size
     new = ctypes.pythonapi.PyUnicode_New
     new.restype, new.argtypes = ctypes.py_object, (ctypes.c_ssize_t, ctypes.c_uint32)
     text: str = new(size, 127)
     view = memoryview((ctypes.c_char * size).from_address(id(text) + sys.getsizeof("") - 1)).cast("B")
     got = 0
     while got < size:
-        n = os.preadv(fd, [view[got : got + _STEP]], got)
+        n = os.readv(fd, [view[got : got + _STEP]])
         if n == 0:
-            raise EOFError(f"the context file ended after {got} of {size} bytes")
+            raise EOFError(f"the context ended after {got} of {size} bytes")
         got += n
     return text
 
 
+def _read_exact(fd: int, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            raise EOFError(f"the context ended after {len(data)} of {size} bytes")
+        data += more
+    return data
+
+
+def _decode_stream(fd: int, errors: str) -> str:
+    """UTF-8 from a pipe, decoded a block at a time: the bytes are never all held at once."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors)
+    parts = []
+    while block := os.read(fd, _BLOCK):
+        parts.append(decoder.decode(block))
+    parts.append(decoder.decode(b"", final=True))
+    return "".join(parts)
+
+
 def read_value(fd: int, kind: str) -> Any:
-    """The value a context file of ``kind`` holds, read from its start."""
-    if kind == "ascii":
-        return read_ascii(fd)
-    if kind == "str":
-        return read_text_fd(fd, "surrogatepass")
-    if kind == "file":
+    """The value of ``kind`` the host sends down a pipe, or the text of a user's file (``file``) it hands over."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown context kind {kind!r}")
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        if kind != "file":
+            raise ValueError(f"a {kind} context comes down a pipe, not a file")
         return read_text_fd(fd)
+    if kind == "ascii":
+        return read_ascii(fd, ASCII_HEADER.unpack(_read_exact(fd, ASCII_HEADER.size))[0])
     if kind == "pickle":
         with os.fdopen(os.dup(fd), "rb") as fh:
-            fh.seek(0)
             return pickle.load(fh)
-    raise ValueError(f"unknown context kind {kind!r}")
+    return _decode_stream(fd, "surrogatepass" if kind == "str" else "replace")

@@ -227,7 +227,8 @@ def test_bridge_caps_connections(sandbox: Sandbox) -> None:
             s.close()
         print(llm_query('after'))""")
     out, calls, refused = _refused(sandbox, code)
-    assert "closed 8" in out and out.endswith("ok\n") and calls == 1 and refused == 8, out
+    # 32 connections at most: the one the load took the context's pipe over stays open, so 9 of 40 are refused.
+    assert "closed 9" in out and out.endswith("ok\n") and calls == 1 and refused == 9, out
 
 
 def test_bridge_caps_batch_length_and_clamps_concurrency(sandbox: Sandbox) -> None:

@@ -294,9 +294,9 @@ def install(bridge_path: str, token: str, max_frame: int, cap: int, no_network: 
 
 
 def _read(where: str, kind: str) -> Any:
-    """The value the host handed over: a file in the run directory, or ``fd:<offer>``, a descriptor to take."""
+    """The value the host handed over as ``fd:<offer>``: a pipe, or a descriptor of the user's file, to take."""
     assert _runtime is not None
-    fd = _runtime.bridge.take_fd(where[3:]) if where.startswith("fd:") else os.open(where, os.O_RDONLY)
+    fd = _runtime.bridge.take_fd(where.removeprefix("fd:"))
     try:
         return reading.read_value(fd, kind)
     finally:

@@ -6,11 +6,10 @@ directory it imports from)::
 
     _rlm_launch.py, _rlm_kernel.py,  0444  the launcher, what root code sees, the shared step
     _rlm_steps.py, _rlm_confine.py,        runner, the Landlock/seccomp layers, chunk and
-    _rlm_chunking.py, _rlm_counter.py,     count_tokens, and how a context file is read
+    _rlm_chunking.py, _rlm_counter.py,     count_tokens, and how a context is read
     _rlm_reading.py
     connection.json                 0440  zmq ports and key (group: the kernel)
     bridge.sock                     0660  the host's callback server (group: the kernel)
-    context-<n>.<kind>              0440  one completion's context, deleted once loaded
     kernel.log                      0600  the kernel's start-up stderr (host only)
     spec/                           0700  the kernelspec (host only)
     sock/                                 zmq sockets: the kernel's until they exist, then frozen
@@ -29,7 +28,6 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from . import safe_fs
@@ -61,7 +59,6 @@ class RunDir:
         self.spec_dir = os.path.join(self.path, "spec")
         self._lock = threading.Lock()
         self._fd: int | None = safe_fs.open_dir(self.path)
-        self._contexts = 0
         self._readable = 0o440 if self.gid is not None else 0o400
         safe_fs.set_owner(self._fd, self.gid, 0o750 if self.gid is not None else 0o700)
 
@@ -119,16 +116,6 @@ class RunDir:
 
     def log_tail(self) -> str:
         return safe_fs.read_tail(self.log_file, _LOG_TAIL).decode("utf-8", "replace").strip()
-
-    def write_context(self, write: Callable[[int], None], kind: str) -> str:
-        """One context file, new, readable by the kernel, filled by ``write(fd)``; returns its path."""
-        self._contexts += 1
-        name = f"context-{self._contexts}.{kind}"
-        safe_fs.write_new(self.fd, name, write, gid=self.gid, mode=self._readable)
-        return os.path.join(self.path, name)
-
-    def drop(self, path: str) -> None:
-        safe_fs.unlink_quietly(self.fd, os.path.basename(path))
 
     def sockets_ready(self, names: list[str]) -> bool:
         """Has the kernel bound every socket? Checked with lstat: a link is never a socket."""

@@ -13,7 +13,6 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable
 
 log = logging.getLogger("rlm")
 
@@ -47,18 +46,13 @@ def make_dir(parent_fd: int, name: str, *, gid: int | None, mode: int, owner: in
         os.close(fd)
 
 
-def write_new(parent_fd: int, name: str, data: bytes | memoryview | Callable[[int], None], *, gid: int | None,
-              mode: int) -> None:
-    """Write a file that must not exist yet (``data``, or what ``data(fd)`` writes); a planted link or FIFO
-    makes this fail, never redirect."""
+def write_new(parent_fd: int, name: str, data: bytes, *, gid: int | None, mode: int) -> None:
+    """Write a file that must not exist yet; a planted link or FIFO makes this fail, never redirect."""
     fd = os.open(name, _NEW, 0o600, dir_fd=parent_fd)
     try:
-        if callable(data):
-            data(fd)
-        else:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view[: 1 << 24]) :]
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view[: 1 << 24]) :]
         set_owner(fd, gid, mode)
     except BaseException:
         os.close(fd)
