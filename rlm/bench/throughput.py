@@ -180,43 +180,9 @@ def run(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     print(f"rlm bench throughput: N={n} C={c} L={latency}s, repeats={repeats}, transports={transports}", flush=True)
 
-    with FakeServer(latency=latency, root_reply=ROOT_PROGRAM) as server:
-        rows.append(_raw_row(server, n, c, repeats))
-        batch = _ours_rows(server, "batch", transports, "batch", n, c, repeats, args.sandbox)
-        for row in batch:
-            row.ideal = ideal_batch(n, c, latency)
-        rows += batch
-        if args.seq_n:
-            seq = _ours_rows(server, "sequential llm_query", transports[:1], "seq", args.seq_n, c, 1, args.sandbox)
-            seq[0].ideal = args.seq_n * latency
-            seq[0].c = 1  # one call at a time, whatever the RLM allows
-            rows += seq
-        if python is not None:
-            rows += _peer_rows(python, server, "batch", n, c, repeats)
-
-    with FakeServer(latency=0.0, root_reply=ROOT_PROGRAM) as server:
-        rows.append(_raw_row(server, args.overhead_n, c, repeats))
-        rows += _ours_rows(server, "overhead L=0", transports, "batch", args.overhead_n, c, repeats, args.sandbox)
-        if python is not None:
-            rows += _peer_rows(python, server, "overhead L=0", args.overhead_n, c, 1)
-        if args.profile:
-            from .profile import profile_transports
-
-            for path in profile_transports(server.base_url, Path(args.profile), args.overhead_n, c):
-                print(f"profile written: {path}", flush=True)
-
-    with FakeServer(latency=latency, admit=args.storm_admit, admit_retry_after=args.storm_retry_after,
-                    root_reply=ROOT_PROGRAM) as server:
-        storm = _ours_rows(
-            server, f"429 storm (admit {args.storm_admit})", transports, "batch", n, c, repeats, args.sandbox
-        )
-        for row in storm:
-            row.ideal = ideal_batch(n, args.storm_admit, latency)  # the admitted throughput's time
-            share = (n / row.median) / (args.storm_admit / latency)
-            row.note = f"{share:.0%} of admitted throughput"
-            row.extra["share_of_admitted"] = share
-        rows += storm
-
+    rows += _latency_rows(args, transports, python) if n else []
+    rows += _overhead_rows(args, transports, python) if args.overhead_n else []
+    rows += _storm_rows(args, transports) if n else []
     for sigma in [float(x) for x in args.tail_sigma.split(",") if x.strip()] if args.tail_n else []:
         rows += _tail_rows(args, sigma, python, transports[:1])
 
@@ -232,6 +198,61 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(payload, indent=1, default=str))
         print(f"\nwrote {args.json}")
     return 0
+
+
+def _latency_rows(args: argparse.Namespace, transports: list[str], python: Path | None) -> list[Row]:
+    """The batch at the endpoint's latency, and the sequential loop, beside the floor and the peers."""
+    n, c, latency, repeats = args.n, args.concurrency, args.latency, args.repeats
+    rows: list[Row] = []
+    with FakeServer(latency=latency, root_reply=ROOT_PROGRAM) as server:
+        rows.append(_raw_row(server, n, c, repeats))
+        batch = _ours_rows(server, "batch", transports, "batch", n, c, repeats, args.sandbox)
+        for row in batch:
+            row.ideal = ideal_batch(n, c, latency)
+        rows += batch
+        if args.seq_n:
+            seq = _ours_rows(server, "sequential llm_query", transports[:1], "seq", args.seq_n, c, 1, args.sandbox)
+            seq[0].ideal = args.seq_n * latency
+            seq[0].c = 1  # one call at a time, whatever the RLM allows
+            rows += seq
+        if python is not None:
+            rows += _peer_rows(python, server, "batch", n, c, repeats)
+    return rows
+
+
+def _overhead_rows(args: argparse.Namespace, transports: list[str], python: Path | None) -> list[Row]:
+    """Client CPU per call at latency 0."""
+    c, repeats = args.concurrency, args.repeats
+    rows: list[Row] = []
+    with FakeServer(latency=0.0, root_reply=ROOT_PROGRAM) as server:
+        rows.append(_raw_row(server, args.overhead_n, c, repeats))
+        rows += _ours_rows(server, "overhead L=0", transports, "batch", args.overhead_n, c, repeats, args.sandbox)
+        if python is not None:
+            rows += _peer_rows(python, server, "overhead L=0", args.overhead_n, c, 1)
+        if args.profile:
+            from .profile import profile_transports
+
+            for path in profile_transports(server.base_url, Path(args.profile), args.overhead_n, c):
+                print(f"profile written: {path}", flush=True)
+    return rows
+
+
+def _storm_rows(args: argparse.Namespace, transports: list[str]) -> list[Row]:
+    """A 429 storm: the share of the admitted throughput we reach."""
+    n, c, latency, repeats = args.n, args.concurrency, args.latency, args.repeats
+    rows: list[Row] = []
+    with FakeServer(latency=latency, admit=args.storm_admit, admit_retry_after=args.storm_retry_after,
+                    root_reply=ROOT_PROGRAM) as server:
+        storm = _ours_rows(
+            server, f"429 storm (admit {args.storm_admit})", transports, "batch", n, c, repeats, args.sandbox
+        )
+        for row in storm:
+            row.ideal = ideal_batch(n, args.storm_admit, latency)  # the admitted throughput's time
+            share = (n / row.median) / (args.storm_admit / latency)
+            row.note = f"{share:.0%} of admitted throughput"
+            row.extra["share_of_admitted"] = share
+        rows += storm
+    return rows
 
 
 def _tail_rows(args: argparse.Namespace, sigma: float, python: Path | None, transports: list[str]) -> list[Row]:
@@ -293,10 +314,11 @@ def _machine() -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm bench throughput``."""
-    parser.add_argument("--n", type=int, default=1000, help="prompts per batch (1000)")
+    parser.add_argument("--n", type=int, default=1000, help="prompts per batch; 0 skips the batch and storm (1000)")
     parser.add_argument("--concurrency", type=int, default=64, help="max_concurrent of the batch and the RLM (64)")
     parser.add_argument("--latency", type=float, default=0.2, help="server latency per call in seconds (0.2)")
-    parser.add_argument("--overhead-n", type=int, default=2000, help="calls in the latency-0 overhead run (2000)")
+    parser.add_argument("--overhead-n", type=int, default=2000,
+                        help="calls in the latency-0 overhead run; 0 skips (2000)")
     parser.add_argument(
         "--seq-n", type=int, default=1000, help="calls in the sequential llm_query loop; 0 skips (1000)"
     )

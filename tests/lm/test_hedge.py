@@ -17,22 +17,22 @@ from rlm.trace.events import Tracer
 SLOW = {"item 7", "item 41"}
 
 
-def stalls_first_time(seconds: float = 2.0):
-    """Two prompts stall the first time they are asked, as a slow replica would; every other reply takes 20 ms."""
-    seen: set[str] = set()
+def stalls_first_time(seconds: float = 2.0, times: int = 1):
+    """Two prompts stall the first ``times`` times they are asked, as a slow replica would; other replies take 20 ms."""
+    seen: dict[str, int] = {}
 
     def latency(request: ScriptedRequest) -> float:
-        if request.prompt in SLOW and request.prompt not in seen:
-            seen.add(request.prompt)
+        if request.prompt in SLOW and seen.get(request.prompt, 0) < times:
+            seen[request.prompt] = seen.get(request.prompt, 0) + 1
             return seconds
         return 0.02
 
     return latency
 
 
-async def run_batch(hedge: Hedge | None, n: int = 60) -> tuple[list[str | Exception], float, ScriptedLM, Tracer,
-                                                                  UsageMeter]:
-    with ScriptedLM(latency=stalls_first_time(), sub=lambda r: "ok " + r.prompt) as lm:
+async def run_batch(hedge: Hedge | None, n: int = 60, stalls: int = 1) -> tuple[list[str | Exception], float,
+                                                                               ScriptedLM, Tracer, UsageMeter]:
+    with ScriptedLM(latency=stalls_first_time(times=stalls), sub=lambda r: "ok " + r.prompt) as lm:
         tracer, meter = Tracer(), UsageMeter()
         client = FastClient(base_url=lm.base_url, api_key="k")
         dispatcher = Dispatcher(client, limiter=AdaptiveLimiter(8), tracer=tracer, meter=meter, hedge=hedge)
@@ -46,7 +46,8 @@ async def run_batch(hedge: Hedge | None, n: int = 60) -> tuple[list[str | Except
 
 
 async def test_stragglers_are_re_sent_and_the_first_reply_wins() -> None:
-    answers, seconds, lm, tracer, meter = await run_batch(Hedge(percentile=0.9, max_extra=0.1, min_samples=10))
+    answers, seconds, lm, tracer, meter = await run_batch(Hedge(percentile=0.9, max_extra=0.1, min_samples=10,
+                                                                copies=1))
     assert answers == [f"ok item {i}" for i in range(60)]
     assert seconds < 1.5, f"the batch waited {seconds:.1f} s for its stragglers"
     assert lm.stats["sub"] == 62, "one duplicate per straggler"
@@ -57,6 +58,19 @@ async def test_stragglers_are_re_sent_and_the_first_reply_wins() -> None:
     assert meter.total.calls == 62 and meter.total.hedged_calls == 2
     batch_end = next(e for e in tracer.events if e.kind == "batch.end")
     assert batch_end.data["hedged"] == 2 and batch_end.data["failed"] == 0
+
+
+async def test_a_second_copy_goes_out_when_the_first_is_slow_too() -> None:
+    """Both the request and its first copy stall; the second copy answers, and all four are counted."""
+    answers, seconds, lm, tracer, meter = await run_batch(Hedge(percentile=0.9, max_extra=0.1, min_samples=10),
+                                                          stalls=2)
+    assert answers == [f"ok item {i}" for i in range(60)]
+    assert seconds < 1.5, f"the batch waited {seconds:.1f} s for its stragglers"
+    assert lm.stats["sub"] == 64 and meter.total.hedged_calls == 4
+    cancelled = [e for e in tracer.events if e.kind == "call.end" and e.data["status"] == "cancelled"]
+    assert len(cancelled) == 4, "both stalled requests of each race are cancelled"
+    _, slow, lm, _, _ = await run_batch(Hedge(percentile=0.9, max_extra=0.1, min_samples=10, copies=1), stalls=2)
+    assert slow >= 2.0 and lm.stats["sub"] == 62, "with one copy the batch waits for a stalled copy"
 
 
 async def test_without_hedging_the_stragglers_decide_the_batch() -> None:
@@ -80,7 +94,7 @@ def test_rlm_hedge_through_a_completion_counts_both_requests_in_usage_and_budget
                "FINAL_VAR('answers')\n```")
     with ScriptedLM(root=[program], latency=stalls_first_time(), sub=lambda r: "ok " + r.prompt) as lm:
         rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local", max_concurrent=8,
-                  hedge=Hedge(percentile=0.9, min_samples=10), budget=Budget(max_calls=100))
+                  hedge=Hedge(percentile=0.9, min_samples=10, copies=1), budget=Budget(max_calls=100))
         result = rlm.completion("ctx", "q", view=False)
     assert result.answer == str([f"ok item {i}" for i in range(60)])
     assert result.usage.hedged_calls == 2 and result.usage.calls == 1 + 62
@@ -92,6 +106,12 @@ def test_rlm_hedge_through_a_completion_counts_both_requests_in_usage_and_budget
 def test_a_bad_percentile_says_what_fits(bad: object) -> None:
     with pytest.raises(ConfigError, match=r"Hedge.percentile must be in \[0.5, 1\)"):
         Hedge(percentile=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["min_samples", "copies"])
+def test_counts_of_a_hedge_are_ints_of_at_least_one(field: str) -> None:
+    with pytest.raises(ConfigError, match=rf"Hedge.{field} must be an int >= 1"):
+        Hedge(**{field: 0})  # type: ignore[arg-type]
 
 
 def test_hedge_takes_true_false_or_a_hedge() -> None:
@@ -110,7 +130,7 @@ async def test_cancelling_a_hedged_batch_cancels_both_requests_of_a_race() -> No
         tracer = Tracer()
         client = FastClient(base_url=lm.base_url, api_key="k")
         dispatcher = Dispatcher(client, limiter=AdaptiveLimiter(8), tracer=tracer,
-                                hedge=Hedge(percentile=0.9, min_samples=10))
+                                hedge=Hedge(percentile=0.9, min_samples=10, copies=1))
         running = asyncio.ensure_future(
             dispatcher.batch([f"item {i}" for i in range(60)], model="m", max_concurrent=8, parent=None))
         deadline = time.monotonic() + 10
