@@ -8,7 +8,7 @@ tokenized about once and the memory is the pieces themselves. Past that (or with
 ``exact=False``) a piece is counted from windows spread over it, 1/32 of it in all, and
 the count is raised by four standard errors of the windows' densities: uneven text gets
 shorter pieces instead of pieces over the limit, and windows that disagree by more than
-10 % send the piece to an exact count. 100 MB takes 0.3-0.7 s that way here, against 4-14 s
+10 % send the piece to an exact count. 100 MB takes 0.4-0.85 s that way here, against 4-16 s
 counted exactly (docs/performance.md).
 
 Standard library and the tokenizer wheels only: copied into each sandbox kernel as
