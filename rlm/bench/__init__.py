@@ -1,4 +1,4 @@
-"""Benchmarks for the command line: ``rlm bench throughput|sandbox|scale|startup|sandbox-attacks``, and answer
+"""Benchmarks for the command line: ``rlm bench throughput|sandbox|scale|startup|sandbox-attacks|hedge-sim``, and answer
 quality: ``rlm bench sniah|oolong|pairs|codeqa`` (``rlm.bench.quality``).
 
 Each benchmark module has ``add_arguments(parser)`` and ``run(args) -> int``; they
@@ -22,6 +22,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "scale": ("rlm.bench.scale", "chunk at 100 MB-1 GB, a 1 GB context's delivery, the root loop's cost per iteration"),
     "startup": ("rlm.bench.startup", "how long `import rlm` and `rlm --help` take in a fresh process"),
     "sandbox-attacks": ("rlm.bench.sandbox_attacks", "every attack in a fresh host, per isolation level: the table"),
+    "hedge-sim": ("rlm.bench.hedge_sim", "hedging policies on a simulated lognormal batch: speedup and extra requests"),
     **QUALITY,
 }
 

@@ -6,9 +6,9 @@ re-sends the in-flight call that has run longest past a latency percentile learn
 the batch so far (up to ``copies`` times per item: the quickest of three draws beats the
 quickest of two); the first reply wins and the other requests are cancelled. A duplicate
 can cost money, so hedging is off unless asked for (``RLM(hedge=True)``), and capped at
-``max_extra`` of the batch's items. The defaults come from a simulation of the issue's
-scenario (docs/performance.md): past the 70th percentile, two copies, 1.35x for 6 % more
-requests, against 1.25x for 2 % with one copy past the 90th.
+``max_extra`` of the batch's items. The defaults come from ``rlm bench hedge-sim``, a
+simulation of the lognormal scenario (docs/performance.md): past the 70th percentile, two
+copies, 1.35x for 6 % more requests, against 1.25x for 2 % with one copy past the 90th.
 """
 
 from __future__ import annotations
