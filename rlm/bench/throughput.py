@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import signal
+import statistics
 import time
 from pathlib import Path
 from types import FrameType
@@ -261,19 +262,23 @@ def _tail_rows(args: argparse.Namespace, sigma: float, python: Path | None, tran
     scenario = f"lognormal tail (sigma {sigma})"
     rows = []
     with FakeServer(latency=median, latency_sigma=sigma, seed=args.tail_seed, root_reply=ROOT_PROGRAM) as server:
-        floor = _raw_row(server, n, c, args.repeats)
+        floor = _raw_row(server, n, c, args.tail_repeats)
         floor.scenario = scenario
         rows.append(floor)
         for hedge in (None, Hedge()):
-            rows += _ours_rows(server, scenario, transports, "batch", n, c, args.repeats, args.sandbox, hedge)
+            rows += _ours_rows(server, scenario, transports, "batch", n, c, args.tail_repeats, args.sandbox, hedge)
         if python is not None:
             rows += _peer_rows(python, server, scenario, n, c, 1)
     for row in rows:
         row.ideal = ideal_batch(n, row.c or c, median)  # every call at the median: what the tail costs
         row.note = f"{row.requests / (n * max(1, len(row.walls))) - 1:+.1%} requests" if row.requests else row.note
     plain, hedged = (next(r for r in rows if r.client == f"rlm {transports[0]}{s}") for s in ("", " hedged"))
-    hedged.extra["speedup_vs_unhedged"] = plain.median / hedged.median
-    print(_line(hedged), f"hedging: {plain.median / hedged.median:.2f}x faster", flush=True)
+    # The mean, not the median: hedging cuts the tail, and a median of batch times leaves out the
+    # slowest batches, the ones it cuts most (docs/performance.md).
+    hedged.extra["speedup_vs_unhedged"] = statistics.fmean(plain.walls) / statistics.fmean(hedged.walls)
+    hedged.extra["median_speedup_vs_unhedged"] = plain.median / hedged.median
+    print(_line(hedged), f"hedging: {hedged.extra['speedup_vs_unhedged']:.2f}x faster on average, "
+          f"{hedged.extra['median_speedup_vs_unhedged']:.2f}x by the median", flush=True)
     return rows
 
 
@@ -341,3 +346,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tail-median", type=float, default=0.1, help="median latency of the lognormal batch (0.1)")
     parser.add_argument("--tail-sigma", default="1.0,1.5", help="lognormal sigmas, one run each (1.0,1.5)")
     parser.add_argument("--tail-seed", type=int, default=1, help="seed of the lognormal draws (1)")
+    parser.add_argument("--tail-repeats", type=int, default=10,
+                        help="repeats of each lognormal row: their mean decides the speedup (10)")

@@ -8,7 +8,8 @@ quickest of two); the first reply wins and the other requests are cancelled. A d
 can cost money, so hedging is off unless asked for (``RLM(hedge=True)``), and capped at
 ``max_extra`` of the batch's items. The defaults come from ``rlm bench hedge-sim``, a
 simulation of the lognormal scenario (docs/performance.md): past the 70th percentile, two
-copies, 1.35x for 6 % more requests, against 1.25x for 2 % with one copy past the 90th.
+copies, 1.37x on average for 6 % more requests, against 1.27x for 2 % with one copy past
+the 90th.
 """
 
 from __future__ import annotations
