@@ -293,22 +293,22 @@ def install(bridge_path: str, token: str, max_frame: int, cap: int, no_network: 
     _reply({"ok": True})
 
 
-def _read(where: str, kind: str) -> Any:
-    """The value the host handed over as ``fd:<offer>``: a pipe, or a descriptor of the user's file, to take."""
+def _read(offer: str, kind: str) -> Any:
+    """The value the host offered on the bridge under ``offer``: a pipe, or a descriptor of the user's file."""
     assert _runtime is not None
-    fd = _runtime.bridge.take_fd(where.removeprefix("fd:"))
+    fd = _runtime.bridge.take_fd(offer)
     try:
         return reading.read_value(fd, kind)
     finally:
         os.close(fd)
 
 
-def load(where: str, kind: str, query: str = "", tools: tuple[str, ...] = ()) -> None:
+def load(offer: str, kind: str, query: str = "", tools: tuple[str, ...] = ()) -> None:
     """Make the context the host handed over root code's ``context``."""
     assert _runtime is not None
     started = time.perf_counter()
     try:
-        value = _read(where, kind)
+        value = _read(offer, kind)
     except Exception as exc:  # noqa: BLE001 - e.g. a class the kernel cannot import
         _reply({"error": f"{type(exc).__name__}: {exc}"})
         return
@@ -318,14 +318,14 @@ def load(where: str, kind: str, query: str = "", tools: tuple[str, ...] = ()) ->
     _reply({"ok": True, "seconds": time.perf_counter() - started})
 
 
-def put(where: str, kind: str, name: str) -> None:
+def put(offer: str, kind: str, name: str) -> None:
     """A session's later value (another context, ``answers``, the new ``query``) under ``name``."""
     assert _runtime is not None
     if not name.isidentifier():
         _reply({"error": f"not a name: {name!r}"})
         return
     try:
-        _runtime.ns[name] = _read(where, kind)
+        _runtime.ns[name] = _read(offer, kind)
     except Exception as exc:  # noqa: BLE001 - e.g. a class the kernel cannot import
         _reply({"error": f"{type(exc).__name__}: {exc}"})
         return

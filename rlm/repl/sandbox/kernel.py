@@ -301,7 +301,7 @@ class SandboxKernel:
             offer = self.bridge.offer_fd(pipe.read_fd)
             writer = asyncio.ensure_future(asyncio.to_thread(pipe.fill, payload.write))
         try:
-            reply = await self.call(call, f"{f'fd:{offer}'!r}, {payload.kind!r}, {rest}", self.config.start_timeout)
+            reply = await self.call(call, f"{offer!r}, {payload.kind!r}, {rest}", self.config.start_timeout)
         finally:
             self.bridge.withdraw_fd(offer)
             if pipe is not None and writer is not None:
