@@ -31,8 +31,6 @@ except ImportError:  # in the kernel: the copy beside this file
 SNAP_FRACTION = 0.2
 #: A piece is aimed at this share of ``max_tokens``: the next stretch of text may be a little denser.
 FILL = 0.95
-#: With ``exact=False``, pieces are aimed lower: the count is an estimate.
-FILL_ESTIMATED = 0.95
 #: Below this share of ``max_tokens`` a piece is grown once (the text got sparser).
 GROW_BELOW = 0.7
 #: Sampled pieces: this share of a piece is counted, in this many windows at most, each at least this long.
@@ -101,7 +99,6 @@ class _Pieces:
         self.text = text
         self.max = max_tokens
         self.tokens = tokens
-        self.fill = FILL if exact else FILL_ESTIMATED
         self.exact = exact
         sample = text[: min(len(text), 65_536)]
         self.density = max(tokens(sample), 1) / len(sample)
@@ -149,17 +146,17 @@ class _Pieces:
                 return n
             self.density = rest / (n - start)
         grown = False
-        aim = start + max(1, int(self.max * self.fill / self.density))
+        aim = start + max(1, int(self.max * FILL / self.density))
         while True:
             end = _snap(self.text, start, min(aim, n))
             used = self.count(start, end)
             if used > self.max and end - start > 1:
-                aim = start + max(1, int((end - start) * self.max * self.fill / used))
+                aim = start + max(1, int((end - start) * self.max * FILL / used))
                 continue
             self.density = max(used, 1) / (end - start)
             if end < n and used < self.max * GROW_BELOW and not grown:
                 grown = True  # the text got sparser: one more try at a fuller piece
-                aim = start + int(self.max * self.fill / self.density)
+                aim = start + int(self.max * FILL / self.density)
                 if aim > end + 1:
                     continue
             return end
