@@ -20,7 +20,7 @@ import random
 import statistics
 from dataclasses import dataclass
 
-from ..lm.hedge import Hedge
+from ..lm.hedge import Hedge, re_sends_allowed, straggler_threshold
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def simulate(n: int, c: int, median: float, sigma: float, seed: int, hedge: Hedg
     first_sent: dict[int, float] = {}
     copies: dict[int, int] = {}
     finished: list[float] = []
-    allowed = max(1, math.floor(hedge.max_extra * n)) if hedge else 0
+    allowed = re_sends_allowed(hedge, n) if hedge else 0
     extra = requests = handed = 0
     free, now = c, 0.0
 
@@ -72,8 +72,7 @@ def simulate(n: int, c: int, median: float, sigma: float, seed: int, hedge: Hedg
             handed += 1
         if hedge is None or handed < n or len(finished) < hedge.min_samples:
             continue
-        ordered = sorted(finished)
-        threshold = ordered[min(len(ordered) - 1, math.ceil(hedge.percentile * len(ordered)) - 1)]
+        threshold = straggler_threshold(hedge, sorted(finished))
         while free and extra < allowed:
             late = [(sent, i) for i, sent in first_sent.items()
                     if copies[i] < hedge.copies and now - sent > threshold]

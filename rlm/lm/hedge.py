@@ -53,6 +53,16 @@ class Hedge:
                 raise ConfigError(f"Hedge.{name} must be an int >= 1, got {value!r}")
 
 
+def re_sends_allowed(policy: Hedge, items: int) -> int:
+    """Re-sends a batch of ``items`` may make in all: ``max_extra`` of them, one at least."""
+    return max(1, math.floor(policy.max_extra * items))
+
+
+def straggler_threshold(policy: Hedge, finished: list[float]) -> float:
+    """The latency past which a call is a straggler, from the finished calls' latencies, sorted."""
+    return finished[min(len(finished) - 1, math.ceil(policy.percentile * len(finished)) - 1)]
+
+
 def as_hedge(value: bool | Hedge | None) -> Hedge | None:
     """``RLM(hedge=...)``: True for the defaults, a ``Hedge``, or False/None for off."""
     if value is None or value is False:
@@ -99,7 +109,7 @@ class Hedger:
 
     def __init__(self, policy: Hedge, items: int, on_hedge: Callable[[], None]) -> None:
         self.policy = policy
-        self.allowed = max(1, math.floor(policy.max_extra * items))
+        self.allowed = re_sends_allowed(policy, items)
         self.sent = 0
         self._on_hedge = on_hedge
         self._latencies: list[float] = []
@@ -165,10 +175,9 @@ class Hedger:
         return race.hedges < self.policy.copies
 
     def _threshold(self) -> float | None:
-        done = self._latencies
-        if len(done) < self.policy.min_samples:
+        if len(self._latencies) < self.policy.min_samples:
             return None
-        return done[min(len(done) - 1, math.ceil(self.policy.percentile * len(done)) - 1)]
+        return straggler_threshold(self.policy, self._latencies)
 
     def _wake(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
