@@ -39,6 +39,7 @@ from .tools import Tool, tools_prompt
 
 log = logging.getLogger("rlm")
 
+
 @dataclass(frozen=True, slots=True)
 class LoopSettings:
     """The knobs of one root loop (shared by recursive children)."""

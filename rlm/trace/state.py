@@ -128,8 +128,10 @@ class RunState:
         data = event.data
         if event.phase in ("fork", "estimate"):
             if event.id == self.root:
-                self.header["forked" if event.phase == "fork" else "estimate"] = (
-                    {"origin": data.get("origin"), "at": data.get("at")} if event.phase == "fork" else dict(data))
+                if event.phase == "fork":
+                    self.header["forked"] = {"origin": data.get("origin"), "at": data.get("at")}
+                else:
+                    self.header["estimate"] = dict(data)
                 self.dirty.add("header")
             return
         if event.phase == "start":
