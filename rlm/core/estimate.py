@@ -64,15 +64,19 @@ class Estimate:
 
 
 def estimate(context: Any, query: str, *, model: str, sub_model: str, pricing: Pricing, max_iterations: int,
-             can_recurse: bool = False, tokens: int | None = None) -> Estimate:
+             can_recurse: bool = False, tokens: int | None = None, description: str | None = None) -> Estimate:
     """The range of tokens and dollars a run of ``query`` over ``context`` is likely to take.
 
     ``tokens``: the context's, if already known (``glance_tokens``); else they are counted.
+    ``description``: the root's description of the context, if already made (it reads all
+    of a str to count its lines); else it is made here.
     """
     loaded = load_context(context)
     tokens = _context_tokens(loaded, sub_model) if tokens is None else tokens
+    if description is None:
+        description = clean_text(describe_context(loaded))
     root = [{"role": "system", "content": system_prompt(can_recurse=can_recurse)},
-            {"role": "user", "content": first_user_message(clean_text(describe_context(loaded)), query)}]
+            {"role": "user", "content": first_user_message(description, query)}]
     root_prompt = count_message_tokens(root, model)
     window = pricing.context_window(sub_model) or UNKNOWN_WINDOW
     one_pass = max(1, math.ceil(tokens / max(1, int(window * WINDOW_SHARE))))

@@ -183,7 +183,7 @@ class RootLoop:
             depth=self.depth, context=description.split("\n", 1)[0],
         )
         if loaded is not None and self.depth == 0 and fork is None:
-            await self._estimate(loaded, query, run_id)
+            await self._estimate(loaded, description, query, run_id)
         host = RunHost(self)
         steps: list[Step] = []
         self._so_far = (steps, run_id, started)
@@ -275,14 +275,14 @@ class RootLoop:
         steps, run_id, started = self._so_far
         return self._result("", steps, run_id, started, fallback=False, stopped="cancelled")
 
-    async def _estimate(self, loaded: Any, query: str, run_id: str) -> None:
+    async def _estimate(self, loaded: Any, description: str, query: str, run_id: str) -> None:
         """A ``run.estimate`` event, so the view shows what the run is likely to cost as it starts."""
         settings, pricing = self.settings, self.dispatcher.pricing
         try:
             found = await asyncio.to_thread(
                 lambda: estimate(loaded, query, model=settings.model, sub_model=settings.sub_model, pricing=pricing,
                                  max_iterations=settings.max_iterations, can_recurse=settings.max_depth > 1,
-                                 tokens=glance_tokens(loaded, settings.sub_model)))
+                                 tokens=glance_tokens(loaded, settings.sub_model), description=description))
         except Exception:
             log.debug("rlm: no estimate for this run", exc_info=True)
             return
