@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, check_int, check_seconds
 from .lm.client import LMClient
 from .lm.pricing import Pricing, PricingArg
 from .lm.retry import RetryPolicy
@@ -40,14 +40,9 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name in ("max_children", "max_descendants"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"Limits.{name} must be an int >= 1, got {value!r}")
-        if not isinstance(self.max_output_chars, int) or self.max_output_chars < 100:
-            raise ConfigError(f"Limits.max_output_chars must be an int >= 100, got {self.max_output_chars!r}")
-        if isinstance(self.step_timeout, bool) or not isinstance(self.step_timeout, (int, float)) \
-                or not self.step_timeout > 0:
-            raise ConfigError(f"Limits.step_timeout must be a positive number of seconds, got {self.step_timeout!r}")
+            check_int(f"Limits.{name}", getattr(self, name))
+        check_int("Limits.max_output_chars", self.max_output_chars, 100)
+        check_seconds("Limits.step_timeout", self.step_timeout)
 
 
 @dataclass(frozen=True)
@@ -84,10 +79,8 @@ class Endpoint:
             raise ConfigError(f"Endpoint.stream must be True or False, got {self.stream!r}")
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"Endpoint.transport={self.transport!r} is not available; choose one of {TRANSPORTS}")
-        retries = self.retries
-        if not isinstance(retries, RetryPolicy) and (isinstance(retries, bool) or not isinstance(retries, int)
-                                                      or retries < 0):
-            raise ConfigError(f"Endpoint.retries must be an int >= 0 or a RetryPolicy, got {retries!r}")
+        if not isinstance(self.retries, RetryPolicy):
+            check_int("Endpoint.retries (or a RetryPolicy)", self.retries, 0)
         if isinstance(self.models, str) or not all(isinstance(m, str) for m in self.models):
             raise ConfigError(f"Endpoint.models must be a tuple of model names, got {self.models!r}")
         object.__setattr__(self, "models", tuple(self.models))
@@ -117,12 +110,9 @@ class BatchAPI:
     max_bytes: int = 190_000_000
 
     def __post_init__(self) -> None:
-        if isinstance(self.poll_s, bool) or not isinstance(self.poll_s, (int, float)) or not self.poll_s > 0:
-            raise ConfigError(f"BatchAPI.poll_s must be a positive number of seconds, got {self.poll_s!r}")
+        check_seconds("BatchAPI.poll_s", self.poll_s)
         for name in ("max_requests", "max_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"BatchAPI.{name} must be an int >= 1, got {value!r}")
+            check_int(f"BatchAPI.{name}", getattr(self, name))
         if not isinstance(self.window, str) or not self.window:
             raise ConfigError(f"BatchAPI.window must be a completion window such as '24h', got {self.window!r}")
 

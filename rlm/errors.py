@@ -182,3 +182,20 @@ class TraceFormatError(RLMError, ValueError):
         super().__init__(message)
         self.path = path
         self.line = line
+
+
+def check_int(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` if it is an int >= ``minimum``, else a ``ConfigError`` naming the setting.
+
+    The one check of every count rlm takes: ``True`` is an int to Python but never a count.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_seconds(name: str, value: object) -> float:
+    """``value`` if it is a positive number of seconds, else a ``ConfigError`` naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)

@@ -19,7 +19,7 @@ from .checkpoint import Checkpoint, Row, input_hash
 from .core.answers import AnswerShape
 from .core.loop import RootLoop
 from .core.result import RLMResult, UsageReport
-from .errors import BudgetExceeded, ConfigError, RLMError
+from .errors import BudgetExceeded, ConfigError, RLMError, check_int
 from .lm.types import Usage
 from .repl.base import load_context
 from .repl.steps import FailedCall
@@ -156,8 +156,7 @@ async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any],
                   checkpoint: PathArg, workers: int, work: Work, *, stop_on_budget: bool, label: str,
                   model: str) -> MapResult:
     """The shared part: skip what the checkpoint has, run the rest in order with ``workers`` at once, commit each."""
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ConfigError(f"max_concurrent must be an int >= 1, got {workers!r}")
+    check_int("max_concurrent", workers)
     hashes, store, results, done = open_checkpoint(checkpoint, meta, items)
     if store is not None and any(b.open for b in store.batches()):
         log.warning("rlm: checkpoint %s has provider batches still open; this map sends their items as calls "

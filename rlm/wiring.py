@@ -7,7 +7,7 @@ import logging
 import sys
 
 from .config import Endpoint
-from .errors import ConfigError, LMError
+from .errors import ConfigError, LMError, check_int
 from .lm.budget import Budget
 from .lm.client import LMClient, OpenAIClient
 from .lm.pricing import Pricing
@@ -40,8 +40,7 @@ def clients(endpoint: Endpoint, base_url: str | None, api_key: str | None) -> tu
 def check_counts(**values: object) -> None:
     """Counts the RLM is built with must be ints >= 1."""
     for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        check_int(name, value)
 
 
 def check_budget(budget: Budget | None, pricing: Pricing, models: tuple[str, str]) -> Budget | None:

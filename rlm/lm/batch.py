@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from ..errors import BudgetExceeded, ConfigError, ContextWindowExceeded
+from ..errors import BudgetExceeded, ConfigError, ContextWindowExceeded, check_int
 from ..trace.events import Tracer
 from .budget import OUTPUT_CAP_KEYS, BudgetLedger
 from .cache import Cache, cache_key
@@ -316,8 +316,7 @@ class Dispatcher:
         The REPLs check root code's arguments (``rlm.repl.steps.check_batch``) before this.
         """
         items = list(prompts)
-        if not isinstance(max_concurrent, int) or max_concurrent < 1:
-            raise ConfigError(f"llm_batch(max_concurrent=...) must be a positive int, got {max_concurrent!r}")
+        check_int("llm_batch(max_concurrent=...)", max_concurrent)
         batch_id = self.tracer.start("batch", parent, n=len(items), max_concurrent=max_concurrent, model=model)
         results: list[str | Exception] = [""] * len(items)
         todo = iter(range(len(items)))

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..errors import BudgetExceeded, ConfigError
+from ..errors import BudgetExceeded, ConfigError, check_int
 from .client import MAX_OUTPUT_TOKENS
 from .pricing import Pricing
 from .types import Usage
@@ -64,16 +64,13 @@ class Budget:
 
     def __post_init__(self) -> None:
         for name in ("max_calls", "max_tokens"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ConfigError(f"Budget({name}=...) must be an int >= 1 or None, got {value!r}")
+            if getattr(self, name) is not None:
+                check_int(f"Budget({name}=...)", getattr(self, name))
         for name in ("max_cost_usd", "max_time_s"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0):
                 raise ConfigError(f"Budget({name}=...) must be a number > 0 or None, got {value!r}")
-        n = self.output_tokens_per_call
-        if not isinstance(n, int) or n < 1:
-            raise ConfigError(f"Budget(output_tokens_per_call=...) must be an int >= 1, got {n!r}")
+        check_int("Budget(output_tokens_per_call=...)", self.output_tokens_per_call)
 
     @property
     def limited(self) -> bool:

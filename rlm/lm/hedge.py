@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 
 Answer = str | Exception
 
@@ -48,9 +48,7 @@ class Hedge:
         if not isinstance(self.max_extra, (int, float)) or not 0 < self.max_extra <= 1:
             raise ConfigError(f"Hedge.max_extra must be in (0, 1] (a share of the batch), got {self.max_extra!r}")
         for name in ("min_samples", "copies"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"Hedge.{name} must be an int >= 1, got {value!r}")
+            check_int(f"Hedge.{name}", getattr(self, name))
 
 
 def re_sends_allowed(policy: Hedge, items: int) -> int:

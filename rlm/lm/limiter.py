@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
-from ..errors import ConfigError, LMRateLimited, LMResponseError
+from ..errors import ConfigError, LMRateLimited, LMResponseError, check_int
 from .retry import quota_reset
 
 log = logging.getLogger("rlm")
@@ -120,8 +120,7 @@ class AdaptiveLimiter:
         tpm: float | None = None,
         max_pause: float = 120.0,
     ) -> None:
-        if not isinstance(max_concurrent, int) or max_concurrent < 1:
-            raise ConfigError(f"max_concurrent must be an int >= 1, got {max_concurrent!r}")
+        check_int("max_concurrent", max_concurrent)
         if not 1 <= min_concurrent <= max_concurrent:
             raise ConfigError(f"min_concurrent must be between 1 and max_concurrent, got {min_concurrent!r}")
         if not 0.0 < decrease < 1.0:

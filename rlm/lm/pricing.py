@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 from .types import Usage
 
 log = logging.getLogger("rlm")
@@ -44,9 +44,8 @@ class ModelInfo:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or value < 0):
                 raise ConfigError(f"ModelInfo.{name} must be a number >= 0 (USD per million tokens), got {value!r}")
-        window = self.context_window
-        if window is not None and (not isinstance(window, int) or window < 1):
-            raise ConfigError(f"ModelInfo.context_window must be an int >= 1 (tokens), got {window!r}")
+        if self.context_window is not None:
+            check_int("ModelInfo.context_window", self.context_window)
 
     @property
     def priced(self) -> bool:

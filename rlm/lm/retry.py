@@ -32,6 +32,7 @@ from ..errors import (
     LMRateLimited,
     LMResponseError,
     LMTimeout,
+    check_int,
 )
 
 T = TypeVar("T")
@@ -142,9 +143,7 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         for name in ("max_attempts", "max_rate_limited"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+            check_int(f"RetryPolicy.{name}", getattr(self, name))
         for name in ("base_delay", "max_delay", "max_server_delay"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
