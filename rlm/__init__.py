@@ -7,9 +7,10 @@ Example::
 """
 
 from .api import RLM
-from .checkpoint import Checkpoint
 from .config import BatchAPI, Endpoint, Limits
 from .core.result import RLMResult, Step, UsageReport
+from .datasets.checkpoint import Checkpoint
+from .datasets.maps import MapResult
 from .errors import (
     AnswerError,
     BudgetExceeded,
@@ -35,7 +36,6 @@ from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import ModelInfo, Pricing
 from .lm.retry import RetryPolicy
 from .lm.types import Completion, Usage
-from .maps import MapResult
 from .repl.sandbox.config import SandboxConfig
 from .repl.steps import FailedCall
 from .session import Session

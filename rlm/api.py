@@ -16,14 +16,14 @@ from .core.host import ToolCall, current_tool
 from .core.loop import LoopSettings, RootLoop
 from .core.result import RLMResult
 from .core.tools import as_tools
+from .datasets.maps import MapResult, run_map, run_map_rlm
 from .errors import Cancelled, ConfigError
-from .lm.batch import Dispatcher
 from .lm.budget import Budget, BudgetLedger
 from .lm.cache import Cache, as_cache
+from .lm.dispatcher import Dispatcher
 from .lm.hedge import Hedge, as_hedge
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import as_pricing
-from .maps import MapResult, run_map, run_map_rlm
 from .repl.base import REPL
 from .repl.kernel import KernelREPL
 from .repl.local import LocalREPL
@@ -291,7 +291,7 @@ class RLM:
     def map(self, prompts: Iterable[str], *, checkpoint: str | os.PathLike[str] | None = None,
             max_concurrent: int | None = None, model: str | None = None, via: str | BatchAPI = "calls",
             subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
-        """One sub-call per prompt, answers in order (failures as ``FailedCall``); see ``rlm.maps``.
+        """One sub-call per prompt, answers in order (failures as ``FailedCall``); see ``rlm.datasets.maps``.
 
         With ``checkpoint="runs/x.sqlite"`` each answer is committed as it arrives and a
         rerun sends only what is missing or failed. The ``Budget`` covers the whole map.
@@ -315,7 +315,7 @@ class RLM:
         """One completion of ``query`` per context (``RLMResult``s in order); resumable like ``map``.
 
         Each completion has its own ``Budget``, as with ``completion``; they share this RLM's limiter.
-        ``executor="ray"`` runs each completion as a Ray task (``rlm.ray_executor``).
+        ``executor="ray"`` runs each completion as a Ray task (``rlm.datasets.ray_executor``).
         """
         return self._blocking(lambda subs, control: run_map_rlm(
             self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.fork import Fork, ForkError, Record, ReplayClient
-from .lm.batch import Dispatcher
+from .lm.dispatcher import Dispatcher
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import Pricing
 from .lm.retry import RetryPolicy

@@ -22,7 +22,7 @@ REPLY = "```repl\nimport os\nFINAL(llm_query('label: ' + context) + '|' + str(os
 
 def warm() -> int:
     """Start a worker and import rlm there, so a test's tasks do not wait for a second worker to start."""
-    import rlm.ray_executor  # noqa: F401
+    import rlm.datasets.ray_executor  # noqa: F401
 
     time.sleep(1.0)
     return os.getpid()

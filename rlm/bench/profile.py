@@ -13,8 +13,8 @@ import pstats
 import time
 from pathlib import Path
 
-from ..lm.batch import Dispatcher
 from ..lm.client import LMClient, OpenAIClient
+from ..lm.dispatcher import Dispatcher
 from ..lm.limiter import AdaptiveLimiter
 from ..lm.transport import FastClient
 from ..trace.events import Tracer

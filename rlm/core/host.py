@@ -18,7 +18,7 @@ from ..lm.budget import BudgetReport
 from ..repl.steps import FailedCall, as_text
 
 if TYPE_CHECKING:
-    from ..lm.batch import Dispatcher
+    from ..lm.dispatcher import Dispatcher
     from .loop import RootLoop
 
 #: Characters of a tool call's arguments kept in its trace event.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AnswerError, BudgetExceeded, ConfigError, RLMError
-from ..lm.batch import Dispatcher
+from ..lm.dispatcher import Dispatcher
 from ..lm.tokens import count_message_tokens
 from ..repl.base import REPL, ExecResult, load_context
 from ..repl.steps import restored_note

@@ -3,7 +3,7 @@
 Why: work that can wait costs half (``pricing.BATCH_DISCOUNT``). A batch is one uploaded
 JSONL file of chat requests, each with a ``custom_id``; within its completion window the
 provider writes the answers to an output file, and failed lines to an error file. This
-module knows only that wire format; ``rlm.batch_map`` keeps the checkpoint and the trace.
+module knows only that wire format; ``rlm.datasets.provider_batch`` keeps the checkpoint and the trace.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import runtime
-from ..lm.batch import Dispatcher
 from ..lm.budget import BudgetReport
 from ..lm.client import OpenAIClient
+from ..lm.dispatcher import Dispatcher
 from ..lm.limiter import AdaptiveLimiter
 from ..trace.events import Tracer
 from .local import LocalREPL

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from rlm import RLM, Budget, ConfigError, Hedge
-from rlm.lm.batch import Dispatcher
+from rlm.lm.dispatcher import Dispatcher
 from rlm.lm.limiter import AdaptiveLimiter
 from rlm.lm.transport import FastClient
 from rlm.lm.types import UsageMeter

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from rlm import RLM, ConfigError, Endpoint, FailedCall, LMRateLimited, LMResponseError
-from rlm.lm.batch import Dispatcher
+from rlm.lm.dispatcher import Dispatcher
 from rlm.lm.limiter import AdaptiveLimiter
 from rlm.lm.retry import RetryPolicy
 from rlm.lm.transport import FastClient

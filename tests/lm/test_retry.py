@@ -21,8 +21,8 @@ from rlm import (
     LMResponseError,
     LMTimeout,
 )
-from rlm.lm.batch import Dispatcher
 from rlm.lm.client import OpenAIClient
+from rlm.lm.dispatcher import Dispatcher
 from rlm.lm.limiter import AdaptiveLimiter
 from rlm.lm.retry import RetryPolicy, parse_duration, quota_reset, retry_after
 from rlm.lm.transport import FastClient

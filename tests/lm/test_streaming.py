@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 
 from rlm import LMConnectionError, LMError, LMRateLimited, LMResponseError
-from rlm.lm.batch import DELTA_INTERVAL_S, Dispatcher
 from rlm.lm.client import OpenAIClient
+from rlm.lm.dispatcher import DELTA_INTERVAL_S, Dispatcher
 from rlm.lm.limiter import AdaptiveLimiter
 from rlm.lm.retry import RetryPolicy
 from rlm.lm.stream import SSEDecoder

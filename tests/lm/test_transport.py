@@ -28,8 +28,8 @@ from rlm import (
     LMTimeout,
     runtime,
 )
-from rlm.lm.batch import Dispatcher
 from rlm.lm.client import LMClient, OpenAIClient
+from rlm.lm.dispatcher import Dispatcher
 from rlm.lm.limiter import AdaptiveLimiter
 from rlm.lm.retry import RetryPolicy
 from rlm.lm.transport import FastClient, env_proxy

@@ -19,22 +19,22 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError, ContextWindowExceeded, LMError, RLMError
+from ..lm.batches import BatchClient, BatchStatus, parse_line, request_line
+from ..lm.guard import check_window
+from ..lm.record import prompt_fields, reply_fields
+from ..lm.retry import RetryPolicy
+from ..lm.types import Completion
+from ..repl.steps import FailedCall
 from .checkpoint import BatchRecord, Checkpoint
-from .errors import ConfigError, ContextWindowExceeded, LMError, RLMError
-from .lm.batches import BatchClient, BatchStatus, parse_line, request_line
-from .lm.guard import check_window
-from .lm.record import prompt_fields, reply_fields
-from .lm.retry import RetryPolicy
-from .lm.types import Completion
 from .maps import MapResult, PathArg, check_prompts, keep_partial, map_meta, map_result, open_checkpoint
-from .repl.steps import FailedCall
 
 if TYPE_CHECKING:
-    from .api import RLM
-    from .config import BatchAPI
-    from .control import RunControl
-    from .lm.batch import Dispatcher
-    from .trace.events import Subscriber
+    from ..api import RLM
+    from ..config import BatchAPI
+    from ..control import RunControl
+    from ..lm.dispatcher import Dispatcher
+    from ..trace.events import Subscriber
 
 log = logging.getLogger("rlm")
 

@@ -19,14 +19,14 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, RLMError, WorkerError
-from .lm.types import Completion, Usage
+from ..errors import ConfigError, RLMError, WorkerError
+from ..lm.types import Completion, Usage
 
 if TYPE_CHECKING:
-    from .api import RLM
-    from .core.result import RLMResult
-    from .lm.batch import Dispatcher
-    from .trace.trace import Trace
+    from ..api import RLM
+    from ..core.result import RLMResult
+    from ..lm.dispatcher import Dispatcher
+    from ..trace.trace import Trace
 
 def _ray() -> Any:
     try:
@@ -97,8 +97,8 @@ _worker: dict[str, Any] = {}
 
 
 def _build(spec: dict[str, Any]) -> RLM:
-    from .api import RLM
-    from .wiring import clients
+    from ..api import RLM
+    from ..wiring import clients
 
     endpoint = spec["endpoint"]
     if endpoint.client is not None:

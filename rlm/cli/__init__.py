@@ -1,4 +1,4 @@
-"""The ``rlm`` command line.
+"""The ``rlm`` command line: every command lives in this package (``ask``, ``map``, the rest here).
 
 Subcommands live in ``COMMANDS``: each entry names a function that declares its
 arguments and one that runs it, so new commands are added without touching
@@ -163,25 +163,25 @@ def _view(args: argparse.Namespace) -> int:
 
 
 def _ask_arguments(parser: argparse.ArgumentParser) -> None:
-    from rlm import ask
+    from rlm.cli import ask
 
     ask.add_arguments(parser)
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from rlm import ask
+    from rlm.cli import ask
 
     return ask.run(args)
 
 
 def _map_arguments(parser: argparse.ArgumentParser) -> None:
-    from rlm import map_cli
+    from rlm.cli import map as map_cli
 
     map_cli.add_arguments(parser)
 
 
 def _map(args: argparse.Namespace) -> int:
-    from rlm import map_cli
+    from rlm.cli import map as map_cli
 
     return map_cli.run(args)
 
@@ -241,6 +241,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     return COMMANDS[args.command].run(args)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

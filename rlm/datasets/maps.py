@@ -15,22 +15,22 @@ from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.answers import AnswerShape
+from ..core.loop import RootLoop
+from ..core.result import RLMResult, UsageReport
+from ..errors import BudgetExceeded, ConfigError, RLMError, check_int
+from ..lm.types import Usage
+from ..repl.base import load_context
+from ..repl.steps import FailedCall
+from ..trace.trace import Trace
 from .checkpoint import Checkpoint, Row, input_hash
-from .core.answers import AnswerShape
-from .core.loop import RootLoop
-from .core.result import RLMResult, UsageReport
-from .errors import BudgetExceeded, ConfigError, RLMError, check_int
-from .lm.types import Usage
-from .repl.base import load_context
-from .repl.steps import FailedCall
-from .trace.trace import Trace
 
 if TYPE_CHECKING:
-    from .api import RLM
-    from .config import BatchAPI
-    from .control import RunControl
-    from .lm.batch import Dispatcher
-    from .trace.events import Subscriber
+    from ..api import RLM
+    from ..config import BatchAPI
+    from ..control import RunControl
+    from ..lm.dispatcher import Dispatcher
+    from ..trace.events import Subscriber
 
 log = logging.getLogger("rlm")
 PathArg = str | os.PathLike[str] | None
@@ -69,7 +69,7 @@ async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_
                   via: BatchAPI | None = None) -> MapResult:
     """One sub-call per prompt, each committed as it completes; ``via``: the provider's Batch API instead."""
     if via is not None:
-        from .batch_map import run_batch_map  # the openai SDK's batch types load only for batch maps
+        from .provider_batch import run_batch_map  # the openai SDK's batch types load only for batch maps
 
         return await run_batch_map(rlm, prompts, checkpoint=checkpoint, model=model, via=via,
                                    subscribers=subscribers, control=control)
@@ -93,7 +93,7 @@ async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_
             writer.close()
 
 
-#: Where ``map_rlm`` runs its completions: here, on rlm's loop, or as Ray tasks (``rlm.ray_executor``).
+#: Where ``map_rlm`` runs its completions: here, on rlm's loop, or as Ray tasks (``rlm.datasets.ray_executor``).
 EXECUTORS = ("local", "ray")
 
 

@@ -1,0 +1,5 @@
+"""``python -m rlm.cli``: the ``rlm`` command."""
+
+from rlm.cli import main
+
+raise SystemExit(main())
