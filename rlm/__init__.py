@@ -7,7 +7,7 @@ Example::
 """
 
 from .api import RLM
-from .config import BatchAPI, Endpoint, Limits
+from .config import BatchAPI, Endpoint, Limits, Settings
 from .core.result import RLMResult, Step, UsageReport
 from .datasets.checkpoint import Checkpoint
 from .datasets.maps import MapResult
@@ -85,6 +85,7 @@ __all__ = [
     "SandboxError",
     "SandboxTimeout",
     "Session",
+    "Settings",
     "Step",
     "Trace",
     "Usage",

@@ -1,25 +1,41 @@
-"""The two small groups of ``RLM`` settings that most users never touch.
+"""The settings of an ``RLM``, said once: ``Settings`` (everything it was built with) and the two
+small groups most users never touch.
 
 ``RLM(...)`` keeps the common knobs flat (models, endpoint address and key, sandbox,
-iterations, depth, concurrency, budget, cache, progress, logs); these hold the rest,
+iterations, depth, concurrency, budget, progress, logs, tools); these hold the rest,
 each said once:
 
-    RLM("gpt-5", limits=Limits(step_timeout=60), endpoint=Endpoint(timeout=30, retries=0))
+    RLM("gpt-5", limits=Limits(step_timeout=60), endpoint=Endpoint(timeout=30, retries=0, cache=True))
+
+Where each limit lives: what one completion's loop may do (iterations and depth flat, as
+most users set them; step time, output read back, children in ``Limits``); what it may
+spend (``Budget``: calls, tokens, dollars, time); how fast calls may go, for the whole
+RLM and every Ray worker it uses (``max_concurrent`` flat; ``Endpoint.rpm``/``tpm``); what a
+kernel may use of the machine (``SandboxConfig``).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .core.tools import Tool
 from .errors import ConfigError, check_int, check_seconds
+from .lm.budget import Budget
+from .lm.cache import Cache
 from .lm.client import LMClient
+from .lm.hedge import Hedge, as_hedge
 from .lm.pricing import Pricing, PricingArg
 from .lm.retry import RetryPolicy
+from .repl.sandbox.config import SandboxConfig
+from .trace.progress import Listener
 
 TRANSPORTS = ("auto", "openai", "fast")
 #: How ``rlm.map(..., via=...)`` sends its prompts: one call each, or the provider's Batch API.
 VIAS = ("calls", "batch")
+SANDBOXES = ("kernel", "local")
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,10 @@ class Endpoint:
     models root code may name in ``llm_query(..., model=...)`` (the root and sub-model
     always may). ``stream``: root replies stream into the trace (``call.delta``), the live
     view and the progress line as they are generated, where the endpoint streams; ``False``
-    asks for whole replies only. Sub-calls are always read whole.
+    asks for whole replies only. Sub-calls are always read whole. ``cache=True`` (or a path,
+    or a ``Cache``) stores completions on disk and shares identical calls in flight: a re-run
+    costs no model calls. ``hedge=True`` (or a ``Hedge``) re-sends a batch's stragglers once
+    its slots would sit idle (off by default: a duplicate costs).
     """
 
     timeout: float = 120.0
@@ -73,8 +92,14 @@ class Endpoint:
     client: LMClient | None = None
     models: tuple[str, ...] = ()
     stream: bool = True
+    cache: bool | str | os.PathLike[str] | Cache | None = None
+    hedge: bool | Hedge | None = None
 
     def __post_init__(self) -> None:
+        if not (self.cache is None or isinstance(self.cache, (bool, str, os.PathLike, Cache))):
+            raise ConfigError(f"Endpoint.cache must be True, False, a path or a rlm.Cache, "
+                              f"got {type(self.cache).__name__}")
+        as_hedge(self.hedge)
         if not isinstance(self.stream, bool):
             raise ConfigError(f"Endpoint.stream must be True or False, got {self.stream!r}")
         if self.transport not in TRANSPORTS:
@@ -124,3 +149,83 @@ def as_via(via: object) -> BatchAPI | None:
     if via not in VIAS:
         raise ConfigError(f"via={via!r} is not available; choose one of {VIAS} or a rlm.BatchAPI(...)")
     return BatchAPI() if via == "batch" else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an ``RLM`` was built with, checked: the single source of its defaults.
+
+    ``RLM(...)``'s parameters are these fields (its defaults are read from here), the
+    engine is built from this value alone (``rlm.engine.Engine``), the root loop reads
+    it (``rlm.core.settings.LoopSettings``), and a Ray worker receives it whole: frozen
+    and picklable (as long as the tools, a progress callable and ``Endpoint.client`` pickle).
+    ``sub_model=""`` means the root model.
+    """
+
+    model: str = "gpt-5"
+    sub_model: str = ""
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    sandbox: str | SandboxConfig = "kernel"
+    max_concurrent: int = 32
+    max_iterations: int = 20
+    max_depth: int = 1
+    budget: Budget | None = None
+    progress: bool | Listener | None = None
+    log_dir: str | os.PathLike[str] | None = None
+    limits: Limits = field(default_factory=Limits)
+    endpoint: Endpoint = field(default_factory=Endpoint)
+    tools: Mapping[str, Tool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model:
+            raise ConfigError(f"model must be a model name, got {self.model!r}")
+        if not self.sub_model:
+            object.__setattr__(self, "sub_model", self.model)
+        if not isinstance(self.sandbox, SandboxConfig) and self.sandbox not in SANDBOXES:
+            raise ConfigError(f"sandbox={self.sandbox!r} is not available; choose one of {SANDBOXES} "
+                              "or a SandboxConfig")
+        for name in ("max_concurrent", "max_iterations", "max_depth"):
+            check_int(name, getattr(self, name))
+        for group, kind in (("limits", Limits), ("endpoint", Endpoint)):
+            if not isinstance(getattr(self, group), kind):
+                raise ConfigError(f"{group} must be a rlm.{kind.__name__}, got {type(getattr(self, group)).__name__}")
+        if self.budget is not None and not isinstance(self.budget, Budget):
+            raise ConfigError(f"budget must be a rlm.Budget, got {type(self.budget).__name__}")
+        progress = self.progress
+        if not (progress is None or isinstance(progress, bool) or callable(progress)):
+            raise ConfigError(f"progress must be True, False, None (auto) or a callable, got {progress!r}")
+
+    @property
+    def sandbox_config(self) -> SandboxConfig | None:
+        """The kernel sandbox's settings; None for the in-process ``"local"`` REPL."""
+        if isinstance(self.sandbox, SandboxConfig):
+            return self.sandbox
+        return SandboxConfig() if self.sandbox == "kernel" else None
+
+    # What the root loop reads (rlm.core.settings.LoopSettings), where it lives in the groups.
+    @property
+    def max_output_chars(self) -> int:
+        return self.limits.max_output_chars
+
+    @property
+    def max_children(self) -> int:
+        return self.limits.max_children
+
+    @property
+    def max_descendants(self) -> int:
+        return self.limits.max_descendants
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return self.endpoint.models
+
+    def check_model(self, fn: str, model: str | None) -> str:
+        """The model a sub-call uses; root code may not pick one the user did not configure."""
+        if model is None:
+            return self.sub_model
+        if model not in (self.model, self.sub_model, *self.models):
+            allowed = ", ".join(repr(m) for m in dict.fromkeys((self.model, self.sub_model, *self.models)))
+            raise ValueError(f"{fn}(model={model!r}): root code may only use the configured models ({allowed}); "
+                             "the user can allow more with RLM(endpoint=Endpoint(models=(...)))")
+        return model

@@ -15,7 +15,7 @@ from .errors import ConfigError
 from .trace.events import Subscriber
 
 if TYPE_CHECKING:
-    from .api import RLM
+    from .engine import Engine
 
 
 class Session:
@@ -34,10 +34,10 @@ class Session:
     keep working. Questions are answered one at a time.
     """
 
-    def __init__(self, rlm: RLM, context: Any = None) -> None:
-        self._rlm = rlm
+    def __init__(self, engine: Engine, context: Any = None) -> None:
+        self._engine = engine
         self._context = context
-        self._conversation = Conversation(rlm._make_repl())
+        self._conversation = Conversation(engine.make_repl())
         self._busy = threading.Lock()
         self._closed = False
         self.results: list[RLMResult] = []
@@ -62,8 +62,8 @@ class Session:
             subscribers: list[Subscriber] | None = None, view: bool | None = None) -> RLMResult:
         """The next question; blocks until answered. ``context`` adds one under a name the root is told."""
         with self._one_at_a_time():
-            result = self._rlm._answer(self._context_of(context), query, schema=schema, subscribers=subscribers,
-                                       view=view, conversation=self._conversation)
+            result = self._engine.answer(self._context_of(context), query, schema=schema, subscribers=subscribers,
+                                         view=view, conversation=self._conversation)
         self.results.append(result)
         return result
 
@@ -71,8 +71,8 @@ class Session:
                    subscribers: list[Subscriber] | None = None, view: bool | None = None) -> RLMResult:
         """Awaitable ``ask``."""
         with self._one_at_a_time():
-            result = await self._rlm._aanswer(self._context_of(context), query, schema=schema,
-                                              subscribers=subscribers, view=view, conversation=self._conversation)
+            result = await self._engine.aanswer(self._context_of(context), query, schema=schema,
+                                                subscribers=subscribers, view=view, conversation=self._conversation)
         self.results.append(result)
         return result
 
@@ -113,5 +113,6 @@ class Session:
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"Session({self._rlm!r}, questions={len(self.results)}, closed={self._closed})"
+        s = self._engine.settings
+        return f"Session(model={s.model!r}, questions={len(self.results)}, closed={self._closed})"
 

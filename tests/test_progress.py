@@ -57,7 +57,7 @@ def test_cache_hits_and_refused_calls_end_their_items() -> None:
     program = "```repl\nr = llm_batch(['same'] * 5 + [context])\n```"
     seen: list[Progress] = []
     with ScriptedLM(root=[program, "FINAL(ok)"], latency=0.05) as lm:
-        rlm = make_rlm(lm, progress=seen.append, cache=False,
+        rlm = make_rlm(lm, progress=seen.append,
                 endpoint=Endpoint(pricing={"sub": ModelInfo(context_window=50)}))
         rlm.completion("word " * 500, "q")
     last = seen[-1]

@@ -73,7 +73,7 @@ def test_a_run_streams_root_replies_and_not_sub_calls_with_the_usage_of_whole_re
 
 def test_cached_root_replies_do_not_stream(tmp_path: Any) -> None:
     with ScriptedLM(root=[PROGRAM, FINAL], sub=lambda r: "42") as lm:
-        rlm = make_rlm(lm, cache=tmp_path / "cache")
+        rlm = make_rlm(lm, endpoint=Endpoint(cache=tmp_path / "cache"))
         first = rlm.completion("ctx", "q")
         again = rlm.completion("ctx", "q")
         assert lm.stats["requests"] == 3  # the second run cost nothing

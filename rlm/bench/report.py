@@ -39,7 +39,7 @@ class Row:
         return 1000 * statistics.median(self.cpu_s) / self.n if self.cpu_s else None
 
 
-def _line(row: Row) -> str:
+def row_line(row: Row) -> str:
     ratio = f" wall/ideal={row.ratio:.3f}" if row.ratio else ""
     cpu = f" cpu={row.cpu_ms_per_call:.2f}ms/call" if row.cpu_ms_per_call is not None else ""
     return (f"  {row.scenario:<22} {row.client:<18} N={row.n:<5} C={row.c} median={row.median:.3f}s"
@@ -133,5 +133,5 @@ def _f(value: float | None, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def _as_json(row: Row) -> dict[str, Any]:
+def row_json(row: Row) -> dict[str, Any]:
     return {**asdict(row), "median": row.median, "ratio": row.ratio, "cpu_ms_per_call": row.cpu_ms_per_call}

@@ -24,7 +24,7 @@ CANARY = "sk-rlm-canary-attack-table"
 
 HOST = """
 import json, os, socket, sys, threading
-from rlm import RLM, SandboxConfig
+from rlm import RLM, Limits, SandboxConfig
 from rlm.testing import ScriptedLM
 name, settings, code = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 got = []
@@ -38,7 +38,7 @@ steps = ['```repl\\n' + code + '\\n```', "```repl\\nprint('alive')\\n```", 'FINA
          "```repl\\nimport time; time.sleep(0.3); print(context)\\n```", 'FINAL(ok)']
 with ScriptedLM(root=steps) as lm:
     config = SandboxConfig(memory_mb=1536, max_file_mb=64, disk_mb=128, interrupt_grace=1.0, **settings)
-    with RLM('root', base_url=lm.base_url, sandbox=config, step_timeout=2.0) as r:
+    with RLM('root', base_url=lm.base_url, sandbox=config, limits=Limits(step_timeout=2.0)) as r:
         iso = r.kernels.isolation
         res = r.completion('ctx', 'q')
         left = [p for k in r.kernels.kernels for p in k.strays()]
@@ -62,7 +62,7 @@ def mode_settings(mode: str) -> dict[str, object] | None:
     ``uid`` needs a Python other users can read: this one, or else the system's of the same
     version with this environment's packages on PYTHONPATH (as the tests do).
     """
-    from ..repl.sandbox.isolation import _world_traversable, bwrap_path
+    from ..repl.sandbox.isolation import bwrap_path, world_traversable
 
     if mode == "bwrap":
         return {"isolation": "bwrap"} if bwrap_path() else None
@@ -70,13 +70,13 @@ def mode_settings(mode: str) -> dict[str, object] | None:
         return {"isolation": mode}
     if os.geteuid() != 0:
         return None
-    if _world_traversable(sys.executable):
+    if world_traversable(sys.executable):
         return {"isolation": "uid"}
     import site
 
     python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
     packages = [p for p in site.getsitepackages() if os.path.isdir(p)]
-    if not os.path.exists(python) or not all(_world_traversable(p) for p in packages):
+    if not os.path.exists(python) or not all(world_traversable(p) for p in packages):
         return None
     return {"isolation": "uid", "python": python, "extra_env": {"PYTHONPATH": os.pathsep.join(packages)}}
 

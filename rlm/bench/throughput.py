@@ -27,7 +27,7 @@ from ..config import Endpoint
 from ..lm.hedge import Hedge
 from . import peers as peer_env
 from .fake_server import FakeServer
-from .report import Row, _as_json, _line, table, targets
+from .report import Row, row_json, row_line, table, targets
 
 # The root's one reply: the run's parameters come in through ``context``, so one
 # server serves every scenario; FINAL inside the code makes it a single root call.
@@ -70,8 +70,7 @@ def run_ours(
     are reported for the measured run only.
     """
     rlm = RLM("bench-root", "bench-sub", base_url=server.base_url, api_key="bench", sandbox=sandbox,
-            max_concurrent=c, max_iterations=2, progress=False, endpoint=Endpoint(transport=transport),
-            hedge=hedge)
+            max_concurrent=c, max_iterations=2, progress=False, endpoint=Endpoint(transport=transport, hedge=hedge))
     try:
         _complete(rlm, {"n": 1, "c": 1, "mode": mode, "tag": "warm-up"})
         before = dict(rlm.limiter.stats)
@@ -138,7 +137,7 @@ def _ours_rows(
             if got["first_error"]:
                 row.extra.setdefault("errors", []).append(got["first_error"])
         rows.append(row)
-        print(_line(row), flush=True)
+        print(row_line(row), flush=True)
     return rows
 
 
@@ -159,7 +158,7 @@ def _peer_rows(python: Path, server: FakeServer, scenario: str, n: int, c: int, 
             row.extra["version"] = got["version"]
             row.ideal = ideal_batch(n, row.c or 1, server.latency) if server.latency else None
             rows.append(row)
-            print(_line(row), flush=True)
+            print(row_line(row), flush=True)
     return rows
 
 
@@ -195,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("\n".join(checks))
     if args.json:
-        payload = {"machine": info, "args": vars(args), "rows": [_as_json(r) for r in rows], "targets": checks}
+        payload = {"machine": info, "args": vars(args), "rows": [row_json(r) for r in rows], "targets": checks}
         Path(args.json).write_text(json.dumps(payload, indent=1, default=str))
         print(f"\nwrote {args.json}")
     return 0
@@ -277,7 +276,7 @@ def _tail_rows(args: argparse.Namespace, sigma: float, python: Path | None, tran
     # slowest batches, the ones it cuts most (docs/performance.md).
     hedged.extra["speedup_vs_unhedged"] = statistics.fmean(plain.walls) / statistics.fmean(hedged.walls)
     hedged.extra["median_speedup_vs_unhedged"] = plain.median / hedged.median
-    print(_line(hedged), f"hedging: {hedged.extra['speedup_vs_unhedged']:.2f}x faster on average, "
+    print(row_line(hedged), f"hedging: {hedged.extra['speedup_vs_unhedged']:.2f}x faster on average, "
           f"{hedged.extra['median_speedup_vs_unhedged']:.2f}x by the median", flush=True)
     return rows
 
@@ -293,7 +292,7 @@ def _raw_row(server: FakeServer, n: int, c: int, repeats: int) -> Row:
         row.walls.append(seconds)
         row.cpu_s.append(cpu)
     row.ideal = ideal_batch(n, c, server.latency) if server.latency else None
-    print(_line(row), flush=True)
+    print(row_line(row), flush=True)
     return row
 
 

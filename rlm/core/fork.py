@@ -11,16 +11,26 @@ context or the code changed) is an error that says which.
 from __future__ import annotations
 
 import collections
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LMError
 from ..lm.client import Message
+from ..lm.dispatcher import Dispatcher
+from ..lm.limiter import AdaptiveLimiter
+from ..lm.pricing import Pricing
 from ..lm.record import prompt_hash
+from ..lm.retry import RetryPolicy
 from ..lm.types import Completion, Usage
-from ..trace.events import Event
+from ..trace.events import Event, Tracer
+from ..trace.trace import Trace
+
+#: Replayed calls at once (they are answered from memory).
+REPLAY_CONCURRENCY = 256
 
 
 class ForkError(ConfigError):
@@ -116,4 +126,23 @@ class Fork:
     code: str
     client: ReplayClient
     #: Serves the replayed steps' calls from the record: its own tracer and meter, so they cost nothing.
-    dispatcher: Any
+    dispatcher: Dispatcher
+
+
+def plan(source: Any, at: int, code: str, pricing: Pricing) -> tuple[Fork, str]:
+    """The fork of ``source`` (a JSONL log path, a ``Trace`` or an ``RLMResult``) and the query it answers."""
+    if not isinstance(code, str) or not code.strip():
+        raise ForkError("fork(code=...) takes the Python code step k runs instead of the root's")
+    trace = getattr(source, "trace", source)
+    path = None
+    if isinstance(source, (str, os.PathLike)):
+        path = str(source)
+        trace = Trace.from_jsonl(Path(source))
+    if not isinstance(trace, Trace):
+        raise ForkError(f"fork() takes a trace log's path, a Trace or an RLMResult, not {type(source).__name__}")
+    record = Record.from_events(trace, path or (str(trace.path) if getattr(trace, "path", None) else None))
+    record.check_step(at)
+    client = ReplayClient(record)
+    dispatcher = Dispatcher(client, limiter=AdaptiveLimiter(REPLAY_CONCURRENCY), tracer=Tracer(keep=False),
+                            pricing=pricing, retry=RetryPolicy(max_attempts=1), stream=False)
+    return Fork(record, at, code, client, dispatcher), record.query

@@ -11,15 +11,16 @@ import asyncio
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import LimitExceeded, LMError, SandboxError
 from ..lm.budget import BudgetReport
 from ..repl.steps import FailedCall, as_text
+from .result import RLMResult
+from .settings import LoopSettings
 
 if TYPE_CHECKING:
     from ..lm.dispatcher import Dispatcher
-    from .loop import RootLoop
 
 #: Characters of a tool call's arguments kept in its trace event.
 ARGS_PREVIEW = 300
@@ -41,6 +42,34 @@ class Tree:
         self.started += 1
 
 
+class Loop(Protocol):
+    """What the host reaches of the root loop it serves (``core.loop.RootLoop``; neither imports the other)."""
+
+    @property
+    def settings(self) -> LoopSettings: ...
+
+    @property
+    def dispatcher(self) -> Dispatcher: ...
+
+    @property
+    def can_recurse(self) -> bool: ...
+
+    @property
+    def tree(self) -> Tree: ...
+
+    def child(self, parent_span: str | None, dispatcher: Dispatcher | None = None) -> Loop:
+        """A recursive child one deeper."""
+        ...
+
+    async def answer(self, context: Any, query: str) -> str:
+        """Only the answer (a child's steps are in the shared trace)."""
+        ...
+
+    async def run(self, context: Any, query: str, *, schema: Any = None) -> RLMResult:
+        """The whole completion."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """The tool call a function is running inside, so that its own completions join the run."""
@@ -57,7 +86,7 @@ current_tool: ContextVar[ToolCall | None] = ContextVar("rlm_current_tool", defau
 class RunHost:
     """The host side of one run's REPL. ``parent`` is the running step's span: sub-calls land under it."""
 
-    def __init__(self, run: RootLoop, dispatcher: Dispatcher | None = None) -> None:
+    def __init__(self, run: Loop, dispatcher: Dispatcher | None = None) -> None:
         self._run = run
         #: Where its calls go: the run's dispatcher, or a fork's replay of a recorded run.
         self.dispatcher = dispatcher if dispatcher is not None else run.dispatcher
@@ -65,7 +94,7 @@ class RunHost:
         self._children: asyncio.Semaphore | None = None
 
     @property
-    def run(self) -> RootLoop:
+    def run(self) -> Loop:
         return self._run
 
     @property

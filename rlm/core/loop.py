@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import AnswerError, BudgetExceeded, ConfigError, RLMError
@@ -35,35 +35,10 @@ from .prompts import (
     system_prompt,
 )
 from .result import RLMResult, Step, StopReason, UsageReport
-from .tools import Tool, tools_prompt
+from .settings import LoopSettings
+from .tools import tools_prompt
 
 log = logging.getLogger("rlm")
-
-
-@dataclass(frozen=True, slots=True)
-class LoopSettings:
-    """The knobs of one root loop (shared by recursive children)."""
-
-    model: str
-    sub_model: str
-    max_iterations: int = 20
-    max_depth: int = 1
-    max_output_chars: int = 20_000
-    #: Further models root code may name in llm_query/llm_batch(model=...); the root and sub model always.
-    models: tuple[str, ...] = ()
-    max_children: int = 8
-    max_descendants: int = 256
-    tools: Mapping[str, Tool] = field(default_factory=dict)
-
-    def check_model(self, fn: str, model: str | None) -> str:
-        """The model a sub-call uses; root code may not pick one the user did not configure."""
-        if model is None:
-            return self.sub_model
-        if model not in (self.model, self.sub_model, *self.models):
-            allowed = ", ".join(repr(m) for m in dict.fromkeys((self.model, self.sub_model, *self.models)))
-            raise ValueError(f"{fn}(model={model!r}): root code may only use the configured models ({allowed}); "
-                             "the user can allow more with RLM(models=[...])")
-        return model
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Protocol
 
 from ..lm.budget import BudgetReport
 from ..lm.types import Usage
 from ..repl.base import ExecResult
+from ..trace.events import Subscriber
 from ..trace.trace import Trace
 
 #: Why a run ended. Only "final" is an answer the root chose to give from a complete reply.
@@ -97,6 +98,23 @@ class Step:
     outputs: tuple[ExecResult, ...]
 
 
+class Forker(Protocol):
+    """What can run a fork of a finished run (``rlm.engine.Engine``)."""
+
+    def fork(self, source: Any, *, at: int, code: str, context: Any, schema: Any = None,
+             subscribers: list[Subscriber] | None = None, view: bool | None = None) -> RLMResult:
+        """``source`` branched at step ``at``, ``code`` run there; see ``RLM.fork``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """What ``result.fork`` needs beyond the result's own trace: the engine that ran it, and its context."""
+
+    engine: Forker
+    context: Any = field(repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class RLMResult:
     """The answer and how it was reached.
@@ -124,8 +142,9 @@ class RLMResult:
     error: str | None = None
     #: The answer as the root wrote it (the same as ``answer`` without a schema).
     text: str = ""
-    #: The RLM and context that produced it, so ``fork`` can branch it (None for a resumed map item).
-    origin: Any = field(default=None, repr=False, compare=False)
+    #: The engine and context that produced it, so ``fork`` can branch it: None for a resumed map
+    #: item, and after pickling (an engine lives in one process; a Ray worker's result gets its driver's).
+    origin: Origin | None = field(default=None, repr=False, compare=False)
 
     def fork(self, *, at: int, code: str, **options: Any) -> RLMResult:
         """This run branched at step ``at``: steps before it replayed from the trace, ``code`` as step ``at``.
@@ -136,8 +155,14 @@ class RLMResult:
             from ..errors import ConfigError
 
             raise ConfigError("this result has no run to fork (a resumed map item?); use rlm.fork(log_path, ...)")
-        rlm, context = self.origin
-        return rlm.fork(self, at=at, code=code, context=context, **options)  # type: ignore[no-any-return]
+        return self.origin.engine.fork(self, at=at, code=code, context=self.origin.context, **options)
+
+    def __getstate__(self) -> list[Any]:
+        return [None if f.name == "origin" else getattr(self, f.name) for f in fields(self)]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        for f, value in zip(fields(self), state, strict=True):
+            object.__setattr__(self, f.name, value)
 
     @property
     def ok(self) -> bool:

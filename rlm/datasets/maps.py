@@ -8,6 +8,7 @@ only what is missing or failed, and one failed item never stops the others.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -16,8 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.answers import AnswerShape
-from ..core.loop import RootLoop
-from ..core.result import RLMResult, UsageReport
+from ..core.result import Origin, RLMResult, UsageReport
 from ..errors import BudgetExceeded, ConfigError, RLMError, check_int
 from ..lm.types import Usage
 from ..repl.base import load_context
@@ -26,14 +26,15 @@ from ..trace.trace import Trace
 from .checkpoint import Checkpoint, Row, input_hash
 
 if TYPE_CHECKING:
-    from ..api import RLM
-    from ..config import BatchAPI
-    from ..control import RunControl
+    from ..engine import Engine, Run
     from ..lm.dispatcher import Dispatcher
+    from ..runtime import RunControl
     from ..trace.events import Subscriber
 
 log = logging.getLogger("rlm")
 PathArg = str | os.PathLike[str] | None
+#: Sub-calls of ``map`` at once, unless told (the RLM's limiter caps them too).
+DEFAULT_MAP_CONCURRENCY = 32
 #: Completions of ``map_rlm`` at once, unless told (each holds a sandbox kernel).
 DEFAULT_RLM_CONCURRENCY = 4
 
@@ -59,45 +60,35 @@ def check_prompts(prompts: Iterable[str]) -> list[str]:
     return items
 
 
-def map_meta(rlm: RLM, model: str) -> dict[str, Any]:
+def map_meta(engine: Engine, model: str) -> dict[str, Any]:
     """What a ``map``'s answers depend on; the same however they were sent (calls or a batch)."""
-    return {"kind": "map", "model": model, "options": rlm.call_options}
+    return {"kind": "map", "model": model, "options": engine.settings.endpoint.call_options}
 
 
-async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_concurrent: int | None,
-                  model: str | None, subscribers: list[Subscriber], control: RunControl,
-                  via: BatchAPI | None = None) -> MapResult:
-    """One sub-call per prompt, each committed as it completes; ``via``: the provider's Batch API instead."""
-    if via is not None:
-        from .provider_batch import run_batch_map  # the openai SDK's batch types load only for batch maps
-
-        return await run_batch_map(rlm, prompts, checkpoint=checkpoint, model=model, via=via,
-                                   subscribers=subscribers, control=control)
+async def run_map(engine: Engine, prompts: Iterable[str], *, checkpoint: PathArg, max_concurrent: int | None,
+                  model: str | None, subscribers: list[Subscriber], control: RunControl) -> MapResult:
+    """One sub-call per prompt, each committed as it completes (``provider_batch``: through the Batch API)."""
     items = check_prompts(prompts)
-    chosen = rlm.settings.check_model("map", model)
-    await rlm._first_use()
-    meta = map_meta(rlm, chosen)
-    dispatcher, writer = rlm._dispatcher(subscribers)
+    chosen = engine.settings.check_model("map", model)
+    async with engine.open_run(subscribers, control) as run:
+        dispatcher = run.dispatcher
 
-    async def one(i: int, parent: str) -> Done:
-        started = time.perf_counter()
-        completion = await dispatcher.complete([{"role": "user", "content": items[i]}], model=chosen, parent=parent)
-        return completion.text, completion.usage, time.perf_counter() - started, {}
+        async def one(i: int, parent: str) -> Done:
+            started = time.perf_counter()
+            completion = await dispatcher.complete([{"role": "user", "content": items[i]}], model=chosen,
+                                                   parent=parent)
+            return completion.text, completion.usage, time.perf_counter() - started, {}
 
-    try:
-        return await _mapped(dispatcher, control, items, meta, checkpoint, max_concurrent or 32, one,
-                             stop_on_budget=True,
+        return await _mapped(run, items, map_meta(engine, chosen), checkpoint,
+                             max_concurrent or DEFAULT_MAP_CONCURRENCY, one, stop_on_budget=True,
                              label=f"map of {len(items):,} prompts", model=chosen)
-    finally:
-        if writer is not None:
-            writer.close()
 
 
 #: Where ``map_rlm`` runs its completions: here, on rlm's loop, or as Ray tasks (``rlm.datasets.ray_executor``).
 EXECUTORS = ("local", "ray")
 
 
-async def run_map_rlm(rlm: RLM, contexts: Iterable[Any], query: str, *, checkpoint: PathArg,
+async def run_map_rlm(engine: Engine, contexts: Iterable[Any], query: str, *, checkpoint: PathArg,
                       max_concurrent: int | None, schema: Any, subscribers: list[Subscriber],
                       control: RunControl, executor: str = "local") -> MapResult:
     """One completion per context, under one limiter, trace and budget; each answer committed as it completes."""
@@ -106,38 +97,37 @@ async def run_map_rlm(rlm: RLM, contexts: Iterable[Any], query: str, *, checkpoi
     items = list(contexts)
     for item in items:
         load_context(item)  # a bad context fails before any call
-    await rlm._first_use()
-    meta = {"kind": "map_rlm", "model": rlm.settings.model, "sub_model": rlm.settings.sub_model, "query": query,
-            "options": rlm.call_options, "schema": None if schema is None else repr(schema)}
-    dispatcher, writer = rlm._dispatcher(subscribers)
+    s = engine.settings
+    meta = {"kind": "map_rlm", "model": s.model, "sub_model": s.sub_model, "query": query,
+            "options": s.endpoint.call_options, "schema": None if schema is None else repr(schema)}
     results: dict[int, RLMResult] = {}
+    async with engine.open_run(subscribers, control) as run:
+        dispatcher = run.dispatcher
 
-    async def one(i: int, parent: str) -> Done:
-        # Each completion has its own usage and budget, as in completion(); they share the trace and limiter.
-        own, _ = rlm._dispatcher([], dispatcher.tracer)
-        loop = RootLoop(settings=rlm.settings, dispatcher=own, repl_factory=rlm._make_repl, parent_span=parent)
+        async def one(i: int, parent: str) -> Done:
+            # Each completion has its own usage and budget, as in completion(); they share the trace and limiter.
+            own = run.own_dispatcher()
+            try:
+                result = await run.loop(dispatcher=own, parent_span=parent).run(items[i], query, schema=schema)
+                results[i] = dataclasses.replace(result, origin=Origin(engine, items[i]))
+            finally:
+                for name, usage in own.meter.snapshot().items():
+                    dispatcher.meter.add(name, usage)
+            return result.text, result.usage.total, result.seconds, {"stopped": result.stopped,
+                                                                      "iterations": result.iterations}
+
+        ray_work = None
         try:
-            result = results[i] = await loop.run(items[i], query, schema=schema)
+            if executor == "ray":
+                from .ray_executor import RayWork  # Ray loads only for a Ray map
+
+                ray_work = await RayWork.start(engine, dispatcher, items, query, schema, results)
+            mapped = await _mapped(run, [(c, query) for c in items], meta, checkpoint,
+                                   max_concurrent or DEFAULT_RLM_CONCURRENCY, ray_work or one, stop_on_budget=False,
+                                   label=f"map_rlm of {len(items):,} contexts: {query}", model=s.model)
         finally:
-            for name, usage in own.meter.snapshot().items():
-                dispatcher.meter.add(name, usage)
-        return result.text, result.usage.total, result.seconds, {"stopped": result.stopped,
-                                                                  "iterations": result.iterations}
-
-    ray_work = None
-    try:
-        if executor == "ray":
-            from .ray_executor import RayWork  # Ray loads only for a Ray map
-
-            ray_work = await RayWork.start(rlm, dispatcher, items, query, schema, results)
-        mapped = await _mapped(dispatcher, control, [(c, query) for c in items], meta, checkpoint,
-                               max_concurrent or DEFAULT_RLM_CONCURRENCY, ray_work or one, stop_on_budget=False,
-                               label=f"map_rlm of {len(items):,} contexts: {query}", model=rlm.settings.model)
-    finally:
-        if ray_work is not None:
-            ray_work.close()
-        if writer is not None:
-            writer.close()
+            if ray_work is not None:
+                ray_work.close()
     shape = AnswerShape(schema) if schema is not None else None
     for i, value in enumerate(mapped):
         if i in results:
@@ -152,18 +142,18 @@ Done = tuple[str, Usage, float, dict[str, Any]]
 Work = Callable[[int, str], Coroutine[Any, Any, Done]]
 
 
-async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any], meta: dict[str, Any],
-                  checkpoint: PathArg, workers: int, work: Work, *, stop_on_budget: bool, label: str,
-                  model: str) -> MapResult:
+async def _mapped(run: Run, items: list[Any], meta: dict[str, Any], checkpoint: PathArg, workers: int, work: Work,
+                  *, stop_on_budget: bool, label: str, model: str) -> MapResult:
     """The shared part: skip what the checkpoint has, run the rest in order with ``workers`` at once, commit each."""
     check_int("max_concurrent", workers)
+    dispatcher = run.dispatcher
     hashes, store, results, done = open_checkpoint(checkpoint, meta, items)
+    run.keep(lambda: map_result(results, done, dispatcher, store))
     if store is not None and any(b.open for b in store.batches()):
         log.warning("rlm: checkpoint %s has provider batches still open; this map sends their items as calls "
                     "(paying twice): rerun with via='batch' to collect them instead", store.path)
     todo = iter([i for i in range(len(items)) if i not in done])
     tracer = dispatcher.tracer
-    control.bind()
     run_id = tracer.start("run", None, query=label, model=model, depth=0, context=f"{len(items):,} items")
     batch_id = tracer.start("batch", run_id, n=len(items) - len(done), max_concurrent=workers, model=model)
     status = "error"
@@ -190,7 +180,6 @@ async def _mapped(dispatcher: Dispatcher, control: RunControl, items: list[Any],
     except (RLMError, asyncio.CancelledError) as exc:
         status = "budget" if isinstance(exc, BudgetExceeded) else "cancelled" if not isinstance(exc, RLMError) \
             else "error"
-        keep_partial(control, exc, map_result(results, done, dispatcher, store))
         raise
     finally:
         tracer.end("batch", batch_id, run_id, status=status)
@@ -218,13 +207,6 @@ def open_checkpoint(checkpoint: PathArg, meta: dict[str, Any], items: list[Any])
         for i, row in done.items():
             results[i] = row.answer
     return hashes, store, results, done
-
-
-def keep_partial(control: RunControl, exc: BaseException, partial: MapResult) -> None:
-    """A stopped map keeps what it did: on the control (Stop, Ctrl-C) and on the error."""
-    control.partial = partial
-    if isinstance(exc, RLMError):
-        exc.partial = partial
 
 
 def map_result(results: list[Any], done: dict[int, Row], dispatcher: Dispatcher,

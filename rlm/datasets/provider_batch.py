@@ -27,13 +27,13 @@ from ..lm.retry import RetryPolicy
 from ..lm.types import Completion
 from ..repl.steps import FailedCall
 from .checkpoint import BatchRecord, Checkpoint
-from .maps import MapResult, PathArg, check_prompts, keep_partial, map_meta, map_result, open_checkpoint
+from .maps import MapResult, PathArg, check_prompts, map_meta, map_result, open_checkpoint
 
 if TYPE_CHECKING:
-    from ..api import RLM
     from ..config import BatchAPI
-    from ..control import RunControl
+    from ..engine import Engine
     from ..lm.dispatcher import Dispatcher
+    from ..runtime import RunControl
     from ..trace.events import Subscriber
 
 log = logging.getLogger("rlm")
@@ -42,38 +42,32 @@ log = logging.getLogger("rlm")
 MAX_POLL_FAILURES = 10
 
 
-async def run_batch_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, model: str | None,
+async def run_batch_map(engine: Engine, prompts: Iterable[str], *, checkpoint: PathArg, model: str | None,
                         via: BatchAPI, subscribers: list[Subscriber], control: RunControl) -> MapResult:
     """Submit what the checkpoint lacks as batches, wait for them and any a killed run left, commit each answer."""
     items = check_prompts(prompts)
-    chosen = rlm.settings.check_model("map", model)
-    if rlm.endpoint.client is not None:
+    settings = engine.settings
+    chosen = settings.check_model("map", model)
+    if settings.endpoint.client is not None:
         raise ConfigError("map(via='batch') talks to the endpoint's Batch API itself, so it cannot use "
                           "Endpoint(client=...); pass base_url and api_key instead, or use via='calls'")
-    if rlm.budget is not None and rlm.budget.limited:
+    if engine.budget is not None and engine.budget.limited:
         raise ConfigError("a Budget cannot stop a provider batch once it is submitted, so map(via='batch') "
                           "takes none: drop the RLM's budget (check the cost first with rlm.estimate), "
                           "or use via='calls'")
-    await rlm._first_use()
-    hashes, store, results, done = open_checkpoint(checkpoint, map_meta(rlm, chosen), items)
-    dispatcher, writer = rlm._dispatcher(subscribers)
-    base_url, api_key = rlm._address
-    client = BatchClient(api_key=api_key, base_url=base_url, timeout=rlm.endpoint.timeout)
-    run = _BatchRun(dispatcher, client, via, chosen, items, hashes, store, results, set(done))
-    try:
-        pending = run.pending()
-        control.bind()
-        await run.run(pending)
-    except (RLMError, asyncio.CancelledError) as exc:
-        keep_partial(control, exc, map_result(results, done, dispatcher, store))
-        raise
-    finally:
-        if store is not None:
-            store.close()
-        await client.aclose()
-        if writer is not None:
-            writer.close()
-    return map_result(results, done, dispatcher, store)
+    async with engine.open_run(subscribers, control) as run:
+        hashes, store, results, done = open_checkpoint(checkpoint, map_meta(engine, chosen), items)
+        dispatcher = run.dispatcher
+        run.keep(lambda: map_result(results, done, dispatcher, store))
+        client = BatchClient(api_key=settings.api_key, base_url=settings.base_url, timeout=settings.endpoint.timeout)
+        work = _BatchRun(dispatcher, client, via, chosen, items, hashes, store, results, set(done))
+        try:
+            await work.run(work.pending())
+        finally:
+            if store is not None:
+                store.close()
+            await client.aclose()
+        return map_result(results, done, dispatcher, store)
 
 
 class _BatchRun:

@@ -2,10 +2,11 @@
 
 Why: a completion runs root code in a sandbox, which costs CPU and memory on the host;
 past a few at once one machine is the limit, not the endpoint. Ray spreads them over
-a cluster's workers. Each worker process keeps one RLM, built from the driver's settings,
-with its own sandbox pool (warm kernels are reused from task to task). Every model call
-on every worker first takes a slot from one ``SharedLimit`` actor, so the RLM's
-``max_concurrent`` (and ``Endpoint.rpm``) hold for the whole cluster, not per worker.
+a cluster's workers. Each worker process keeps one engine, built from the driver's
+``Settings`` (shipped whole, never restated) with its own sandbox pool (warm kernels are
+reused from task to task). Every model call on every worker first takes a slot from one
+``SharedLimit`` actor, so the RLM's ``max_concurrent``, ``Endpoint.rpm`` and ``Endpoint.tpm``
+hold for the whole cluster, not per worker.
 The driver awaits the tasks and commits each result to the checkpoint as it finishes:
 the same ``map_rlm`` loop, the same resume semantics. Ray is an extra: ``pip install 'rlm[ray]'``.
 """
@@ -13,20 +14,27 @@ the same ``map_rlm`` loop, the same resume semantics. Ray is an extra: ``pip ins
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import importlib
-import time
+import itertools
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..config import Settings
+from ..core.result import Origin
+from ..engine import Engine
 from ..errors import ConfigError, RLMError, WorkerError
+from ..lm.dispatcher import request_tokens
+from ..lm.limiter import AdaptiveLimiter
+from ..lm.pricing import Pricing
 from ..lm.types import Completion, Usage
 
 if TYPE_CHECKING:
-    from ..api import RLM
     from ..core.result import RLMResult
     from ..lm.dispatcher import Dispatcher
     from ..trace.trace import Trace
+
 
 def _ray() -> Any:
     try:
@@ -36,22 +44,31 @@ def _ray() -> Any:
 
 
 class SharedLimit:
-    """A Ray actor holding the cluster-wide call slots: at most ``max_concurrent`` calls in flight, ``rpm`` a minute."""
+    """A Ray actor holding the cluster's call slots: ``max_concurrent`` in flight, ``rpm`` and ``tpm`` a minute.
 
-    def __init__(self, max_concurrent: int, rpm: float | None) -> None:
-        self._slots = asyncio.Semaphore(max_concurrent)
-        self._gap = 60.0 / rpm if rpm else 0.0
-        self._next = 0.0
+    The same limiter an engine uses, without its adaptation (each worker's own limiter
+    backs off on 429s): one for the whole cluster, living on the actor's loop.
+    """
 
-    async def acquire(self) -> None:
-        await self._slots.acquire()
-        if self._gap:
-            now = time.monotonic()
-            wait, self._next = max(0.0, self._next - now), max(now, self._next) + self._gap
-            await asyncio.sleep(wait)
+    def __init__(self, max_concurrent: int, rpm: float | None, tpm: float | None, max_pause: float) -> None:
+        self._limiter = AdaptiveLimiter(max_concurrent, rpm=rpm, tpm=tpm, max_pause=max_pause, adaptive=False)
+        self._held: dict[int, tuple[Any, contextlib.AsyncExitStack]] = {}
+        self._ids = itertools.count()
 
-    def release(self) -> None:
-        self._slots.release()
+    async def acquire(self, tokens: float) -> int:
+        """Wait for a slot for a request of about ``tokens``; returns its id for ``release``."""
+        stack = contextlib.AsyncExitStack()
+        slot = await stack.enter_async_context(self._limiter.slot(tokens))
+        n = next(self._ids)
+        self._held[n] = (slot, stack)
+        return n
+
+    async def release(self, n: int, used: float | None) -> None:
+        """Give slot ``n`` back, charging the tokens the call really used against the TPM cap."""
+        slot, stack = self._held.pop(n)
+        if used is not None:
+            slot.used(used)
+        await stack.aclose()
 
 
 class LimitedClient:
@@ -61,68 +78,53 @@ class LimitedClient:
     streams = False
 
     def __init__(self, inner: Any, limit: Any) -> None:
-        self._inner, self._limit = inner, limit
+        self.inner, self.limit = inner, limit
 
     async def complete(self, messages: list[dict[str, Any]], *, model: str, **opts: Any) -> Completion:
-        await self._limit.acquire.remote()
+        tokens = request_tokens(sum(len(str(m.get("content") or "")) for m in messages), opts)
+        n = await self.limit.acquire.remote(tokens)
+        used: float | None = None
         try:
-            completion: Completion = await self._inner.complete(messages, model=model, **opts)
+            completion: Completion = await self.inner.complete(messages, model=model, **opts)
+            used = completion.usage.total_tokens
             return completion
         finally:
-            self._limit.release.remote()
+            self.limit.release.remote(n, used)
 
     async def context_windows(self) -> dict[str, int]:
-        ask = getattr(self._inner, "context_windows", None)
+        ask = getattr(self.inner, "context_windows", None)
         return dict(await ask()) if ask is not None else {}
 
 
-def worker_spec(rlm: RLM, limit: Any) -> dict[str, Any]:
-    """What a worker needs to build the same RLM: its settings, without the driver's cache, logs and display.
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """What a worker builds its engine from: the driver's settings, whole, its price table, the cluster's limit.
 
-    ``api_key`` travels only if it was given; else each worker reads its own ``OPENAI_API_KEY``.
+    The table carries the context windows the driver learned, so no worker asks the endpoint again.
     """
-    s = rlm.settings
-    base_url, api_key = rlm._address
-    return {
-        "model": s.model, "sub_model": s.sub_model, "base_url": base_url, "api_key": api_key,
-        "sandbox": rlm.kernels.config if rlm.kernels is not None else "local",
-        "max_concurrent": rlm.limiter.max_concurrent, "max_iterations": s.max_iterations, "max_depth": s.max_depth,
-        "budget": rlm.budget, "limits": rlm.limits, "endpoint": rlm.endpoint, "pricing": rlm.pricing,
-        "tools": {name: tool.fn for name, tool in s.tools.items()}, "limit": limit,
-    }
+
+    settings: Settings
+    pricing: Pricing
+    limit: Any
+
+    def engine(self) -> Engine:
+        """The worker's engine: the driver's settings, each call also holding a slot of the cluster's limit."""
+        return Engine(self.settings, pricing=self.pricing, gate=lambda client: LimitedClient(client, self.limit))
 
 
-#: This worker process's RLM for the map it serves now: (the map's key, the RLM).
+#: This worker process's engine for the map it serves now: (the map's key, the engine).
 _worker: dict[str, Any] = {}
 
 
-def _build(spec: dict[str, Any]) -> RLM:
-    from ..api import RLM
-    from ..wiring import clients
-
-    endpoint = spec["endpoint"]
-    if endpoint.client is not None:
-        inner = endpoint.client
-    else:  # one lean client: a worker's root replies need not stream
-        lean = dataclasses.replace(endpoint, transport="fast" if endpoint.transport == "auto" else endpoint.transport)
-        inner = clients(lean, spec["base_url"], spec["api_key"])[0]
-    endpoint = dataclasses.replace(endpoint, client=LimitedClient(inner, spec["limit"]), rpm=None,
-                                   pricing=spec["pricing"])
-    return RLM(spec["model"], spec["sub_model"], base_url=spec["base_url"], api_key=spec["api_key"],
-               sandbox=spec["sandbox"], max_concurrent=spec["max_concurrent"], max_iterations=spec["max_iterations"],
-               max_depth=spec["max_depth"], budget=spec["budget"], limits=spec["limits"], endpoint=endpoint,
-               tools=spec["tools"] or None, progress=False)
-
-
-def complete_on_worker(key: str, spec: dict[str, Any], context: Any, query: str, schema: Any) -> RLMResult:
-    """The Ray task: one completion with this worker's RLM (built once per map, its sandbox pool reused)."""
+def complete_on_worker(key: str, spec: WorkerSpec, context: Any, query: str, schema: Any) -> RLMResult:
+    """The Ray task: one completion with this worker's engine (built once per map, its sandbox pool reused)."""
     if _worker.get("key") != key:
-        old = _worker.get("rlm")
+        old = _worker.get("engine")
         if old is not None:
             old.close()
-        _worker.update(key=key, rlm=_build(spec))
-    result: RLMResult = _worker["rlm"].completion(context, query, schema=schema, view=False)
-    return dataclasses.replace(result, origin=None)
+        _worker.update(key=key, engine=spec.engine())
+    engine: Engine = _worker["engine"]
+    return engine.answer(context, query, schema=schema, view=False)  # its origin stays here: it does not pickle
 
 
 def _replay(dispatcher: Dispatcher, trace: Trace, parent: str, prefix: str) -> None:
@@ -144,20 +146,22 @@ class RayWork:
     """``map_rlm``'s work on Ray: start the shared limit, ship the settings once, run each item as a task."""
 
     @classmethod
-    async def start(cls, rlm: RLM, dispatcher: Dispatcher, items: list[Any], query: str, schema: Any,
+    async def start(cls, engine: Engine, dispatcher: Dispatcher, items: list[Any], query: str, schema: Any,
                     results: dict[int, RLMResult]) -> RayWork:
         """Connect to Ray first (off rlm's loop: starting a local Ray takes seconds)."""
         ray = _ray()
         if not ray.is_initialized():
             await asyncio.to_thread(ray.init)  # RAY_ADDRESS or a local Ray; ray.init(address=...) first for a cluster
-        return cls(ray, rlm, dispatcher, items, query, schema, results)
+        return cls(ray, engine, dispatcher, items, query, schema, results)
 
-    def __init__(self, ray: Any, rlm: RLM, dispatcher: Dispatcher, items: list[Any], query: str, schema: Any,
+    def __init__(self, ray: Any, engine: Engine, dispatcher: Dispatcher, items: list[Any], query: str, schema: Any,
                  results: dict[int, RLMResult]) -> None:
         self.ray = ray
-        self.limit = ray.remote(SharedLimit).remote(rlm.limiter.max_concurrent, rlm.endpoint.rpm)
+        s = engine.settings
+        self.limit = ray.remote(SharedLimit).remote(s.max_concurrent, s.endpoint.rpm, s.endpoint.tpm,
+                                                    engine.retry.max_server_delay)
         try:
-            self.spec = ray.put(worker_spec(rlm, self.limit))
+            self.spec = ray.put(WorkerSpec(s, engine.pricing, self.limit))
         except Exception as exc:  # whatever cannot be pickled: say which settings must
             ray.kill(self.limit)
             raise ConfigError(f"map_rlm(executor='ray') cannot send this RLM's settings to Ray workers "
@@ -166,8 +170,8 @@ class RayWork:
         # No retries by Ray: a completion that killed its worker would do so again, and pay again; a rerun retries.
         self.task = ray.remote(max_retries=0)(complete_on_worker)
         self.key = uuid.uuid4().hex
-        self.rlm, self.dispatcher, self.items, self.query, self.schema, self.results = (
-            rlm, dispatcher, items, query, schema, results)
+        self.engine, self.dispatcher, self.items, self.query, self.schema, self.results = (
+            engine, dispatcher, items, query, schema, results)
 
     async def __call__(self, i: int, parent: str) -> tuple[str, Usage, float, dict[str, Any]]:
         ref = self.task.remote(self.key, self.spec, self.items[i], self.query, self.schema)
@@ -181,7 +185,7 @@ class RayWork:
         _replay(self.dispatcher, result.trace, parent, f"{i}.")
         for name, usage in result.usage.by_model.items():
             self.dispatcher.meter.add(name, usage)
-        self.results[i] = dataclasses.replace(result, origin=(self.rlm, self.items[i]))
+        self.results[i] = dataclasses.replace(result, origin=Origin(self.engine, self.items[i]))
         return result.text, result.usage.total, result.seconds, {"stopped": result.stopped,
                                                                   "iterations": result.iterations}
 

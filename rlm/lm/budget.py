@@ -146,7 +146,7 @@ class BudgetReport:
             return _line("cost", f"${self.cost_usd:.4f}", self.budget.max_cost_usd, lambda v: f"${v:.4f}")
         unknown = f"{self.unpriced_calls:,} calls to models with no price"
         if not self.cost_usd:
-            return f"  cost: unknown ({unknown}; RLM(pricing=...) adds prices)"
+            return f"  cost: unknown ({unknown}; Endpoint(pricing=...) adds prices)"
         return f"  cost: ${self.cost_usd:.4f} used + {unknown} (no limit)"
 
 
@@ -254,7 +254,8 @@ class BudgetLedger:
         if estimate is None:
             raise ConfigError(
                 f"Budget(max_cost_usd=...) is set but there is no price for model {model!r}; "
-                f"pass RLM(pricing={{{model!r}: ModelInfo(input_per_mtok=..., output_per_mtok=...)}})"
+                f"pass RLM(endpoint=Endpoint(pricing={{{model!r}: ModelInfo(input_per_mtok=..., "
+                "output_per_mtok=...)}}))"
             )
         return estimate
 

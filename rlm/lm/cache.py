@@ -55,8 +55,8 @@ class Cache:
 
     Example::
 
-        RLM("gpt-5", cache=True)              # ~/.cache/rlm/completions.sqlite3
-        RLM("gpt-5", cache="runs/cache")      # a directory, or a *.sqlite3 / *.db file
+        RLM("gpt-5", endpoint=Endpoint(cache=True))          # ~/.cache/rlm/completions.sqlite3
+        RLM("gpt-5", endpoint=Endpoint(cache="runs/cache"))  # a directory, or a *.sqlite3 / *.db file
 
     ``hits``, ``misses`` and ``shared`` count lookups since this object was made.
     """
@@ -80,7 +80,7 @@ class Cache:
             )
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
-                f"cannot open the rlm cache at {str(target)!r} ({exc}); pass RLM(cache=<a writable directory>)"
+                f"cannot open the rlm cache at {str(target)!r} ({exc}); pass Endpoint(cache=<a writable directory>)"
             ) from exc
 
     def get(self, key: str) -> Completion | None:
@@ -156,6 +156,10 @@ class Cache:
         with self._lock:
             self._db.close()
 
+    def __reduce__(self) -> tuple[type[Cache], tuple[Path]]:
+        """Pickled (a Ray worker's settings), it opens the same file there; its counters start at zero."""
+        return Cache, (self.path,)
+
     def __repr__(self) -> str:
         return f"Cache({str(self.path)!r}, hits={self.hits}, misses={self.misses}, shared={self.shared})"
 
@@ -179,7 +183,7 @@ def _decode(value: str) -> Completion:
 
 
 def as_cache(value: bool | str | os.PathLike[str] | Cache | None) -> Cache | None:
-    """``RLM(cache=...)``: False/None off, True the default directory, a path, or a Cache."""
+    """``Endpoint(cache=...)``: False/None off, True the default directory, a path, or a Cache."""
     if value is None or value is False:
         return None
     if value is True:

@@ -1,7 +1,7 @@
 """The model client: ``openai.AsyncOpenAI`` against any OpenAI-compatible endpoint.
 
 Everything rlm sends to a model goes through an object with the one-method
-``LMClient`` protocol, so a caller can pass their own (``RLM(client=...)``). A client
+``LMClient`` protocol, so a caller can pass their own (``Endpoint(client=...)``). A client
 that can stream a reply as it is generated also has ``streams = True`` and takes
 ``on_delta=`` (``rlm.lm.stream``); the dispatcher asks only such clients to stream.
 """

@@ -98,6 +98,11 @@ class _Deltas:
             self._timer = None
 
 
+def request_tokens(prompt_chars: int, options: dict[str, Any]) -> float:
+    """A request's size for a TPM cap before it is sent: its prompt (about 4 characters a token) and reply cap."""
+    return prompt_chars / 4 + next((options[k] for k in OUTPUT_CAP_KEYS if isinstance(options.get(k), int)), 0)
+
+
 class Dispatcher:
     """Sends model calls for one run under the RLM's shared limiter.
 
@@ -236,8 +241,7 @@ class Dispatcher:
         client = self.sub_client if self.sub_client is not None and role != "root" else self.client
         options = self.call_options if extra is None else {**self.call_options, **extra}
         prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
-        cap = next((options[k] for k in OUTPUT_CAP_KEYS if isinstance(options.get(k), int)), 0)
-        tokens = prompt_chars / 4 + cap
+        tokens = request_tokens(prompt_chars, options)
         call_id: str | None = None
         started = 0.0
 

@@ -5,7 +5,7 @@ takes. Once a batch has handed out its last item, a worker with nothing left to 
 re-sends the in-flight call that has run longest past a latency percentile learned from
 the batch so far (up to ``copies`` times per item: the quickest of three draws beats the
 quickest of two); the first reply wins and the other requests are cancelled. A duplicate
-can cost money, so hedging is off unless asked for (``RLM(hedge=True)``), and capped at
+can cost money, so hedging is off unless asked for (``Endpoint(hedge=True)``), and capped at
 ``max_extra`` of the batch's items. The defaults come from ``rlm bench hedge-sim``, a
 simulation of the lognormal scenario (docs/performance.md): past the 70th percentile, two
 copies, 1.37x on average for 6 % more requests, against 1.27x for 2 % with one copy past
@@ -62,7 +62,7 @@ def straggler_threshold(policy: Hedge, finished: list[float]) -> float:
 
 
 def as_hedge(value: bool | Hedge | None) -> Hedge | None:
-    """``RLM(hedge=...)``: True for the defaults, a ``Hedge``, or False/None for off."""
+    """``Endpoint(hedge=...)``: True for the defaults, a ``Hedge``, or False/None for off."""
     if value is None or value is False:
         return None
     if value is True:

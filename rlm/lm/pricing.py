@@ -1,8 +1,8 @@
-"""Prices and context windows of common models, overridable per ``RLM``.
+"""Prices and context windows of common models, overridable per ``RLM`` (``Endpoint(pricing=...)``).
 
 Prices are list prices in US dollars per million tokens, as published by each provider
 (checked 2025-10; see ``PRICES_AS_OF``). They change: pass your own with
-``RLM(pricing={"my-model": ModelInfo(input_per_mtok=..., output_per_mtok=...)})``.
+``RLM(endpoint=Endpoint(pricing={"my-model": ModelInfo(input_per_mtok=..., output_per_mtok=...)}))``.
 A model not in the table has no price (its cost shows as unknown, never as $0) and no
 context window (its prompts are not checked before sending). Calls sent through a
 provider's Batch API (``rlm.map(..., via="batch")``) cost ``BATCH_DISCOUNT`` of the list price.
@@ -193,5 +193,5 @@ def _candidates(model: str) -> list[str]:
 
 
 def as_pricing(value: Pricing | PricingArg) -> Pricing:
-    """``RLM(pricing=...)`` accepts a ``Pricing``, a mapping of overrides, or None."""
+    """``Endpoint(pricing=...)`` accepts a ``Pricing``, a mapping of overrides, or None."""
     return value if isinstance(value, Pricing) else Pricing(value)

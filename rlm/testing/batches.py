@@ -15,15 +15,15 @@ import asyncio
 import itertools
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
 from rlm.testing import wire
+from rlm.testing.faults import Fault
 from rlm.testing.script import ScriptedRequest
-
-if TYPE_CHECKING:
-    from rlm.testing.server import ScriptedLM
 
 #: The endpoints a batch line may call, and the one completion window OpenAI takes.
 ENDPOINTS = ("/v1/chat/completions",)
@@ -35,6 +35,18 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}_scripted{next(_ids):06d}"
 
 
+@dataclass(frozen=True)
+class Script:
+    """What a batch needs of its server, handed over by it: how the script answers one line, and its sleep."""
+
+    is_root: Callable[[dict[str, Any]], bool]
+    fault: Callable[[ScriptedRequest], Fault | None]
+    latency: Callable[[ScriptedRequest], float]
+    reply: Callable[[ScriptedRequest], str]
+    #: Sleeps without blocking other requests; False once the server is stopping.
+    sleep: Callable[[float], Awaitable[bool]]
+
+
 class BatchService:
     """Files and batches held in memory; one task per batch answers its lines.
 
@@ -43,8 +55,8 @@ class BatchService:
     ``errors_in_output``, failed lines go to the output file instead of the error file.
     """
 
-    def __init__(self, server: ScriptedLM) -> None:
-        self._server = server
+    def __init__(self, script: Script) -> None:
+        self._script = script
         self.validating_s = 0.0
         self.expire_after: int | None = None
         self.errors_in_output = False
@@ -160,7 +172,7 @@ class BatchService:
 
     async def _process(self, batch: dict[str, Any]) -> None:
         """Validate the input file, answer its lines one by one, then write the result files."""
-        if self.validating_s and not await self._server._sleep(self.validating_s):
+        if self.validating_s and not await self._script.sleep(self.validating_s):
             return
         lines, problem = _requests(self._files[batch["input_file_id"]][1], batch["endpoint"])
         if problem is not None:
@@ -198,23 +210,23 @@ class BatchService:
 
     async def _answer(self, n: int, line: dict[str, Any]) -> dict[str, Any] | None:
         """One line's result, decided by the server's faults, latency and script as for a chat request."""
-        server, body = self._server, line["body"]
+        script, body = self._script, line["body"]
         messages = body["messages"]
         prompt = next((wire.message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         model = str(body.get("model") or "scripted")
-        role = "root" if server.is_root(body) else "sub"
+        role = "root" if script.is_root(body) else "sub"
         scripted = ScriptedRequest(n, body, model, messages, prompt, role, False, {}, "/v1/batches")
         status, reply = 200, None
         try:
-            fault = server._match_fault(scripted)
-            delay = server._latency_for(scripted)
-            if delay > 0 and not await server._sleep(delay):
+            fault = script.fault(scripted)
+            delay = script.latency(scripted)
+            if delay > 0 and not await script.sleep(delay):
                 return None
             if fault is not None:
                 status = fault.status if fault.status != 200 else 500
                 reply = {"error": {"message": fault.message, "type": "server_error", "param": None, "code": None}}
             else:
-                content, finish = wire.cap_reply(server._reply(scripted), body)
+                content, finish = wire.cap_reply(script.reply(scripted), body)
                 reply = json.loads(wire.completion(f"chatcmpl-batch-{n}", model, messages, content,
                                                    finish_reason=finish))
         except Exception as exc:  # noqa: BLE001 - a script's failure is that line's 500, not a dead batch

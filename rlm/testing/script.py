@@ -45,7 +45,7 @@ class ScriptExhausted(RuntimeError):
 
 
 @dataclass
-class _Rule:
+class Rule:
     """A fault rule; ``remaining`` counts down and only the server thread touches it."""
 
     fault: Fault
@@ -59,12 +59,12 @@ def default_is_root(body: dict[str, Any]) -> bool:
     return len(messages) > 1 or (bool(messages) and messages[0].get("role") == "system")
 
 
-def _default_root(request: ScriptedRequest) -> str:
+def default_root(request: ScriptedRequest) -> str:
     """End any root loop at once, so an unconfigured server still terminates runs."""
     return _DEFAULT_ROOT_REPLY
 
 
-def _default_sub(request: ScriptedRequest) -> str:
+def default_sub(request: ScriptedRequest) -> str:
     """A fixed short answer keeps unconfigured sub-calls cheap and predictable."""
     return _DEFAULT_SUB_REPLY
 
@@ -76,7 +76,7 @@ class ScriptAnswers:
     ``latency``, ``sub`` and the root queue.
     """
 
-    _rules: list[_Rule]
+    _rules: list[Rule]
     _lock: Any
     _faults: dict[str, int]
     _root: RootScript

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from rlm.testing import wire
-from rlm.testing.batches import BatchService
+from rlm.testing.batches import BatchService, Script
 from rlm.testing.faults import Fault
 from rlm.testing.loop_thread import LoopThread
 from rlm.testing.pacing import Pacing
@@ -26,12 +26,12 @@ from rlm.testing.script import (
     Latency,
     Reply,
     RootScript,
+    Rule,
     ScriptAnswers,
     ScriptedRequest,
-    _default_root,
-    _default_sub,
-    _Rule,
     default_is_root,
+    default_root,
+    default_sub,
     script_error,
 )
 
@@ -77,13 +77,13 @@ class ScriptedLM(ScriptAnswers, Pacing):
         self.prefix_cache = PrefixCache() if prefix_cache else None
         self.headers = headers
         self.windows = dict(windows or {})
-        self.root = root if root is not None else _default_root
-        self.sub: Reply = sub if sub is not None else _default_sub
+        self.root = root if root is not None else default_root
+        self.sub: Reply = sub if sub is not None else default_sub
         self.latency: Latency = latency
         self.is_root: Callable[[dict[str, Any]], bool] = is_root if is_root is not None else default_is_root
         self.record = record
         self._port = port
-        self._rules: list[_Rule] = []
+        self._rules: list[Rule] = []
         self._admit_limit: int | None = None
         self._admit_retry_after = 0.5
         self._in_flight = 0
@@ -91,7 +91,8 @@ class ScriptedLM(ScriptAnswers, Pacing):
         self._server_thread: LoopThread | None = None
         self._runner: web.AppRunner | None = None
         self._init_pacing(stream_chars, stream_delay)
-        self.batches = BatchService(self)
+        self.batches = BatchService(Script(is_root=lambda body: self.is_root(body), fault=self._match_fault,
+                                           latency=self._latency_for, reply=self._reply, sleep=self._sleep))
 
     # ----------------------------------------------------------- configuration
 
@@ -116,7 +117,7 @@ class ScriptedLM(ScriptAnswers, Pacing):
         """Add a fault rule; rules are tried in order and the first match wins."""
         with self._lock:
             # Copy-on-write so the server thread can iterate without the lock.
-            self._rules = [*self._rules, _Rule(fault, when, times)]
+            self._rules = [*self._rules, Rule(fault, when, times)]
 
     def admit(self, max_in_flight: int | None, retry_after: float = 0.5) -> None:
         """Answer 429 to requests beyond ``max_in_flight`` concurrent ones (None lifts it)."""

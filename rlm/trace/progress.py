@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from .events import Event
+from .events import Event, Subscriber
 
 #: ETA and rate look at completions in this many recent seconds.
 RATE_WINDOW_S = 10.0
@@ -340,3 +340,14 @@ def isatty(stream: Any) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+def progress_subscribers(progress: bool | Listener | None) -> list[Subscriber]:
+    """A fresh progress model per run: the console line (default: when stderr is a terminal), a callable, or nothing."""
+    if progress is None:
+        progress = isatty(sys.stderr)
+    if progress is True:
+        return [ProgressModel(ConsoleProgress())]
+    if callable(progress):
+        return [ProgressModel(progress)]
+    return []

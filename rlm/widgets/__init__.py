@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..trace.events import Subscriber
 
 if TYPE_CHECKING:
-    from ..control import RunControl
+    from ..runtime import RunControl
 
 log = logging.getLogger("rlm")
 
@@ -55,7 +55,7 @@ def wants_widget(request: dict[str, object] | None) -> bool:
     return isinstance(metadata, dict) and bool(metadata)
 
 
-def _current_request() -> dict[str, object] | None:
+def current_request() -> dict[str, object] | None:
     ipython = sys.modules["IPython"].get_ipython()
     kernel = getattr(ipython, "kernel", None)
     get_parent = getattr(kernel, "get_parent", None)
@@ -85,7 +85,7 @@ def watch(view: bool | None, control: RunControl | None = None) -> Iterator[list
         raise ConfigError("view=True needs a Jupyter kernel; outside one, pass view=None or False")
     from .live import LiveSession
 
-    session = LiveSession(control, widget=wants_widget(_current_request()))
+    session = LiveSession(control, widget=wants_widget(current_request()))
     session.show()
     try:
         yield [session]

@@ -23,7 +23,7 @@ import anywidget
 import traitlets
 
 from .. import runtime
-from ..control import RunControl
+from ..runtime import RunControl
 from ..trace import html
 from ..trace.events import Event
 from ..trace.progress import Progress

@@ -30,11 +30,11 @@ def show(source: Any) -> None:
     """
     from IPython.display import display
 
-    from . import _current_request, in_notebook, wants_widget
+    from . import current_request, in_notebook, wants_widget
     from .live import LiveSession
 
     trace = as_trace(source)
-    session = LiveSession(widget=in_notebook() and wants_widget(_current_request()))
+    session = LiveSession(widget=in_notebook() and wants_widget(current_request()))
     for event in trace:
         session.state(event)
     if session.widget is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +25,8 @@ def upper(request) -> str:
     return request.prompt.upper()
 
 
-def make_rlm(lm: ScriptedLM, **kwargs: object) -> RLM:
-    kwargs.setdefault("endpoint", Endpoint(retries=0))
+def make_rlm(lm: ScriptedLM, cache: object = None, **kwargs: object) -> RLM:
+    kwargs["endpoint"] = dataclasses.replace(kwargs.get("endpoint", Endpoint(retries=0)), cache=cache)  # type: ignore[type-var]
     kwargs.setdefault("sandbox", "local")
     return RLM("root", "sub", base_url=lm.base_url, api_key="k", **kwargs)  # type: ignore[arg-type]
 
@@ -47,8 +48,9 @@ def test_rerunning_a_completion_costs_zero_model_calls(tmp_path: Path) -> None:
 def test_the_cache_survives_the_process(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite3"
     script = (
-        "import sys\nfrom rlm import RLM\n"
-        "r = RLM('root', 'sub', base_url=sys.argv[1], api_key='k', sandbox='local', cache=sys.argv[2])\n"
+        "import sys\nfrom rlm import RLM, Endpoint\n"
+        "r = RLM('root', 'sub', base_url=sys.argv[1], api_key='k', sandbox='local',\n"
+        "        endpoint=Endpoint(cache=sys.argv[2]))\n"
         "print(r.completion('ctx', 'q').answer)\n"
     )
     with ScriptedLM(root=lambda r: "FINAL(from the server)") as lm:
@@ -101,9 +103,9 @@ def test_bad_cache_settings_say_what_to_pass(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError, match="writable directory"):
-        RLM("m", base_url="http://127.0.0.1:9/v1", cache=blocker / "sub")
+        RLM("m", base_url="http://127.0.0.1:9/v1", endpoint=Endpoint(cache=blocker / "sub"))
     with pytest.raises(ConfigError, match="cache must be"):
-        RLM("m", base_url="http://127.0.0.1:9/v1", cache=42)  # type: ignore[arg-type]
+        Endpoint(cache=42)  # type: ignore[arg-type]
 
 
 def _completion(text: str) -> Completion:

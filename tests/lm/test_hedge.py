@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from rlm import RLM, Budget, ConfigError, Hedge
+from rlm import RLM, Budget, ConfigError, Endpoint, Hedge
 from rlm.lm.dispatcher import Dispatcher
 from rlm.lm.limiter import AdaptiveLimiter
 from rlm.lm.transport import FastClient
@@ -94,7 +94,8 @@ def test_rlm_hedge_through_a_completion_counts_both_requests_in_usage_and_budget
                "FINAL_VAR('answers')\n```")
     with ScriptedLM(root=[program], latency=stalls_first_time(), sub=lambda r: "ok " + r.prompt) as lm:
         rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local", max_concurrent=8,
-                  hedge=Hedge(percentile=0.9, min_samples=10, copies=1), budget=Budget(max_calls=100))
+                  endpoint=Endpoint(hedge=Hedge(percentile=0.9, min_samples=10, copies=1)),
+                  budget=Budget(max_calls=100))
         result = rlm.completion("ctx", "q", view=False)
     assert result.answer == str([f"ok item {i}" for i in range(60)])
     assert result.usage.hedged_calls == 2 and result.usage.calls == 1 + 62
@@ -116,8 +117,9 @@ def test_counts_of_a_hedge_are_ints_of_at_least_one(field: str) -> None:
 
 def test_hedge_takes_true_false_or_a_hedge() -> None:
     with pytest.raises(ConfigError, match=r"hedge must be True, False or a rlm\.Hedge"):
-        RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", hedge="fast")  # type: ignore[arg-type]
-    assert RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", hedge=True).hedge == Hedge()
+        Endpoint(hedge="fast")  # type: ignore[arg-type]
+    rlm = RLM("m", base_url="http://127.0.0.1:9/v1", api_key="k", endpoint=Endpoint(hedge=True))
+    assert rlm.engine.hedge == Hedge()
 
 
 async def test_cancelling_a_hedged_batch_cancels_both_requests_of_a_race() -> None:

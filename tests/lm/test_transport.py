@@ -188,8 +188,8 @@ def test_rlm_transports_give_the_same_run(transport: str) -> None:
         assert lm.stats["sub"] == 5 and lm.stats["root"] == 2
         assert result.usage.by_model["sub"].calls == 4
     sdk_calls = {"openai": "both", "fast": "none", "auto": "root"}[transport]
-    assert isinstance(rlm.client, FastClient if sdk_calls == "none" else OpenAIClient)
-    assert isinstance(rlm.sub_client, FastClient) == (sdk_calls == "root")
+    assert isinstance(rlm.engine.client, FastClient if sdk_calls == "none" else OpenAIClient)
+    assert isinstance(rlm.engine.sub_client, FastClient) == (sdk_calls == "root")
 
 
 def test_rlm_rejects_unknown_transport_and_bad_retries() -> None:
@@ -204,7 +204,7 @@ def test_a_callers_own_client_replaces_both_transports() -> None:
         own = FastClient(base_url=lm.base_url, api_key="k")
         rlm = RLM("root", "sub", endpoint=Endpoint(client=own, transport="openai"))
         assert rlm.completion("ctx", "q").answer == "ok"
-    assert rlm.client is own and rlm.sub_client is None
+    assert rlm.engine.client is own and rlm.engine.sub_client is None
 
 
 @pytest.mark.parametrize("in_a_cycle", [False, True])
@@ -428,4 +428,5 @@ def test_rlm_accepts_every_sdk_option() -> None:
 
 def test_a_callers_own_client_gets_its_options_unchecked() -> None:
     own = FastClient(base_url="http://127.0.0.1:9/v1", api_key="k")
-    assert RLM("m", endpoint=Endpoint(client=own, call_options={"top_k": 5})).call_options == {"top_k": 5}
+    rlm = RLM("m", endpoint=Endpoint(client=own, call_options={"top_k": 5}))
+    assert rlm.settings.endpoint.call_options == {"top_k": 5}

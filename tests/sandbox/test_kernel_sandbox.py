@@ -24,7 +24,7 @@ import rlm
 from rlm import RLM, ConfigError, Endpoint, FailedCall, Limits, SandboxConfig, SandboxError
 from rlm.repl.kernel import KernelREPL
 from rlm.repl.sandbox import pool as kernel_pool
-from rlm.repl.sandbox.isolation import _world_traversable
+from rlm.repl.sandbox.isolation import world_traversable
 from rlm.repl.sandbox.pool import KernelPool
 from rlm.testing import Fault, ScriptedLM
 
@@ -261,7 +261,7 @@ def _fail_closed_host(settings: dict) -> dict:
 def test_without_any_confinement_auto_refuses_to_start_a_kernel() -> None:
     if shutil.which("bwrap", path="/usr/bin:/bin"):
         pytest.skip("a system bwrap is installed here")
-    if os.geteuid() == 0 and _world_traversable(sys.executable) and uid_settings() is not None:
+    if os.geteuid() == 0 and world_traversable(sys.executable) and uid_settings() is not None:
         pytest.skip("this Python is readable by other users, so a uid of its own confines the kernel")
     found = _fail_closed_host({})
     assert "refused" in found, found

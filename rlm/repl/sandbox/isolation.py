@@ -79,7 +79,7 @@ def bwrap_problems() -> list[str]:
     return list(_problems)
 
 
-def _world_traversable(path: str) -> bool:
+def world_traversable(path: str) -> bool:
     """Can a stranger reach ``path``? Every directory on the way must be o+x."""
     current = Path(path).resolve()
     for part in (current, *current.parents):
@@ -131,7 +131,7 @@ def resolve(config: SandboxConfig) -> Isolation:
     landlock = confine.landlock_abi()
     if bwrap is not None:
         return Isolation("bwrap", root and _span() is not None, True, True, True, True, bwrap, landlock)
-    traversable = all(_world_traversable(d) for d in python_dirs(config.python, config.extra_env))
+    traversable = all(world_traversable(d) for d in python_dirs(config.python, config.extra_env))
     separate = root and _span() is not None and traversable
     if wanted == "none":
         return Isolation("none", separate, False, False, False, separate or not root)
