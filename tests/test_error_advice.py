@@ -84,13 +84,3 @@ def test_every_parameter_advised_in_a_string_exists() -> None:
         if name not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
             wrong.append(f"{where}:{line}: {cls}({name}=...) but {cls} takes {', '.join(parameters)}")
     assert not wrong, "\n".join(wrong)
-
-
-def test_rlm_takes_at_most_fourteen_parameters_whose_defaults_are_the_settings() -> None:
-    parameters = inspect.signature(rlm.RLM).parameters
-    assert len(parameters) <= 14
-    fields = Settings()
-    for name, parameter in parameters.items():
-        assert hasattr(fields, name), f"RLM({name}=...) is not a field of Settings"
-        if parameter.default is not None:
-            assert parameter.default == getattr(fields, name), name

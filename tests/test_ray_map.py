@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rlm import RLM, Endpoint, FailedCall, RLMResult, WorkerError
+from rlm import RLM, Budget, Endpoint, FailedCall, Hedge, Limits, ModelInfo, RLMResult, Settings, WorkerError
+from rlm.datasets.ray_executor import WorkerSpec
 from rlm.testing import ScriptedLM
 
 pytestmark = pytest.mark.slow  # starting a local Ray takes 10-30 s
@@ -21,10 +23,9 @@ REPLY = "```repl\nimport os\nFINAL(llm_query('label: ' + context) + '|' + str(os
 
 
 def warm() -> int:
-    """Start a worker and import rlm there, so a test's tasks do not wait for a second worker to start."""
+    """Import rlm on a worker, so a test's tasks do not wait for a worker to start and import it."""
     import rlm.datasets.ray_executor  # noqa: F401
 
-    time.sleep(1.0)
     return os.getpid()
 
 
@@ -33,7 +34,10 @@ def local_ray() -> Iterator[None]:
     path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": path}})
-    assert len(set(ray.get([ray.remote(warm).remote() for _ in range(2)], timeout=120))) == 2
+    started, deadline = set(), time.monotonic() + 120
+    while len(started) < 2 and time.monotonic() < deadline:  # until both workers have imported rlm
+        started |= set(ray.get([ray.remote(warm).remote() for _ in range(2)], timeout=120))
+    assert len(started) == 2, "a second Ray worker never started"
     yield
     ray.shutdown()
 
@@ -79,3 +83,45 @@ def test_a_failed_completion_or_a_dead_worker_is_a_failed_call_and_the_others_ar
     assert isinstance(results[1], FailedCall) and "refuses this context" in results[1]
     assert isinstance(results[3], FailedCall) and isinstance(results[3].error, WorkerError)
     assert [str(results[0].answer).split("|")[0], str(results[2].answer).split("|")[0]] == ["ok", "ok"]
+
+
+def a_tool(x: int) -> int:
+    """Doubles x."""
+    return 2 * x
+
+
+def a_listener(progress: object) -> None:
+    """A progress callable that pickles (by reference)."""
+
+
+def received_on_a_worker(spec: WorkerSpec) -> tuple[Settings, dict[str, object]]:
+    """What a Ray worker gets and builds: the settings as received, and what its engine made of them."""
+    engine = spec.engine()
+    try:
+        return spec.settings, {"hedge": engine.hedge, "cache": engine.cache.path if engine.cache is not None else None,
+                               "max_concurrent": engine.limiter.max_concurrent, "budget": engine.budget,
+                               "window": engine.pricing.context_window("root")}
+    finally:
+        engine.close()
+
+
+def test_a_worker_receives_every_setting_of_the_driver(local_ray: None, tmp_path: Path) -> None:
+    driver = RLM(
+        "root", "sub", base_url="http://127.0.0.1:9/v1", api_key="k", sandbox="local", max_concurrent=3,
+        max_iterations=7, max_depth=2, budget=Budget(max_calls=99), progress=a_listener, log_dir=tmp_path / "logs",
+        limits=Limits(max_output_chars=1234, step_timeout=9.0, max_children=2, max_descendants=5),
+        endpoint=Endpoint(timeout=7.0, retries=2, transport="fast", rpm=600, tpm=60_000,
+                          call_options={"temperature": 0.1}, pricing={"root": ModelInfo(context_window=9000)},
+                          models=("extra",), stream=False, cache=tmp_path / "cache", hedge=Hedge(percentile=0.8)),
+        tools=[a_tool],
+    )
+    defaults = Settings()
+    received, built = ray.get(ray.remote(received_on_a_worker).remote(
+        WorkerSpec(driver.settings, driver.pricing, None)), timeout=120)
+    for field in dataclasses.fields(Settings):
+        sent = getattr(driver.settings, field.name)
+        assert sent != getattr(defaults, field.name), f"{field.name} is left at its default: the test proves nothing"
+        assert getattr(received, field.name) == sent, field.name
+    assert built == {"hedge": Hedge(percentile=0.8), "cache": tmp_path / "cache" / "completions.sqlite3",
+                     "max_concurrent": 3, "budget": Budget(max_calls=99), "window": 9000}
+    driver.close()
