@@ -50,10 +50,12 @@ def make_rlm(sandbox: str) -> Callable[..., RLM]:
 
 def test_fifty_chunk_batch_over_one_megabyte_keeps_order_and_runs_in_parallel(make_rlm):
     context = "".join(f"[{i:07d}]" for i in range(100_000))  # 1 MB, position-stamped
-    assert len(context) >= 900_000
     with ScriptedLM(root=[CHUNK_PROGRAM, "FINAL_VAR(answers)"], sub=item_reply, latency=(0.05, 0.4)) as lm:
         result = make_rlm(lm).completion(context, "number the chunks")
-        assert isinstance(result, RLMResult)
+        root_chars = max(sum(len(str(m["content"])) for m in r.messages) for r in lm.root_requests)
+        assert root_chars < 50_000, "the root was shown the context, not a preview of it"
+        stamps = {r.prompt.split(":")[0]: r.prompt.split(": ", 1)[1][:9] for r in lm.sub_requests}
+        assert stamps == {f"item {i}": f"[{i * 2000:07d}]" for i in range(50)}  # each chunk where it belongs
         assert result.answer == str([f"answer {i}" for i in range(50)])
         assert result.iterations == 2 and result.stopped == "final" and not result.fallback
         assert lm.stats["sub"] == 50

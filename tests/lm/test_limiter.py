@@ -25,6 +25,14 @@ async def _hold(limiter: AdaptiveLimiter, seen: list[int], order: list[int] | No
         await asyncio.sleep(0.001)
 
 
+
+async def until(done: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let the loop run until ``done()`` holds, or fail at the deadline (never a fixed sleep, then a look)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the condition did not hold within the deadline"
+        await asyncio.sleep(0.001)
+
 async def test_never_more_in_flight_than_the_limit() -> None:
     limiter = AdaptiveLimiter(5)
     seen: list[int] = []
@@ -50,11 +58,10 @@ async def test_cancelled_waiters_and_holders_give_their_slots_back() -> None:
 
     holders = [asyncio.create_task(holder()) for _ in range(2)]
     waiters = [asyncio.create_task(holder()) for _ in range(5)]
-    await asyncio.sleep(0.01)
-    assert limiter.in_flight == 2 and limiter.waiting == 5
+    await until(lambda: limiter.in_flight == 2 and limiter.waiting == 5)
     for task in waiters[:3] + holders[:1]:
         task.cancel()
-    await asyncio.sleep(0.01)
+    await until(lambda: all(t.done() for t in waiters[:3] + holders[:1]))
     assert limiter.in_flight == 2 and limiter.waiting == 1  # a cancelled holder's slot went to a waiter
     gate.set()
     await asyncio.gather(*holders, *waiters, return_exceptions=True)

@@ -181,7 +181,10 @@ def test_stop_sent_on_a_subshell_cancels_the_run_and_keeps_the_partial_result(ke
         kc,
         "import sys, time\n"
         "partial = sys.last_value.partial\n"
-        "sent = lm.stats['sub']; time.sleep(1.0)\n"
+        "deadline = time.monotonic() + 10\n"
+        "while lm.stats['in_flight'] and time.monotonic() < deadline: time.sleep(0.02)\n"
+        "sent = lm.stats['sub']; watch = time.monotonic() + 1.0\n"  # nothing new may start: watch for 1 s
+        "while lm.stats['sub'] == sent and time.monotonic() < watch: time.sleep(0.02)\n"
         "print(partial.stopped, partial.trace[-1].kind, partial.trace[-1].data['status'], "
         "sent, lm.stats['sub'], lm.stats['in_flight'])",
     )
