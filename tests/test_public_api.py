@@ -36,3 +36,18 @@ def test_import_loads_no_heavy_library():
               f"print([m for m in {heavy!r} + ['rlm.bench.scale', 'rlm.testing'] if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", helped], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", "rlm --help loads what only a subcommand needs"
+
+
+def test_every_documented_import_path_still_works() -> None:
+    """The layout moved modules; the paths users were told to import from stay (docs, seed API, console script)."""
+    code = (
+        "from rlm.rlm_repl import RLM_REPL\nfrom rlm.repl import REPLEnv, Sub_RLM\n"
+        "from rlm.testing import ScriptedLM\nfrom rlm.otel import OpenTelemetrySubscriber\n"
+        "from rlm.checkpoint import Checkpoint\nfrom rlm.cli import main\nimport rlm\n"
+        "assert callable(rlm.load_ipython_extension) and callable(main) and Checkpoint is rlm.Checkpoint\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    version = subprocess.run([sys.executable, "-m", "rlm.cli", "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"rlm {rlm.__version__}"
