@@ -99,6 +99,11 @@ class RLM:
         return self._engine.subscribers
 
     @property
+    def sandbox(self) -> str:
+        """Where root code runs: ``"kernel"`` (the sandbox; ``settings.sandbox`` may hold its config) or ``"local"``."""
+        return "kernel" if self._engine.kernels is not None else "local"
+
+    @property
     def kernels(self) -> KernelPool | None:
         """The sandbox kernels (None with ``sandbox="local"``)."""
         return self._engine.kernels
@@ -238,5 +243,4 @@ class RLM:
 
     def __repr__(self) -> str:
         s = self.settings
-        sandbox = "kernel" if isinstance(s.sandbox, SandboxConfig) else s.sandbox
-        return f"RLM(model={s.model!r}, sub_model={s.sub_model!r}, sandbox={sandbox!r})"
+        return f"RLM(model={s.model!r}, sub_model={s.sub_model!r}, sandbox={self.sandbox!r})"
