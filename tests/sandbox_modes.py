@@ -17,7 +17,7 @@ import pytest
 
 from rlm import SandboxConfig
 from rlm.repl.sandbox.config import ISOLATION_ENV
-from rlm.repl.sandbox.isolation import _world_traversable, bwrap_path
+from rlm.repl.sandbox.isolation import world_traversable, bwrap_path
 
 #: Every level, or only the one a run forces with $RLM_SANDBOX_ISOLATION (CI's second pass).
 MODES = [os.environ[ISOLATION_ENV]] if os.environ.get(ISOLATION_ENV) else ["bwrap", "uid", "none"]
@@ -29,7 +29,7 @@ def uid_settings() -> dict[str, Any] | None:
         return None
     python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
     packages = [p for p in site.getsitepackages() if os.path.isdir(p)]
-    if not os.path.exists(python) or not all(_world_traversable(p) for p in [python, *packages]):
+    if not os.path.exists(python) or not all(world_traversable(p) for p in [python, *packages]):
         return None
     return {"python": python, "extra_env": {"PYTHONPATH": os.pathsep.join(packages)}}
 
