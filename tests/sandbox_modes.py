@@ -17,7 +17,7 @@ import pytest
 
 from rlm import SandboxConfig
 from rlm.repl.sandbox.config import ISOLATION_ENV
-from rlm.repl.sandbox.isolation import world_traversable, bwrap_path
+from rlm.repl.sandbox.isolation import bwrap_path, world_traversable
 
 #: Every level, or only the one a run forces with $RLM_SANDBOX_ISOLATION (CI's second pass).
 MODES = [os.environ[ISOLATION_ENV]] if os.environ.get(ISOLATION_ENV) else ["bwrap", "uid", "none"]
