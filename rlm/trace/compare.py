@@ -40,7 +40,8 @@ class RunSummary:
     label: str
     stopped: str
     answer: str | None
-    iterations: int
+    #: Root turns (None: a run with no trace, such as a benchmark's text method).
+    iterations: int | None
     root_calls: int
     sub_calls: int
     failed_calls: int

@@ -15,14 +15,19 @@ from . import html
 
 if TYPE_CHECKING:
     from .compare import Comparison, RunSummary
+    from .runs import BenchRuns
 
 #: One colour per run, in order: the table, the column heads and the timelines share it.
 RUN_COLOURS = ("#1e88e5", "#e65100", "#2e7d32", "#6a1b9a", "#c62828", "#00838f", "#5d4037", "#ad1457")
 ANSWER_CHARS = 160
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
+    """Text as HTML, quotes included (model text is untrusted)."""
     return htmllib.escape(str(value), quote=True)
+
+
+_e = escape
 
 
 def css() -> str:
@@ -41,12 +46,12 @@ def render(comparison: Comparison, *, style: bool = True) -> str:
     return f'{sheet}<div class="rlm-view rlm-compare">{body(comparison)}</div>'
 
 
-def body(comparison: Comparison) -> str:
-    """The comparison's sections, without the stylesheet and the outer box."""
+def body(comparison: Comparison, *, numbers: bool = True) -> str:
+    """The comparison's sections, without the stylesheet and the outer box (``numbers``: with the table)."""
     sections = [
         f'<div class="rlm-cmp-title">{len(comparison.runs)} runs side by side: '
         f'{" ".join(chip(i, label) for i, label in enumerate(comparison.labels))}</div>',
-        table(comparison.runs),
+        table(comparison.runs) if numbers else "",
         _answers(comparison.runs),
         _divergences(comparison),
         _steps(comparison),
@@ -93,13 +98,19 @@ def table(runs: Iterable[RunSummary], extra: dict[str, list[str]] | None = None)
             f'<span class="rlm-badge rlm-st-{_e(_status_class(r.stopped))}">{_e(badge)}</span>',
             f'<span title="{_e(answer)}">{_e(_short(answer))}</span>',
             *(values[i] for values in extra.values()),
-            str(r.iterations), str(r.root_calls), str(r.sub_calls),
+            "–" if r.iterations is None else str(r.iterations), str(r.root_calls), str(r.sub_calls),
             f'<span class="rlm-bad">{r.failed_calls}</span>' if r.failed_calls else "0",
             f"{r.prompt_tokens:,}", f"{r.completion_tokens:,}", _money(r.cost_usd), f"{r.seconds:.2f} s",
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return (f'<table class="rlm-cmp-table"><thead><tr>{"".join(f"<th>{_e(h)}</th>" for h in heads)}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def score_colour(score: Any) -> str:
+    """Red at 0, amber midway, green at 1."""
+    value = min(max(float(score or 0), 0.0), 1.0)
+    return f"hsl({round(120 * value)}, 60%, 42%)"
 
 
 def _status_class(stopped: str) -> str:
@@ -173,3 +184,23 @@ def _trees(comparison: Comparison) -> str:
         tree = html.render_sections({"tree": parts["tree"], "calls": parts["calls"]})["tree"]
         out.append(f'<details class="rlm-cmp-tree"><summary>{chip(i, label)} fan-out</summary>{tree}</details>')
     return f'<h4>Fan-out</h4>{"".join(out)}'
+
+
+def bench(runs: BenchRuns, *, standalone: bool = False) -> str:
+    """A results file's questions, each a ``<details>`` row (its scores) that opens to its runs side by side."""
+    from .runs import label
+
+    rows = []
+    for question in runs.questions():
+        records = runs.runs(question)
+        several = len({r.get("repeat", 0) for r in records}) > 1
+        scores = " ".join(f'<span class="rlm-cmp-chip" style="border-color:{score_colour(r.get("score"))}">'
+                          f'{_e(label(r, several))} <span class="rlm-cmp-score">{float(r.get("score") or 0):.2f}'
+                          "</span></span>" for r in records)
+        rows.append(f'<details class="rlm-cmp-question" data-question="{_e(question)}"><summary><b>{_e(question)}</b> '
+                    f'· {_e(records[0].get("kind", ""))} · {scores}</summary>{runs.question_html(question)}</details>')
+    fragment = (f'<style>{css()}</style><div class="rlm-view rlm-compare"><div class="rlm-cmp-title">'
+                f'{_e(runs.path.name)}: {len(rows)} questions, {len(runs.records)} runs</div>'
+                '<div class="rlm-note">Open a question to see every method\'s run of it.</div>'
+                f'{"".join(rows)}</div>')
+    return page(fragment, f"rlm · {runs.path.name}") if standalone else fragment
