@@ -200,6 +200,7 @@ class RootLoop:
         fallback = cut = False
         status = "error"
         repl: REPL | None = None
+        stopped_by: BaseException | None = None
         try:
             repl, messages = await self._open(loaded, description, query, host, conversation, shape)
             iteration, limit, corrected = 0, settings.max_iterations, False
@@ -243,7 +244,7 @@ class RootLoop:
                 stopped = "cancelled"
             status = stopped  # a view says "budget reached", not "failed"
             text = exc.text if isinstance(exc, AnswerError) else ""
-            exc.partial = self._result(text, steps, run_id, started, fallback=False, stopped=stopped)  # type: ignore[union-attr]
+            stopped_by = exc
             raise
         finally:
             if repl is not None and conversation is None:
@@ -252,6 +253,9 @@ class RootLoop:
                 "run", run_id, self.parent_span, status=status, answer=answer,
                 iterations=len(steps), fallback=fallback, seconds=time.perf_counter() - started,
             )
+            if stopped_by is not None:  # made after run.end, so its trace says how the run ended
+                stopped_by.partial = self._result(text, steps, run_id, started, fallback=False,  # type: ignore[attr-defined]
+                                                  stopped=stopped)
         assert answer is not None
         error = failed_answer(answer)
         reason: StopReason = "failed_call" if error else "cut_off" if cut else (
