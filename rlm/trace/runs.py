@@ -59,15 +59,18 @@ def label(record: dict[str, Any], repeats: bool = False) -> str:
 
 
 class BenchRuns:
-    """The runs of one results file, by question."""
+    """The runs of one results file, by question (the latest of each method, prompt and repeat)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise ConfigError(f"no results file at {self.path}")
         self.records = read_results(self.path)
+        # A prompt edited since (same name, new digest) leaves its older runs in the file: the latest is shown.
+        latest = {(r["id"], r["method"], r.get("prompt"), r.get("repeat", 0), r.get("identity")): r
+                  for r in self.records}
         self.by_question: dict[str, list[dict[str, Any]]] = {}
-        for record in self.records:
+        for record in latest.values():
             self.by_question.setdefault(str(record["id"]), []).append(record)
 
     def questions(self) -> list[str]:

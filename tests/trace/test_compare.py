@@ -81,6 +81,7 @@ def test_the_timelines_share_one_time_axis(runs) -> None:
 def test_a_failed_run_and_a_forked_run_compare_with_the_run_they_came_from(runs) -> None:
     view = rlm.compare({"three": runs["three"], "failed": runs["failed"], "fork": runs["fork"]})
     three, failed, fork = view.runs
+    assert three.stopped == "final" and three.iterations == 3
     assert failed.stopped == "error" and failed.answer is None and failed.iterations == 2
     assert fork.forked is not None and fork.forked.endswith("at step 2") and fork.stopped == "final"
     fork_where = view.divergences[1]
