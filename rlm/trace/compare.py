@@ -59,8 +59,8 @@ class Divergence:
     """Where a run's code first differs from the first run's (``iteration`` None: it never does).
 
     Code steps are compared in order, whatever turn they came in; ``iteration`` and
-    ``block`` (1-based) place the first different step in this run, ``base_iteration`` in
-    the first run. ``base_code`` or ``code`` is None where one run has no such step.
+    ``block`` (1-based) place the first different step in this run, ``base_iteration`` and
+    ``base_block`` in the first run. ``base_code`` or ``code`` is None where one run has no such step.
     """
 
     label: str
@@ -68,6 +68,7 @@ class Divergence:
     iteration: int | None = None
     block: int | None = None
     base_iteration: int | None = None
+    base_block: int | None = None
     base_code: str | None = None
     code: str | None = None
 
@@ -218,6 +219,6 @@ def _diverge(base_label: str, base: list[tuple[int, int, str]], label: str,
         theirs = base[i] if i < len(base) else None
         if mine is None or theirs is None or mine[2] != theirs[2]:
             return Divergence(label, base_label, iteration=mine[0] if mine else None, block=mine[1] if mine else None,
-                              base_iteration=theirs[0] if theirs else None,
+                              base_iteration=theirs[0] if theirs else None, base_block=theirs[1] if theirs else None,
                               base_code=theirs[2] if theirs else None, code=mine[2] if mine else None)
     return Divergence(label, base_label)

@@ -147,22 +147,24 @@ def _steps(comparison: Comparison) -> str:
         {int(it.get("n") or 0): it for it in parts["iterations"]} for parts in comparison.parts
     ]
     numbers = sorted({n for turns in by_n for n in turns})
-    marks: dict[tuple[int, int], str] = {}
+    marks: dict[tuple[int, int], tuple[str, int]] = {}  # (run, iteration) -> (note, the block to open)
     for k, d in enumerate(comparison.divergences, 1):
-        if d.iteration is not None:
-            marks[(k, d.iteration)] = f"code first differs from {comparison.labels[0]} here"
-        if d.base_iteration is not None:
-            marks.setdefault((0, d.base_iteration), "a later run's code first differs here")
+        if d.iteration is not None and d.block is not None:
+            marks[(k, d.iteration)] = (f"code first differs from {comparison.labels[0]} here", d.block)
+        if d.base_iteration is not None and d.base_block is not None:
+            marks.setdefault((0, d.base_iteration), ("a later run's code first differs here", d.base_block))
     heads = "".join(f"<th>{chip(i, label)}</th>" for i, label in enumerate(comparison.labels))
     rows = []
     for n in numbers:
         cells = []
         for i, turns in enumerate(by_n):
             mark = marks.get((i, n))
-            flag = f'<div class="rlm-cmp-flag">{_e(mark)}</div>' if mark else ""
             turn = turns.get(n)
-            cells.append(f'<td class="{"rlm-cmp-marked" if mark else ""}">{flag}'
-                         + (html.iteration(turn) if turn is not None else '<div class="rlm-empty">–</div>') + "</td>")
+            drawn = html.iteration(turn) if turn is not None else '<div class="rlm-empty">–</div>'
+            if mark is not None:  # the differing step's code shown open
+                key = f'<details class="rlm-code" data-key="{n}.{mark[1] - 1}">'
+                drawn = f'<div class="rlm-cmp-flag">{_e(mark[0])}</div>' + drawn.replace(key, key[:-1] + " open>")
+            cells.append(f'<td class="{"rlm-cmp-marked" if mark else ""}">{drawn}</td>')
         rows.append(f'<tr><th class="rlm-cmp-n">{n}</th>{"".join(cells)}</tr>')
     return (f'<h4>Steps, aligned by iteration</h4><div class="rlm-cmp-scroll"><table class="rlm-cmp-steps">'
             f'<thead><tr><th></th>{heads}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')

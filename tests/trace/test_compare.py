@@ -90,6 +90,7 @@ def test_a_failed_run_and_a_forked_run_compare_with_the_run_they_came_from(runs)
     page = view.to_html()
     assert "forked from" in page and 'rlm-badge rlm-st-error">failed' in page
     assert "replayed from the record" in page and "the fork's edited code" in page
+    assert 'data-key="2.0" open>' in page  # the differing step's code is shown open
 
 
 def test_two_to_eight_runs_and_clear_errors(runs) -> None:
