@@ -24,13 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import compare_html
 from .state import RunState
 from .trace import Trace
 
 MIN_RUNS, MAX_RUNS = 2, 8
 
-#: How a run's end status reads as ``RLMResult.stopped`` (a fallback answer is "max_iterations").
-STOPPED = {"ok": "final", "running": "unfinished"}
+
+def ending(status: str, fallback: bool) -> str:
+    """A run's end status (``run.end``'s, or "running" with no end) as ``RLMResult.stopped`` says it."""
+    if status == "ok":
+        return "max_iterations" if fallback else "final"
+    return "unfinished" if status == "running" else status
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,6 @@ class Comparison:
 
     def to_html(self, *, standalone: bool = False) -> str:
         """The comparison as an HTML fragment, or as a whole page that opens offline."""
-        from . import compare_html
-
         if standalone:
             return compare_html.document(self)
         return compare_html.render(self)
@@ -189,7 +192,7 @@ def _summary(label: str, parts: dict[str, Any], trace: Trace) -> RunSummary:
     header, calls = parts["header"], parts["calls"]
     progress = header.get("progress") or {}
     status = str(header.get("status") or "running")
-    stopped = "max_iterations" if status == "ok" and header.get("fallback") else STOPPED.get(status, status)
+    stopped = ending(status, bool(header.get("fallback")))
     forked = header.get("forked")
     roles, statuses = calls["role"], calls["status"]
     answer = header.get("answer")

@@ -15,7 +15,6 @@ from . import html
 
 if TYPE_CHECKING:
     from .compare import Comparison, RunSummary
-    from .runs import BenchRuns
 
 #: One colour per run, in order: the table, the column heads and the timelines share it.
 RUN_COLOURS = ("#1e88e5", "#e65100", "#2e7d32", "#6a1b9a", "#c62828", "#00838f", "#5d4037", "#ad1457")
@@ -187,22 +186,3 @@ def _trees(comparison: Comparison) -> str:
         out.append(f'<details class="rlm-cmp-tree"><summary>{chip(i, label)} fan-out</summary>{tree}</details>')
     return f'<h4>Fan-out</h4>{"".join(out)}'
 
-
-def bench(runs: BenchRuns, *, standalone: bool = False) -> str:
-    """A results file's questions, each a ``<details>`` row (its scores) that opens to its runs side by side."""
-    from .runs import label
-
-    rows = []
-    for question in runs.questions():
-        records = runs.runs(question)
-        several = len({r.get("repeat", 0) for r in records}) > 1
-        scores = " ".join(f'<span class="rlm-cmp-chip" style="border-color:{score_colour(r.get("score"))}">'
-                          f'{_e(label(r, several))} <span class="rlm-cmp-score">{float(r.get("score") or 0):.2f}'
-                          "</span></span>" for r in records)
-        rows.append(f'<details class="rlm-cmp-question" data-question="{_e(question)}"><summary><b>{_e(question)}</b> '
-                    f'· {_e(records[0].get("kind", ""))} · {scores}</summary>{runs.question_html(question)}</details>')
-    fragment = (f'<style>{css()}</style><div class="rlm-view rlm-compare"><div class="rlm-cmp-title">'
-                f'{_e(runs.path.name)}: {len(rows)} questions, {len(runs.records)} runs</div>'
-                '<div class="rlm-note">Open a question to see every method\'s run of it.</div>'
-                f'{"".join(rows)}</div>')
-    return page(fragment, f"rlm · {runs.path.name}") if standalone else fragment

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .compare import ending
 from .events import Event
 from .runs import BenchRuns, is_results_file
 from .trace import Trace
@@ -124,10 +125,7 @@ def stopped_of(events: Sequence[Event]) -> str:
     end = next((e for e in events if root is not None and e.kind == "run.end" and e.id == root.id), None)
     if end is None:
         return "unfinished"
-    status = str(end.data.get("status") or "error")
-    if status == "ok":
-        return "max_iterations" if end.data.get("fallback") else "final"
-    return status
+    return ending(str(end.data.get("status") or "error"), bool(end.data.get("fallback")))
 
 
 def examples(source: Any, *, sub_calls: bool = False, context: bool = False,

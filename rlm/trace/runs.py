@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import compare_html
 from .compare import MAX_RUNS, MIN_RUNS, Comparison, RunSummary
+from .compare_html import escape
 from .trace import Trace
 
 
@@ -104,27 +106,38 @@ class BenchRuns:
 
     def question_html(self, question: str) -> str:
         """One question: what it asked and expected, every run's score and numbers, and the logged runs compared."""
-        from . import compare_html
-
         records = self.runs(question)
         first = records[0]
         several = len({r.get("repeat", 0) for r in records}) > 1
         summaries = [_summary(label(r, several), r) for r in records]
         scores = [f'<span class="rlm-cmp-score">{float(r.get("score") or 0):.2f}</span>' for r in records]
-        facts = (f'<div class="rlm-note">{compare_html.escape(first.get("kind", ""))} · expected: '
-                 f'{compare_html.escape(json.dumps(first.get("expected"), ensure_ascii=False))}</div>'
-                 f'<pre>{compare_html.escape(first.get("query", ""))}</pre>')
+        facts = (f'<div class="rlm-note">{escape(first.get("kind", ""))} · expected: '
+                 f'{escape(json.dumps(first.get("expected"), ensure_ascii=False))}</div>'
+                 f'<pre>{escape(first.get("query", ""))}</pre>')
         try:
             view = compare_html.body(self.compare(question, repeat=None if several else 0), numbers=False)
         except ConfigError as exc:
-            view = f'<div class="rlm-empty">{compare_html.escape(exc)}</div>'
+            view = f'<div class="rlm-empty">{escape(exc)}</div>'
         return facts + compare_html.table(summaries, {"score": scores}) + view
 
     def to_html(self, *, standalone: bool = False) -> str:
-        """Every question, each a row that opens to its runs side by side."""
-        from . import compare_html
-
-        return compare_html.bench(self, standalone=standalone)
+        """Every question, each a ``<details>`` row (its scores) that opens to its runs side by side."""
+        rows = []
+        for question in self.questions():
+            records = self.runs(question)
+            several = len({r.get("repeat", 0) for r in records}) > 1
+            scores = " ".join(
+                f'<span class="rlm-cmp-chip" style="border-color:{compare_html.score_colour(r.get("score"))}">'
+                f'{escape(label(r, several))} <span class="rlm-cmp-score">{float(r.get("score") or 0):.2f}</span>'
+                "</span>" for r in records)
+            rows.append(f'<details class="rlm-cmp-question" data-question="{escape(question)}"><summary>'
+                        f'<b>{escape(question)}</b> · {escape(records[0].get("kind", ""))} · {scores}</summary>'
+                        f"{self.question_html(question)}</details>")
+        fragment = (f'<style>{compare_html.css()}</style><div class="rlm-view rlm-compare"><div class="rlm-cmp-title">'
+                    f'{escape(self.path.name)}: {len(rows)} questions, {len(self.records)} runs</div>'
+                    '<div class="rlm-note">Open a question to see every method\'s run of it.</div>'
+                    f'{"".join(rows)}</div>')
+        return compare_html.page(fragment, f"rlm · {self.path.name}") if standalone else fragment
 
     def save_html(self, path: str | os.PathLike[str]) -> Path:
         """Write the standalone page; returns the path."""
