@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .compare import ending
+from .compare import ENDINGS, ending
 from .events import Event
 from .runs import BenchRuns, is_results_file
 from .trace import Trace
@@ -167,7 +167,10 @@ def export(sources: Any, path: str | os.PathLike[str] | None = None, *, format: 
     """
     if format not in FORMATS:
         raise ConfigError(f"format={format!r}: choose one of {', '.join(FORMATS)}")
-    keep = None if stopped is None else set(stopped)
+    keep = None if stopped is None else set([stopped] if isinstance(stopped, str) else stopped)
+    unknown = sorted(keep - set(ENDINGS)) if keep is not None else []
+    if unknown:
+        raise ConfigError(f"stopped: {', '.join(unknown)} is not an ending; choose from {', '.join(ENDINGS)}")
     out = Export()
     redact = Redactor(secrets)
     items = list(sources) if isinstance(sources, (list, tuple)) else [sources]

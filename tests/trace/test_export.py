@@ -156,6 +156,8 @@ def test_outcome_filters_and_the_command_line(tmp_path: Path, capsys: pytest.Cap
     assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 2
     assert main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "x.jsonl")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+    assert main(["export", str(logs), "-o", str(tmp_path / "x.jsonl"), "--stopped", "finall"]) == 2
+    assert "stopped: finall is not an ending; choose from final, max_iterations" in capsys.readouterr().err
     assert main(["export", str(logs), "-o", str(tmp_path / "y.jsonl"), "--min-score", "0.5"]) == 1
     assert "left out 1: no score" in capsys.readouterr().err
     assert os.path.getsize(tmp_path / "y.jsonl") == 0
