@@ -244,6 +244,7 @@ class RootLoop:
                 stopped = "cancelled"
             status = stopped  # a view says "budget reached", not "failed"
             text = exc.text if isinstance(exc, AnswerError) else ""
+            exc.partial = self._result(text, steps, run_id, started, fallback=False, stopped=stopped)  # type: ignore[union-attr]
             stopped_by = exc
             raise
         finally:
@@ -253,7 +254,7 @@ class RootLoop:
                 "run", run_id, self.parent_span, status=status, answer=answer,
                 iterations=len(steps), fallback=fallback, seconds=time.perf_counter() - started,
             )
-            if stopped_by is not None:  # made after run.end, so its trace says how the run ended
+            if stopped_by is not None:  # made again after run.end, so its trace says how the run ended
                 stopped_by.partial = self._result(text, steps, run_id, started, fallback=False,  # type: ignore[attr-defined]
                                                   stopped=stopped)
         assert answer is not None
