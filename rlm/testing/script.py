@@ -33,6 +33,8 @@ class ScriptedRequest:
     headers: dict[str, str]
     #: The request's path with its query string (``/v1/chat/completions?team=a``).
     path: str = ""
+    #: Its images, as their headers describe them (``rlm.testing.vision.ScriptedImage``), in order.
+    images: tuple[Any, ...] = ()
 
 
 Reply = Callable[[ScriptedRequest], str]
