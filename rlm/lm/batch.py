@@ -16,10 +16,10 @@ import functools
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
-from ..errors import BudgetExceeded, ConfigError, ContextWindowExceeded, LMResponseError
+from ..errors import BudgetExceeded, ConfigError, ContextWindowExceeded
 from ..trace.events import Tracer
 from .budget import OUTPUT_CAP_KEYS, BudgetLedger
 from .cache import Cache, cache_key
@@ -32,7 +32,7 @@ from .record import prompt_fields, reply_fields
 from .retry import RetryPolicy, call_with_retries
 from .tokens import count_message_tokens, message_chars
 from .types import Completion, Usage, UsageMeter
-from .vision import Image, Thumbs, keyed, refusal, total_tokens, user_message
+from .vision import CallImages, Image, Thumbs, keyed, refused_as_typed, total_tokens, user_message
 
 T = TypeVar("T")
 
@@ -152,10 +152,10 @@ class Dispatcher:
         (``rlm.lm.vision``): their tokens are reserved, the cache keys them by hash.
         """
         messages = _without_lone_surrogates(messages)
-        seen = _Seen(total_tokens(images, model, detail), self.thumbs.fields(images, model, detail))
+        seen = CallImages(total_tokens(images, model, detail), self.thumbs.fields(images, model, detail))
         try:
             prompt_tokens = await _off_loop_if_big(messages, check_window, messages, model, self.pricing,
-                                                   seen.image_tokens)
+                                                   seen.tokens)
         except ContextWindowExceeded as exc:
             self._unsent(model, role, parent, "refused", messages, seen, error=f"{type(exc).__name__}: {exc}",
                          prompt_tokens=exc.tokens)
@@ -181,7 +181,7 @@ class Dispatcher:
 
     async def _budgeted(
         self, messages: list[Message], model: str, parent: str | None, role: str, prompt_tokens: int | None,
-        seen: _Seen, hedge: bool = False,
+        seen: CallImages, hedge: bool = False,
     ) -> Completion:
         """Reserve budget, send, then settle the reservation with what the call used.
 
@@ -191,7 +191,7 @@ class Dispatcher:
         ledger = self.budget
         if prompt_tokens is None and ledger.needs_prompt_tokens:
             text_tokens = await _off_loop_if_big(messages, count_message_tokens, messages, model)
-            prompt_tokens = text_tokens + seen.image_tokens
+            prompt_tokens = text_tokens + seen.tokens
         requested = ledger.requested_cap(self.call_options)
         try:
             reservation = await ledger.reserve(model, prompt_tokens or 0, requested)
@@ -221,7 +221,7 @@ class Dispatcher:
         return completion
 
     def _unsent(self, model: str, role: str, parent: str | None, status: str, messages: list[Message],
-                seen: _Seen, **data: Any) -> None:
+                seen: CallImages, **data: Any) -> None:
         """A call span for an answer that needed no request (cache) or was refused before sending."""
         call_id = self.tracer.start("call", parent, model=model, role=role, sent=False, **prompt_fields(messages),
                                     **seen.fields)
@@ -236,7 +236,7 @@ class Dispatcher:
 
     async def _send(
         self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub",
-        extra: dict[str, Any] | None = None, hedge: bool = False, seen: _Seen | None = None,
+        extra: dict[str, Any] | None = None, hedge: bool = False, seen: CallImages | None = None,
     ) -> Completion:
         """One traced, limited, retried, metered request; raises ``LMError`` once retries are spent.
 
@@ -245,10 +245,10 @@ class Dispatcher:
         """
         client = self.sub_client if self.sub_client is not None and role != "root" else self.client
         options = self.call_options if extra is None else {**self.call_options, **extra}
-        seen = seen if seen is not None else _Seen()
+        seen = seen if seen is not None else CallImages()
         prompt_chars = message_chars(messages)
         cap = next((options[k] for k in OUTPUT_CAP_KEYS if isinstance(options.get(k), int)), 0)
-        tokens = prompt_chars / 4 + seen.image_tokens + cap
+        tokens = prompt_chars / 4 + seen.tokens + cap
         call_id: str | None = None
         started = 0.0
 
@@ -269,7 +269,7 @@ class Dispatcher:
                         deltas.drop_timer()
                     deltas.flush()
                 else:
-                    completion = await _refused_as_typed(client.complete(messages, model=model, **options),
+                    completion = await refused_as_typed(client.complete(messages, model=model, **options),
                                                          model, bool(seen.fields))
                 slot.used(completion.usage.total_tokens)
                 if completion.quota_wait is not None:
@@ -321,7 +321,8 @@ class Dispatcher:
         """
         if isinstance(images, Exception):
             message = {"role": "user", "content": prompt}
-            self._unsent(model, "sub", parent, "error", [message], _Seen(), error=f"{type(images).__name__}: {images}")
+            self._unsent(model, "sub", parent, "error", [message], CallImages(),
+                         error=f"{type(images).__name__}: {images}")
             return images
         try:
             message = user_message(_SURROGATE.sub("\ufffd", prompt) if images else prompt, images, detail)
@@ -388,21 +389,3 @@ class Dispatcher:
         # A duplicate is a request sent: it counts as a call (and ``hedged_calls``), won or lost.
         return Hedger(self.hedge, items, lambda: self.meter.add(model, Usage(calls=1, hedged_calls=1)))
 
-
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    """What a call's images add: their prompt tokens, and their ``call.start`` fields (``Thumbs.fields``)."""
-
-    image_tokens: int = 0
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-async def _refused_as_typed(call: Awaitable[Completion], model: str, images: bool) -> Completion:
-    """The call; an endpoint refusing a request with images as a model that takes none is ``ImagesRefused``."""
-    try:
-        return await call
-    except LMResponseError as exc:
-        typed = refusal(exc, model) if images else None
-        if typed is None:
-            raise
-        raise typed from exc

@@ -21,12 +21,13 @@ import base64
 import hashlib
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ImagesRefused, LMResponseError
 from .images import MIME, check, header
+from .types import Completion
 
 #: Images up to this size travel in the trace whole, as their own thumbnail.
 THUMB_BYTES = 192 * 2**10
@@ -156,6 +157,14 @@ def total_tokens(images: Sequence[Image], model: str, detail: str | None) -> int
     return sum(image_tokens(i.width, i.height, model=model, detail=detail) for i in images)
 
 
+@dataclass(frozen=True, slots=True)
+class CallImages:
+    """What a call's images add: their prompt tokens, and their ``call.start`` fields (``Thumbs.fields``)."""
+
+    tokens: int = 0
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
 class Thumbs:
     """Which images of a run the trace carries whole (see the module docstring): each once, within a total."""
 
@@ -202,3 +211,14 @@ def refusal(exc: LMResponseError, model: str) -> ImagesRefused | None:
         f"The endpoint said: {str(exc)[:300]}",
         status=exc.status, body=exc.body, model=model, headers=exc.headers,
     )
+
+
+async def refused_as_typed(call: Awaitable[Completion], model: str, images: bool) -> Completion:
+    """The call; an endpoint refusing a request with images as a model that takes none is ``ImagesRefused``."""
+    try:
+        return await call
+    except LMResponseError as exc:
+        typed = refusal(exc, model) if images else None
+        if typed is None:
+            raise
+        raise typed from exc
