@@ -31,7 +31,7 @@ def images_html(detail: dict[str, Any]) -> str:
     for k, image in enumerate(images):
         width, height = int(image.get("width") or 0), int(image.get("height") or 0)
         caption = (f'{str(image.get("format") or "").upper()} · {width:,}×{height:,} px · '
-                   f'{int(image.get("bytes") or 0) / 1024:,.0f} KiB · {int(image.get("tokens") or 0):,} tokens')
+                   f'{_size(int(image.get("bytes") or 0))} · {int(image.get("tokens") or 0):,} tokens')
         thumb = image.get("thumb")
         if isinstance(thumb, str) and _THUMB.fullmatch(thumb) and width and height:
             scale = min(1.0, THUMB_PX / max(width, height))
@@ -44,3 +44,9 @@ def images_html(detail: dict[str, Any]) -> str:
     detail_note = f' · detail "{_e(detail["detail"])}"' if detail.get("detail") else ""
     return (f'<div class="rlm-detail-images"><b>{len(images)} image{"s" if len(images) != 1 else ""}</b>'
             f'{detail_note}<div>{"".join(figures)}</div></div>')
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n:,} B"
+    return f"{n / 1024:,.0f} KiB" if n < 2**20 else f"{n / 2**20:,.1f} MiB"
