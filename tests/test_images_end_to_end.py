@@ -44,7 +44,8 @@ def output(result: Any) -> str:
     return "".join(o.stdout + (o.error or "") for step in result.steps for o in step.outputs)
 
 
-def test_llm_query_and_llm_batch_send_root_codes_images_and_a_bad_item_fails_alone(make_rlm) -> None:
+@pytest.mark.parametrize("transport", ["auto", "openai"])  # sub-calls through rlm's aiohttp client, or the SDK
+def test_llm_query_and_llm_batch_send_root_codes_images_and_a_bad_item_fails_alone(make_rlm, transport) -> None:
     code = """\
 one = llm_query("What is in the picture?", images=[red], detail="low")
 grey_url = "data:image/jpeg;base64," + base64.b64encode(grey).decode()
@@ -57,7 +58,7 @@ try:
 except ValueError as exc:
     print("refused:", exc)"""
     with ScriptedLM(root=[program(code), "FINAL(done)"], sub=seen) as lm:
-        result = make_rlm(lm).completion("ctx", "look at the pictures")
+        result = make_rlm(lm, endpoint=Endpoint(retries=0, transport=transport)).completion("ctx", "look")
         subs = lm.sub_requests
     out = output(result)
     assert "1 images: png 64x48" in out
@@ -70,6 +71,8 @@ except ValueError as exc:
             for r in subs for p in r.messages[0]["content"] if isinstance(p, dict) and p.get("type") == "image_url"]
     assert sorted(sent) == sorted([RED, RED, GREY, GREY])
     assert [i.detail for i in subs[0].images] == ["low"]
+    sdk = [any(k.startswith("x-stainless") for k in r.headers) for r in subs]
+    assert sdk == [transport == "openai"] * 4  # the SDK's telemetry headers: which client sent them
 
 
 def test_the_trace_and_the_html_record_show_the_images(make_rlm) -> None:
