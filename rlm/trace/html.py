@@ -19,6 +19,8 @@ import math
 from importlib import resources
 from typing import Any
 
+from .figures import images_html
+
 SECTIONS = ("header", "iterations", "stream", "tree", "timeline")
 
 COLOURS = {"r": "#1e88e5", "o": "#43a047", "e": "#e53935", "c": "#9e9e9e"}
@@ -377,7 +379,7 @@ def call_detail(detail: dict[str, Any]) -> str:
         prompt_label += ", its latest message"
     out = [f'<div class="rlm-detail-facts">{_e(" · ".join(f for f in facts if f))}</div>',
            f'<details class="rlm-detail-prompt"><summary>{_e(prompt_label)}</summary>'
-           f'<pre>{_e(detail.get("prompt") or "")}</pre></details>']
+           f'<pre>{_e(detail.get("prompt") or "")}</pre></details>', images_html(detail)]
     if detail.get("reply") is not None:
         cut = " (cut)" if detail.get("reply_cut") else ""
         out.append(f'<div class="rlm-detail-reply"><b>Reply{cut}</b><pre>{_e(detail["reply"])}</pre></div>')
