@@ -186,8 +186,8 @@ def export(sources: Any, path: str | os.PathLike[str] | None = None, *, format: 
             if not found:
                 out.skipped.append((name, "no root call with a reply in its trace"))
             if cut:
-                out.skipped.append((name, f"{cut} sub-call(s) whose prompt the trace keeps only in part "
-                                          "(the head and tail of a long one)"))
+                out.skipped.append((name, f"{cut} sub-call(s) the trace does not keep whole (a long prompt's "
+                                          "middle, or images)"))
             for example in found:
                 if bench:
                     example.metadata["bench"] = redact.value(bench)
@@ -294,7 +294,10 @@ def _conversations(events: list[Event], run_id: str) -> list[list[dict[str, Any]
 
 
 def _sub_examples(events: list[Event], redact: Redactor, log: Path | None) -> tuple[list[Example], int]:
-    """Each sub-call whose whole prompt the trace kept (its only message), and how many were cut."""
+    """Each sub-call whose whole prompt the trace kept (its only message), and how many it did not.
+
+    A call's images are kept as metadata and at most a thumbnail, so a call with images is not whole.
+    """
     starts = {e.id: e for e in events if e.kind == "call.start" and e.data.get("role") != "root"}
     out = []
     cut = 0
@@ -303,7 +306,7 @@ def _sub_examples(events: list[Event], redact: Redactor, log: Path | None) -> tu
         if start is None or e.data.get("status") != "ok" or e.data.get("reply_cut") or "reply" not in e.data:
             continue
         prompt = str(start.data.get("prompt") or "")
-        if start.data.get("prompt_chars") != len(prompt):
+        if start.data.get("prompt_chars") != len(prompt) or start.data.get("images"):
             cut += 1
             continue
         meta = {"call": e.id, "model": start.data.get("model"), **({"log": str(log)} if log is not None else {})}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import typing
@@ -22,6 +23,7 @@ import rlm
 from rlm import RLM, ConfigError, Endpoint, ModelInfo
 from rlm.cli import main
 from rlm.testing import ScriptedLM
+from rlm.testing.images import png
 from rlm.trace.export import REDACTED, examples
 
 STEPS = [code("parts = llm_batch([f'part {i}' for i in range(3)])", "print(parts)"),
@@ -161,3 +163,19 @@ def test_outcome_filters_and_the_command_line(tmp_path: Path, capsys: pytest.Cap
     assert main(["export", str(logs), "-o", str(tmp_path / "y.jsonl"), "--min-score", "0.5"]) == 1
     assert "left out 1: no score" in capsys.readouterr().err
     assert os.path.getsize(tmp_path / "y.jsonl") == 0
+
+
+
+def test_a_sub_call_with_an_image_is_not_exported_as_text_alone() -> None:
+    picture = base64.b64encode(png(32, 24)).decode()
+    script = [code("import base64", f"red = base64.b64decode({picture!r})",
+                   "a = llm_query('what is drawn?', images=[red])", "b = llm_query('say hi')", "print(a, b)"),
+              "FINAL(done)"]
+    with ScriptedLM(root=script, sub=lambda r: "a square" if r.images else "hi") as lm:
+        result = _rlm(lm).completion("ctx", "q")
+    subs = [e for e in examples(result, sub_calls=True) if e.kind == "sub"]
+    assert [e.plain()[0]["content"] for e in subs] == ["say hi"]
+    done = rlm.export(result, sub_calls=True)
+    assert [why for _, why in done.skipped] == ["1 sub-call(s) the trace does not keep whole (a long prompt's "
+                                                "middle, or images)"]
+    assert len(done.examples) == 1 and done.examples[0].kind == "root"
