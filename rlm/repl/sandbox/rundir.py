@@ -6,8 +6,9 @@ directory it imports from)::
 
     _rlm_launch.py, _rlm_kernel.py,  0444  the launcher, what root code sees, the shared step
     _rlm_steps.py, _rlm_confine.py,        runner, the Landlock/seccomp layers, chunk and
-    _rlm_chunking.py, _rlm_counter.py,     count_tokens, how a context is read, and the
-    _rlm_reading.py, _rlm_reaper.py        process that outlives the kernel's (no bubblewrap)
+    _rlm_chunking.py, _rlm_counter.py,     count_tokens, how a context is read, the checks
+    _rlm_reading.py, _rlm_images.py,       of sub-calls' images, and the process that outlives
+    _rlm_reaper.py                         the kernel's (no bubblewrap)
     connection.json                 0440  zmq ports and key (group: the kernel)
     bridge.sock                     0660  the host's callback server (group: the kernel)
     kernel.log                      0600  the kernel's start-up stderr (host only)
@@ -40,7 +41,7 @@ RUNDIR_PREFIX = "rlm-sbx-"
 KERNEL_FILES = {"_rlm_launch.py": "_launch.py", "_rlm_kernel.py": "_kernel.py", "_rlm_confine.py": "confine.py",
                 "_rlm_reaper.py": "reaper.py",
                 "_rlm_steps.py": "../steps.py", "_rlm_chunking.py": "../chunking.py",
-                "_rlm_counter.py": "../../lm/counter.py",
+                "_rlm_counter.py": "../../lm/counter.py", "_rlm_images.py": "../../lm/images.py",
                 "_rlm_reading.py": "../reading.py"}
 _LOG_TAIL = 2000
 
