@@ -182,10 +182,10 @@ def _verdict(name: str, result: dict[str, object], stdout: str, untouched: bool,
             problems.append("FILE WRITTEN")
     if result["later_calls"] or result["next_completion"] != "NEXT-CONTEXT\n":
         problems.append("THE NEXT COMPLETION WAS AFFECTED")
-    nxt = "next step ok" if result["next"] == "alive\n" else "NEXT STEP FAILED"
-    if result["refused"]:
-        nxt += f"; {result['refused']} refused"
-    return "; ".join([*problems, _summary(result), nxt])
+    if result["next"] != "alive\n":
+        problems.append("NEXT STEP FAILED")
+    refused = [f"{result['refused']} refused"] if result["refused"] else []
+    return "; ".join([*problems, _summary(result), *refused])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -214,9 +214,14 @@ def run(args: argparse.Namespace) -> int:
     for name in every_attack()[0]:
         if args.only and not any(part in name for part in args.only):
             continue
-        cells = [run_attack(name, mode, project).replace("|", "/") for mode in modes]
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+        cells = [_markdown(run_attack(name, mode, project)) for mode in modes]
+        print(f"| {_markdown(name)} | " + " | ".join(cells) + " |", flush=True)
     return 0
+
+
+def _markdown(cell: str) -> str:
+    """A table cell as markdown shows it: no column break, no text taken for an HTML tag."""
+    return cell.replace("|", "/").replace("<", "&lt;")
 
 
 def _describe(settings: dict[str, object]) -> str:

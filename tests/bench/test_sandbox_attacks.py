@@ -28,9 +28,8 @@ def test_a_few_rows_of_the_attack_table_at_every_level(capsys: pytest.CaptureFix
     for name, cells in rows.items():
         assert len(cells) == len(available)
         for mode, cell in zip(available, cells, strict=True):
-            assert cell.endswith("next step ok"), (name, mode, cell)
             assert not any(p in cell for p in PROBLEMS), (name, mode, cell)
-    assert rows["read key from os.environ"] == ["[]; next step ok"] * len(available)
+    assert rows["read key from os.environ"] == ["[]"] * len(available)
     ways_out = dict(zip(available, rows["find a way off the machine (nothing is sent)"], strict=True))
     if "bwrap" in ways_out:  # its own network namespace: no device and no route but the loopback
         assert ways_out["bwrap"].startswith("off lo: devices none - routes none / none")
