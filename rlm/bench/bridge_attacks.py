@@ -114,7 +114,7 @@ s = socket.socket(socket.AF_UNIX)
 s.connect(rt.bridge._path)
 b = json.dumps({'op': 'helper', 'args': {'name': 'chunk', 'args': ['x ' * 10**6], 'kwargs': {}}}).encode()
 s.sendall(struct.pack('>32sI', rt.bridge._token, len(b)) + b)
-print(s.recv(300)[4:].decode()[:90])
+print(s.recv(300)[4:].decode()[:200])
 """),
         (),
     ),
