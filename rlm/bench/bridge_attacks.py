@@ -102,7 +102,7 @@ print('closed by host', sum(s.recv(1) == b'' for s in select.select(socks, [], [
 try:
     llm_batch(['x'] * 100_000, max_concurrent=100_000)
 except ValueError as e:
-    print(str(e)[:60])
+    print(str(e)[:100])
 """),
         (),
     ),
@@ -123,7 +123,7 @@ print(s.recv(300)[4:].decode()[:200])
 try:
     llm_query('x', model='gpt-5-pro')
 except ValueError as e:
-    print(str(e)[:60])
+    print(str(e)[:100])
 """),
         (),
     ),
