@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 #: How often the host is checked when this Linux has no pidfd to wait on.
 _POLL_MS = 200
+#: Signals that tell the reaper to stop (jupyter_client's terminate): it takes everything under it along.
+_STOP = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 def fork_kernel(host: int, prctl: Callable[[int, int], None]) -> int:
@@ -33,37 +35,27 @@ def fork_kernel(host: int, prctl: Callable[[int, int], None]) -> int:
         os._exit(70)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.set_wakeup_fd(wake_w)  # a SIGCHLD wakes the poll below
+    # Handlers that do nothing but write the signal's number to wake_w (set_wakeup_fd): the
+    # poll below reads it, and no exception can come between a stop and the killing.
+    before = {signum: signal.signal(signum, _noted) for signum in (signal.SIGCHLD, *_STOP)}
+    signal.set_wakeup_fd(wake_w)
     watcher = os.getpid()
     kernel = os.fork()
-    if kernel == 0:
+    if kernel == 0:  # the kernel gets the handlers back (ipykernel's interrupts are Python's SIGINT handler)
         signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for signum, handler in before.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         for fd in (wake_r, wake_w, host_fd):
             if fd is not None:
                 os.close(fd)
         return watcher
-    for name in ("SIGTERM", "SIGHUP", "SIGINT"):  # told to stop (jupyter_client's terminate): take the kernel too
-        signal.signal(getattr(signal, name), _stop)
-    try:
-        status = _watch(kernel, host, host_fd, wake_r)
-    except _Stopped as stop:
-        status = 128 + stop.signum
-    for name in ("SIGTERM", "SIGHUP", "SIGINT"):
-        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    status = _watch(kernel, host, host_fd, wake_r)
     _end_all()
     os._exit(status)
 
 
-class _Stopped(Exception):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _stop(signum: int, _frame: object) -> None:
-    raise _Stopped(signum)
+def _noted(_signum: int, _frame: object) -> None:
+    """The signal's number is already in the wakeup pipe."""
 
 
 def _pidfd(pid: int) -> int | None:
@@ -83,7 +75,9 @@ def _watch(kernel: int, host: int, host_fd: int | None, wake: int) -> int:
         ready = {fd for fd, _ in poller.poll(None if host_fd is not None else _POLL_MS)}
         if wake in ready:
             with contextlib.suppress(BlockingIOError):
-                os.read(wake, 512)
+                stops = [n for n in os.read(wake, 512) if n in _STOP]
+                if stops:
+                    return 128 + stops[0]
         while True:  # reap the kernel and any orphan re-parented to us
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
