@@ -1,0 +1,223 @@
+"""The one place a served request becomes an rlm run (the seam between the protocols and rlm).
+
+A ``Service`` holds, for the server's whole life, one ``RLM`` per served model name,
+all sharing one upstream limiter, one cache and one kernel pool: concurrent requests
+queue for the same upstream slots instead of each bringing their own. A ``Job`` is a
+query over a context (text, a confined document, a server-made file); ``complete`` runs
+it with the server's limits, feeds its trace events to a listener, and writes its trace
+(scrubbed of secrets) to the trace directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import RLM, Endpoint, Limits
+from ..core.estimate import Estimate
+from ..core.result import RLMResult
+from ..lm.cache import as_cache
+from ..maps import MapResult
+from ..repl.contexts import load_context
+from ..trace.events import Event, Subscriber
+from ..trace.jsonl import JsonlWriter
+from .config import ModelRoute, ServeConfig
+from .errors import RequestError
+from .paths import Confined
+from .redact import Redactor
+
+log = logging.getLogger("rlm.serve")
+#: How long a stopped run may take to unwind before its documents are closed anyway.
+UNWIND_S = 60.0
+Listener = Callable[[Event], None]
+
+
+@dataclass
+class Job:
+    """One question over one context. ``context``: a str, a ``Confined`` document or a server-made ``Path``.
+
+    ``scratch``: a directory the server made for this job (uploaded files), removed after it.
+    """
+
+    route: ModelRoute
+    query: str
+    context: Any = ""
+    schema: Any = None
+    scratch: Path | None = None
+
+
+@dataclass
+class Finished:
+    """A run's result and where its trace was saved (None when the server keeps no traces)."""
+
+    result: RLMResult
+    trace: Path | None
+
+
+@dataclass
+class TraceFile:
+    """The trace of one run, written line by line as it happens, secrets scrubbed; ``path`` once it began."""
+
+    writer: JsonlWriter | None
+    ended: threading.Event = field(default_factory=threading.Event)
+    _root: str | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return self.writer.path if self.writer is not None else None
+
+    @property
+    def started(self) -> bool:
+        return self._root is not None
+
+    def __call__(self, event: Event) -> None:
+        if self._root is None and event.kind == "run.start":
+            self._root = event.id
+        if self.writer is not None:
+            self.writer(event)
+        if event.kind == "run.end" and event.id == self._root:
+            self.ended.set()
+
+
+class Service:
+    """What every request shares. Build once, ``await aclose()`` at shutdown."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.redactor = Redactor(config.secrets)
+        self.cache = as_cache(config.cache)
+        self._rlms: dict[str, RLM] = {}
+        self._first: RLM | None = None
+        for route in config.models:  # a route the upstream cannot price fails at start, not per request
+            self.rlm(route)
+
+    def route(self, name: object) -> ModelRoute:
+        """The route for a client's model name, or ``RequestError(404)``."""
+        route = self.config.route(name) if isinstance(name, str) else None
+        if route is None:
+            raise RequestError(404, f"the model {name!r} does not exist on this server; GET /v1/models lists them",
+                               param="model", code="model_not_found")
+        return route
+
+    def rlm(self, route: ModelRoute) -> RLM:
+        """The route's RLM, made on first use with the server's limits and the shared limiter, cache and kernels."""
+        known = self._rlms.get(route.name)
+        if known is not None:
+            return known
+        cfg = self.config
+        rlm = RLM(route.root, route.sub, base_url=cfg.base_url, api_key=cfg.api_key or "no-key", sandbox=cfg.sandbox,
+                  max_concurrent=cfg.upstream_concurrency, max_iterations=cfg.max_iterations,
+                  max_depth=cfg.max_depth, budget=cfg.budget, cache=self.cache, progress=False,
+                  limits=Limits(step_timeout=cfg.step_timeout), endpoint=Endpoint(rpm=cfg.rpm, tpm=cfg.tpm))
+        if self._first is None:
+            self._first = rlm
+        else:  # one limiter and one kernel pool for every route: the upstream sees one client
+            rlm.limiter = self._first.limiter
+            rlm.kernels = self._first.kernels
+        self._rlms[route.name] = rlm
+        return rlm
+
+    def trace_file(self) -> TraceFile:
+        trace_dir = self.config.trace_dir
+        return TraceFile(JsonlWriter(trace_dir) if trace_dir else None)
+
+    async def complete(self, job: Job, listener: Listener | None = None, trace: TraceFile | None = None) -> Finished:
+        """Run ``job``; its events go (scrubbed) to ``trace`` and ``listener`` as they happen, on rlm's thread.
+
+        Raises what the run raised (``rlm.errors``), or ``RequestError`` for a context it
+        cannot take; cancelling the caller's task stops the run, and its trace so far is kept.
+        """
+        rlm = self.rlm(job.route)
+        trace = trace or self.trace_file()
+        subscribers: list[Subscriber] = [self.redactor.subscriber(trace)]
+        if listener is not None:
+            subscribers.append(listener)
+        try:
+            context = await asyncio.to_thread(self.load, job.context)
+            result = await rlm.acompletion(context, job.query, schema=job.schema, subscribers=subscribers,
+                                           view=False)
+        finally:
+            self.release(job, trace)
+        return Finished(result, trace.path)
+
+    def load(self, context: Any) -> Any:
+        """The context as the run takes it: a confined document opened through its checked descriptor."""
+        if not isinstance(context, Confined):
+            return context
+        try:
+            loaded = load_context(Path(context.path))
+        except (OSError, ValueError) as exc:
+            raise RequestError(400, f"document {context.name!r} cannot be read: {exc}", param="path") from None
+        identity = (getattr(loaded, "device", None), getattr(loaded, "inode", None))
+        if not context.is_dir and identity[0] is not None and identity != context.identity:
+            raise RequestError(409, f"document {context.name!r} was replaced while it was opened", param="path")
+        if dataclasses.is_dataclass(loaded) and not isinstance(loaded, type) and hasattr(loaded, "root"):
+            loaded = dataclasses.replace(loaded, root=context.name)  # the name the root sees, not /proc/self/fd
+        return loaded
+
+    def release(self, job: Job, trace: TraceFile | None = None) -> None:
+        """Close the job's documents and remove its files, once its run (if any) has unwound.
+
+        A thread waits for that when it has not yet: the caller never does.
+        """
+        trace = trace or TraceFile(None)
+        closers = [c for c in (job.context,) if isinstance(c, Confined)]
+        if not closers and job.scratch is None:
+            return
+
+        def release() -> None:
+            # A descriptor's number is reused once closed: a run still reading /proc/self/fd/N
+            # must end first, or it could read whatever the number names next.
+            if trace.started and not trace.ended.wait(UNWIND_S):
+                log.warning("a stopped run did not unwind in %s s; its document stays open", UNWIND_S)
+                return
+            for confined in closers:
+                confined.close()
+            if job.scratch is not None:
+                shutil.rmtree(job.scratch, ignore_errors=True)
+
+        if trace.ended.is_set() or not trace.started:
+            release()
+        else:
+            threading.Thread(target=release, name="rlm-serve-release", daemon=True).start()
+
+    def estimate(self, route: ModelRoute, context: Any, query: str) -> Estimate:
+        """What ``query`` over ``context`` is likely to cost on ``route``; no model is called."""
+        return self.rlm(route).estimate(self.load(context), query)
+
+    async def map_rlm(self, route: ModelRoute, contexts: Iterable[Any], query: str, checkpoint: Path,
+                      listener: Listener | None = None) -> MapResult:
+        """One completion of ``query`` per context, resumable from ``checkpoint``; each under the server's budget."""
+        rlm = self.rlm(route)
+        subscribers = [listener] if listener is not None else []
+        return await rlm.amap_rlm([self.load(c) for c in contexts], query, checkpoint=checkpoint,
+                                  max_concurrent=self.config.max_runs, subscribers=subscribers, view=False)
+
+    async def map(self, route: ModelRoute, prompts: list[str], checkpoint: Path,
+                  listener: Listener | None = None) -> MapResult:
+        """One sub-call per prompt (the route's sub-model), resumable from ``checkpoint``."""
+        rlm = self.rlm(route)
+        subscribers = [listener] if listener is not None else []
+        return await rlm.amap(prompts, checkpoint=checkpoint, model=route.sub, subscribers=subscribers, view=False)
+
+    async def aclose(self) -> None:
+        """Stop the kernels (once: the routes share them)."""
+        if self._first is not None:
+            await self._first.aclose()
+
+
+def hop(loop: asyncio.AbstractEventLoop, listener: Callable[[Event], None]) -> Listener:
+    """A subscriber for rlm's thread that hands each event to ``listener`` on ``loop``."""
+
+    def forward(event: Event) -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(listener, event)
+
+    return forward
