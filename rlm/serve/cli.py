@@ -89,12 +89,10 @@ def config_from(args: argparse.Namespace, port: int = 8080) -> Any:
     return ServeConfig(**values)
 
 
-def _logging(level: str, secrets: tuple[str, ...]) -> None:
-    from .redact import Redactor, RedactingFilter
-
+def _logging(level: str) -> None:
+    """One line per record on stderr; the servers scrub every record of their secrets as it is made."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter(Redactor(secrets)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -106,7 +104,7 @@ def serve(args: argparse.Namespace) -> int:
         config = config_from(args)
         from .runs import Service
 
-        _logging(args.log_level, config.secrets)
+        _logging(args.log_level)
         service = Service(config)
     except ConfigError as exc:
         return _fail("serve", str(exc))
@@ -130,7 +128,7 @@ def mcp(args: argparse.Namespace) -> int:
         config = config_from(args, port=8765)
         from .mcp_server import run_mcp
 
-        _logging(args.log_level if args.http else "WARNING", config.secrets)
+        _logging(args.log_level if args.http else "WARNING")
     except ConfigError as exc:
         return _fail("mcp", str(exc))
     except ImportError as exc:

@@ -28,6 +28,7 @@ from .config import ServeConfig
 from .errors import RequestError, from_result, from_run_error
 from .limits import Admission
 from .metrics import Metrics
+from .redact import scrubbed_logs
 from .runs import Service
 from .streaming import stream_completion
 from .wire import completion_body
@@ -221,16 +222,17 @@ async def serve(service: Service, stop: asyncio.Event, grace_s: float = 30.0,
     # Handler cancellation: a client that hangs up cancels its handler, and so stops its run.
     runner = web.AppRunner(make_app(service), access_log=None, handle_signals=False, shutdown_timeout=grace_s,
                            handler_cancellation=True)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
-        await site.start()
-        if ready is not None:
-            ready(_address(runner, config))
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        await service.aclose()
+    with scrubbed_logs(service.redactor):
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+            await site.start()
+            if ready is not None:
+                ready(_address(runner, config))
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+            await service.aclose()
 
 
 def _address(runner: web.AppRunner, config: ServeConfig) -> str:

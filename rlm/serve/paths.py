@@ -66,7 +66,8 @@ def confine(requested: str, roots: tuple[str, ...], max_bytes: int) -> Confined:
         for i, part in enumerate(parts):
             if parent >= 0:
                 os.close(parent)
-            parent, fd = fd, _step(fd, part, i == len(parts) - 1, requested)
+            parent, fd = fd, -1
+            fd = _step(parent, part, i == len(parts) - 1, requested)
         info = os.fstat(fd)
         identity = (info.st_dev, info.st_ino)
         if stat.S_ISDIR(info.st_mode):

@@ -7,7 +7,9 @@ delta, saved trace and log line passes through one ``Redactor`` on its way out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from ..trace.events import Event, Subscriber
@@ -53,18 +55,31 @@ class Redactor:
         return scrubbed
 
 
-class RedactingFilter(logging.Filter):
-    """A log filter that renders each record's message once and scrubs it (and its traceback text)."""
+@contextlib.contextmanager
+def scrubbed_logs(redactor: Redactor) -> Iterator[None]:
+    """While serving, every log record (any logger, any handler) is created with the secrets scrubbed.
 
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self.redactor = redactor
+    Why at record creation, not as a handler's filter: a filter guards only the handlers it
+    is put on, and an embedding application (or a test) brings its own. The message and a
+    traceback are rendered once, scrubbed, and kept as text.
+    """
+    if not redactor.secrets:
+        yield
+        return
+    make = logging.getLogRecordFactory()
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.redactor.secrets:
-            record.msg = self.redactor.text(record.getMessage())
-            record.args = None
-            if record.exc_info:
-                record.exc_text = self.redactor.text(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
-        return True
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        record.msg = redactor.text(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = redactor.text(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        if logging.getLogRecordFactory() is factory:
+            logging.setLogRecordFactory(make)
