@@ -103,8 +103,8 @@ class ServeConfig:
         if self.sandbox not in SANDBOXES:
             raise ConfigError(f"sandbox={self.sandbox!r}: choose one of {SANDBOXES}")
         if self.sandbox == "local" and not self.allow_local:
-            raise ConfigError("sandbox='local' runs model-written code inside the server process, unconfined; "
-                              "use the kernel sandbox, or say --allow-local-sandbox (allow_local = true) if you mean it")
+            raise ConfigError("sandbox='local' runs model-written code inside the server process, unconfined; use "
+                              "the kernel sandbox, or say --allow-local-sandbox (allow_local = true) if you mean it")
         for name in ("max_runs", "upstream_concurrency", "max_iterations", "max_depth", "max_context_chars"):
             _positive_int(name, getattr(self, name))
         if isinstance(self.max_queue, bool) or not isinstance(self.max_queue, int) or self.max_queue < 0:
@@ -231,9 +231,10 @@ def read_settings(path: str | os.PathLike[str] | None, environ: Mapping[str, str
     models = data.get("models", {})
     if not isinstance(models, dict) or not all(isinstance(spec, dict) for spec in models.values()):
         raise ConfigError(f'{path}: [models] holds tables: [models."rlm/gpt-5"] root = "gpt-5", sub = "gpt-5-mini"')
-    values["models"] = tuple(
-        ModelRoute(name, str(spec.get("root", "")), str(spec.get("sub") or values.get("sub_model") or spec.get("root", "")))
-        for name, spec in models.items())
+    default_sub = values.get("sub_model")
+    values["models"] = tuple(ModelRoute(name, str(spec.get("root", "")), str(spec.get("sub") or default_sub
+                                                                          or spec.get("root", "")))
+                             for name, spec in models.items())
     return values
 
 

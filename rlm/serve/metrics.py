@@ -45,14 +45,17 @@ class Metrics:
 
     def render(self, admission: Admission) -> str:
         lines = ["# TYPE rlm_serve_requests_total counter"]
-        lines += [f'rlm_serve_requests_total{{path="{p}",status="{s}"}} {n}' for (p, s), n in sorted(self.requests.items())]
+        lines += [f'rlm_serve_requests_total{{path="{p}",status="{s}"}} {n}'
+                  for (p, s), n in sorted(self.requests.items())]
         lines.append("# TYPE rlm_serve_runs_total counter")
         lines += [f'rlm_serve_runs_total{{outcome="{o}"}} {n}' for o, n in sorted(self.runs.items())]
-        gauges = {"rlm_serve_runs_running": admission.running, "rlm_serve_runs_waiting": admission.waiting}
-        counters = {"rlm_serve_rejected_total": admission.rejected, "rlm_serve_model_calls_total": self.calls,
-                    "rlm_serve_prompt_tokens_total": self.prompt_tokens,
-                    "rlm_serve_completion_tokens_total": self.completion_tokens,
-                    "rlm_serve_cost_usd_total": round(self.cost_usd, 6)}
+        gauges: dict[str, float] = {"rlm_serve_runs_running": admission.running,
+                                    "rlm_serve_runs_waiting": admission.waiting}
+        counters: dict[str, float] = {"rlm_serve_rejected_total": admission.rejected,
+                                      "rlm_serve_model_calls_total": self.calls,
+                                      "rlm_serve_prompt_tokens_total": self.prompt_tokens,
+                                      "rlm_serve_completion_tokens_total": self.completion_tokens,
+                                      "rlm_serve_cost_usd_total": round(self.cost_usd, 6)}
         for name, value in gauges.items():
             lines += [f"# TYPE {name} gauge", f"{name} {value}"]
         for name, value in counters.items():

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ..errors import RLMError
 from .chat import parse
@@ -106,7 +107,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                                                 f"(req={request.get(REQUEST_ID)})"), request)
 
 
-def _authorized(config: ServeConfig) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _authorized(config: ServeConfig) -> Middleware:
     expected = f"Bearer {config.token}".encode() if config.token else None
 
     @web.middleware

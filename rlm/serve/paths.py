@@ -4,10 +4,11 @@ A string check alone is not enough: a link inside a root may point anywhere, and
 name may be swapped for a link between a check and an open. So the path is walked one
 component at a time from a descriptor of the root, each with ``O_NOFOLLOW``: no ``..``,
 no link followed, nothing but directories on the way and a regular file or a directory
-at the end. The run then reads it through ``/proc/self/fd/N``, which the kernel resolves
-to the very directory checked, not to a name looked up again: a directory as itself, a
-file as its name inside its checked parent (so the root sees ``report.pdf``, and the
-loader knows a PDF), and the loaded file's device and inode must be the ones checked.
+at the end. A directory is then read through ``/proc/self/fd/N``, which the kernel
+resolves to the very directory checked, not to a name looked up again. A file is loaded
+by its real path, and the loaded file's device and inode must be the ones checked (rlm's
+file contexts check them again at every open, so a later swap is refused too); a file
+type that carries no identity is loaded through ``/proc/self/fd/N/name`` instead.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Confined:
     is_dir: bool
     size: int
     identity: tuple[int, int]
+    real: str
 
     @property
     def path(self) -> str:
@@ -72,10 +74,10 @@ def confine(requested: str, roots: tuple[str, ...], max_bytes: int) -> Confined:
         identity = (info.st_dev, info.st_ino)
         if stat.S_ISDIR(info.st_mode):
             confined = Confined(fd, parts[-1] if parts else os.path.basename(root), True,
-                                _tree_size(fd, max_bytes, requested), identity)
+                                _tree_size(fd, max_bytes, requested), identity, os.path.join(root, *parts))
             fd = -1
         elif stat.S_ISREG(info.st_mode):
-            confined = Confined(parent, parts[-1], False, info.st_size, identity)
+            confined = Confined(parent, parts[-1], False, info.st_size, identity, os.path.join(root, *parts))
             parent = -1
         else:
             raise RequestError(400, f"document path {requested!r} is neither a regular file nor a directory",

@@ -25,18 +25,23 @@ class Narrator:
         self.calls_total = 0
         self.tokens = 0
         self.cost_usd = 0.0
+        self.runs_done = 0
         self._step = 0
         self._root: str | None = None
 
     def __call__(self, event: Event) -> str | None:
         kind, data = event.kind, event.data
         if kind.startswith("call."):
-            return self._call(kind, data)
+            self._call(kind, data)
+            return None
         if kind == "run.start":
             if self._root is None:
                 self._root = event.id
                 return None
             return f"rlm_query: a recursive run on {_short(str(data.get('query', '')), 80)!r}"
+        if kind == "run.end" and event.id != self._root:
+            self.runs_done += 1
+            return f"A run ended ({data.get('status', 'done')}) · {self.summary()}"
         if kind == "run.estimate":
             return _estimate(data)
         if kind == "iteration.start":
@@ -68,7 +73,6 @@ class Narrator:
             cost = data.get("cost_usd")
             if isinstance(cost, (int, float)):
                 self.cost_usd += cost
-        return None
 
     def summary(self) -> str:
         """``12/15 model calls · 48,210 tokens · $0.0210``."""

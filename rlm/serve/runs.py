@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .. import RLM, Endpoint, Limits
 from ..core.estimate import Estimate
@@ -152,14 +152,17 @@ class Service:
         if not isinstance(context, Confined):
             return context
         try:
-            loaded = load_context(Path(context.path))
+            loaded = load_context(Path(context.path if context.is_dir else context.real))
+            identity = (getattr(loaded, "device", None), getattr(loaded, "inode", None))
+            if not context.is_dir and identity[0] is None:  # a file type that does not check: the checked inode
+                loaded = load_context(Path(context.path))
+            elif not context.is_dir and identity != context.identity:
+                raise RequestError(409, f"document {context.name!r} was replaced while it was opened", param="path")
         except (OSError, ValueError) as exc:
             raise RequestError(400, f"document {context.name!r} cannot be read: {exc}", param="path") from None
-        identity = (getattr(loaded, "device", None), getattr(loaded, "inode", None))
-        if not context.is_dir and identity[0] is not None and identity != context.identity:
-            raise RequestError(409, f"document {context.name!r} was replaced while it was opened", param="path")
         if dataclasses.is_dataclass(loaded) and not isinstance(loaded, type) and hasattr(loaded, "root"):
-            loaded = dataclasses.replace(loaded, root=context.name)  # the name the root sees, not /proc/self/fd
+            # The name the root sees: the document's, not /proc/self/fd/N.
+            loaded = dataclasses.replace(cast(Any, loaded), root=context.name)
         return loaded
 
     def release(self, job: Job, trace: TraceFile | None = None) -> None:

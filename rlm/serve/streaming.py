@@ -72,8 +72,9 @@ async def _progress(run: asyncio.Future[Finished], events: asyncio.Queue[Event],
                     say: Any, response: web.StreamResponse) -> None:
     """Send a line per narrated event until the run ends, and a heartbeat comment when it is quiet."""
     while True:
-        getter = asyncio.ensure_future(events.get())
-        done, _ = await asyncio.wait({run, getter}, timeout=HEARTBEAT_S, return_when=asyncio.FIRST_COMPLETED)
+        getter: asyncio.Future[Any] = asyncio.ensure_future(events.get())
+        waited: set[asyncio.Future[Any]] = {run, getter}
+        done, _ = await asyncio.wait(waited, timeout=HEARTBEAT_S, return_when=asyncio.FIRST_COMPLETED)
         if getter not in done:
             getter.cancel()
         else:

@@ -34,10 +34,10 @@ class Running:
 
 def settings(upstream: ScriptedLM, tmp_path: Any, **changes: Any) -> ServeConfig:
     """A config for tests: the local sandbox (explicitly allowed) unless told, no cache, traces in tmp_path."""
-    values: dict[str, Any] = dict(
-        models=(ModelRoute("rlm/root", "root", "sub"),), base_url=upstream.base_url, api_key=UPSTREAM_KEY,
-        port=0, sandbox="local", allow_local=True, cache=False, trace_dir=str(tmp_path / "traces"),
-    )
+    values: dict[str, Any] = {
+        "models": (ModelRoute("rlm/root", "root", "sub"),), "base_url": upstream.base_url, "api_key": UPSTREAM_KEY,
+        "port": 0, "sandbox": "local", "allow_local": True, "cache": False, "trace_dir": str(tmp_path / "traces"),
+    }
     values.update(changes)
     return ServeConfig(**values)
 

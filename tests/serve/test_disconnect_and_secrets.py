@@ -37,12 +37,11 @@ def test_a_client_that_disconnects_stops_its_run_and_the_trace_is_kept(start, tm
     root = [code("parts = llm_batch(['a', 'b', 'c', 'd'])"), "FINAL(never)"]
     with ScriptedLM(root=root, sub=lambda r: "x", latency=lambda r: 30.0 if r.role == "sub" else 0.0) as upstream:
         running = start(upstream)
-        with pytest.raises(httpx.ReadTimeout):
-            with httpx.Client(timeout=httpx.Timeout(30, read=1.0)) as raw:
-                response = raw.post(f"{running.base_url}/chat/completions",
-                                    json={"model": "rlm/root", "messages": QUESTION, "stream": stream})
-                for _ in response.iter_lines():
-                    pass
+        with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=httpx.Timeout(30, read=1.0)) as raw:
+            response = raw.post(f"{running.base_url}/chat/completions",
+                                json={"model": "rlm/root", "messages": QUESTION, "stream": stream})
+            for _ in response.iter_lines():
+                pass
         wait_for(lambda: upstream.stats["sub"] == 4)
         # The run was stopped: its sub-calls hung up on the upstream, well before their 30 s.
         wait_for(lambda: upstream.stats["in_flight"] == 0)
