@@ -11,6 +11,7 @@ it with the server's limits, feeds its trace events to a listener, and writes it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import shutil
@@ -140,7 +141,7 @@ class Service:
         if listener is not None:
             subscribers.append(listener)
         try:
-            context = await asyncio.to_thread(self.load, job.context)
+            context = await _finished(asyncio.ensure_future(asyncio.to_thread(self.load, job.context)))
             result = await rlm.acompletion(context, job.query, schema=job.schema, subscribers=subscribers,
                                            view=False)
         finally:
@@ -214,6 +215,16 @@ class Service:
         """Stop the kernels (once: the routes share them)."""
         if self._first is not None:
             await self._first.aclose()
+
+
+async def _finished(loading: asyncio.Future[Any]) -> Any:
+    """The load's result; a caller cancelled meanwhile waits for the thread first (it reads the job's documents)."""
+    try:
+        return await asyncio.shield(loading)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await loading
+        raise
 
 
 def hop(loop: asyncio.AbstractEventLoop, listener: Callable[[Event], None]) -> Listener:
