@@ -129,6 +129,9 @@ class ServeConfig:
             raise ConfigError(f"binding {self.host!r} exposes the server beyond this machine: set a bearer token "
                               "($RLM_SERVE_TOKEN, or token_env in the config file), or bind 127.0.0.1")
         object.__setattr__(self, "roots", tuple(_root(r) for r in self.roots))
+        if not self.api_key and (self.base_url is None or self.base_url.startswith("https://api.openai.com")):
+            raise ConfigError("the upstream is OpenAI's API and no key is set: export OPENAI_API_KEY (or name "
+                              "another variable with api_key_env), or pass --base-url for a local server")
 
     def route(self, name: str) -> ModelRoute | None:
         """The route a client's model name means, or None for a name this server does not serve."""

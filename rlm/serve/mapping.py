@@ -36,13 +36,16 @@ class MapInput:
     key: str
 
 
-def folder_items(folder: Confined, limit: int) -> MapInput:
-    """The regular files directly in ``folder`` (links and subfolders skipped), sorted by name."""
+def folder_items(folder: Confined, limit: int, max_bytes: int) -> MapInput:
+    """The regular files directly in ``folder`` (links and subfolders skipped), by name; none over ``max_bytes``."""
     entries = sorted(os.scandir(folder.fd), key=lambda e: e.name)
     items: list[Any] = []
     for entry in entries:
         info = entry.stat(follow_symlinks=False)
         if stat.S_ISREG(info.st_mode) and not entry.name.startswith("."):
+            if info.st_size > max_bytes:
+                raise RequestError(413, f"{entry.name!r} holds {info.st_size:,} bytes, over this server's limit of "
+                                        f"{max_bytes:,} per item", param="path")
             items.append(Confined(folder.fd, entry.name, False, info.st_size, (info.st_dev, info.st_ino),
                                   os.path.join(folder.real, entry.name)))
     _check_count(len(items), limit)

@@ -183,8 +183,10 @@ async def _ask(service: Service, job: Job, ctx: Context) -> dict[str, Any]:
     try:
         finished = await _reported(ctx, lambda listener: service.complete(job, listener, trace))
     except RLMError as exc:
-        where = f" (trace: {trace.path})" if trace.path else ""
-        raise RequestError(from_run_error(exc).status, from_run_error(exc).message + where) from None
+        error = from_run_error(exc)
+        if trace.path is not None:
+            error.message += f" (trace: {trace.path})"
+        raise error from None
     result = finished.result
     refused = from_result(result.stopped, result.error)
     if refused is not None:
@@ -216,13 +218,16 @@ async def _map(service: Service, path: str, question: str | None, template: str 
     route = service.route(model or (config.models[0].name if config.models else None))
     if question is not None and template is not None:
         raise RequestError(400, "give question (a run per item) or prompt_template (a sub-call per row), not both")
-    document = confine(path, config.roots, 2**62)
+    document = confine(path, config.roots, 2**62)  # a folder's files are measured one by one
     try:
+        if document.size > config.max_context_chars and not document.is_dir:
+            raise RequestError(413, f"{path!r} holds {document.size:,} bytes, over this server's limit of "
+                                    f"{config.max_context_chars:,}", param="path")
         if document.is_dir:
             if question is None:
                 raise RequestError(400, "a map over a folder runs a question per file: give question",
                                    param="question")
-            found = folder_items(document, MAX_MAP_ITEMS)
+            found = folder_items(document, MAX_MAP_ITEMS, config.max_context_chars)
             items, names, input_key = found.items, found.names, found.key
         else:
             rows = jsonl_rows(document, MAX_MAP_ITEMS)

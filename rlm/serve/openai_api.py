@@ -187,8 +187,8 @@ def _model_entry(name: str, root: str, sub: str) -> dict[str, Any]:
 
 async def _trace(request: web.Request) -> web.StreamResponse:
     """A saved trace (JSONL, scrubbed as it was written), opened below the trace directory without following links."""
-    name, trace_dir = request.match_info["name"], request.app[SERVICE].config.trace_dir
-    if not trace_dir or not _TRACE_NAME.match(name):
+    name, trace_dir = request.match_info["name"], request.app[SERVICE].trace_dir
+    if trace_dir is None or not _TRACE_NAME.match(name):
         raise RequestError(404, f"no trace {name!r}", code="trace_not_found")
     try:
         fd = await asyncio.to_thread(_open_trace, trace_dir, name)
@@ -199,7 +199,7 @@ async def _trace(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, content_type="application/x-ndjson")
 
 
-def _open_trace(trace_dir: str, name: str) -> int:
+def _open_trace(trace_dir: os.PathLike[str], name: str) -> int:
     top = os.open(trace_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=top)

@@ -14,8 +14,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +97,9 @@ class Service:
         self.redactor = Redactor(config.secrets)
         self.cache = as_cache(config.cache)
         self._rlms: dict[str, RLM] = {}
+        # A directory of this server's own: trace names are unique within a process only.
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        self.trace_dir = Path(config.trace_dir) / stamp if config.trace_dir else None
         self._first: RLM | None = None
         for route in config.models:  # a route the upstream cannot price fails at start, not per request
             self.rlm(route)
@@ -126,8 +131,7 @@ class Service:
         return rlm
 
     def trace_file(self) -> TraceFile:
-        trace_dir = self.config.trace_dir
-        return TraceFile(JsonlWriter(trace_dir) if trace_dir else None)
+        return TraceFile(JsonlWriter(self.trace_dir) if self.trace_dir is not None else None)
 
     async def complete(self, job: Job, listener: Listener | None = None, trace: TraceFile | None = None) -> Finished:
         """Run ``job``; its events go (scrubbed) to ``trace`` and ``listener`` as they happen, on rlm's thread.
@@ -201,7 +205,8 @@ class Service:
         """One completion of ``query`` per context, resumable from ``checkpoint``; each under the server's budget."""
         rlm = self.rlm(route)
         subscribers = [listener] if listener is not None else []
-        return await rlm.amap_rlm([self.load(c) for c in contexts], query, checkpoint=checkpoint,
+        loaded = await asyncio.to_thread(lambda: [self.load(c) for c in contexts])
+        return await rlm.amap_rlm(loaded, query, checkpoint=checkpoint,
                                   max_concurrent=self.config.max_runs, subscribers=subscribers, view=False)
 
     async def map(self, route: ModelRoute, prompts: list[str], checkpoint: Path,

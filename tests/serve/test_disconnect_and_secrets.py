@@ -20,7 +20,7 @@ QUESTION = [{"role": "user", "content": "q"}]
 
 
 def events(trace_dir: Path) -> list[dict[str, object]]:
-    files = sorted(trace_dir.glob("*.jsonl"))
+    files = sorted(trace_dir.glob("*/*.jsonl"))  # each server writes in a directory of its own
     assert len(files) == 1, files
     return [json.loads(line) for line in files[0].read_text().splitlines()]
 
@@ -69,9 +69,9 @@ def test_the_upstream_key_is_in_no_response_stream_trace_or_log(start, tmp_path:
         failed = httpx.post(f"{running.base_url}/chat/completions", json={"model": "rlm/root", "messages": QUESTION},
                             headers={"Authorization": f"Bearer {TOKEN}"})
         traces = [httpx.get(f"{running.base_url}/traces/{p.name}", headers={"Authorization": f"Bearer {TOKEN}"}).text
-                  for p in (tmp_path / "traces").glob("*.jsonl")]
+                  for p in (tmp_path / "traces").glob("*/*.jsonl")]
     assert "[redacted]" in answer and failed.status_code == 502
-    on_disk = "".join(p.read_text() for p in (tmp_path / "traces").glob("*.jsonl"))
+    on_disk = "".join(p.read_text() for p in (tmp_path / "traces").glob("*/*.jsonl"))
     assert "[redacted]" in on_disk  # the sub-call's reply was recorded, scrubbed
     everything = [whole.text, *streamed, answer, failed.text, *traces, on_disk, caplog.text]
     for text in everything:

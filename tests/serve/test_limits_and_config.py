@@ -83,7 +83,9 @@ def test_model_specs() -> None:
     assert parse_route("gpt-5", "mini") == parse_route("rlm/gpt-5=gpt-5:mini", None)
     route = parse_route("fast=a:b", None)
     assert (route.name, route.root, route.sub) == ("fast", "a", "b")
-    any_model = load_config(None, {}, any_root=True, sub_model="mini")
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        load_config(None, {}, any_root=True, sub_model="mini")
+    any_model = load_config(None, {"OPENAI_API_KEY": "sk-test-key-1234"}, any_root=True, sub_model="mini")
     found = any_model.route("rlm/llama-70b")
     assert found is not None and (found.root, found.sub) == ("llama-70b", "mini")
     assert any_model.route("llama-70b") is None and any_model.route("rlm/") is None
@@ -125,7 +127,7 @@ def test_health_metrics_and_traces(start, tmp_path: Path) -> None:
         for bad in ("..%2Fserve.toml", "x.txt", "nope.jsonl"):
             assert httpx.get(f"{running.base_url}/traces/{bad}", headers=auth).status_code == 404
         (tmp_path / "outside.jsonl").write_text("secret")
-        (tmp_path / "traces" / "link.jsonl").symlink_to(tmp_path / "outside.jsonl")
+        (running.service.trace_dir / "link.jsonl").symlink_to(tmp_path / "outside.jsonl")
         assert httpx.get(f"{running.base_url}/traces/link.jsonl", headers=auth).status_code == 404
         metrics = httpx.get(f"{running.url}/metrics", headers=auth).text
         assert 'rlm_serve_requests_total{path="/v1/chat/completions",status="200"} 1' in metrics

@@ -176,7 +176,7 @@ async def test_streamable_http_needs_the_token_and_cancellation_stops_the_run(ht
             with anyio.fail_after(15):
                 while upstream.stats["in_flight"]:
                     await anyio.sleep(0.05)
-            traces = list((tmp_path / "traces").glob("*.jsonl"))
+            traces = list((tmp_path / "traces").glob("*/*.jsonl"))
             assert len(traces) == 1
             with anyio.fail_after(15):
                 while '"run.end"' not in traces[0].read_text():
