@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -133,3 +135,20 @@ def test_health_metrics_and_traces(start, tmp_path: Path) -> None:
         assert 'rlm_serve_requests_total{path="/v1/chat/completions",status="200"} 1' in metrics
         assert 'rlm_serve_runs_total{outcome="final"} 1' in metrics
         assert "rlm_serve_model_calls_total 1" in metrics
+
+
+def test_stopping_lets_a_request_in_flight_finish(start) -> None:
+    with ScriptedLM(root=lambda r: "FINAL(finished)", latency=1.0) as upstream:
+        running = start(upstream)
+        replies: list[httpx.Response] = []
+        worker = threading.Thread(target=lambda: replies.append(httpx.post(
+            f"{running.base_url}/chat/completions", json={"model": "rlm/root", "messages": QUESTION}, timeout=30)))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while upstream.stats["in_flight"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        running.stop()  # as SIGTERM does: stop listening, let what runs finish (grace: 5 s here)
+        worker.join(30)
+        assert replies[0].status_code == 200 and replies[0].json()["choices"][0]["message"]["content"] == "finished"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{running.url}/health")
