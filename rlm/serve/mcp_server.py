@@ -94,13 +94,13 @@ def build(service: Service, admission: Admission) -> MCPServer[Any]:
                 "total_tokens": list(found.total_tokens),
                 "cost_usd": list(found.cost_usd) if found.cost_usd is not None else None, "text": str(found)}
 
-    @server.tool(description=(
+    @server.tool(name="map", description=(
         "A resumable map over a folder (each file in it) or a JSONL file (each row). With `question`: one full RLM "
         f"run per item (COSTS up to items x the per-run limit: {limits}). Without: one sub-call per JSONL row, the "
         "prompt made from `prompt_template` ({field} per row field; default {prompt}); COSTS one sub-call per row. "
         f"At most {MAX_MAP_ITEMS} items. Calling it again with the same arguments resumes: only missing or failed "
         "items are sent. Returns counts, cost, the results file (JSONL) and the first answers."))
-    async def map(path: str, ctx: Context, question: str | None = None, prompt_template: str | None = None,
+    async def map_items(path: str, ctx: Context, question: str | None = None, prompt_template: str | None = None,
                   model: str | None = None) -> dict[str, Any]:
         return await _guarded(admission, service, lambda: _map(service, path, question, prompt_template, model, ctx))
 

@@ -142,3 +142,16 @@ def test_an_upstream_failure_is_a_502_without_the_upstream_key(start, caplog: py
         error = error_of(response)
         assert error["code"] == "upstream_error" and "[redacted]" in error["message"]
         assert UPSTREAM_KEY not in response.text
+
+
+def test_a_failure_after_the_stream_began_is_an_error_event_the_sdk_raises(start) -> None:
+    root = [code("x = llm_query('slow')"), "FINAL(never)"]
+    with ScriptedLM(root=root, sub=lambda r: "late", latency=lambda r: 5.0 if r.role == "sub" else 0.0) as upstream:
+        running = start(upstream, budget=Budget(max_time_s=0.5))
+        sdk = openai.OpenAI(base_url=running.base_url, api_key="unused", max_retries=0)
+        seen: list[str] = []
+        with pytest.raises(openai.APIError) as caught:
+            for chunk in sdk.chat.completions.create(model="rlm/root", messages=QUESTION, stream=True):
+                seen.extend((c.delta.model_extra or {}).get("reasoning_content") or "" for c in chunk.choices)
+        assert "longer than this server's limit" in str(caught.value)
+        assert "Step 1" in "".join(seen)  # progress came first
