@@ -39,6 +39,8 @@ from .redact import Redactor
 log = logging.getLogger("rlm.serve")
 #: How long a stopped run may take to unwind before its documents are closed anyway.
 UNWIND_S = 60.0
+#: Models one server builds at most (``--any-model`` makes one per upstream name a client asks for).
+MAX_MODELS = 64
 Listener = Callable[[Event], None]
 
 
@@ -117,6 +119,9 @@ class Service:
         known = self._rlms.get(route.name)
         if known is not None:
             return known
+        if len(self._rlms) >= MAX_MODELS:
+            raise RequestError(400, f"this server already serves {MAX_MODELS} models, its limit; ask for one of "
+                                    "GET /v1/models", param="model", code="too_many_models")
         cfg = self.config
         rlm = RLM(route.root, route.sub, base_url=cfg.base_url, api_key=cfg.api_key or "no-key", sandbox=cfg.sandbox,
                   max_concurrent=cfg.upstream_concurrency, max_iterations=cfg.max_iterations,
@@ -139,12 +144,12 @@ class Service:
         Raises what the run raised (``rlm.errors``), or ``RequestError`` for a context it
         cannot take; cancelling the caller's task stops the run, and its trace so far is kept.
         """
-        rlm = self.rlm(job.route)
         trace = trace or self.trace_file()
         subscribers: list[Subscriber] = [self.redactor.subscriber(trace)]
         if listener is not None:
             subscribers.append(listener)
         try:
+            rlm = self.rlm(job.route)
             context = await _finished(asyncio.ensure_future(asyncio.to_thread(self.load, job.context)))
             result = await rlm.acompletion(context, job.query, schema=job.schema, subscribers=subscribers,
                                            view=False)
