@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from .. import RLM, Endpoint, Limits
+from .. import RLM, Endpoint, Limits, SandboxConfig
 from ..core.estimate import Estimate
 from ..core.result import RLMResult
 from ..lm.cache import as_cache
@@ -41,6 +41,8 @@ log = logging.getLogger("rlm.serve")
 UNWIND_S = 60.0
 #: Models one server builds at most (``--any-model`` makes one per upstream name a client asks for).
 MAX_MODELS = 64
+#: Fresh kernels kept warm, at most (each about 60 MB).
+WARM_KERNELS = 4
 Listener = Callable[[Event], None]
 
 
@@ -123,7 +125,9 @@ class Service:
             raise RequestError(400, f"this server already serves {MAX_MODELS} models, its limit; ask for one of "
                                     "GET /v1/models", param="model", code="too_many_models")
         cfg = self.config
-        rlm = RLM(route.root, route.sub, base_url=cfg.base_url, api_key=cfg.api_key or "no-key", sandbox=cfg.sandbox,
+        # Kernels kept started, so a burst of requests does not wait for each one to boot.
+        sandbox = SandboxConfig(warm_kernels=min(cfg.max_runs, WARM_KERNELS)) if cfg.sandbox == "kernel" else "local"
+        rlm = RLM(route.root, route.sub, base_url=cfg.base_url, api_key=cfg.api_key or "no-key", sandbox=sandbox,
                   max_concurrent=cfg.upstream_concurrency, max_iterations=cfg.max_iterations,
                   max_depth=cfg.max_depth, budget=cfg.budget, cache=self.cache, progress=False,
                   limits=Limits(step_timeout=cfg.step_timeout), endpoint=Endpoint(rpm=cfg.rpm, tpm=cfg.tpm))
