@@ -132,3 +132,13 @@ def test_models_lists_the_served_names(start) -> None:
         with pytest.raises(openai.NotFoundError):
             client(running).models.retrieve("rlm/nope")
         assert json.loads(models.model_dump_json())["data"][0]["rlm"] == {"root": "root", "sub": "sub"}
+
+
+def test_json_object_answers_are_json(start) -> None:
+    root = [code("found = {'rose': 'revenue', 'by': 12}"), "FINAL_VAR(found)"]
+    with ScriptedLM(root=root) as upstream:
+        running = start(upstream)
+        reply = client(running).chat.completions.create(
+            model="rlm/root", messages=[{"role": "user", "content": "What rose, by how much?"}],
+            response_format={"type": "json_object"})
+        assert json.loads(reply.choices[0].message.content) == {"rose": "revenue", "by": 12}
