@@ -163,6 +163,8 @@ class Service:
 
     def load(self, context: Any) -> Any:
         """The context as the run takes it: a confined document opened through its checked descriptor."""
+        if isinstance(context, Path):  # files a client sent, in a directory the server made
+            return _named(load_context(context), "uploaded files")
         if not isinstance(context, Confined):
             return context
         try:
@@ -174,10 +176,7 @@ class Service:
                 raise RequestError(409, f"document {context.name!r} was replaced while it was opened", param="path")
         except (OSError, ValueError) as exc:
             raise RequestError(400, f"document {context.name!r} cannot be read: {exc}", param="path") from None
-        if dataclasses.is_dataclass(loaded) and not isinstance(loaded, type) and hasattr(loaded, "root"):
-            # The name the root sees: the document's, not /proc/self/fd/N.
-            loaded = dataclasses.replace(cast(Any, loaded), root=context.name)
-        return loaded
+        return _named(loaded, context.name)  # the name the root sees: the document's, not /proc/self/fd/N
 
     def release(self, job: Job, trace: TraceFile | None = None) -> None:
         """Close the job's documents and remove its files, once its run (if any) has unwound.
@@ -229,6 +228,13 @@ class Service:
         """Stop the kernels (once: the routes share them)."""
         if self._first is not None:
             await self._first.aclose()
+
+
+def _named(loaded: Any, name: str) -> Any:
+    """A loaded directory described by ``name`` rather than the path it was read through."""
+    if dataclasses.is_dataclass(loaded) and not isinstance(loaded, type) and hasattr(loaded, "root"):
+        return dataclasses.replace(cast(Any, loaded), root=name)
+    return loaded
 
 
 async def _finished(loading: asyncio.Future[Any]) -> Any:

@@ -114,6 +114,7 @@ def test_uploaded_files_are_the_context_with_their_names(start) -> None:
         client.chat.completions.create(model="rlm/root", messages=two)
         printed = upstream.root_requests[-1].messages[-1]["content"]
         assert "dict ['_.._a.txt', 'a.txt', 'conversation.md']" in printed
+        assert "'uploaded files'" in upstream.root_requests[-1].messages[1]["content"]
 
 
 def test_health_metrics_and_traces(start, tmp_path: Path) -> None:
