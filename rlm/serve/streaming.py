@@ -74,10 +74,12 @@ async def _progress(run: asyncio.Future[Finished], events: asyncio.Queue[Event],
     while True:
         getter: asyncio.Future[Any] = asyncio.ensure_future(events.get())
         waited: set[asyncio.Future[Any]] = {run, getter}
-        done, _ = await asyncio.wait(waited, timeout=HEARTBEAT_S, return_when=asyncio.FIRST_COMPLETED)
-        if getter not in done:
-            getter.cancel()
-        else:
+        try:
+            await asyncio.wait(waited, timeout=HEARTBEAT_S, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()  # a get cancelled before it resumes leaves its event in the queue
+        if getter.done() and not getter.cancelled():
             line = narrator(getter.result())
             if line:
                 await say(line)
