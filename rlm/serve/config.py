@@ -28,7 +28,7 @@ import ipaddress
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ from ..lm.budget import Budget
 #: Served names for ``rlm/<root>`` routes: the prefix a client puts before an upstream model.
 PREFIX = "rlm/"
 SANDBOXES = ("kernel", "local")
+#: What a config file's [server] section may set (besides token_env, allow_local_sandbox, any_model).
+SERVER_KEYS = ("host", "port", "roots", "sandbox", "allow_local", "any_root", "max_runs", "max_queue",
+               "queue_timeout_s", "max_body_mb", "trace_dir", "cache", "state_dir")
 #: Where traces go when the configuration names no directory.
 DEFAULT_TRACE_DIR = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "rlm" / "traces"
 
@@ -219,12 +222,12 @@ def read_settings(path: str | os.PathLike[str] | None, environ: Mapping[str, str
     values["api_key"] = env.get(upstream.pop("api_key_env", "OPENAI_API_KEY")) or None
     if "max_concurrent" in upstream:
         values["upstream_concurrency"] = upstream.pop("max_concurrent")
-    values.update(_take(upstream, ("rpm", "tpm"), "upstream", path))
+    values.update(_take(upstream, ("rpm", "tpm", "sub_model"), "upstream", path))
     values["token"] = env.get(server.pop("token_env", "RLM_SERVE_TOKEN")) or None
-    if "allow_local_sandbox" in server:
-        server["allow_local"] = server.pop("allow_local_sandbox")
-    names = {f.name for f in fields(ServeConfig)} - {"api_key", "token", "budget", "models", "upstream_concurrency"}
-    values.update(_take(server, tuple(names), "server", path))
+    for given, name in (("allow_local_sandbox", "allow_local"), ("any_model", "any_root")):
+        if given in server:
+            server[name] = server.pop(given)
+    values.update(_take(server, SERVER_KEYS, "server", path))
     if isinstance(values.get("roots"), list):
         values["roots"] = tuple(values["roots"])
     budget = {k: limits.pop(k) for k in ("max_calls", "max_tokens", "max_cost_usd", "max_time_s") if k in limits}

@@ -73,9 +73,10 @@ def test_a_config_file_and_the_environment(tmp_path: Path) -> None:
     assert config.route("rlm/a") is not None and config.route("rlm/b") is None
     assert "sk-from-env" not in repr(config) and "t" * 20 not in repr(config)
     assert config.secrets == ("sk-from-env-123456", "t" * 20)
-    path.write_text('[server]\nmax_runz = 2\n[models."rlm/a"]\nroot = "a"\n')
-    with pytest.raises(ConfigError, match="max_runz"):
-        load_config(path, {})
+    for wrong in ("[server]\nmax_runz = 2", "[server]\nbase_url = 'http://x'", "[limits]\nmax_runs = 2"):
+        path.write_text(wrong + '\n[models."rlm/a"]\nroot = "a"\n')
+        with pytest.raises(ConfigError, match="unknown key"):
+            load_config(path, {"OPENAI_API_KEY": "sk-test-key-1234"})
     path.write_text('[server\n')
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(path, {})
