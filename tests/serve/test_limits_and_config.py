@@ -154,3 +154,15 @@ def test_stopping_lets_a_request_in_flight_finish(start) -> None:
         assert replies[0].status_code == 200 and replies[0].json()["choices"][0]["message"]["content"] == "finished"
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{running.url}/health")
+
+
+def test_the_documented_config_file_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "serve.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    docs_root = tmp_path / "documents"
+    docs_root.mkdir()
+    path = tmp_path / "serve.toml"
+    path.write_text(example.replace("/srv/documents", str(docs_root)))
+    config = load_config(path, {"OPENAI_API_KEY": "sk-test-key-1234", "RLM_SERVE_TOKEN": "x" * 32})
+    assert [m.name for m in config.models] == ["rlm/gpt-5", "rlm/local"]
+    assert config.budget.max_cost_usd == 0.5 and config.upstream_concurrency == 32
