@@ -142,10 +142,8 @@ async def _read_json(request: web.Request) -> Any:
 async def _chat(request: web.Request) -> web.StreamResponse:
     service, admission = request.app[SERVICE], request.app[ADMISSION]
     chat = parse(await _read_json(request), service)
-    ran = False
     try:
         async with admission.slot():
-            ran = True
             if chat.stream:
                 return await stream_completion(request, chat, service, request.app[METRICS], request[REQUEST_ID])
             trace = service.trace_file()
@@ -161,8 +159,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
             body = completion_body(chat, finished, request[REQUEST_ID])
             return web.json_response(service.redactor.data(body), headers={"x-request-id": request[REQUEST_ID]})
     finally:
-        if not ran:
-            service.release(chat.job)
+        service.release(chat.job)  # a no-op once the run released it; else it never ran (queue full, client gone)
 
 
 def _with_trace(error: RequestError, path: os.PathLike[str] | None) -> RequestError:

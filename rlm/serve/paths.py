@@ -39,6 +39,8 @@ class Confined:
     size: int
     identity: tuple[int, int]
     real: str
+    #: Loaded, and no longer read through ``fd`` (which may then be closed at once).
+    done: bool = False
 
     @property
     def path(self) -> str:

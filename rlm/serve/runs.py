@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from .. import RLM, Endpoint, Limits, SandboxConfig
+from .. import RLM, Endpoint, Limits, SandboxConfig, runtime
 from ..core.estimate import Estimate
 from ..core.result import RLMResult
 from ..lm.cache import as_cache
 from ..maps import MapResult
-from ..repl.contexts import load_context
+from ..repl.contexts import DirectoryContext, TextFile, load_context
 from ..trace.events import Event, Subscriber
 from ..trace.jsonl import JsonlWriter
 from .config import ModelRoute, ServeConfig
@@ -58,6 +58,14 @@ class Job:
     context: Any = ""
     schema: Any = None
     scratch: Path | None = None
+    _released: bool = field(default=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def claim_release(self) -> bool:
+        """True the first time only: a job's documents are released once, whoever asks."""
+        with self._lock:
+            first, self._released = not self._released, True
+        return first
 
 
 @dataclass
@@ -70,27 +78,28 @@ class Finished:
 
 @dataclass
 class TraceFile:
-    """The trace of one run, written line by line as it happens, secrets scrubbed; ``path`` once it began."""
+    """The trace of one run, written line by line as it happens (scrubbed); and whether the run is over.
+
+    ``finished`` is set once the run's coroutine has ended on rlm's loop, whichever way: only
+    then is nothing of the job's read any more.
+    """
 
     writer: JsonlWriter | None
-    ended: threading.Event = field(default_factory=threading.Event)
-    _root: str | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+    submitted: bool = False
 
     @property
     def path(self) -> Path | None:
         return self.writer.path if self.writer is not None else None
 
-    @property
-    def started(self) -> bool:
-        return self._root is not None
-
     def __call__(self, event: Event) -> None:
-        if self._root is None and event.kind == "run.start":
-            self._root = event.id
         if self.writer is not None:
             self.writer(event)
-        if event.kind == "run.end" and event.id == self._root:
-            self.ended.set()
+
+    def close(self) -> None:
+        """Close the file (a run cancelled before its end event would leave it open)."""
+        if self.writer is not None:
+            self.writer.close()
 
 
 class Service:
@@ -155,8 +164,16 @@ class Service:
         try:
             rlm = self.rlm(job.route)
             context = await _finished(asyncio.ensure_future(asyncio.to_thread(self.load, job.context)))
-            result = await rlm.acompletion(context, job.query, schema=job.schema, subscribers=subscribers,
-                                           view=False)
+
+            async def on_rlm_loop() -> RLMResult:
+                try:
+                    return await rlm.acompletion(context, job.query, schema=job.schema, subscribers=subscribers,
+                                                 view=False)
+                finally:
+                    trace.finished.set()
+
+            trace.submitted = True
+            result = await asyncio.wrap_future(runtime.submit(on_rlm_loop()))
         finally:
             self.release(job, trace)
         return Finished(result, trace.path)
@@ -176,30 +193,37 @@ class Service:
                 raise RequestError(409, f"document {context.name!r} was replaced while it was opened", param="path")
         except (OSError, ValueError) as exc:
             raise RequestError(400, f"document {context.name!r} cannot be read: {exc}", param="path") from None
+        if isinstance(loaded, DirectoryContext) or (isinstance(loaded, TextFile) and loaded.path == context.real):
+            context.done = True  # read whole (a directory), or reopened by its real path, identity checked (a file)
         return _named(loaded, context.name)  # the name the root sees: the document's, not /proc/self/fd/N
 
     def release(self, job: Job, trace: TraceFile | None = None) -> None:
-        """Close the job's documents and remove its files, once its run (if any) has unwound.
+        """Close the job's documents and trace file and remove its files, once its run (if any) has unwound.
 
-        A thread waits for that when it has not yet: the caller never does.
+        A thread waits for that when it has not yet; the caller never does.
         """
         trace = trace or TraceFile(None)
-        closers = [c for c in (job.context,) if isinstance(c, Confined)]
-        if not closers and job.scratch is None:
+        if not job.claim_release():
             return
+        documents = [c for c in (job.context,) if isinstance(c, Confined)]
+        for confined in documents:
+            if confined.done:  # the run no longer reads through its descriptor
+                confined.close()
 
         def release() -> None:
-            # A descriptor's number is reused once closed: a run still reading /proc/self/fd/N
-            # must end first, or it could read whatever the number names next.
-            if trace.started and not trace.ended.wait(UNWIND_S):
-                log.warning("a stopped run did not unwind in %s s; its document stays open", UNWIND_S)
+            ended = not trace.submitted or trace.finished.wait(UNWIND_S)
+            trace.close()
+            if not ended:
+                # A descriptor's number is reused once closed: a run still reading /proc/self/fd/N must end
+                # first, or it could read whatever the number names next. Better left open than that.
+                log.warning("a stopped run did not unwind in %s s; its documents stay open", UNWIND_S)
                 return
-            for confined in closers:
+            for confined in documents:
                 confined.close()
             if job.scratch is not None:
                 shutil.rmtree(job.scratch, ignore_errors=True)
 
-        if trace.ended.is_set() or not trace.started:
+        if trace.finished.is_set() or not trace.submitted:
             release()
         else:
             threading.Thread(target=release, name="rlm-serve-release", daemon=True).start()

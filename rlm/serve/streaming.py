@@ -65,6 +65,7 @@ async def stream_completion(request: web.Request, chat: ChatRequest, service: Se
             run.cancel()
             with contextlib.suppress(BaseException):
                 await run
+        service.release(chat.job, trace)  # a run cancelled before it began never reached its own release
     return response
 
 

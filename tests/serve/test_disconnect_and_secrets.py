@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -76,3 +79,41 @@ def test_the_upstream_key_is_in_no_response_stream_trace_or_log(start, tmp_path:
     everything = [whole.text, *streamed, answer, failed.text, *traces, on_disk, caplog.text]
     for text in everything:
         assert UPSTREAM_KEY not in text and TOKEN not in text
+
+
+def open_under(directory: Path) -> list[str]:
+    """This process's descriptors that name something under ``directory``."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(str(directory)):
+                found.append(target)
+    return found
+
+
+async def test_clients_that_leave_at_any_moment_leave_no_document_or_trace_open(start, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "folder").mkdir(parents=True)
+    (docs / "a.txt").write_text("some text")
+    (docs / "folder" / "b.txt").write_text("more text")
+
+    def root(request) -> str:  # type: ignore[no-untyped-def]
+        return code("parts = llm_batch(['a', 'b'])") if len(request.messages) <= 2 else "FINAL(done)"
+
+    with ScriptedLM(root=root, sub=lambda r: "x", latency=lambda r: 2.0 if r.role == "sub" else 0.0) as upstream:
+        running = start(upstream, roots=(str(docs),), max_runs=4, max_queue=40)
+
+        async def leave(i: int) -> None:
+            body = {"model": "rlm/root", "stream": i % 2 == 0, "messages": QUESTION,
+                    "rlm": {"path": "folder" if i % 3 else "a.txt"}}
+            with contextlib.suppress(httpx.ReadTimeout):
+                async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=0.05 + 0.1 * (i % 5))) as raw:
+                    await raw.post(f"{running.base_url}/chat/completions", json=body)
+
+        await asyncio.gather(*[leave(i) for i in range(24)])
+        deadline = time.monotonic() + 30
+        while (open_under(docs) or open_under(tmp_path / "traces")) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert open_under(docs) == [] and open_under(tmp_path / "traces") == []
+        assert upstream.stats["in_flight"] == 0
