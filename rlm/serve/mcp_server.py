@@ -85,7 +85,7 @@ def build(service: Service, admission: Admission) -> MCPServer[Any]:
                        model: str | None = None) -> dict[str, Any]:
         job = _job(service, question, path, text, model)
         try:
-            found = await asyncio.to_thread(service.estimate, job.route, job.context, job.query)
+            found = await service.estimate(job.route, job.context, job.query)
         except RequestError as exc:
             raise ToolError(service.redactor.text(exc.message)) from None
         finally:

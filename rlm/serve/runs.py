@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from .. import RLM, Endpoint, Limits, SandboxConfig, runtime
 from ..core.estimate import Estimate
@@ -44,6 +44,7 @@ MAX_MODELS = 64
 #: Fresh kernels kept warm, at most (each about 60 MB).
 WARM_KERNELS = 4
 Listener = Callable[[Event], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -228,16 +229,18 @@ class Service:
         else:
             threading.Thread(target=release, name="rlm-serve-release", daemon=True).start()
 
-    def estimate(self, route: ModelRoute, context: Any, query: str) -> Estimate:
+    async def estimate(self, route: ModelRoute, context: Any, query: str) -> Estimate:
         """What ``query`` over ``context`` is likely to cost on ``route``; no model is called."""
-        return self.rlm(route).estimate(self.load(context), query)
+        rlm = self.rlm(route)
+        return await _finished(asyncio.ensure_future(asyncio.to_thread(
+            lambda: rlm.estimate(self.load(context), query))))
 
     async def map_rlm(self, route: ModelRoute, contexts: Iterable[Any], query: str, checkpoint: Path,
                       listener: Listener | None = None) -> MapResult:
         """One completion of ``query`` per context, resumable from ``checkpoint``; each under the server's budget."""
         rlm = self.rlm(route)
         subscribers = [listener] if listener is not None else []
-        loaded = await asyncio.to_thread(lambda: [self.load(c) for c in contexts])
+        loaded = await _finished(asyncio.ensure_future(asyncio.to_thread(lambda: [self.load(c) for c in contexts])))
         return await rlm.amap_rlm(loaded, query, checkpoint=checkpoint,
                                   max_concurrent=self.config.max_runs, subscribers=subscribers, view=False)
 
@@ -261,7 +264,7 @@ def _named(loaded: Any, name: str) -> Any:
     return loaded
 
 
-async def _finished(loading: asyncio.Future[Any]) -> Any:
+async def _finished(loading: asyncio.Future[T]) -> T:
     """The load's result; a caller cancelled meanwhile waits for the thread first (it reads the job's documents)."""
     try:
         return await asyncio.shield(loading)
