@@ -100,6 +100,8 @@ def _logging(level: str) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     """``rlm serve``: exit 0 after SIGINT/SIGTERM, 2 for a bad setting, 1 if it cannot listen."""
+    if not args.grace >= 0:
+        return _fail("serve", f"--grace must be a number of seconds >= 0, got {args.grace}")
     try:
         config = config_from(args)
         from .runs import Service

@@ -28,6 +28,9 @@ def rlm(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
     ([], "no model to serve"),
     (["--any-model"], "--sub-model"),
     (["--model", "gpt-5", "--root", "/no/such/dir"], "not a directory"),
+    (["--model", "gpt-5", "--max-runs", "0"], "max_runs must be an int >= 1"),
+    (["--model", "gpt-5", "--grace", "-1"], "--grace"),
+    (["--model", "gpt-5", "--max-cost-usd", "-2"], "max_cost_usd"),
 ])
 def test_unsafe_or_incomplete_settings_are_refused_at_start(args: list[str], says: str) -> None:
     done = rlm("serve", *args, "--port", "0", env={"RLM_SERVE_TOKEN": ""})
