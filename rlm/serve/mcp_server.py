@@ -30,7 +30,7 @@ from .runs import Job, Service, hop
 
 try:
     from mcp.server.mcpserver import Context, MCPServer
-    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("rlm mcp needs the MCP SDK: pip install 'rlm[serve]'") from exc
 
@@ -103,6 +103,14 @@ def build(service: Service, admission: Admission) -> MCPServer[Any]:
     async def map_items(path: str, ctx: Context, question: str | None = None, prompt_template: str | None = None,
                   model: str | None = None) -> dict[str, Any]:
         return await _guarded(admission, service, lambda: _map(service, path, question, prompt_template, model, ctx))
+
+    @server.resource("rlm://traces/{name}", mime_type="application/x-ndjson", description=(
+        "A run's saved trace (JSONL: every step, sub-call and its cost), as `ask` names it in `trace_resource`."))
+    async def trace(name: str) -> str:
+        data = await asyncio.to_thread(service.read_trace, name)
+        if data is None:
+            raise ResourceError(f"no trace {name!r}")
+        return data.decode("utf-8", "replace")
 
     return server
 
@@ -197,6 +205,7 @@ async def _ask(service: Service, job: Job, ctx: Context) -> dict[str, Any]:
             "completion_tokens": result.usage.completion_tokens, "cost_usd": result.usage.cost_usd,
             "seconds": round(result.seconds, 3),
             "trace": finished.trace.resolve().as_uri() if finished.trace else None,
+            "trace_resource": f"rlm://traces/{finished.trace.name}" if finished.trace else None,
             "trace_html": page.resolve().as_uri() if page else None}
 
 

@@ -37,7 +37,6 @@ from .wire import completion_body
 log = logging.getLogger("rlm.serve")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_TRACE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\.jsonl$")
 #: Paths anyone may read: a load balancer's health check carries no token.
 OPEN_PATHS = frozenset({"/health"})
 
@@ -183,25 +182,12 @@ def _model_entry(name: str, root: str, sub: str) -> dict[str, Any]:
 
 
 async def _trace(request: web.Request) -> web.StreamResponse:
-    """A saved trace (JSONL, scrubbed as it was written), opened below the trace directory without following links."""
-    name, trace_dir = request.match_info["name"], request.app[SERVICE].trace_dir
-    if trace_dir is None or not _TRACE_NAME.match(name):
+    """A saved trace (JSONL, scrubbed as it was written)."""
+    name = request.match_info["name"]
+    data = await asyncio.to_thread(request.app[SERVICE].read_trace, name)
+    if data is None:
         raise RequestError(404, f"no trace {name!r}", code="trace_not_found")
-    try:
-        fd = await asyncio.to_thread(_open_trace, trace_dir, name)
-    except OSError:
-        raise RequestError(404, f"no trace {name!r}", code="trace_not_found") from None
-    with os.fdopen(fd, "rb") as fh:
-        data = await asyncio.to_thread(fh.read)
     return web.Response(body=data, content_type="application/x-ndjson")
-
-
-def _open_trace(trace_dir: os.PathLike[str], name: str) -> int:
-    top = os.open(trace_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=top)
-    finally:
-        os.close(top)
 
 
 async def _health(request: web.Request) -> web.Response:

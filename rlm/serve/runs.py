@@ -15,7 +15,9 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -45,6 +47,8 @@ MAX_MODELS = 64
 WARM_KERNELS = 4
 Listener = Callable[[Event], None]
 T = TypeVar("T")
+#: What a trace's file name looks like (``JsonlWriter``'s names); anything else is not one.
+TRACE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\.jsonl$")
 
 
 @dataclass
@@ -148,6 +152,21 @@ class Service:
             rlm.kernels = self._first.kernels
         self._rlms[route.name] = rlm
         return rlm
+
+    def read_trace(self, name: str) -> bytes | None:
+        """A saved trace of this server's by file name (as written: scrubbed), or None; never through a link."""
+        if self.trace_dir is None or not TRACE_NAME.match(name):
+            return None
+        try:
+            top = os.open(self.trace_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=top)
+            finally:
+                os.close(top)
+        except OSError:
+            return None
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read() if stat.S_ISREG(os.fstat(fh.fileno()).st_mode) else None
 
     def trace_file(self) -> TraceFile:
         return TraceFile(JsonlWriter(self.trace_dir) if self.trace_dir is not None else None)

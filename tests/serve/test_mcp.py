@@ -76,6 +76,9 @@ async def test_stdio_tools_say_what_they_cost_and_ask_answers_with_progress(docs
             assert answer["answer"] == "the answer" and answer["calls"] == 4
             assert answer["trace"].startswith("file://") and Path(answer["trace"][7:]).is_file()
             assert answer["trace_html"].endswith(".html")
+            read = await session.read_resource(answer["trace_resource"])
+            assert '"run.end"' in read.contents[0].text
+            assert answer["trace_resource"].startswith("rlm://traces/")
             messages = [m for _, _, m in progress]
             assert any(m and "Step 1" in m for m in messages)
             assert [p for p, _, _ in progress] == sorted({p for p, _, _ in progress})  # strictly increasing
