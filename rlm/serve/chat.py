@@ -9,7 +9,9 @@
 - ``response_format`` (``json_object`` or ``json_schema``) becomes ``schema=``.
 
 Anything else a request may carry is checked here, so a bad request is refused before
-a run starts, with the ``param`` it is about.
+a run starts, with the ``param`` it is about. Generation options (``temperature``,
+``max_tokens``, ``seed`` ...) and fields this server does not know are accepted and not
+applied: the server's configuration decides how models are called.
 """
 
 from __future__ import annotations
@@ -31,11 +33,6 @@ from .schemas import from_response_format
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 #: What a request's ``rlm`` object (``extra_body``) may hold.
 RLM_OPTIONS = ("path",)
-#: Request fields that clients send by habit and an RLM has no use for: accepted, not applied.
-IGNORED = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "user",
-                     "metadata", "presence_penalty", "frequency_penalty", "logit_bias", "store", "service_tier",
-                     "parallel_tool_calls", "reasoning_effort", "verbosity", "prompt_cache_key", "safety_identifier",
-                     "modalities", "prediction", "web_search_options", "logprobs", "top_logprobs"})
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
 
 
@@ -91,8 +88,8 @@ def _max_bytes(config: ServeConfig) -> int:
 
 
 def _check_options(body: dict[str, Any]) -> None:
-    n = body.get("n", 1)
-    if n != 1:
+    n = body.get("n")
+    if n not in (None, 1):
         raise RequestError(400, "n must be 1: a completion here is one RLM run", param="n")
     if body.get("tools") or body.get("functions"):
         raise RequestError(400, "tools are not supported: the RLM answers from its context with its own REPL",
