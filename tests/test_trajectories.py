@@ -22,7 +22,9 @@ from rlm import RLM, Endpoint
 from rlm.core.parsing import find_code_blocks, find_final
 from rlm.testing import ScriptedLM
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "trajectories"
+#: ../shared/trajectories beside the checkout, or beside a folder above it (a worktree's checkout is one deeper).
+SHARED = next((p / "shared" / "trajectories" for p in Path(__file__).resolve().parents[2:]
+               if (p / "shared" / "trajectories").is_dir()), Path(__file__).resolve().parents[2] / "shared" / "trajectories")
 pytestmark = pytest.mark.skipif(
     not SHARED.is_dir(), reason="../shared/trajectories/ is not beside this checkout (other projects' public runs)")
 _FINAL_LINE = re.compile(r"^[ \t]*(FINAL_VAR|FINAL)\(.*$", re.MULTILINE | re.DOTALL)

@@ -321,17 +321,10 @@ def _line_close(source: str, arg_start: int, close: int | None) -> int | None:
 
 
 def prose_of(text: str) -> str:
-    """The reply without its fenced blocks: what a forced answer says in words, never code.
-
-    A reply that is only code leaves its code's text, unfenced, rather than nothing.
-    """
+    """The reply without its fenced blocks: what it says in words ("" for a reply that is only code)."""
     lines = _lines(text)
-    fences = _scan_fences(lines)
-    fenced = {n for fence in fences for n in range(fence.start, fence.end + 1)}
-    prose = "\n".join(line for n, line in enumerate(lines) if n not in fenced).strip()
-    if prose:
-        return prose
-    return "\n\n".join(_block_code(f.body) for f in fences).strip()
+    fenced = {n for fence in _scan_fences(lines) for n in range(fence.start, fence.end + 1)}
+    return "\n".join(line for n, line in enumerate(lines) if n not in fenced).strip()
 
 
 def truncate_output(text: str, limit: int) -> str:
