@@ -27,10 +27,11 @@ class Limits:
     """Limits of one root loop, per completion (its children share them).
 
     ``max_output_chars``: how much output the root reads back per turn, shared by the
-    code blocks of its reply (head and tail of each). ``step_timeout``: seconds one REPL step may run before it is interrupted, in
-    either sandbox. ``max_children``: recursive children (``rlm_query``) in flight at
-    once per parent; ``max_descendants``: children of all depths one completion may
-    start. The host enforces both: code in the REPL cannot change them.
+    code blocks of its reply (head and tail of each). ``step_timeout``: seconds one
+    REPL step may run before it is interrupted, in either sandbox. ``max_children``:
+    recursive children (``rlm_query``) in flight at once per parent; ``max_descendants``:
+    children of all depths one completion may start. The host enforces both: code in
+    the REPL cannot change them.
     """
 
     max_output_chars: int = 10_000

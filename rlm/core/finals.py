@@ -14,8 +14,12 @@ import ast
 from dataclasses import dataclass
 
 from ..repl.base import REPL, ExecResult
-from .parsing import find_code_blocks, find_final, find_trailing_final
+from .parsing import find_code_blocks, find_final, find_trailing_final, mentions_final
 
+MID_LINE_BESIDE_CODE = (
+    "Your FINAL(...) was not taken: it is inside a line of text, in a reply with code. Once the output above "
+    "supports your answer, write FINAL(answer) or FINAL_VAR(name) at the start of its own line."
+)
 #: The text a failed sub-call shows (``FailedCall``): an answer that starts with it is an error.
 FAILED_PREFIX = "[rlm error] "
 
@@ -42,7 +46,7 @@ async def prose_final(reply: str, results: list[ExecResult], *, cut: bool, repl:
     if found is None and not find_code_blocks(reply):
         found = find_trailing_final(reply)
     if found is None:
-        return TurnEnd(None)
+        return TurnEnd(None, (MID_LINE_BESIDE_CODE,) if results and mentions_final(reply) else ())
     if cut:
         return TurnEnd(None, (
             "Your reply was cut off at its output limit, so its FINAL was not taken (it may be incomplete). "

@@ -135,7 +135,8 @@ def context_view(context: Any, tokens: int | None = None) -> tuple[str, bool]:
     elif isinstance(context, str):
         lines = context.count("\n") + 1 if context else 0
         shown, whole = head_and_tail(context)
-        text = f"`context` is a str of {len(context):,} characters ({lines:,} line{'s' if lines != 1 else ''}).\n{shown}"
+        plural = "s" if lines != 1 else ""
+        text = f"`context` is a str of {len(context):,} characters ({lines:,} line{plural}).\n{shown}"
     elif isinstance(context, (list, tuple)):
         text, whole = _sequence_view(context)
     else:
