@@ -14,7 +14,7 @@ import ast
 from dataclasses import dataclass
 
 from ..repl.base import REPL, ExecResult
-from .parsing import find_code_blocks, find_final, find_trailing_final, mentions_final
+from .parsing import find_code_blocks, find_final, find_trailing_final, mentions_final, prose_of
 
 MID_LINE_BESIDE_CODE = (
     "Your FINAL(...) was not taken: it is inside a line of text, in a reply with code. Once the output above "
@@ -91,6 +91,17 @@ async def _evaluated(text: str, repl: REPL) -> str | None:
         return None
     result = await repl.execute(f"FINAL({text})")
     return result.final if result.error is None else None
+
+
+async def forced_final(reply: str, repl: REPL) -> TurnEnd:
+    """The answer of a reply written when code no longer runs: its FINAL, or its words; never its code.
+
+    A reply with code and no FINAL (or with nothing) answers nothing: it is asked again.
+    """
+    end = await prose_final(reply, [], cut=False, repl=repl)
+    if end.answer is None and not find_code_blocks(reply) and not mentions_final(reply) and prose_of(reply):
+        return TurnEnd(prose_of(reply))
+    return end
 
 
 async def variables(repl: REPL) -> list[str]:

@@ -15,15 +15,15 @@ from ..lm.tokens import count_message_tokens
 from ..repl.base import REPL, ExecResult, load_context
 from ..repl.steps import restored_note
 from ..trace.trace import Trace
-from .answers import AnswerShape
+from .answers import AnswerShape, forced_value
 from .conversation import Conversation, follow_up_message
-from .estimate import estimate, glance_tokens
+from .estimate import estimate, glance_or_none, glance_tokens
 from .feedback import Turn, no_code_feedback, nudge, turn_feedback
-from .finals import TurnEnd, failed_answer, held, in_code_final, prose_final, variables
+from .finals import TurnEnd, failed_answer, forced_final, held, in_code_final, prose_final, variables
 from .fork import Fork, ForkError
 from .history import OlderOutputs, compact
 from .host import RunHost, Tree
-from .parsing import find_code_blocks, mentions_final, prose_of
+from .parsing import find_code_blocks
 from .prompts import (
     ANSWER_RETRY,
     FIRST_TURN_CHECK,
@@ -179,7 +179,7 @@ class RootLoop:
         # a session's later question may bring none.
         loaded = None if context is None and follow_up else await asyncio.to_thread(
             load_context, "" if context is None else context)
-        tokens = await self._tokens(loaded)
+        tokens = None if loaded is None else await asyncio.to_thread(glance_or_none, loaded, settings.sub_model)
         description, whole = context_view(loaded, tokens) if loaded is not None else ("", True)
         description = clean_text(description)
         started = time.perf_counter()
@@ -209,14 +209,7 @@ class RootLoop:
                 if answer is None:
                     if iteration >= limit:
                         answer, forced = await self._answer_now(run_id, messages, repl)
-                        if shape is not None and forced == "fallback":
-                            raise AnswerError(f"the root gave no {shape.name} within its turns", text=answer,
-                                              problem="no answer")
-                        if shape is not None and forced != "cut_off":
-                            value, problem = shape.check(answer)
-                            if problem is not None:
-                                raise AnswerError(f"the forced answer does not match the {shape.name} schema: "
-                                                  f"{problem[:300]}", text=answer, problem=problem)
+                        value = forced_value(shape, answer, forced)
                         break
                     iteration += 1
                     answer = await self._turn(iteration, run_id, messages, repl, host, steps)
@@ -283,16 +276,6 @@ class RootLoop:
             return None
         steps, run_id, started = self._so_far
         return self._result("", steps, run_id, started, fallback=False, stopped="cancelled")
-
-    async def _tokens(self, loaded: Any) -> int | None:
-        """The context's tokens, cheaply (``glance_tokens``), for the first message and the estimate."""
-        if loaded is None:
-            return None
-        try:
-            return await asyncio.to_thread(glance_tokens, loaded, self.settings.sub_model)
-        except Exception:
-            log.debug("rlm: the context's tokens could not be counted", exc_info=True)
-            return None
 
     async def _estimate(self, loaded: Any, description: str, query: str, run_id: str, tokens: int | None) -> None:
         """A ``run.estimate`` event, so the view shows what the run is likely to cost as it starts."""
@@ -428,13 +411,10 @@ class RootLoop:
             cut = completion.finish_reason == "length"
             if reply.strip():
                 messages.append({"role": "assistant", "content": reply})
-            end = await prose_final(reply, [], cut=False, repl=repl)
-            answer = end.answer
-            if answer is None and not find_code_blocks(reply) and not mentions_final(reply):
-                answer = prose_of(reply) or None  # an answer in words, without FINAL
+            end = await forced_final(reply, repl)
             tracer.end("iteration", it_id, run_id, blocks=0, final=end.answer is not None, cut=cut)
-            if answer is not None:
-                return answer, "cut_off" if cut else "max_iterations"
+            if end.answer is not None:
+                return end.answer, "cut_off" if cut else "max_iterations"
             if attempt == 1:
                 messages.append({"role": "user", "content": "\n\n".join([ANSWER_RETRY, *end.notes])})
         return await held(repl, listed, limit), "fallback"
