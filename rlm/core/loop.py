@@ -208,7 +208,7 @@ class RootLoop:
             while True:
                 if answer is None:
                     if iteration >= limit:
-                        answer, forced = await self._answer_now(run_id, messages, repl)
+                        answer, forced = await self._answer_now(run_id, messages, repl, iteration)
                         value = forced_value(shape, answer, forced)
                         break
                     iteration += 1
@@ -349,7 +349,7 @@ class RootLoop:
             return end.answer
         if cut and not notes:
             notes.append(NOTE_CUT)
-        turn = Turn(iteration, self.settings.max_iterations, len(blocks))
+        turn = Turn(iteration, max(iteration, self.settings.max_iterations), len(blocks))  # a schema correction: one past
         if results:
             text, short = turn_feedback([r.feedback() for r in results], failed=results[-1].error is not None,
                                         turn=turn, budget=self.settings.max_output_chars, notes=notes)
@@ -390,13 +390,14 @@ class RootLoop:
             self.dispatcher.tracer.emit("history.compact", it_id, it_id, turns=shorter[1], window=window,
                                         messages_before=before, messages_after=len(messages))
 
-    async def _answer_now(self, run_id: str, messages: list[dict[str, Any]], repl: REPL) -> tuple[str, StopReason]:
+    async def _answer_now(self, run_id: str, messages: list[dict[str, Any]], repl: REPL,
+                          taken: int) -> tuple[str, StopReason]:
         """Out of turns: the root must answer without code; once more if it wrote code, then what its variables hold.
 
         The ending: ``"max_iterations"`` (it answered), ``"cut_off"`` (its answer was cut at the
         output cap), ``"fallback"`` (it did not answer: the text lists its variables' values).
         """
-        tracer, limit = self.dispatcher.tracer, self.settings.max_iterations
+        tracer = self.dispatcher.tracer
         listed = await variables(repl)
         ask = answer_now(listed)
         if messages and messages[-1].get("role") == "user":  # the last turn's output: one message, not two
@@ -404,7 +405,7 @@ class RootLoop:
         else:
             messages.append({"role": "user", "content": ask})
         for attempt in (1, 2):
-            it_id = tracer.start("iteration", run_id, n=limit + attempt, fallback=True)
+            it_id = tracer.start("iteration", run_id, n=taken + attempt, fallback=True)
             self._fit(messages, it_id)
             completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
             reply = completion.text or ""
@@ -417,4 +418,4 @@ class RootLoop:
                 return end.answer, "cut_off" if cut else "max_iterations"
             if attempt == 1:
                 messages.append({"role": "user", "content": "\n\n".join([ANSWER_RETRY, *end.notes])})
-        return await held(repl, listed, limit), "fallback"
+        return await held(repl, listed, taken), "fallback"
