@@ -349,7 +349,8 @@ class RootLoop:
             return end.answer
         if cut and not notes:
             notes.append(NOTE_CUT)
-        turn = Turn(iteration, max(iteration, self.settings.max_iterations), len(blocks))  # a schema correction: one past
+        # A schema correction is a turn past max_iterations: "turn 21 of 21".
+        turn = Turn(iteration, max(iteration, self.settings.max_iterations), len(blocks))
         if results:
             text, short = turn_feedback([r.feedback() for r in results], failed=results[-1].error is not None,
                                         turn=turn, budget=self.settings.max_output_chars, notes=notes)
