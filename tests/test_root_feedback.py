@@ -115,6 +115,9 @@ def test_a_final_before_any_code_over_a_context_not_seen_whole_is_checked_once(m
     with ScriptedLM(root=lambda request: "FINAL(7 to 2)") as lm:
         assert make(lm).completion("The vote was 7 to 2.", "What was the vote?").answer == "7 to 2"
         assert len(lm.root_requests) == 1  # it saw all of it: taken at once
+    with ScriptedLM(root=lambda request: "FINAL(7 to 2)") as lm:
+        result = make(lm, max_iterations=1).completion(big, "What was the vote?")
+        assert result.stopped == "final" and len(lm.root_requests) == 1  # no turn left to check it in
 
 
 @needs_recordings

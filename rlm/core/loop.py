@@ -334,7 +334,8 @@ class RootLoop:
         blocks = find_code_blocks(reply, closed_only=cut)  # a cut reply's last block is cut too: not run
         results = await self._run_blocks(blocks, repl, host, it_id)
         end = in_code_final(results) or await prose_final(reply, results, cut=cut, repl=repl)
-        if end.answer is not None and not blocks and iteration == 1 and self._doubt_first:
+        if end.answer is not None and not blocks and iteration == 1 < self.settings.max_iterations \
+                and self._doubt_first:
             end = TurnEnd(None, (FIRST_TURN_CHECK,))  # read off the preview: checked once against `context`
         self._doubt_first = False
         notes = list(end.notes)

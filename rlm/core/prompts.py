@@ -84,7 +84,7 @@ NOTE_CUT = (
     "Your reply was cut off at its output limit, so its last unfinished code block was not run. "
     "Write shorter replies: one step at a time, and keep long text in variables."
 )
-#: The forced answer's first words (rlm.testing.simulated recognises the message by them).
+#: The forced answer's first words; the message goes on to list the variables (``answer_now``).
 ANSWER_NOW = "You have used all your turns. Answer now, without code: code does not run any more."
 ANSWER_RETRY = (
     "Code does not run any more, and your reply had no FINAL. Reply with only FINAL(your best answer), "
