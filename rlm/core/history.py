@@ -49,12 +49,14 @@ class OlderOutputs:
 
 
 def _line(n: int, reply: str, feedback: str) -> str:
-    blocks = find_code_blocks(reply)
-    wrote = prose_of(reply)
-    parts = [f"wrote: {_short(wrote, PROSE_CHARS)}" if wrote else "", f"ran: {_short('; '.join(blocks), CODE_CHARS)}"
-             if blocks else ""]
-    seen = "\n".join(line for line in feedback.split("\n") if not line.startswith(("Turn ", "`", "Block ")))
-    return f"- turn {n}: {'; '.join(p for p in parts if p) or '(empty reply)'} -> {_short(seen, OUTPUT_CHARS)}"
+    """One compacted turn: what the root wrote down, the code it ran, and the start of what it saw."""
+    blocks, wrote = find_code_blocks(reply), prose_of(reply)
+    parts = [f"wrote: {_short(wrote, PROSE_CHARS)}"] if wrote else []
+    if blocks:
+        parts.append(f"ran: {_short('; '.join(blocks), CODE_CHARS)}")
+    framing = ("Turn ", "`", "Block ")  # the message's own lines, not what the code printed
+    seen = "\n".join(line for line in feedback.split("\n") if not line.startswith(framing))
+    return f"- turn {n}: {'; '.join(parts) or '(empty reply)'} -> {_short(seen, OUTPUT_CHARS)}"
 
 
 def compact(messages: list[Message], window: int, count: Callable[[list[Message]], int]) -> tuple[
