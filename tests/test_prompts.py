@@ -16,9 +16,8 @@ from rlm.lm.tokens import count_tokens
 from rlm.repl.preview import fence, head_and_tail
 
 
-@pytest.mark.parametrize(("can_recurse", "sub_window"),
-                         list(itertools.product([True, False], ["100k tokens", "8,192 tokens"])))
-def test_every_code_example_in_the_system_prompt_compiles(can_recurse: bool, sub_window: str) -> None:
+@pytest.mark.parametrize(("can_recurse", "sub_window"), list(itertools.product([True, False], [None, 8_192, 200_000])))
+def test_every_code_example_in_the_system_prompt_compiles(can_recurse: bool, sub_window: int | None) -> None:
     prompt = system_prompt(can_recurse=can_recurse, sub_window=sub_window)
     examples = find_code_blocks(prompt)
     assert examples, "the prompt teaches by one worked example at least"
@@ -33,13 +32,23 @@ def test_every_code_example_in_the_system_prompt_compiles(can_recurse: bool, sub
 
 
 def test_the_system_prompt_stays_short_with_everything_on() -> None:
-    prompt = system_prompt(can_recurse=True, sub_window="1,000,000 tokens", output_chars=100_000)
+    prompt = system_prompt(can_recurse=True, sub_window=1_000_000, output_chars=100_000)
     tokens = count_tokens(prompt, "gpt-4o")
     assert tokens <= 800, tokens  # docs/usage.md says how many
     for taught in ("FINAL_VAR(name)", "llm_batch(", "chunk(", "SHOW_VARS()", "rlm_query(", "images=[png_bytes]",
                    "Filter with code", "Size the sub-calls", "Never retype", "confirm your answer against `context`"):
         assert taught in prompt, taught
     assert "rlm_query(" not in system_prompt(can_recurse=False)
+
+
+@pytest.mark.parametrize(("window", "taught"), [(None, "5,000-50,000 tokens"), (128_000, "5,000-50,000 tokens"),
+                                               (8_192, "800-4,000 tokens"), (32_768, "3,200-16,000 tokens")])
+def test_the_sizing_rule_and_the_example_fit_the_sub_models_window(window: int | None, taught: str) -> None:
+    prompt = system_prompt(can_recurse=False, sub_window=window)
+    assert f"Size the sub-calls: {taught} of text per prompt" in prompt
+    (example,) = find_code_blocks(prompt)
+    piece = int(re.search(r"max_tokens=(\d+)", example)[1])  # type: ignore[index]
+    assert piece * 2 <= (window or 100_000)  # the example's pieces fit with room to spare
 
 
 def test_a_tool_line_follows_the_prompt_and_compiles_nothing_by_accident() -> None:

@@ -105,7 +105,7 @@ def _table(title: str, rows: list[Measured]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     folder = args.trajectories or shared_dir()
-    prompt_tokens = count_tokens(system_prompt(can_recurse=True, sub_window="128,000 tokens"), ROOT_MODEL)
+    prompt_tokens = count_tokens(system_prompt(can_recurse=True, sub_window=128_000), ROOT_MODEL)
     made, real = scripted(args.sandbox), recorded(args.sandbox, folder)
     lines = [f"rlm bench prompt: offline, the scripted server plays the root ({args.sandbox} sandbox); tokens "
              f"counted as {ROOT_MODEL} counts them", f"system prompt, every line on: {prompt_tokens:,} tokens"]

@@ -110,10 +110,10 @@ class RootLoop:
         return RootLoop(settings=self.settings, dispatcher=dispatcher or self.dispatcher,
                         repl_factory=self.repl_factory, depth=self.depth + 1, parent_span=parent_span, tree=self.tree)
 
-    def _sub_window(self) -> dict[str, str]:
+    def _sub_window(self) -> dict[str, int]:
         """The sub-model's context window for the prompt, when the pricing table knows it."""
         window = self.dispatcher.pricing.context_window(self.settings.sub_model)
-        return {"sub_window": f"{window:,} tokens"} if window else {}
+        return {"sub_window": window} if window else {}
 
     @property
     def root_model(self) -> str:

@@ -18,6 +18,8 @@ from ..repl.preview import HEAD_CHARS, TAIL_CHARS, fence, head_and_tail
 
 #: chunk()'s default piece size, as the first message counts pieces.
 CHUNK_TOKENS = 10_000
+#: The sub-model's window the prompt assumes when no pricing table or /models says it.
+UNKNOWN_SUB_WINDOW = 100_000
 
 SYSTEM_PROMPT = r"""You answer a query about a context too large to read at once. It is loaded in a Python REPL as
 the variable `context`: you read it by writing code, and only what your code prints comes back to you.
@@ -27,8 +29,8 @@ a block fails, the rest of that reply does not run. A turn shows at most {output
 and later turns keep only its head and tail: print short summaries and keep the rest in variables.
 
 In the REPL:
-- llm_query(prompt) -> str: one question to a sub-model that sees only `prompt` (up to about {sub_window}),
-  so put the text it must read in it.
+- llm_query(prompt) -> str: one question to a sub-model that sees only `prompt`, so put the text it must
+  read in it (up to about {sub_window:,} tokens).
 - llm_batch(prompts, max_concurrent=10) -> list[str]: many llm_query calls at once, answers in order; far
   faster than a loop. A failed item is a FailedCall (a str starting "[rlm error]"); the others are good.
 - llm_query(prompt, images=[png_bytes]): a sub-call can also look at images.
@@ -39,9 +41,9 @@ In the REPL:
 How to work:
 1. Look first: print the size, the structure and a few samples of `context`.
 2. Filter with code (str methods, re, json) so that sub-calls read only text that can matter.
-3. Size the sub-calls: 5,000-50,000 tokens of text per prompt, not a line or a paragraph each, with the
-   instruction first and the text after it (shared prefixes are cached); a few to a few hundred prompts
-   per llm_batch, never thousands.
+3. Size the sub-calls: {low:,}-{high:,} tokens of text per prompt, not a line or a paragraph each, with
+   the instruction first and the text after it (shared prefixes are cached); a few to a few hundred
+   prompts per llm_batch, never thousands.
 4. Check: read some sub-call answers, drop failed ones and ones that answer a different question, and
    confirm your answer against `context` with code.
 5. Never retype: slice `context` and pass your variables on; do not copy text from outputs into string
@@ -50,7 +52,7 @@ How to work:
 Example (filter, batch, check):
 ```repl
 hits = [line for line in context.splitlines() if "refund" in line.lower()]
-pieces = chunk("\n".join(hits), max_tokens=20000)
+pieces = chunk("\n".join(hits), max_tokens={piece})
 answers = llm_batch(["List each refund's date and amount, one per line.\n\n" + p for p in pieces])
 good = [a for a in answers if not isinstance(a, FailedCall)]
 print(len(hits), "lines,", len(pieces), "pieces,", len(good), "answers")
@@ -63,8 +65,8 @@ Never answer from the preview alone.
 """
 
 RLM_QUERY_LINE = (
-    "- rlm_query(query, context) -> str: a sub-problem with its own context, solved by a recursive RLM "
-    "that writes code too; for sub-problems too big for one llm_query.\n"
+    "- rlm_query(query, context) -> str: a sub-problem with its own context, solved by a recursive RLM\n"
+    "  that writes code too; for sub-problems too big for one llm_query.\n"
 )
 
 NUDGE_EMPTY = "Your last reply was empty. Write a ```repl block to explore `context`, or FINAL(answer) if you are done."
@@ -178,9 +180,22 @@ def _dict_view(context: dict[Any, Any]) -> tuple[str, bool]:
     return f"{head}\n{first}{last}", False
 
 
-def system_prompt(*, can_recurse: bool, sub_window: str = "100k tokens", output_chars: int = 10_000) -> str:
-    return SYSTEM_PROMPT.format(rlm_query_line=RLM_QUERY_LINE if can_recurse else "", sub_window=sub_window,
-                                output_chars=output_chars)
+def piece_sizes(sub_window: int) -> tuple[int, int, int]:
+    """Tokens of text per sub-call prompt the root is taught: (least, most, the example's piece).
+
+    Most: half the sub-model's window, at most 50,000 (room for the instruction and the reply,
+    and long inputs read worse); least: a fifth of that, at most 5,000.
+    """
+    high = max(500, min(50_000, sub_window // 2) // 500 * 500)
+    return min(5_000, high // 5 // 100 * 100), high, min(20_000, high // 2)
+
+
+def system_prompt(*, can_recurse: bool, sub_window: int | None = None, output_chars: int = 10_000) -> str:
+    """The system prompt; ``sub_window``: the sub-model's context window in tokens, when known."""
+    window = sub_window or UNKNOWN_SUB_WINDOW
+    low, high, piece = piece_sizes(window)
+    return SYSTEM_PROMPT.format(rlm_query_line=RLM_QUERY_LINE if can_recurse else "", sub_window=window,
+                                output_chars=output_chars, low=low, high=high, piece=piece)
 
 
 def first_user_message(context_description: str, query: str, turns: int | None = None) -> str:
