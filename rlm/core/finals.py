@@ -99,15 +99,20 @@ async def forced_final(reply: str, repl: REPL) -> TurnEnd:
     A reply with code and no FINAL (or with nothing) answers nothing: it is asked again.
     """
     end = await prose_final(reply, [], cut=False, repl=repl)
-    if end.answer is None and not find_code_blocks(reply) and not mentions_final(reply) and prose_of(reply):
-        return TurnEnd(prose_of(reply))
+    words = prose_of(reply)
+    if end.answer is None and words and not find_code_blocks(reply) and not mentions_final(reply):
+        return TurnEnd(words)
     return end
+
+
+#: Characters of one listed variable (a name set through ``globals()`` can be any string).
+LISTED_CHARS = 200
 
 
 async def variables(repl: REPL) -> list[str]:
     """The root's variables as ``SHOW_VARS()`` lists them ("name: type (len n)"); none if it cannot say."""
     result = await repl.execute("_rlm_listed = SHOW_VARS()\ndel _rlm_listed")
-    return [] if result.error else [line for line in result.stdout.splitlines() if ": " in line]
+    return [] if result.error else [line[:LISTED_CHARS] for line in result.stdout.splitlines() if ": " in line]
 
 
 #: Root code that prints each named variable's value, cut short without building a long repr first.
@@ -126,7 +131,7 @@ HELD_VARIABLES, HELD_CHARS = 20, 300
 
 async def held(repl: REPL, listed: list[str], turns: int) -> str:
     """The fallback answer: the root gave none, so what its variables held, for the caller to judge."""
-    said = f"The root used its {turns} turns and a last request without giving an answer."
+    said = f"The root gave no answer: after its {turns} turns it was asked twice to answer without code, and did not."
     names = [line.split(":", 1)[0].strip() for line in listed[:HELD_VARIABLES]]
     if not names:
         return f"{said} It stored no variables."
