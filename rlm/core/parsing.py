@@ -2,8 +2,10 @@
 
 Models write sloppy markdown, so every function here is lenient about layout (indented or
 unterminated fences, Windows line endings, markdown decoration, cut-off output) and strict
-about intent: only line-leading ``FINAL(...)`` / ``FINAL_VAR(...)`` outside any code counts as
-an answer, so prose that merely mentions FINAL never ends a run.
+about intent: a line-leading ``FINAL(...)`` / ``FINAL_VAR(...)`` outside any code is an answer
+(``find_final``), and so is one that ends the reply's last line of text
+(``find_trailing_final``, which the loop reads only in a reply without code); prose that
+merely mentions FINAL mid-sentence never ends a run. Every function is linear in the reply.
 """
 
 from __future__ import annotations
