@@ -35,6 +35,7 @@ from .prompts import (
     system_prompt,
 )
 from .result import RLMResult, Step, StopReason, UsageReport
+from .template import check_prompt
 from .tools import Tool, tools_prompt
 
 log = logging.getLogger("rlm")
@@ -54,6 +55,12 @@ class LoopSettings:
     max_children: int = 8
     max_descendants: int = 256
     tools: Mapping[str, Tool] = field(default_factory=dict)
+    #: The system prompt template (``Limits.prompt``); None is ``SYSTEM_PROMPT``.
+    prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt is not None:
+            check_prompt(self.prompt, can_recurse=self.max_depth > 1)
 
     def check_model(self, fn: str, model: str | None) -> str:
         """The model a sub-call uses; root code may not pick one the user did not configure."""
@@ -104,6 +111,7 @@ class RootLoop:
         self._so_far: tuple[list[Step], str, float] | None = None
         self._outputs = OlderOutputs()
         self._doubt_first = False
+        self._last_sent: list[dict[str, Any]] = []
 
     def child(self, parent_span: str | None, dispatcher: Dispatcher | None = None) -> RootLoop:
         """A recursive child one deeper, sharing the dispatcher (limiter, budget, cache, trace) and the tree."""
@@ -154,10 +162,10 @@ class RootLoop:
             messages.append({"role": "user", "content": follow_up_message(asked, len(conversation.answers), added)})
             return repl, messages
         repl = self.repl_factory() if conversation is None else conversation.repl
+        system = system_prompt(can_recurse=self.can_recurse, template=self.settings.prompt, **self._sub_window(),
+                               output_chars=self.settings.max_output_chars)
         messages = [
-            {"role": "system", "content": system_prompt(can_recurse=self.can_recurse, **self._sub_window(),
-                                                        output_chars=self.settings.max_output_chars)
-             + tools_prompt(self.settings.tools)},
+            {"role": "system", "content": system + tools_prompt(self.settings.tools)},
             {"role": "user", "content": first_user_message(description, asked, self.settings.max_iterations)},
         ]
         await repl.start(loaded, host, query)
@@ -200,6 +208,7 @@ class RootLoop:
         forced: StopReason | None = None
         status = "error"
         repl: REPL | None = None
+        stopped_by: BaseException | None = None
         try:
             repl, messages = await self._open(loaded, description, query, host, conversation, shape)
             iteration, limit, corrected = 0, settings.max_iterations, False
@@ -239,6 +248,7 @@ class RootLoop:
             status = stopped  # a view says "budget reached", not "failed"
             text = exc.text if isinstance(exc, AnswerError) else ""
             exc.partial = self._result(text, steps, run_id, started, fallback=False, stopped=stopped)  # type: ignore[union-attr]
+            stopped_by = exc
             raise
         finally:
             if repl is not None and conversation is None:
@@ -247,6 +257,9 @@ class RootLoop:
                 "run", run_id, self.parent_span, status=status, answer=answer,
                 iterations=len(steps), fallback=forced is not None, seconds=time.perf_counter() - started,
             )
+            if stopped_by is not None:  # made again after run.end, so its trace says how the run ended
+                stopped_by.partial = self._result(text, steps, run_id, started, fallback=False,  # type: ignore[attr-defined]
+                                                  stopped=stopped)
         assert answer is not None
         error = failed_answer(answer)
         reason: StopReason = "failed_call" if error else forced or "final"
@@ -327,6 +340,7 @@ class RootLoop:
         tool_calls = 0
         if given is None:
             self._fit(messages, it_id)
+            self._sent(messages, it_id)
             completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
             reply, cut, tool_calls = completion.text or "", completion.finish_reason == "length", completion.tool_calls
         else:
@@ -409,6 +423,7 @@ class RootLoop:
         for attempt in (1, 2):
             it_id = tracer.start("iteration", run_id, n=taken + attempt, fallback=True)
             self._fit(messages, it_id)
+            self._sent(messages, it_id)
             completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
             reply = completion.text or ""
             cut = completion.finish_reason == "length"
@@ -421,3 +436,10 @@ class RootLoop:
             if attempt == 1:
                 messages.append({"role": "user", "content": "\n\n".join([ANSWER_RETRY, *end.notes])})
         return await held(repl, listed, taken), "fallback"
+
+    def _sent(self, messages: list[dict[str, Any]], it_id: str) -> None:
+        """``history.sent``: what this root call sends, as the last call's first ``keep`` messages, then ``add``."""
+        before, self._last_sent = self._last_sent, list(messages)
+        same = min(len(before), len(messages))
+        keep = next((i for i in range(same) if before[i] != messages[i]), same)
+        self.dispatcher.tracer.emit("history.sent", it_id, it_id, keep=keep, add=messages[keep:])

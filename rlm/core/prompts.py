@@ -190,12 +190,17 @@ def piece_sizes(sub_window: int) -> tuple[int, int, int]:
     return min(5_000, high // 5 // 100 * 100), high, min(20_000, high // 2)
 
 
-def system_prompt(*, can_recurse: bool, sub_window: int | None = None, output_chars: int = 10_000) -> str:
-    """The system prompt; ``sub_window``: the sub-model's context window in tokens, when known."""
+def system_prompt(*, can_recurse: bool, sub_window: int | None = None, output_chars: int = 10_000,
+                  template: str | None = None) -> str:
+    """The root's system prompt: ``SYSTEM_PROMPT``, or a user's ``template`` (``rlm.core.template``), filled in.
+
+    ``sub_window``: the sub-model's context window in tokens, when known.
+    """
     window = sub_window or UNKNOWN_SUB_WINDOW
     low, high, piece = piece_sizes(window)
-    return SYSTEM_PROMPT.format(rlm_query_line=RLM_QUERY_LINE if can_recurse else "", sub_window=window,
-                                output_chars=output_chars, low=low, high=high, piece=piece)
+    return (template or SYSTEM_PROMPT).format(rlm_query_line=RLM_QUERY_LINE if can_recurse else "",
+                                              sub_window=window, output_chars=output_chars, low=low, high=high,
+                                              piece=piece)
 
 
 def first_user_message(context_description: str, query: str, turns: int | None = None) -> str:
