@@ -439,7 +439,9 @@ class RootLoop:
 
     def _sent(self, messages: list[dict[str, Any]], it_id: str) -> None:
         """``history.sent``: what this root call sends, as the last call's first ``keep`` messages, then ``add``."""
-        before, self._last_sent = self._last_sent, list(messages)
-        same = min(len(before), len(messages))
-        keep = next((i for i in range(same) if before[i] != messages[i]), same)
-        self.dispatcher.tracer.emit("history.sent", it_id, it_id, keep=keep, add=messages[keep:])
+        # Copies: older outputs shrink in place later, and the event must keep what was sent now.
+        sent = [dict(m) for m in messages]
+        before, self._last_sent = self._last_sent, sent
+        same = min(len(before), len(sent))
+        keep = next((i for i in range(same) if before[i] != sent[i]), same)
+        self.dispatcher.tracer.emit("history.sent", it_id, it_id, keep=keep, add=sent[keep:])
