@@ -195,8 +195,6 @@ class RootLoop:
             "run", self.parent_span, query=query, model=self.root_model,
             depth=self.depth, context=description.split("\n", 1)[0],
         )
-        if loaded is not None and self.depth == 0 and fork is None:
-            await self._estimate(loaded, description, query, run_id, tokens)
         host = RunHost(self)
         steps: list[Step] = []
         self._so_far = (steps, run_id, started)
@@ -209,7 +207,9 @@ class RootLoop:
         status = "error"
         repl: REPL | None = None
         stopped_by: BaseException | None = None
-        try:
+        try:  # from here on the run ends with run.end, whatever stops it (a Stop during the estimate too)
+            if loaded is not None and self.depth == 0 and fork is None:
+                await self._estimate(loaded, description, query, run_id, tokens)
             repl, messages = await self._open(loaded, description, query, host, conversation, shape)
             iteration, limit, corrected = 0, settings.max_iterations, False
             if fork is not None:
