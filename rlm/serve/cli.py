@@ -42,6 +42,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace-dir", metavar="DIR", help="where run traces are saved "
                                                            "(default ~/.local/state/rlm/traces)")
     parser.add_argument("--no-cache", action="store_true", help="do not cache model calls on disk")
+    parser.add_argument("--allow-host", action="append", metavar="NAME",
+                        help="a host name requests may be addressed to (default on loopback: 127.0.0.1, localhost, "
+                             "[::1]); repeatable")
+    parser.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                        help="a web page origin that may call the server, e.g. https://chat.example.com "
+                             "(default: the loopback origins); repeatable")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
@@ -77,6 +83,8 @@ def config_from(args: argparse.Namespace, port: int = 8080) -> Any:
         "trace_dir": args.trace_dir, "roots": tuple(args.root) if args.root else None,
         "allow_local": True if args.allow_local_sandbox else None, "any_root": True if args.any_model else None,
         "cache": False if args.no_cache else None,
+        "allowed_hosts": tuple(args.allow_host) if args.allow_host else None,
+        "allowed_origins": tuple(args.allow_origin) if args.allow_origin else None,
     }
     values.update({k: v for k, v in given.items() if v is not None})
     if args.model:

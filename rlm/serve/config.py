@@ -40,7 +40,7 @@ PREFIX = "rlm/"
 SANDBOXES = ("kernel", "local")
 #: What a config file's [server] section may set (besides token_env, allow_local_sandbox, any_model).
 SERVER_KEYS = ("host", "port", "roots", "sandbox", "allow_local", "any_root", "max_runs", "max_queue",
-               "queue_timeout_s", "max_body_mb", "trace_dir", "cache", "state_dir")
+               "queue_timeout_s", "max_body_mb", "trace_dir", "cache", "state_dir", "allowed_hosts", "allowed_origins")
 #: Where traces go when the configuration names no directory.
 DEFAULT_TRACE_DIR = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "rlm" / "traces"
 
@@ -73,6 +73,9 @@ class ServeConfig:
     and ``tpm`` cap the model calls of every run together. ``budget``,
     ``max_iterations``, ``max_depth`` and ``step_timeout`` bound each request;
     ``max_body_mb`` a request's size and ``max_context_chars`` its context (413 beyond).
+    ``allowed_hosts``: the names requests may be addressed to (None: the loopback names
+    when bound to loopback, any otherwise); ``allowed_origins``: the web pages that may
+    call the server (None: the loopback origins); see ``rlm.serve.origins``.
     """
 
     models: tuple[ModelRoute, ...] = ()
@@ -101,6 +104,8 @@ class ServeConfig:
     trace_dir: str | None = str(DEFAULT_TRACE_DIR)
     cache: bool | str = True
     state_dir: str | None = None
+    allowed_hosts: tuple[str, ...] | None = None
+    allowed_origins: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.sandbox not in SANDBOXES:
@@ -132,6 +137,12 @@ class ServeConfig:
             raise ConfigError(f"binding {self.host!r} exposes the server beyond this machine: set a bearer token "
                               "($RLM_SERVE_TOKEN, or token_env in the config file), or bind 127.0.0.1")
         object.__setattr__(self, "roots", tuple(_root(r) for r in self.roots))
+        for name in ("allowed_hosts", "allowed_origins"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+                    raise ConfigError(f"{name} must be a list of non-empty strings, got {value!r}")
+                object.__setattr__(self, name, tuple(value))
         if not self.api_key and (self.base_url is None or self.base_url.startswith("https://api.openai.com")):
             raise ConfigError("the upstream is OpenAI's API and no key is set: export OPENAI_API_KEY (or name "
                               "another variable with api_key_env), or pass --base-url for a local server")
@@ -228,8 +239,9 @@ def read_settings(path: str | os.PathLike[str] | None, environ: Mapping[str, str
         if given in server:
             server[name] = server.pop(given)
     values.update(_take(server, SERVER_KEYS, "server", path))
-    if isinstance(values.get("roots"), list):
-        values["roots"] = tuple(values["roots"])
+    for name in ("roots", "allowed_hosts", "allowed_origins"):
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
     budget = {k: limits.pop(k) for k in ("max_calls", "max_tokens", "max_cost_usd", "max_time_s") if k in limits}
     values.update(_take(limits, ("max_iterations", "max_depth", "step_timeout", "max_context_chars"), "limits", path))
     budget.setdefault("max_time_s", 600.0)

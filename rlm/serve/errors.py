@@ -22,9 +22,10 @@ from ..errors import (
 )
 
 #: OpenAI's error ``type`` for each status this server sends.
-TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-         405: "invalid_request_error", 413: "invalid_request_error", 415: "invalid_request_error",
-         422: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 502: "upstream_error",
+TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+         404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+         415: "invalid_request_error", 421: "invalid_request_error", 422: "invalid_request_error",
+         429: "rate_limit_error", 500: "server_error", 502: "upstream_error",
          503: "server_error", 504: "timeout_error"}
 
 

@@ -23,6 +23,7 @@ from .config import ServeConfig
 from .errors import RequestError, from_result, from_run_error
 from .limits import Admission
 from .mapping import folder_items, jsonl_identity, jsonl_rows, map_key, prompts_of, summary
+from .origins import guard
 from .paths import confine
 from .progress import Narrator
 from .redact import scrubbed_logs
@@ -288,11 +289,14 @@ async def run_mcp(config: ServeConfig, stop: asyncio.Event, *, http: bool = Fals
 
 async def _http(server: MCPServer[Any], config: ServeConfig, ready: Callable[[str], None] | None) -> None:
     import uvicorn
+    from mcp.server.transport_security import TransportSecuritySettings
 
-    app = server.streamable_http_app(host=config.host)
-    guarded = _bearer(app, config.token) if config.token else app
-    uv = uvicorn.Server(uvicorn.Config(guarded, host=config.host, port=config.port, log_level="warning",
-                                       lifespan="on"))
+    # The SDK's own Host/Origin check knows only its loopback lists: ours (the same lists by default, and the
+    # operator's allowed_hosts/allowed_origins) guards the app instead, as it guards rlm serve.
+    app = server.streamable_http_app(host=config.host, transport_security=TransportSecuritySettings(
+        enable_dns_rebinding_protection=False))
+    uv = uvicorn.Server(uvicorn.Config(_checked(app, config), host=config.host, port=config.port,
+                                       log_level="warning", lifespan="on"))
     serving = asyncio.ensure_future(uv.serve())
     try:
         while not uv.started and not serving.done():
@@ -307,20 +311,29 @@ async def _http(server: MCPServer[Any], config: ServeConfig, ready: Callable[[st
             await asyncio.wait_for(serving, 10)
 
 
-def _bearer(app: Any, token: str) -> Any:
-    """An ASGI wrapper that answers 401 to any HTTP request without ``Authorization: Bearer <token>``."""
-    expected = f"Bearer {token}".encode()
+def _checked(app: Any, config: ServeConfig) -> Any:
+    """An ASGI wrapper: the Host/Origin guard (``rlm.serve.origins``), then the bearer token when one is set."""
+    checks = guard(config)
+    expected = f"Bearer {config.token}".encode() if config.token else None
 
     async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, expected):
-                body = json.dumps({"error": "a valid bearer token is required"}).encode()
-                await send({"type": "http.response.start", "status": 401, "headers": [
-                    (b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
-                await send({"type": "http.response.body", "body": body})
+            headers = dict(scope.get("headers") or [])
+            refused = checks.refusal(_header(headers, b"host"), _header(headers, b"origin"))
+            if refused is None and expected is not None and \
+                    not hmac.compare_digest(headers.get(b"authorization", b""), expected):
+                refused = RequestError(401, "a valid bearer token is required")
+            if refused is not None:
+                extra = [(b"www-authenticate", b"Bearer")] if refused.status == 401 else []
+                await send({"type": "http.response.start", "status": refused.status,
+                            "headers": [(b"content-type", b"application/json"), *extra]})
+                await send({"type": "http.response.body", "body": json.dumps(refused.body()).encode()})
                 return
         await app(scope, receive, send)
 
     return guarded
 
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value is not None else None

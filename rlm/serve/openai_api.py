@@ -10,6 +10,7 @@ handler whose client hangs up (which is how a disconnect stops its run), and it 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import json
 import logging
@@ -29,6 +30,7 @@ from .config import ServeConfig
 from .errors import RequestError, from_result, from_run_error
 from .limits import Admission
 from .metrics import Metrics
+from .origins import guard
 from .redact import scrubbed_logs
 from .runs import Service
 from .streaming import stream_completion
@@ -36,21 +38,22 @@ from .wire import completion_body
 
 log = logging.getLogger("rlm.serve")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: Paths anyone may read: a load balancer's health check carries no token.
 OPEN_PATHS = frozenset({"/health"})
 
 SERVICE = web.AppKey("service", Service)
 ADMISSION = web.AppKey("admission", Admission)
 METRICS = web.AppKey("metrics", Metrics)
-REQUEST_ID = web.RequestKey("request_id", str)
+#: The request id of the request being handled (a context variable: no request key, on any aiohttp).
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("rlm_serve_request_id", default="")
 
 
 def make_app(service: Service) -> web.Application:
     """The application: routes, bearer-token check, OpenAI-style errors, one log line per request."""
     config = service.config
     app = web.Application(client_max_size=int(config.max_body_mb * 2**20),
-                          middlewares=[_logged, _errors, _authorized(config)])
+                          middlewares=[_logged, _errors, _guarded(config), _authorized(config)])
     app[SERVICE] = service
     app[ADMISSION] = Admission(config.max_runs, config.max_queue, config.queue_timeout_s)
     app[METRICS] = Metrics()
@@ -67,8 +70,8 @@ def make_app(service: Service) -> web.Application:
 async def _logged(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A request id for every request (the client's ``x-request-id`` if it sent a sane one) and one log line."""
     given = request.headers.get("x-request-id", "")
-    request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
-    request[REQUEST_ID] = request_id
+    request_id = given if _SANE_ID.match(given) else secrets.token_hex(8)
+    REQUEST_ID.set(request_id)
     started = time.perf_counter()
     status = 499  # the client left before an answer
     try:
@@ -101,9 +104,23 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
-        log.exception("unexpected error in %s %s (req=%s)", request.method, request.path, request.get(REQUEST_ID))
+        log.exception("unexpected error in %s %s (req=%s)", request.method, request.path, REQUEST_ID.get())
         return error_response(RequestError(500, "internal server error; the server log has the details "
-                                                f"(req={request.get(REQUEST_ID)})"), request)
+                                                f"(req={REQUEST_ID.get()})"), request)
+
+
+def _guarded(config: ServeConfig) -> Middleware:
+    """Refuse requests addressed to another host name (DNS rebinding) or sent by a page not allowed (CSRF)."""
+    checks = guard(config)
+
+    @web.middleware
+    async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        refused = checks.refusal(request.headers.get("Host"), request.headers.get("Origin"))
+        if refused is not None:
+            raise refused
+        return await handler(request)
+
+    return guarded
 
 
 def _authorized(config: ServeConfig) -> Middleware:
@@ -123,14 +140,21 @@ def _authorized(config: ServeConfig) -> Middleware:
 
 def error_response(exc: RequestError, request: web.Request) -> web.Response:
     body = request.app[SERVICE].redactor.data(exc.body())
-    headers = {**exc.headers(), "x-request-id": str(request.get(REQUEST_ID, ""))}
+    headers = {**exc.headers(), "x-request-id": REQUEST_ID.get()}
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return web.json_response(body, status=exc.status, headers=headers)
 
 
 async def _read_json(request: web.Request) -> Any:
-    """The body as JSON whatever its Content-Type says (``curl -d`` sends a form type)."""
+    """The body as JSON; only ``application/json`` is read.
+
+    Why refuse other types: a web page may send ``text/plain`` or a form to any address
+    without the browser asking first (a CORS "simple request"); JSON it may not.
+    """
+    if request.content_type != "application/json":
+        raise RequestError(415, f"the body must be JSON sent as Content-Type: application/json, not "
+                                f"{request.headers.get('Content-Type') or 'none'!r}", code="unsupported_media_type")
     raw = await request.read()
     try:
         return json.loads(raw)
@@ -144,7 +168,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     try:
         async with admission.slot():
             if chat.stream:
-                return await stream_completion(request, chat, service, request.app[METRICS], request[REQUEST_ID])
+                return await stream_completion(request, chat, service, request.app[METRICS], REQUEST_ID.get())
             trace = service.trace_file()
             try:
                 finished = await service.complete(chat.job, trace=trace)
@@ -155,8 +179,8 @@ async def _chat(request: web.Request) -> web.StreamResponse:
             refused = from_result(finished.result.stopped, finished.result.error)
             if refused is not None:
                 raise _with_trace(refused, finished.trace)
-            body = completion_body(chat, finished, request[REQUEST_ID])
-            return web.json_response(service.redactor.data(body), headers={"x-request-id": request[REQUEST_ID]})
+            body = completion_body(chat, finished, REQUEST_ID.get())
+            return web.json_response(service.redactor.data(body), headers={"x-request-id": REQUEST_ID.get()})
     finally:
         service.release(chat.job)  # a no-op once the run released it; else it never ran (queue full, client gone)
 

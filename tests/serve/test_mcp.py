@@ -156,6 +156,12 @@ async def test_streamable_http_needs_the_token_and_cancellation_stops_the_run(ht
         url = http_server(upstream)
         async with httpx2.AsyncClient() as anonymous:
             assert (await anonymous.post(url, json={})).status_code == 401
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            port = url.rsplit(":", 1)[1].split("/")[0]
+            rebound = await anonymous.post(url, json={}, headers={**auth, "Host": f"evil.example:{port}"})
+            assert rebound.status_code == 421 and rebound.json()["error"]["code"] == "host_not_allowed"
+            foreign = await anonymous.post(url, json={}, headers={**auth, "Origin": "http://evil.example"})
+            assert foreign.status_code == 403 and foreign.json()["error"]["code"] == "origin_not_allowed"
         async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as authorized, \
                 streamable_http_client(url, http_client=authorized) as (read, write), \
                 ClientSession(read, write) as session:
