@@ -19,9 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .config import ServeConfig
@@ -29,6 +27,7 @@ from .errors import RequestError
 from .paths import confine
 from .runs import Job, Service
 from .schemas import from_response_format
+from .uploads import Uploads
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 #: What a request's ``rlm`` object (``extra_body``) may hold.
@@ -47,7 +46,11 @@ class ChatRequest:
 
 
 def parse(body: object, service: Service) -> ChatRequest:
-    """Read a ``/v1/chat/completions`` body, or raise ``RequestError`` saying what is wrong."""
+    """Read a ``/v1/chat/completions`` body, or raise ``RequestError`` saying what is wrong.
+
+    Blocking (a path's directory is walked): call it off the event loop. It writes
+    nothing: uploaded files are written when the run is admitted (``rlm.serve.uploads``).
+    """
     if not isinstance(body, dict):
         raise RequestError(400, "the request body must be a JSON object")
     route = service.route(body.get("model"))
@@ -72,13 +75,13 @@ def parse(body: object, service: Service) -> ChatRequest:
             raise RequestError(400, "a document path is the whole context: send it with one user message (the "
                                     "question) and no other conversation content or files", param="rlm.path")
         job.context = confine(options["path"], config.roots, _max_bytes(config))
-    elif files:
-        job.scratch, job.context = _write_files(files, texts)
     else:
-        job.context = "\n\n".join(texts)
-        if len(job.context) > config.max_context_chars:
-            raise RequestError(413, f"the context holds {len(job.context):,} characters, over this server's limit "
-                                    f"of {config.max_context_chars:,}", param="messages", code="context_too_large")
+        job.context = Uploads(files, texts) if files else "\n\n".join(texts)
+        size = job.context.size if isinstance(job.context, Uploads) else len(job.context)
+        if size > config.max_context_chars:
+            said = "bytes of files and characters of text" if files else "characters"
+            raise RequestError(413, f"the context holds {size:,} {said}, over this server's limit of "
+                                    f"{config.max_context_chars:,}", param="messages", code="context_too_large")
     return ChatRequest(job, body["model"], stream, bool(stream_options.get("include_usage")))
 
 
@@ -172,22 +175,3 @@ def _file(spec: dict[str, Any], where: str, n: int) -> tuple[str, bytes]:
         raise RequestError(400, "file_data is not valid base64", param=f"{where}.file_data") from None
     name = _UNSAFE_NAME.sub("_", str(spec.get("filename") or f"file-{n + 1}.txt")).strip(" .")[:120]
     return name or f"file-{n + 1}.txt", raw
-
-
-def _write_files(files: list[tuple[str, bytes]], texts: list[str]) -> tuple[Path, Path]:
-    """Uploaded files in a private directory of this request's; the context is the file, or the directory."""
-    scratch = Path(tempfile.mkdtemp(prefix="rlm-serve-"))
-    names: set[str] = set()
-    for name, raw in files:
-        stem, dot, suffix = name.rpartition(".")
-        unique, k = name, 1
-        while unique in names or unique == "conversation.md":
-            k += 1
-            unique = f"{stem}-{k}.{suffix}" if dot else f"{name}-{k}"
-        names.add(unique)
-        (scratch / unique).write_bytes(raw)
-    if texts:
-        (scratch / "conversation.md").write_text("\n\n".join(texts), encoding="utf-8")
-    if len(names) == 1 and not texts:
-        return scratch, scratch / next(iter(names))
-    return scratch, scratch

@@ -32,8 +32,8 @@ from .limits import Admission
 from .metrics import Metrics
 from .origins import guard
 from .redact import scrubbed_logs
-from .runs import Service
-from .streaming import stream_completion
+from .runs import Service, off_loop
+from .streaming import STARTED, stream_completion
 from .wire import completion_body
 
 log = logging.getLogger("rlm.serve")
@@ -88,25 +88,38 @@ async def _logged(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every refusal as OpenAI's error JSON: ours, aiohttp's (404, 405, 413), and the unexpected (500)."""
+    """Every refusal as OpenAI's error JSON: ours, aiohttp's (404, 405, 413), and the unexpected (500).
+
+    Never once a stream has begun: a second response there would corrupt it (the stream
+    sends its own error event); the exception is logged and the stream ends as it is.
+    """
+    STARTED.set(None)
     try:
         return await handler(request)
-    except RequestError as exc:
-        return error_response(exc, request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        message = {413: f"the request body is over this server's limit of {request.app[SERVICE].config.max_body_mb:g}"
-                        " MB", 404: f"no route {request.path}", 405: f"{request.method} is not allowed here"}
-        return error_response(RequestError(exc.status, message.get(exc.status, exc.reason)), request)
-    except RLMError as exc:
-        return error_response(from_run_error(exc), request)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception:
-        log.exception("unexpected error in %s %s (req=%s)", request.method, request.path, REQUEST_ID.get())
-        return error_response(RequestError(500, "internal server error; the server log has the details "
-                                                f"(req={REQUEST_ID.get()})"), request)
+    except Exception as exc:
+        if isinstance(exc, web.HTTPException) and exc.status < 400:
+            raise
+        started = STARTED.get()
+        if started is not None and started.prepared:
+            log.error("error after the stream began in %s %s (req=%s)", request.method, request.path,
+                      REQUEST_ID.get(), exc_info=exc)
+            return started
+        return error_response(_refusal(exc, request), request)
+
+
+def _refusal(exc: Exception, request: web.Request) -> RequestError:
+    if isinstance(exc, RequestError):
+        return exc
+    if isinstance(exc, web.HTTPException):
+        message = {413: f"the request body is over this server's limit of {request.app[SERVICE].config.max_body_mb:g}"
+                        " MB", 404: f"no route {request.path}", 405: f"{request.method} is not allowed here"}
+        return RequestError(exc.status, message.get(exc.status, exc.reason))
+    if isinstance(exc, RLMError):
+        return from_run_error(exc)
+    log.error("unexpected error in %s %s (req=%s)", request.method, request.path, REQUEST_ID.get(), exc_info=exc)
+    return RequestError(500, f"internal server error; the server log has the details (req={REQUEST_ID.get()})")
 
 
 def _guarded(config: ServeConfig) -> Middleware:
@@ -157,14 +170,15 @@ async def _read_json(request: web.Request) -> Any:
                                 f"{request.headers.get('Content-Type') or 'none'!r}", code="unsupported_media_type")
     raw = await request.read()
     try:
-        return json.loads(raw)
+        return await off_loop(lambda: json.loads(raw))  # up to max_body_mb: not on the loop
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"the body is not valid JSON: {exc}") from None
 
 
 async def _chat(request: web.Request) -> web.StreamResponse:
     service, admission = request.app[SERVICE], request.app[ADMISSION]
-    chat = parse(await _read_json(request), service)
+    body = await _read_json(request)
+    chat = await off_loop(lambda: parse(body, service), lambda parsed: service.release(parsed.job))
     try:
         async with admission.slot():
             if chat.stream:

@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import os
 import re
-import shutil
 import stat
 import threading
 import time
@@ -37,6 +36,7 @@ from .config import ModelRoute, ServeConfig
 from .errors import RequestError
 from .paths import Confined
 from .redact import Redactor
+from .uploads import Uploads
 
 log = logging.getLogger("rlm.serve")
 #: How long a stopped run may take to unwind before its documents are closed anyway.
@@ -53,16 +53,12 @@ TRACE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\.jsonl$")
 
 @dataclass
 class Job:
-    """One question over one context. ``context``: a str, a ``Confined`` document or a server-made ``Path``.
-
-    ``scratch``: a directory the server made for this job (uploaded files), removed after it.
-    """
+    """One question over one context. ``context``: a str, a ``Confined`` document or ``Uploads`` (files sent)."""
 
     route: ModelRoute
     query: str
     context: Any = ""
     schema: Any = None
-    scratch: Path | None = None
     _released: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -71,6 +67,15 @@ class Job:
         with self._lock:
             first, self._released = not self._released, True
         return first
+
+
+@dataclass
+class Prepared:
+    """A job ready to run: its route's RLM and its context, loaded."""
+
+    job: Job
+    rlm: RLM
+    context: Any
 
 
 @dataclass
@@ -171,24 +176,33 @@ class Service:
     def trace_file(self) -> TraceFile:
         return TraceFile(JsonlWriter(self.trace_dir) if self.trace_dir is not None else None)
 
-    async def complete(self, job: Job, listener: Listener | None = None, trace: TraceFile | None = None) -> Finished:
-        """Run ``job``; its events go (scrubbed) to ``trace`` and ``listener`` as they happen, on rlm's thread.
+    async def prepare(self, job: Job) -> Prepared:
+        """The route's RLM and the loaded context, or ``RequestError`` (a model too many, a document unreadable).
 
-        Raises what the run raised (``rlm.errors``), or ``RequestError`` for a context it
-        cannot take; cancelling the caller's task stops the run, and its trace so far is kept.
+        Separate from ``run`` so that a protocol can refuse with a real status before it
+        starts answering (a stream). The caller releases the job if it goes no further.
+        """
+        rlm = self.rlm(job.route)
+        context = await off_loop(lambda: self.load(job.context))
+        return Prepared(job, rlm, context)
+
+    async def run(self, prepared: Prepared, listener: Listener | None = None,
+                  trace: TraceFile | None = None) -> Finished:
+        """Run a prepared job; its events go (scrubbed) to ``trace`` and ``listener`` as they happen, on rlm's thread.
+
+        Raises what the run raised (``rlm.errors``); cancelling the caller's task stops the
+        run, and its trace so far is kept. The job is released whichever way it ends.
         """
         trace = trace or self.trace_file()
         subscribers: list[Subscriber] = [self.redactor.subscriber(trace)]
         if listener is not None:
             subscribers.append(listener)
+        job = prepared.job
         try:
-            rlm = self.rlm(job.route)
-            context = await _finished(asyncio.ensure_future(asyncio.to_thread(self.load, job.context)))
-
             async def on_rlm_loop() -> RLMResult:
                 try:
-                    return await rlm.acompletion(context, job.query, schema=job.schema, subscribers=subscribers,
-                                                 view=False)
+                    return await prepared.rlm.acompletion(prepared.context, job.query, schema=job.schema,
+                                                          subscribers=subscribers, view=False)
                 finally:
                     trace.finished.set()
 
@@ -198,10 +212,19 @@ class Service:
             self.release(job, trace)
         return Finished(result, trace.path)
 
+    async def complete(self, job: Job, listener: Listener | None = None, trace: TraceFile | None = None) -> Finished:
+        """``prepare`` then ``run``: raises ``RequestError`` for a job it cannot take, else what the run raised."""
+        try:
+            prepared = await self.prepare(job)
+        except BaseException:
+            self.release(job, trace)
+            raise
+        return await self.run(prepared, listener, trace)
+
     def load(self, context: Any) -> Any:
         """The context as the run takes it: a confined document opened through its checked descriptor."""
-        if isinstance(context, Path):  # files a client sent, in a directory the server made
-            return _named(load_context(context), "uploaded files")
+        if isinstance(context, Uploads):  # files a client sent: written now, in a directory the server made
+            return _named(load_context(context.write()), "uploaded files")
         if not isinstance(context, Confined):
             return context
         try:
@@ -240,8 +263,8 @@ class Service:
                 return
             for confined in documents:
                 confined.close()
-            if job.scratch is not None:
-                shutil.rmtree(job.scratch, ignore_errors=True)
+            if isinstance(job.context, Uploads):
+                job.context.remove()
 
         if trace.finished.is_set() or not trace.submitted:
             release()
@@ -251,15 +274,14 @@ class Service:
     async def estimate(self, route: ModelRoute, context: Any, query: str) -> Estimate:
         """What ``query`` over ``context`` is likely to cost on ``route``; no model is called."""
         rlm = self.rlm(route)
-        return await _finished(asyncio.ensure_future(asyncio.to_thread(
-            lambda: rlm.estimate(self.load(context), query))))
+        return await off_loop(lambda: rlm.estimate(self.load(context), query))
 
     async def map_rlm(self, route: ModelRoute, contexts: Iterable[Any], query: str, checkpoint: Path,
                       listener: Listener | None = None) -> MapResult:
         """One completion of ``query`` per context, resumable from ``checkpoint``; each under the server's budget."""
         rlm = self.rlm(route)
         subscribers = [listener] if listener is not None else []
-        loaded = await _finished(asyncio.ensure_future(asyncio.to_thread(lambda: [self.load(c) for c in contexts])))
+        loaded = await off_loop(lambda: [self.load(c) for c in contexts])
         return await rlm.amap_rlm(loaded, query, checkpoint=checkpoint,
                                   max_concurrent=self.config.max_runs, subscribers=subscribers, view=False)
 
@@ -283,13 +305,20 @@ def _named(loaded: Any, name: str) -> Any:
     return loaded
 
 
-async def _finished(loading: asyncio.Future[T]) -> T:
-    """The load's result; a caller cancelled meanwhile waits for the thread first (it reads the job's documents)."""
+async def off_loop(work: Callable[[], T], undo: Callable[[T], None] | None = None) -> T:
+    """``work()`` in a thread, so the server's loop stays free (reading files, walking a folder, big JSON).
+
+    A caller cancelled meanwhile still waits for the thread (it may read the job's
+    documents, which are closed after), then ``undo``es what it made.
+    """
+    running = asyncio.ensure_future(asyncio.to_thread(work))
     try:
-        return await asyncio.shield(loading)
+        return await asyncio.shield(running)
     except asyncio.CancelledError:
         with contextlib.suppress(BaseException):
-            await loading
+            made = await running
+            if undo is not None:
+                undo(made)
         raise
 
 

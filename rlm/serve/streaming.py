@@ -3,22 +3,26 @@
 Server-sent events as OpenAI sends them: a first chunk with the role, progress lines as
 ``delta.reasoning_content``, the answer as ``delta.content``, a chunk with the
 ``finish_reason``, the usage chunk when ``stream_options.include_usage`` asks, and
-``data: [DONE]``. A failure after the stream began is an ``error`` event (the openai
-SDK raises it). A comment line every ``HEARTBEAT_S`` keeps proxies from closing a quiet
-stream; a client that hangs up stops the run (its trace so far is kept).
+``data: [DONE]``. What can be refused is refused before the stream begins, with a real
+HTTP status (the model, the context: ``Service.prepare``); a failure after it began is an
+``error`` event then ``[DONE]`` (the openai SDK raises it), never a second response. A
+comment line every ``HEARTBEAT_S`` keeps proxies from closing a quiet stream; a client
+that hangs up stops the run (its trace so far is kept).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..errors import RLMError
 from ..trace.events import Event
-from .errors import from_result, from_run_error
+from .errors import RequestError, from_result, from_run_error
 from .progress import Narrator
 from .runs import Finished, Service, hop
 from .wire import answer_text, chunk, extension, sse, usage
@@ -28,14 +32,19 @@ if TYPE_CHECKING:
     from .metrics import Metrics
 
 HEARTBEAT_S = 15.0
+log = logging.getLogger("rlm.serve")
+#: The stream response of the request being handled, once made: after it is prepared, nobody else answers.
+STARTED: contextvars.ContextVar[web.StreamResponse | None] = contextvars.ContextVar("rlm_serve_stream",
+                                                                                     default=None)
 
 
 async def stream_completion(request: web.Request, chat: ChatRequest, service: Service, metrics: Metrics,
                             request_id: str) -> web.StreamResponse:
-    """Run ``chat``'s job, streaming as it goes; the response is prepared here, so errors go in-stream."""
+    """Run ``chat``'s job, streaming as it goes; what fails once the stream began goes in-stream."""
+    prepared = await service.prepare(chat.job)  # a RequestError here is still an HTTP status
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no", "x-request-id": request_id})
-    await response.prepare(request)
+    STARTED.set(response)
     redact = service.redactor.data
 
     async def send(data: dict[str, Any]) -> None:
@@ -43,9 +52,9 @@ async def stream_completion(request: web.Request, chat: ChatRequest, service: Se
 
     events: asyncio.Queue[Event] = asyncio.Queue()
     trace = service.trace_file()
-    run = asyncio.ensure_future(service.complete(chat.job, hop(asyncio.get_running_loop(), events.put_nowait),
-                                                 trace))
+    run = asyncio.ensure_future(service.run(prepared, hop(asyncio.get_running_loop(), events.put_nowait), trace))
     try:
+        await response.prepare(request)
         await send(chunk(chat, request_id, {"role": "assistant", "content": ""}))
         await _progress(run, events, Narrator(), lambda line: send(
             chunk(chat, request_id, {"reasoning_content": line + "\n"})), response)
@@ -53,8 +62,13 @@ async def stream_completion(request: web.Request, chat: ChatRequest, service: Se
             finished = run.result()
         except RLMError as exc:
             metrics.failed(exc)
-            error = from_run_error(exc)
-            await send(error.body())
+            await send(from_run_error(exc).body())
+        except RequestError as exc:
+            await send(exc.body())
+        except Exception:
+            log.exception("the run of a stream failed (req=%s)", request_id)
+            await send(RequestError(500, f"internal server error; the server log has the details (req={request_id})"
+                                    ).body())
         else:
             metrics.finished(finished.result)
             await _answer(chat, request_id, finished, send)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from rlm.serve.config import ModelRoute, ServeConfig
 from rlm.serve.openai_api import serve
 from rlm.serve.runs import Service
 from rlm.testing import ScriptedLM
+from tests.scripting import code
 
 UPSTREAM_KEY = "sk-upstream-SECRET-0123456789abcdef"
 TOKEN = "serve-token-0123456789abcdef"
@@ -30,6 +33,34 @@ class Running:
     @property
     def url(self) -> str:
         return self.base_url.removesuffix("/v1")
+
+
+def wait_for(check: Callable[[], object], seconds: float = 30.0, what: str = "the condition") -> None:
+    """Poll ``check`` until it is true, failing after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+class Gate:
+    """Holds a run inside its first step until the test releases it: a deterministic run in flight.
+
+    ``step`` is a root reply whose code (run in-process: the tests' local sandbox) says it
+    entered, then waits for the release file.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.entered = directory / "gate-entered"
+        self.released = directory / "gate-released"
+        self.step = code("import os, time", f"open({str(self.entered)!r}, 'w').close()",
+                         f"while not os.path.exists({str(self.released)!r}): time.sleep(0.01)")
+
+    def wait_entered(self) -> None:
+        wait_for(self.entered.exists, what="the held run to enter its step")
+
+    def release(self) -> None:
+        self.released.touch()
 
 
 def settings(upstream: ScriptedLM, tmp_path: Any, **changes: Any) -> ServeConfig:
