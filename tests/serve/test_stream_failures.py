@@ -55,7 +55,8 @@ def test_an_unexpected_failure_of_the_run_is_an_error_event_then_done(start, mon
             assert response.status_code == 200
             events = events_of(response)
         assert events[-1] == "[DONE]"
-        assert events[-2]["error"]["type"] == "server_error" and "internal server error" in events[-2]["error"]["message"]
+        error = events[-2]["error"]
+        assert error["type"] == "server_error" and "internal server error" in error["message"]
         sdk = openai.OpenAI(base_url=running.base_url, api_key="unused", max_retries=0)
         with pytest.raises(openai.APIError) as caught:
             for _ in sdk.chat.completions.create(model="rlm/root", messages=QUESTION, stream=True):
