@@ -90,7 +90,15 @@ def from_run_error(exc: RLMError) -> RequestError:
 
 
 def from_result(stopped: str, error: str | None) -> RequestError | None:
-    """A finished run that still has no answer to send: its answer would be a failed sub-call's error text."""
+    """A finished run that still has no answer to send.
+
+    ``failed_call``: its answer would be a failed sub-call's error text; ``fallback``: the
+    root gave none even when told to answer at once (the text lists its variables, which
+    is for a person debugging the run, not an answer a client should take as one).
+    """
+    if stopped == "fallback":
+        return RequestError(502, "the root model gave no answer, even when asked to answer at once; the trace "
+                                 "shows what it did", code="no_answer")
     if stopped == "failed_call":
         return RequestError(502, f"the run's answer is a failed model call: {' '.join((error or '').split())[:600]}",
                             code="upstream_error")

@@ -156,3 +156,16 @@ def test_a_failure_after_the_stream_began_is_an_error_event_the_sdk_raises(start
                 seen.extend((c.delta.model_extra or {}).get("reasoning_content") or "" for c in chunk.choices)
         assert "longer than this server's limit" in str(caught.value)
         assert "Step 1" in "".join(seen)  # progress came first
+
+
+def test_a_run_whose_root_never_answers_is_a_502_not_an_answer(start) -> None:
+    with ScriptedLM(root=lambda r: code("x = 1")) as upstream:  # code every turn, even when told to answer
+        running = start(upstream, max_iterations=1)
+        response = post(running, {"model": "rlm/root", "messages": QUESTION})
+        assert response.status_code == 502, response.text
+        assert error_of(response)["code"] == "no_answer" and "/v1/traces/" in error_of(response)["message"]
+        sdk = openai.OpenAI(base_url=running.base_url, api_key="unused", max_retries=0)
+        with pytest.raises(openai.APIError) as caught:
+            for _ in sdk.chat.completions.create(model="rlm/root", messages=QUESTION, stream=True):
+                pass
+        assert "gave no answer" in str(caught.value)
