@@ -74,7 +74,7 @@ def config_from(args: argparse.Namespace, port: int = 8080) -> Any:
     from ..lm.budget import Budget
     from .config import ServeConfig, parse_route, read_settings
 
-    values = read_settings(args.config)
+    values = read_settings(args.config, take=True)  # the key and token leave os.environ once read
     values.setdefault("port", port)
     given: dict[str, Any] = {
         "host": args.host, "port": args.port, "base_url": args.base_url, "sandbox": args.sandbox,

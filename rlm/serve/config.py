@@ -27,13 +27,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..lm.budget import Budget
+from ..trace.redact import url_secrets
 
 #: Served names for ``rlm/<root>`` routes: the prefix a client puts before an upstream model.
 PREFIX = "rlm/"
@@ -158,8 +159,8 @@ class ServeConfig:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """What must never leave the server: the upstream key and the bearer token."""
-        return tuple(s for s in (self.api_key, self.token) if s)
+        """What must never leave the server: the upstream key, the bearer token, the upstream URL's password."""
+        return tuple(s for s in (self.api_key, self.token) if s) + url_secrets(self.base_url)
 
     @property
     def state(self) -> Path:
@@ -202,7 +203,7 @@ def parse_route(spec: str, sub_model: str | None) -> ModelRoute:
     return ModelRoute(name.strip(), root.strip(), sub.strip())
 
 
-def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None,
+def load_config(path: str | os.PathLike[str] | None = None, environ: MutableMapping[str, str] | None = None,
                 **overrides: Any) -> ServeConfig:
     """A ``ServeConfig`` from a TOML file (optional), the environment's secrets and overrides (None: not given).
 
@@ -217,8 +218,14 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
         raise ConfigError(f"{path or 'configuration'}: {exc}") from None
 
 
-def read_settings(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The settings a file and the environment give, as ``ServeConfig`` keyword arguments."""
+def read_settings(path: str | os.PathLike[str] | None, environ: MutableMapping[str, str] | None = None, *,
+                  take: bool = False) -> dict[str, Any]:
+    """The settings a file and the environment give, as ``ServeConfig`` keyword arguments.
+
+    ``take=True`` removes the key's and the token's variables from the environment once
+    read (the servers do): code that runs in this process later (model code under
+    ``sandbox="local"``, a library) does not find them there.
+    """
     env = os.environ if environ is None else environ
     data = _read_toml(path) if path is not None else {}
     unknown = set(data) - {"upstream", "server", "limits", "models"}
@@ -230,11 +237,12 @@ def read_settings(path: str | os.PathLike[str] | None, environ: Mapping[str, str
                           "not in the file")
     values: dict[str, Any] = {}
     values["base_url"] = upstream.pop("base_url", None) or env.get("OPENAI_BASE_URL")
-    values["api_key"] = env.get(upstream.pop("api_key_env", "OPENAI_API_KEY")) or None
+    key_var, token_var = upstream.pop("api_key_env", "OPENAI_API_KEY"), server.pop("token_env", "RLM_SERVE_TOKEN")
+    values["api_key"] = (env.pop(key_var, None) if take else env.get(key_var)) or None
+    values["token"] = (env.pop(token_var, None) if take else env.get(token_var)) or None
     if "max_concurrent" in upstream:
         values["upstream_concurrency"] = upstream.pop("max_concurrent")
     values.update(_take(upstream, ("rpm", "tpm", "sub_model"), "upstream", path))
-    values["token"] = env.get(server.pop("token_env", "RLM_SERVE_TOKEN")) or None
     for given, name in (("allow_local_sandbox", "allow_local"), ("any_model", "any_root")):
         if given in server:
             server[name] = server.pop(given)

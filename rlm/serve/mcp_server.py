@@ -88,7 +88,7 @@ def build(service: Service, admission: Admission) -> MCPServer[Any]:
         try:
             found = await service.estimate(job.route, job.context, job.query)
         except RequestError as exc:
-            raise ToolError(service.redactor.text(exc.message)) from None
+            raise ToolError(service.redactor(exc.message)) from None
         finally:
             service.release(job)
         return {"context_tokens": found.tokens, "sub_calls": list(found.sub_calls),
@@ -132,7 +132,7 @@ def _job(service: Service, question: str, path: str | None, text: str | None, mo
             return Job(route, question, text)
         return Job(route, question, confine(str(path), config.roots, config.max_context_chars))
     except RequestError as exc:
-        raise ToolError(service.redactor.text(exc.message)) from None
+        raise ToolError(service.redactor(exc.message)) from None
 
 
 async def _guarded(admission: Admission, service: Service, work: Callable[[], Awaitable[dict[str, Any]]]
@@ -140,12 +140,12 @@ async def _guarded(admission: Admission, service: Service, work: Callable[[], Aw
     """A run slot, then the work; what it raised as a tool error with a message that holds no secret."""
     try:
         async with admission.slot():
-            done: dict[str, Any] = service.redactor.data(await work())
+            done: dict[str, Any] = service.redactor.value(await work())
             return done
     except RequestError as exc:
-        raise ToolError(service.redactor.text(exc.message)) from None
+        raise ToolError(service.redactor(exc.message)) from None
     except RLMError as exc:
-        raise ToolError(service.redactor.text(from_run_error(exc).message)) from None
+        raise ToolError(service.redactor(from_run_error(exc).message)) from None
 
 
 class _Reporter:

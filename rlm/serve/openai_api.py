@@ -152,7 +152,7 @@ def _authorized(config: ServeConfig) -> Middleware:
 
 
 def error_response(exc: RequestError, request: web.Request) -> web.Response:
-    body = request.app[SERVICE].redactor.data(exc.body())
+    body = request.app[SERVICE].redactor.value(exc.body())
     headers = {**exc.headers(), "x-request-id": REQUEST_ID.get()}
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
@@ -194,7 +194,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
             if refused is not None:
                 raise _with_trace(refused, finished.trace)
             body = completion_body(chat, finished, REQUEST_ID.get())
-            return web.json_response(service.redactor.data(body), headers={"x-request-id": REQUEST_ID.get()})
+            return web.json_response(service.redactor.value(body), headers={"x-request-id": REQUEST_ID.get()})
     finally:
         service.release(chat.job)  # a no-op once the run released it; else it never ran (queue full, client gone)
 

@@ -1,8 +1,9 @@
-"""Keeping the server's secrets (the upstream key, the bearer token) out of what leaves it.
+"""Log records scrubbed of the server's secrets as they are made (``rlm.trace.redact`` does the scrubbing).
 
 The key never reaches the sandbox, but text that comes back from the upstream can carry
 it (a proxy that echoes a header into an error body), so every response, streamed
-delta, saved trace and log line passes through one ``Redactor`` on its way out.
+delta, saved trace and log line passes through the service's one ``Redactor`` on its
+way out; this module covers the log lines.
 """
 
 from __future__ import annotations
@@ -12,68 +13,44 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from ..trace.events import Event, Subscriber
-
-MASK = "[redacted]"
-#: Secrets shorter than this are not searched for: they would mask ordinary words.
-MIN_SECRET = 8
+from ..trace.redact import Redactor
 
 
-class Redactor:
-    """Replaces each secret (at least 8 characters) with ``[redacted]`` in text and nested data."""
+class _Scrubbed:
+    """A log message rendered and scrubbed when a handler formats it, not when the record is made.
 
-    def __init__(self, secrets: tuple[str, ...]) -> None:
-        self.secrets = tuple(sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True))
+    So logging stays as cheap and as forgiving as usual: a record no handler formats is
+    never rendered, and a message whose arguments do not fit fails in the handler (which
+    reports it), not in the code that logged it.
+    """
 
-    def text(self, value: str) -> str:
-        for secret in self.secrets:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
+    __slots__ = ("args", "msg", "redact")
 
-    def data(self, value: Any) -> Any:
-        """A copy of JSON-like ``value`` with every string scrubbed (the original is left as it is)."""
-        if not self.secrets:
-            return value
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, dict):
-            return {self.data(k): self.data(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [self.data(v) for v in value]
-        return value
+    def __init__(self, msg: object, args: Any, redact: Redactor) -> None:
+        self.msg, self.args, self.redact = msg, args, redact
 
-    def event(self, event: Event) -> Event:
-        return Event(event.kind, event.id, event.parent, event.ts, self.data(event.data))
-
-    def subscriber(self, inner: Subscriber) -> Subscriber:
-        """``inner`` fed scrubbed copies of each event (a trace file written from these holds no secret)."""
-
-        def scrubbed(event: Event) -> None:
-            inner(self.event(event))
-
-        return scrubbed
+    def __str__(self) -> str:
+        text = str(self.msg)
+        if self.args:
+            text = text % self.args
+        return self.redact(text)
 
 
 @contextlib.contextmanager
 def scrubbed_logs(redactor: Redactor) -> Iterator[None]:
-    """While serving, every log record (any logger, any handler) is created with the secrets scrubbed.
+    """While serving, every log record (any logger, any handler) carries its message scrubbed of the secrets.
 
     Why at record creation, not as a handler's filter: a filter guards only the handlers it
-    is put on, and an embedding application (or a test) brings its own. The message and a
-    traceback are rendered once, scrubbed, and kept as text.
+    is put on, and an embedding application (or a test) brings its own. A traceback is
+    rendered at once, scrubbed, and kept as text.
     """
-    if not redactor.secrets:
-        yield
-        return
     make = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make(*args, **kwargs)
-        record.msg = redactor.text(record.getMessage())
-        record.args = None
+        record.msg, record.args = _Scrubbed(record.msg, record.args, redactor), None
         if record.exc_info:
-            record.exc_text = redactor.text(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = redactor(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return record
 

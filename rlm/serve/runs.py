@@ -32,10 +32,10 @@ from ..maps import MapResult
 from ..repl.contexts import DirectoryContext, TextFile, load_context
 from ..trace.events import Event, Subscriber
 from ..trace.jsonl import JsonlWriter
+from ..trace.redact import Redactor
 from .config import ModelRoute, ServeConfig
 from .errors import RequestError
 from .paths import Confined
-from .redact import Redactor
 from .uploads import Uploads
 
 log = logging.getLogger("rlm.serve")

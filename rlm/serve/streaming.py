@@ -45,7 +45,7 @@ async def stream_completion(request: web.Request, chat: ChatRequest, service: Se
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no", "x-request-id": request_id})
     STARTED.set(response)
-    redact = service.redactor.data
+    redact = service.redactor.value
 
     async def send(data: dict[str, Any]) -> None:
         await response.write(sse(redact(data)))

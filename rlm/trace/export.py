@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,17 +31,12 @@ from typing import Any
 from ..errors import ConfigError
 from .compare import ENDINGS, ending
 from .events import Event
+from .redact import REDACTED as REDACTED  # re-exported: the mask callers compare with
+from .redact import Redactor
 from .runs import BenchRuns, is_results_file
 from .trace import Trace
 
 FORMATS = ("openai", "messages")
-REDACTED = "[redacted]"
-_SECRET_VARS = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD)$", re.I)
-_SECRET_PATTERNS = (
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), REDACTED),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/\-]{16,}=*"), f"Bearer {REDACTED}"),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@"), rf"\g<1>{REDACTED}@"),
-)
 
 
 @dataclass(frozen=True)
@@ -92,31 +86,6 @@ class Export:
             reasons[why] = reasons.get(why, 0) + 1
         left = "; ".join(f"{n} {why}" for why, n in reasons.items())
         return f"Export({len(self.examples)} examples from {self.runs} runs" + (f"; skipped: {left})" if left else ")")
-
-
-class Redactor:
-    """Replaces secrets in text: the environment's key-like variables, ``extra`` strings, and known shapes."""
-
-    def __init__(self, extra: Iterable[str] = ()) -> None:
-        found = {v for k, v in os.environ.items() if _SECRET_VARS.search(k) and len(v) >= 8}
-        self.secrets = sorted(found | {s for s in extra if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        for pattern, replacement in _SECRET_PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
-
-    def value(self, value: Any) -> Any:
-        """Every string inside a JSON-like value, redacted."""
-        if isinstance(value, str):
-            return self(value)
-        if isinstance(value, list):
-            return [self.value(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self.value(v) for k, v in value.items()}
-        return value
 
 
 def stopped_of(events: Sequence[Event]) -> str:

@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from rlm.testing import ScriptedLM
+from tests.scripting import code
 
 from .conftest import TOKEN, UPSTREAM_KEY
 
@@ -51,7 +52,8 @@ def test_a_config_file_with_the_key_in_it_is_refused(tmp_path: Path) -> None:
 
 def test_rlm_serve_answers_a_client_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     config = tmp_path / "serve.toml"
-    with ScriptedLM(root=lambda r: "FINAL(from the CLI)") as upstream:
+    peek = code("import os", "print('seen:', os.environ.get('OPENAI_API_KEY'), os.environ.get('RLM_SERVE_TOKEN'))")
+    with ScriptedLM(root=[peek, "FINAL(from the CLI)"]) as upstream:
         config.write_text(f'[upstream]\nbase_url = "{upstream.base_url}"\nmax_concurrent = 4\n'
                           f'[server]\nsandbox = "local"\nallow_local_sandbox = true\ncache = false\n'
                           f'trace_dir = "{tmp_path / "traces"}"\n[limits]\nmax_time_s = 30\n'
@@ -71,6 +73,8 @@ def test_rlm_serve_answers_a_client_and_stops_cleanly_on_sigterm(tmp_path: Path)
             client = openai.OpenAI(base_url=url, api_key=TOKEN, max_retries=0)
             reply = client.chat.completions.create(model="rlm/small", messages=[{"role": "user", "content": "q"}])
             assert reply.choices[0].message.content == "from the CLI"
+            # Model code in the server's process (--allow-local-sandbox) finds neither secret in the environment.
+            assert "seen: None None" in upstream.root_requests[1].messages[-1]["content"]
             assert {r.headers["authorization"] for r in upstream.requests} == {f"Bearer {UPSTREAM_KEY}"}
         finally:
             process.send_signal(signal.SIGTERM)

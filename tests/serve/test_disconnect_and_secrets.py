@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import os
@@ -14,7 +15,9 @@ import httpx
 import openai
 import pytest
 
+from rlm.serve.redact import scrubbed_logs
 from rlm.testing import Fault, ScriptedLM
+from rlm.trace.redact import Redactor
 from tests.scripting import code
 
 from .conftest import TOKEN, UPSTREAM_KEY
@@ -117,3 +120,41 @@ async def test_clients_that_leave_at_any_moment_leave_no_document_or_trace_open(
             await asyncio.sleep(0.1)
         assert open_under(docs) == [] and open_under(tmp_path / "traces") == []
         assert upstream.stats["in_flight"] == 0
+
+
+def test_the_password_in_the_upstream_url_is_redacted_too(start, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    password = "pw-0123456789abcdef"
+    with ScriptedLM() as upstream:
+        url = upstream.base_url.replace("http://", f"http://alice:{password}@")
+        echo = f"could not reach {url} (alice:{password})"
+        upstream.root = lambda r: f"FINAL({echo})"
+        running = start(upstream, base_url=url)
+        body = {"model": "rlm/root", "messages": QUESTION}
+        answer = httpx.post(f"{running.base_url}/chat/completions", json=body, timeout=30)
+        streamed = httpx.post(f"{running.base_url}/chat/completions", json={**body, "stream": True}, timeout=30)
+        upstream.fail(Fault.http(400, echo))
+        failed = httpx.post(f"{running.base_url}/chat/completions", json=body, timeout=30)
+    assert answer.status_code == 200 and "[redacted]" in answer.json()["choices"][0]["message"]["content"]
+    assert failed.status_code == 502
+    on_disk = "".join(p.read_text() for p in (tmp_path / "traces").glob("*/*.jsonl"))
+    for text in (answer.text, streamed.text, failed.text, on_disk, caplog.text):
+        assert password not in text
+
+
+def test_log_records_are_scrubbed_when_formatted_and_a_bad_call_does_not_raise() -> None:
+    logger = logging.getLogger("rlm.serve.test-scrubbed")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)  # a plain handler: it reports a bad record on stderr and goes on
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with scrubbed_logs(Redactor(["secret-value-123"], environ={})):
+            logger.warning("the key is %s", "secret-value-123")
+            logger.warning("two %s %s", "but one argument")  # fails in the handler, not here
+            logger.warning("after it")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    assert out.getvalue().splitlines() == ["the key is [redacted]", "after it"]
