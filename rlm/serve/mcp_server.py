@@ -27,7 +27,7 @@ from .origins import guard
 from .paths import confine
 from .progress import Narrator
 from .redact import scrubbed_logs
-from .runs import Job, Service, hop
+from .runs import Job, Service, hop, private_dir
 
 try:
     from mcp.server.mcpserver import Context, MCPServer
@@ -247,7 +247,7 @@ async def _map(service: Service, path: str, question: str | None, template: str 
             input_key = jsonl_identity(document)
         key = map_key(route, input_key, question, template)
         checkpoint = config.state / "maps" / f"{key}.sqlite"
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(checkpoint.parent)
         done_of = _counter(len(items), per_run=question is not None)
 
         async def work(listener: Callable[[Event], None]) -> Any:

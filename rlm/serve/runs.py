@@ -16,13 +16,14 @@ import dataclasses
 import logging
 import os
 import re
+import secrets
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import IO, Any, TypeVar, cast
 
 from .. import RLM, Endpoint, Limits, SandboxConfig, runtime
 from ..core.estimate import Estimate
@@ -31,7 +32,7 @@ from ..lm.cache import as_cache
 from ..maps import MapResult
 from ..repl.contexts import DirectoryContext, TextFile, load_context
 from ..trace.events import Event, Subscriber
-from ..trace.jsonl import JsonlWriter
+from ..trace.jsonl import dumps
 from ..trace.redact import Redactor
 from .config import ModelRoute, ServeConfig
 from .errors import RequestError
@@ -47,7 +48,7 @@ MAX_MODELS = 64
 WARM_KERNELS = 4
 Listener = Callable[[Event], None]
 T = TypeVar("T")
-#: What a trace's file name looks like (``JsonlWriter``'s names); anything else is not one.
+#: What a trace's file name looks like (``TraceFile``'s names); anything else is not one.
 TRACE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\.jsonl$")
 
 
@@ -86,30 +87,60 @@ class Finished:
     trace: Path | None
 
 
-@dataclass
 class TraceFile:
     """The trace of one run, written line by line as it happens (scrubbed); and whether the run is over.
 
-    ``finished`` is set once the run's coroutine has ended on rlm's loop, whichever way: only
-    then is nothing of the job's read any more.
+    Its name is random (``secrets.token_urlsafe``): it is what a client needs to read the
+    trace back (``/v1/traces/NAME``, ``rlm://traces/NAME``), so no client can guess another's.
+    The file is the server user's only (0600, in a 0700 directory). ``finished`` is set
+    once the run's coroutine has ended on rlm's loop, whichever way: only then is nothing
+    of the job's read any more.
     """
 
-    writer: JsonlWriter | None
-    finished: threading.Event = field(default_factory=threading.Event)
-    submitted: bool = False
+    def __init__(self, directory: Path | None) -> None:
+        self._target = directory / f"{secrets.token_urlsafe(16)}.jsonl" if directory is not None else None
+        self._file: IO[str] | None = None
+        self._opened = False
+        self._root: str | None = None
+        self._lock = threading.Lock()
+        self.finished = threading.Event()
+        self.submitted = False
 
     @property
     def path(self) -> Path | None:
-        return self.writer.path if self.writer is not None else None
+        """Where the trace is, once its first event was written."""
+        return self._target if self._opened else None
 
     def __call__(self, event: Event) -> None:
-        if self.writer is not None:
-            self.writer(event)
+        with self._lock:
+            if self._target is None or (self._opened and self._file is None):  # none kept, or the run is over
+                return
+            if self._file is None:
+                private_dir(self._target.parent)
+                fd = os.open(self._target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                self._file, self._opened = os.fdopen(fd, "w", encoding="utf-8"), True
+                self._root = event.id if event.kind == "run.start" else None
+            self._file.write(dumps(event) + "\n")
+            self._file.flush()
+            if event.kind == "run.end" and event.id == self._root:
+                self._close()
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def close(self) -> None:
         """Close the file (a run cancelled before its end event would leave it open)."""
-        if self.writer is not None:
-            self.writer.close()
+        with self._lock:
+            self._close()
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` made if missing (its parents too), and readable by this user only (0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
 
 
 class Service:
@@ -120,7 +151,7 @@ class Service:
         self.redactor = Redactor(config.secrets)
         self.cache = as_cache(config.cache)
         self._rlms: dict[str, RLM] = {}
-        # A directory of this server's own: trace names are unique within a process only.
+        # A directory of this server's own, so a restart does not mix runs.
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         self.trace_dir = Path(config.trace_dir) / stamp if config.trace_dir else None
         self._first: RLM | None = None
@@ -174,7 +205,7 @@ class Service:
             return fh.read() if stat.S_ISREG(os.fstat(fh.fileno()).st_mode) else None
 
     def trace_file(self) -> TraceFile:
-        return TraceFile(JsonlWriter(self.trace_dir) if self.trace_dir is not None else None)
+        return TraceFile(self.trace_dir)
 
     async def prepare(self, job: Job) -> Prepared:
         """The route's RLM and the loaded context, or ``RequestError`` (a model too many, a document unreadable).

@@ -8,6 +8,8 @@ import io
 import json
 import logging
 import os
+import re
+import stat
 import time
 from pathlib import Path
 
@@ -158,3 +160,17 @@ def test_log_records_are_scrubbed_when_formatted_and_a_bad_call_does_not_raise()
         logger.removeHandler(handler)
         logger.propagate = True
     assert out.getvalue().splitlines() == ["the key is [redacted]", "after it"]
+
+
+def test_served_traces_have_unguessable_names_and_are_the_server_users_only(start, tmp_path: Path) -> None:
+    with ScriptedLM(root=lambda r: "FINAL(x)") as upstream:
+        running = start(upstream)
+        body = {"model": "rlm/root", "messages": QUESTION}
+        names = [httpx.post(f"{running.base_url}/chat/completions", json=body, timeout=30).json()["rlm"]["trace"]
+                 for _ in range(2)]
+    files = [running.service.trace_dir / name.rsplit("/", 1)[1] for name in names]
+    for file in files:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}\.jsonl", file.name), file.name  # 128 random bits, no time or count
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(files[0].parent.stat().st_mode) == 0o700
+    assert files[0].name != files[1].name
