@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlm.rows import jsonl_rows, prompts_of
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm map``."""
@@ -52,30 +54,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     if path.suffix.lower() == ".csv":
         with path.open(newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise ValueError(f"{path}:{n} is not JSON") from None
-        rows.append(row if isinstance(row, dict) else {"prompt": row})
-    return rows
-
-
-def prompts_of(rows: list[dict[str, Any]], template: str) -> list[str]:
-    """Each row's prompt; a field the template names but a row lacks is an error naming both."""
-    prompts = []
-    for n, row in enumerate(rows):
-        try:
-            prompts.append(template.format_map(row))
-        except KeyError as missing:
-            raise ValueError(f"row {n} has no field {missing} that --prompt-template names; "
-                             f"its fields: {', '.join(map(str, row)) or 'none'}") from None
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"--prompt-template is not a format string: {exc}") from None
-    return prompts
+    return jsonl_rows(path.read_text(encoding="utf-8"), str(path))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """A resumable map over a folder of documents or a JSONL file, named by what it maps.
 
 The checkpoint's name is a hash of the route, the input's identity (device, inode, size,
-modification time) and the question or template: the same call again resumes where the
-last one stopped, a changed input or question starts afresh. Answers are written as
+modification time: of the JSONL file, or of each file in the folder) and the question or
+template: the same call again resumes where the last one stopped, a changed input or
+question starts afresh. Answers are written as
 JSONL next to the checkpoint, one line per item, in input order.
 """
 
@@ -19,6 +20,9 @@ from typing import Any
 from ..core.result import RLMResult
 from ..maps import MapResult
 from ..repl.steps import FailedCall
+from ..rows import RowError
+from ..rows import jsonl_rows as rows_of
+from ..rows import prompts_of as template_prompts
 from .config import ModelRoute
 from .errors import RequestError
 from .paths import Confined
@@ -37,9 +41,14 @@ class MapInput:
 
 
 def folder_items(folder: Confined, limit: int, max_bytes: int) -> MapInput:
-    """The regular files directly in ``folder`` (links and subfolders skipped), by name; none over ``max_bytes``."""
+    """The regular files directly in ``folder`` (links and subfolders skipped), by name; none over ``max_bytes``.
+
+    The key names each file by name, inode, size and modification time: a file edited in
+    place changes no folder's time, but it changes the key, so the map starts afresh.
+    """
     entries = sorted(os.scandir(folder.fd), key=lambda e: e.name)
     items: list[Any] = []
+    seen: list[tuple[str, int, int, int]] = []
     for entry in entries:
         info = entry.stat(follow_symlinks=False)
         if stat.S_ISREG(info.st_mode) and not entry.name.startswith("."):
@@ -48,45 +57,34 @@ def folder_items(folder: Confined, limit: int, max_bytes: int) -> MapInput:
                                         f"{max_bytes:,} per item", param="path")
             items.append(Confined(folder.fd, entry.name, False, info.st_size, (info.st_dev, info.st_ino),
                                   os.path.join(folder.real, entry.name)))
+            seen.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
     _check_count(len(items), limit)
-    names = [c.name for c in items]
-    return MapInput(items, names, _identity(folder, names))
+    return MapInput(items, [c.name for c in items], json.dumps([folder.identity, seen]))
 
 
 def jsonl_rows(document: Confined, limit: int) -> list[dict[str, Any]]:
-    """The rows of a JSONL file (a non-object row becomes ``{"prompt": row}``)."""
+    """The rows of a JSONL file (``rlm.rows``), read through the checked descriptor."""
     if document.is_dir:
         raise RequestError(400, "a JSONL map takes a .jsonl file; give a folder to map over its files", param="path")
     fd = os.open(document.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=document.fd)
     with os.fdopen(fd, "rb") as fh:
         if (os.fstat(fh.fileno()).st_dev, os.fstat(fh.fileno()).st_ino) != document.identity:
             raise RequestError(409, f"{document.name!r} was replaced while it was opened", param="path")
-        lines = fh.read().decode("utf-8", "replace").splitlines()
-    rows: list[dict[str, Any]] = []
-    for n, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise RequestError(400, f"{document.name} line {n} is not JSON", param="path") from None
-            rows.append(row if isinstance(row, dict) else {"prompt": row})
+        text = fh.read().decode("utf-8", "replace")
+    try:
+        rows = rows_of(text, document.name)
+    except RowError as exc:
+        raise RequestError(400, str(exc), param="path") from None
     _check_count(len(rows), limit)
     return rows
 
 
 def prompts_of(rows: list[dict[str, Any]], template: str) -> list[str]:
     """Each row's prompt from ``template`` (``{field}`` for the row's fields)."""
-    prompts = []
-    for n, row in enumerate(rows):
-        try:
-            prompts.append(template.format_map(row))
-        except KeyError as missing:
-            raise RequestError(400, f"row {n} has no field {missing} that prompt_template names; its fields: "
-                                    f"{', '.join(map(str, row)) or 'none'}", param="prompt_template") from None
-        except (ValueError, IndexError) as exc:
-            raise RequestError(400, f"prompt_template is not a format string: {exc}",
-                               param="prompt_template") from None
-    return prompts
+    try:
+        return template_prompts(rows, template, option="prompt_template")
+    except RowError as exc:
+        raise RequestError(400, str(exc), param="prompt_template") from None
 
 
 def _check_count(n: int, limit: int) -> None:
@@ -95,11 +93,6 @@ def _check_count(n: int, limit: int) -> None:
     if n > limit:
         raise RequestError(413, f"{n:,} items, over this server's limit of {limit:,} per map", param="path",
                            code="too_many_items")
-
-
-def _identity(document: Confined, names: list[str]) -> str:
-    info = os.fstat(document.fd)
-    return json.dumps([document.identity, info.st_size, info.st_mtime_ns, names])
 
 
 def jsonl_identity(document: Confined) -> str:

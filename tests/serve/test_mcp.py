@@ -110,6 +110,12 @@ async def test_stdio_map_over_a_folder_and_a_jsonl_file_resumes(docs: Path, tmp_
             again = (await session.call_tool("map", {"path": "folder", "question": "Summarize."})).structured_content
             assert again["resumed"] == 3 and again["calls"] == 0
             assert upstream.stats["root"] == 6  # a first-turn FINAL over a file is checked once: two calls a file
+            before = (docs / "folder").stat().st_mtime_ns
+            (docs / "folder" / "doc1.txt").write_text("document number 1, edited in place")
+            assert (docs / "folder").stat().st_mtime_ns == before  # the folder itself did not change
+            edited = await session.call_tool("map", {"path": "folder", "question": "Summarize."})
+            assert not edited.is_error, text_of(edited)  # before: "item 1's input changed since it was answered"
+            assert edited.structured_content["resumed"] == 0 and upstream.stats["root"] == 12  # starts afresh
 
             labels = await session.call_tool("map", {"path": "rows.jsonl", "prompt_template": "Label: {prompt}"})
             found = labels.structured_content
