@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import os
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -23,7 +24,7 @@ from .lm.cache import Cache, as_cache
 from .lm.hedge import Hedge, as_hedge
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import as_pricing
-from .maps import MapResult, run_map, run_map_rlm
+from .maps import Admit, MapResult, run_map, run_map_rlm
 from .repl.base import REPL
 from .repl.kernel import KernelREPL
 from .repl.local import LocalREPL
@@ -148,6 +149,20 @@ class RLM:
         self._windows_asked = False
         self.limiter = AdaptiveLimiter(max_concurrent, rpm=endpoint.rpm, tpm=endpoint.tpm,
                                        max_pause=self.retry.max_server_delay)
+
+    def sibling(self, model: str, sub_model: str | None = None) -> RLM:
+        """An RLM of other models that shares this one's limiter, kernel pool, clients, cache and prices.
+
+        Why: several models served over one upstream (``rlm serve``) must queue every call
+        for the same slots and every run for the same kernels. Everything else (limits,
+        budget, sandbox) is this one's; closing either closes the shared kernels.
+        """
+        twin = copy.copy(self)
+        twin.settings = dataclasses.replace(self.settings, model=model, sub_model=sub_model or model)
+        twin.budget = check_budget(self.budget, self.pricing, (model, sub_model or model))
+        twin.subscribers = []
+        twin._windows_asked = False  # the shared prices learn the new models' windows on first use
+        return twin
 
     def _make_repl(self) -> REPL:
         if self.kernels is not None:
@@ -325,11 +340,11 @@ class RLM:
     async def amap_rlm(self, contexts: Iterable[Any], query: str, *,
                        checkpoint: str | os.PathLike[str] | None = None, max_concurrent: int | None = None,
                        schema: Any = None, executor: str = "local", subscribers: list[Subscriber] | None = None,
-                       view: bool | None = None) -> MapResult:
-        """Awaitable ``map_rlm``."""
+                       view: bool | None = None, admit: Admit | None = None) -> MapResult:
+        """Awaitable ``map_rlm``. ``admit``: entered around each item's completion (a server's run slot)."""
         return await self._awaitable(lambda subs, control: run_map_rlm(
             self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
-            subscribers=subs, control=control, executor=executor), subscribers, view)
+            subscribers=subs, control=control, executor=executor, admit=admit), subscribers, view)
 
     async def _aanswer(
         self, context: Any, query: str, *, schema: Any, subscribers: list[Subscriber] | None,

@@ -18,10 +18,11 @@ from typing import Any
 
 from .. import __version__
 from ..errors import RLMError
+from ..maps import Admit
 from ..trace.events import Event
 from .config import ServeConfig
 from .errors import RequestError, from_result, from_run_error
-from .limits import Admission
+from .limits import Admission, slot_across
 from .mapping import folder_items, jsonl_identity, jsonl_rows, map_key, prompts_of, summary
 from .origins import guard
 from .paths import confine
@@ -103,7 +104,10 @@ def build(service: Service, admission: Admission) -> MCPServer[Any]:
         "items are sent. Returns counts, cost, the results file (JSONL) and the first answers."))
     async def map_items(path: str, ctx: Context, question: str | None = None, prompt_template: str | None = None,
                   model: str | None = None) -> dict[str, Any]:
-        return await _guarded(admission, service, lambda: _map(service, path, question, prompt_template, model, ctx))
+        # No slot for the map itself: each completion of a question map takes its own (a prompt map runs none).
+        admit = slot_across(admission, asyncio.get_running_loop())
+        return await _guarded(None, service, lambda: _map(service, path, question, prompt_template, model, ctx,
+                                                            admit))
 
     @server.resource("rlm://traces/{name}", mime_type="application/x-ndjson", description=(
         "A run's saved trace (JSONL: every step, sub-call and its cost), as `ask` names it in `trace_resource`."))
@@ -135,11 +139,11 @@ def _job(service: Service, question: str, path: str | None, text: str | None, mo
         raise ToolError(service.redactor(exc.message)) from None
 
 
-async def _guarded(admission: Admission, service: Service, work: Callable[[], Awaitable[dict[str, Any]]]
+async def _guarded(admission: Admission | None, service: Service, work: Callable[[], Awaitable[dict[str, Any]]]
                    ) -> dict[str, Any]:
-    """A run slot, then the work; what it raised as a tool error with a message that holds no secret."""
+    """A run slot (unless None), then the work; what it raised as a tool error with a message that holds no secret."""
     try:
-        async with admission.slot():
+        async with admission.slot() if admission is not None else contextlib.nullcontext():
             done: dict[str, Any] = service.redactor.value(await work())
             return done
     except RequestError as exc:
@@ -223,7 +227,7 @@ def _page(trace: Path | None) -> Path | None:
 
 
 async def _map(service: Service, path: str, question: str | None, template: str | None, model: str | None,
-               ctx: Context) -> dict[str, Any]:
+               ctx: Context, admit: Admit) -> dict[str, Any]:
     config = service.config
     route = service.route(model or (config.models[0].name if config.models else None))
     if question is not None and template is not None:
@@ -252,7 +256,7 @@ async def _map(service: Service, path: str, question: str | None, template: str 
 
         async def work(listener: Callable[[Event], None]) -> Any:
             if question is not None:
-                return await service.map_rlm(route, items, question, checkpoint, listener)
+                return await service.map_rlm(route, items, question, checkpoint, admit, listener)
             return await service.map(route, items, checkpoint, listener)
 
         answers = await _reported(ctx, work, done_of)
@@ -264,7 +268,7 @@ async def _map(service: Service, path: str, question: str | None, template: str 
 def _counter(total: int, per_run: bool) -> Callable[[Narrator], tuple[float, float | None]]:
     """A map's progress: items done (completions, or sub-calls) of the items."""
     def progress(narrator: Narrator) -> tuple[float, float | None]:
-        return float(narrator.runs_done if per_run else narrator.calls_done), float(total)
+        return float(narrator.items_done if per_run else narrator.calls_done), float(total)
 
     return progress
 

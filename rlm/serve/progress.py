@@ -25,9 +25,11 @@ class Narrator:
         self.calls_total = 0
         self.tokens = 0
         self.cost_usd = 0.0
-        self.runs_done = 0
+        #: A map's items (completions of their own, depth 0 under the map's run) that ended.
+        self.items_done = 0
         self._step = 0
         self._root: str | None = None
+        self._items: set[str] = set()
 
     def __call__(self, event: Event) -> str | None:
         kind, data = event.kind, event.data
@@ -38,10 +40,16 @@ class Narrator:
             if self._root is None:
                 self._root = event.id
                 return None
+            if data.get("depth") == 0:  # not a child: a map's item
+                self._items.add(event.id)
+                return f"Item {len(self._items)}: a run over {_short(str(data.get('context', '')), 100)}"
             return f"rlm_query: a recursive run on {_short(str(data.get('query', '')), 80)!r}"
         if kind == "run.end" and event.id != self._root:
-            self.runs_done += 1
-            return f"A run ended ({data.get('status', 'done')}) · {self.summary()}"
+            status = data.get("status", "done")
+            if event.id in self._items:
+                self.items_done += 1
+                return f"Item done ({status}): {self.items_done} of the map's items · {self.summary()}"
+            return f"A recursive run ended ({status}) · {self.summary()}"
         if kind == "run.estimate":
             return _estimate(data)
         if kind == "iteration.start":

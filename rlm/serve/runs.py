@@ -29,7 +29,7 @@ from .. import RLM, Endpoint, Limits, SandboxConfig, runtime
 from ..core.estimate import Estimate
 from ..core.result import RLMResult
 from ..lm.cache import as_cache
-from ..maps import MapResult
+from ..maps import Admit, MapResult
 from ..repl.contexts import DirectoryContext, TextFile, load_context
 from ..trace.events import Event, Subscriber
 from ..trace.jsonl import dumps
@@ -174,18 +174,18 @@ class Service:
         if len(self._rlms) >= MAX_MODELS:
             raise RequestError(400, f"this server already serves {MAX_MODELS} models, its limit; ask for one of "
                                     "GET /v1/models", param="model", code="too_many_models")
-        cfg = self.config
-        # Kernels kept started, so a burst of requests does not wait for each one to boot.
-        sandbox = SandboxConfig(warm_kernels=min(cfg.max_runs, WARM_KERNELS)) if cfg.sandbox == "kernel" else "local"
-        rlm = RLM(route.root, route.sub, base_url=cfg.base_url, api_key=cfg.api_key or "no-key", sandbox=sandbox,
-                  max_concurrent=cfg.upstream_concurrency, max_iterations=cfg.max_iterations,
-                  max_depth=cfg.max_depth, budget=cfg.budget, cache=self.cache, progress=False,
-                  limits=Limits(step_timeout=cfg.step_timeout), endpoint=Endpoint(rpm=cfg.rpm, tpm=cfg.tpm))
         if self._first is None:
-            self._first = rlm
-        else:  # one limiter and one kernel pool for every route: the upstream sees one client
-            rlm.limiter = self._first.limiter
-            rlm.kernels = self._first.kernels
+            cfg = self.config
+            # Kernels kept started, so a burst of requests does not wait for each one to boot.
+            sandbox = SandboxConfig(warm_kernels=min(cfg.max_runs, WARM_KERNELS)) if cfg.sandbox == "kernel" \
+                else "local"
+            rlm = self._first = RLM(
+                route.root, route.sub, base_url=cfg.base_url, api_key=cfg.api_key or "no-key", sandbox=sandbox,
+                max_concurrent=cfg.upstream_concurrency, max_iterations=cfg.max_iterations, max_depth=cfg.max_depth,
+                budget=cfg.budget, cache=self.cache, progress=False, limits=Limits(step_timeout=cfg.step_timeout),
+                endpoint=Endpoint(rpm=cfg.rpm, tpm=cfg.tpm))
+        else:  # one limiter, kernel pool, cache and clients for every route: the upstream sees one client
+            rlm = self._first.sibling(route.root, route.sub)
         self._rlms[route.name] = rlm
         return rlm
 
@@ -308,13 +308,17 @@ class Service:
         return await off_loop(lambda: rlm.estimate(self.load(context), query))
 
     async def map_rlm(self, route: ModelRoute, contexts: Iterable[Any], query: str, checkpoint: Path,
-                      listener: Listener | None = None) -> MapResult:
-        """One completion of ``query`` per context, resumable from ``checkpoint``; each under the server's budget."""
+                      admit: Admit, listener: Listener | None = None) -> MapResult:
+        """One completion of ``query`` per context, resumable from ``checkpoint``; each under the server's budget.
+
+        Each completion runs inside ``admit()`` (a run slot of the server's): a map runs at
+        most as many completions at once as the server has free.
+        """
         rlm = self.rlm(route)
         subscribers = [listener] if listener is not None else []
         loaded = await off_loop(lambda: [self.load(c) for c in contexts])
-        return await rlm.amap_rlm(loaded, query, checkpoint=checkpoint,
-                                  max_concurrent=self.config.max_runs, subscribers=subscribers, view=False)
+        return await rlm.amap_rlm(loaded, query, checkpoint=checkpoint, max_concurrent=self.config.max_runs,
+                                  subscribers=subscribers, view=False, admit=admit)
 
     async def map(self, route: ModelRoute, prompts: list[str], checkpoint: Path,
                   listener: Listener | None = None) -> MapResult:

@@ -13,9 +13,10 @@ import openai
 import pytest
 
 from rlm import ConfigError
-from rlm.serve.config import load_config, parse_route
+from rlm.serve.config import ModelRoute, ServeConfig, load_config, parse_route
 from rlm.serve.errors import RequestError
 from rlm.serve.limits import Admission
+from rlm.serve.runs import Service
 from rlm.testing import ScriptedLM
 
 QUESTION = [{"role": "user", "content": "q"}]
@@ -166,3 +167,26 @@ def test_the_documented_config_file_loads(tmp_path: Path) -> None:
     config = load_config(path, {"OPENAI_API_KEY": "sk-test-key-1234", "RLM_SERVE_TOKEN": "x" * 32})
     assert [m.name for m in config.models] == ["rlm/gpt-5", "rlm/local"]
     assert config.budget.max_cost_usd == 0.5 and config.upstream_concurrency == 32
+
+
+def test_every_route_shares_one_limiter_kernel_pool_and_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rlm.api
+
+    pools: list[object] = []
+
+    class CountedPool(rlm.api.KernelPool):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    monkeypatch.setattr(rlm.api, "KernelPool", CountedPool)
+    with ScriptedLM() as upstream:
+        config = ServeConfig(models=(ModelRoute("rlm/a", "a", "a-mini"), ModelRoute("rlm/b", "b", "b-mini")),
+                             base_url=upstream.base_url, api_key="sk-test-key-1234", cache=False, trace_dir=None)
+        service = Service(config)
+        a, b = (service.rlm(route) for route in config.models)
+        assert len(pools) == 1  # no pool made for a route only to be thrown away
+        assert a.limiter is b.limiter and a.kernels is b.kernels is pools[0] and a.cache is b.cache
+        assert (a.settings.model, a.settings.sub_model, b.settings.model, b.settings.sub_model) == \
+            ("a", "a-mini", "b", "b-mini")
+        asyncio.run(service.aclose())

@@ -134,8 +134,8 @@ def http_server(tmp_path: Path, docs: Path) -> Iterator[Any]:
     found: dict[str, Any] = {}
     ready = threading.Event()
 
-    def start(upstream: ScriptedLM) -> str:
-        config = settings(upstream, tmp_path, roots=(str(docs),), token=TOKEN)
+    def start(upstream: ScriptedLM, **changes: Any) -> str:
+        config = settings(upstream, tmp_path, roots=(str(docs),), token=TOKEN, **changes)
 
         async def main() -> None:
             found["loop"], found["stop"] = asyncio.get_running_loop(), asyncio.Event()
@@ -203,3 +203,62 @@ async def test_streamable_http_needs_the_token_and_cancellation_stops_the_run(ht
             upstream.latency = 0.0
             after = await session.call_tool("ask", {"question": "q", "text": "t"})
             assert after.structured_content["answer"] == "fine"
+
+
+@asynccontextmanager
+async def http_session(url: str) -> AsyncIterator[ClientSession]:
+    import httpx2
+
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as authorized, \
+            streamable_http_client(url, http_client=authorized) as (read, write), \
+            ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+async def wait_until(check: Any, seconds: float = 30.0) -> None:
+    with anyio.fail_after(seconds):
+        while not check():
+            await anyio.sleep(0.01)
+
+
+async def test_a_map_takes_a_run_slot_per_item_and_reports_its_progress(http_server: Any, tmp_path: Path,
+                                                                        docs: Path) -> None:
+    """max_runs=2: a map's completions and an ask never run more than two at once; the map says how far it got."""
+    entered, release = tmp_path / "entered", tmp_path / "release"
+    entered.mkdir()
+    hold = code("import os, time, uuid", f"open(os.path.join({str(entered)!r}, uuid.uuid4().hex), 'w').close()",
+                f"while not os.path.exists({str(release)!r}): time.sleep(0.01)")
+    for i in range(3, 5):
+        (docs / "folder" / f"doc{i}.txt").write_text(f"document number {i}")
+    with ScriptedLM(root=lambda r: hold if len(r.messages) <= 2 else "FINAL(summary)") as upstream:
+        url = http_server(upstream, max_runs=2, max_queue=0)
+        async with http_session(url) as session, anyio.create_task_group() as group:
+            progress: list[tuple[float, float | None, str | None]] = []
+            found: dict[str, Any] = {}
+
+            async def on_progress(done: float, total: float | None, message: str | None) -> None:
+                progress.append((done, total, message))
+
+            async def mapped() -> None:
+                found["map"] = await session.call_tool("map", {"path": "folder", "question": "Summarize."},
+                                                       progress_callback=on_progress)
+
+            group.start_soon(mapped)
+            try:
+                await wait_until(lambda: len(list(entered.iterdir())) == 2)
+                with anyio.fail_after(30):  # before: the ask got a third slot and ran (held here)
+                    busy = await session.call_tool("ask", {"question": "q", "text": "t"})
+                assert busy.is_error and "retry later" in text_of(busy)  # the map's two items hold both slots
+                assert len(list(entered.iterdir())) == 2
+            finally:
+                release.touch()
+        result = found["map"]
+        assert not result.is_error, text_of(result)
+        assert (result.structured_content["total"], result.structured_content["failed"]) == (5, 0)
+        assert len(list(entered.iterdir())) == 5
+    done = [p for p, _, _ in progress]
+    assert done == sorted(set(done)) and done[-1] == 5.0 and {t for _, t, _ in progress} == {5.0}
+    messages = [m or "" for _, _, m in progress]
+    assert any(m.startswith("Item done") for m in messages)
+    assert not any("rlm_query" in m for m in messages)  # an item is not a recursive run
