@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,18 @@ from .paths import Confined
 
 #: How many answers a map's summary quotes; the rest are in its results file.
 QUOTED = 20
+#: What a results file's name looks like (``map_key``'s hash); anything else is not one.
+RESULTS_NAME = re.compile(r"^[0-9a-f]{24}\.jsonl$")
+
+
+@dataclass(frozen=True)
+class MapCall:
+    """What a map tool call asks for: a folder or JSONL ``path``, and a ``question`` or a ``template``."""
+
+    path: str
+    question: str | None
+    template: str | None
+    model: str | None
 
 
 @dataclass
@@ -38,6 +51,21 @@ class MapInput:
     items: list[Any]
     names: list[str]
     key: str
+
+
+def map_input(document: Confined, call: MapCall, limit: int, max_bytes: int) -> MapInput:
+    """What a map runs over: each file of a folder, or each row of a JSONL file (blocking: it reads them)."""
+    if document.is_dir:
+        if call.question is None:
+            raise RequestError(400, "a map over a folder runs a question per file: give question", param="question")
+        return folder_items(document, limit, max_bytes)
+    if document.size > max_bytes:
+        raise RequestError(413, f"{call.path!r} holds {document.size:,} bytes, over this server's limit of "
+                                f"{max_bytes:,}", param="path")
+    rows = jsonl_rows(document, limit)
+    items = [json.dumps(row, ensure_ascii=False) for row in rows] if call.question is not None else \
+        prompts_of(rows, call.template or "{prompt}")
+    return MapInput(items, [str(i) for i in range(len(rows))], jsonl_identity(document))
 
 
 def folder_items(folder: Confined, limit: int, max_bytes: int) -> MapInput:
@@ -110,8 +138,8 @@ def map_key(route: ModelRoute, input_key: str, question: str | None, template: s
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
-def summary(answers: MapResult, names: list[str], results: Path) -> dict[str, Any]:
-    """What the tool returns: counts, cost, the results file and the first answers."""
+def summary(answers: MapResult, names: list[str], results: Path, local: bool) -> dict[str, Any]:
+    """What the tool returns: counts, cost, the results (resource; ``local``: also the file) and the first answers."""
     lines: list[str] = []
     quoted: list[dict[str, Any]] = []
     failed = 0
@@ -124,7 +152,24 @@ def summary(answers: MapResult, names: list[str], results: Path) -> dict[str, An
         lines.append(json.dumps(row, ensure_ascii=False))
         if len(quoted) < QUOTED:
             quoted.append(row)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {"total": len(answers), "failed": failed, "resumed": answers.resumed, "calls": answers.usage.calls,
-            "cost_usd": answers.usage.cost_usd, "results": str(results), "first_answers": quoted}
+    fd = os.open(results, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    found = {"total": len(answers), "failed": failed, "resumed": answers.resumed, "calls": answers.usage.calls,
+             "cost_usd": answers.usage.cost_usd, "results_resource": f"rlm://maps/{results.name}",
+             "first_answers": quoted}
+    if local:
+        found["results"] = str(results)
+    return found
+
+
+def read_results(state: Path, name: str) -> bytes | None:
+    """A map's results file by name (as ``summary`` names it), or None; never through a link."""
+    if not RESULTS_NAME.match(name):
+        return None
+    try:
+        fd = os.open(state / "maps" / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read() if stat.S_ISREG(os.fstat(fh.fileno()).st_mode) else None

@@ -23,12 +23,12 @@ from ..trace.events import Event
 from .config import ServeConfig
 from .errors import RequestError, from_result, from_run_error
 from .limits import Admission, slot_across
-from .mapping import folder_items, jsonl_identity, jsonl_rows, map_key, prompts_of, summary
+from .mapping import MapCall, map_input, map_key, read_results, summary
 from .origins import guard
 from .paths import confine
 from .progress import Narrator
 from .redact import scrubbed_logs
-from .runs import Job, Service, hop, private_dir
+from .runs import Job, Service, hop, off_loop, private_dir
 
 try:
     from mcp.server.mcpserver import Context, MCPServer
@@ -47,8 +47,12 @@ def _limits(config: ServeConfig) -> str:
     return ", ".join(said) or "no per-run limit"
 
 
-def build(service: Service, admission: Admission) -> MCPServer[Any]:
-    """The MCP server: its tools, bound to ``service``."""
+def build(service: Service, admission: Admission, local: bool = True) -> MCPServer[Any]:
+    """The MCP server: its tools, bound to ``service``.
+
+    ``local``: the client runs on this machine (stdio), so results may name files here
+    (``file://``); over HTTP they name resources (``rlm://``) only.
+    """
     config = service.config
     names = ", ".join(r.name for r in config.models) or "rlm/<model>"
     limits = _limits(config)
@@ -63,16 +67,16 @@ def build(service: Service, admission: Admission) -> MCPServer[Any]:
         "Model: a root model writes code that reads the context in a sandbox and calls a sub-model on pieces of it. "
         "COSTS model calls on the server's upstream: a few root turns plus roughly one sub-call per chunk of the "
         f"context (call `estimate` first for anything large); each run stops at {limits}. Give `path` (under: "
-        f"{roots}) or `text`. Returns the answer, calls, tokens, dollars and the saved trace's path."))
+        f"{roots}) or `text`. Returns the answer, calls, tokens, dollars and the saved trace (a resource)."))
     async def ask(question: str, ctx: Context, path: str | None = None, text: str | None = None,
                   model: str | None = None) -> dict[str, Any]:
-        job = _job(service, question, path, text, model)
+        job = await _job(service, question, path, text, model)
         ran = False
 
         async def work() -> dict[str, Any]:
             nonlocal ran
             ran = True
-            return await _ask(service, job, ctx)
+            return await _ask(service, job, ctx, local)
 
         try:
             return await _guarded(admission, service, work)
@@ -85,7 +89,7 @@ def build(service: Service, admission: Admission) -> MCPServer[Any]:
         "a range of sub-calls, tokens and dollars (dollars when the models have known prices)."))
     async def estimate(question: str, path: str | None = None, text: str | None = None,
                        model: str | None = None) -> dict[str, Any]:
-        job = _job(service, question, path, text, model)
+        job = await _job(service, question, path, text, model)
         try:
             found = await service.estimate(job.route, job.context, job.query)
         except RequestError as exc:
@@ -101,13 +105,13 @@ def build(service: Service, admission: Admission) -> MCPServer[Any]:
         f"run per item (COSTS up to items x the per-run limit: {limits}). Without: one sub-call per JSONL row, the "
         "prompt made from `prompt_template` ({field} per row field; default {prompt}); COSTS one sub-call per row. "
         f"At most {MAX_MAP_ITEMS} items. Calling it again with the same arguments resumes: only missing or failed "
-        "items are sent. Returns counts, cost, the results file (JSONL) and the first answers."))
+        "items are sent. Returns counts, cost, the results (JSONL, a resource) and the first answers."))
     async def map_items(path: str, ctx: Context, question: str | None = None, prompt_template: str | None = None,
                   model: str | None = None) -> dict[str, Any]:
         # No slot for the map itself: each completion of a question map takes its own (a prompt map runs none).
         admit = slot_across(admission, asyncio.get_running_loop())
-        return await _guarded(None, service, lambda: _map(service, path, question, prompt_template, model, ctx,
-                                                            admit))
+        return await _guarded(None, service, lambda: _map(service, MapCall(path, question, prompt_template, model),
+                                                            ctx, admit, local))
 
     @server.resource("rlm://traces/{name}", mime_type="application/x-ndjson", description=(
         "A run's saved trace (JSONL: every step, sub-call and its cost), as `ask` names it in `trace_resource`."))
@@ -117,11 +121,20 @@ def build(service: Service, admission: Admission) -> MCPServer[Any]:
             raise ResourceError(f"no trace {name!r}")
         return data.decode("utf-8", "replace")
 
+    @server.resource("rlm://maps/{name}", mime_type="application/x-ndjson", description=(
+        "A map's answers (JSONL: item, answer, error per line, in input order), as `map` names it in "
+        "`results_resource`."))
+    async def map_results(name: str) -> str:
+        data = await asyncio.to_thread(read_results, service.config.state, name)
+        if data is None:
+            raise ResourceError(f"no map results {name!r}")
+        return data.decode("utf-8", "replace")
+
     return server
 
 
-def _job(service: Service, question: str, path: str | None, text: str | None, model: str | None) -> Job:
-    """The run a tool call asks for, checked against the server's configuration."""
+async def _job(service: Service, question: str, path: str | None, text: str | None, model: str | None) -> Job:
+    """The run a tool call asks for, checked against the server's configuration (a path opened off the loop)."""
     config = service.config
     try:
         route = service.route(model or (config.models[0].name if config.models else None))
@@ -134,7 +147,9 @@ def _job(service: Service, question: str, path: str | None, text: str | None, mo
                 raise RequestError(413, f"text holds {len(text):,} characters, over this server's limit of "
                                         f"{config.max_context_chars:,}", param="text")
             return Job(route, question, text)
-        return Job(route, question, confine(str(path), config.roots, config.max_context_chars))
+        document = await off_loop(lambda: confine(str(path), config.roots, config.max_context_chars),
+                                  lambda opened: opened.close())
+        return Job(route, question, document)
     except RequestError as exc:
         raise ToolError(service.redactor(exc.message)) from None
 
@@ -191,27 +206,29 @@ async def _reported(ctx: Context, work: Callable[[Callable[[Event], None]], Awai
             await asyncio.wait_for(pump, 5)
 
 
-async def _ask(service: Service, job: Job, ctx: Context) -> dict[str, Any]:
+async def _ask(service: Service, job: Job, ctx: Context, local: bool) -> dict[str, Any]:
     trace = service.trace_file()
     try:
         finished = await _reported(ctx, lambda listener: service.complete(job, listener, trace))
     except RLMError as exc:
         error = from_run_error(exc)
         if trace.path is not None:
-            error.message += f" (trace: {trace.path})"
+            error.message += f" (trace: {trace.path if local else f'rlm://traces/{trace.path.name}'})"
         raise error from None
     result = finished.result
     refused = from_result(result.stopped, result.error)
     if refused is not None:
         raise refused
-    page = _page(finished.trace)
-    return {"answer": result.answer, "stopped": result.stopped, "iterations": result.iterations,
-            "calls": result.usage.calls, "prompt_tokens": result.usage.prompt_tokens,
-            "completion_tokens": result.usage.completion_tokens, "cost_usd": result.usage.cost_usd,
-            "seconds": round(result.seconds, 3),
-            "trace": finished.trace.resolve().as_uri() if finished.trace else None,
-            "trace_resource": f"rlm://traces/{finished.trace.name}" if finished.trace else None,
-            "trace_html": page.resolve().as_uri() if page else None}
+    answer = {"answer": result.answer, "stopped": result.stopped, "iterations": result.iterations,
+              "calls": result.usage.calls, "prompt_tokens": result.usage.prompt_tokens,
+              "completion_tokens": result.usage.completion_tokens, "cost_usd": result.usage.cost_usd,
+              "seconds": round(result.seconds, 3),
+              "trace_resource": f"rlm://traces/{finished.trace.name}" if finished.trace else None}
+    if local:  # the client is on this machine: the files themselves, and the page a person opens
+        page = await off_loop(lambda: _page(finished.trace))
+        answer["trace"] = finished.trace.resolve().as_uri() if finished.trace else None
+        answer["trace_html"] = page.resolve().as_uri() if page else None
+    return answer
 
 
 def _page(trace: Path | None) -> Path | None:
@@ -226,43 +243,29 @@ def _page(trace: Path | None) -> Path | None:
         return None
 
 
-async def _map(service: Service, path: str, question: str | None, template: str | None, model: str | None,
-               ctx: Context, admit: Admit) -> dict[str, Any]:
+async def _map(service: Service, call: MapCall, ctx: Context, admit: Admit, local: bool) -> dict[str, Any]:
+    """Read the map's input off the loop, run it resumably from its checkpoint, write its results."""
     config = service.config
-    route = service.route(model or (config.models[0].name if config.models else None))
-    if question is not None and template is not None:
+    route = service.route(call.model or (config.models[0].name if config.models else None))
+    if call.question is not None and call.template is not None:
         raise RequestError(400, "give question (a run per item) or prompt_template (a sub-call per row), not both")
-    document = confine(path, config.roots, 2**62)  # a folder's files are measured one by one
+    # A folder's files are measured one by one: no limit on the folder as a whole.
+    document = await off_loop(lambda: confine(call.path, config.roots, 2**62), lambda opened: opened.close())
     try:
-        if document.size > config.max_context_chars and not document.is_dir:
-            raise RequestError(413, f"{path!r} holds {document.size:,} bytes, over this server's limit of "
-                                    f"{config.max_context_chars:,}", param="path")
-        if document.is_dir:
-            if question is None:
-                raise RequestError(400, "a map over a folder runs a question per file: give question",
-                                   param="question")
-            found = folder_items(document, MAX_MAP_ITEMS, config.max_context_chars)
-            items, names, input_key = found.items, found.names, found.key
-        else:
-            rows = jsonl_rows(document, MAX_MAP_ITEMS)
-            names = [str(i) for i in range(len(rows))]
-            items = [json.dumps(row, ensure_ascii=False) for row in rows] if question else \
-                prompts_of(rows, template or "{prompt}")
-            input_key = jsonl_identity(document)
-        key = map_key(route, input_key, question, template)
-        checkpoint = config.state / "maps" / f"{key}.sqlite"
-        private_dir(checkpoint.parent)
-        done_of = _counter(len(items), per_run=question is not None)
+        found = await off_loop(lambda: map_input(document, call, MAX_MAP_ITEMS, config.max_context_chars))
+        checkpoint = config.state / "maps" / f"{map_key(route, found.key, call.question, call.template)}.sqlite"
+        await off_loop(lambda: private_dir(checkpoint.parent))
+        question = call.question
 
         async def work(listener: Callable[[Event], None]) -> Any:
             if question is not None:
-                return await service.map_rlm(route, items, question, checkpoint, admit, listener)
-            return await service.map(route, items, checkpoint, listener)
+                return await service.map_rlm(route, found.items, question, checkpoint, admit, listener)
+            return await service.map(route, found.items, checkpoint, listener)
 
-        answers = await _reported(ctx, work, done_of)
+        answers = await _reported(ctx, work, _counter(len(found.items), per_run=question is not None))
     finally:
         document.close()
-    return summary(answers, names, checkpoint.with_suffix(".jsonl"))
+    return await off_loop(lambda: summary(answers, found.names, checkpoint.with_suffix(".jsonl"), local))
 
 
 def _counter(total: int, per_run: bool) -> Callable[[Narrator], tuple[float, float | None]]:
@@ -277,7 +280,7 @@ async def run_mcp(config: ServeConfig, stop: asyncio.Event, *, http: bool = Fals
                   ready: Callable[[str], None] | None = None) -> None:
     """Serve MCP over stdio (until the client closes it, or ``stop``) or streamable HTTP (until ``stop``)."""
     service = Service(config)
-    server = build(service, Admission(config.max_runs, config.max_queue, config.queue_timeout_s))
+    server = build(service, Admission(config.max_runs, config.max_queue, config.queue_timeout_s), local=not http)
     with scrubbed_logs(service.redactor):
         try:
             main = asyncio.ensure_future(_http(server, config, ready) if http else server.run_stdio_async())

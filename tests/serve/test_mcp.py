@@ -141,7 +141,7 @@ def http_server(tmp_path: Path, docs: Path) -> Iterator[Any]:
             found["loop"], found["stop"] = asyncio.get_running_loop(), asyncio.Event()
             await run_mcp(config, found["stop"], http=True, ready=lambda url: (found.update(url=url), ready.set()))
 
-        thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+        thread = threading.Thread(target=lambda: asyncio.run(main()), name="rlm-mcp-test", daemon=True)
         thread.start()
         found["thread"] = thread
         assert ready.wait(30), "rlm mcp --http did not start"
@@ -203,6 +203,10 @@ async def test_streamable_http_needs_the_token_and_cancellation_stops_the_run(ht
             upstream.latency = 0.0
             after = await session.call_tool("ask", {"question": "q", "text": "t"})
             assert after.structured_content["answer"] == "fine"
+            # Over HTTP the client is elsewhere: no file:// path of the server's, the trace as a resource.
+            assert "trace" not in after.structured_content and "trace_html" not in after.structured_content
+            read = await session.read_resource(after.structured_content["trace_resource"])
+            assert '"run.end"' in read.contents[0].text
 
 
 @asynccontextmanager
@@ -233,7 +237,7 @@ async def test_a_map_takes_a_run_slot_per_item_and_reports_its_progress(http_ser
         (docs / "folder" / f"doc{i}.txt").write_text(f"document number {i}")
     with ScriptedLM(root=lambda r: hold if len(r.messages) <= 2 else "FINAL(summary)") as upstream:
         url = http_server(upstream, max_runs=2, max_queue=0)
-        async with http_session(url) as session, anyio.create_task_group() as group:
+        async with http_session(url) as session:
             progress: list[tuple[float, float | None, str | None]] = []
             found: dict[str, Any] = {}
 
@@ -244,21 +248,48 @@ async def test_a_map_takes_a_run_slot_per_item_and_reports_its_progress(http_ser
                 found["map"] = await session.call_tool("map", {"path": "folder", "question": "Summarize."},
                                                        progress_callback=on_progress)
 
-            group.start_soon(mapped)
-            try:
-                await wait_until(lambda: len(list(entered.iterdir())) == 2)
-                with anyio.fail_after(30):  # before: the ask got a third slot and ran (held here)
-                    busy = await session.call_tool("ask", {"question": "q", "text": "t"})
-                assert busy.is_error and "retry later" in text_of(busy)  # the map's two items hold both slots
-                assert len(list(entered.iterdir())) == 2
-            finally:
-                release.touch()
-        result = found["map"]
-        assert not result.is_error, text_of(result)
-        assert (result.structured_content["total"], result.structured_content["failed"]) == (5, 0)
+            async with anyio.create_task_group() as group:
+                group.start_soon(mapped)
+                try:
+                    await wait_until(lambda: len(list(entered.iterdir())) == 2)
+                    with anyio.fail_after(30):  # before: the ask got a third slot and ran (held here)
+                        busy = await session.call_tool("ask", {"question": "q", "text": "t"})
+                    assert busy.is_error and "retry later" in text_of(busy)  # the map's two items hold both slots
+                    assert len(list(entered.iterdir())) == 2
+                finally:
+                    release.touch()
+            result = found["map"]
+            assert not result.is_error, text_of(result)
+            assert (result.structured_content["total"], result.structured_content["failed"]) == (5, 0)
+            assert "results" not in result.structured_content  # no server path over HTTP: a resource
+            rows = await session.read_resource(result.structured_content["results_resource"])
+            assert [json.loads(line)["item"] for line in rows.contents[0].text.splitlines()] == \
+                [f"doc{i}.txt" for i in range(5)]
         assert len(list(entered.iterdir())) == 5
     done = [p for p, _, _ in progress]
     assert done == sorted(set(done)) and done[-1] == 5.0 and {t for _, t, _ in progress} == {5.0}
     messages = [m or "" for _, _, m in progress]
     assert any(m.startswith("Item done") for m in messages)
     assert not any("rlm_query" in m for m in messages)  # an item is not a recursive run
+
+
+async def test_files_are_opened_read_and_written_off_the_servers_loop(http_server: Any, monkeypatch: pytest.MonkeyPatch
+                                                                      ) -> None:
+    import rlm.serve.mcp_server as mcp_server
+
+    threads: dict[str, set[str]] = {}
+    for name in ("confine", "map_input", "summary"):
+        real = getattr(mcp_server, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            threads.setdefault(_name, set()).add(threading.current_thread().name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(mcp_server, name, spy)
+    with ScriptedLM(root=lambda r: "FINAL(x)", sub=lambda r: "label") as upstream:
+        url = http_server(upstream)
+        async with http_session(url) as session:
+            assert not (await session.call_tool("ask", {"question": "q", "path": "report.txt"})).is_error
+            assert not (await session.call_tool("map", {"path": "rows.jsonl"})).is_error
+    assert set(threads) == {"confine", "map_input", "summary"}
+    assert "rlm-mcp-test" not in set().union(*threads.values()), threads
