@@ -6,6 +6,7 @@ import asyncio
 import base64
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,14 @@ from rlm.testing import ScriptedLM
 QUESTION = [{"role": "user", "content": "q"}]
 
 
+async def until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Let the loop run until ``check`` holds, failing after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.001)
+
+
 async def test_admission_queues_in_order_then_refuses_and_a_leaver_gives_its_place_up() -> None:
     admission = Admission(max_runs=1, max_queue=2, timeout_s=5)
     order: list[str] = []
@@ -33,19 +42,40 @@ async def test_admission_queues_in_order_then_refuses_and_a_leaver_gives_its_pla
             await gate.wait()
 
     first = asyncio.ensure_future(run("a"))
-    await asyncio.sleep(0)
+    await until(lambda: admission.running == 1)
     waiting = [asyncio.ensure_future(run(n)) for n in ("b", "c")]
-    await asyncio.sleep(0.01)
+    await until(lambda: admission.waiting == 2)
     assert (admission.running, admission.waiting) == (1, 2)
     with pytest.raises(RequestError) as caught:
         await run("d")
     assert caught.value.status == 429 and caught.value.retry_after is not None
     waiting[0].cancel()  # b's client leaves while it waits
-    await asyncio.sleep(0.01)
-    assert admission.waiting == 1
+    await until(lambda: admission.waiting == 1)
     gate.set()
     await asyncio.gather(first, waiting[1])
     assert order == ["a", "c"] and (admission.running, admission.waiting) == (0, 0)
+
+
+async def test_a_patient_waiter_is_outside_the_queue_limit_and_waits_past_the_timeout() -> None:
+    admission = Admission(max_runs=1, max_queue=1, timeout_s=0.05)
+    gate = asyncio.Event()
+    order: list[str] = []
+
+    async def run(name: str, patient: bool = False) -> None:
+        async with admission.slot(patient=patient):
+            order.append(name)
+            await gate.wait()
+
+    first = asyncio.ensure_future(run("a"))
+    await until(lambda: admission.running == 1)
+    patient = asyncio.ensure_future(run("map item", patient=True))
+    await until(lambda: admission.waiting == 1)
+    with pytest.raises(RequestError) as caught:  # the queue's one place is still free: it waits, then times out
+        await run("b")
+    assert "waited" in caught.value.message and not patient.done()
+    gate.set()
+    await asyncio.gather(first, patient)
+    assert order == ["a", "map item"] and (admission.running, admission.waiting) == (0, 0)
 
 
 async def test_admission_refuses_a_request_that_waited_too_long() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from rlm import Budget
 from rlm.testing import Fault, ScriptedLM
 from tests.scripting import code
 
-from .conftest import UPSTREAM_KEY
+from .conftest import UPSTREAM_KEY, Gate
 
 QUESTION = [{"role": "user", "content": "q"}]
 
@@ -91,35 +92,39 @@ def test_transport_level_refusals_are_openai_errors_too(start) -> None:
         assert upstream.stats["requests"] == 0
 
 
-def test_a_full_server_answers_429_with_retry_after(start) -> None:
-    with ScriptedLM(root=lambda r: "FINAL(slow)", latency=1.5) as upstream:
+def test_a_full_server_answers_429_with_retry_after(start, tmp_path: Path) -> None:
+    gate = Gate(tmp_path)  # the first run stays in flight until the test has its 429
+    with ScriptedLM(root=[gate.step, "FINAL(slow)"]) as upstream:
         running = start(upstream, max_runs=1, max_queue=0)
         first: list[httpx.Response] = []
         worker = threading.Thread(target=lambda: first.append(post(running, {"model": "rlm/root",
                                                                              "messages": QUESTION})))
         worker.start()
-        deadline = time.monotonic() + 10
-        while upstream.stats["in_flight"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        busy = post(running, {"model": "rlm/root", "messages": QUESTION})
-        worker.join(30)
+        try:
+            gate.wait_entered()
+            busy = post(running, {"model": "rlm/root", "messages": QUESTION})
+        finally:
+            gate.release()
+            worker.join(30)
         assert busy.status_code == 429 and error_of(busy)["code"] == "server_busy"
         assert int(busy.headers["Retry-After"]) >= 1
         assert first[0].status_code == 200
 
 
-def test_the_openai_sdk_sees_429_as_rate_limited(start) -> None:
-    with ScriptedLM(root=lambda r: "FINAL(slow)", latency=1.5) as upstream:
+def test_the_openai_sdk_sees_429_as_rate_limited(start, tmp_path: Path) -> None:
+    gate = Gate(tmp_path)
+    with ScriptedLM(root=[gate.step, "FINAL(slow)"]) as upstream:
         running = start(upstream, max_runs=1, max_queue=0)
         sdk = openai.OpenAI(base_url=running.base_url, api_key="unused", max_retries=0)
         worker = threading.Thread(target=lambda: sdk.chat.completions.create(model="rlm/root", messages=QUESTION))
         worker.start()
-        deadline = time.monotonic() + 10
-        while upstream.stats["in_flight"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with pytest.raises(openai.RateLimitError):
-            sdk.chat.completions.create(model="rlm/root", messages=QUESTION)
-        worker.join(30)
+        try:
+            gate.wait_entered()
+            with pytest.raises(openai.RateLimitError):
+                sdk.chat.completions.create(model="rlm/root", messages=QUESTION)
+        finally:
+            gate.release()
+            worker.join(30)
 
 
 def test_a_run_past_its_time_budget_is_a_504_not_retried(start) -> None:
