@@ -261,8 +261,9 @@ class RLM:
         from .core.estimate import estimate
 
         s = self.settings
+        sandbox = self.kernels.config if self.kernels is not None else self.sandbox
         return estimate(context, query, model=s.model, sub_model=s.sub_model, pricing=self.pricing,
-                        max_iterations=s.max_iterations, can_recurse=s.max_depth > 1)
+                        max_iterations=s.max_iterations, can_recurse=s.max_depth > 1, sandbox=sandbox)
 
     def fork(self, source: Any, *, at: int, code: str, context: Any, schema: Any = None,
              subscribers: list[Subscriber] | None = None, view: bool | None = None) -> RLMResult:

@@ -18,7 +18,8 @@ from typing import Any
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm ask``."""
     parser.add_argument("--context", "-c", required=True, metavar="FILE|DIR|-",
-                        help="a text file, a directory (its text files, keyed by path) or - for stdin")
+                        help="a file (text, PDF, Word, PowerPoint, Excel, HTML, EPUB, notebook), a directory "
+                             "(its files keyed by path, documents extracted) or - for stdin")
     parser.add_argument("--query", "-q", required=True, help="the question")
     parser.add_argument("--model", "-m", default=None, help="root model (default gpt-5)")
     parser.add_argument("--sub-model", "-s", default=None, help="model for sub-calls (default: the root model)")
@@ -92,7 +93,7 @@ def _estimate(context: bytes | Path, args: argparse.Namespace) -> int:
 
     model = args.model or "gpt-5"
     found = estimate(context, args.query, model=model, sub_model=args.sub_model or model, pricing=Pricing(),
-                     max_iterations=20)
+                     max_iterations=20, sandbox=args.sandbox)
     if args.json:
         print(json.dumps({"tokens": found.tokens, "root_prompt_tokens": found.root_prompt_tokens,
                           "sub_calls": found.sub_calls, "total_tokens": found.total_tokens,

@@ -19,6 +19,7 @@ from ..lm.pricing import Pricing
 from ..lm.tokens import count_message_tokens, count_tokens
 from ..repl.base import load_context
 from ..repl.contexts import DirectoryContext, FrameContext, TextFile, value_of
+from ..repl.document_context import DocumentContext
 from ..repl.steps import as_text
 from .prompts import clean_text, describe_context, first_user_message, system_prompt
 
@@ -64,14 +65,22 @@ class Estimate:
 
 
 def estimate(context: Any, query: str, *, model: str, sub_model: str, pricing: Pricing, max_iterations: int,
-             can_recurse: bool = False, tokens: int | None = None, description: str | None = None) -> Estimate:
+             can_recurse: bool = False, tokens: int | None = None, description: str | None = None,
+             sandbox: Any = "kernel") -> Estimate:
     """The range of tokens and dollars a run of ``query`` over ``context`` is likely to take.
 
     ``tokens``: the context's, if already known (``glance_tokens``); else they are counted.
     ``description``: the root's description of the context, if already made (it reads all
-    of a str to count its lines); else it is made here.
+    of a str to count its lines); else it is made here. Documents are counted as extracted
+    text, read where a run would read them (``sandbox``: a fresh sandbox kernel, or
+    ``"local"``: this process), never parsed by the caller (``rlm.repl.confined``).
     """
     loaded = load_context(context)
+    if isinstance(loaded, DocumentContext) and tokens is None:
+        from ..repl.confined import read_documents
+
+        info = read_documents(loaded, sandbox)
+        tokens, description = info.tokens, description or clean_text(info.description)
     tokens = _context_tokens(loaded, sub_model) if tokens is None else tokens
     if description is None:
         description = clean_text(describe_context(loaded))
@@ -113,7 +122,7 @@ def _context_tokens(loaded: Any, model: str) -> int:
 
 def glance_tokens(loaded: Any, model: str) -> int:
     """The context's tokens, cheaply: exact for up to ``GLANCE_CHARS`` of text, else from its characters."""
-    if isinstance(loaded, TextFile):
+    if isinstance(loaded, (TextFile, DocumentContext)):  # documents: a guess from bytes until they are read
         return loaded.size // 4
     if isinstance(loaded, DirectoryContext):
         chars = sum(len(text) for text in loaded.files.values())

@@ -13,6 +13,7 @@ from ..errors import AnswerError, BudgetExceeded, ConfigError, RLMError
 from ..lm.batch import Dispatcher
 from ..lm.tokens import count_message_tokens
 from ..repl.base import REPL, ExecResult, load_context
+from ..repl.document_context import DocumentContext
 from ..repl.steps import restored_note
 from ..trace.trace import Trace
 from .answers import AnswerShape
@@ -138,9 +139,13 @@ class RootLoop:
 
     async def _open(
         self, loaded: Any, description: str, query: str, host: RunHost, conversation: Conversation | None,
-        shape: AnswerShape | None,
+        shape: AnswerShape | None, run_id: str, estimate_it: bool,
     ) -> tuple[REPL, list[dict[str, Any]]]:
-        """The REPL and history this question runs in: new ones, or a session's, with the question added."""
+        """The REPL and history this question runs in: new ones, or a session's, with the question added.
+
+        Documents are read as the REPL starts, where root code runs; the root then reads
+        the description written there, and the trace gets their formats and pages.
+        """
         asked = query if shape is None else f"{query}\n\n{shape.prompt()}"
         if conversation is not None and conversation.started:
             repl, messages = conversation.repl, conversation.messages
@@ -152,12 +157,18 @@ class RootLoop:
             messages.append({"role": "user", "content": follow_up_message(asked, len(conversation.answers), added)})
             return repl, messages
         repl = self.repl_factory() if conversation is None else conversation.repl
+        info = await repl.start(loaded, host, query)
+        if info is not None:
+            description = clean_text(info.description)
+            self.dispatcher.tracer.emit("run.context", run_id, run_id, description=description.split("\n", 1)[0],
+                                        **info.summary)
+            if estimate_it:
+                await self._estimate(loaded, description, query, run_id, info.tokens)
         messages = [
             {"role": "system", "content": system_prompt(can_recurse=self.can_recurse, **self._sub_window())
              + tools_prompt(self.settings.tools)},
             {"role": "user", "content": first_user_message(description, asked)},
         ]
-        await repl.start(loaded, host, query)
         if conversation is not None:
             conversation.messages[:] = messages
             conversation.started = True
@@ -182,7 +193,8 @@ class RootLoop:
             "run", self.parent_span, query=query, model=self.root_model,
             depth=self.depth, context=description.split("\n", 1)[0],
         )
-        if loaded is not None and self.depth == 0 and fork is None:
+        estimate_it = loaded is not None and self.depth == 0 and fork is None
+        if estimate_it and not isinstance(loaded, DocumentContext):  # documents: once read, in _open
             await self._estimate(loaded, description, query, run_id)
         host = RunHost(self)
         steps: list[Step] = []
@@ -193,7 +205,8 @@ class RootLoop:
         status = "error"
         repl: REPL | None = None
         try:
-            repl, messages = await self._open(loaded, description, query, host, conversation, shape)
+            repl, messages = await self._open(loaded, description, query, host, conversation, shape, run_id,
+                                              estimate_it)
             iteration, limit, corrected = 0, settings.max_iterations, False
             if fork is not None:
                 iteration, answer = await self._replay(fork, run_id, messages, repl, host, steps)
@@ -275,14 +288,19 @@ class RootLoop:
         steps, run_id, started = self._so_far
         return self._result("", steps, run_id, started, fallback=False, stopped="cancelled")
 
-    async def _estimate(self, loaded: Any, description: str, query: str, run_id: str) -> None:
-        """A ``run.estimate`` event, so the view shows what the run is likely to cost as it starts."""
+    async def _estimate(self, loaded: Any, description: str, query: str, run_id: str,
+                        tokens: int | None = None) -> None:
+        """A ``run.estimate`` event, so the view shows what the run is likely to cost as it starts.
+
+        ``tokens``: of documents, as counted where they were read.
+        """
         settings, pricing = self.settings, self.dispatcher.pricing
         try:
             found = await asyncio.to_thread(
                 lambda: estimate(loaded, query, model=settings.model, sub_model=settings.sub_model, pricing=pricing,
                                  max_iterations=settings.max_iterations, can_recurse=settings.max_depth > 1,
-                                 tokens=glance_tokens(loaded, settings.sub_model), description=description))
+                                 tokens=glance_tokens(loaded, settings.sub_model) if tokens is None else tokens,
+                                 description=description))
         except Exception:
             log.debug("rlm: no estimate for this run", exc_info=True)
             return

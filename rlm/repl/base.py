@@ -7,8 +7,9 @@ from typing import Any, Protocol
 
 from ..lm.budget import BudgetReport
 from .contexts import SUPPORTED_CONTEXT, load_context
+from .document_context import ContextInfo
 
-__all__ = ["SUPPORTED_CONTEXT", "REPL", "ExecResult", "Host", "load_context", "tool_names"]
+__all__ = ["SUPPORTED_CONTEXT", "REPL", "ContextInfo", "ExecResult", "Host", "load_context", "tool_names"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,9 @@ class Host(Protocol):
 class REPL(Protocol):
     """Where root code runs: state persists across ``execute`` calls of one completion."""
 
-    async def start(self, context: Any, host: Host, query: str = "") -> None: ...
+    async def start(self, context: Any, host: Host, query: str = "") -> ContextInfo | None:
+        """Load ``context``; documents are read here, and then what the root is told of them comes back."""
+        ...
 
     async def execute(self, code: str) -> ExecResult: ...
 
