@@ -35,7 +35,7 @@ def _reach(doc: Document, name: str) -> str:
                 f"`{name}.page(n)` is the text of {unit} n (from 1), `{name}.pages` the list of them, "
                 f"`{name}.page_of(i)` the {unit} that character i is on (to cite what a search found).")
     else:
-        text = f"It has no {'page' if doc.kind == 'docx' else doc.unit} numbers; headings are lines starting with #."
+        text = "It has no page numbers; headings are lines starting with #."
         if doc.headings:
             shown = "; ".join(doc.headings[:12]) + ("; ..." if len(doc.headings) > 12 else "")
             text += f" Its {len(doc.headings):,} headings: {shown}"
@@ -49,6 +49,8 @@ def describe_document(doc: Document) -> str:
     """One document as root code's ``context``."""
     kind = NAMES.get(doc.kind, doc.kind)
     title = doc.info.get("Title") or doc.info.get("title")
+    if str(title).strip().lower() in ("untitled", "none", ""):
+        title = None
     text = (f"`context` is a str: the text extracted from the {kind} {doc.name!r} ({_size(doc)})"
             f"{f', titled {title!r}' if title else ''}.\n{_reach(doc, 'context')}")
     if doc.skipped:

@@ -58,7 +58,7 @@ class Document(str):
     def page(self, n: int) -> str:
         """The text of page ``n`` (slide, sheet, cell, chapter: ``unit``), counted from 1."""
         if not self.pages:
-            raise IndexError(f"{self.name or 'this document'} has no {self.unit}s: search its text "
+            raise IndexError(f"{self.name or 'this document'} has no pages: search its text "
                              "(headings are lines starting with #)")
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(self.pages):
             raise IndexError(f"{self.unit} {n!r} of {self.name or 'this document'}: it has {len(self.pages)} "

@@ -30,7 +30,7 @@ MAX_COLUMNS = 1000
 def extract_docx(data: bytes) -> dict[str, Any]:
     """The body's paragraphs and tables in order, then the footnotes; pages where Word marked them."""
     pkg = Package(data)
-    levels = _heading_levels(pkg)
+    levels = _styles(pkg)
     body = pkg.xml("word/document.xml").find(f"{W}body")
     if body is None:
         raise ValueError("word/document.xml has no body")
@@ -62,8 +62,9 @@ def extract_docx(data: bytes) -> dict[str, Any]:
             "info": info}
 
 
-def _heading_levels(pkg: Package) -> dict[str, int]:
-    """Style id -> heading level, from the style's name or outline level (ids differ by language)."""
+def _styles(pkg: Package) -> dict[str, int]:
+    """Style id -> heading level (from the style's name or outline level: ids differ by language), or 0 for
+    a list style."""
     if "word/styles.xml" not in pkg.names:
         return {}
     levels = {}
@@ -75,6 +76,8 @@ def _heading_levels(pkg: Package) -> dict[str, int]:
         match = _HEADING_NAME.match(name.strip())
         if name.strip().lower() == "title":
             levels[sid] = 1
+        elif name.strip().lower().startswith("list") or style.find(f"{W}pPr/{W}numPr") is not None:
+            levels[sid] = 0
         elif match:
             levels[sid] = int(match.group(1))
         elif outline is not None and (outline.get(f"{W}val") or "").isdigit() and int(outline.get(f"{W}val")) < 9:
@@ -102,7 +105,7 @@ def _paragraph(p: Any, levels: dict[str, int], headings: list[str]) -> str:
         title = " ".join(text.replace(_PAGE, "").split())
         headings.append("#" * level + " " + title)
         return f"{marks}{'#' * level} {title}"
-    if p.find(f"{W}pPr/{W}numPr") is not None and text.strip():
+    if (level == 0 or p.find(f"{W}pPr/{W}numPr") is not None) and text.strip():
         return "- " + text
     return text
 
