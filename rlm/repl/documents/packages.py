@@ -61,7 +61,9 @@ class Package:
         try:
             return etree.fromstring(self.read(name), _parser())
         except etree.XMLSyntaxError as exc:
-            raise ValueError(f"{name} is not well-formed XML ({exc})") from None
+            if "unknown error" in str(exc) or "memory" in str(exc).lower():  # libxml2's malloc failed
+                raise MemoryError from None
+            raise ValueError(f"{name} is not well-formed XML ({str(exc)[:120]})") from None
 
     def rels(self, name: str) -> dict[str, str]:
         """A part's relationships: id -> the target's member name."""
