@@ -109,8 +109,8 @@ def recursive_xobject_pdf(path: Path) -> Path:
 
 def truncated_pdf(path: Path) -> Path:
     """The first 60 % of a PDF: no cross-reference table, no trailer, a page cut in half."""
-    whole = _pdf(_page(b"BT /F1 12 Tf 72 700 Td (cut short) Tj ET", b"<< /Font << /F1 5 0 R >> >>")
-                 + [b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"])
+    page = _page(b"BT /F1 12 Tf 72 700 Td (cut short) Tj ET", b"<< /Font << /F1 5 0 R >> >>")
+    whole = _pdf([*page, b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"])
     path.write_bytes(whole[: len(whole) * 6 // 10])
     return path
 
@@ -129,7 +129,7 @@ def truncated_docx(path: Path) -> Path:
 
 def encrypted_pdf(path: Path) -> Path:
     """Encrypted with the standard handler and a user password (the empty one does not open it)."""
-    objects = _page(b"BT ET") + [b"<< /Filter /Standard /V 1 /R 2 /O <%s> /U <%s> /P -4 >>" % (b"ab" * 32, b"cd" * 32)]
+    objects = [*_page(b"BT ET"), b"<< /Filter /Standard /V 1 /R 2 /O <%s> /U <%s> /P -4 >>" % (b"ab" * 32, b"cd" * 32)]
     path.write_bytes(_pdf(objects, b"/Encrypt 5 0 R /ID [<00112233445566778899aabbccddeeff> "
                                    b"<00112233445566778899aabbccddeeff>] "))
     return path

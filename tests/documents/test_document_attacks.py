@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from rlm import RLM
 from rlm.bench import document_attacks as hostile
 from rlm.repl.documents import formats
 from rlm.repl.documents.load import Entry, load
@@ -80,7 +79,8 @@ def test_in_a_folder_the_good_documents_are_read_and_the_bad_ones_named_with_why
     hostile.encrypted_pdf(root / "locked.pdf")
     hostile.zip_bomb_docx(root / "bomb.docx")
     hostile.truncated_pdf(root / "cut.pdf")
-    program = "```repl\nprint(sorted(context), context['report.pdf'].page(3)[:26], len(page_image(4, 'report.pdf')))\n```"
+    program = ("```repl\nprint(sorted(context), context['report.pdf'].page(3)[:26], "
+               "len(page_image(4, 'report.pdf')))\n```")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with ScriptedLM(root=[program, "FINAL(ok)"]) as lm:
         with make(lm) as rlm:  # type: ignore[operator]
