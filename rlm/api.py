@@ -310,10 +310,13 @@ class RLM:
             self, prompts, checkpoint=checkpoint, max_concurrent=max_concurrent, model=model, subscribers=subs,
             control=control, via=as_via(via)), subscribers, view)
 
-    def map_rlm(self, contexts: Iterable[Any], query: str, *, checkpoint: str | os.PathLike[str] | None = None,
-                max_concurrent: int | None = None, schema: Any = None, executor: str = "local",
+    def map_rlm(self, contexts: Iterable[Any] | os.PathLike[str], query: str, *,
+                checkpoint: str | os.PathLike[str] | None = None, max_concurrent: int | None = None,
+                schema: Any = None, executor: str = "local",
                 subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
         """One completion of ``query`` per context (``RLMResult``s in order); resumable like ``map``.
+
+        ``contexts``: any contexts, or a folder's ``Path``: one completion per document or text file in it.
 
         Each completion has its own ``Budget``, as with ``completion``; they share this RLM's limiter.
         ``executor="ray"`` runs each completion as a Ray task (``rlm.ray_executor``).
@@ -322,7 +325,7 @@ class RLM:
             self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
             subscribers=subs, control=control, executor=executor), subscribers, view)
 
-    async def amap_rlm(self, contexts: Iterable[Any], query: str, *,
+    async def amap_rlm(self, contexts: Iterable[Any] | os.PathLike[str], query: str, *,
                        checkpoint: str | os.PathLike[str] | None = None, max_concurrent: int | None = None,
                        schema: Any = None, executor: str = "local", subscribers: list[Subscriber] | None = None,
                        view: bool | None = None) -> MapResult:

@@ -5,7 +5,8 @@ fills the template from each row, sends one sub-call per row, commits each answe
 arrives and prints the answers as JSONL; run it again to resume. ``rlm map --status
 runs/x.sqlite`` says how far a map got. ``--via batch`` sends the rows through the
 provider's Batch API at half price (a rerun polls the same batch). ``--query Q`` runs a
-completion of Q over each row instead (``map_rlm``; ``--executor ray``: as Ray tasks).
+completion of Q over each row instead (``map_rlm``; ``--executor ray``: as Ray tasks); with
+``--input FOLDER`` it runs one per document or text file in the folder.
 Bad input, or flags that do not go together, exit 2 with one line, never a traceback.
 """
 
@@ -23,7 +24,9 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm map``."""
-    parser.add_argument("--input", "-i", metavar="FILE", help="rows: a .jsonl file (one object per line) or a .csv")
+    parser.add_argument("--input", "-i", metavar="FILE|DIR",
+                        help="rows: a .jsonl file (one object per line) or a .csv; with --query, also a folder "
+                             "(one completion per document in it)")
     parser.add_argument("--prompt-template", "-t", metavar="TEMPLATE",
                         help="the prompt for each row, with {field} for the row's fields (default: {prompt})",
                         default="{prompt}")
@@ -81,6 +84,7 @@ def prompts_of(rows: list[dict[str, Any]], template: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when every row has an answer, 1 when some failed (a rerun retries them), 2 for bad input."""
     from rlm import RLM, BatchAPI, Checkpoint, RLMError
+    from rlm.repl.contexts import files_in
 
     if args.status:
         if not Path(args.status).is_file():
@@ -92,10 +96,16 @@ def run(args: argparse.Namespace) -> int:
     problem = _combination(args)
     if problem:
         return _fail(problem, 2)
+    folder = Path(args.input).is_dir()
+    if folder and not args.query:
+        return _fail("--input FOLDER runs a completion per document: pass --query Q", 2)
     try:
-        rows = prompts_of(read_rows(Path(args.input)), args.prompt_template)
+        rows: list[Any] = [Path(p) for p in files_in(args.input)] if folder else prompts_of(
+            read_rows(Path(args.input)), args.prompt_template)
     except (OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
         return _fail(str(exc), 2)
+    if folder and not rows:
+        return _fail(f"no documents or text files in {args.input}", 2)
     simulated = not os.environ.get("OPENAI_API_KEY") and not (args.base_url or os.environ.get("OPENAI_BASE_URL"))
     server = None
     model = args.model or ("gpt-5" if args.query else "gpt-5-mini")
@@ -124,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
-    lines = [json.dumps({"index": i, "answer": None if _failed(a) else str(getattr(a, "answer", a)),
+    lines = [json.dumps({"index": i, **({"file": os.path.relpath(rows[i], args.input)} if folder else {}),
+                         "answer": None if _failed(a) else str(getattr(a, "answer", a)),
                          "error": getattr(a, "error", None) and str(a)}, ensure_ascii=False)
              for i, a in enumerate(answers)]
     if args.output:

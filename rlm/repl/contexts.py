@@ -180,6 +180,28 @@ def value_of(loaded: Loaded) -> Any:
     return loaded
 
 
+def files_in(directory: str) -> list[str]:
+    """The documents and text files under ``directory``, one context each (``map_rlm`` over a folder).
+
+    Sorted by relative path; links, binary files and the directories a directory context skips are left out.
+    """
+    found = []
+    for top, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not os.path.islink(os.path.join(top, d)))
+        for name in sorted(names):
+            path = os.path.join(top, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(formats.HEAD_BYTES)
+            except OSError:
+                continue
+            if formats.sniff(name, head) or not formats.is_binary(head):
+                found.append(path)
+    return sorted(found, key=lambda p: os.path.relpath(p, directory))
+
+
 def open_regular(path: str) -> int:
     """A read-only descriptor of a regular file; never blocks on a FIFO, never keeps a device open."""
     try:

@@ -137,7 +137,8 @@ def _header(header: dict[str, Any], *, live: bool) -> str:
         f'<div class="rlm-head"><span class="rlm-badge rlm-st-{_e(status)}">{_e(status_label)}</span>'
         f'<span class="rlm-query" title="{_e(header.get("query", ""))}">{_e(str(header.get("query", ""))[:300])}</span>'
         f'<span class="rlm-model">{_e(header.get("model", ""))}</span>{stop}</div>'
-        f'<div class="rlm-counters">{"".join(counters)}</div>{_forked(header)}{_estimated(header)}{answer_html}'
+        f'<div class="rlm-counters">{"".join(counters)}</div>{_forked(header)}{_documents(header)}{_estimated(header)}'
+        f'{answer_html}'
     )
 
 
@@ -147,6 +148,24 @@ def _forked(header: dict[str, Any]) -> str:
         return ""
     return (f'<div class="rlm-note rlm-forked">forked from run {_e(forked.get("origin"))} at step '
             f'{_e(forked.get("at"))}: the steps before it were replayed from its record</div>')
+
+
+def _documents(header: dict[str, Any]) -> str:
+    """The documents the context held: each one's format and pages, and how many could not be read."""
+    found = header.get("context")
+    if not isinstance(found, dict) or not isinstance(found.get("documents"), list) or not found["documents"]:
+        return ""
+    docs = found["documents"]
+    shown = []
+    for doc in docs[:8]:
+        if isinstance(doc, dict):
+            pages = doc.get("pages") or 0
+            size = f", {_num(pages)} {doc.get('unit', 'page')}{'s' if pages != 1 else ''}" if pages else ""
+            shown.append(f"{_e(doc.get('name'))} ({_e(str(doc.get('kind', '')).upper())}{size})")
+    more = f" and {_num(len(docs) - 8)} more" if len(docs) > 8 else ""
+    failed = found.get("failed") if isinstance(found.get("failed"), list) else []
+    bad = f'; <span class="rlm-bad">{_num(len(failed))} not readable</span>' if failed else ""
+    return f'<div class="rlm-note rlm-documents">documents: {", ".join(shown)}{more}{bad}</div>'
 
 
 def _estimated(header: dict[str, Any]) -> str:

@@ -1,0 +1,90 @@
+"""Documents everywhere a context goes: ``rlm ask``, ``rlm map``/``map_rlm`` over a folder, ``rlm.estimate``,
+the trace and the live view, the simulated model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import rlm
+from rlm import RLM
+from rlm.testing import ScriptedLM
+from rlm.trace.html import render_sections
+from rlm.trace.state import RunState
+
+ROOT = Path(rlm.__file__).resolve().parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``rlm ...`` with no key and no URL: the simulated model."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_") and k != "RLM_SANDBOX_ISOLATION"}
+    return subprocess.run([sys.executable, "-m", "rlm.cli", *args], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, env=env, check=False)
+
+
+@pytest.mark.parametrize("sandbox", ["local", "kernel"])
+def test_ask_over_a_folder_without_a_key_answers_from_the_documents_and_cites_pages(folder: Path,
+                                                                                     sandbox: str) -> None:
+    done = cli("ask", "--context", str(folder), "--query", "When does the pilot boat leave, and revenue by region?",
+               "--sandbox", sandbox)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "(notes.md) The pilot boat leaves at 05:30." in lines
+    assert "(report.pdf, page 3) Table 1: revenue by region" in lines
+
+
+def test_ask_over_one_pdf_reads_its_text_not_its_bytes(folder: Path) -> None:
+    done = cli("ask", "--context", str(folder / "report.pdf"), "--query", "What does the figure show?", "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)["answer"]
+    assert answer == ("(page 5) Figure 2: container throughput\n"
+                      "(page 5) The figure shows throughput rising in the second quarter.")
+
+
+@pytest.mark.parametrize("sandbox", ["local", "kernel"])
+def test_estimate_counts_the_extracted_text_not_the_file_bytes(folder: Path, sandbox: str) -> None:
+    done = cli("ask", "--context", str(folder / "report.pdf"), "--query", "q", "--estimate", "--json",
+               "--sandbox", sandbox)
+    assert done.returncode == 0, done.stderr
+    tokens = json.loads(done.stdout)["tokens"]
+    size = (folder / "report.pdf").stat().st_size
+    assert 800 < tokens < 2000 and tokens < size // 8  # 5,112 characters of text; the scans are bytes, not text
+
+
+def test_map_over_a_folder_is_one_completion_per_document(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "answers.jsonl"
+    done = cli("map", "--input", str(folder), "--query", "What is the first thing it says?", "--sandbox", "local",
+               "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["file"] for r in rows] == ["analysis.ipynb", "arrivals.xlsx", "books/keeper.epub", "data.csv",
+                                         "notes.md", "plan.pptx", "report.pdf", "survey.docx", "tides.html"]
+    assert cli("map", "--input", str(folder)).returncode == 2  # a folder needs --query
+
+
+def test_map_rlm_takes_a_folder_and_each_completion_gets_one_document(folder: Path,
+                                                                       make: Callable[..., RLM]) -> None:
+    program = "```repl\nFINAL(f'{getattr(context, \"kind\", \"text\")}:{len(getattr(context, \"pages\", []))}')\n```"
+    with ScriptedLM(root=lambda request: program) as lm, make(lm) as rlm:
+        results = rlm.map_rlm(folder, "q", max_concurrent=2)
+    assert [r.answer for r in results] == ["ipynb:4", "xlsx:2", "epub:2", "text:0", "text:0", "pptx:3", "pdf:5",
+                                           "docx:0", "html:0"]
+
+
+def test_the_trace_and_the_live_view_show_each_documents_format_and_pages(folder: Path,
+                                                                          make: Callable[..., RLM]) -> None:
+    with ScriptedLM(root=["FINAL(ok)"]) as lm, make(lm) as rlm:
+        result = rlm.completion(folder, "q")
+    [told] = [e for e in result.trace if e.span == "run" and e.phase == "context"]
+    kinds = {d["name"]: (d["kind"], d["pages"], d["unit"]) for d in told.data["documents"]}
+    assert kinds["report.pdf"] == ("pdf", 5, "page") and kinds["plan.pptx"] == ("pptx", 3, "slide")
+    assert told.data["chars"] > 5000 and told.data["failed"] == []
+    html = render_sections(RunState(result.trace).parts(), live=False)["header"]
+    assert "documents: analysis.ipynb (IPYNB, 4 cells), arrivals.xlsx (XLSX, 2 sheets)" in html
+    assert "report.pdf (PDF, 5 pages)" in html
