@@ -5,7 +5,9 @@ context, ``llm_batch`` an extraction prompt over the chunks, combine); the simul
 sub-model answers each extraction prompt extractively, quoting the excerpt's
 sentences that contain the question's key terms, or ``NONE``. A dict or list context is
 read item by item (its texts, not its keys), a document page by page, and each quote
-is named after where it came from (``(report.pdf, page 3) ...``).
+is named after where it came from (``(report.pdf, page 3) ...``); asked about a figure,
+it draws a PDF's pages that hold images and shows them to the sub-model
+(``llm_query(..., images=[page_image(n)])``).
 """
 
 from __future__ import annotations
@@ -86,6 +88,14 @@ failed = [i for i, f in enumerate(found) if isinstance(f, FailedCall)]
 relevant = [(name, f.strip()) for (name, _), f in zip(chunks, found)
             if not isinstance(f, FailedCall) and f.strip() != "NONE"]
 hits = [(f"({{name}}) " if name else "") + line for name, f in relevant for line in f.splitlines()]
+if any(w in query.lower() for w in ("figure", "chart", "plot", "image", "scan", "diagram", "picture")):
+    # A PDF's pages with images, drawn and shown to the sub-model (a figure's content is not text).
+    pdfs = [(k, v) for k, v in (context.items() if isinstance(context, dict) else [("", context)])
+            if getattr(v, "kind", "") == "pdf"]
+    for name, doc in pdfs:
+        for n in doc.info.get("image_pages", [])[:4]:
+            seen = llm_query(f"Question: {{query}}\\nWhat does this page show?", images=[doc.page_image(n)])
+            hits.append(f"({{name + ', ' if name else ''}}page {{n}}, as an image) {{seen}}")
 answer = "\\n".join(hits) if hits else "The document does not say."
 print(f"{{len(relevant)}} of {{len(chunks)}} chunks were relevant; {{len(failed)}} sub-calls failed")
 print(answer[:2000])
