@@ -40,7 +40,8 @@ def test_ask_over_a_folder_without_a_key_answers_from_the_documents_and_cites_pa
 
 
 def test_ask_over_one_pdf_reads_its_text_not_its_bytes(folder: Path) -> None:
-    done = cli("ask", "--context", str(folder / "report.pdf"), "--query", "What happened to throughput in Q2?", "--json")
+    done = cli("ask", "--context", str(folder / "report.pdf"), "--query", "What happened to throughput in Q2?",
+               "--json")
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)["answer"]
     assert answer == ("(page 5) Figure 2: container throughput\n"
