@@ -58,12 +58,15 @@ def _marked() -> Any:
     return etree.XPath("descendant::*[@role or @hidden or @aria-hidden]")
 
 
-def main_part(root: Any) -> Any:
-    """What a reader came for: the page's main element if it marks one, else its body."""
+def main_part(root: Any, marked: list[Any] | None = None) -> Any:
+    """What a reader came for: the page's main element if it marks one, else its body.
+
+    ``marked``: the page's elements with a role or hidden, if already found (``_marked``).
+    """
     found = next(root.iter("main", "article"), None)
     if found is not None:
         return found
-    for el in _marked()(root):
+    for el in _marked()(root) if marked is None else marked:
         if el.get("role") == "main":
             return el
     for el in root.iter("div"):
@@ -73,9 +76,13 @@ def main_part(root: Any) -> Any:
     return body if body is not None else root
 
 
-def _asides(element: Any) -> list[Any]:
-    """Navigation, hidden parts, sidebars and heading anchors under ``element``."""
-    found = [el for el in _marked()(element)
+def _asides(element: Any, marked: list[Any] | None) -> list[Any]:
+    """Navigation, hidden parts, sidebars and heading anchors under ``element`` (``marked``: as in ``main_part``)."""
+    if marked is None:
+        marked = _marked()(element)
+    else:
+        marked = [el for el in marked if element in el.iterancestors()]
+    found = [el for el in marked
              if el.get("role") in _ASIDE_ROLES or el.get("hidden") is not None or el.get("aria-hidden") == "true"]
     for el in element.iter("div", "a"):
         classes = el.get("class")
@@ -88,13 +95,14 @@ def extract(data: bytes) -> dict[str, Any]:
     """The page's main text, its headings and title, and how many images it had."""
     root = parse(data)
     title = " ".join((root.findtext(".//title") or "").split())
-    text, headings, images = to_text(main_part(root))
+    marked = _marked()(root)
+    text, headings, images = to_text(main_part(root, marked), marked)
     skipped = [f"{images} images (their content is not text; alt text is kept)"] if images else []
     return {"kind": "html", "unit": "section", "text": text, "headings": headings, "skipped": skipped,
             "info": {"title": title} if title else {}}
 
 
-def to_text(element: Any) -> tuple[str, list[str], int]:
+def to_text(element: Any, marked: list[Any] | None = None) -> tuple[str, list[str], int]:
     """Markdown-like text of ``element``, its headings, and its image count.
 
     Why not a walk over every node: most nodes are inline (links, code, emphasis). Only
@@ -104,7 +112,7 @@ def to_text(element: Any) -> tuple[str, list[str], int]:
     from lxml import etree
 
     etree.strip_elements(element, *DROP, with_tail=False)
-    for dropped in _asides(element):
+    for dropped in _asides(element, marked):
         _drop(dropped)
     kept: list[str] = []
     for table in reversed(list(element.iter("table"))):  # inner tables first
