@@ -185,7 +185,7 @@ def _html_files(limit: int | None = None) -> list[Path]:
     return sorted(Path(PYTHON_DOCS).rglob("*.html"))[:limit]
 
 
-async def _ready(context: Path, sandbox: str) -> tuple[float, int, str]:
+async def _ready(context: Path, sandbox: str) -> tuple[float, dict[str, Any], str]:
     """Seconds from ``repl.start`` until root code can read ``context`` (a warm kernel, or in-process)."""
     from ..repl.kernel import KernelREPL
     from ..repl.local import LocalREPL
@@ -214,7 +214,7 @@ async def _ready(context: Path, sandbox: str) -> tuple[float, int, str]:
         await repl.close()
         await pool.aclose()
     assert info is not None
-    return seconds, int(info.summary.get("chars", 0)), info.description.split("\n", 1)[0][:110]
+    return seconds, info.summary, info.description.split("\n", 1)[0][:110]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -247,10 +247,13 @@ def run(args: argparse.Namespace) -> int:
         for sandbox in args.sandboxes.split(","):
             for label, path in cases:
                 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                seconds, chars, first = asyncio.run(_ready(path, sandbox))
+                seconds, summary, first = asyncio.run(_ready(path, sandbox))
                 grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-                raw = sum(p.stat().st_size for p in path.rglob("*.html")) if path.name == "html" else 0
-                ratio = f", {chars / raw:.0%} of the HTML's characters" if raw else ""
+                chars = int(summary.get("chars", 0))
+                raw = sum(len(p.read_text("utf-8", "replace")) for p in path.rglob("*.html")) if path.name == "html" \
+                    else 0
+                pages = sum(d["chars"] for d in summary.get("documents", []) if d["kind"] == "html")
+                ratio = f" (the pages: {pages:,}, {pages / raw:.0%} of their HTML's characters)" if raw else ""
                 print(f"  {sandbox:<6} {label:<30} {seconds:6.2f} s  {chars:>11,} chars{ratio}  host +{grown:.0f} MB")
                 print(f"         {first}")
     print(f"load average at end: {os.getloadavg()[0]:.2f}")

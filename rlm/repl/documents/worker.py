@@ -43,9 +43,11 @@ class Limits:
     workers: int = 0  # 0: one per core, at most 4
     total_seconds: float = 900.0
 
-    def worker_count(self, files: int) -> int:
+    def worker_count(self, jobs: int | None = None) -> int:
+        """Workers side by side: one per core (at most 4), or ``workers``; never more than there are jobs."""
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, min(files, self.workers or min(4, cores)))
+        most = self.workers or min(4, cores)
+        return max(1, most if jobs is None else min(jobs, most))
 
 
 # -- the worker's side ------------------------------------------------------------------
@@ -170,7 +172,12 @@ class _Worker:
         return json.loads(bytes(buf[_FRAME.size : end])), bytes(buf[end + _FRAME.size :])
 
     def why_dead(self, memory_mb: int) -> str:
-        code = self.proc.wait()
+        """Why the worker stopped answering (it is killed if it has not ended within a moment)."""
+        try:
+            code = self.proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return "the reader stopped answering (killed)"
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
             return f"the reader crashed ({name}), or ran past its {memory_mb:,} MB of memory"
@@ -189,82 +196,98 @@ class _Worker:
 
 
 Job = tuple[dict[str, Any], bytes]
+Result = tuple[dict[str, Any], bytes]
 
 
-def run_jobs(jobs: list[Job], limits: Limits) -> list[tuple[dict[str, Any], bytes]]:
-    """Each job's (result, bytes) in order; a job that overran, crashed or broke its worker gets ``error``."""
-    results: list[tuple[dict[str, Any], bytes] | None] = [None] * len(jobs)
-    pending = list(range(len(jobs)))[::-1]
-    workers: list[_Worker] = []
-    stop_all = time.monotonic() + limits.total_seconds
-    selector = selectors.DefaultSelector()
-    try:
-        for _ in range(limits.worker_count(len(jobs))):
-            workers.append(_Worker(limits))
-        while pending or any(w.job is not None for w in workers):
-            for i, worker in enumerate(workers):
-                if worker.job is None and pending:
-                    if time.monotonic() > stop_all:
-                        for job in pending:
-                            results[job] = ({"error": f"not read: reading took over {limits.total_seconds:g} s in "
-                                                      "all"}, b"")
-                        pending.clear()
-                        break
-                    job = pending.pop()
-                    try:
-                        worker.send(job, *jobs[job], limits.seconds)
-                    except (BrokenPipeError, OSError):
-                        results[job] = ({"error": worker.why_dead(limits.memory_mb)}, b"")
-                        workers[i] = _replace(worker, limits, selector)
-                        continue
-                    selector.register(worker.out, selectors.EVENT_READ, worker)
-            busy = [w for w in workers if w.job is not None]
-            if not busy:
+class _Jobs:
+    """Jobs handed to workers one at a time; a worker is started when a job needs it, and one that overran,
+    crashed or died is stopped and its job ends with the reason."""
+
+    def __init__(self, jobs: list[Job], limits: Limits) -> None:
+        self.jobs, self.limits = jobs, limits
+        self.results: list[Result | None] = [None] * len(jobs)
+        self.pending = list(range(len(jobs)))[::-1]
+        self.slots: list[_Worker | None] = [None] * limits.worker_count(len(jobs))
+        self.selector = selectors.DefaultSelector()
+        self.stop_all = time.monotonic() + limits.total_seconds
+
+    def run(self) -> list[Result]:
+        try:
+            while self.pending or self._busy():
+                self._hand_out()
+                busy = self._busy()
+                if not busy:
+                    continue
+                wait = max(0.0, min(w.deadline for _, w in busy) - time.monotonic())
+                for key, _ in self.selector.select(wait):
+                    self._collect(key.data)
+                now = time.monotonic()
+                for slot, worker in self._busy():
+                    if now > worker.deadline:
+                        self._end(slot, f"took more than {self.limits.seconds:g} s to read (stopped)")
+        finally:
+            for left in self.slots:
+                if left is not None:
+                    left.stop()
+            self.selector.close()
+        return [r if r is not None else ({"error": "not read"}, b"") for r in self.results]
+
+    def _busy(self) -> list[tuple[int, _Worker]]:
+        return [(i, w) for i, w in enumerate(self.slots) if w is not None and w.job is not None]
+
+    def _hand_out(self) -> None:
+        for slot, worker in enumerate(self.slots):
+            if not self.pending:
+                return
+            if worker is not None and worker.job is not None:
                 continue
-            wait = max(0.0, min(w.deadline for w in busy) - time.monotonic())
-            for key, _ in selector.select(wait):
-                _collect(key.data, results, workers, limits, selector)
-            now = time.monotonic()
-            for i, worker in enumerate(workers):
-                if worker.job is not None and now > worker.deadline:
-                    results[worker.job] = ({"error": f"took more than {limits.seconds:g} s to read (stopped)"}, b"")
-                    workers[i] = _replace(worker, limits, selector)
-    finally:
-        for worker in workers:
-            worker.stop()
-        selector.close()
-    return [r if r is not None else ({"error": "not read"}, b"") for r in results]
+            if time.monotonic() > self.stop_all:
+                for job in self.pending:
+                    self.results[job] = ({"error": f"not read: reading took over {self.limits.total_seconds:g} s "
+                                                   "in all"}, b"")
+                self.pending.clear()
+                return
+            if worker is None:
+                worker = self.slots[slot] = _Worker(self.limits)
+            job = self.pending.pop()
+            try:
+                worker.send(job, *self.jobs[job], self.limits.seconds)
+            except OSError:
+                self._end(slot, worker.why_dead(self.limits.memory_mb), registered=False)
+                continue
+            self.selector.register(worker.out, selectors.EVENT_READ, slot)
+
+    def _collect(self, slot: int) -> None:
+        worker = self.slots[slot]
+        assert worker is not None and worker.job is not None
+        try:
+            chunk = os.read(worker.out, 1 << 20)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self._end(slot, worker.why_dead(self.limits.memory_mb))
+            return
+        worker.buffer += chunk
+        done = worker.result()
+        if done is not None:
+            self.results[worker.job] = done
+            worker.job = None
+            self.selector.unregister(worker.out)
+
+    def _end(self, slot: int, why: str, *, registered: bool = True) -> None:
+        """The worker in ``slot`` is done for: its job ends with ``why``, and it is stopped."""
+        worker = self.slots[slot]
+        assert worker is not None and worker.job is not None
+        self.results[worker.job] = ({"error": why}, b"")
+        if registered:
+            self.selector.unregister(worker.out)
+        worker.stop()
+        self.slots[slot] = None
 
 
-def _collect(worker: _Worker, results: list[Any], workers: list[_Worker], limits: Limits,
-             selector: selectors.BaseSelector) -> None:
-    try:
-        chunk = os.read(worker.out, 1 << 20)
-    except BlockingIOError:
-        return
-    if not chunk:
-        assert worker.job is not None
-        results[worker.job] = ({"error": worker.why_dead(limits.memory_mb)}, b"")
-        workers[workers.index(worker)] = _replace(worker, limits, selector)
-        return
-    worker.buffer += chunk
-    done = worker.result()
-    if done is not None:
-        assert worker.job is not None
-        results[worker.job] = done
-        worker.job = None
-        selector.unregister(worker.out)
-
-
-def _replace(worker: _Worker, limits: Limits, selector: selectors.BaseSelector) -> _Worker:
-    """A fresh worker for one that is gone or overran (it is killed first)."""
-    try:
-        selector.unregister(worker.out)
-    except (KeyError, ValueError):
-        pass
-    worker.job = None
-    worker.stop()
-    return _Worker(limits)
+def run_jobs(jobs: list[Job], limits: Limits) -> list[Result]:
+    """Each job's (result, bytes) in order; a job that overran, crashed or broke its worker gets ``error``."""
+    return _Jobs(jobs, limits).run()
 
 
 #: A PDF over this many bytes is read in shares, one per worker, side by side.
@@ -276,7 +299,7 @@ def read_all(files: list[tuple[str, bytes]], limits: Limits) -> list[dict[str, A
     jobs: list[Job] = []
     owners: list[int] = []
     for i, (fmt, data) in enumerate(files):
-        shares = min(limits.worker_count(len(files) * 4), -(-len(data) // PDF_SHARE_BYTES)) if fmt == "pdf" else 1
+        shares = min(limits.worker_count(), -(-len(data) // PDF_SHARE_BYTES)) if fmt == "pdf" else 1
         for share in range(max(1, shares)):
             jobs.append(({"op": "extract", "format": fmt, "part": share, "of": max(1, shares)}, data))
             owners.append(i)
