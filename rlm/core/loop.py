@@ -152,8 +152,9 @@ class RootLoop:
             await repl.rebind(host, query)
             added = None
             if loaded is not None:
-                added = (conversation.next_context_name(), description)
-                await repl.put(added[0], loaded)
+                name = conversation.next_context_name()
+                info = await repl.put(name, loaded)
+                added = (name, clean_text(info.description) if info is not None else description)
             messages.append({"role": "user", "content": follow_up_message(asked, len(conversation.answers), added)})
             return repl, messages
         repl = self.repl_factory() if conversation is None else conversation.repl

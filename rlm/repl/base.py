@@ -73,8 +73,8 @@ class REPL(Protocol):
         """A session's next question runs under a new host and sets ``query``; the variables stay."""
         ...
 
-    async def put(self, name: str, value: Any) -> None:
-        """Set a variable: a session's added context, its ``answers``."""
+    async def put(self, name: str, value: Any) -> ContextInfo | None:
+        """Set a variable: a session's added context, its ``answers``; documents, as ``start`` reads them."""
         ...
 
     async def close(self) -> None: ...

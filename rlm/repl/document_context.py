@@ -154,14 +154,15 @@ def write_bundle(context: DocumentContext, write: Any, send_file: Any) -> None:
             os.close(fd)
 
 
-def read_here(context: DocumentContext) -> tuple[Any, ContextInfo]:
-    """Root code's value and the root's description, read in this process's workers (``sandbox="local"``)."""
+def read_here(context: DocumentContext, name: str = "context") -> tuple[Any, ContextInfo]:
+    """Root code's value and the root's description (of the variable ``name``), read in this process's workers
+    (``sandbox="local"``)."""
     from ..lm import counter
     from .documents.load import Entry, count_tokens, load
 
     entries = [Entry(s.name, s.format, s.read()) for s in context.sources]
     loaded = load(entries, directory=context.name if context.directory else None, left_out=context.left_out,
-                  limits=context.limits)
+                  limits=context.limits, name=name)
     summary = {**loaded.summary, "tokens": count_tokens(loaded.value, counter.count_tokens)}
     return loaded.value, ContextInfo(loaded.description, summary)
 

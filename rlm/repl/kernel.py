@@ -101,19 +101,22 @@ class KernelREPL:
         self._query = query
         await self.put("query", query)
 
-    async def put(self, name: str, value: Any) -> None:
-        """Set a variable in the kernel (a session's added context, ``answers``)."""
+    async def put(self, name: str, value: Any) -> ContextInfo | None:
+        """Set a variable in the kernel (a session's added context, ``answers``); for documents, what the kernel
+        wrote of them."""
         if not name.isidentifier():
             raise ValueError(f"not a variable name: {name!r}")
         value_payload = await asyncio.to_thread(payload, load_value(value))
         self._puts[name] = value_payload
         kernel = await self.kernel()
         try:
-            await kernel.put(name, value_payload)
+            told = await kernel.put(name, value_payload)
         except KernelLost:
             await self.pool.discard(kernel)
             self._ready = asyncio.ensure_future(self._prepare())
             await self.kernel()
+            return None
+        return checked_info(told) if value_payload.kind == "bundle" else None
 
     async def kernel(self) -> SandboxKernel:
         """The kernel of this completion, once it is ready (raises ``SandboxError`` if it cannot start)."""

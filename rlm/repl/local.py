@@ -284,11 +284,16 @@ class LocalREPL:
         self._aborted = False  # a cancelled question leaves the REPL usable for the next
         self.namespace["query"] = query
 
-    async def put(self, name: str, value: Any) -> None:
-        """Set a variable (a session's added context, ``answers``)."""
+    async def put(self, name: str, value: Any) -> ContextInfo | None:
+        """Set a variable (a session's added context, ``answers``); documents are read as ``start`` reads them."""
         if not name.isidentifier():
             raise ValueError(f"not a variable name: {name!r}")
-        self.namespace[name] = value_of(load_value(value))
+        given = load_value(value)
+        if isinstance(given, DocumentContext):
+            self.namespace[name], info = await asyncio.to_thread(read_here, given, name)
+            return info
+        self.namespace[name] = value_of(given)
+        return None
 
     async def close(self) -> None:
         self._aborted = True

@@ -89,3 +89,17 @@ def test_the_trace_and_the_live_view_show_each_documents_format_and_pages(folder
     html = render_sections(RunState(result.trace).parts(), live=False)["header"]
     assert "documents: analysis.ipynb (IPYNB, 4 cells), arrivals.xlsx (XLSX, 2 sheets)" in html
     assert "report.pdf (PDF, 5 pages)" in html
+
+
+def test_a_session_question_can_bring_a_document_and_the_root_is_told_its_pages(folder: Path,
+                                                                              make: Callable[..., RLM]) -> None:
+    program = "```repl\nprint(context_2.page(3)[:26], context_2.page_of(len(context_2) - 1))\n```"
+    with ScriptedLM(root=["FINAL(one)", program, "FINAL(two)"]) as lm, make(lm) as rlm:
+        with rlm.session("a first, plain context") as session:
+            session.ask("q1")
+            second = session.ask("q2", context=folder / "report.pdf")
+        told = lm.requests[1].messages[-1]["content"]
+    assert second.steps[0].outputs[0].stdout == "Table 1: revenue by region 5\n"
+    assert "loaded as the variable `context_2`:\n`context_2` is a str: the text extracted from the PDF 'report.pdf'" \
+        in told
+    assert "`context_2.page(n)` is the text of page n" in told and "`context_2.page_image(n)` draws page n" in told

@@ -40,19 +40,20 @@ def _reach(doc: Document, name: str) -> str:
             shown = "; ".join(doc.headings[:12]) + ("; ..." if len(doc.headings) > 12 else "")
             text += f" Its {len(doc.headings):,} headings: {shown}"
     if doc.kind == "pdf":
-        text += (" `page_image(n)` draws page n as PNG bytes, to show a sub-model a figure or a scan: "
-                 "llm_query(prompt, images=[page_image(n)]).")
+        draw = "page_image(n)" if name == "context" else f"{name}.page_image(n)"
+        text += (f" `{draw}` draws page n as PNG bytes, to show a sub-model a figure or a scan: "
+                 f"llm_query(prompt, images=[{draw}]).")
     return text
 
 
-def describe_document(doc: Document) -> str:
-    """One document as root code's ``context``."""
+def describe_document(doc: Document, name: str = "context") -> str:
+    """One document as root code's ``context`` (or the variable ``name``)."""
     kind = NAMES.get(doc.kind, doc.kind)
     title = doc.info.get("Title") or doc.info.get("title")
     if str(title).strip().lower() in ("untitled", "none", ""):
         title = None
-    text = (f"`context` is a str: the text extracted from the {kind} {doc.name!r} ({_size(doc)})"
-            f"{f', titled {title!r}' if title else ''}.\n{_reach(doc, 'context')}")
+    text = (f"`{name}` is a str: the text extracted from the {kind} {doc.name!r} ({_size(doc)})"
+            f"{f', titled {title!r}' if title else ''}.\n{_reach(doc, name)}")
     if doc.skipped:
         text += "\nNot extracted: " + "; ".join(doc.skipped) + "."
     if not doc.strip():
@@ -61,11 +62,11 @@ def describe_document(doc: Document) -> str:
 
 
 def describe_directory(root: str, value: dict[str, Any], failed: list[tuple[str, str]],
-                       left_out: list[tuple[str, str]]) -> str:
-    """A directory's files and documents as root code's ``context``: a dict of relative path -> text."""
+                       left_out: list[tuple[str, str]], name: str = "context") -> str:
+    """A directory's files and documents as root code's ``context`` (or ``name``): a dict of relative path -> text."""
     chars = sum(len(v) for v in value.values())
     docs = [d for d in value.values() if isinstance(d, Document)]
-    text = (f"`context` is a dict of {len(value):,} files from the directory {root!r}: relative path -> text "
+    text = (f"`{name}` is a dict of {len(value):,} files from the directory {root!r}: relative path -> text "
             f"({chars:,} characters in all).")
     if docs:
         kinds = Counter(NAMES.get(d.kind, d.kind) for d in docs)
@@ -75,8 +76,9 @@ def describe_directory(root: str, value: dict[str, Any], failed: list[tuple[str,
                  "`.page_of(i)` (the part that character i is on, to cite), `.kind`, `.headings` and `.skipped`; "
                  "each part starts with a line like `[page 3]`.")
         if any(d.kind == "pdf" for d in docs):
-            text += (" `page_image(n, path)` draws page n of the PDF at `path` as PNG bytes, to show a sub-model a "
-                     "figure or a scan: llm_query(prompt, images=[page_image(n, path)]).")
+            draw = "page_image(n, path)" if name == "context" else f"{name}[path].page_image(n)"
+            text += (f" `{draw}` draws page n of the PDF at `path` as PNG bytes, to show a sub-model a "
+                     f"figure or a scan: llm_query(prompt, images=[{draw}]).")
     lines = []
     for path, item in list(value.items())[:LISTED]:
         if isinstance(item, Document):
@@ -91,14 +93,14 @@ def describe_directory(root: str, value: dict[str, Any], failed: list[tuple[str,
     if failed:
         shown = "; ".join(f"{p!r}: {why}" for p, why in failed[:10])
         more = "; ..." if len(failed) > 10 else ""
-        text += f"\nNot extracted ({len(failed):,} documents, not in `context`): {shown}{more}."
+        text += f"\nNot extracted ({len(failed):,} documents, not in `{name}`): {shown}{more}."
     if left_out:
         by_reason = Counter(why for _, why in left_out)
         parts = []
         for why, n in by_reason.most_common():
             examples = [p for p, w in left_out if w == why][:5]
             parts.append(f"{n:,} {why} ({', '.join(examples)}{', ...' if n > 5 else ''})")
-        text += "\nNot in `context`: " + "; ".join(parts) + "."
+        text += f"\nNot in `{name}`: " + "; ".join(parts) + "."
     return text
 
 

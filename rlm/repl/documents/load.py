@@ -36,8 +36,11 @@ class Loaded:
 
 
 def load(entries: list[Entry], *, directory: str | None = None, left_out: list[tuple[str, str]] | None = None,
-         limits: Limits | None = None) -> Loaded:
-    """A ``Document`` for a single file (``directory`` None), else a dict of relative path -> text or Document."""
+         limits: Limits | None = None, name: str = "context") -> Loaded:
+    """A ``Document`` for a single file (``directory`` None), else a dict of relative path -> text or Document.
+
+    ``name``: the variable root code will find it in, for the description.
+    """
     limits = limits or Limits()
     documents = [e for e in entries if e.format is not None]
     read = iter(worker.read_all([(e.format or "", e.data) for e in documents], limits))
@@ -57,8 +60,8 @@ def load(entries: list[Entry], *, directory: str | None = None, left_out: list[t
         value[entry.name] = assemble(found, entry.name, render)
     if directory is None:
         [doc] = value.values()
-        return Loaded(doc, describe.describe_document(doc), describe.summary(doc, failed))
-    return Loaded(value, describe.describe_directory(directory, value, failed, left_out or []),
+        return Loaded(doc, describe.describe_document(doc, name), describe.summary(doc, failed))
+    return Loaded(value, describe.describe_directory(directory, value, failed, left_out or [], name),
                   describe.summary(value, failed))
 
 
@@ -69,13 +72,14 @@ def count_tokens(value: Any, count: Any) -> int:
     return sum(count(t) for t in texts) if chars <= 1_000_000 else chars // 4
 
 
-def from_bundle(header: dict[str, Any], files: list[tuple[dict[str, Any], bytes]], count: Any) -> Loaded:
+def from_bundle(header: dict[str, Any], files: list[tuple[dict[str, Any], bytes]], count: Any,
+                name: str = "context") -> Loaded:
     """A bundle the host sent (``reading.read_bundle``) made ready: the value, description, summary with tokens."""
     limits = Limits(**{k: v for k, v in (header.get("limits") or {}).items()
                        if k in ("seconds", "memory_mb", "total_seconds")})
     entries = [Entry(str(h.get("name")), h.get("format"), data) for h, data in files]
     loaded = load(entries, directory=str(header.get("name")) if header.get("directory") else None,
-                  left_out=[(str(p), str(w)) for p, w in header.get("left_out") or []], limits=limits)
+                  left_out=[(str(p), str(w)) for p, w in header.get("left_out") or []], limits=limits, name=name)
     return Loaded(loaded.value, loaded.description, {**loaded.summary, "tokens": count_tokens(loaded.value, count)})
 
 

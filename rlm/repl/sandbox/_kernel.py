@@ -295,7 +295,7 @@ def install(bridge_path: str, token: str, max_frame: int, cap: int, no_network: 
     _reply({"ok": True})
 
 
-def _read(offer: str, kind: str) -> tuple[Any, dict[str, Any]]:
+def _read(offer: str, kind: str, name: str = "context") -> tuple[Any, dict[str, Any]]:
     """The value the host offered on the bridge under ``offer`` (a pipe, or a descriptor of the user's file),
     and for documents, read here, what the host is told about them."""
     assert _runtime is not None
@@ -307,7 +307,7 @@ def _read(offer: str, kind: str) -> tuple[Any, dict[str, Any]]:
     if kind != "bundle":
         return value, {}
     header, files = value
-    loaded = documents.from_bundle(header, files, counter.count_tokens)
+    loaded = documents.from_bundle(header, files, counter.count_tokens, name)
     return loaded.value, {"description": loaded.description, "summary": loaded.summary}
 
 
@@ -335,7 +335,7 @@ def put(offer: str, kind: str, name: str) -> None:
         _reply({"error": f"not a name: {name!r}"})
         return
     try:
-        _runtime.ns[name], told = _read(offer, kind)
+        _runtime.ns[name], told = _read(offer, kind, name)
     except Exception as exc:  # noqa: BLE001 - e.g. a class the kernel cannot import
         _reply({"error": f"{type(exc).__name__}: {exc}"})
         return

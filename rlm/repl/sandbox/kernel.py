@@ -284,9 +284,9 @@ class SandboxKernel:
         """
         return await self._hand_over(payload, "load", f"{query!r}, {tools!r}", "the context")
 
-    async def put(self, name: str, payload: Payload) -> None:
-        """A value under ``name`` in the kernel, handed over as the context is."""
-        await self._hand_over(payload, "put", repr(name), name)
+    async def put(self, name: str, payload: Payload) -> dict[str, Any]:
+        """A value under ``name`` in the kernel, handed over as the context is; the kernel's reply, untrusted."""
+        return await self._hand_over(payload, "put", repr(name), name)
 
     async def _hand_over(self, payload: Payload, call: str, rest: str, what: str) -> dict[str, Any]:
         """The kernel takes one descriptor from the bridge and reads the value from it.
