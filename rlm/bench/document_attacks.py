@@ -155,13 +155,14 @@ from rlm import RLM, SandboxConfig
 from rlm.testing import ScriptedLM
 path, settings = Path(sys.argv[1]), json.loads(sys.argv[2])
 program = "```repl\\nprint(repr(context[:60]), context.skipped)\\n```"
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-with ScriptedLM(root=[program, 'FINAL(ok)']) as lm:
+with ScriptedLM(root=['FINAL(warm)', program, 'FINAL(ok)']) as lm:
     with RLM('root', base_url=lm.base_url, sandbox=SandboxConfig(**settings) if settings else 'local') as r:
+        r.completion('a first completion: the host has loaded what a run needs', 'q')
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.perf_counter()
         res = r.completion(path, 'q')
         seconds = time.perf_counter() - started
-        told = lm.requests[0].messages[1]['content']
+        told = lm.requests[1].messages[1]['content']
 grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
 print(json.dumps({'out': res.steps[0].outputs[0].stdout, 'error': res.steps[0].outputs[0].error or '',
                   'told': told, 'seconds': seconds, 'grown_mb': grown}))

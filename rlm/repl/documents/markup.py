@@ -23,12 +23,15 @@ _ASIDE_CLASSES = frozenset({"sphinxsidebar", "related", "headerlink"})
 _BLOCK = frozenset({"p", "div", "section", "article", "main", "blockquote", "dl", "figure", "figcaption", "address",
                     "details", "summary", "header", "footer", "center", "hr", "ul", "ol", "table", "caption"})
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
-_SPACE = re.compile(r"[ \t\r\n\f\v]+")
+#: Runs of white space other than one plain space (a single space, the common case, is left as it is).
+_SPACE = re.compile(r"[\t\r\n\f\v][ \t\r\n\f\v]*| [ \t\r\n\f\v]+")
 #: Marks put into the text where a paragraph or a line ends, and where a kept block goes.
 _PARA, _LINE = "\ue000", "\ue001"
-_BREAKS = re.compile(r"[ \ue000\ue001]*[\ue000\ue001][ \ue000\ue001]*")
+_PARAS = re.compile(r"[ \ue000\ue001]*\ue000[ \ue000\ue001]*")
+_LINES = re.compile(r" *\ue001[ \ue001]*")
+_TRAILING = re.compile(r"[ \t]+\n")
 _KEPT = re.compile(r"\ue002(\d+)\ue002")
-_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+")
+_BLANK_LINES = re.compile(r"\n{3,}")
 _CHARSET = re.compile(rb"<meta[^>]+charset=[\"']?([A-Za-z0-9_\-]+)", re.I)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
 
@@ -124,7 +127,7 @@ def to_text(element: Any, marked: list[Any] | None = None) -> tuple[str, list[st
     for el in element.iter(*_BLOCK, *_HEADINGS, "li", "br", "dt", "dd", "img"):
         tag = el.tag
         if tag in _HEADINGS:
-            title = _SPACE.sub(" ", "".join(el.itertext())).strip()
+            title = _SPACE.sub(" ", _text(el)).strip()
             if title:
                 headings.append("#" * _HEADINGS[tag] + " " + title)
             el.text = f"{_PARA}{'#' * _HEADINGS[tag]} {el.text or ''}"
@@ -144,11 +147,18 @@ def to_text(element: Any, marked: list[Any] | None = None) -> tuple[str, list[st
         else:
             el.text = _PARA + (el.text or "")
         el.tail = (_LINE if tag in ("li", "dt", "dd") else _PARA) + (el.tail or "")
-    text = _SPACE.sub(" ", "".join(element.itertext()))
-    text = _BREAKS.sub(lambda m: "\n\n" if _PARA in m.group() else "\n", text)
+    text = _SPACE.sub(" ", _text(element))
+    text = _LINES.sub("\n", _PARAS.sub("\n\n", text))
     while kept and "\ue002" in text:  # a kept table may hold the mark of a table inside it
         text = _KEPT.sub(lambda m: kept[int(m.group(1))], text)
     return _tidy(text), headings, images
+
+
+def _text(element: Any) -> str:
+    """All the text under ``element`` (not its tail), joined by libxml2."""
+    from lxml import etree
+
+    return str(etree.tostring(element, method="text", encoding="unicode", with_tail=False))
 
 
 def _replace(el: Any, text: str, kept: list[str]) -> None:
@@ -191,5 +201,4 @@ def _markdown_table(table: Any) -> str:
 
 def _tidy(text: str) -> str:
     """Lines without trailing spaces, at most one blank line in a row."""
-    lines = [line.rstrip() for line in text.split("\n")]
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
+    return _BLANK_LINES.sub("\n\n", _TRAILING.sub("\n", text)).strip() + "\n"
