@@ -44,6 +44,8 @@ MAX_DEPTH = 64
 #: Directories a code question never needs (version control, caches, environments).
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".mypy_cache",
                        ".ruff_cache", ".pytest_cache", ".tox"})
+#: Where a Sphinx build keeps a copy of each page's source: the same text again, beside the pages.
+SPHINX_SOURCES = "_sources"
 _OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -187,7 +189,8 @@ def files_in(directory: str) -> list[str]:
     """
     found = []
     for top, dirs, names in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not os.path.islink(os.path.join(top, d)))
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and d != SPHINX_SOURCES
+                         and not os.path.islink(os.path.join(top, d)))
         for name in sorted(names):
             path = os.path.join(top, name)
             if os.path.islink(path) or not os.path.isfile(path):
@@ -292,6 +295,8 @@ def _skip_reason(entry: os.DirEntry[str], files: int, total: int, depth: int) ->
     if entry.is_dir(follow_symlinks=False):
         if entry.name in SKIP_DIRS:
             return "directories never read (version control, caches, environments)"
+        if entry.name == SPHINX_SOURCES:
+            return "Sphinx's copies of its pages' sources (the pages themselves are read)"
         return "directories deeper than 64 levels" if depth >= MAX_DEPTH else None
     if not entry.is_file(follow_symlinks=False):
         return "not regular files (FIFOs, sockets, devices)"

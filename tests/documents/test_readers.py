@@ -162,3 +162,13 @@ def test_a_file_that_fails_alone_is_an_empty_document_saying_why() -> None:
     loaded = load([Entry("broken.docx", "docx", b"PK\x03\x04 not really a zip")])
     assert loaded.value == "" and loaded.value.skipped[0].startswith("not a readable zip package")
     assert "Not extracted: not a readable zip package" in loaded.description
+
+
+def test_a_sphinx_build_is_read_as_its_pages_without_the_copies_of_their_sources(tmp_path: Path) -> None:
+    makers.page_html(tmp_path / "tides.html")
+    (tmp_path / "_sources").mkdir()
+    (tmp_path / "_sources" / "tides.rst.txt").write_text("Tide tables\n===========\n")
+    loaded = load_context(tmp_path)
+    assert isinstance(loaded, DocumentContext)
+    assert [s.name for s in loaded.sources] == ["tides.html"]
+    assert loaded.left_out == [("_sources", "Sphinx's copies of its pages' sources (the pages themselves are read)")]
