@@ -3,7 +3,7 @@ sandbox.
 
 Part 1 reads the same files with each library that is installed (the choice in
 docs/architecture.md is made from these numbers): PDF with pypdfium2 (ours), pypdf and
-pdfminer.six; HTML with lxml (ours), selectolax and the standard library's html.parser;
+pdfminer.six; HTML with selectolax (ours, as Markdown), lxml and the standard library's html.parser;
 DOCX with its XML read by lxml (ours) and python-docx. Part 2 times a context from
 ``repl.start`` until root code can read it, in a warm kernel sandbox and in-process
 (``sandbox="local"``): a 1,000-page text PDF, the Python 3.11 docs (Debian's
@@ -131,14 +131,14 @@ def _html_readers() -> dict[str, Callable[[bytes], str]]:
 
         return str(markup.extract(data)["text"])
 
-    def selectolax_text(data: bytes) -> str:
-        from selectolax.lexbor import LexborHTMLParser
+    def lxml_text(data: bytes) -> str:
+        import lxml.html
+        from lxml import etree
 
-        tree = LexborHTMLParser(data)
-        for node in tree.css("script, style, nav, header, footer"):
-            node.decompose()
-        main = tree.css_first("main, [role=main], article") or tree.body
-        return str(main.text(separator="\n", strip=True)) if main is not None else ""
+        root = lxml.html.document_fromstring(data)
+        etree.strip_elements(root, "script", "style", "nav", "header", "footer", with_tail=False)
+        main = root.find(".//*[@role='main']")
+        return str((main if main is not None else root.body).text_content())
 
     def stdlib_text(data: bytes) -> str:
         from html.parser import HTMLParser
@@ -163,7 +163,7 @@ def _html_readers() -> dict[str, Callable[[bytes], str]]:
         parser.feed(data.decode("utf-8", "replace"))
         return "".join(parser.parts)
 
-    return {"lxml, main text as Markdown (rlm's)": ours, "selectolax, plain text": selectolax_text,
+    return {"selectolax, main text as Markdown (rlm's)": ours, "lxml, text of the main part": lxml_text,
             "html.parser (stdlib), all text": stdlib_text}
 
 

@@ -4,7 +4,7 @@ Read where root code runs (the sandbox kernel, or this process for ``sandbox="lo
 each file in a worker process bounded in time and memory (``worker``); never in the host
 of a kernel sandbox. Copied into each kernel's run directory as the package
 ``_rlm_documents``: its modules import only each other, the standard library, and the
-readers' libraries (pypdfium2, lxml) when a file needs them.
+readers' libraries (pypdfium2, selectolax, lxml) when a file needs them.
 
 - ``formats``: which reader a file needs, from its name and first bytes;
 - ``pdf``, ``markup`` (HTML), ``office`` (DOCX, PPTX, XLSX), ``ebook`` (EPUB),

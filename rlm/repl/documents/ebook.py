@@ -47,8 +47,7 @@ def extract(data: bytes) -> dict[str, Any]:
         if name not in pkg.names:
             skipped.append(f"{name}: missing from the book")
             continue
-        root = markup.parse(pkg.read(name))
-        text, found, pictures = markup.to_text(markup.main_part(root))
+        text, found, pictures = markup.to_text(markup.content(markup.parse(pkg.read(name))))
         images += pictures
         if not text.strip():
             continue
@@ -82,9 +81,9 @@ def _toc_titles(pkg: Package, opf: Any, manifest: dict[Any, Any], folder: str) -
         href = _join(folder, item.get("href") or "")
         if "nav" in (item.get("properties") or "").split() and href in pkg.names:
             nav_folder = posixpath.dirname(href)
-            for a in markup.parse(pkg.read(href)).iter("a"):
-                target = _join(nav_folder, a.get("href") or "")
-                titles.setdefault(target, " ".join("".join(a.itertext()).split()))
+            for a in markup.parse(pkg.read(href)).css("a"):
+                target = _join(nav_folder, a.attributes.get("href") or "")
+                titles.setdefault(target, " ".join(a.text(deep=True).split()))
             return titles
     spine = opf.find(f"{_OPF}spine")
     ncx = manifest.get(spine.get("toc")) if spine is not None else None

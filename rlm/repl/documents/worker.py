@@ -65,7 +65,8 @@ def serve(memory_mb: int) -> None:
     import resource
 
     readers = _readers()
-    for module in ("pypdfium2", "lxml.etree"):  # imported before the cap: they are the worker's own memory
+    # Imported before the cap: the libraries are the worker's own memory, not a file's.
+    for module in ("pypdfium2", "selectolax.lexbor", "lxml.etree"):
         try:
             __import__(module)
         except ImportError:
