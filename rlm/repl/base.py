@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,11 +42,18 @@ class Host(Protocol):
     ``async tool(name, args, kwargs)`` (see ``rlm.core.host.RunHost``); others need neither.
     """
 
-    async def llm_query(self, prompt: str, model: str | None = None) -> str: ...
+    async def llm_query(
+        self, prompt: str, model: str | None = None, images: list[bytes] | None = None, detail: str | None = None
+    ) -> str:
+        """A sub-call; ``images`` (PNG/JPEG bytes, checked again here) go with the prompt."""
+        ...
 
     async def llm_batch(
-        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
-    ) -> list[str]: ...
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None,
+        images: Sequence[list[bytes] | Exception] | None = None, detail: str | None = None,
+    ) -> list[str]:
+        """Sub-calls in parallel, answers in order; ``images`` has one entry per prompt (an error: a refused item)."""
+        ...
 
     async def rlm_query(self, query: str, context: Any = None) -> str: ...
 

@@ -108,6 +108,11 @@ class ContextInfo:
     def tokens(self) -> int:
         return int(self.summary.get("tokens") or 0)
 
+    @property
+    def scans(self) -> list[tuple[int, int]]:
+        """The pixels of each page without text (a scan) as ``page_image`` draws it: what the root may look at."""
+        return [(int(w), int(h)) for w, h in self.summary.get("scans", [])]
+
 
 def document_file(path: str, name: str, fmt: str) -> DocumentContext:
     from .contexts import open_regular
@@ -183,5 +188,9 @@ def checked_info(reply: dict[str, Any]) -> ContextInfo:
     failed = [[str(p)[:300], str(w)[:300]] for p, w in (f for f in raw.get("failed", [])[:_MAX_LISTED]
                                                        if isinstance(f, list) and len(f) == 2)] \
         if isinstance(raw.get("failed"), list) else []
-    summary.update(documents=docs, failed=failed)
+    scans = [[w, h] for w, h in (s for s in raw.get("scans", [])[:_MAX_LISTED]
+                                 if isinstance(s, list) and len(s) == 2)
+             if isinstance(w, int) and isinstance(h, int) and 0 < w <= 10_000 and 0 < h <= 10_000] \
+        if isinstance(raw.get("scans"), list) else []
+    summary.update(documents=docs, failed=failed, scans=scans)
     return ContextInfo(text, summary)

@@ -103,3 +103,14 @@ def test_a_session_question_can_bring_a_document_and_the_root_is_told_its_pages(
     assert "loaded as the variable `context_2`:\n`context_2` is a str: the text extracted from the PDF 'report.pdf'" \
         in told
     assert "`context_2.page(n)` is the text of page n" in told and "`context_2.page_image(n)` draws page n" in told
+
+
+def test_a_scanned_page_counts_in_the_estimate_as_an_image_to_look_at(folder: Path) -> None:
+    from rlm.core.estimate import estimate
+    from rlm.lm.pricing import Pricing
+
+    common = {"model": "gpt-5", "sub_model": "gpt-5-mini", "pricing": Pricing(), "max_iterations": 20,
+              "sandbox": "local"}
+    with_scan = estimate(folder / "report.pdf", "q", **common)
+    text_only = estimate(folder / "survey.docx", "q", **common)
+    assert with_scan.sub_calls[0] == 2 and text_only.sub_calls[0] == 1  # page 4, a scan, is one more sub-call

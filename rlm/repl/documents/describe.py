@@ -110,4 +110,6 @@ def summary(value: Any, failed: list[tuple[str, str]]) -> dict[str, Any]:
     documents = [{"name": d.name or path, "kind": d.kind, "pages": len(d.pages), "unit": d.unit, "chars": len(d),
                   "skipped": len(d.skipped)} for path, d in items.items() if isinstance(d, Document)]
     chars = len(value) if isinstance(value, str) else sum(len(v) for v in value.values())
-    return {"chars": chars, "documents": documents[:1000], "failed": [[p, w] for p, w in failed[:1000]]}
+    scans = [size for d in items.values() if isinstance(d, Document) for size in d.info.get("scan_sizes", [])]
+    return {"chars": chars, "documents": documents[:1000], "failed": [[p, w] for p, w in failed[:1000]],
+            "scans": scans[:1000]}

@@ -37,7 +37,7 @@ def extract(data: bytes, part: int = 0, of: int = 1) -> dict[str, Any]:
     doc = _open(data)
     try:
         count = len(doc)
-        parts, labels, blank, imaged = [], [], [], []
+        parts, labels, blank, imaged, sizes = [], [], [], [], {}
         for i in range(count * part // of, count * (part + 1) // of):
             page = doc[i]
             try:
@@ -48,6 +48,7 @@ def extract(data: bytes, part: int = 0, of: int = 1) -> dict[str, Any]:
                     textpage.close()
                 if _has_image(page.raw):
                     imaged.append(i + 1)
+                    sizes[i + 1] = _drawn_size(*page.get_size())
             finally:
                 page.close()
             if not text.strip():
@@ -57,8 +58,15 @@ def extract(data: bytes, part: int = 0, of: int = 1) -> dict[str, Any]:
         info = {k: v for k, v in doc.get_metadata_dict(skip_empty=True).items() if k in ("Title", "Author", "Subject")}
     finally:
         doc.close()
+    scans = [sizes[n] for n in blank if n in sizes]
     return {"kind": "pdf", "unit": "page", "parts": parts, "labels": labels, "skipped": _skipped(blank, imaged),
-            "info": {"pages": count, "blank_pages": blank, "image_pages": imaged, **info}}
+            "info": {"pages": count, "blank_pages": blank, "image_pages": imaged, "scan_sizes": scans, **info}}
+
+
+def _drawn_size(width: float, height: float, scale: float = 2.0) -> list[int]:
+    """The pixels ``render`` draws a page of ``width`` x ``height`` points in, at ``scale``."""
+    scale = min(scale, (MAX_PIXELS / max(1.0, width * height)) ** 0.5)
+    return [max(1, round(width * scale)), max(1, round(height * scale))]
 
 
 def _has_image(page: Any, depth: int = 0) -> bool:
@@ -83,7 +91,8 @@ def merge(pieces: list[dict[str, Any]]) -> dict[str, Any]:
     labels = [label for piece in pieces for label in piece["labels"]]
     blank = [n for piece in pieces for n in piece["info"]["blank_pages"]]
     imaged = [n for piece in pieces for n in piece["info"]["image_pages"]]
-    info = {**first["info"], "blank_pages": blank, "image_pages": imaged}
+    scans = [size for piece in pieces for size in piece["info"]["scan_sizes"]]
+    info = {**first["info"], "blank_pages": blank, "image_pages": imaged, "scan_sizes": scans}
     return {**first, "parts": parts, "labels": labels, "skipped": _skipped(blank, imaged), "info": info}
 
 
