@@ -140,10 +140,8 @@ def load_context(context: Any) -> Loaded:
     if isinstance(context, (str, list, tuple, dict, TextFile, DirectoryContext, FrameContext, DocumentContext)):
         return context
     if isinstance(context, (bytes, bytearray, memoryview)):
-        document = document_bytes(bytes(context[: formats.HEAD_BYTES]))
-        if document is not None:
-            return document_bytes(bytes(context)) or document
-        return str(context, "utf-8", "replace")
+        document = document_bytes(context)
+        return document if document is not None else str(context, "utf-8", "replace")
     if is_dataframe(context):
         return FrameContext(context)
     if isinstance(context, os.PathLike):

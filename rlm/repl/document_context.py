@@ -126,14 +126,18 @@ def document_file(path: str, name: str, fmt: str) -> DocumentContext:
     return DocumentContext(name, (source,))
 
 
-def document_bytes(data: bytes) -> DocumentContext | None:
-    """Bytes of a document (a PDF, an OOXML or EPUB zip, HTML, a notebook), or None for text."""
-    fmt = formats.sniff("", data[: formats.HEAD_BYTES])
-    if fmt is None and data[:1] == b"{" and b'"cells"' in data[:65536] and b'"nbformat"' in data:
+def document_bytes(data: bytes | bytearray | memoryview) -> DocumentContext | None:
+    """Bytes of a document (a PDF, an OOXML or EPUB zip, HTML, a notebook), or None for text (then not copied)."""
+    view = memoryview(data).cast("B")
+    head = bytes(view[: formats.HEAD_BYTES])
+    fmt = formats.sniff("", head)
+    if fmt is None and head.lstrip()[:1] == b"{" and b'"cells"' in bytes(view[:65536]) and (
+            b'"nbformat"' in head or b'"nbformat"' in bytes(view[-4096:])):
         fmt = "ipynb"
     if fmt is None:
         return None
-    return DocumentContext(f"context.{fmt}", (Source(f"context.{fmt}", fmt, data=data, size=len(data)),))
+    copy = bytes(view)
+    return DocumentContext(f"context.{fmt}", (Source(f"context.{fmt}", fmt, data=copy, size=len(copy)),))
 
 
 def write_bundle(context: DocumentContext, write: Any, send_file: Any) -> None:

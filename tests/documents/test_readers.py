@@ -172,3 +172,10 @@ def test_a_sphinx_build_is_read_as_its_pages_without_the_copies_of_their_sources
     assert isinstance(loaded, DocumentContext)
     assert [s.name for s in loaded.sources] == ["tides.html"]
     assert loaded.left_out == [("_sources", "Sphinx's copies of its pages' sources (the pages themselves are read)")]
+
+
+def test_notebook_bytes_are_a_notebook_wherever_its_format_key_is(folder: Path) -> None:
+    data = (folder / "analysis.ipynb").read_bytes()
+    loaded = load_context(data)
+    assert isinstance(loaded, DocumentContext) and loaded.name == "context.ipynb"
+    assert load_context(memoryview(b"plain text")) == "plain text"
