@@ -179,3 +179,9 @@ def test_notebook_bytes_are_a_notebook_wherever_its_format_key_is(folder: Path) 
     loaded = load_context(data)
     assert isinstance(loaded, DocumentContext) and loaded.name == "context.ipynb"
     assert load_context(memoryview(b"plain text")) == "plain text"
+
+
+def test_a_page_without_a_main_part_is_its_body_without_the_sites_header_and_footer() -> None:
+    page = (b"<html><body><header>SITE HEADER</header><h1>Notes</h1><p>The quay opens at six.</p>"
+            b"<footer>SITE FOOTER</footer></body></html>")
+    assert load([Entry("notes.html", "html", page)]).value == "# Notes\n\nThe quay opens at six.\n"

@@ -50,10 +50,17 @@ def parse(data: bytes) -> Any:
 
 
 def content(tree: Any) -> Any:
-    """The page's main part, with everything that is not content removed from the page."""
+    """The page's main part, with everything that is not content removed from the page.
+
+    A page that marks no main part keeps its body, less the site's header and footer around it.
+    """
     for node in tree.css(DROP):
         node.decompose()
-    return main_part(tree)
+    main = main_part(tree)
+    if main.tag == "body":
+        for node in tree.css("body > header, body > footer"):
+            node.decompose()
+    return main
 
 
 def main_part(tree: Any) -> Any:
