@@ -27,8 +27,11 @@ _FRAME = struct.Struct(">Q")
 #: Frames a worker will read at most: a document over this is refused before it is sent.
 MAX_INPUT = 1 << 31
 #: How the worker is started: its package loaded from its directory under a private name,
-#: so neither rlm nor the kernel's run directory needs to be importable there.
-_BOOT = ("import importlib.util,sys;d=sys.argv[1];s=importlib.util.spec_from_file_location('_rlm_documents',"
+#: so neither rlm nor the kernel's run directory needs to be importable there. The working
+#: directory leaves the import path (root code can write there); ``PYTHONPATH`` stays, as the
+#: kernel's own Python may need it to find the readers (``SandboxConfig(python=..., extra_env=...)``).
+_BOOT = ("import sys;sys.path[:]=[p for p in sys.path if p not in ('','.')];import importlib.util;d=sys.argv[1];"
+         "s=importlib.util.spec_from_file_location('_rlm_documents',"
          "d+'/__init__.py',submodule_search_locations=[d]);m=importlib.util.module_from_spec(s);"
          "sys.modules['_rlm_documents']=m;s.loader.exec_module(m);"
          "from _rlm_documents.worker import serve;serve(int(sys.argv[2]))")
@@ -140,7 +143,7 @@ class _Worker:
 
     def __init__(self, limits: Limits) -> None:
         package = os.path.dirname(os.path.abspath(__file__))
-        self.proc = subprocess.Popen([sys.executable, "-I", "-c", _BOOT, package, str(limits.memory_mb)],
+        self.proc = subprocess.Popen([sys.executable, "-s", "-c", _BOOT, package, str(limits.memory_mb)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      close_fds=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
