@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sandbox_modes import MODES, sandbox_config
 
 import rlm
 from rlm import RLM
@@ -114,3 +115,15 @@ def test_a_scanned_page_counts_in_the_estimate_as_an_image_to_look_at(folder: Pa
     with_scan = estimate(folder / "report.pdf", "q", **common)
     text_only = estimate(folder / "survey.docx", "q", **common)
     assert with_scan.sub_calls[0] == 2 and text_only.sub_calls[0] == 1  # page 4, a scan, is one more sub-call
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_isolation_level_reads_a_pdf_and_draws_its_pages(folder: Path, mode: str) -> None:
+    """The readers' workers start inside every kind of sandbox (uid: with the system's Python and PYTHONPATH)."""
+    program = "```repl\nprint(context.page(3)[:26], page_image(4)[:8])\n```"
+    config = sandbox_config(mode)
+    with ScriptedLM(root=[program, "FINAL(ok)"]) as lm, \
+            RLM("root", base_url=lm.base_url, api_key="k", sandbox=config) as rlm:
+        result = rlm.completion(folder / "report.pdf", "q")
+    out = result.steps[0].outputs[0]
+    assert out.error is None and out.stdout == "Table 1: revenue by region b'\\x89PNG\\r\\n\\x1a\\n'\n"
