@@ -334,5 +334,8 @@ def _read_file(dir_fd: int, name: str) -> tuple[tuple[str | None, bytes] | None,
     if len(data) > MAX_FILE_BYTES:
         return None, f"files over {MAX_FILE_BYTES // 2**20} MB"
     if formats.is_binary(data):
+        unread = formats.UNREAD.get(os.path.splitext(name)[1].lower())
+        if unread is not None:
+            return None, f"{unread} documents (not read: save them as PDF, DOCX, PPTX or XLSX)"
         return None, "binary files"
     return (None, data), ""

@@ -185,3 +185,11 @@ def test_a_page_without_a_main_part_is_its_body_without_the_sites_header_and_foo
     page = (b"<html><body><header>SITE HEADER</header><h1>Notes</h1><p>The quay opens at six.</p>"
             b"<footer>SITE FOOTER</footer></body></html>")
     assert load([Entry("notes.html", "html", page)]).value == "# Notes\n\nThe quay opens at six.\n"
+
+
+def test_a_document_format_no_reader_takes_is_named_with_what_to_do(tmp_path: Path) -> None:
+    makers.page_html(tmp_path / "tides.html")
+    (tmp_path / "old.doc").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\0\0\0\0")  # an OLE2 header
+    loaded = load_context(tmp_path)
+    assert isinstance(loaded, DocumentContext)
+    assert loaded.left_out == [("old.doc", "Word 97-2003 documents (not read: save them as PDF, DOCX, PPTX or XLSX)")]

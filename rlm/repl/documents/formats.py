@@ -25,6 +25,10 @@ NAMES = {"pdf": "PDF", "docx": "Word document (DOCX)", "pptx": "PowerPoint deck 
 UNITS = {"pdf": "page", "pptx": "slide", "xlsx": "sheet", "epub": "chapter", "ipynb": "cell", "docx": "page",
          "html": "section"}
 _OOXML = {"word/": "docx", "ppt/": "pptx", "xl/": "xlsx"}
+#: Documents no reader here takes, by extension: named as such rather than as "binary files".
+UNREAD = {".doc": "Word 97-2003", ".ppt": "PowerPoint 97-2003", ".xls": "Excel 97-2003", ".odt": "OpenDocument",
+          ".ods": "OpenDocument", ".odp": "OpenDocument", ".pages": "Apple Pages", ".key": "Apple Keynote",
+          ".numbers": "Apple Numbers", ".djvu": "DjVu", ".mobi": "Kindle", ".azw3": "Kindle"}
 #: Bytes read from the start of a file to know its format.
 HEAD_BYTES = 4096
 
