@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         with RLM(model, sub_model, base_url=base_url, api_key="simulated" if simulated else None,
                  sandbox=args.sandbox, budget=budget, log_dir=args.log_dir, progress=True) as rlm:
             result = rlm.completion(context, args.query, view=False)
-    except (FileNotFoundError, PermissionError) as exc:  # the path, checked as the run starts
+    except (FileNotFoundError, PermissionError, TypeError) as exc:  # the path, checked as the run starts
         return _fail(f"{exc}; pass --context FILE, DIR or - (stdin)", 2)
     except RLMError as exc:
         return _fail(f"{type(exc).__name__}: {_one_line(str(exc))}", 1)

@@ -222,8 +222,13 @@ def any_file(path: str) -> TextFile | DocumentContext:
         head = os.pread(fd, formats.HEAD_BYTES, 0)
     finally:
         os.close(fd)
-    fmt = formats.sniff(os.path.basename(path), head)
-    return document_file(path, os.path.basename(path), fmt) if fmt else text_file(path)
+    name = os.path.basename(path)
+    fmt = formats.sniff(name, head)
+    unread = formats.UNREAD.get(os.path.splitext(name)[1].lower())
+    if fmt is None and unread is not None and formats.is_binary(head):
+        raise TypeError(f"{name!r} is a {unread} document, which rlm does not read: save it as PDF, DOCX, PPTX "
+                        "or XLSX and pass that")
+    return document_file(path, name, fmt) if fmt else text_file(path)
 
 
 def text_file(path: str) -> TextFile:

@@ -193,3 +193,5 @@ def test_a_document_format_no_reader_takes_is_named_with_what_to_do(tmp_path: Pa
     loaded = load_context(tmp_path)
     assert isinstance(loaded, DocumentContext)
     assert loaded.left_out == [("old.doc", "Word 97-2003 documents (not read: save them as PDF, DOCX, PPTX or XLSX)")]
+    with pytest.raises(TypeError, match=r"'old\.doc' is a Word 97-2003 document, which rlm does not read: save it"):
+        load_context(tmp_path / "old.doc")
