@@ -81,7 +81,7 @@ def test_map_rlm_takes_a_folder_and_each_completion_gets_one_document(folder: Pa
 
 def test_the_trace_and_the_live_view_show_each_documents_format_and_pages(folder: Path,
                                                                           make: Callable[..., RLM]) -> None:
-    with ScriptedLM(root=["FINAL(ok)"]) as lm, make(lm) as rlm:
+    with ScriptedLM(root=["```repl\nprint(1)\n```", "FINAL(ok)"]) as lm, make(lm) as rlm:
         result = rlm.completion(folder, "q")
     [told] = [e for e in result.trace if e.span == "run" and e.phase == "context"]
     kinds = {d["name"]: (d["kind"], d["pages"], d["unit"]) for d in told.data["documents"]}
