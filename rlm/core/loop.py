@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AnswerError, BudgetExceeded, ConfigError, RLMError
+from ..errors import AnswerError, BudgetExceeded, ConfigError, ForkError, RLMError
 from ..lm.batch import Dispatcher
 from ..lm.tokens import count_message_tokens
 from ..repl.base import REPL, ExecResult, load_context
@@ -19,7 +19,7 @@ from .answers import AnswerShape
 from .conversation import Conversation, follow_up_message
 from .estimate import estimate, glance_tokens
 from .finals import failed_answer, in_code_final, prose_final
-from .fork import Fork, ForkError
+from .fork import Fork
 from .history import compact
 from .host import RunHost, Tree
 from .parsing import find_code_blocks, prose_of, truncate_output
