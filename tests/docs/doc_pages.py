@@ -78,6 +78,17 @@ class Prose:
     line: int
     text: str
     sections: tuple[str, ...]
+    #: Marked ``<!-- docs-test: foreign (whose names) -->``: another project's names, not checked
+    #: (in a table, its first column only).
+    foreign: bool = False
+
+    def checked_text(self) -> str:
+        """The text whose code spans name rlm's things."""
+        if not self.foreign:
+            return self.text
+        if not self.text.lstrip().startswith("|"):
+            return ""
+        return "\n".join("|".join(row.split("|")[:1] + row.split("|")[2:]) for row in self.text.split("\n"))
 
 
 @dataclass
@@ -104,16 +115,17 @@ def read(path: Path) -> Page:
     headings: list[tuple[int, str]] = []
     paragraph: list[str] = []
     paragraph_line = 0
+    foreign = False
     i = 0
 
     def flush() -> None:
-        nonlocal paragraph
+        nonlocal paragraph, foreign
         if paragraph:
             text = "\n".join(paragraph)
             sections = tuple(h for _, h in headings)
-            prose.append(Prose(name, paragraph_line, text, sections))
+            prose.append(Prose(name, paragraph_line, text, sections, foreign))
             intros.setdefault(sections, text)
-            paragraph = []
+            paragraph, foreign = [], False
 
     while i < len(lines):
         text = lines[i]
@@ -140,7 +152,9 @@ def read(path: Path) -> Page:
             headings = [(lvl, h) for lvl, h in headings if lvl < level] + [(level, heading.group(2).strip())]
         elif not text.strip():
             flush()
-        elif not _ANY_MARKER.search(text):
+        elif _ANY_MARKER.search(text):
+            foreign = _prose_marker(text, f"{name}:{i + 1}", lines[i + 1] if i + 1 < len(lines) else "")
+        else:
             if not paragraph:
                 paragraph_line = i + 1
             paragraph.append(text)
@@ -168,12 +182,24 @@ def _marker_before(lines: list[str], fence: int, page: str) -> tuple[str, str, d
     return mode, reason, options
 
 
+def _prose_marker(text: str, where: str, next_line: str) -> bool:
+    """A marker before prose: only ``foreign`` (another project's names), with the reason."""
+    if _FENCE.match(next_line):
+        return False  # the fence's marker, read with the fence
+    found = _MARKER.match(text)
+    if found is None or found.group("mode") != "foreign" or not (found.group("reason") or "").strip():
+        raise MarkerError(f"{where}: before a paragraph or table the only marker is <!-- docs-test: foreign "
+                          "(whose names: e.g. rlms' API) -->; before a fence: check, repl or kernel")
+    return True
+
+
 _SPAN = re.compile(r"(`+)(.+?)(?<!`)\1(?!`)", re.S)
 
 
-def code_spans(text: str) -> list[str]:
-    """The inline code spans of a paragraph (```` `x` ````, ```` ``x`` ````), as written inside the backticks."""
-    return [m.group(2).strip() for m in _SPAN.finditer(text)]
+def code_spans(text: str) -> list[tuple[int, str]]:
+    """The inline code spans of a paragraph (```` `x` ````, ```` ``x`` ````): the line each starts on
+    (0 for the paragraph's first) and what is inside the backticks."""
+    return [(text.count("\n", 0, m.start()), m.group(2).strip()) for m in _SPAN.finditer(text)]
 
 
 def pages() -> list[Page]:

@@ -1,0 +1,49 @@
+"""Every command line in README.md and docs/*.md names real subcommands and options; the concrete ones run."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import doc_model
+import pytest
+from doc_cli import RUN, check, command_lines
+from doc_fixtures import write_files
+from doc_pages import Page, pages
+
+from rlm import RLM
+from rlm.cli import main
+from rlm.testing import ScriptedLM
+
+PAGES = [page for page in pages() if command_lines(page)]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_the_command_lines_of_a_page_are_real(page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    findings: list[str] = []
+    with ScriptedLM(root=doc_model.root, sub=doc_model.sub) as lm:
+        monkeypatch.setenv("OPENAI_BASE_URL", lm.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-examples")
+
+        def result() -> object:
+            return RLM("gpt-5", "gpt-5-mini", sandbox="local").completion("The merger closed.", "When?", view=False)
+
+        write_files(tmp_path, page.path.read_text(encoding="utf-8"), result)
+        for line in command_lines(page):
+            found, path, runnable = check(line)
+            findings += found
+            runs = (bool(path) and path[0] in RUN) or runnable == ["rlm", "--version"]
+            if found or not runnable or not runs:
+                continue
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = main(runnable[1:])
+                except SystemExit as exit_:
+                    code = exit_.code if isinstance(exit_.code, int) else 1
+            if code != 0:
+                findings.append(f"{line.where}: `{line.text}` exited {code}: {err.getvalue().strip()[-500:]}")
+    assert not findings, ("command lines in the docs that `rlm` does not take (fix the doc, or the command if the doc "
+                          "is what users should have):\n" + "\n".join(findings))
