@@ -41,9 +41,10 @@ def unsourced(page: Page) -> list[Unsourced]:
     found = []
     for i, paragraph in enumerate(page.prose):
         quantities = tuple(QUANTITY.findall(paragraph.text))
-        if not quantities or not MEASURED.search(paragraph.text):
-            continue
         before = page.prose[i - 1] if i and paragraph.text.lstrip().startswith("|") else None
+        said = MEASURED.search(paragraph.text) or (before is not None and MEASURED.search(before.text))
+        if not quantities or not said:
+            continue
         if not any(sourced(text) for text in nearby(page, paragraph, before)):
             found.append(Unsourced(f"{page.name}:{paragraph.line}", quantities[:4], paragraph.text))
     return found

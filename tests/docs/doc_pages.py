@@ -107,7 +107,7 @@ def doc_paths() -> list[Path]:
 
 
 def read(path: Path) -> Page:
-    name = str(path.relative_to(ROOT))
+    name = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
     lines = path.read_text(encoding="utf-8").split("\n")
     blocks: list[Block] = []
     prose: list[Prose] = []
