@@ -36,7 +36,8 @@ def test_root_code_outside_a_repl_marker_is_told_to_get_one(tmp_path: Path,
 def test_root_code_runs_in_a_repl_and_its_errors_name_the_doc_line(tmp_path: Path,
                                                                   run_examples: Callable[[Page], int]) -> None:
     fine = page(tmp_path, "<!-- docs-test: repl -->\n```python\npieces = chunk(context, max_tokens=500)\n"
-                          "found = llm_batch([f'Dates in: {p}' for p in pieces])\nassert len(found) == len(pieces)\n```\n"
+                          "found = llm_batch([f'Dates in: {p}' for p in pieces])\n"
+                          "assert len(found) == len(pieces)\n```\n"
                           "\n<!-- docs-test: repl -->\n```python\nprint(len(pieces), count_tokens(pieces[0]))\n```\n")
     assert run_examples(fine) == 2  # the second block sees the first one's variables
     broken = page(tmp_path, "<!-- docs-test: repl -->\n```python\nx = 1\nchunk(context, max_token=5)\n```\n", "b.md")
@@ -83,7 +84,8 @@ def test_names_keywords_and_imports_the_docs_give_are_checked(tmp_path: Path) ->
                      "drift.md:6: `rlm.Nope` does not exist", "drift.md:7: `import rlm.nothing_here` fails",
                      "drift.md:9: `RLM.completion(...)`: got an unexpected keyword argument 'shema'",
                      "drift.md:10: `RLM.estimate(...)`: got an unexpected keyword argument 'images'",
-                     "drift.md:11: `RLMResult` has no attribute `answr`", "drift.md:11: `never_defined` is not defined"):
+                     "drift.md:11: `RLMResult` has no attribute `answr`",
+                     "drift.md:11: `never_defined` is not defined"):
         assert expected in found, f"{expected!r} not in:\n{found}"
     assert "describe" not in found and "step_timeout`" not in found and "models" not in found  # those exist
 
