@@ -39,7 +39,7 @@ data = {data}
 print(len(chunks), "chunks;", len(hits), "relevant")
 ```"""
 
-_SCHEMA = re.compile(r"matching this JSON schema:\n```json\n(.*?)\n```", re.S)
+_JSON = re.compile(r"```json\n(.*?)\n```", re.S)
 
 
 def root(request: ScriptedRequest) -> str:
@@ -63,10 +63,13 @@ def _schema_of(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
         if message.get("role") != "user":
             continue
         content = str(message.get("content") or "")
-        found = _SCHEMA.search(content)
-        if found:
-            schema: dict[str, Any] = json.loads(found.group(1))
-            return schema
+        for block in reversed(_JSON.findall(content)):
+            try:
+                schema = json.loads(block)
+            except ValueError:
+                continue
+            if isinstance(schema, dict) and ({"type", "properties", "$defs", "anyOf"} & set(schema)):
+                return schema
         if "The query:" in content:
             return None
     return None
