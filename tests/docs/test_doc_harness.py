@@ -76,6 +76,10 @@ def test_names_keywords_and_imports_the_docs_give_are_checked(tmp_path: Path) ->
         "found = rlm2.estimate('ctx', 'q', images=[(640, 480)])",
         "print(result.answr, never_defined)",
         "```",
+        "",
+        "```",
+        "ConfigError: a dollar budget needs prices: pass RLM(sandbox='local', prices={...})",
+        "```",
     ]))
     found = "\n".join(findings(wrong))
     for expected in ("drift.md:1: `RLM(...)`: got an unexpected keyword argument 'pricing'",
@@ -85,7 +89,8 @@ def test_names_keywords_and_imports_the_docs_give_are_checked(tmp_path: Path) ->
                      "drift.md:9: `RLM.completion(...)`: got an unexpected keyword argument 'shema'",
                      "drift.md:10: `RLM.estimate(...)`: got an unexpected keyword argument 'images'",
                      "drift.md:11: `RLMResult` has no attribute `answr`",
-                     "drift.md:11: `never_defined` is not defined"):
+                     "drift.md:11: `never_defined` is not defined",
+                     "drift.md:15: `RLM(...)`: got an unexpected keyword argument 'prices'"):
         assert expected in found, f"{expected!r} not in:\n{found}"
     assert "describe" not in found and "step_timeout`" not in found and "models" not in found  # those exist
 

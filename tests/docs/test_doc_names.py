@@ -47,6 +47,9 @@ def findings(page: Page) -> list[str]:
     repl = Reader(page.name, scope={k: Known(v) for k, v in repl_names().items()})
     prose = prose_reader(page.name, repl_names())
     for block in page.blocks:
+        if block.lang in ("", "text"):  # messages, trees and synopses: the calls they show
+            for n, text in enumerate(block.code.split("\n"), start=1):
+                check_snippet(prose, text, block.line + n)
         if not block.is_python:
             continue
         source = block.python_source()
