@@ -42,6 +42,8 @@ from .maps import MapResult
 from .repl.sandbox.config import SandboxConfig
 from .repl.steps import FailedCall
 from .session import Session
+from .trace.compare import compare
+from .trace.export import export
 from .trace.progress import ConsoleProgress, Progress, ProgressModel
 from .trace.trace import Trace
 from .widgets.replay import show
@@ -96,6 +98,8 @@ __all__ = [
     "Usage",
     "UsageReport",
     "WorkerError",
+    "compare",
+    "export",
     "show",
 ]
 

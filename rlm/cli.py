@@ -139,27 +139,41 @@ def _serve_fake(args: argparse.Namespace) -> int:
 
 def _view_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm view``."""
-    parser.add_argument("log", help="a trace log (.jsonl) written by RLM(log_dir=...) or Trace.to_jsonl")
+    parser.add_argument("log", nargs="+", help="a trace log (.jsonl) written by RLM(log_dir=...) or Trace.to_jsonl; "
+                        "2 to 8 logs: the runs side by side; a results file of rlm bench --log-dir: every question")
     parser.add_argument(
-        "-o", "--output", default=None, help="the HTML file to write (default: the log's name with .html)"
+        "-o", "--output", default=None,
+        help="the HTML file to write (default: the log's name with .html; for several, <first>-compare.html)"
     )
 
 
 def _view(args: argparse.Namespace) -> int:
     """Write the page and print its path; exit code 2 for a missing, unreadable or empty log."""
     from rlm.errors import TraceFormatError
-    from rlm.trace.view import write_page
+    from rlm.trace.view import write_pages
 
     try:
-        output = write_page(args.log, args.output)
-    except FileNotFoundError:
-        print(f"rlm view: no such file: {args.log}", file=sys.stderr)
+        output = write_pages(args.log, args.output)
+    except FileNotFoundError as exc:
+        print(f"rlm view: no such file: {exc.filename}", file=sys.stderr)
         return 2
     except (TraceFormatError, UnicodeDecodeError, ValueError) as exc:
         print(f"rlm view: {exc}", file=sys.stderr)
         return 2
     print(output)
     return 0
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    from rlm import export_cli
+
+    export_cli.add_arguments(parser)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rlm import export_cli
+
+    return export_cli.run(args)
 
 
 def _ask_arguments(parser: argparse.ArgumentParser) -> None:
@@ -209,9 +223,15 @@ COMMANDS: dict[str, Command] = {
         run=bench.run,
     ),
     "view": Command(
-        help="write a trace log (.jsonl) as one HTML page (call tree, latency timeline) that opens offline",
+        help="write a trace log (.jsonl) as one HTML page (call tree, latency timeline) that opens offline; "
+             "several logs side by side",
         add_arguments=_view_arguments,
         run=_view,
+    ),
+    "export": Command(
+        help="runs (trace logs, folders of them, a bench results file) as chat training examples (JSONL)",
+        add_arguments=_export_arguments,
+        run=_export,
     ),
 }
 

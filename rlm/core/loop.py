@@ -35,6 +35,7 @@ from .prompts import (
     system_prompt,
 )
 from .result import RLMResult, Step, StopReason, UsageReport
+from .template import check_prompt
 from .tools import Tool, tools_prompt
 
 log = logging.getLogger("rlm")
@@ -54,6 +55,12 @@ class LoopSettings:
     max_children: int = 8
     max_descendants: int = 256
     tools: Mapping[str, Tool] = field(default_factory=dict)
+    #: The system prompt template (``Limits.prompt``); None is ``SYSTEM_PROMPT``.
+    prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.prompt is not None:
+            check_prompt(self.prompt, can_recurse=self.max_depth > 1)
 
     def check_model(self, fn: str, model: str | None) -> str:
         """The model a sub-call uses; root code may not pick one the user did not configure."""
@@ -102,6 +109,7 @@ class RootLoop:
         self.can_recurse = depth + 1 < settings.max_depth
         self.tree = tree if tree is not None else Tree(settings.max_descendants)
         self._so_far: tuple[list[Step], str, float] | None = None
+        self._last_sent: list[dict[str, Any]] = []
 
     def child(self, parent_span: str | None, dispatcher: Dispatcher | None = None) -> RootLoop:
         """A recursive child one deeper, sharing the dispatcher (limiter, budget, cache, trace) and the tree."""
@@ -152,9 +160,9 @@ class RootLoop:
             messages.append({"role": "user", "content": follow_up_message(asked, len(conversation.answers), added)})
             return repl, messages
         repl = self.repl_factory() if conversation is None else conversation.repl
+        system = system_prompt(can_recurse=self.can_recurse, template=self.settings.prompt, **self._sub_window())
         messages = [
-            {"role": "system", "content": system_prompt(can_recurse=self.can_recurse, **self._sub_window())
-             + tools_prompt(self.settings.tools)},
+            {"role": "system", "content": system + tools_prompt(self.settings.tools)},
             {"role": "user", "content": first_user_message(description, asked)},
         ]
         await repl.start(loaded, host, query)
@@ -192,6 +200,7 @@ class RootLoop:
         fallback = cut = False
         status = "error"
         repl: REPL | None = None
+        stopped_by: BaseException | None = None
         try:
             repl, messages = await self._open(loaded, description, query, host, conversation, shape)
             iteration, limit, corrected = 0, settings.max_iterations, False
@@ -236,6 +245,7 @@ class RootLoop:
             status = stopped  # a view says "budget reached", not "failed"
             text = exc.text if isinstance(exc, AnswerError) else ""
             exc.partial = self._result(text, steps, run_id, started, fallback=False, stopped=stopped)  # type: ignore[union-attr]
+            stopped_by = exc
             raise
         finally:
             if repl is not None and conversation is None:
@@ -244,6 +254,9 @@ class RootLoop:
                 "run", run_id, self.parent_span, status=status, answer=answer,
                 iterations=len(steps), fallback=fallback, seconds=time.perf_counter() - started,
             )
+            if stopped_by is not None:  # made again after run.end, so its trace says how the run ended
+                stopped_by.partial = self._result(text, steps, run_id, started, fallback=False,  # type: ignore[attr-defined]
+                                                  stopped=stopped)
         assert answer is not None
         error = failed_answer(answer)
         reason: StopReason = "failed_call" if error else "cut_off" if cut else (
@@ -324,6 +337,7 @@ class RootLoop:
         tool_calls = 0
         if given is None:
             self._fit(messages, it_id)
+            self._sent(messages, it_id)
             completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
             reply, cut, tool_calls = completion.text or "", completion.finish_reason == "length", completion.tool_calls
         else:
@@ -383,12 +397,20 @@ class RootLoop:
             self.dispatcher.tracer.emit("history.compact", it_id, it_id, turns=shorter[1], window=window,
                                         messages_before=before, messages_after=len(messages))
 
+    def _sent(self, messages: list[dict[str, Any]], it_id: str) -> None:
+        """``history.sent``: what this root call sends, as the last call's first ``keep`` messages, then ``add``."""
+        before, self._last_sent = self._last_sent, list(messages)
+        same = min(len(before), len(messages))
+        keep = next((i for i in range(same) if before[i] != messages[i]), same)
+        self.dispatcher.tracer.emit("history.sent", it_id, it_id, keep=keep, add=messages[keep:])
+
     async def _answer_now(self, run_id: str, messages: list[dict[str, Any]], repl: REPL) -> tuple[str, bool]:
         """Out of iterations: one last root call that must answer without code; (answer, cut)."""
         tracer = self.dispatcher.tracer
         it_id = tracer.start("iteration", run_id, n=self.settings.max_iterations + 1, fallback=True)
         messages.append({"role": "user", "content": ANSWER_NOW})
         self._fit(messages, it_id)
+        self._sent(messages, it_id)
         completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
         reply = completion.text or ""
         cut = completion.finish_reason == "length"

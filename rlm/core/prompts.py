@@ -128,8 +128,9 @@ def _fence(text: str) -> str:
     return f"```text\n{text}\n```"
 
 
-def system_prompt(*, can_recurse: bool, sub_window: str = "100k tokens") -> str:
-    return SYSTEM_PROMPT.format(
+def system_prompt(*, can_recurse: bool, sub_window: str = "100k tokens", template: str | None = None) -> str:
+    """The root's system prompt: ``SYSTEM_PROMPT``, or a user's ``template`` (``rlm.core.template``), filled in."""
+    return (template or SYSTEM_PROMPT).format(
         rlm_query_line=RLM_QUERY_LINE if can_recurse else "", sub_window=sub_window
     )
 

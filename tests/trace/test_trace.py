@@ -46,7 +46,8 @@ def test_result_trace_is_a_tuple_of_events_that_knows_its_run(run):
     assert all(isinstance(e, Event) for e in trace)
     assert len(trace) == len(list(trace)) and trace[0].kind == "run.start" and trace[-1].kind == "run.end"
     kinds = {e.span for e in trace}
-    assert kinds == set(SPAN_KINDS) - {"tool"}  # this run calls no tool
+    assert kinds == set(SPAN_KINDS) - {"tool"} | {"history"}  # no tool call; each root call's messages
+    assert sum(e.kind == "history.sent" for e in trace) == 2
     assert sum(e.kind == "call.start" for e in trace) == 22  # 2 root turns + 20 items
     assert re.fullmatch(r"Trace\(\d+ events, 1 run, 22 calls\)", repr(trace))
 
