@@ -6,7 +6,7 @@ subcommands (``rlm bench sniah|oolong``: each of them) must be listed by the com
 ``--help``, and every option it gives (``--model``, ``-o``) by its subcommand's ``--help``.
 A line with nothing left to fill in once its ``[optional ...]`` groups are dropped (no
 ``FILE``, ``M``, ``...`` or ``a|b``) is run, in the page's order, in-process, against the
-scripted endpoint: ``ask``, ``map``, ``view`` and ``--version``; benchmarks and servers
+scripted endpoint: ``ask``, ``map``, ``view``, ``export`` and ``--version``; benchmarks and servers
 only show their help.
 """
 
@@ -23,7 +23,7 @@ from functools import cache
 from doc_pages import SHELL, Page, code_spans
 
 #: Commands run for real when a line is concrete; the others (benchmarks, servers) only --help.
-RUN = ("ask", "map", "view")
+RUN = ("ask", "map", "view", "export")
 _PLACEHOLDER = re.compile(r"^(?:[A-Z][A-Z_]*|\.\.\.)$|\||\.\.\.")
 
 

@@ -19,8 +19,12 @@ Python names (each made only when a page uses it):
 - ``result``: ``rlm.completion(context, query)``, finished.
 
 Files in the page's working directory: ``report.txt`` (the report), ``rows.jsonl`` (three
-rows with a ``text`` field), and a real trace log of ``result`` at every ``*.jsonl`` path the
-page names under ``runs/`` or ``logs/`` or as ``run.jsonl``.
+rows with a ``text`` field), a real trace log of ``result`` at every ``*.jsonl`` path the
+page names under ``runs/`` or ``logs/`` or as ``run.jsonl`` (and one in each of those
+folders the page names), and, for a page that names
+``bench-results/``, what ``rlm bench oolong --n 1 --sizes 8k --seeds 1 --methods rlm-query,rlm-batch
+--log-dir bench-logs`` writes offline (its harness check): ``bench-results/oolong.jsonl`` and
+the runs' logs.
 
 REPL contexts for ``<!-- docs-test: repl context=NAME -->``: ``report`` (the default) and
 ``figures`` (``{"revenue.png": ..., "scan-1.png": ..., "scan-2.png": ...}``: PNG bytes).
@@ -28,12 +32,18 @@ REPL contexts for ``<!-- docs-test: repl context=NAME -->``: ``report`` (the def
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import io
 import re
+import shutil
+import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
 from rlm.testing import make_report
@@ -120,14 +130,39 @@ def repl_context(name: str) -> Any:
     raise KeyError(f"no REPL context {name!r}: tests/docs/doc_fixtures.py has report and figures")
 
 
+@cache
+def bench_results() -> Path:
+    """A benchmark's results file and logs, made once per session by the real command, offline."""
+    from doc_runner import Sandboxes, patched_rlm  # here: doc_runner imports this module
+
+    from rlm.cli import main
+
+    where = Path(tempfile.mkdtemp(prefix="rlm-docs-bench-"))
+    atexit.register(shutil.rmtree, where, True)
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("OPENAI_API_KEY", raising=False)
+        env.delenv("OPENAI_BASE_URL", raising=False)
+        env.chdir(where)
+        quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+        with quiet[0], quiet[1], patched_rlm(Sandboxes()):  # root code in-process: these are inputs, not claims
+            code = main(["bench", "oolong", "--n", "1", "--sizes", "8k", "--seeds", "1",
+                         "--methods", "rlm-query,rlm-batch", "--log-dir", "bench-logs"])
+    assert code == 0 and (where / "bench-results" / "oolong.jsonl").exists(), "the offline oolong bench failed"
+    return where
+
+
 _LOG_PATH = re.compile(r"(?<![\w/.-])((?:runs|logs)/[\w.-]+\.jsonl|run\.jsonl)(?![\w/])")
 
 
 def write_files(workdir: Path, page_text: str, result: Callable[[], Any]) -> None:
     """The files a page's examples and commands read, in its working directory."""
+    if "bench-results/" in page_text:
+        for made in bench_results().iterdir():
+            shutil.copytree(made, workdir / made.name)
     (workdir / "report.txt").write_text(report_text(), encoding="utf-8")
     (workdir / "rows.jsonl").write_text("".join(f'{{"text": "review {n}: works well"}}\n' for n in range(3)))
-    for name in sorted(set(_LOG_PATH.findall(page_text))):
+    folders = [f"{d}/20261201-100000-run-1.jsonl" for d in ("runs", "logs") if f"{d}/" in page_text]
+    for name in sorted(set(_LOG_PATH.findall(page_text)) | set(folders)):
         path = workdir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         result().trace.to_jsonl(path)

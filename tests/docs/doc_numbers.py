@@ -21,7 +21,7 @@ from doc_pages import ROOT, Page, Prose
 
 QUANTITY = re.compile(
     r"(?<![\w.$])\d[\d,]*(?:\.\d+)?(?:\s?[-–]\s?\d[\d,]*(?:\.\d+)?)?\s?"
-    r"(?:s|ms|µs|us|x|×|MB|KB|kB|GB|MiB|GiB|KiB|%|MB/s|GB/s)(?![\w/])")
+    r"(?:s|ms|µs|us|x|×|MB|KB|kB|GB|MiB|GiB|KiB|%|MB/s|GB/s)(?![\w/])(?!\s?(?:CI|confidence))")
 MEASURED = re.compile(
     r"\b(?:measured|measures|measuring|here|this machine|took|takes? about|median|mean|profiled|in \d+ of \d+ runs?|"
     r"runs? of|faster|slower|speed-?up|load average|timed|benchmark(?:ed)?|stalled)\b"
