@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,20 @@ from rlm.testing import ScriptedLM
 
 
 @pytest.fixture(scope="session")
-def endpoint() -> Iterator[ScriptedLM]:
-    """The endpoint the examples reach through the environment, as a reader's would."""
-    with ScriptedLM(root=doc_model.root, sub=doc_model.sub) as lm, pytest.MonkeyPatch.context() as env:
-        env.setenv("OPENAI_BASE_URL", lm.base_url)
-        env.setenv("OPENAI_API_KEY", "sk-docs-examples")
-        env.setenv("RLM_LIVE_VIEW", "static")
-        for name in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
-            env.delenv(name, raising=False)
+def server() -> Iterator[ScriptedLM]:
+    """The scripted model the examples talk to (``doc_model``), started once."""
+    with ScriptedLM(root=doc_model.root, sub=doc_model.sub) as lm:
         yield lm
+
+
+@pytest.fixture
+def endpoint(server: ScriptedLM, monkeypatch: pytest.MonkeyPatch) -> ScriptedLM:
+    """The endpoint the examples reach through the environment, as a reader's would (for this test only)."""
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-examples")
+    for name in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    return server
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +42,13 @@ def repl_server() -> Iterator[ScriptedLM]:
 
 
 @pytest.fixture(scope="session")
-def ipython() -> Any:
-    return shell()
+def ipython() -> Iterator[Any]:
+    """One IPython shell for the docs' tests; gone afterwards, so no later test finds a shell in the process."""
+    hooks = sys.displayhook, sys.excepthook
+    made = shell()
+    yield made
+    type(made).clear_instance()
+    sys.displayhook, sys.excepthook = hooks
 
 
 @pytest.fixture
@@ -50,6 +61,7 @@ def run_examples(endpoint: ScriptedLM, repl_server: ScriptedLM, ipython: Any, tm
         with patched_rlm(sandboxes):
             names = values(lambda: RLM("gpt-5", "gpt-5-mini"))
             write_files(tmp_path, page.path.read_text(encoding="utf-8"), names["result"])
+            monkeypatch.setenv("RLM_LIVE_VIEW", "static")
             return run_page(page, ipython, names, repl_server, sandboxes)
 
     return run

@@ -6,9 +6,8 @@ import contextlib
 import io
 from pathlib import Path
 
-import doc_model
 import pytest
-from doc_cli import RUN, check, command_lines
+from doc_cli import RUN, CommandLine, check, command_lines
 from doc_fixtures import write_files
 from doc_pages import Page, pages
 
@@ -20,30 +19,30 @@ PAGES = [page for page in pages() if command_lines(page)]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_the_command_lines_of_a_page_are_real(page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_command_lines_of_a_page_are_real(page: Page, endpoint: ScriptedLM, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+
+    def result() -> object:
+        return RLM("gpt-5", "gpt-5-mini", sandbox="local").completion("The merger closed.", "When?", view=False)
+
+    write_files(tmp_path, page.path.read_text(encoding="utf-8"), result)
     findings: list[str] = []
-    with ScriptedLM(root=doc_model.root, sub=doc_model.sub) as lm:
-        monkeypatch.setenv("OPENAI_BASE_URL", lm.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-docs-examples")
-
-        def result() -> object:
-            return RLM("gpt-5", "gpt-5-mini", sandbox="local").completion("The merger closed.", "When?", view=False)
-
-        write_files(tmp_path, page.path.read_text(encoding="utf-8"), result)
-        for line in command_lines(page):
-            found, path, runnable = check(line)
-            findings += found
-            runs = (bool(path) and path[0] in RUN) or runnable == ["rlm", "--version"]
-            if found or not runnable or not runs:
-                continue
-            out, err = io.StringIO(), io.StringIO()
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                try:
-                    code = main(runnable[1:])
-                except SystemExit as exit_:
-                    code = exit_.code if isinstance(exit_.code, int) else 1
-            if code != 0:
-                findings.append(f"{line.where}: `{line.text}` exited {code}: {err.getvalue().strip()[-500:]}")
+    for line in command_lines(page):
+        found, path, runnable = check(line)
+        findings += found
+        if not found and runnable and ((path and path[0] in RUN) or runnable == ["rlm", "--version"]):
+            findings += run(line, runnable)
     assert not findings, ("command lines in the docs that `rlm` does not take (fix the doc, or the command if the doc "
                           "is what users should have):\n" + "\n".join(findings))
+
+
+def run(line: CommandLine, words: list[str]) -> list[str]:
+    """Run ``rlm WORDS`` in-process against the scripted endpoint; a finding unless it exits 0."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(words[1:])
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return [] if code == 0 else [f"{line.where}: `{line.text}` exited {code}: {err.getvalue().strip()[-500:]}"]
