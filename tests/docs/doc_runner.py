@@ -105,9 +105,31 @@ def shell() -> Any:
     return InteractiveShell.instance(config=config)
 
 
+_CLAIM = re.compile(r"^(?P<indent>\s*)(?P<expr>\S.*?)\s+#\s*(?P<op><=|>=|==|<|>)?\s*(?P<value>[^#]+?)\s*$")
+
+
+def with_claims(source: str) -> str:
+    """``count_tokens("hello world")  # 2`` is a claim: such a line (an expression, then a comment that is a
+    literal, or a comparison with one) becomes an ``assert`` of it, on the same line."""
+    lines = source.split("\n")
+    for i, line in enumerate(lines):
+        found = _CLAIM.match(line)
+        if not found:
+            continue
+        try:
+            ast.parse(found.group("expr"), mode="eval")
+            ast.literal_eval(found.group("value"))
+        except (SyntaxError, ValueError):
+            continue
+        expr, op, value = found.group("expr"), found.group("op") or "==", found.group("value")
+        lines[i] = (f"{found.group('indent')}assert ({expr}) {op} {value}, "
+                    f"{f'the doc says {expr} {op} {value}, but it is '!r} + repr({expr})")
+    return "\n".join(lines)
+
+
 def run_cell(ipython: Any, block: Block) -> None:
     """Run one block as a cell; raise ``ExampleFailed`` naming the doc line that failed."""
-    source = block.python_source()
+    source = with_claims(block.python_source())
     outcome = ipython.run_cell(source, store_history=False, silent=False)
     error = outcome.error_before_exec or outcome.error_in_exec
     if error is None:
@@ -154,7 +176,7 @@ class ReplRun:
             owner = RLM("root", "sub", base_url=self.server.base_url, api_key="k", sandbox="local")
             self.owners.append(owner)
             self.sessions[name] = owner.session(repl_context(name))
-        code = block.python_source()
+        code = with_claims(block.python_source())
         self.server.root = [f"```repl\n{code}\n```", "FINAL('the block ran')"]
         result = self.sessions[name].ask(f"Run the example at {block.where}.")
         outputs = result.steps[0].outputs if result.steps else ()

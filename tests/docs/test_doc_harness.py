@@ -45,6 +45,17 @@ def test_root_code_runs_in_a_repl_and_its_errors_name_the_doc_line(tmp_path: Pat
         run_examples(broken)
 
 
+def test_a_value_the_doc_states_in_a_comment_is_checked(tmp_path: Path, run_examples: Callable[[Page], int]) -> None:
+    right = "```python\nfrom rlm.lm.tokens import count_tokens\ncount_tokens('hello world', 'gpt-5')  # 2\n```\n"
+    assert run_examples(page(tmp_path, right)) == 1
+    wrong = right.replace("# 2", "# 3")
+    with pytest.raises(ExampleFailed, match=r"(?s)b.md:3: .*the doc says count_tokens\('hello world', 'gpt-5'\) == 3"):
+        run_examples(page(tmp_path, wrong, "b.md"))
+    with pytest.raises(ExampleFailed, match=r"(?s)c.md:3: the root-code example .* <= 1"):
+        run_examples(page(tmp_path, "<!-- docs-test: repl -->\n```python\ncount_tokens(context)  # <= 1\n```\n",
+                          "c.md"))
+
+
 def test_a_name_the_page_uses_comes_from_the_fixtures_or_fails_clearly(tmp_path: Path,
                                                                        run_examples: Callable[[Page], int]) -> None:
     assert run_examples(page(tmp_path, "```python\nresult = rlm.completion(report, query)\nassert result.ok\n```\n"))
