@@ -44,6 +44,15 @@ class Sandboxes:
 
     keep_kernel: bool = False
     made: list[weakref.ref[RLM]] = field(default_factory=list)
+    #: What went wrong inside runs the examples started (a failed REPL step, a forced answer).
+    problems: list[str] = field(default_factory=list)
+
+    def watch(self, event: Any) -> None:
+        """A trace subscriber on every RLM an example makes: a run that did not go right is a failure too."""
+        if event.kind == "exec.end" and event.data.get("error"):
+            self.problems.append(f"a REPL step failed:\n{str(event.data['error'])[-600:]}")
+        elif event.kind == "run.end" and (event.data.get("status") != "ok" or event.data.get("fallback")):
+            self.problems.append(f"a run ended {event.data.get('status')!r} (fallback={event.data.get('fallback')})")
 
     def close_all(self) -> None:
         for ref in self.made:
@@ -64,6 +73,7 @@ def patched_rlm(sandboxes: Sandboxes) -> Iterator[None]:
         if not sandboxes.keep_kernel and (chosen == "kernel" or isinstance(chosen, SandboxConfig)):
             kwargs["sandbox"] = "local"
         original(self, *args, **kwargs)
+        self.subscribers.append(sandboxes.watch)
         sandboxes.made.append(weakref.ref(self))
 
     RLM.__init__ = init  # type: ignore[method-assign]
@@ -213,10 +223,14 @@ def run_page(page: Page, ipython: Any, names: dict[str, Callable[[], Any]], repl
             if not block.is_python or block.mode == "check":
                 continue
             sandboxes.keep_kernel = block.mode == "kernel"
+            sandboxes.problems.clear()
             if block.mode == "repl":
                 repl.run(block)
             else:
                 run_cell(ipython, block)
+            if sandboxes.problems:
+                raise ExampleFailed(f"{block.where}: the example ran, but a run it started went wrong: "
+                                    f"{sandboxes.problems[0]}\n{HOW}")
             ran += 1
     finally:
         sandboxes.keep_kernel = False

@@ -45,6 +45,13 @@ def test_root_code_runs_in_a_repl_and_its_errors_name_the_doc_line(tmp_path: Pat
         run_examples(broken)
 
 
+def test_a_run_that_goes_wrong_inside_an_example_fails_it(tmp_path: Path,
+                                                         run_examples: Callable[[Page], int]) -> None:
+    text = "```python\nfixed = result.fork(at=2, code='print(chunkz)')\n```\n"
+    with pytest.raises(ExampleFailed, match=r"(?s)drift.md:1: the example ran, but .*REPL step failed.*chunkz"):
+        run_examples(page(tmp_path, text))
+
+
 def test_a_value_the_doc_states_in_a_comment_is_checked(tmp_path: Path, run_examples: Callable[[Page], int]) -> None:
     right = "```python\nfrom rlm.lm.tokens import count_tokens\ncount_tokens('hello world', 'gpt-5')  # 2\n```\n"
     assert run_examples(page(tmp_path, right)) == 1
