@@ -10,6 +10,7 @@ import pytest
 from doc_cli import RUN, CommandLine, check, command_lines
 from doc_fixtures import write_files
 from doc_pages import Page, pages
+from doc_runner import Sandboxes, patched_rlm
 
 from rlm import RLM
 from rlm.cli import main
@@ -28,11 +29,12 @@ def test_the_command_lines_of_a_page_are_real(page: Page, endpoint: ScriptedLM, 
 
     write_files(tmp_path, page.path.read_text(encoding="utf-8"), result)
     findings: list[str] = []
-    for line in command_lines(page):
-        found, path, runnable = check(line)
-        findings += found
-        if not found and runnable and ((path and path[0] in RUN) or runnable == ["rlm", "--version"]):
-            findings += run(line, runnable)
+    with patched_rlm(Sandboxes()):  # root code in-process, as for the Python examples
+        for line in command_lines(page):
+            found, path, runnable = check(line)
+            findings += found
+            if not found and runnable and ((path and path[0] in RUN) or runnable == ["rlm", "--version"]):
+                findings += run(line, runnable)
     assert not findings, ("command lines in the docs that `rlm` does not take (fix the doc, or the command if the doc "
                           "is what users should have):\n" + "\n".join(findings))
 
