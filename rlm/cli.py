@@ -18,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, NamedTuple
 
 from rlm import bench
+from rlm.serve import cli as serve_cli
 
 if TYPE_CHECKING:  # the server and the trace reader load when their command runs
     from rlm.testing import ScriptedRequest
@@ -210,6 +211,16 @@ COMMANDS: dict[str, Command] = {
         help="a resumable map over a .jsonl or .csv file: one sub-call per row, answers as JSONL",
         add_arguments=_map_arguments,
         run=_map,
+    ),
+    "serve": Command(
+        help="serve RLMs as an OpenAI-compatible endpoint (POST /v1/chat/completions) on 127.0.0.1",
+        add_arguments=serve_cli.serve_arguments,
+        run=serve_cli.serve,
+    ),
+    "mcp": Command(
+        help="an MCP server (stdio, or --http): ask, estimate and map over documents with an RLM",
+        add_arguments=serve_cli.mcp_arguments,
+        run=serve_cli.mcp,
     ),
     "serve-fake": Command(
         help="serve a scripted OpenAI-compatible model on 127.0.0.1 (for demos and benchmarks)",

@@ -13,6 +13,7 @@ context or counts more than ``GLANCE_CHARS`` of text, so it costs the run nothin
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from ..repl.base import load_context
 from ..repl.contexts import DirectoryContext, FrameContext, TextFile, value_of
 from ..repl.steps import as_text
 from .prompts import clean_text, describe_context, first_user_message, system_prompt
+
+log = logging.getLogger("rlm")
 
 #: The system prompt's default chunk size, the many-calls plan's.
 SMALL_CHUNK = 10_000
@@ -122,6 +125,15 @@ def _context_tokens(loaded: Any, model: str) -> int:
         return count_tokens(context, model)
     items = context.items() if isinstance(context, dict) else enumerate(context)
     return sum(count_tokens(as_text(value), model) for _, value in items)
+
+
+def glance_or_none(loaded: Any, model: str) -> int | None:
+    """``glance_tokens``, or None where the context cannot be counted: the run goes on without the number."""
+    try:
+        return glance_tokens(loaded, model)
+    except Exception:
+        log.debug("rlm: the context's tokens could not be counted", exc_info=True)
+        return None
 
 
 def glance_tokens(loaded: Any, model: str) -> int:

@@ -25,13 +25,13 @@ class ExecResult:
     restored: tuple[str, ...] = ()
 
     def feedback(self) -> str:
-        """The text the root model reads back for this step."""
+        """The text the root model reads back for this step ("" when it printed nothing)."""
         parts = [self.stdout.rstrip("\n")] if self.stdout.strip() else []
         if self.stderr.strip():
             parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
         if self.error:
             parts.append(self.error.rstrip("\n"))
-        return "\n".join(parts) if parts else "(no output)"
+        return "\n".join(parts)
 
 
 class Host(Protocol):

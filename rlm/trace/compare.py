@@ -30,7 +30,8 @@ from .trace import Trace
 
 MIN_RUNS, MAX_RUNS = 2, 8
 #: Every way a run can end (``RLMResult.stopped``), and "unfinished" for a log with no end.
-ENDINGS = ("final", "max_iterations", "cut_off", "failed_call", "budget", "error", "cancelled", "unfinished")
+ENDINGS = ("final", "max_iterations", "cut_off", "fallback", "failed_call", "budget", "error", "cancelled",
+           "unfinished")
 
 
 def ending(status: str, fallback: bool) -> str:

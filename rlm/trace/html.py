@@ -27,7 +27,7 @@ COLOURS = {"r": "#1e88e5", "o": "#43a047", "e": "#e53935", "c": "#9e9e9e"}
 ROOT_COLOURS = {"r": "#5e35b1", "o": "#7e57c2", "e": "#e53935", "c": "#9e9e9e"}
 STATUS_NAMES = {"r": "running", "o": "ok", "e": "error", "c": "cancelled"}
 BADGES = {"running": "running", "ok": "done", "error": "failed", "cancelled": "stopped", "budget": "budget reached",
-          "failed_call": "answer is an error", "cut_off": "answer cut off"}
+          "failed_call": "answer is an error", "cut_off": "answer cut off", "fallback": "no answer"}
 LANE_PX = 7
 
 

@@ -156,7 +156,7 @@ class RunState:
 
     def _close_open(self, status: str) -> None:
         """The run is over: whatever never reported an end was cut off with it."""
-        if status in ("ok", "failed_call", "cut_off"):  # ended normally: what never finished was cut off
+        if status in ("ok", "failed_call", "cut_off", "fallback"):  # ended normally: what never finished was cut off
             status = "cancelled"
         for node in self._nodes.values():
             if node["status"] == "running":

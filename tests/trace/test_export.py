@@ -108,7 +108,7 @@ def test_no_secret_and_no_unseen_context_goes_into_an_export(tmp_path: Path, mon
     key = "sk-test-" + "s3cr3t" * 6
     monkeypatch.setenv("OPENAI_API_KEY", key)
     unseen = "UNSEEN-MARKER-" * 3
-    context = "SEEN-PREVIEW " + "filler line\n" * 2_000 + unseen
+    context = "SEEN-PREVIEW " + "filler line\n" * 1_000 + unseen + "filler line\n" * 1_000  # the middle: never shown
     leak = code("import os", "print(os.environ['OPENAI_API_KEY'])",
                 "print('proxy at http://alice:hunter2pass@127.0.0.1:9/v1')")
     with ScriptedLM(root=[leak, "FINAL(done)"]) as lm:
@@ -145,13 +145,13 @@ def test_outcome_filters_and_the_command_line(tmp_path: Path, capsys: pytest.Cap
     logs = tmp_path / "logs"
     with ScriptedLM(root=list(STEPS), sub=lambda r: r.prompt.upper()) as lm:
         _rlm(lm, log_dir=logs).completion("alpha beta", "q")
-        lm.root = [code("print(1)")] * 3
+        lm.root = [code("print(1)")] * 3  # code even when asked to answer: it ends with what its variables hold
         out_of_turns = _rlm(lm, log_dir=logs, max_iterations=1).completion("alpha beta", "q")
-    assert out_of_turns.stopped == "max_iterations"
+    assert out_of_turns.stopped == "fallback"
     kept = rlm.export(logs)
-    assert len(kept.examples) == 1 and kept.runs == 2 and kept.skipped[0][1] == "stopped: max_iterations"
+    assert len(kept.examples) == 1 and kept.runs == 2 and kept.skipped[0][1] == "stopped: fallback"
     assert len(rlm.export(logs, stopped=None).examples) == 2
-    assert rlm.export(logs, min_score=0.5).skipped[0][1] in ("no score", "stopped: max_iterations")
+    assert rlm.export(logs, min_score=0.5).skipped[0][1] in ("no score", "stopped: fallback")
     assert main(["export", str(logs), "-o", str(tmp_path / "t.jsonl"), "--stopped", "all"]) == 0
     err = capsys.readouterr().err
     assert "2 examples from 2 runs" in err
