@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .. import RLM, RLMResult, __version__, runtime
+from .. import RLM, RLMResult, __version__, arguments, runtime
 from ..config import Endpoint
 from ..lm.hedge import Hedge
 from . import peers as peer_env
@@ -169,7 +169,7 @@ def _peer_rows(python: Path, server: FakeServer, scenario: str, n: int, c: int, 
 def run(args: argparse.Namespace) -> int:
     """Run every scenario, print the table, write JSON if asked; 0 unless something failed to run."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the servers' with-blocks still stop them
-    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    transports = args.transports
     n, c, latency, repeats = args.n, args.concurrency, args.latency, args.repeats
     started = time.time()
     info = _machine()
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     rows += _latency_rows(args, transports, python) if n else []
     rows += _overhead_rows(args, transports, python) if args.overhead_n else []
     rows += _storm_rows(args, transports) if n else []
-    for sigma in [float(x) for x in args.tail_sigma.split(",") if x.strip()] if args.tail_n else []:
+    for sigma in args.tail_sigma if args.tail_n else []:
         rows += _tail_rows(args, sigma, python, transports[:1])
 
     info["seconds"] = round(time.time() - started, 1)
@@ -319,32 +319,42 @@ def _machine() -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm bench throughput``."""
-    parser.add_argument("--n", type=int, default=1000, help="prompts per batch; 0 skips the batch and storm (1000)")
-    parser.add_argument("--concurrency", type=int, default=64, help="max_concurrent of the batch and the RLM (64)")
-    parser.add_argument("--latency", type=float, default=0.2, help="server latency per call in seconds (0.2)")
-    parser.add_argument("--overhead-n", type=int, default=2000,
+    count, positive = arguments.number(int, 0), arguments.number(int, 1)
+    seconds = arguments.number(float, 0)
+    parser.add_argument("--n", type=count, default=1000, help="prompts per batch; 0 skips the batch and storm (1000)")
+    parser.add_argument("--concurrency", type=positive, default=64,
+                        help="max_concurrent of the batch and the RLM (64)")
+    parser.add_argument("--latency", type=seconds, default=0.2, help="server latency per call in seconds (0.2)")
+    parser.add_argument("--overhead-n", type=count, default=2000,
                         help="calls in the latency-0 overhead run; 0 skips (2000)")
-    parser.add_argument(
-        "--seq-n", type=int, default=1000, help="calls in the sequential llm_query loop; 0 skips (1000)"
-    )
-    parser.add_argument(
-        "--storm-admit", type=int, default=16, help="server admits this many in flight, 429 beyond (16)"
-    )
-    parser.add_argument("--storm-retry-after", type=float, default=0.5, help="Retry-After of the storm's 429s (0.5)")
-    parser.add_argument("--transports", default="auto,openai", help="RLM transports to measure (auto,openai)")
+    parser.add_argument("--seq-n", type=count, default=1000,
+                        help="calls in the sequential llm_query loop; 0 skips (1000)")
+    parser.add_argument("--storm-admit", type=positive, default=16,
+                        help="server admits this many in flight, 429 beyond (16)")
+    parser.add_argument("--storm-retry-after", type=seconds, default=0.5,
+                        help="Retry-After of the storm's 429s (0.5)")
+    parser.add_argument("--transports", type=arguments.choice_list(("auto", "openai", "fast")), default="auto,openai",
+                        help="RLM transports to measure (auto,openai)")
     parser.add_argument(
         "--sandbox", default="kernel", choices=("kernel", "local"), help="where root code runs (kernel)"
     )
-    parser.add_argument("--repeats", type=int, default=3, help="repeats of each timed row (3)")
+    parser.add_argument("--repeats", type=positive, default=3, help="repeats of each timed row (3)")
     parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True, help="measure rlms and dspy")
-    parser.add_argument("--peers-venv", default=str(peer_env.DEFAULT_VENV), help="the peers' own virtual environment")
+    parser.add_argument("--peers-venv", default=str(peer_env.DEFAULT_VENV),
+                        type=arguments.output_dir("a directory for the peers' virtual environment"),
+                        help="the peers' own virtual environment")
     parser.add_argument("--no-install", action="store_true", help="fail rather than create the peers environment")
-    parser.add_argument("--profile", metavar="DIR", default=None, help="also profile both transports at L=0 into DIR")
-    parser.add_argument("--json", metavar="PATH", default=None, help="write every measurement as JSON")
-    parser.add_argument("--tail-n", type=int, default=600, help="prompts in the lognormal-latency batch; 0 skips (600)")
-    parser.add_argument("--tail-c", type=int, default=32, help="max_concurrent of the lognormal batch (32)")
-    parser.add_argument("--tail-median", type=float, default=0.1, help="median latency of the lognormal batch (0.1)")
-    parser.add_argument("--tail-sigma", default="1.0,1.5", help="lognormal sigmas, one run each (1.0,1.5)")
+    parser.add_argument("--profile", metavar="DIR", default=None, type=arguments.output_dir("a directory for profiles"),
+                        help="also profile both transports at L=0 into DIR")
+    parser.add_argument("--json", metavar="PATH", default=None, type=arguments.output_file("a file for the numbers"),
+                        help="write every measurement as JSON")
+    parser.add_argument("--tail-n", type=count, default=600,
+                        help="prompts in the lognormal-latency batch; 0 skips (600)")
+    parser.add_argument("--tail-c", type=positive, default=32, help="max_concurrent of the lognormal batch (32)")
+    parser.add_argument("--tail-median", type=seconds, default=0.1,
+                        help="median latency of the lognormal batch (0.1)")
+    parser.add_argument("--tail-sigma", type=arguments.number_list(float, 0), default="1.0,1.5",
+                        help="lognormal sigmas, one run each (1.0,1.5)")
     parser.add_argument("--tail-seed", type=int, default=1, help="seed of the lognormal draws (1)")
-    parser.add_argument("--tail-repeats", type=int, default=10,
+    parser.add_argument("--tail-repeats", type=positive, default=10,
                         help="repeats of each lognormal row: their mean decides the speedup (10)")
