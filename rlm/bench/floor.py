@@ -43,8 +43,10 @@ def run_raw(base_url: str, n: int, c: int) -> tuple[float, float]:
     return seconds, time.process_time() - cpu
 
 
-def floor_row(server: FakeServer, n: int, c: int, repeats: int) -> Row:
-    row = Row("batch" if server.latency else "overhead L=0", "raw aiohttp floor", n, c, server.latency)
+def floor_row(server: FakeServer, n: int, c: int, repeats: int, scenario: str | None = None) -> Row:
+    """The floor's row, ``repeats`` batches of ``n`` at ``c``, in ``scenario`` (by default the batch's)."""
+    scenario = scenario or ("batch" if server.latency else "overhead L=0")
+    row = Row(scenario, "raw aiohttp floor", n, c, server.latency)
     for _ in range(repeats):
         seconds, cpu = run_raw(server.base_url, n, c)
         row.walls.append(seconds)

@@ -297,9 +297,7 @@ def _tail_rows(args: argparse.Namespace, sigma: float, python: Path | None) -> l
     scenario = f"lognormal tail (sigma {sigma})"
     rows = []
     with FakeServer(latency=median, latency_sigma=sigma, seed=args.tail_seed, root_reply=ROOT_PROGRAM) as server:
-        floor = floor_row(server, n, c, args.repeats)
-        floor.scenario = scenario
-        rows.append(floor)
+        rows.append(floor_row(server, n, c, args.repeats, scenario))
         for hedge in (None, Hedge()):
             rows += _ours_rows(server, scenario, transports, "batch", n, c, args.tail_repeats, args.sandbox, hedge)
         if python is not None:
@@ -329,8 +327,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=positive, default=64,
                         help="max_concurrent of the batch and the RLM (64)")
     parser.add_argument("--latency", type=seconds, default=0.2, help="server latency per call in seconds (0.2)")
-    parser.add_argument("--overhead-n", type=count, default=2000,
-                        help="calls in the latency-0 overhead run; 0 skips (2000)")
+    parser.add_argument("--overhead-n", type=count, default=1000,
+                        help="calls in the latency-0 overhead run; 0 skips (1000)")
     parser.add_argument("--seq-n", type=count, default=100,
                         help="calls in the sequential llm_query loop; 0 skips (100)")
     parser.add_argument("--storm-n", type=count, default=500, help="prompts in the 429 storm's batch; 0 skips (500)")
