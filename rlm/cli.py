@@ -252,7 +252,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlm`` script; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    args, extra = build_parser(argv).parse_known_args(argv)
+    try:
+        args, extra = build_parser(argv).parse_known_args(argv)
+    except SystemExit as done:  # --help, --version, or a bad argument's one line: the code, returned
+        return int(done.code or 0)  # argparse exits with 0 or 2
     if extra:  # named here, not by argparse: its message would name the top-level `rlm`
         return _say(args, f"unrecognized arguments: {' '.join(extra)}; see {_name(args)} --help", 2)
     try:
