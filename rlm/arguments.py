@@ -17,7 +17,7 @@ from typing import TypeVar
 
 SNIFF_BYTES = 8192
 SQLITE_HEADER = b"SQLite format 3\0"
-#: Binary files rlm reads as documents rather than as text (PDF; zip-based DOCX, PPTX, XLSX, EPUB).
+#: The first bytes of documents, binary files that are not refused as binary (PDF; zip: DOCX, PPTX, XLSX, EPUB).
 DOCUMENT_HEADERS = (b"%PDF-", b"PK\x03\x04")
 
 Check = Callable[[str], str]
@@ -28,14 +28,32 @@ def _bad(message: str) -> argparse.ArgumentTypeError:
     return argparse.ArgumentTypeError(message)
 
 
-def _head(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read(SNIFF_BYTES)
-
-
 def is_binary(head: bytes) -> bool:
     """A NUL byte in the first 8 kB, the test a directory context applies to each file."""
     return b"\0" in head
+
+
+def _regular(text: str, wanted: str, *, directory: bool = False) -> bytes | None:
+    """The first 8 kB of the regular file ``text`` (None for a directory, where ``directory`` allows one);
+    a missing path raises ``FileNotFoundError``, anything else that is not a readable file ``ArgumentTypeError``.
+    Looked at before it is opened, so a FIFO is never waited on."""
+    try:
+        info = os.stat(text)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise _bad(f"{text}: {exc.strerror}; pass {wanted}") from None
+    if stat.S_ISDIR(info.st_mode):
+        if directory:
+            return None
+        raise _bad(f"{text} is a directory; pass {wanted}")
+    if not stat.S_ISREG(info.st_mode):
+        raise _bad(f"{text} is not a regular file (a FIFO, a socket or a device); pass {wanted}")
+    try:
+        with open(text, "rb") as fh:
+            return fh.read(SNIFF_BYTES)
+    except OSError as exc:
+        raise _bad(f"{text} cannot be read ({exc.strerror}); pass {wanted}") from None
 
 
 def input_file(wanted: str, *, directory: bool = False, binary: Callable[[bytes], bool] | None = None,
@@ -49,21 +67,11 @@ def input_file(wanted: str, *, directory: bool = False, binary: Callable[[bytes]
         if stdin and text == "-":
             return text
         try:
-            info = os.stat(text)
+            head = _regular(text, wanted, directory=directory)
         except FileNotFoundError:
             raise _bad(f"{text}: no such file; pass {wanted}") from None
-        except OSError as exc:
-            raise _bad(f"{text}: {exc.strerror}; pass {wanted}") from None
-        if stat.S_ISDIR(info.st_mode):
-            if directory:
-                return text
-            raise _bad(f"{text} is a directory; pass {wanted}")
-        if not stat.S_ISREG(info.st_mode):
-            raise _bad(f"{text} is not a regular file (a FIFO, a socket or a device); pass {wanted}")
-        try:
-            head = _head(text)
-        except OSError as exc:
-            raise _bad(f"{text} cannot be read ({exc.strerror}); pass {wanted}") from None
+        if head is None:
+            return text
         if not head:
             raise _bad(f"{text} is empty; pass {wanted}")
         if is_binary(head) and not (binary is not None and binary(head)):
@@ -74,7 +82,8 @@ def input_file(wanted: str, *, directory: bool = False, binary: Callable[[bytes]
 
 
 def is_document(head: bytes) -> bool:
-    """A binary file that is a document (PDF or zip-based Office/EPUB), which rlm reads as one."""
+    """A binary file that is a document (PDF, or zip-based DOCX, PPTX, XLSX, EPUB): not refused as binary,
+    since a context loader reads documents as such (docs/usage.md says which)."""
     return head.startswith(DOCUMENT_HEADERS)
 
 
@@ -82,19 +91,15 @@ def sqlite_file(wanted: str, *, new: bool) -> Check:
     """An SQLite file; ``new``: a missing or empty file is fine too (it becomes one)."""
 
     def check(text: str) -> str:
-        if os.path.isdir(text):
-            raise _bad(f"{text} is a directory; pass {wanted}")
         try:
-            head = _head(text)
+            head = _regular(text, wanted)
         except FileNotFoundError:
             if new:
                 return _writable_file(text, wanted)
             raise _bad(f"{text}: no such file; pass {wanted}") from None
-        except OSError as exc:
-            raise _bad(f"{text} cannot be read ({exc.strerror}); pass {wanted}") from None
         if not head and new:
             return text
-        if not head.startswith(SQLITE_HEADER):
+        if not head or not head.startswith(SQLITE_HEADER):
             raise _bad(f"{text} is {'empty' if not head else 'not an SQLite file'}; pass {wanted}")
         return text
 

@@ -146,3 +146,15 @@ def test_empty_stdin_and_a_bad_budget_are_refused_before_any_model_call(place: P
     budget = rlm(place, "ask -c notes.txt -q q --budget-usd -1")
     assert budget.returncode == 2 and "must be a number > 0" in budget.stderr
     assert len(budget.stderr.strip().splitlines()) == 1
+
+
+FIFO_CASES = ["view {}", "ask -c {} -q q", "map -i {}", "map --status {}", "map -i rows.jsonl -k {}"]
+
+
+@pytest.mark.parametrize("argv", FIFO_CASES)
+def test_a_fifo_is_refused_without_being_opened(place: Path, argv: str) -> None:
+    """Opening a FIFO to look at it would wait for a writer that never comes: the subprocess timeout would hit."""
+    if not (place / "fifo").exists():
+        os.mkfifo(place / "fifo")
+    done = rlm(place, argv.format("fifo"))
+    assert done.returncode == 2 and "fifo is not a regular file (a FIFO, a socket or a device); pass" in done.stderr
