@@ -56,6 +56,7 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     ("bench hedge-sim --copies x", ()),
     *((f"bench {task} --out {{}}", FILE_KINDS) for task in ("sniah", "oolong", "pairs", "codeqa")),
     ("bench sniah --sizes 8k,big", ()),
+    ("bench codeqa --source {}", KINDS),
 ]
 
 
@@ -105,7 +106,7 @@ def test_a_bad_argument_is_one_line_saying_what_to_do_and_exit_2(place: Path, ar
     assert done.returncode == 2, f"exit {done.returncode}: {done.stderr[-2000:]}"
     assert "Traceback" not in said and len(said.splitlines()) == 1, said
     assert said.startswith(f"rlm {command_of(argv)}: "), said  # named as typed
-    assert any(hint in said for hint in ("; pass ", "--help", "choose")), said  # what to do instead
+    assert any(hint in said for hint in (" pass ", "--help", "choose")), said  # what to do instead
     if kind:
         assert path_of(place, kind) in said  # and which path it was
     assert done.stdout == ""
