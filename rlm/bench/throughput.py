@@ -168,8 +168,10 @@ def run(args: argparse.Namespace) -> int:
         info["peers"] = peer_env.peer_versions(python)
         info["peers_python"] = peer_env.python_version(python)
     parts = plan(args, python)
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    busy = f"; the load average is {load:.1f} on {cpus} CPUs, so expect longer" if load > cpus / 2 else ""
     print(f"rlm bench throughput: {len(parts)} parts, about {say(sum(p.seconds for p in parts))} in all "
-          "(estimated for a quiet 2-core machine; a busy one takes longer)", flush=True)
+          f"(estimated for a quiet 2-core machine{busy})", flush=True)
     rows: list[Row] = []
     for i, part in enumerate(parts, 1):
         print(f"[{i}/{len(parts)}] {part.title}: about {say(part.seconds)}", flush=True)
