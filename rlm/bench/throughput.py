@@ -219,8 +219,8 @@ def plan(args: argparse.Namespace, python: Path | None) -> list[Part]:
     if args.storm_n:
         each = start + estimates.storm_s(args.storm_n, args.storm_admit, latency)
         parts.append(Part(f"429 storm, N={args.storm_n}, the server admitting {args.storm_admit}: rlm "
-                          f"{', '.join(transports)}, {repeats} repeats on a fresh RLM each",
-                          len(transports) * repeats * each, lambda: _storm_rows(args)))
+                          f"{transports[0]}, {repeats} repeats on a fresh RLM each", repeats * each,
+                          lambda: _storm_rows(args)))
     for sigma in args.tail_sigma if args.tail_n else []:
         tail_n, tail_c, median = args.tail_n, args.tail_c, args.tail_median
         plain = estimates.lognormal_s(tail_n, tail_c, median, sigma, hedged=False)
@@ -283,7 +283,7 @@ def _storm_rows(args: argparse.Namespace) -> list[Row]:
     n, c, latency, admit = args.storm_n, args.concurrency, args.latency, args.storm_admit
     with FakeServer(latency=latency, admit=admit, admit_retry_after=args.storm_retry_after,
                     root_reply=ROOT_PROGRAM) as server:
-        storm = _ours_rows(server, f"429 storm (admit {admit})", args.transports, "batch", n, c, args.repeats,
+        storm = _ours_rows(server, f"429 storm (admit {admit})", args.transports[:1], "batch", n, c, args.repeats,
                            args.sandbox, fresh=True)
     for row in storm:
         row.ideal = ideal_batch(n, admit, latency)  # the admitted throughput's time
@@ -331,15 +331,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency", type=seconds, default=0.2, help="server latency per call in seconds (0.2)")
     parser.add_argument("--overhead-n", type=count, default=1000,
                         help="calls in the latency-0 overhead run; 0 skips (1000)")
-    parser.add_argument("--seq-n", type=count, default=100,
-                        help="calls in the sequential llm_query loop; 0 skips (100)")
-    parser.add_argument("--storm-n", type=count, default=500, help="prompts in the 429 storm's batch; 0 skips (500)")
+    parser.add_argument("--seq-n", type=count, default=50,
+                        help="calls in the sequential llm_query loop; 0 skips (50)")
+    parser.add_argument("--storm-n", type=count, default=1000,
+                        help="prompts in the 429 storm's batch, sent by the first of --transports; 0 skips (1000)")
     parser.add_argument("--storm-admit", type=positive, default=16,
                         help="server admits this many in flight, 429 beyond (16)")
     parser.add_argument("--storm-retry-after", type=seconds, default=0.5,
                         help="Retry-After of the storm's 429s (0.5)")
     parser.add_argument("--transports", type=arguments.choice_list(("auto", "openai", "fast")), default="auto,openai",
-                        help="RLM transports to measure (auto,openai)")
+                        help="RLM transports in the batch and at latency 0; the storm and the tail use the first "
+                             "(auto,openai)")
     parser.add_argument(
         "--sandbox", default="kernel", choices=("kernel", "local"), help="where root code runs (kernel)"
     )

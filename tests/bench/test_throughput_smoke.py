@@ -28,7 +28,7 @@ def test_bench_throughput_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[st
         ("batch", "raw aiohttp floor"), ("batch", "rlm fast"), ("batch", "rlm openai"),
         ("sequential llm_query", "rlm fast"), ("overhead L=0", "raw aiohttp floor"),
         ("overhead L=0", "rlm fast"), ("overhead L=0", "rlm openai"),
-        ("429 storm (admit 3)", "rlm fast"), ("429 storm (admit 3)", "rlm openai"),
+        ("429 storm (admit 3)", "rlm fast"),
         ("lognormal tail (sigma 1.0)", "raw aiohttp floor"), ("lognormal tail (sigma 1.0)", "rlm fast"),
         ("lognormal tail (sigma 1.0)", "rlm fast hedged"),
     }
@@ -39,8 +39,8 @@ def test_bench_throughput_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[st
     printed = capsys.readouterr().out
     assert "| 429 storm (admit 3) | rlm fast (" in printed and "of admitted throughput)" in printed
     assert rows[("429 storm (admit 3)", "rlm fast")]["extra"]["share_of_admitted"] > 0
-    checks = payload["targets"]  # batch, overhead and storm, for each transport; hedging once
-    assert len(checks) == 7 and all(c.startswith(("target met", "target NOT met")) for c in checks)
+    checks = payload["targets"]  # batch and overhead for each transport; the storm and hedging for the first
+    assert len(checks) == 6 and all(c.startswith(("target met", "target NOT met")) for c in checks)
     assert sum("faster than unhedged" in c for c in checks) == 1
     assert sum("batch wall/ideal" in c and "raw aiohttp floor" in c for c in checks) == 2
     assert checks[0] in printed
@@ -79,7 +79,7 @@ def test_the_defaults_are_planned_to_finish_within_five_minutes() -> None:
     parts = plan(parser.parse_args([]), Path("peers-python"))
     assert [p.title.split(",")[0].split(" of ")[0] for p in parts] == [
         "batch", "sequential llm_query loop", "client overhead", "429 storm", "lognormal tail"]
-    assert 180 < sum(p.seconds for p in parts) <= 300
+    assert 180 < sum(p.seconds for p in parts) <= 240
     # The old defaults: the sequential row alone was 1,000 calls at 0.2 s, and two sigmas of 10 repeats.
     old = plan(parser.parse_args(["--seq-n", "1000", "--storm-n", "1000", "--tail-sigma", "1.0,1.5",
                                   "--tail-repeats", "10"]), Path("peers-python"))
