@@ -16,6 +16,7 @@ from .errors import (
     Cancelled,
     ConfigError,
     ContextWindowExceeded,
+    ImagesRefused,
     LimitExceeded,
     LMConnectionError,
     LMError,
@@ -39,6 +40,8 @@ from .maps import MapResult
 from .repl.sandbox.config import SandboxConfig
 from .repl.steps import FailedCall
 from .session import Session
+from .trace.compare import compare
+from .trace.export import export
 from .trace.progress import ConsoleProgress, Progress, ProgressModel
 from .trace.trace import Trace
 from .widgets.replay import show
@@ -63,6 +66,7 @@ __all__ = [
     "FailedCall",
     "FastClient",
     "Hedge",
+    "ImagesRefused",
     "LMClient",
     "LMConnectionError",
     "LMError",
@@ -90,6 +94,8 @@ __all__ = [
     "Usage",
     "UsageReport",
     "WorkerError",
+    "compare",
+    "export",
     "show",
 ]
 

@@ -120,6 +120,7 @@ class RLM:
             max_children=limits.max_children,
             max_descendants=limits.max_descendants,
             tools=as_tools(tools),
+            prompt=None if limits.prompt is None else str(limits.prompt),
         )
         self.retry = endpoint.retry_policy
         # Both transports must send the same request: refuse what the SDK's create() would not take.

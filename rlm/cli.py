@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from rlm import arguments, bench
 from rlm.errors import ConfigError
+from rlm.serve import cli as serve_cli
 
 if TYPE_CHECKING:  # the server and the trace reader load when their command runs
     from rlm.testing import ScriptedRequest
@@ -144,29 +145,44 @@ def _serve_fake(args: argparse.Namespace) -> int:
 
 def _view_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm view``."""
-    parser.add_argument("log", type=arguments.input_file(_LOG), help=_LOG)
+    parser.add_argument("log", nargs="+", type=arguments.input_file(_LOG),
+                        help=f"{_LOG}; 2 to 8 logs: the runs side by side; a results file of rlm bench --log-dir: "
+                        "every question")
     parser.add_argument("-o", "--output", default=None, type=arguments.output_file("a file name for the page (.html)"),
-                        help="the HTML file to write (default: the log's name with .html)")
+                        help="the HTML file to write (default: the log's name with .html; for several, "
+                        "<first>-compare.html)")
 
 
 def _view(args: argparse.Namespace) -> int:
     """Write the page and print its path; exit code 2 for a missing, unreadable or empty log."""
     from rlm.errors import TraceFormatError
-    from rlm.trace.view import write_page
+    from rlm.trace.view import write_pages
 
     try:
-        output = write_page(args.log, args.output)
-    except FileNotFoundError:
-        print(f"rlm view: no such file: {args.log}", file=sys.stderr)
+        output = write_pages(args.log, args.output)
+    except FileNotFoundError as exc:
+        print(f"rlm view: no such file: {exc.filename}", file=sys.stderr)
         return 2
-    except UnicodeDecodeError:
-        print(f"rlm view: {args.log} is not UTF-8 text; pass {_LOG}", file=sys.stderr)
+    except UnicodeDecodeError as exc:
+        print(f"rlm view: a log is not UTF-8 text ({exc.reason}); pass {_LOG}", file=sys.stderr)
         return 2
     except (TraceFormatError, ValueError) as exc:
         print(f"rlm view: {exc}", file=sys.stderr)
         return 2
     print(output)
     return 0
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    from rlm import export_cli
+
+    export_cli.add_arguments(parser)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rlm import export_cli
+
+    return export_cli.run(args)
 
 
 def _ask_arguments(parser: argparse.ArgumentParser) -> None:
@@ -204,6 +220,16 @@ COMMANDS: dict[str, Command] = {
         add_arguments=_map_arguments,
         run=_map,
     ),
+    "serve": Command(
+        help="serve RLMs as an OpenAI-compatible endpoint (POST /v1/chat/completions) on 127.0.0.1",
+        add_arguments=serve_cli.serve_arguments,
+        run=serve_cli.serve,
+    ),
+    "mcp": Command(
+        help="an MCP server (stdio, or --http): ask, estimate and map over documents with an RLM",
+        add_arguments=serve_cli.mcp_arguments,
+        run=serve_cli.mcp,
+    ),
     "serve-fake": Command(
         help="serve a scripted OpenAI-compatible model on 127.0.0.1 (for demos and benchmarks)",
         add_arguments=_serve_fake_arguments,
@@ -216,9 +242,15 @@ COMMANDS: dict[str, Command] = {
         run=bench.run,
     ),
     "view": Command(
-        help="write a trace log (.jsonl) as one HTML page (call tree, latency timeline) that opens offline",
+        help="write a trace log (.jsonl) as one HTML page (call tree, latency timeline) that opens offline; "
+             "several logs side by side",
         add_arguments=_view_arguments,
         run=_view,
+    ),
+    "export": Command(
+        help="runs (trace logs, folders of them, a bench results file) as chat training examples (JSONL)",
+        add_arguments=_export_arguments,
+        run=_export,
     ),
 }
 

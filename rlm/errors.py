@@ -7,6 +7,7 @@
     │   ├── LMRateLimited      HTTP 429; .retry_after seconds if the server said
     │   ├── LMConnectionError
     │   └── LMResponseError    non-2xx status or an unusable body; .status, .body
+    │       └── ImagesRefused  the model takes no image input (a sub-call with images=); .model
     ├── SandboxError           the REPL could not run a step
     │   └── SandboxTimeout     the kernel did not start or answer in time
     ├── LimitExceeded          a run stopped at a limit; .partial holds what was done
@@ -95,6 +96,13 @@ class LMRateLimited(LMResponseError):
     ) -> None:
         super().__init__(message, status=429, body=body, model=model, headers=headers)
         self.retry_after = retry_after
+
+
+class ImagesRefused(LMResponseError):
+    """The endpoint said the model takes no images: send them to a vision model instead.
+
+    Never retried: the same model refuses the same way every time. ``model`` names it.
+    """
 
 
 class WorkerError(RLMError):

@@ -64,7 +64,7 @@ def test_every_kind_of_context_is_counted_as_root_code_would_see_it(tmp_path: Pa
 
 
 def test_the_view_shows_the_estimate_as_the_run_starts(tmp_path: Path) -> None:
-    with ScriptedLM(root=["FINAL(done)"] * 2) as lm:
+    with ScriptedLM(root=lambda request: "FINAL(done)") as lm:  # asked again: a first-turn FINAL is checked once
         rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local")
         result = rlm.completion(TEXT, "Where was the merger approved?", view=False)
         (tmp_path / "big.txt").write_text("word " * 300_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,13 +25,13 @@ class ExecResult:
     restored: tuple[str, ...] = ()
 
     def feedback(self) -> str:
-        """The text the root model reads back for this step."""
+        """The text the root model reads back for this step ("" when it printed nothing)."""
         parts = [self.stdout.rstrip("\n")] if self.stdout.strip() else []
         if self.stderr.strip():
             parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
         if self.error:
             parts.append(self.error.rstrip("\n"))
-        return "\n".join(parts) if parts else "(no output)"
+        return "\n".join(parts)
 
 
 class Host(Protocol):
@@ -40,11 +41,18 @@ class Host(Protocol):
     ``async tool(name, args, kwargs)`` (see ``rlm.core.host.RunHost``); others need neither.
     """
 
-    async def llm_query(self, prompt: str, model: str | None = None) -> str: ...
+    async def llm_query(
+        self, prompt: str, model: str | None = None, images: list[bytes] | None = None, detail: str | None = None
+    ) -> str:
+        """A sub-call; ``images`` (PNG/JPEG bytes, checked again here) go with the prompt."""
+        ...
 
     async def llm_batch(
-        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
-    ) -> list[str]: ...
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None,
+        images: Sequence[list[bytes] | Exception] | None = None, detail: str | None = None,
+    ) -> list[str]:
+        """Sub-calls in parallel, answers in order; ``images`` has one entry per prompt (an error: a refused item)."""
+        ...
 
     async def rlm_query(self, query: str, context: Any = None) -> str: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,9 @@ from .. import runtime
 from ..lm.batch import Dispatcher
 from ..lm.budget import BudgetReport
 from ..lm.client import OpenAIClient
+from ..lm.images import ImageError
 from ..lm.limiter import AdaptiveLimiter
+from ..lm.vision import Image, checked
 from ..trace.events import Tracer
 from .local import LocalREPL
 from .steps import FailedCall, check_batch, check_query
@@ -34,6 +37,16 @@ def _shown(value: str | Exception) -> str:
     return FailedCall(value) if isinstance(value, Exception) else value
 
 
+def _entry(images: list[bytes] | Exception) -> list[Image] | Exception:
+    """One batch item's images, checked; an item refused in the REPL, or here, is its error."""
+    if isinstance(images, Exception):
+        return images
+    try:
+        return checked(images)
+    except ImageError as exc:
+        return exc
+
+
 class Sub_RLM:  # noqa: N801 - the seed's name
     """A plain sub-model: ``completion(prompt)`` and ``batch_completion(prompts)``."""
 
@@ -45,12 +58,16 @@ class Sub_RLM:  # noqa: N801 - the seed's name
             tracer=Tracer(keep=False),
         )
 
-    async def _query(self, prompt: str, model: str | None = None) -> str:
-        return _shown(await self._dispatcher.query(prompt, model=model or self.model, parent=None))
+    async def _query(self, prompt: str, model: str | None = None, images: list[bytes] | None = None,
+                     detail: str | None = None) -> str:
+        return _shown(await self._dispatcher.query(prompt, model=model or self.model, parent=None,
+                                                   images=checked(images), detail=detail))
 
-    async def _batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
+    async def _batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None,
+                     images: Sequence[list[bytes] | Exception] | None = None, detail: str | None = None) -> list[str]:
+        entries = None if images is None else [_entry(e) for e in images]
         results = await self._dispatcher.batch(prompts, model=model or self.model, max_concurrent=max_concurrent,
-                                               parent=None)
+                                               parent=None, images=entries, detail=detail)
         return [_shown(r) for r in results]
 
     def completion(self, prompt: str) -> str:
@@ -67,11 +84,15 @@ class _SubHost:
     def __init__(self, sub: Sub_RLM) -> None:
         self._sub = sub
 
-    async def llm_query(self, prompt: str, model: str | None = None) -> str:
-        return await self._sub._query(prompt, model)
+    async def llm_query(self, prompt: str, model: str | None = None, images: list[bytes] | None = None,
+                        detail: str | None = None) -> str:
+        return await self._sub._query(prompt, model, images, detail)
 
-    async def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
-        return await self._sub._batch(prompts, max_concurrent, model)
+    async def llm_batch(
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None,
+        images: Sequence[list[bytes] | Exception] | None = None, detail: str | None = None,
+    ) -> list[str]:
+        return await self._sub._batch(prompts, max_concurrent, model, images, detail)
 
     async def rlm_query(self, query: str, context: Any = None) -> str:
         prompt = query if context is None else f"{query}\n\n{context}"

@@ -157,17 +157,21 @@ class LocalREPL:
         finally:
             self._inflight.discard(future)
 
-    def _llm_query(self, prompt: str, model: str | None = None) -> str:
+    def _llm_query(self, prompt: str, model: str | None = None, images: Any = None, detail: str | None = None) -> str:
         assert self._host is not None
-        steps.check_query(prompt, model)
-        return self._call(self._host.llm_query(prompt, model))
+        raw = steps.check_query(prompt, model, images, detail)
+        extra: dict[str, Any] = {"images": raw, "detail": detail} if raw else {}
+        return self._call(self._host.llm_query(prompt, model, **extra))
 
     def _llm_batch(
-        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None, images: Any = None,
+        detail: str | None = None,
     ) -> list[str]:
         assert self._host is not None
         items = steps.check_batch(prompts, max_concurrent, model)
-        return self._call(self._host.llm_batch(items, max_concurrent, model))
+        entries = steps.check_batch_images(images, items, detail)
+        extra: dict[str, Any] = {"images": entries, "detail": detail} if entries is not None else {}
+        return self._call(self._host.llm_batch(items, max_concurrent, model, **extra))
 
     def _rlm_query(self, query: str, context: Any = None) -> str:
         assert self._host is not None

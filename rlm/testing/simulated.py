@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core.prompts import ANSWER_NOW
 from .server import ScriptedLM, ScriptedRequest
+from .vision import describe
 
 _STOP = frozenset(
     [
@@ -93,7 +94,9 @@ def simulated_root(request: Any) -> str:
 
 
 def simulated_sub(request: Any) -> str:
-    """The sub-model's reply for a ``ScriptedLM`` request."""
+    """The sub-model's reply for a ``ScriptedLM`` request; about images, only what their headers say."""
+    if request.images:
+        return describe(request.images)
     return extractive_answer(request.prompt)
 
 

@@ -45,6 +45,24 @@ class Trace(tuple[Event, ...]):
 
     from_jsonl = load
 
+    @classmethod
+    def of(cls, source: Any) -> Trace:
+        """The trace of a run given as a ``Trace``, a result (its ``.trace``), an exception with a
+        ``.partial`` result (a run that failed or was stopped), or the path of a JSONL log.
+
+        Raises ``TypeError`` for anything else.
+        """
+        if isinstance(source, Trace):
+            return source
+        if isinstance(source, (str, os.PathLike)):
+            return cls.load(source)
+        for candidate in (source, getattr(source, "partial", None)):
+            trace = getattr(candidate, "trace", None)
+            if isinstance(trace, Trace):
+                return trace
+        raise TypeError(f"expected a Trace, an RLMResult, an exception with .partial or a log path, "
+                        f"not {type(source).__name__}")
+
     def to_jsonl(self, path: str | os.PathLike[str]) -> Path:
         """Write one event per line; returns the path."""
         target = Path(path)

@@ -33,11 +33,17 @@ class Row:
     failed: int
 
 
+def label(record: dict[str, Any]) -> str:
+    """A run's row name: its method, and the prompt it ran with when ``--prompt`` named some."""
+    prompt = record.get("prompt")
+    return str(record["method"]) if prompt is None else f"{record['method']} [{prompt}]"
+
+
 def rows(records: Iterable[dict[str, Any]], methods: list[str], sizes: list[int]) -> list[Row]:
-    """The table's rows, in the order the methods and sizes were asked for."""
+    """The table's rows, in the order the methods (row names, see ``label``) and sizes were asked for."""
     by_cell: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
-        by_cell.setdefault((record["method"], record["size"]), []).append(record)
+        by_cell.setdefault((label(record), record["size"]), []).append(record)
     out = []
     for size in sizes:
         for method in methods:

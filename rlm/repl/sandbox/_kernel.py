@@ -26,12 +26,14 @@ from typing import Any
 
 try:  # inside rlm, for the type checker and the host's own tests
     from ...lm import counter
+    from ...lm import images as image_codec
     from .. import chunking, reading, steps
     from . import confine
 except ImportError:  # in the kernel: the copies beside this file
     import _rlm_chunking as chunking  # type: ignore[no-redef]
     import _rlm_confine as confine  # type: ignore[no-redef]
     import _rlm_counter as counter  # type: ignore[no-redef]
+    import _rlm_images as image_codec  # type: ignore[no-redef]
     import _rlm_reading as reading  # type: ignore[no-redef]
     import _rlm_steps as steps  # type: ignore[no-redef]
 
@@ -211,14 +213,21 @@ class _Runtime:
     def budget(self) -> BudgetReport:
         return BudgetReport(self.bridge.call("budget", {}))
 
-    def llm_query(self, prompt: str, model: str | None = None) -> str:
-        steps.check_query(prompt, model)
-        return _decode(self.bridge.call("llm_query", {"prompt": prompt, "model": model}))
+    def llm_query(self, prompt: str, model: str | None = None, images: Any = None, detail: str | None = None) -> str:
+        raw = steps.check_query(prompt, model, images, detail)
+        args: dict[str, Any] = {"prompt": prompt, "model": model}
+        if raw:
+            args.update(images=image_codec.encode(raw), detail=detail)
+        return _decode(self.bridge.call("llm_query", args))
 
-    def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
+    def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None, images: Any = None,
+                  detail: str | None = None) -> list[str]:
         items = steps.check_batch(prompts, max_concurrent, model)
-        results = self.bridge.call("llm_batch", {"prompts": items, "max_concurrent": max_concurrent, "model": model})
-        return [_decode(r) for r in results]
+        entries = steps.check_batch_images(images, items, detail)
+        args: dict[str, Any] = {"prompts": items, "max_concurrent": max_concurrent, "model": model}
+        if entries is not None:
+            args.update(images=image_codec.encode_batch(entries), detail=detail)
+        return [_decode(r) for r in self.bridge.call("llm_batch", args)]
 
     def rlm_query(self, query: str, context: Any = None) -> str:
         steps.check_rlm_query(query)

@@ -6,8 +6,8 @@ directory it imports from)::
 
     _rlm_launch.py, _rlm_kernel.py,  0444  the launcher, what root code sees, the shared step
     _rlm_steps.py, _rlm_confine.py,        runner, the Landlock/seccomp layers, chunk and
-    _rlm_chunking.py, _rlm_counter.py,     count_tokens, and how a context is read
-    _rlm_reading.py
+    _rlm_chunking.py, _rlm_counter.py,     count_tokens, and how a context is read,
+    _rlm_reading.py, _rlm_images.py        and the checks of sub-calls' images
     connection.json                 0440  zmq ports and key (group: the kernel)
     bridge.sock                     0660  the host's callback server (group: the kernel)
     kernel.log                      0600  the kernel's start-up stderr (host only)
@@ -39,7 +39,7 @@ RUNDIR_PREFIX = "rlm-sbx-"
 #: Copied into each run directory: the launcher the kernelspec runs, and what root code sees.
 KERNEL_FILES = {"_rlm_launch.py": "_launch.py", "_rlm_kernel.py": "_kernel.py", "_rlm_confine.py": "confine.py",
                 "_rlm_steps.py": "../steps.py", "_rlm_chunking.py": "../chunking.py",
-                "_rlm_counter.py": "../../lm/counter.py",
+                "_rlm_counter.py": "../../lm/counter.py", "_rlm_images.py": "../../lm/images.py",
                 "_rlm_reading.py": "../reading.py"}
 _LOG_TAIL = 2000
 

@@ -1,0 +1,162 @@
+"""A results file of many runs (``rlm bench ... --log-dir``): pick a question, see every method's run of it.
+
+A results file is JSONL, one finished run per line, as the quality benchmark writes it
+(docs/benchmarks.md): the question (``id``, ``query``, ``expected``, ``kind``), the
+``method`` (and ``prompt``, ``repeat``), the ``score``, ``answer``, ``stopped`` and costs,
+and ``log``, the run's trace log relative to the file's folder (RLM methods, with
+``--log-dir``). Nothing here imports the benchmark: any tool writing these fields gets
+the same views and exports.
+
+Example::
+
+    runs = BenchRuns("bench-results/oolong.jsonl")
+    runs.questions()[:3]                    # item ids, in the order they ran
+    runs.compare("oolong/v1/8192/s0/1")     # every method's run of it, side by side
+    runs.save_html("oolong.html")           # every question, each opening to its comparison
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from . import compare_html
+from .compare import MAX_RUNS, MIN_RUNS, Comparison, RunSummary
+from .compare_html import escape
+from .trace import Trace
+
+
+def is_results_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a results file (its first line a run record), not a trace log."""
+    try:
+        with Path(path).open(encoding="utf-8") as fh:
+            first = json.loads(fh.readline() or "null")
+    except (OSError, ValueError):
+        return False
+    return isinstance(first, dict) and "key" in first and "method" in first and "kind" in first and "ts" not in first
+
+
+def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every run record of a results file; a cut-off or malformed line is skipped."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "id" in record and "method" in record:
+            records.append(record)
+    return records
+
+
+def label(record: dict[str, Any], repeats: bool = False) -> str:
+    """A run's name in a comparison: its method, its prompt if any, its repeat if there are several."""
+    name = str(record["method"])
+    if record.get("prompt") is not None:
+        name += f" [{record['prompt']}]"
+    return f"{name} r{record.get('repeat', 0)}" if repeats else name
+
+
+class BenchRuns:
+    """The runs of one results file, by question (the latest of each method, prompt and repeat)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise ConfigError(f"no results file at {self.path}")
+        self.records = read_results(self.path)
+        # A prompt edited since (same name, new digest) leaves its older runs in the file: the latest is shown.
+        latest = {(r["id"], r["method"], r.get("prompt"), r.get("repeat", 0), r.get("identity")): r
+                  for r in self.records}
+        self.by_question: dict[str, list[dict[str, Any]]] = {}
+        for record in latest.values():
+            self.by_question.setdefault(str(record["id"]), []).append(record)
+
+    def questions(self) -> list[str]:
+        """Item ids, in the order their first run finished."""
+        return list(self.by_question)
+
+    def runs(self, question: str) -> list[dict[str, Any]]:
+        """Every run record of ``question``."""
+        if question not in self.by_question:
+            known = ", ".join(list(self.by_question)[:5])
+            raise ConfigError(f"{self.path} has no question {question!r} (it has {known}, ...)")
+        return self.by_question[question]
+
+    def log_of(self, record: dict[str, Any]) -> Path | None:
+        """The run's trace log, if it was kept and is still there."""
+        log = record.get("log")
+        if not log:
+            return None
+        path = self.path.parent / str(log)
+        return path if path.exists() else None
+
+    def compare(self, question: str, repeat: int | None = 0) -> Comparison:
+        """Every logged run of ``question`` (of one ``repeat``; None: all) side by side, up to eight."""
+        records = [r for r in self.runs(question) if repeat is None or r.get("repeat", 0) == repeat]
+        logged = [(r, log) for r in records if (log := self.log_of(r)) is not None][:MAX_RUNS]
+        if len(logged) < MIN_RUNS:
+            raise ConfigError(f"{question} has {len(logged)} run(s) with a trace log: a comparison needs "
+                              f"{MIN_RUNS} (run the benchmark with --log-dir; base and summary keep no trace)")
+        several = len({r.get("repeat", 0) for r, _ in logged}) > 1
+        return Comparison([Trace.load(log) for _, log in logged], [label(r, several) for r, _ in logged])
+
+    def question_html(self, question: str) -> str:
+        """One question: what it asked and expected, every run's score and numbers, and the logged runs compared."""
+        records = self.runs(question)
+        first = records[0]
+        several = len({r.get("repeat", 0) for r in records}) > 1
+        summaries = [_summary(label(r, several), r) for r in records]
+        scores = [f'<span class="rlm-cmp-score">{float(r.get("score") or 0):.2f}</span>' for r in records]
+        facts = (f'<div class="rlm-note">{escape(first.get("kind", ""))} · expected: '
+                 f'{escape(json.dumps(first.get("expected"), ensure_ascii=False))}</div>'
+                 f'<pre>{escape(first.get("query", ""))}</pre>')
+        try:
+            view = compare_html.body(self.compare(question, repeat=None if several else 0), numbers=False)
+        except ConfigError as exc:
+            view = f'<div class="rlm-empty">{escape(exc)}</div>'
+        return facts + compare_html.table(summaries, {"score": scores}) + view
+
+    def to_html(self, *, standalone: bool = False) -> str:
+        """Every question, each a ``<details>`` row (its scores) that opens to its runs side by side."""
+        rows = []
+        for question in self.questions():
+            records = self.runs(question)
+            several = len({r.get("repeat", 0) for r in records}) > 1
+            scores = " ".join(
+                f'<span class="rlm-cmp-chip" style="border-color:{compare_html.score_colour(r.get("score"))}">'
+                f'{escape(label(r, several))} <span class="rlm-cmp-score">{float(r.get("score") or 0):.2f}</span>'
+                "</span>" for r in records)
+            rows.append(f'<details class="rlm-cmp-question" data-question="{escape(question)}"><summary>'
+                        f'<b>{escape(question)}</b> · {escape(records[0].get("kind", ""))} · {scores}</summary>'
+                        f"{self.question_html(question)}</details>")
+        fragment = (f'<style>{compare_html.css()}</style><div class="rlm-view rlm-compare"><div class="rlm-cmp-title">'
+                    f'{escape(self.path.name)}: {len(rows)} questions, {len(self.records)} runs</div>'
+                    '<div class="rlm-note">Open a question to see every method\'s run of it.</div>'
+                    f'{"".join(rows)}</div>')
+        return compare_html.page(fragment, f"rlm · {self.path.name}") if standalone else fragment
+
+    def save_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write the standalone page; returns the path."""
+        target = Path(path)
+        target.write_text(self.to_html(standalone=True), encoding="utf-8")
+        return target
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def _summary(name: str, record: dict[str, Any]) -> RunSummary:
+    """A results line as a row of the comparison table (a text method has no iterations)."""
+    calls = int(record.get("calls") or 0)
+    sub_calls = int(record.get("sub_calls") or 0) + int(record.get("failed_sub_calls") or 0)
+    return RunSummary(
+        label=name, stopped=str(record.get("stopped") or "final"), answer=record.get("answer"),
+        iterations=None, root_calls=calls - sub_calls, sub_calls=sub_calls,
+        failed_calls=int(record.get("failed_sub_calls") or 0), prompt_tokens=int(record.get("prompt_tokens") or 0),
+        completion_tokens=int(record.get("completion_tokens") or 0),
+        cost_usd=record.get("cost_usd"), seconds=float(record.get("seconds") or 0.0), log=record.get("log"),
+    )
