@@ -81,6 +81,19 @@ def input_file(wanted: str, *, directory: bool = False, binary: Callable[[bytes]
     return check
 
 
+def input_dir(wanted: str) -> Check:
+    """A directory that exists (to read from)."""
+
+    def check(text: str) -> str:
+        if not os.path.exists(text):
+            raise _bad(f"{text}: no such directory; pass {wanted}")
+        if not os.path.isdir(text):
+            raise _bad(f"{text} is not a directory; pass {wanted}")
+        return text
+
+    return check
+
+
 def is_document(head: bytes) -> bool:
     """A binary file that is a document (PDF, or zip-based DOCX, PPTX, XLSX, EPUB): not refused as binary,
     since a context loader reads documents as such (docs/usage.md says which)."""

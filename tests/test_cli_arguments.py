@@ -57,6 +57,17 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     *((f"bench {task} --out {{}}", FILE_KINDS) for task in ("sniah", "oolong", "pairs", "codeqa")),
     ("bench sniah --sizes 8k,big", ()),
     ("bench codeqa --source {}", KINDS),
+    ("bench prompt --trajectories {}", ("missing", "empty", "binary")),
+    ("serve -m gpt-5 --config {}", KINDS),
+    ("serve -m gpt-5 --root {}", ("missing", "empty", "binary")),
+    ("serve -m gpt-5 --trace-dir {}", FILE_KINDS),
+    ("serve -m gpt-5 --port 70000", ()),
+    ("serve -m gpt-5 --max-runs 0", ()),
+    ("mcp -m gpt-5 --config {}", KINDS),
+    ("mcp -m gpt-5 --root {}", ("missing", "empty", "binary")),
+    ("mcp -m gpt-5 --http --port -1", ()),
+    ("export {} -o out.jsonl", KINDS),
+    ("export rows.jsonl -o {}", ("directory", "under_a_file")),
 ]
 
 
