@@ -51,8 +51,8 @@ class Measured:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sandbox", choices=("local", "kernel"), default="local",
                         help="where root code runs (default local: the numbers do not depend on it)")
-    parser.add_argument("--trajectories", type=arguments.input_dir("a folder of recorded runs (../shared/trajectories)"),
-                        default=None,
+    parser.add_argument("--trajectories", default=None,
+                        type=arguments.input_dir("a folder of recorded runs (../shared/trajectories)"),
                         help="the folder of recorded runs (default: shared/trajectories beside the checkout)")
 
 

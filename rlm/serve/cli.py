@@ -23,7 +23,8 @@ _PORT = arguments.number(int, 0, 65_535)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", type=arguments.input_file("a TOML file of settings (docs/serve.md)"),
+    parser.add_argument("--config", metavar="FILE", type=arguments.input_file(
+                        "a TOML file of settings (docs/serve.md)"),
                         help="a TOML file of settings (docs/serve.md); flags override it")
     parser.add_argument("--model", "-m", action="append", metavar="SPEC",
                         help="a model to serve: ROOT (served as rlm/ROOT), NAME=ROOT or NAME=ROOT:SUB; repeatable")
@@ -42,8 +43,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-queue", type=_COUNT, metavar="N", help="requests waiting for a run slot (default 16)")
     parser.add_argument("--upstream-concurrency", type=_COUNT, metavar="N",
                         help="model calls in flight, all requests together (default 32)")
-    parser.add_argument("--max-cost-usd", type=arguments.number(float, 1e-9), metavar="X", help="per request: stop a run at X dollars")
-    parser.add_argument("--max-time-s", type=_SECONDS, metavar="S", help="per request: stop a run after S seconds (600)")
+    parser.add_argument("--max-cost-usd", type=float, metavar="X", help="per request: stop a run at X dollars")
+    parser.add_argument("--max-time-s", type=_SECONDS, metavar="S",
+                        help="per request: stop a run after S seconds (600)")
     parser.add_argument("--max-calls", type=_COUNT, metavar="N", help="per request: at most N model calls")
     parser.add_argument("--max-iterations", type=_COUNT, metavar="N", help="per request: root turns (default 20)")
     parser.add_argument("--trace-dir", metavar="DIR", type=arguments.output_dir("a directory for run traces"),
