@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import AnswerError, BudgetExceeded, ConfigError, ForkError, RLMError
 from ..lm.batch import Dispatcher
 from ..lm.tokens import count_message_tokens
-from ..repl.base import REPL, ExecResult, load_context
+from ..repl.base import REPL, SUPPORTED_CONTEXT, ExecResult, load_context
 from ..repl.steps import restored_note
 from ..trace.trace import Trace
 from .answers import AnswerShape, forced_value
@@ -181,6 +181,8 @@ class RootLoop:
     ) -> _Ending:
         if not isinstance(query, str) or not query.strip():
             raise ConfigError("query must be a non-empty string")
+        if context is None and conversation is None:  # a session may start with none; a completion may not
+            raise TypeError(f'context is None; pass what the root should read ({SUPPORTED_CONTEXT}), or "" for none')
         settings, tracer = self.settings, self.dispatcher.tracer
         follow_up = conversation is not None and conversation.started
         # A bad context fails here, before the run starts (in a thread: a directory is read here);
