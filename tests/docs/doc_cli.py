@@ -57,6 +57,8 @@ def looks_like_a_command(text: str) -> bool:
     """``rlm`` then an option or a subcommand (a plain block may also hold a progress line or a message)."""
     if text.startswith("python -m rlm."):
         return True
+    if any(word.endswith(":") for word in text.split()[:3]):  # "rlm bench throughput: 5 parts": what rlm says
+        return False
     second = text.split()[1] if text.startswith("rlm ") and len(text.split()) > 1 else ""
     return second.startswith("-") or second.split("|")[0] in subcommands(())
 
