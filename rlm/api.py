@@ -20,6 +20,7 @@ from .errors import Cancelled, ConfigError
 from .lm.batch import Dispatcher
 from .lm.budget import Budget, BudgetLedger
 from .lm.cache import Cache, as_cache
+from .lm.client import require_endpoint
 from .lm.hedge import Hedge, as_hedge
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import as_pricing
@@ -225,7 +226,8 @@ class RLM:
         return call if call is not None and call.host.run.dispatcher.limiter is self.limiter else None
 
     async def _first_use(self) -> None:
-        """Once per RLM: the first run learns local models' context windows from the endpoint."""
+        """Before each run: an endpoint to call; once per RLM, local models' context windows from it."""
+        require_endpoint(self.client)
         if not self._windows_asked:
             self._windows_asked = True
             await learn_windows(self.pricing, {self.settings.model, self.settings.sub_model},

@@ -26,6 +26,7 @@ from ..repl.base import load_context
 from ..repl.contexts import DirectoryContext, FrameContext, TextFile, value_of
 from ..repl.document_context import DocumentContext
 from ..repl.steps import as_text
+from ..trace.html import NO_MATH
 from .prompts import clean_text, describe_context, first_user_message, system_prompt
 
 log = logging.getLogger("rlm")
@@ -72,7 +73,7 @@ class Estimate:
                 "(an estimate: no model was called)")
 
     def _repr_html_(self) -> str:
-        return f"<div class='rlm-estimate'><b>Estimate</b>: {self!s}</div>"
+        return f"<div class='rlm-estimate {NO_MATH}'><b>Estimate</b>: {self!s}</div>"
 
 
 def estimate(context: Any, query: str, *, model: str, sub_model: str, pricing: Pricing, max_iterations: int,

@@ -9,10 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AnswerError, BudgetExceeded, ConfigError, RLMError
+from ..errors import AnswerError, BudgetExceeded, ConfigError, ForkError, RLMError
 from ..lm.batch import Dispatcher
 from ..lm.tokens import count_message_tokens
-from ..repl.base import REPL, ExecResult, load_context
+from ..repl.base import REPL, SUPPORTED_CONTEXT, ExecResult, load_context
 from ..repl.document_context import DocumentContext
 from ..repl.steps import restored_note
 from ..trace.trace import Trace
@@ -21,7 +21,7 @@ from .conversation import Conversation, follow_up_message
 from .estimate import estimate, glance_or_none, glance_tokens
 from .feedback import Turn, no_code_feedback, nudge, turn_feedback
 from .finals import TurnEnd, failed_answer, forced_final, held, in_code_final, prose_final, variables
-from .fork import Fork, ForkError
+from .fork import Fork
 from .history import OlderOutputs, compact
 from .host import RunHost, Tree
 from .parsing import find_code_blocks
@@ -194,6 +194,8 @@ class RootLoop:
     ) -> _Ending:
         if not isinstance(query, str) or not query.strip():
             raise ConfigError("query must be a non-empty string")
+        if context is None and conversation is None:  # a session may start with none; a completion may not
+            raise TypeError(f'context is None; pass what the root should read ({SUPPORTED_CONTEXT}), or "" for none')
         settings, tracer = self.settings, self.dispatcher.tracer
         follow_up = conversation is not None and conversation.started
         # A bad context fails here, before the run starts (in a thread: a directory is read here);

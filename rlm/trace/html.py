@@ -29,6 +29,10 @@ STATUS_NAMES = {"r": "running", "o": "ok", "e": "error", "c": "cancelled"}
 BADGES = {"running": "running", "ok": "done", "error": "failed", "cancelled": "stopped", "budget": "budget reached",
           "failed_call": "answer is an error", "cut_off": "answer cut off", "fallback": "no answer"}
 LANE_PX = 7
+#: Classes that keep MathJax off the view: JupyterLab and Notebook 7 (MathJax 3: ``mathjax_ignore``) and
+#: classic front ends (MathJax 2: ``tex2jax_ignore``) typeset HTML outputs, and two ``$`` in a view
+#: (a cost, an estimate, a query) would be read as LaTeX, the dollar signs gone and the figures in a math font.
+NO_MATH = "tex2jax_ignore mathjax_ignore"
 
 
 def css() -> str:
@@ -85,7 +89,7 @@ def render(parts: dict[str, Any], *, live: bool = False, style: bool = True) -> 
         body += f'<div class="rlm-sec rlm-sec-calls">{_details(parts["details"], len(parts["calls"]["start"]))}</div>'
 
     sheet = f"<style>{css()}</style>" if style else ""
-    return f'{sheet}<div class="rlm-view">{body}</div>'
+    return f'{sheet}<div class="{NO_MATH}"><div class="rlm-view">{body}</div></div>'
 
 
 def document(parts: dict[str, Any], *, title: str = "rlm run") -> str:
