@@ -106,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(problem, 2)
     folder = Path(args.input).is_dir()
     if folder and not args.query:
-        return _fail("--input FOLDER runs a completion per document: pass --query Q", 2)
+        return _fail(f"--input {args.input} is a folder, which runs one completion per document: pass --query Q "
+                     f"(or {ROWS})", 2)
     try:
         rows: list[Any] = [Path(p) for p in files_in(args.input)] if folder else prompts_of(
             read_rows(Path(args.input)), args.prompt_template)

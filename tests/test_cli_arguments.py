@@ -58,6 +58,7 @@ CASES: list[tuple[str, tuple[str, ...]]] = [
     ("bench sniah --sizes 8k,big", ()),
     ("bench codeqa --source {}", KINDS),
     ("bench prompt --trajectories {}", ("missing", "empty", "binary")),
+    ("bench documents --sandboxes kernel,docker", ()),
     ("serve -m gpt-5 --config {}", KINDS),
     ("serve -m gpt-5 --root {}", ("missing", "empty", "binary")),
     ("serve -m gpt-5 --trace-dir {}", FILE_KINDS),
@@ -153,8 +154,8 @@ def test_empty_stdin_and_a_bad_budget_are_refused_before_any_model_call(place: P
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     done = subprocess.run([str(SCRIPT), "ask", "-c", "-", "-q", "q"], input="  \n", cwd=place, capture_output=True,
                           text=True, timeout=60, env=env, check=False)
-    assert done.returncode == 2 and done.stderr == "rlm ask: stdin is empty; pass a text file, a directory of " \
-        "text files, or - (stdin)\n"
+    assert done.returncode == 2 and done.stderr == "rlm ask: stdin is empty; pass a text file or document (PDF, " \
+        "Word, ...), a directory of them, or - (stdin)\n"
     budget = rlm(place, "ask -c notes.txt -q q --budget-usd -1")
     assert budget.returncode == 2 and "must be a number > 0" in budget.stderr
     assert len(budget.stderr.strip().splitlines()) == 1

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import arguments
+
 PYTHON_DOCS = "/usr/share/doc/python3.11/html"
 _WORDS = ["the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on",
           "not", "this", "are", "or", "from", "at", "which", "but", "have", "an", "they", "were", "there", "been",
@@ -244,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
             cases.insert(1, (f"Python 3.11 docs, {len(_html_files())} pages", Path(PYTHON_DOCS)))
         else:
             print(f"  (no {PYTHON_DOCS}: apt-get install python3.11-doc to time the Python docs)")
-        for sandbox in args.sandboxes.split(","):
+        for sandbox in args.sandboxes:
             for label, path in cases:
                 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 seconds, summary, first = asyncio.run(_ready(path, sandbox))
@@ -261,5 +263,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sandboxes", default="kernel,local", help="where to time the contexts (default both)")
+    parser.add_argument("--sandboxes", default=["kernel", "local"], type=arguments.choice_list(("kernel", "local")),
+                        help="where to time the contexts (default both)")
     parser.add_argument("--skip-libraries", action="store_true", help="only time the contexts, not the libraries")

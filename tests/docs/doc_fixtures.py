@@ -161,6 +161,10 @@ def write_files(workdir: Path, page_text: str, result: Callable[[], Any]) -> Non
             shutil.copytree(made, workdir / made.name)
     (workdir / "report.txt").write_text(report_text(), encoding="utf-8")
     (workdir / "rows.jsonl").write_text("".join(f'{{"text": "review {n}: works well"}}\n' for n in range(3)))
+    if "papers" in page_text:  # a folder of documents, as a reader would have one
+        (workdir / "papers").mkdir(exist_ok=True)
+        for n in range(2):
+            (workdir / "papers" / f"paper{n}.md").write_text(f"# Paper {n}\n\nWe conclude that {n} works.\n")
     folders = [f"{d}/20261201-100000-run-1.jsonl" for d in ("runs", "logs") if f"{d}/" in page_text]
     for name in sorted(set(_LOG_PATH.findall(page_text)) | set(folders)):
         path = workdir / name
