@@ -25,20 +25,11 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import compare_html
+from .endings import ending
 from .state import RunState
 from .trace import Trace
 
 MIN_RUNS, MAX_RUNS = 2, 8
-#: Every way a run can end (``RLMResult.stopped``), and "unfinished" for a log with no end.
-ENDINGS = ("final", "max_iterations", "cut_off", "fallback", "failed_call", "budget", "error", "cancelled",
-           "unfinished")
-
-
-def ending(status: str, fallback: bool) -> str:
-    """A run's end status (``run.end``'s, or "running" with no end) as ``RLMResult.stopped`` says it."""
-    if status == "ok":
-        return "max_iterations" if fallback else "final"
-    return "unfinished" if status == "running" else status
 
 
 @dataclass(frozen=True)

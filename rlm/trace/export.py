@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .compare import ENDINGS, ending
+from .endings import ENDINGS, ending
 from .events import Event
-from .runs import BenchRuns, is_results_file
+from .results import Results, is_results_file
 from .trace import Trace
 
 FORMATS = ("openai", "messages")
@@ -212,7 +212,7 @@ def _runs(source: Any) -> Iterable[tuple[str, Any, dict[str, Any]]]:
         if not path.exists():
             raise ConfigError(f"no such file or folder: {path}")
         if is_results_file(path):
-            yield from _bench_runs(BenchRuns(path))
+            yield from _bench_runs(Results(path))
             return
         yield str(path), path, {}
         return
@@ -223,7 +223,7 @@ def _runs(source: Any) -> Iterable[tuple[str, Any, dict[str, Any]]]:
 BENCH_FIELDS = ("task", "id", "method", "prompt", "repeat", "kind", "query", "expected", "metric", "score", "stopped")
 
 
-def _bench_runs(runs: BenchRuns) -> Iterable[tuple[str, Any, dict[str, Any]]]:
+def _bench_runs(runs: Results) -> Iterable[tuple[str, Any, dict[str, Any]]]:
     for record in runs.records:
         name = f"{runs.path.name}: {record.get('id')} {record.get('method')}"
         yield name, runs.log_of(record), {k: record.get(k) for k in BENCH_FIELDS}

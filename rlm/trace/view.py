@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .compare import MAX_RUNS, compare
-from .runs import BenchRuns, is_results_file
+from .results import is_results_file
+from .runs import BenchRuns
 from .trace import Trace
 
 
