@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rlm.trace.endings import ENDINGS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm export``."""
@@ -24,8 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sub-calls", action="store_true",
                         help="also each sub-call (whose whole prompt the trace kept) and each rlm_query child's run")
     parser.add_argument("--stopped", default="final", metavar="LIST",
-                        help="the endings to keep, comma-separated, or 'all' (final; also max_iterations, cut_off, "
-                             "failed_call, budget, error, cancelled)")
+                        help=f"the endings to keep, comma-separated, or 'all' (final; also {', '.join(ENDINGS[1:])})")
     parser.add_argument("--min-score", type=float, default=None, metavar="X",
                         help="a bench run's score at least X (runs with no score are left out)")
 
@@ -42,10 +43,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, TraceFormatError, UnicodeDecodeError, OSError) as exc:
         print(f"rlm export: {exc}", file=sys.stderr)
         return 2
-    reasons: dict[str, int] = {}
-    for _, why in done.skipped:
-        reasons[why] = reasons.get(why, 0) + 1
-    for why, count in reasons.items():
+    for why, count in done.reasons().items():
         print(f"rlm export: left out {count}: {why}", file=sys.stderr)
     print(f"rlm export: {len(done.examples)} examples from {done.runs} runs -> {args.output}", file=sys.stderr)
     return 0 if done.examples else 1

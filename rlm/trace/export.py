@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,11 +91,12 @@ class Export:
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         return target
 
+    def reasons(self) -> dict[str, int]:
+        """How many runs (or sub-calls) were left out for each reason, in the order first met."""
+        return dict(Counter(why for _, why in self.skipped))
+
     def __repr__(self) -> str:
-        reasons: dict[str, int] = {}
-        for _, why in self.skipped:
-            reasons[why] = reasons.get(why, 0) + 1
-        left = "; ".join(f"{n} {why}" for why, n in reasons.items())
+        left = "; ".join(f"{n} {why}" for why, n in self.reasons().items())
         return f"Export({len(self.examples)} examples from {self.runs} runs" + (f"; skipped: {left})" if left else ")")
 
 

@@ -25,6 +25,7 @@ from rlm.cli import main
 from rlm.core.feedback import SHORT_CHARS
 from rlm.testing import ScriptedLM
 from rlm.testing.images import png
+from rlm.trace.endings import ENDINGS
 from rlm.trace.export import REDACTED, examples
 
 STEPS = [code("parts = llm_batch([f'part {i}' for i in range(3)])", "print(parts)"),
@@ -190,12 +191,16 @@ def test_outcome_filters_and_the_command_line(tmp_path: Path, capsys: pytest.Cap
     assert rlm.export(logs, min_score=0.5).skipped[0][1] in ("no score", "stopped: fallback")
     assert main(["export", str(logs), "-o", str(tmp_path / "t.jsonl"), "--stopped", "all"]) == 0
     err = capsys.readouterr().err
-    assert "2 examples from 2 runs" in err
+    assert "2 examples from 2 runs" in err and "left out" not in err
     assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 2
     assert main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "x.jsonl")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert main(["export", str(logs), "-o", str(tmp_path / "x.jsonl"), "--stopped", "finall"]) == 2
     assert "stopped: finall is not an ending; choose from final, max_iterations" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    helped = " ".join(capsys.readouterr().out.split())
+    assert all(name in helped for name in ENDINGS), helped  # every ending --stopped takes, fallback too
     assert main(["export", str(logs), "-o", str(tmp_path / "y.jsonl"), "--min-score", "0.5"]) == 1
     assert "left out 1: no score" in capsys.readouterr().err
     assert os.path.getsize(tmp_path / "y.jsonl") == 0
