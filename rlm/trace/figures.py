@@ -7,14 +7,10 @@ is drawn, whatever a trace read from disk holds.
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Any
 
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
+from .markup import escape as _e
 
 #: Thumbnails fit this box (CSS pixels); the browser scales the image, the host never decodes it.
 THUMB_PX = 160

@@ -14,12 +14,12 @@ widget's script paints them from the compact ``calls`` columns.
 
 from __future__ import annotations
 
-import html
 import math
 from importlib import resources
 from typing import Any
 
 from .figures import images_html
+from .markup import escape as _e
 
 SECTIONS = ("header", "iterations", "stream", "tree", "timeline")
 
@@ -34,10 +34,6 @@ LANE_PX = 7
 def css() -> str:
     """The view's stylesheet (scoped to ``.rlm-view``)."""
     return resources.files("rlm.trace").joinpath("view.css").read_text(encoding="utf-8")
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _num(n: float) -> str:

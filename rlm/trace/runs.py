@@ -15,19 +15,17 @@ Example::
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from . import compare_html
 from .compare import MAX_RUNS, MIN_RUNS, Comparison, RunSummary
-from .compare_html import escape
+from .markup import HtmlView, escape
 from .results import Results, label
 from .trace import Trace
 
 
-class BenchRuns(Results):
+class BenchRuns(Results, HtmlView):
     """The runs of one results file, by question, with each question's runs side by side."""
 
     def compare(self, question: str, repeat: int | None = 0) -> Comparison:
@@ -75,14 +73,6 @@ class BenchRuns(Results):
                     f'{"".join(rows)}</div>')
         return compare_html.page(fragment, f"rlm · {self.path.name}") if standalone else fragment
 
-    def save_html(self, path: str | os.PathLike[str]) -> Path:
-        """Write the standalone page; returns the path."""
-        target = Path(path)
-        target.write_text(self.to_html(standalone=True), encoding="utf-8")
-        return target
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
 
 
 def _summary(name: str, record: dict[str, Any]) -> RunSummary:
