@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import html
 from .markup import escape as _e
+from .markup import page
 
 if TYPE_CHECKING:
     from .compare import Comparison, RunSummary
@@ -55,16 +56,6 @@ def body(comparison: Comparison, *, numbers: bool = True) -> str:
 def document(comparison: Comparison, *, title: str | None = None) -> str:
     """A standalone page that opens offline: no script, no external resource."""
     return page(render(comparison), title or f"rlm · {' vs '.join(comparison.labels)}")
-
-
-def page(fragment: str, title: str) -> str:
-    """An HTML document around a fragment."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title>"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"</head><body>{fragment}</body></html>\n"
-    )
 
 
 def _money(cost: float | None) -> str:

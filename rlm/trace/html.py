@@ -20,6 +20,7 @@ from typing import Any
 
 from .figures import images_html
 from .markup import escape as _e
+from .markup import page
 
 SECTIONS = ("header", "iterations", "stream", "tree", "timeline")
 
@@ -86,12 +87,7 @@ def render(parts: dict[str, Any], *, live: bool = False, style: bool = True) -> 
 
 def document(parts: dict[str, Any], *, title: str = "rlm run") -> str:
     """A standalone page that opens offline: no script, no external resource."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title>"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"</head><body>{render(parts)}</body></html>\n"
-    )
+    return page(render(parts), title)
 
 
 def _counter(label: str, value: str, cls: str = "") -> str:

@@ -1,4 +1,4 @@
-"""What every HTML view of runs shares: escaping untrusted text, and showing or saving a view."""
+"""What every HTML view of runs shares: escaping untrusted text, the page around it, showing and saving it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,16 @@ from typing import Any
 def escape(value: Any) -> str:
     """Text as HTML, quotes included: model text, code output and prompts are untrusted."""
     return html.escape(str(value), quote=True)
+
+
+def page(fragment: str, title: str) -> str:
+    """A standalone HTML document around a fragment: no script, no external resource, so it opens offline."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"</head><body>{fragment}</body></html>\n"
+    )
 
 
 class HtmlView:

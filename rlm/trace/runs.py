@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 from . import compare_html
 from .compare import MAX_RUNS, MIN_RUNS, Comparison, RunSummary
-from .markup import HtmlView, escape
+from .markup import HtmlView, escape, page
 from .results import Results, label
 from .trace import Trace
 
@@ -71,7 +71,7 @@ class BenchRuns(Results, HtmlView):
                     f'{escape(self.path.name)}: {len(rows)} questions, {len(self.records)} runs</div>'
                     '<div class="rlm-note">Open a question to see every method\'s run of it.</div>'
                     f'{"".join(rows)}</div>')
-        return compare_html.page(fragment, f"rlm · {self.path.name}") if standalone else fragment
+        return page(fragment, f"rlm · {self.path.name}") if standalone else fragment
 
 
 
