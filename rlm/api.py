@@ -20,6 +20,7 @@ from .errors import Cancelled, ConfigError
 from .lm.batch import Dispatcher
 from .lm.budget import Budget, BudgetLedger
 from .lm.cache import Cache, as_cache
+from .lm.client import require_endpoint
 from .lm.hedge import Hedge, as_hedge
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import as_pricing
@@ -225,7 +226,8 @@ class RLM:
         return call if call is not None and call.host.run.dispatcher.limiter is self.limiter else None
 
     async def _first_use(self) -> None:
-        """Once per RLM: the first run learns local models' context windows from the endpoint."""
+        """Before each run: an endpoint to call; once per RLM, local models' context windows from it."""
+        require_endpoint(self.client)
         if not self._windows_asked:
             self._windows_asked = True
             await learn_windows(self.pricing, {self.settings.model, self.settings.sub_model},
@@ -262,8 +264,9 @@ class RLM:
         from .core.estimate import estimate
 
         s = self.settings
+        sandbox = self.kernels.config if self.kernels is not None else self.sandbox
         return estimate(context, query, model=s.model, sub_model=s.sub_model, pricing=self.pricing,
-                        max_iterations=s.max_iterations, can_recurse=s.max_depth > 1)
+                        max_iterations=s.max_iterations, can_recurse=s.max_depth > 1, sandbox=sandbox)
 
     def fork(self, source: Any, *, at: int, code: str, context: Any, schema: Any = None,
              subscribers: list[Subscriber] | None = None, view: bool | None = None) -> RLMResult:
@@ -310,10 +313,13 @@ class RLM:
             self, prompts, checkpoint=checkpoint, max_concurrent=max_concurrent, model=model, subscribers=subs,
             control=control, via=as_via(via)), subscribers, view)
 
-    def map_rlm(self, contexts: Iterable[Any], query: str, *, checkpoint: str | os.PathLike[str] | None = None,
-                max_concurrent: int | None = None, schema: Any = None, executor: str = "local",
+    def map_rlm(self, contexts: Iterable[Any] | os.PathLike[str], query: str, *,
+                checkpoint: str | os.PathLike[str] | None = None, max_concurrent: int | None = None,
+                schema: Any = None, executor: str = "local",
                 subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
         """One completion of ``query`` per context (``RLMResult``s in order); resumable like ``map``.
+
+        ``contexts``: any contexts, or a folder's ``Path``: one completion per document or text file in it.
 
         Each completion has its own ``Budget``, as with ``completion``; they share this RLM's limiter.
         ``executor="ray"`` runs each completion as a Ray task (``rlm.ray_executor``).
@@ -322,7 +328,7 @@ class RLM:
             self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
             subscribers=subs, control=control, executor=executor), subscribers, view)
 
-    async def amap_rlm(self, contexts: Iterable[Any], query: str, *,
+    async def amap_rlm(self, contexts: Iterable[Any] | os.PathLike[str], query: str, *,
                        checkpoint: str | os.PathLike[str] | None = None, max_concurrent: int | None = None,
                        schema: Any = None, executor: str = "local", subscribers: list[Subscriber] | None = None,
                        view: bool | None = None) -> MapResult:

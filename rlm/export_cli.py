@@ -12,14 +12,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rlm import arguments
 from rlm.trace.endings import ENDINGS
+
+_SOURCE = "a trace log (.jsonl), a folder of them, or a results file of rlm bench ... --log-dir"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm export``."""
-    parser.add_argument("source", nargs="+",
+    parser.add_argument("source", nargs="+", type=arguments.input_file(_SOURCE, directory=True),
                         help="trace logs (.jsonl), folders of them, or a results file of rlm bench ... --log-dir")
-    parser.add_argument("--output", "-o", required=True, metavar="FILE", help="the JSONL file to write")
+    parser.add_argument("--output", "-o", required=True, metavar="FILE",
+                        type=arguments.output_file("a file name for the examples (.jsonl)"),
+                        help="the JSONL file to write")
     parser.add_argument("--format", choices=("openai", "messages"), default="openai",
                         help="openai: the fine-tuning file ({messages} per line); messages: the messages and "
                              "each example's metadata (run, answer, a bench's score and answer key)")
@@ -42,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
                       stopped=stopped, min_score=args.min_score)
     except (ConfigError, TraceFormatError, UnicodeDecodeError, OSError) as exc:
         print(f"rlm export: {exc}", file=sys.stderr)
+        return 2
+    if not done.runs:
+        print(f"rlm export: no run in {' '.join(args.source)}; pass {_SOURCE}", file=sys.stderr)
         return 2
     for why, count in done.reasons().items():
         print(f"rlm export: left out {count}: {why}", file=sys.stderr)

@@ -22,6 +22,7 @@ from .core.result import RLMResult, UsageReport
 from .errors import BudgetExceeded, ConfigError, RLMError
 from .lm.types import Usage
 from .repl.base import load_context
+from .repl.contexts import files_in
 from .repl.steps import FailedCall
 from .trace.trace import Trace
 
@@ -97,13 +98,19 @@ async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_
 EXECUTORS = ("local", "ray")
 
 
-async def run_map_rlm(rlm: RLM, contexts: Iterable[Any], query: str, *, checkpoint: PathArg,
+async def run_map_rlm(rlm: RLM, contexts: Iterable[Any] | os.PathLike[str], query: str, *, checkpoint: PathArg,
                       max_concurrent: int | None, schema: Any, subscribers: list[Subscriber],
                       control: RunControl, executor: str = "local") -> MapResult:
     """One completion per context, under one limiter, trace and budget; each answer committed as it completes."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r} is not available; choose one of {EXECUTORS}")
-    items = list(contexts)
+    if isinstance(contexts, os.PathLike):  # a folder: one completion per document
+        if not os.path.isdir(contexts):
+            raise ConfigError(f"map_rlm(contexts) takes contexts, or a folder's Path; {os.fspath(contexts)!r} is "
+                              "not a folder (for one file, use completion)")
+        items: list[Any] = [Path(p) for p in files_in(os.fspath(contexts))]
+    else:
+        items = list(contexts)
     for item in items:
         load_context(item)  # a bad context fails before any call
     await rlm._first_use()

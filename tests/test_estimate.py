@@ -39,6 +39,14 @@ def test_an_unpriced_model_has_tokens_but_no_dollars() -> None:
     assert found.cost_usd is None and found.tokens == 2 * count_tokens("x " * 100) and "no price known" in str(found)
 
 
+def test_an_estimate_needs_no_key_and_no_endpoint(monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    rlm = RLM("gpt-5", "gpt-5-mini", sandbox="local")
+    found = rlm.estimate(TEXT, "Where was the merger approved?")
+    assert found.tokens == count_tokens(TEXT, "gpt-5-mini") and found.cost_usd is not None
+
+
 def test_rlm_ask_estimate_needs_no_endpoint(tmp_path: Path) -> None:
     doc = tmp_path / "doc.txt"
     doc.write_text(TEXT)

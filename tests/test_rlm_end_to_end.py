@@ -206,8 +206,10 @@ def test_rlm_query_recurses_with_depth_two(make_rlm):
 def test_bad_input_errors_say_what_to_do(monkeypatch, make_rlm, sandbox):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    unconfigured = RLM("gpt-5", sandbox=sandbox)  # builds: estimate() needs no endpoint
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        RLM("gpt-5")
+        unconfigured.completion("ctx", "q")  # a run says what to set, before a kernel starts
+    assert unconfigured.kernels is None or unconfigured.kernels.started == 0
     with ScriptedLM() as lm:
         rlm = make_rlm(lm)
         with pytest.raises(TypeError, match="supported: str, bytes"):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import arguments
 from ..core.prompts import system_prompt
 from ..lm.tokens import count_message_tokens, count_tokens
 from ..testing import ScriptedLM
@@ -50,7 +51,8 @@ class Measured:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sandbox", choices=("local", "kernel"), default="local",
                         help="where root code runs (default local: the numbers do not depend on it)")
-    parser.add_argument("--trajectories", type=Path, default=None,
+    parser.add_argument("--trajectories", default=None,
+                        type=arguments.input_dir("a folder of recorded runs (../shared/trajectories)"),
                         help="the folder of recorded runs (default: shared/trajectories beside the checkout)")
 
 
@@ -104,7 +106,7 @@ def _table(title: str, rows: list[Measured]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    folder = args.trajectories or shared_dir()
+    folder = Path(args.trajectories) if args.trajectories else shared_dir()
     prompt_tokens = count_tokens(system_prompt(can_recurse=True, sub_window=128_000), ROOT_MODEL)
     made, real = scripted(args.sandbox), recorded(args.sandbox, folder)
     lines = [f"rlm bench prompt: offline, the scripted server plays the root ({args.sandbox} sandbox); tokens "

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from .attacks import ATTACKS, NOT_RUN
+from .document_attacks import rows as document_rows
 
 CANARY = "sk-rlm-canary-attack-table"
 
@@ -183,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         cells = [run_attack(name, mode, project).replace("|", "/") for mode in modes]
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    if not args.only or args.only in "document":  # hostile files as the context (rlm/bench/document_attacks.py)
+        for line in document_rows(modes, mode_settings):
+            print(line, flush=True)
     return 0
 
 

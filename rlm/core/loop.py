@@ -9,10 +9,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AnswerError, BudgetExceeded, ConfigError, RLMError
+from ..errors import AnswerError, BudgetExceeded, ConfigError, ForkError, RLMError
 from ..lm.batch import Dispatcher
 from ..lm.tokens import count_message_tokens
-from ..repl.base import REPL, ExecResult, load_context
+from ..repl.base import REPL, SUPPORTED_CONTEXT, ExecResult, load_context
+from ..repl.document_context import DocumentContext
 from ..repl.steps import restored_note
 from ..trace.trace import Trace
 from .answers import AnswerShape, forced_value
@@ -20,7 +21,7 @@ from .conversation import Conversation, follow_up_message
 from .estimate import estimate, glance_or_none, glance_tokens
 from .feedback import Turn, no_code_feedback, nudge, turn_feedback
 from .finals import TurnEnd, failed_answer, forced_final, held, in_code_final, prose_final, variables
-from .fork import Fork, ForkError
+from .fork import Fork
 from .history import OlderOutputs, compact
 from .host import RunHost, Tree
 from .parsing import find_code_blocks
@@ -32,6 +33,7 @@ from .prompts import (
     clean_text,
     context_view,
     first_user_message,
+    size_line,
     system_prompt,
 )
 from .result import RLMResult, Step, StopReason, UsageReport
@@ -148,27 +150,38 @@ class RootLoop:
 
     async def _open(
         self, loaded: Any, description: str, query: str, host: RunHost, conversation: Conversation | None,
-        shape: AnswerShape | None,
+        shape: AnswerShape | None, run_id: str, estimate_it: bool,
     ) -> tuple[REPL, list[dict[str, Any]]]:
-        """The REPL and history this question runs in: new ones, or a session's, with the question added."""
+        """The REPL and history this question runs in: new ones, or a session's, with the question added.
+
+        Documents are read as the REPL starts, where root code runs; the root then reads
+        the description written there, and the trace gets their formats and pages.
+        """
         asked = query if shape is None else f"{query}\n\n{shape.prompt()}"
         if conversation is not None and conversation.started:
             repl, messages = conversation.repl, conversation.messages
             await repl.rebind(host, query)
             added = None
             if loaded is not None:
-                added = (conversation.next_context_name(), description)
-                await repl.put(added[0], loaded)
+                name = conversation.next_context_name()
+                info = await repl.put(name, loaded)
+                added = (name, clean_text(info.description) if info is not None else description)
             messages.append({"role": "user", "content": follow_up_message(asked, len(conversation.answers), added)})
             return repl, messages
         repl = self.repl_factory() if conversation is None else conversation.repl
+        info = await repl.start(loaded, host, query)
+        if info is not None:  # documents, read where root code runs: their own description, and its size
+            first, _, rest = clean_text(info.description).partition("\n")
+            description = "\n".join(part for part in (first, size_line(info.tokens), rest) if part)
+            self.dispatcher.tracer.emit("run.context", run_id, run_id, description=first, **info.summary)
+            if estimate_it:
+                await self._estimate(loaded, description, query, run_id, info.tokens, info.scans)
         system = system_prompt(can_recurse=self.can_recurse, template=self.settings.prompt, **self._sub_window(),
                                output_chars=self.settings.max_output_chars)
         messages = [
             {"role": "system", "content": system + tools_prompt(self.settings.tools)},
             {"role": "user", "content": first_user_message(description, asked, self.settings.max_iterations)},
         ]
-        await repl.start(loaded, host, query)
         if conversation is not None:
             conversation.messages[:] = messages
             conversation.started = True
@@ -181,6 +194,8 @@ class RootLoop:
     ) -> _Ending:
         if not isinstance(query, str) or not query.strip():
             raise ConfigError("query must be a non-empty string")
+        if context is None and conversation is None:  # a session may start with none; a completion may not
+            raise TypeError(f'context is None; pass what the root should read ({SUPPORTED_CONTEXT}), or "" for none')
         settings, tracer = self.settings, self.dispatcher.tracer
         follow_up = conversation is not None and conversation.started
         # A bad context fails here, before the run starts (in a thread: a directory is read here);
@@ -208,9 +223,11 @@ class RootLoop:
         repl: REPL | None = None
         stopped_by: BaseException | None = None
         try:  # from here on the run ends with run.end, whatever stops it (a Stop during the estimate too)
-            if loaded is not None and self.depth == 0 and fork is None:
+            estimate_it = loaded is not None and self.depth == 0 and fork is None
+            if estimate_it and not isinstance(loaded, DocumentContext):  # documents: once read, in _open
                 await self._estimate(loaded, description, query, run_id, tokens)
-            repl, messages = await self._open(loaded, description, query, host, conversation, shape)
+            repl, messages = await self._open(loaded, description, query, host, conversation, shape, run_id,
+                                              estimate_it)
             iteration, limit, corrected = 0, settings.max_iterations, False
             if fork is not None:
                 iteration, answer = await self._replay(fork, run_id, messages, repl, host, steps)
@@ -290,15 +307,20 @@ class RootLoop:
         steps, run_id, started = self._so_far
         return self._result("", steps, run_id, started, fallback=False, stopped="cancelled")
 
-    async def _estimate(self, loaded: Any, description: str, query: str, run_id: str, tokens: int | None) -> None:
-        """A ``run.estimate`` event, so the view shows what the run is likely to cost as it starts."""
+    async def _estimate(self, loaded: Any, description: str, query: str, run_id: str, tokens: int | None,
+                        images: list[tuple[int, int]] | None = None) -> None:
+        """A ``run.estimate`` event, so the view shows what the run is likely to cost as it starts.
+
+        ``tokens``, ``images``: of documents, as counted where they were read (the pixels of each page
+        without text, which the root may look at).
+        """
         settings, pricing = self.settings, self.dispatcher.pricing
         try:
             found = await asyncio.to_thread(
                 lambda: estimate(loaded, query, model=settings.model, sub_model=settings.sub_model, pricing=pricing,
                                  max_iterations=settings.max_iterations, can_recurse=settings.max_depth > 1,
                                  tokens=glance_tokens(loaded, settings.sub_model) if tokens is None else tokens,
-                                 description=description))
+                                 description=description, images=images or ()))
         except Exception:
             log.debug("rlm: no estimate for this run", exc_info=True)
             return

@@ -14,11 +14,18 @@ import signal
 import sys
 from typing import Any
 
+from .. import arguments
 from ..errors import ConfigError
+
+_COUNT = arguments.number(int, 1)
+_SECONDS = arguments.number(float, 0.001)
+_PORT = arguments.number(int, 0, 65_535)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="a TOML file of settings (docs/serve.md); flags override it")
+    parser.add_argument("--config", metavar="FILE", type=arguments.input_file(
+                        "a TOML file of settings (docs/serve.md)"),
+                        help="a TOML file of settings (docs/serve.md); flags override it")
     parser.add_argument("--model", "-m", action="append", metavar="SPEC",
                         help="a model to serve: ROOT (served as rlm/ROOT), NAME=ROOT or NAME=ROOT:SUB; repeatable")
     parser.add_argument("--sub-model", "-s", metavar="MODEL", help="the sub-calls' model (default: the root's)")
@@ -27,19 +34,22 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", metavar="URL", help="the upstream OpenAI-compatible endpoint "
                                                           "(else $OPENAI_BASE_URL); its key comes from $OPENAI_API_KEY")
     parser.add_argument("--root", action="append", metavar="DIR",
+                        type=arguments.input_dir("a directory of documents requests may name"),
                         help="a directory whose documents requests may name; repeatable (default: none)")
     parser.add_argument("--sandbox", choices=("kernel", "local"), help="where root code runs (default kernel)")
     parser.add_argument("--allow-local-sandbox", action="store_true",
                         help="accept --sandbox local: model-written code then runs unconfined in this process")
-    parser.add_argument("--max-runs", type=int, metavar="N", help="completions at once (default 4)")
-    parser.add_argument("--max-queue", type=int, metavar="N", help="requests waiting for a run slot (default 16)")
-    parser.add_argument("--upstream-concurrency", type=int, metavar="N",
+    parser.add_argument("--max-runs", type=_COUNT, metavar="N", help="completions at once (default 4)")
+    parser.add_argument("--max-queue", type=_COUNT, metavar="N", help="requests waiting for a run slot (default 16)")
+    parser.add_argument("--upstream-concurrency", type=_COUNT, metavar="N",
                         help="model calls in flight, all requests together (default 32)")
     parser.add_argument("--max-cost-usd", type=float, metavar="X", help="per request: stop a run at X dollars")
-    parser.add_argument("--max-time-s", type=float, metavar="S", help="per request: stop a run after S seconds (600)")
-    parser.add_argument("--max-calls", type=int, metavar="N", help="per request: at most N model calls")
-    parser.add_argument("--max-iterations", type=int, metavar="N", help="per request: root turns (default 20)")
-    parser.add_argument("--trace-dir", metavar="DIR", help="where run traces are saved "
+    parser.add_argument("--max-time-s", type=_SECONDS, metavar="S",
+                        help="per request: stop a run after S seconds (600)")
+    parser.add_argument("--max-calls", type=_COUNT, metavar="N", help="per request: at most N model calls")
+    parser.add_argument("--max-iterations", type=_COUNT, metavar="N", help="per request: root turns (default 20)")
+    parser.add_argument("--trace-dir", metavar="DIR", type=arguments.output_dir("a directory for run traces"),
+                        help="where run traces are saved "
                                                            "(default ~/.local/state/rlm/traces)")
     parser.add_argument("--no-cache", action="store_true", help="do not cache model calls on disk")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -50,8 +60,8 @@ def serve_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
     parser.add_argument("--host", metavar="ADDR", help="address to bind (default 127.0.0.1; any other needs a "
                                                        "bearer token in $RLM_SERVE_TOKEN)")
-    parser.add_argument("--port", type=int, metavar="N", help="port (default 8080; 0 picks a free one)")
-    parser.add_argument("--grace", type=float, default=30.0, metavar="S",
+    parser.add_argument("--port", type=_PORT, metavar="N", help="port (default 8080; 0 picks a free one)")
+    parser.add_argument("--grace", type=arguments.number(float, 0), default=30.0, metavar="S",
                         help="on SIGTERM, seconds requests in flight may take to finish (default 30)")
 
 
@@ -60,7 +70,7 @@ def mcp_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     parser.add_argument("--host", metavar="ADDR", help="with --http: address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, metavar="N", help="with --http: port (default 8765)")
+    parser.add_argument("--port", type=_PORT, metavar="N", help="with --http: port (default 8765)")
 
 
 def config_from(args: argparse.Namespace, port: int = 8080) -> Any:

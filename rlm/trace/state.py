@@ -128,12 +128,12 @@ class RunState:
 
     def _on_run(self, event: Event) -> None:
         data = event.data
-        if event.phase in ("fork", "estimate"):
+        if event.phase in ("fork", "estimate", "context"):
             if event.id == self.root:
                 if event.phase == "fork":
                     self.header["forked"] = {"origin": data.get("origin"), "at": data.get("at")}
                 else:
-                    self.header["estimate"] = dict(data)
+                    self.header[event.phase] = dict(data)
                 self.dirty.add("header")
             return
         if event.phase == "start":

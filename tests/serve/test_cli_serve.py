@@ -27,8 +27,8 @@ def rlm(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
     (["--model", "gpt-5", "--host", "0.0.0.0"], "bearer token"),
     ([], "no model to serve"),
     (["--any-model"], "--sub-model"),
-    (["--model", "gpt-5", "--root", "/no/such/dir"], "not a directory"),
-    (["--model", "gpt-5", "--max-runs", "0"], "max_runs must be an int >= 1"),
+    (["--model", "gpt-5", "--root", "/no/such/dir"], "no such directory"),
+    (["--model", "gpt-5", "--max-runs", "0"], "--max-runs: expected an integer >= 1"),
     (["--model", "gpt-5", "--grace", "-1"], "--grace"),
     (["--model", "gpt-5", "--max-cost-usd", "-2"], "max_cost_usd"),
 ])

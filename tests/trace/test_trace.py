@@ -186,7 +186,7 @@ def test_rlm_view_fails_clearly_on_a_missing_or_broken_log(tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert main(["view", str(empty)]) == 2
-    assert "no events" in capsys.readouterr().err
+    assert "empty.jsonl is empty; pass a trace log" in capsys.readouterr().err
 
 
 def test_build_tree_keeps_orphans_and_point_events():
