@@ -194,11 +194,10 @@ def test_outcome_filters_and_the_command_line(tmp_path: Path, capsys: pytest.Cap
     assert "2 examples from 2 runs" in err and "left out" not in err
     assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 2
     assert main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "x.jsonl")]) == 2
-    assert "no such file or folder" in capsys.readouterr().err
+    assert "nope: no such file; pass" in capsys.readouterr().err
     assert main(["export", str(logs), "-o", str(tmp_path / "x.jsonl"), "--stopped", "finall"]) == 2
     assert "stopped: finall is not an ending; choose from final, max_iterations" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["export", "--help"])
+    assert main(["export", "--help"]) == 0  # main returns argparse's exit code (rlm --help's too)
     helped = " ".join(capsys.readouterr().out.split())
     assert all(name in helped for name in ENDINGS), helped  # every ending --stopped takes, fallback too
     assert main(["export", str(logs), "-o", str(tmp_path / "y.jsonl"), "--min-score", "0.5"]) == 1
