@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from rlm import arguments
+from rlm.trace.endings import ENDINGS
 
 _SOURCE = "a trace log (.jsonl), a folder of them, or a results file of rlm bench ... --log-dir"
 
@@ -30,8 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sub-calls", action="store_true",
                         help="also each sub-call (whose whole prompt the trace kept) and each rlm_query child's run")
     parser.add_argument("--stopped", default="final", metavar="LIST",
-                        help="the endings to keep, comma-separated, or 'all' (final; also max_iterations, cut_off, "
-                             "failed_call, budget, error, cancelled)")
+                        help=f"the endings to keep, comma-separated, or 'all' (final; also {', '.join(ENDINGS[1:])})")
     parser.add_argument("--min-score", type=float, default=None, metavar="X",
                         help="a bench run's score at least X (runs with no score are left out)")
 
@@ -51,10 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if not done.runs:
         print(f"rlm export: no run in {' '.join(args.source)}; pass {_SOURCE}", file=sys.stderr)
         return 2
-    reasons: dict[str, int] = {}
-    for _, why in done.skipped:
-        reasons[why] = reasons.get(why, 0) + 1
-    for why, count in reasons.items():
+    for why, count in done.reasons().items():
         print(f"rlm export: left out {count}: {why}", file=sys.stderr)
     print(f"rlm export: {len(done.examples)} examples from {done.runs} runs -> {args.output}", file=sys.stderr)
     return 0 if done.examples else 1

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from ..lm.budget import BudgetReport
 from ..lm.types import Usage
 from ..repl.base import ExecResult
+from ..trace.endings import StopReason as StopReason
 from ..trace.trace import Trace
-
-#: Why a run ended. Only "final" is an answer the root chose to give from a complete reply.
-StopReason = Literal["final", "max_iterations", "cut_off", "fallback", "failed_call", "budget", "error", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)

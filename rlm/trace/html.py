@@ -14,12 +14,13 @@ widget's script paints them from the compact ``calls`` columns.
 
 from __future__ import annotations
 
-import html
 import math
 from importlib import resources
 from typing import Any
 
 from .figures import images_html
+from .markup import escape as _e
+from .markup import page
 
 SECTIONS = ("header", "iterations", "stream", "tree", "timeline")
 
@@ -38,10 +39,6 @@ NO_MATH = "tex2jax_ignore mathjax_ignore"
 def css() -> str:
     """The view's stylesheet (scoped to ``.rlm-view``)."""
     return resources.files("rlm.trace").joinpath("view.css").read_text(encoding="utf-8")
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _num(n: float) -> str:
@@ -94,12 +91,7 @@ def render(parts: dict[str, Any], *, live: bool = False, style: bool = True) -> 
 
 def document(parts: dict[str, Any], *, title: str = "rlm run") -> str:
     """A standalone page that opens offline: no script, no external resource."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title>"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"</head><body>{render(parts)}</body></html>\n"
-    )
+    return page(render(parts), title)
 
 
 def _counter(label: str, value: str, cls: str = "") -> str:

@@ -13,9 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-from test_jupyterlab import LIVE, open_notebook, run_all
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -38,12 +36,6 @@ CELLS = [
 RECORD = ".rlm-view:has(.rlm-sec-timeline):not(.rlm-live)"
 
 
-def notebook(root: Path) -> None:
-    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
-    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(book, root / "dollars.ipynb")
-
-
 def text(page: Any, selector: str) -> str:
     """What the page shows there (innerText: MathJax's output has no ``$`` in it)."""
     return str(page.locator(selector).first.inner_text())
@@ -62,14 +54,12 @@ def check_views(page: Any) -> None:
 
 
 def test_dollars_stay_dollars_live_in_the_record_in_notebook_7_and_in_the_saved_page(
-        browser: Any, lab: Any, artifacts: Path) -> None:
-    notebook(lab.root)
-    page = open_notebook(browser, lab, "dollars.ipynb")
+        browser: Any, lab: Any, notebooks: Any, artifacts: Path) -> None:
+    page = notebooks.open("dollars.ipynb", CELLS)
     try:
-        run_all(page)
-        page.wait_for_function(  # the live view shows the estimate as the run starts
-            f"() => /{AMOUNT}–{AMOUNT}/.test(document.querySelector('{LIVE} .rlm-estimated')?.innerText || '')",
-            timeout=60_000)
+        notebooks.run_all(page)
+        estimated = f"document.querySelector('{notebooks.LIVE} .rlm-estimated')?.innerText || ''"
+        page.wait_for_function(f"() => /{AMOUNT}–{AMOUNT}/.test({estimated})", timeout=60_000)  # shown as it starts
         page.locator(".jp-OutputArea-output").filter(has_text="SAVED").wait_for(timeout=120_000)
         check_views(page)
         page.locator(RECORD).screenshot(path=str(artifacts / "dollars-lab.png"))

@@ -99,10 +99,11 @@ def run_task(args: argparse.Namespace, task: Task) -> int:
     """
     from ... import runtime
     from ...errors import ConfigError
+    from ...trace.results import label
     from . import paired
     from .methods import METHODS, Methods, Target
     from .runner import Plan, ResultsFile, execute
-    from .table import label, markdown, rows
+    from .table import markdown, rows
 
     for name in ("n", "seeds", "repeats", "parallel", "max_iterations"):
         if getattr(args, name) < 1:
