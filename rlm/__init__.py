@@ -16,6 +16,7 @@ from .errors import (
     Cancelled,
     ConfigError,
     ContextWindowExceeded,
+    ForkError,
     ImagesRefused,
     LimitExceeded,
     LMConnectionError,
@@ -26,6 +27,7 @@ from .errors import (
     RLMError,
     SandboxError,
     SandboxTimeout,
+    TraceFormatError,
     WorkerError,
 )
 from .lm.budget import Budget, BudgetReport
@@ -65,6 +67,7 @@ __all__ = [
     "Endpoint",
     "FailedCall",
     "FastClient",
+    "ForkError",
     "Hedge",
     "ImagesRefused",
     "LMClient",
@@ -91,6 +94,7 @@ __all__ = [
     "Session",
     "Step",
     "Trace",
+    "TraceFormatError",
     "Usage",
     "UsageReport",
     "WorkerError",

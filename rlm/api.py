@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import os
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -20,10 +21,11 @@ from .errors import Cancelled, ConfigError
 from .lm.batch import Dispatcher
 from .lm.budget import Budget, BudgetLedger
 from .lm.cache import Cache, as_cache
+from .lm.client import require_endpoint
 from .lm.hedge import Hedge, as_hedge
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import as_pricing
-from .maps import MapResult, run_map, run_map_rlm
+from .maps import Admit, MapResult, run_map, run_map_rlm
 from .repl.base import REPL
 from .repl.kernel import KernelREPL
 from .repl.local import LocalREPL
@@ -149,6 +151,20 @@ class RLM:
         self.limiter = AdaptiveLimiter(max_concurrent, rpm=endpoint.rpm, tpm=endpoint.tpm,
                                        max_pause=self.retry.max_server_delay)
 
+    def sibling(self, model: str, sub_model: str | None = None) -> RLM:
+        """An RLM of other models that shares this one's limiter, kernel pool, clients, cache and prices.
+
+        Why: several models served over one upstream (``rlm serve``) must queue every call
+        for the same slots and every run for the same kernels. Everything else (limits,
+        budget, sandbox) is this one's; closing either closes the shared kernels.
+        """
+        twin = copy.copy(self)
+        twin.settings = dataclasses.replace(self.settings, model=model, sub_model=sub_model or model)
+        twin.budget = check_budget(self.budget, self.pricing, (model, sub_model or model))
+        twin.subscribers = []
+        twin._windows_asked = False  # the shared prices learn the new models' windows on first use
+        return twin
+
     def _make_repl(self) -> REPL:
         if self.kernels is not None:
             return KernelREPL(self.kernels, step_timeout=self.limits.step_timeout)
@@ -225,7 +241,8 @@ class RLM:
         return call if call is not None and call.host.run.dispatcher.limiter is self.limiter else None
 
     async def _first_use(self) -> None:
-        """Once per RLM: the first run learns local models' context windows from the endpoint."""
+        """Before each run: an endpoint to call; once per RLM, local models' context windows from it."""
+        require_endpoint(self.client)
         if not self._windows_asked:
             self._windows_asked = True
             await learn_windows(self.pricing, {self.settings.model, self.settings.sub_model},
@@ -262,8 +279,9 @@ class RLM:
         from .core.estimate import estimate
 
         s = self.settings
+        sandbox = self.kernels.config if self.kernels is not None else self.sandbox
         return estimate(context, query, model=s.model, sub_model=s.sub_model, pricing=self.pricing,
-                        max_iterations=s.max_iterations, can_recurse=s.max_depth > 1)
+                        max_iterations=s.max_iterations, can_recurse=s.max_depth > 1, sandbox=sandbox)
 
     def fork(self, source: Any, *, at: int, code: str, context: Any, schema: Any = None,
              subscribers: list[Subscriber] | None = None, view: bool | None = None) -> RLMResult:
@@ -310,10 +328,13 @@ class RLM:
             self, prompts, checkpoint=checkpoint, max_concurrent=max_concurrent, model=model, subscribers=subs,
             control=control, via=as_via(via)), subscribers, view)
 
-    def map_rlm(self, contexts: Iterable[Any], query: str, *, checkpoint: str | os.PathLike[str] | None = None,
-                max_concurrent: int | None = None, schema: Any = None, executor: str = "local",
+    def map_rlm(self, contexts: Iterable[Any] | os.PathLike[str], query: str, *,
+                checkpoint: str | os.PathLike[str] | None = None, max_concurrent: int | None = None,
+                schema: Any = None, executor: str = "local",
                 subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
         """One completion of ``query`` per context (``RLMResult``s in order); resumable like ``map``.
+
+        ``contexts``: any contexts, or a folder's ``Path``: one completion per document or text file in it.
 
         Each completion has its own ``Budget``, as with ``completion``; they share this RLM's limiter.
         ``executor="ray"`` runs each completion as a Ray task (``rlm.ray_executor``).
@@ -322,14 +343,14 @@ class RLM:
             self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
             subscribers=subs, control=control, executor=executor), subscribers, view)
 
-    async def amap_rlm(self, contexts: Iterable[Any], query: str, *,
+    async def amap_rlm(self, contexts: Iterable[Any] | os.PathLike[str], query: str, *,
                        checkpoint: str | os.PathLike[str] | None = None, max_concurrent: int | None = None,
                        schema: Any = None, executor: str = "local", subscribers: list[Subscriber] | None = None,
-                       view: bool | None = None) -> MapResult:
-        """Awaitable ``map_rlm``."""
+                       view: bool | None = None, admit: Admit | None = None) -> MapResult:
+        """Awaitable ``map_rlm``. ``admit``: entered around each item's completion (a server's run slot)."""
         return await self._awaitable(lambda subs, control: run_map_rlm(
             self, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
-            subscribers=subs, control=control, executor=executor), subscribers, view)
+            subscribers=subs, control=control, executor=executor, admit=admit), subscribers, view)
 
     async def _aanswer(
         self, context: Any, query: str, *, schema: Any, subscribers: list[Subscriber] | None,

@@ -27,16 +27,17 @@ VIAS = ("calls", "batch")
 class Limits:
     """Limits of one root loop, per completion (its children share them).
 
-    ``max_output_chars``: how much of a step's output the root reads back (head and
-    tail). ``step_timeout``: seconds one REPL step may run before it is interrupted, in
-    either sandbox. ``max_children``: recursive children (``rlm_query``) in flight at
-    once per parent; ``max_descendants``: children of all depths one completion may
-    start. The host enforces both: code in the REPL cannot change them. ``prompt``: the
-    root's system prompt template, its text or a ``pathlib.Path`` to a file, checked here
-    for what the loop needs (``rlm.core.template``); None is rlm's own.
+    ``max_output_chars``: how much output the root reads back per turn, shared by the
+    code blocks of its reply (head and tail of each). ``step_timeout``: seconds one
+    REPL step may run before it is interrupted, in either sandbox. ``max_children``:
+    recursive children (``rlm_query``) in flight at once per parent; ``max_descendants``:
+    children of all depths one completion may start. The host enforces both: code in
+    the REPL cannot change them. ``prompt``: the root's system prompt template, its text
+    or a ``pathlib.Path`` to a file, checked here for what the loop needs
+    (``rlm.core.template``); None is rlm's own.
     """
 
-    max_output_chars: int = 20_000
+    max_output_chars: int = 10_000
     step_timeout: float = 600.0
     max_children: int = 8
     max_descendants: int = 256

@@ -2,6 +2,7 @@
 
     RLMError
     ├── ConfigError            bad arguments or missing settings (says what to set)
+    │   └── ForkError          a run cannot be forked as asked (no such step, a call the record lacks)
     ├── LMError                a model call failed
     │   ├── LMTimeout
     │   ├── LMRateLimited      HTTP 429; .retry_after seconds if the server said
@@ -16,7 +17,7 @@
     ├── AnswerError            a typed answer (schema=) stayed invalid after one correction; .text, .problem
     ├── Cancelled              the run was cancelled (interrupt or Stop button)
     ├── WorkerError            a worker (a Ray task) could not run a map item; .cause
-    └── TraceFormatError       a trace log line is not an event; .path, .line
+    └── TraceFormatError       a trace log line is not an event; .path, .line (also a ValueError)
 
 Exceptions carry data and have no side effects: they never log or print.
 """
@@ -38,6 +39,10 @@ class RLMError(Exception):
 
 class ConfigError(RLMError, ValueError):
     """A setting is missing or invalid; the message says what to change."""
+
+
+class ForkError(ConfigError):
+    """A run cannot be forked as asked: no such step, or the record lacks a call a replayed step asked for."""
 
 
 class LMError(RLMError):

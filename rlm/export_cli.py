@@ -12,20 +12,26 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rlm import arguments
+from rlm.trace.endings import ENDINGS
+
+_SOURCE = "a trace log (.jsonl), a folder of them, or a results file of rlm bench ... --log-dir"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm export``."""
-    parser.add_argument("source", nargs="+",
+    parser.add_argument("source", nargs="+", type=arguments.input_file(_SOURCE, directory=True),
                         help="trace logs (.jsonl), folders of them, or a results file of rlm bench ... --log-dir")
-    parser.add_argument("--output", "-o", required=True, metavar="FILE", help="the JSONL file to write")
+    parser.add_argument("--output", "-o", required=True, metavar="FILE",
+                        type=arguments.output_file("a file name for the examples (.jsonl)"),
+                        help="the JSONL file to write")
     parser.add_argument("--format", choices=("openai", "messages"), default="openai",
                         help="openai: the fine-tuning file ({messages} per line); messages: the messages and "
                              "each example's metadata (run, answer, a bench's score and answer key)")
     parser.add_argument("--sub-calls", action="store_true",
                         help="also each sub-call (whose whole prompt the trace kept) and each rlm_query child's run")
     parser.add_argument("--stopped", default="final", metavar="LIST",
-                        help="the endings to keep, comma-separated, or 'all' (final; also max_iterations, cut_off, "
-                             "failed_call, budget, error, cancelled)")
+                        help=f"the endings to keep, comma-separated, or 'all' (final; also {', '.join(ENDINGS[1:])})")
     parser.add_argument("--min-score", type=float, default=None, metavar="X",
                         help="a bench run's score at least X (runs with no score are left out)")
 
@@ -42,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, TraceFormatError, UnicodeDecodeError, OSError) as exc:
         print(f"rlm export: {exc}", file=sys.stderr)
         return 2
-    reasons: dict[str, int] = {}
-    for _, why in done.skipped:
-        reasons[why] = reasons.get(why, 0) + 1
-    for why, count in reasons.items():
+    if not done.runs:
+        print(f"rlm export: no run in {' '.join(args.source)}; pass {_SOURCE}", file=sys.stderr)
+        return 2
+    for why, count in done.reasons().items():
         print(f"rlm export: left out {count}: {why}", file=sys.stderr)
     print(f"rlm export: {len(done.examples)} examples from {done.runs} runs -> {args.output}", file=sys.stderr)
     return 0 if done.examples else 1

@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .core.fork import Fork, ForkError, Record, ReplayClient
+from .core.fork import Fork, Record, ReplayClient
+from .errors import ForkError
 from .lm.batch import Dispatcher
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import Pricing

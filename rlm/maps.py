@@ -8,10 +8,12 @@ only what is missing or failed, and one failed item never stops the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Iterable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ from .core.result import RLMResult, UsageReport
 from .errors import BudgetExceeded, ConfigError, RLMError
 from .lm.types import Usage
 from .repl.base import load_context
+from .repl.contexts import files_in
 from .repl.steps import FailedCall
 from .trace.trace import Trace
 
@@ -97,13 +100,24 @@ async def run_map(rlm: RLM, prompts: Iterable[str], *, checkpoint: PathArg, max_
 EXECUTORS = ("local", "ray")
 
 
-async def run_map_rlm(rlm: RLM, contexts: Iterable[Any], query: str, *, checkpoint: PathArg,
+async def run_map_rlm(rlm: RLM, contexts: Iterable[Any] | os.PathLike[str], query: str, *, checkpoint: PathArg,
                       max_concurrent: int | None, schema: Any, subscribers: list[Subscriber],
-                      control: RunControl, executor: str = "local") -> MapResult:
-    """One completion per context, under one limiter, trace and budget; each answer committed as it completes."""
+                      control: RunControl, executor: str = "local", admit: Admit | None = None) -> MapResult:
+    """One completion per context, under one limiter, trace and budget; each answer committed as it completes.
+
+    ``admit``: an async context each item's completion runs inside (a server's run slot).
+    """
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r} is not available; choose one of {EXECUTORS}")
-    items = list(contexts)
+    if admit is not None and executor != "local":
+        raise ConfigError("admit= applies to executor='local' only")
+    if isinstance(contexts, os.PathLike):  # a folder: one completion per document
+        if not os.path.isdir(contexts):
+            raise ConfigError(f"map_rlm(contexts) takes contexts, or a folder's Path; {os.fspath(contexts)!r} is "
+                              "not a folder (for one file, use completion)")
+        items: list[Any] = [Path(p) for p in files_in(os.fspath(contexts))]
+    else:
+        items = list(contexts)
     for item in items:
         load_context(item)  # a bad context fails before any call
     await rlm._first_use()
@@ -117,7 +131,8 @@ async def run_map_rlm(rlm: RLM, contexts: Iterable[Any], query: str, *, checkpoi
         own, _ = rlm._dispatcher([], dispatcher.tracer)
         loop = RootLoop(settings=rlm.settings, dispatcher=own, repl_factory=rlm._make_repl, parent_span=parent)
         try:
-            result = results[i] = await loop.run(items[i], query, schema=schema)
+            async with admit() if admit is not None else contextlib.nullcontext():
+                result = results[i] = await loop.run(items[i], query, schema=schema)
         finally:
             for name, usage in own.meter.snapshot().items():
                 dispatcher.meter.add(name, usage)
@@ -147,6 +162,8 @@ async def run_map_rlm(rlm: RLM, contexts: Iterable[Any], query: str, *, checkpoi
     return mapped
 
 
+#: Makes the async context one map item's completion runs inside.
+Admit = Callable[[], AbstractAsyncContextManager[object]]
 #: One item's answer text, its usage, seconds, and what else to keep in the checkpoint.
 Done = tuple[str, Usage, float, dict[str, Any]]
 Work = Callable[[int, str], Coroutine[Any, Any, Done]]

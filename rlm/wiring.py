@@ -9,7 +9,7 @@ import sys
 from .config import Endpoint
 from .errors import ConfigError, LMError
 from .lm.budget import Budget
-from .lm.client import LMClient, OpenAIClient
+from .lm.client import LMClient, NoEndpoint, OpenAIClient, has_endpoint
 from .lm.pricing import Pricing
 from .trace.events import Subscriber
 from .trace.progress import ConsoleProgress, Listener, ProgressModel, isatty
@@ -22,11 +22,14 @@ log = logging.getLogger("rlm")
 def clients(endpoint: Endpoint, base_url: str | None, api_key: str | None) -> tuple[LMClient, LMClient | None]:
     """The root client and (``transport="auto"``) a lean one for sub-calls, the hot path.
 
+    With neither a key nor a URL (arguments or environment), a ``NoEndpoint``.
     The SDK's own retries stay off (``max_retries=0``): the dispatcher retries every call
     once, under one policy.
     """
     if endpoint.client is not None:
         return endpoint.client, None
+    if not has_endpoint(api_key, base_url):
+        return NoEndpoint(), None  # RLM(...) and estimate() need no endpoint; a run says what to set
     from .lm.transport import FastClient  # aiohttp and the openai SDK load here, not at `import rlm`
 
     if endpoint.transport == "fast":

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures. ``scripted_lm`` comes from rlm's own pytest plugin (``rlm.testing.pytest_plugin``)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,6 @@ import pytest
 
 from rlm import RLM, Endpoint
 from rlm.testing import ScriptedLM
-
-
-@pytest.fixture
-def scripted_lm() -> Iterator[ScriptedLM]:
-    """A running ScriptedLM with defaults; tests reassign ``root``, ``sub`` or ``latency``."""
-    with ScriptedLM() as lm:
-        yield lm
 
 
 @pytest.fixture(params=["local", "kernel"])

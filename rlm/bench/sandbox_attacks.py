@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from .attacks import every_attack
+from .document_attacks import rows as document_rows
 
 CANARY = "sk-rlm-canary-attack-table"
 #: The limits every attack runs under (docs/security.md says them above the table).
@@ -216,6 +217,9 @@ def run(args: argparse.Namespace) -> int:
             continue
         cells = [_markdown(run_attack(name, mode, project)) for mode in modes]
         print(f"| {_markdown(name)} | " + " | ".join(cells) + " |", flush=True)
+    if not args.only or any(part in "document" for part in args.only):  # hostile files (document_attacks.py)
+        for line in document_rows(modes, attack_settings):
+            print(line, flush=True)
     return 0
 
 

@@ -13,6 +13,7 @@ context or counts more than ``GLANCE_CHARS`` of text, so it costs the run nothin
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,8 +24,12 @@ from ..lm.tokens import count_message_tokens, count_tokens
 from ..lm.vision import image_tokens
 from ..repl.base import load_context
 from ..repl.contexts import DirectoryContext, FrameContext, TextFile, value_of
+from ..repl.document_context import DocumentContext
 from ..repl.steps import as_text
+from ..trace.html import NO_MATH
 from .prompts import clean_text, describe_context, first_user_message, system_prompt
+
+log = logging.getLogger("rlm")
 
 #: The system prompt's default chunk size, the many-calls plan's.
 SMALL_CHUNK = 10_000
@@ -68,21 +73,30 @@ class Estimate:
                 "(an estimate: no model was called)")
 
     def _repr_html_(self) -> str:
-        return f"<div class='rlm-estimate'><b>Estimate</b>: {self!s}</div>"
+        return f"<div class='rlm-estimate {NO_MATH}'><b>Estimate</b>: {self!s}</div>"
 
 
 def estimate(context: Any, query: str, *, model: str, sub_model: str, pricing: Pricing, max_iterations: int,
              can_recurse: bool = False, tokens: int | None = None, description: str | None = None,
-             images: Sequence[tuple[int, int]] = ()) -> Estimate:
+             sandbox: Any = "kernel", images: Sequence[tuple[int, int]] = ()) -> Estimate:
     """The range of tokens and dollars a run of ``query`` over ``context`` is likely to take.
 
     ``tokens``: the context's, if already known (``glance_tokens``); else they are counted.
     ``description``: the root's description of the context, if already made (it reads all
-    of a str to count its lines); else it is made here. ``images``: ``(width, height)`` of
-    each image the root is expected to look at (a PDF's pages without text, say): each is
-    one more sub-call of the sub-model, both ends of the range.
+    of a str to count its lines); else it is made here. Documents are counted as extracted
+    text, read where a run would read them (``sandbox``: a fresh sandbox kernel, or
+    ``"local"``: this process), never parsed by the caller (``rlm.repl.confined``); their
+    pages without text (scans) are counted as images the root will look at. ``images``:
+    ``(width, height)`` of each image the root is expected to look at (a PDF's pages without
+    text, say): each is one more sub-call of the sub-model, both ends of the range.
     """
     loaded = load_context(context)
+    if isinstance(loaded, DocumentContext) and tokens is None:
+        from ..repl.confined import read_documents
+
+        info = read_documents(loaded, sandbox)
+        tokens, description = info.tokens, description or clean_text(info.description)
+        images = images or info.scans
     tokens = _context_tokens(loaded, sub_model) if tokens is None else tokens
     if description is None:
         description = clean_text(describe_context(loaded))
@@ -124,9 +138,18 @@ def _context_tokens(loaded: Any, model: str) -> int:
     return sum(count_tokens(as_text(value), model) for _, value in items)
 
 
+def glance_or_none(loaded: Any, model: str) -> int | None:
+    """``glance_tokens``, or None where the context cannot be counted: the run goes on without the number."""
+    try:
+        return glance_tokens(loaded, model)
+    except Exception:
+        log.debug("rlm: the context's tokens could not be counted", exc_info=True)
+        return None
+
+
 def glance_tokens(loaded: Any, model: str) -> int:
     """The context's tokens, cheaply: exact for up to ``GLANCE_CHARS`` of text, else from its characters."""
-    if isinstance(loaded, TextFile):
+    if isinstance(loaded, (TextFile, DocumentContext)):  # documents: a guess from bytes until they are read
         return loaded.size // 4
     if isinstance(loaded, DirectoryContext):
         chars = sum(len(text) for text in loaded.files.values())

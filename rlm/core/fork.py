@@ -16,15 +16,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError, LMError
+from ..errors import ForkError, LMError
 from ..lm.client import Message
 from ..lm.record import prompt_hash
 from ..lm.types import Completion, Usage
 from ..trace.events import Event
-
-
-class ForkError(ConfigError):
-    """A run cannot be forked as asked: no such step, or the record lacks a call a replayed step asked for."""
 
 
 class ReplayMiss(LMError):

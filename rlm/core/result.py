@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from ..lm.budget import BudgetReport
 from ..lm.types import Usage
 from ..repl.base import ExecResult
+from ..trace.endings import StopReason as StopReason
 from ..trace.trace import Trace
-
-#: Why a run ended. Only "final" is an answer the root chose to give from a complete reply.
-StopReason = Literal["final", "max_iterations", "cut_off", "failed_call", "budget", "error", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +102,9 @@ class RLMResult:
     ``stopped`` says why the run ended: ``"final"`` (the root answered; ``ok`` is True),
     ``"max_iterations"`` (out of turns, the root was asked to answer at once: a best
     effort, ``fallback`` is True), ``"cut_off"`` (that forced answer was cut at its
-    output cap: incomplete), ``"failed_call"`` (the answer is a failed sub-call's error
-    text; ``error`` says which). A run that raised (``"budget"``, ``"error"``,
+    output cap: incomplete), ``"fallback"`` (asked twice, the root still gave no answer:
+    ``answer`` lists what its variables held), ``"failed_call"`` (the answer is a failed
+    sub-call's error text; ``error`` says which). A run that raised (``"budget"``, ``"error"``,
     ``"cancelled"``, Ctrl-C) has its partial result on the exception's ``.partial``.
     ``budget`` is what the run spent against its ``Budget`` and which limit, if any,
     stopped it.

@@ -2,10 +2,13 @@
 
 ``Limits(prompt=...)`` takes the template's text, or a ``pathlib.Path`` to a file holding
 it. It is filled in as ``rlm.core.prompts.SYSTEM_PROMPT`` is (``str.format``): rlm fills
-``{sub_window}`` (the sub-model's window, e.g. "128,000 tokens") and ``{rlm_query_line}``
-(the line teaching ``rlm_query`` when ``max_depth`` > 1, else nothing); a literal brace is
-written ``{{`` or ``}}``. Only the system prompt is replaced: the first message (the
-context's description and the query) and the REPL's feedback stay rlm's.
+``{sub_window}`` (the sub-model's window in tokens, an int: ``{sub_window:,}`` prints
+128,000), ``{low}``/``{high}`` (the tokens of text one sub-call prompt should hold),
+``{piece}`` (the ``max_tokens`` of the prompt's ``chunk`` example), ``{output_chars}`` (the
+output a turn shows) and ``{rlm_query_line}`` (the line teaching ``rlm_query`` when
+``max_depth`` > 1, else nothing); a literal brace is written ``{{`` or ``}}``. Only the
+system prompt is replaced: the first message (the context's description and the query) and
+the REPL's feedback stay rlm's.
 
 The check runs when the settings are made, not at the first run, and names everything
 missing at once: a template must render, and must teach the root what the loop acts
@@ -53,10 +56,11 @@ def load_prompt(source: str | os.PathLike[str]) -> str:
 def render(template: str, *, can_recurse: bool) -> str:
     """The template filled in as a run fills it; ``ConfigError`` says what does not render."""
     try:
-        return system_prompt(can_recurse=can_recurse, sub_window="128,000 tokens", template=template)
+        return system_prompt(can_recurse=can_recurse, sub_window=128_000, template=template)
     except KeyError as exc:
         raise ConfigError(f"the prompt template has a placeholder {{{exc.args[0]}}} that rlm does not fill (it fills "
-                          "{sub_window} and {rlm_query_line}); write a literal brace as {{ or }}") from None
+                          "{sub_window}, {low}, {high}, {piece}, {output_chars} and {rlm_query_line}); write a "
+                          "literal brace as {{ or }}") from None
     except (IndexError, ValueError) as exc:
         raise ConfigError(f"the prompt template does not render with str.format ({exc}); write a literal brace "
                           "as {{ or }}") from None

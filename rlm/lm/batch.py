@@ -37,8 +37,9 @@ from .vision import CallImages, Image, Thumbs, keyed, refused_as_typed, total_to
 T = TypeVar("T")
 
 
-#: Prompts longer than this are tokenized on a worker thread: tiktoken releases the GIL,
-#: so a 100k-token prompt does not stall every call in flight on the runtime loop.
+#: Prompts longer than this are counted on a worker thread. The tokenizer holds the GIL, but
+#: for one block of text at a time (``counter.BLOCK_CHARS``), so the calls in flight on the
+#: runtime loop run between blocks instead of waiting for a whole 100k-token prompt.
 OFF_LOOP_CHARS = 32_000
 #: A budget deadline that fires this close to ``max_time_s`` is the budget's, not a stray timeout.
 _DEADLINE_SLACK_S = 0.05

@@ -17,10 +17,9 @@ from ..lm.limiter import AdaptiveLimiter
 from ..lm.vision import Image, checked
 from ..trace.events import Tracer
 from .local import LocalREPL
-from .steps import FailedCall, check_batch, check_query
+from .steps import SCAFFOLD_DATA, FailedCall, check_batch, check_query
 
 
-@dataclass
 @dataclass
 class REPLResult:
     """What ``REPLEnv.code_execution`` returns, as in the seed."""
@@ -127,6 +126,9 @@ class REPLEnv:
         self.sub_rlm = Sub_RLM(recursive_model, api_key=api_key, base_url=base_url)
         self._repl = LocalREPL()
         runtime.run(self._repl.start(context, _SubHost(self.sub_rlm)))
+        # Other scaffolds' names (rlms' answer dict, minrlm's task_0, ...) are there for root code,
+        # not made by it: .locals leaves them out until code assigns them.
+        self._scaffold = {name: self._repl.namespace.get(name) for name in SCAFFOLD_DATA}
         if setup_code:
             self.code_execution(setup_code)
 
@@ -138,7 +140,8 @@ class REPLEnv:
     def locals(self) -> dict[str, Any]:
         """The variables code has made (and ``context``), as the seed's ``REPLEnv.locals``."""
         return {k: v for k, v in self._repl.namespace.items()
-                if not k.startswith("__") and not callable(v) and not isinstance(v, types.ModuleType)}
+                if not k.startswith("__") and not callable(v) and not isinstance(v, types.ModuleType)
+                and not (k in self._scaffold and v is self._scaffold[k])}
 
     def code_execution(self, code: str) -> REPLResult:
         """Run ``code``; a ``FINAL``/``FINAL_VAR`` in it shows its value, as the seed's returned it."""

@@ -21,8 +21,10 @@ from typing import Any, TypeVar
 
 # Stdlib-only pieces shared with the code that runs inside the sandbox kernel.
 from . import steps
-from .base import ExecResult, Host, load_context, tool_names
+from .base import ContextInfo, ExecResult, Host, load_context, tool_names
 from .contexts import load_value, value_of
+from .document_context import DocumentContext, read_here
+from .documents.load import page_image_helper
 from .helpers import PURE_HELPERS
 
 T = TypeVar("T")
@@ -114,7 +116,8 @@ class LocalREPL:
         self._inflight: set[concurrent.futures.Future[Any]] = set()
         self._aborted = False
 
-    async def start(self, context: Any, host: Host, query: str = "") -> None:
+    async def start(self, context: Any, host: Host, query: str = "") -> ContextInfo | None:
+        """Documents are read here, in worker processes of this one (not a sandbox: docs/security.md)."""
         self._loop = asyncio.get_running_loop()
         self._host = host
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-repl")
@@ -136,10 +139,17 @@ class LocalREPL:
         }
         helpers.update({name: steps.tool_function(name, self._tool) for name in tool_names(host)})
         helpers.update(steps.scaffold_helpers(helpers, self.namespace, self._rlm_batch))
+        given = load_context(context)
+        info = None
+        if isinstance(given, DocumentContext):
+            loaded, info = await asyncio.to_thread(read_here, given)
+            helpers["page_image"] = page_image_helper(self.namespace)
+        else:
+            loaded = value_of(given)
         self._helpers = helpers
-        loaded = value_of(load_context(context))
         self.namespace.update({"__builtins__": builtins, **helpers, **steps.scaffold_data(query, loaded),
                                "context": loaded})
+        return info
 
     # -- functions root code calls -------------------------------------------------
 
@@ -278,11 +288,16 @@ class LocalREPL:
         self._aborted = False  # a cancelled question leaves the REPL usable for the next
         self.namespace["query"] = query
 
-    async def put(self, name: str, value: Any) -> None:
-        """Set a variable (a session's added context, ``answers``)."""
+    async def put(self, name: str, value: Any) -> ContextInfo | None:
+        """Set a variable (a session's added context, ``answers``); documents are read as ``start`` reads them."""
         if not name.isidentifier():
             raise ValueError(f"not a variable name: {name!r}")
-        self.namespace[name] = value_of(load_value(value))
+        given = load_value(value)
+        if isinstance(given, DocumentContext):
+            self.namespace[name], info = await asyncio.to_thread(read_here, given, name)
+            return info
+        self.namespace[name] = value_of(given)
+        return None
 
     async def close(self) -> None:
         self._aborted = True

@@ -136,6 +136,9 @@ def ready_answer(namespace: dict[str, Any]) -> str | None:
     return None
 
 
+#: What IPython puts in the kernel's namespace: not the root's variables.
+IPYTHON_NAMES = ("In", "Out", "get_ipython", "open")
+
 #: Names root code may use that rlm does not teach but other scaffolds taught their models;
 #: they are data, so they are never restored.
 SCAFFOLD_DATA = ("answer", "query", "completion_context", "task_0", "input_0")
@@ -152,7 +155,7 @@ def scaffold_helpers(helpers: dict[str, Any], namespace: dict[str, Any], rlm_bat
         "SUBMIT": submit,
         "sub_llm": lambda task, text="": llm_query(f"{task}\n\n{text}" if text else task),
     }
-    hidden = {*helpers, *names, "SHOW_VARS", *SCAFFOLD_DATA, "context", "exit", "quit"}
+    hidden = {*helpers, *names, "SHOW_VARS", *SCAFFOLD_DATA, "context", "exit", "quit", *IPYTHON_NAMES}
     names["SHOW_VARS"] = lambda: show_vars(namespace, hidden)
     return names
 

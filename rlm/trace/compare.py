@@ -25,19 +25,12 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import compare_html
+from .endings import ending
+from .markup import HtmlView
 from .state import RunState
 from .trace import Trace
 
 MIN_RUNS, MAX_RUNS = 2, 8
-#: Every way a run can end (``RLMResult.stopped``), and "unfinished" for a log with no end.
-ENDINGS = ("final", "max_iterations", "cut_off", "failed_call", "budget", "error", "cancelled", "unfinished")
-
-
-def ending(status: str, fallback: bool) -> str:
-    """A run's end status (``run.end``'s, or "running" with no end) as ``RLMResult.stopped`` says it."""
-    if status == "ok":
-        return "max_iterations" if fallback else "final"
-    return "unfinished" if status == "running" else status
 
 
 @dataclass(frozen=True)
@@ -103,7 +96,7 @@ class Divergence:
         return f"{self.label}: first differs from {self.base} at {where}{other}"
 
 
-class Comparison:
+class Comparison(HtmlView):
     """2 to 8 runs folded for a side-by-side view; displays itself in a notebook.
 
     ``runs``: a ``RunSummary`` per run; ``divergences``: one per run after the first;
@@ -139,14 +132,6 @@ class Comparison:
             return compare_html.document(self)
         return compare_html.render(self)
 
-    def save_html(self, path: str | os.PathLike[str]) -> Path:
-        """Write the standalone page; returns the path."""
-        target = Path(path)
-        target.write_text(self.to_html(standalone=True), encoding="utf-8")
-        return target
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
 
     def __repr__(self) -> str:
         rows = [f"{r.label}: {r.stopped}, {r.iterations} iterations, {r.sub_calls} sub-calls, "

@@ -6,12 +6,13 @@ Like a single run's record it needs no script: collapsing is ``<details>``, tool
 
 from __future__ import annotations
 
-import html as htmllib
 from collections.abc import Iterable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from . import html
+from .markup import escape as _e
+from .markup import page
 
 if TYPE_CHECKING:
     from .compare import Comparison, RunSummary
@@ -19,14 +20,6 @@ if TYPE_CHECKING:
 #: One colour per run, in order: the table, the column heads and the timelines share it.
 RUN_COLOURS = ("#1e88e5", "#e65100", "#2e7d32", "#6a1b9a", "#c62828", "#00838f", "#5d4037", "#ad1457")
 ANSWER_CHARS = 160
-
-
-def escape(value: Any) -> str:
-    """Text as HTML, quotes included (model text is untrusted)."""
-    return htmllib.escape(str(value), quote=True)
-
-
-_e = escape
 
 
 def css() -> str:
@@ -63,16 +56,6 @@ def body(comparison: Comparison, *, numbers: bool = True) -> str:
 def document(comparison: Comparison, *, title: str | None = None) -> str:
     """A standalone page that opens offline: no script, no external resource."""
     return page(render(comparison), title or f"rlm · {' vs '.join(comparison.labels)}")
-
-
-def page(fragment: str, title: str) -> str:
-    """An HTML document around a fragment."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title>"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"</head><body>{fragment}</body></html>\n"
-    )
 
 
 def _money(cost: float | None) -> str:

@@ -1,48 +1,47 @@
 """Runs as training data: the root's conversation as chat examples, from results, traces, logs or a bench.
 
 The trace keeps the root's messages exactly as each root call sent them
-(``history.sent``), so an example is what the model saw and what it replied, not a
-reconstruction: rlm's system prompt, the context's description and preview, the REPL
-output cut as the root read it, a compaction's summary. A run gives one example per
-stretch of its conversation (one, unless the history was compacted), with every
-assistant turn the model wrote in this run; a turn it did not write (a fork's replayed
-or edited step) is kept as context with ``weight: 0``. ``sub_calls=True`` adds every
-sub-call (``llm_query``/``llm_batch`` item) whose prompt the trace holds whole, and every
+(``history.sent``), so an example is what the model saw and what it replied: rlm's
+system prompt, the context's description and preview, each REPL output as the root read
+it (whole, or shrunk once a newer one came), a compaction's summary. Every root call with
+a reply is trained on exactly once, on exactly the messages it was sent. A call whose
+messages and reply are the start of a later call's messages, unchanged, shares that
+call's example, so a run whose outputs never shrank and whose history was never
+compacted is one example. Every other assistant turn in an example (trained on in
+another example, or not written by the model in this run: a fork's replayed or edited
+step) is context with ``weight: 0``. ``sub_calls=True`` adds every sub-call
+(``llm_query``/``llm_batch`` item) whose prompt the trace holds whole, and every
 recursive child's conversation.
 
 Two layouts: ``"openai"``, the fine-tuning file (``{"messages": [...]}`` per line, roles
 system/user/assistant), and ``"messages"``, the plain messages with the example's
-``metadata`` (run, model, query, ending, answer; a benchmark's item, method, score and
-answer key). No secret goes in: values of the environment's ``*_KEY``/``*_TOKEN``/
-``*_SECRET``/``*_PASSWORD`` variables, ``sk-...`` keys, bearer tokens and a URL's
-user:password are replaced by ``[redacted]`` wherever they appear, and no context text
-goes in beyond what the model was shown, unless ``context=True`` asks for a result's.
+``metadata`` (run, model, query, ending, answer, ``targets``: the indices of the messages
+to train on; a benchmark's item, method, score and answer key). No secret goes in:
+values of the environment's ``*_KEY``/``*_TOKEN``/``*_SECRET``/``*_PASSWORD`` variables,
+``sk-...`` keys, bearer tokens and a URL's user:password are replaced by ``[redacted]``
+wherever they appear, and no context text goes in beyond what the model was shown,
+unless ``context=True`` asks for a result's.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .compare import ENDINGS, ending
+from .endings import ENDINGS, ending
 from .events import Event
-from .runs import BenchRuns, is_results_file
+from .redact import REDACTED as REDACTED  # re-exported: the mask callers compare with
+from .redact import Redactor
+from .results import Results, is_results_file
 from .trace import Trace
 
 FORMATS = ("openai", "messages")
-REDACTED = "[redacted]"
-_SECRET_VARS = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD)$", re.I)
-_SECRET_PATTERNS = (
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), REDACTED),
-    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/\-]{16,}=*"), f"Bearer {REDACTED}"),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@"), rf"\g<1>{REDACTED}@"),
-)
 
 
 @dataclass(frozen=True)
@@ -86,37 +85,13 @@ class Export:
                 fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         return target
 
+    def reasons(self) -> dict[str, int]:
+        """How many runs (or sub-calls) were left out for each reason, in the order first met."""
+        return dict(Counter(why for _, why in self.skipped))
+
     def __repr__(self) -> str:
-        reasons: dict[str, int] = {}
-        for _, why in self.skipped:
-            reasons[why] = reasons.get(why, 0) + 1
-        left = "; ".join(f"{n} {why}" for why, n in reasons.items())
+        left = "; ".join(f"{n} {why}" for why, n in self.reasons().items())
         return f"Export({len(self.examples)} examples from {self.runs} runs" + (f"; skipped: {left})" if left else ")")
-
-
-class Redactor:
-    """Replaces secrets in text: the environment's key-like variables, ``extra`` strings, and known shapes."""
-
-    def __init__(self, extra: Iterable[str] = ()) -> None:
-        found = {v for k, v in os.environ.items() if _SECRET_VARS.search(k) and len(v) >= 8}
-        self.secrets = sorted(found | {s for s in extra if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        for pattern, replacement in _SECRET_PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
-
-    def value(self, value: Any) -> Any:
-        """Every string inside a JSON-like value, redacted."""
-        if isinstance(value, str):
-            return self(value)
-        if isinstance(value, list):
-            return [self.value(v) for v in value]
-        if isinstance(value, dict):
-            return {k: self.value(v) for k, v in value.items()}
-        return value
 
 
 def stopped_of(events: Sequence[Event]) -> str:
@@ -208,7 +183,7 @@ def _runs(source: Any) -> Iterable[tuple[str, Any, dict[str, Any]]]:
         if not path.exists():
             raise ConfigError(f"no such file or folder: {path}")
         if is_results_file(path):
-            yield from _bench_runs(BenchRuns(path))
+            yield from _bench_runs(Results(path))
             return
         yield str(path), path, {}
         return
@@ -219,7 +194,7 @@ def _runs(source: Any) -> Iterable[tuple[str, Any, dict[str, Any]]]:
 BENCH_FIELDS = ("task", "id", "method", "prompt", "repeat", "kind", "query", "expected", "metric", "score", "stopped")
 
 
-def _bench_runs(runs: BenchRuns) -> Iterable[tuple[str, Any, dict[str, Any]]]:
+def _bench_runs(runs: Results) -> Iterable[tuple[str, Any, dict[str, Any]]]:
     for record in runs.records:
         name = f"{runs.path.name}: {record.get('id')} {record.get('method')}"
         yield name, runs.log_of(record), {k: record.get(k) for k in BENCH_FIELDS}
@@ -258,15 +233,19 @@ def _from_events(events: list[Event], redact: Redactor, *, sub_calls: bool, extr
             meta.update(stopped=stopped_of(events), **extra)
         kind = "root" if run.parent is None else "child"
         for messages in _conversations(events, run.id):
-            out.append(Example(_clean(messages, redact), kind, redact.value(dict(meta))))
+            targets = [k for k, m in enumerate(messages) if m.get("role") == "assistant" and "weight" not in m]
+            out.append(Example(_clean(messages, redact), kind, redact.value({**meta, "targets": targets})))
     if not sub_calls:
         return out, 0
     subs, cut = _sub_examples(events, redact, log)
     return out + subs, cut
 
 
-def _conversations(events: list[Event], run_id: str) -> list[list[dict[str, Any]]]:
-    """The run's root conversations as sent, each ending with the reply to it; a covered one is dropped."""
+def _calls(events: list[Event], run_id: str) -> list[list[dict[str, Any]]]:
+    """Each root call of the run with a whole, non-empty reply: the messages it was sent, then that reply.
+
+    A call's messages are the previous call's first ``keep`` then its ``add`` (``history.sent``).
+    """
     iterations = {e.id for e in events if e.kind == "iteration.start" and e.parent == run_id}
     sent = {e.id: e.data for e in events if e.kind == "history.sent" and e.id in iterations}
     roots = {e.id: e.parent for e in events if e.kind == "call.start" and e.data.get("role") == "root"
@@ -275,9 +254,8 @@ def _conversations(events: list[Event], run_id: str) -> list[list[dict[str, Any]
     for e in events:
         if e.kind == "call.end" and e.id in roots and e.data.get("status") == "ok" and not e.data.get("reply_cut"):
             replies[str(roots[e.id])] = str(e.data.get("reply") or "")
-    written = set(replies.values())
     history: list[dict[str, Any]] = []
-    calls: list[list[dict[str, Any]]] = []
+    calls = []
     for event in events:
         if event.kind != "iteration.start" or event.id not in sent:
             continue
@@ -286,11 +264,31 @@ def _conversations(events: list[Event], run_id: str) -> list[list[dict[str, Any]
         reply = replies.get(event.id, "")
         if reply.strip():
             calls.append([*history, {"role": "assistant", "content": reply}])
-    for conversation in calls:  # a turn the model did not write in this run is context, not a target
-        for message in conversation:
-            if message.get("role") == "assistant" and message.get("content") not in written:
-                message["weight"] = 0
-    return [c for i, c in enumerate(calls) if i + 1 == len(calls) or calls[i + 1][: len(c)] != c]
+    return calls
+
+
+def _conversations(events: list[Event], run_id: str) -> list[list[dict[str, Any]]]:
+    """The run's root calls as few examples as train each call once, on exactly the messages it was sent.
+
+    A call shares a later call's example when its messages and reply are the first messages
+    of that example, unchanged; once an older output has shrunk or turns were compacted,
+    they are not, and the call is its own example. In an example, an assistant message is
+    trained on (no ``weight``) only as the reply of the call it is assigned to; every other
+    one, a turn the model did not write in this run (a fork's replayed or edited step) or
+    one trained on in another example, is context with ``weight: 0``.
+    """
+    calls = _calls(events, run_id)
+
+    def covers(j: int, i: int) -> bool:
+        return len(calls[j]) > len(calls[i]) and calls[j][: len(calls[i])] == calls[i]
+
+    heads = [j for j in range(len(calls)) if not any(covers(k, j) for k in range(len(calls)))]
+    targets = {j: {len(calls[j]) - 1} for j in heads}
+    for i in range(len(calls)):
+        if i not in targets:  # the first example it begins, so it is trained once
+            targets[next(j for j in heads if covers(j, i))].add(len(calls[i]) - 1)
+    return [[dict(m, weight=0) if m.get("role") == "assistant" and k not in targets[j] else m
+             for k, m in enumerate(calls[j])] for j in heads]
 
 
 def _sub_examples(events: list[Event], redact: Redactor, log: Path | None) -> tuple[list[Example], int]:
@@ -309,7 +307,8 @@ def _sub_examples(events: list[Event], redact: Redactor, log: Path | None) -> tu
         if start.data.get("prompt_chars") != len(prompt) or start.data.get("images"):
             cut += 1
             continue
-        meta = {"call": e.id, "model": start.data.get("model"), **({"log": str(log)} if log is not None else {})}
+        meta = {"call": e.id, "model": start.data.get("model"), "targets": [1],
+                **({"log": str(log)} if log is not None else {})}
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": str(e.data["reply"])}]
         out.append(Example(_clean(messages, redact), "sub", meta))
     return out, cut

@@ -7,14 +7,10 @@ is drawn, whatever a trace read from disk holds.
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Any
 
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
+from .markup import escape as _e
 
 #: Thumbnails fit this box (CSS pixels); the browser scales the image, the host never decodes it.
 THUMB_PX = 160
@@ -50,3 +46,42 @@ def _size(n: int) -> str:
     if n < 1024:
         return f"{n:,} B"
     return f"{n / 1024:,.0f} KiB" if n < 2**20 else f"{n / 2**20:,.1f} MiB"
+
+
+class Thumbnails:
+    """Each image's thumbnail, kept once by its hash, and put back where a view draws the image.
+
+    A trace carries an image's thumbnail at its first call only (``rlm.lm.vision.Thumbs``),
+    so a call's details keep its images without thumbnails and look them up here.
+    """
+
+    def __init__(self) -> None:
+        self.by_hash: dict[str, str] = {}
+
+    def take(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A call's ``images`` (without their thumbnails, which are kept here) and ``detail``; {} with none."""
+        images = data.get("images")
+        if not isinstance(images, list) or not images:
+            return {}
+        kept = []
+        for image in images:
+            if not isinstance(image, dict):
+                continue
+            thumb = image.get("thumb")
+            if isinstance(thumb, str) and image.get("sha256"):
+                self.by_hash.setdefault(str(image["sha256"]), thumb)
+            kept.append({k: v for k, v in image.items() if k != "thumb"})
+        return {"images": kept, "detail": data.get("detail")}
+
+    def attach(self, item: dict[str, Any], shown: set[str] | None = None) -> dict[str, Any]:
+        """``item`` with each image's thumbnail; with ``shown``, only those not shown before (for a record)."""
+        images = []
+        for image in item.get("images") or ():
+            key = str(image.get("sha256"))
+            thumb = self.by_hash.get(key)
+            if thumb is not None and (shown is None or key not in shown):
+                image = dict(image, thumb=thumb)
+                if shown is not None:
+                    shown.add(key)
+            images.append(image)
+        return dict(item, images=images) if images else item

@@ -14,12 +14,13 @@ widget's script paints them from the compact ``calls`` columns.
 
 from __future__ import annotations
 
-import html
 import math
 from importlib import resources
 from typing import Any
 
 from .figures import images_html
+from .markup import escape as _e
+from .markup import page
 
 SECTIONS = ("header", "iterations", "stream", "tree", "timeline")
 
@@ -27,17 +28,17 @@ COLOURS = {"r": "#1e88e5", "o": "#43a047", "e": "#e53935", "c": "#9e9e9e"}
 ROOT_COLOURS = {"r": "#5e35b1", "o": "#7e57c2", "e": "#e53935", "c": "#9e9e9e"}
 STATUS_NAMES = {"r": "running", "o": "ok", "e": "error", "c": "cancelled"}
 BADGES = {"running": "running", "ok": "done", "error": "failed", "cancelled": "stopped", "budget": "budget reached",
-          "failed_call": "answer is an error", "cut_off": "answer cut off"}
+          "failed_call": "answer is an error", "cut_off": "answer cut off", "fallback": "no answer"}
 LANE_PX = 7
+#: Classes that keep MathJax off the view: JupyterLab and Notebook 7 (MathJax 3: ``mathjax_ignore``) and
+#: classic front ends (MathJax 2: ``tex2jax_ignore``) typeset HTML outputs, and two ``$`` in a view
+#: (a cost, an estimate, a query) would be read as LaTeX, the dollar signs gone and the figures in a math font.
+NO_MATH = "tex2jax_ignore mathjax_ignore"
 
 
 def css() -> str:
     """The view's stylesheet (scoped to ``.rlm-view``)."""
     return resources.files("rlm.trace").joinpath("view.css").read_text(encoding="utf-8")
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _num(n: float) -> str:
@@ -85,17 +86,12 @@ def render(parts: dict[str, Any], *, live: bool = False, style: bool = True) -> 
         body += f'<div class="rlm-sec rlm-sec-calls">{_details(parts["details"], len(parts["calls"]["start"]))}</div>'
 
     sheet = f"<style>{css()}</style>" if style else ""
-    return f'{sheet}<div class="rlm-view">{body}</div>'
+    return f'{sheet}<div class="{NO_MATH}"><div class="rlm-view">{body}</div></div>'
 
 
 def document(parts: dict[str, Any], *, title: str = "rlm run") -> str:
     """A standalone page that opens offline: no script, no external resource."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title>"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"</head><body>{render(parts)}</body></html>\n"
-    )
+    return page(render(parts), title)
 
 
 def _counter(label: str, value: str, cls: str = "") -> str:
@@ -142,7 +138,8 @@ def _header(header: dict[str, Any], *, live: bool) -> str:
         f'<div class="rlm-head"><span class="rlm-badge rlm-st-{_e(status)}">{_e(status_label)}</span>'
         f'<span class="rlm-query" title="{_e(header.get("query", ""))}">{_e(str(header.get("query", ""))[:300])}</span>'
         f'<span class="rlm-model">{_e(header.get("model", ""))}</span>{stop}</div>'
-        f'<div class="rlm-counters">{"".join(counters)}</div>{_forked(header)}{_estimated(header)}{answer_html}'
+        f'<div class="rlm-counters">{"".join(counters)}</div>{_forked(header)}{_documents(header)}{_estimated(header)}'
+        f'{answer_html}'
     )
 
 
@@ -152,6 +149,24 @@ def _forked(header: dict[str, Any]) -> str:
         return ""
     return (f'<div class="rlm-note rlm-forked">forked from run {_e(forked.get("origin"))} at step '
             f'{_e(forked.get("at"))}: the steps before it were replayed from its record</div>')
+
+
+def _documents(header: dict[str, Any]) -> str:
+    """The documents the context held: each one's format and pages, and how many could not be read."""
+    found = header.get("context")
+    if not isinstance(found, dict) or not isinstance(found.get("documents"), list) or not found["documents"]:
+        return ""
+    docs = found["documents"]
+    shown = []
+    for doc in docs[:8]:
+        if isinstance(doc, dict):
+            pages = doc.get("pages") or 0
+            size = f", {_num(pages)} {doc.get('unit', 'page')}{'s' if pages != 1 else ''}" if pages else ""
+            shown.append(f"{_e(doc.get('name'))} ({_e(str(doc.get('kind', '')).upper())}{size})")
+    more = f" and {_num(len(docs) - 8)} more" if len(docs) > 8 else ""
+    failed = found.get("failed") if isinstance(found.get("failed"), list) else []
+    bad = f'; <span class="rlm-bad">{_num(len(failed))} not readable</span>' if failed else ""
+    return f'<div class="rlm-note rlm-documents">documents: {", ".join(shown)}{more}{bad}</div>'
 
 
 def _estimated(header: dict[str, Any]) -> str:

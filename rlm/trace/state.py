@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .events import Event
+from .figures import Thumbnails
 from .progress import ProgressModel
 
 #: Status letters in ``calls["status"]``.
@@ -88,8 +89,7 @@ class RunState:
         }
         #: Per call (same index as ``calls``): model, role, prompt preview, reply, error, retries, images.
         self.details: list[dict[str, Any]] = []
-        #: Thumbnails by image hash: a trace carries each image's once (``rlm.lm.vision.Thumbs``).
-        self.thumbs: dict[str, str] = {}
+        self.thumbs = Thumbnails()
         self.dirty: set[str] = set(PARTS)
         self._nodes: dict[str, dict[str, Any]] = {}
         self._iteration_of: dict[str, dict[str, Any]] = {}
@@ -128,12 +128,12 @@ class RunState:
 
     def _on_run(self, event: Event) -> None:
         data = event.data
-        if event.phase in ("fork", "estimate"):
+        if event.phase in ("fork", "estimate", "context"):
             if event.id == self.root:
                 if event.phase == "fork":
                     self.header["forked"] = {"origin": data.get("origin"), "at": data.get("at")}
                 else:
-                    self.header["estimate"] = dict(data)
+                    self.header[event.phase] = dict(data)
                 self.dirty.add("header")
             return
         if event.phase == "start":
@@ -156,7 +156,7 @@ class RunState:
 
     def _close_open(self, status: str) -> None:
         """The run is over: whatever never reported an end was cut off with it."""
-        if status in ("ok", "failed_call", "cut_off"):  # ended normally: what never finished was cut off
+        if status in ("ok", "failed_call", "cut_off", "fallback"):  # ended normally: what never finished was cut off
             status = "cancelled"
         for node in self._nodes.values():
             if node["status"] == "running":
@@ -266,7 +266,7 @@ class RunState:
             calls["tokens"].append(0)
             self.details.append({"model": model, "role": data.get("role"), "prompt": str(data.get("prompt") or ""),
                                  "prompt_chars": data.get("prompt_chars"), "sent": data.get("sent", True),
-                                 "retries": [], "status": "running", **self._images(data)})
+                                 "retries": [], "status": "running", **self.thumbs.take(data)})
             owner = self._nodes.get(event.parent or "")
             if owner is not None:
                 owner["calls"].append(index)
@@ -296,34 +296,6 @@ class RunState:
             status=status, seconds=data.get("seconds"))
         heapq.heappush(self._free_lanes, calls["lane"][index])
         self.dirty.add("calls")
-
-    def _images(self, data: dict[str, Any]) -> dict[str, Any]:
-        """A call's images without their thumbnails, which are kept once, by hash."""
-        images = data.get("images")
-        if not isinstance(images, list) or not images:
-            return {}
-        kept = []
-        for image in images:
-            if not isinstance(image, dict):
-                continue
-            thumb = image.get("thumb")
-            if isinstance(thumb, str) and image.get("sha256"):
-                self.thumbs.setdefault(str(image["sha256"]), thumb)
-            kept.append({k: v for k, v in image.items() if k != "thumb"})
-        return {"images": kept, "detail": data.get("detail")}
-
-    def _with_thumbs(self, item: dict[str, Any], shown: set[str] | None = None) -> dict[str, Any]:
-        """``item`` with each image's thumbnail; with ``shown``, only those not shown before (for a record)."""
-        images = []
-        for image in item.get("images") or ():
-            key = str(image.get("sha256"))
-            thumb = self.thumbs.get(key)
-            if thumb is not None and (shown is None or key not in shown):
-                image = dict(image, thumb=thumb)
-                if shown is not None:
-                    shown.add(key)
-            images.append(image)
-        return dict(item, images=images) if images else item
 
     def _on_stream(self, event: Event) -> None:
         """A root reply of a top-level turn streams on; a retry starts it over."""
@@ -369,7 +341,7 @@ class RunState:
             if not 0 <= index < len(self.details):
                 return None
             item = dict(self.details[index], index=index, retries=list(self.details[index]["retries"]))
-            return self._with_thumbs(item)
+            return self.thumbs.attach(item)
 
     def record_details(self) -> list[dict[str, Any]]:
         """The calls a saved record shows in detail: at most ``RECORD_CALLS``, texts cut to ``RECORD_TEXT``."""
@@ -384,7 +356,7 @@ class RunState:
                 item = dict(self.details[i], index=i, prompt=clip(self.details[i]["prompt"], RECORD_TEXT))
                 if "reply" in item:
                     item["reply"] = clip(str(item["reply"]), RECORD_TEXT)
-                out.append(self._with_thumbs(item, shown))
+                out.append(self.thumbs.attach(item, shown))
             return out
 
     def mark_stopping(self) -> None:

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .compare import MAX_RUNS, compare
-from .runs import BenchRuns, is_results_file
+from .results import is_results_file
+from .runs import BenchRuns
 from .trace import Trace
 
 
@@ -38,9 +39,10 @@ def write_pages(logs: Sequence[str | Path], output: str | Path | None = None) ->
         return write_page(logs[0], output)
     if len(logs) > MAX_RUNS:
         raise ValueError(f"rlm view compares at most {MAX_RUNS} logs, got {len(logs)}")
-    for log in logs:
-        if not Trace.from_jsonl(log):
+    traces = [Trace.load(log) for log in logs]
+    for log, trace in zip(logs, traces, strict=True):
+        if not trace:
             raise ValueError(f"{log} holds no events")
     first = Path(logs[0])
     target = Path(output) if output else first.with_name(f"{first.stem}-compare.html")
-    return compare(*logs).save_html(target)
+    return compare(*traces, labels=[Path(log).stem for log in logs]).save_html(target)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from rlm.cli import main
+from rlm.trace.html import LANE_PX
 from rlm.trace.runs import BenchRuns
 
 pytestmark = pytest.mark.timeout(300)
@@ -27,12 +28,14 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "oolong.jsonl"
 
 
-def _right_edges(page: Any) -> list[float]:
-    """Per run, where its last call ends, as a share of its timeline's width (measured in the page)."""
+def _bars(page: Any) -> list[list[list[float]]]:
+    """Per run, each call's bar as drawn: [left, right] as shares of its timeline's width, and its lane (top, px)."""
     return page.evaluate("""() => [...document.querySelectorAll('details[open] .rlm-cmp-lane')].map(lane => {
         const box = lane.querySelector('.rlm-lanes').getBoundingClientRect();
-        const ends = [...lane.querySelectorAll('.rlm-lanes i')].map(b => b.getBoundingClientRect().right);
-        return (Math.max(...ends) - box.left) / box.width;
+        return [...lane.querySelectorAll('.rlm-lanes i')].map(b => {
+            const r = b.getBoundingClientRect();
+            return [(r.left - box.left) / box.width, (r.right - box.left) / box.width, r.top - box.top];
+        });
     })""")
 
 
@@ -50,11 +53,20 @@ def test_a_question_opens_to_its_runs_on_one_time_axis(browser: Any, results: Pa
         text = question.inner_text()
         assert "rlm-query" in text and "rlm-batch" in text and "base" in text and "expected:" in text
         page.screenshot(path=str(artifacts / "compare-bench.png"), full_page=True)
-        one_at_a_time, batched = _right_edges(page)
+        drawn = _bars(page)
         view = BenchRuns(results).compare(BenchRuns(results).questions()[0])
-        for measured, parts in zip((one_at_a_time, batched), view.parts, strict=True):
-            assert measured == pytest.approx(max(parts["calls"]["end"]) / view.span_ms, abs=0.02)
-        assert batched < 0.75 * one_at_a_time, "llm_batch's calls overlap: its run ends well before on the axis"
+        assert len(drawn) == len(view.parts) == 2
+        for bars, parts in zip(drawn, view.parts, strict=True):  # every bar where its call's times put it
+            calls = parts["calls"]
+            assert len(bars) == len(calls["start"])
+            for (left, right, top), start, end, lane in zip(bars, calls["start"], calls["end"], calls["lane"],
+                                                            strict=True):
+                assert left == pytest.approx(start / view.span_ms, abs=0.01)
+                assert right == pytest.approx(max(end / view.span_ms, left + 0.0015), abs=0.01)
+                assert top == pytest.approx(lane * LANE_PX, abs=1)
+        one_at_a_time, batched = ({top for _, _, top in bars} for bars in drawn)
+        assert len(one_at_a_time) == 1, "llm_query one at a time: no two calls at once, one lane"
+        assert len(batched) >= 2, "llm_batch's calls overlap: they stack in lanes"
         code = question.locator("details.rlm-code[open]")
         assert code.count() >= 1 and "llm_batch" in question.locator("td.rlm-cmp-marked").last.inner_text()
     finally:

@@ -65,25 +65,20 @@ LIVE_CELLS = [
 ]
 
 
-def test_clicking_a_live_call_shows_its_image(browser: Any, lab: Any, artifacts: Path) -> None:
-    import nbformat
-    from test_jupyterlab import LIVE, open_notebook, run_all
-
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in LIVE_CELLS])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, lab.root / "images.ipynb")
-    page = open_notebook(browser, lab, "images.ipynb")
+def test_clicking_a_live_call_shows_its_image(notebooks: Any, artifacts: Path) -> None:
+    live = notebooks.LIVE
+    page = notebooks.open("images.ipynb", LIVE_CELLS)
     try:
-        run_all(page)
-        cell = f"{LIVE} .rlm-grid i[data-i]"
+        notebooks.run_all(page)
+        cell = f"{live} .rlm-grid i[data-i]"
         page.wait_for_function(f"() => document.querySelectorAll('{cell}').length >= 20", timeout=60_000)
         page.locator(cell).nth(10).click()  # not the first call: the trace carried its image at the first
-        image = page.locator(f"{LIVE} .rlm-detail .rlm-detail-images img")
+        image = page.locator(f"{live} .rlm-detail .rlm-detail-images img")
         image.wait_for(timeout=30_000)
         page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=image.element_handle())
         size = image.evaluate("i => [i.naturalWidth, i.naturalHeight, i.clientWidth, i.clientHeight]")
-        caption = page.locator(f"{LIVE} .rlm-detail figcaption").inner_text()
-        page.locator(f"{LIVE} .rlm-detail").screenshot(path=str(artifacts / "live-image-detail.png"))
+        caption = page.locator(f"{live} .rlm-detail figcaption").inner_text()
+        page.locator(f"{live} .rlm-detail").screenshot(path=str(artifacts / "live-image-detail.png"))
         page.locator(".jp-OutputArea-output").filter(has_text="ANSWER done").wait_for(timeout=120_000)
     except Exception:
         page.screenshot(path=str(artifacts / "live-image-failure.png"), full_page=True)

@@ -92,11 +92,11 @@ def run_cell(kc: BlockingKernelClient, code: str, *, during: Any = None, timeout
             cell.stdout += content["text"]
         elif kind == "status" and content["execution_state"] == "idle":
             break
-    while True:  # a loaded start_new_kernel may have asked kernel_info twice: skip stale replies
+    reply = kc.get_shell_msg(timeout=10)
+    while reply["parent_header"].get("msg_id") != msg_id:  # a late kernel_info reply from the kernel's start
         reply = kc.get_shell_msg(timeout=10)
-        if reply["parent_header"].get("msg_id") == msg_id:
-            cell.reply = reply["content"]
-            return cell
+    cell.reply = reply["content"]
+    return cell
 
 
 def test_two_thousand_sub_calls_stay_at_about_ten_updates_a_second(kernel):

@@ -22,8 +22,10 @@ from scripting import code
 import rlm
 from rlm import RLM, ConfigError, Endpoint, ModelInfo
 from rlm.cli import main
+from rlm.core.feedback import SHORT_CHARS
 from rlm.testing import ScriptedLM
 from rlm.testing.images import png
+from rlm.trace.endings import ENDINGS
 from rlm.trace.export import REDACTED, examples
 
 STEPS = [code("parts = llm_batch([f'part {i}' for i in range(3)])", "print(parts)"),
@@ -60,6 +62,7 @@ def test_the_export_is_what_the_root_was_sent_and_round_trips_through_the_fine_t
     (example,) = examples(result)
     assert example.kind == "root" and example.metadata["stopped"] == "final"
     assert example.messages[:-1] == sent[-1]  # the last root call's messages, exactly as sent
+    assert_each_call_trained_once_as_sent([example], sent, [s.reply for s in result.steps])  # short outputs: one
     assert example.messages[-1] == {"role": "assistant", "content": "FINAL_VAR(longest)"}
     assert [m["role"] for m in example.messages] == ["system", "user", "assistant", "user", "assistant", "user",
                                                       "assistant"]
@@ -75,6 +78,44 @@ def test_the_export_is_what_the_root_was_sent_and_round_trips_through_the_fine_t
     assert plain["messages"] == example.plain() and plain["metadata"]["query"] == "which part is longest?"
 
 
+def trained(found: list[Any]) -> list[tuple[list[dict[str, Any]], str]]:
+    """Every weight-1 assistant message of the examples: (the messages before it, as sent, and its text)."""
+    out = []
+    for example in found:
+        assert example.metadata["targets"] == [k for k, m in enumerate(example.messages)
+                                               if m["role"] == "assistant" and m.get("weight", 1) == 1]
+        assert example.messages[-1]["role"] == "assistant" and example.messages[-1].get("weight", 1) == 1
+        for k in example.metadata["targets"]:
+            before = [{"role": m["role"], "content": m["content"]} for m in example.messages[:k]]
+            out.append((before, example.messages[k]["content"]))
+    return out
+
+
+def assert_each_call_trained_once_as_sent(found: list[Any], sent: list[Any], replies: list[str]) -> None:
+    """Each root call is a weight-1 target exactly once, on exactly the messages it was sent."""
+    targets = trained(found)
+    calls = list(zip(sent, replies, strict=True))
+    assert len(targets) == len(calls)
+    for call in calls:
+        assert targets.count(call) == calls.count(call) == 1, call[1][:60]
+
+
+def test_older_outputs_shrink_so_each_call_is_trained_once_on_what_it_was_sent() -> None:
+    big = "y" * (3 * SHORT_CHARS)  # over the shrink threshold: each output shrinks once the next one arrives
+    script = [code(f"print('{k}' + '{big}')") for k in range(3)] + ["FINAL(done)"]
+    with ScriptedLM(root=script) as lm:
+        result = _rlm(lm).completion("abc", "q")
+        sent = [r.messages for r in lm.root_requests]
+    assert len(sent) == 4 and sent[2][3] != sent[1][3]  # turn 1's output, whole at call 2, short at call 3
+    found = examples(result)
+    assert_each_call_trained_once_as_sent(found, sent, [s.reply for s in result.steps])
+    # Call 1 shares call 2's example; every later call saw a shrunk output its predecessor did not.
+    assert [len(ex.messages) for ex in found] == [5, 7, 9]
+    assert all(check_fine_tuning_line(ex.openai()) is None for ex in found)
+    plain = [ex.to_dict() for ex in found]
+    assert plain[-1]["metadata"]["targets"] == [8]
+
+
 def test_a_compacted_history_gives_one_example_per_stretch_each_as_sent() -> None:
     big = "x" * 3_000
     script = [code(f"print('{big}')") for _ in range(4)] + ["FINAL(done)"]
@@ -84,11 +125,7 @@ def test_a_compacted_history_gives_one_example_per_stretch_each_as_sent() -> Non
         sent = [r.messages for r in lm.root_requests]
     assert any(e.kind == "history.compact" for e in result.trace)
     found = examples(result)
-    assert len(found) >= 2
-    replies = [s.reply for s in result.steps]
-    for messages, reply in zip(sent, replies, strict=True):  # every call is inside one example, as sent
-        whole = [*messages, {"role": "assistant", "content": reply}]
-        assert any(ex.messages[: len(whole)] == whole for ex in found)
+    assert_each_call_trained_once_as_sent(found, sent, [s.reply for s in result.steps])
     assert all(check_fine_tuning_line(ex.openai()) is None for ex in found)
 
 
@@ -108,7 +145,7 @@ def test_no_secret_and_no_unseen_context_goes_into_an_export(tmp_path: Path, mon
     key = "sk-test-" + "s3cr3t" * 6
     monkeypatch.setenv("OPENAI_API_KEY", key)
     unseen = "UNSEEN-MARKER-" * 3
-    context = "SEEN-PREVIEW " + "filler line\n" * 2_000 + unseen
+    context = "SEEN-PREVIEW " + "filler line\n" * 1_000 + unseen + "filler line\n" * 1_000  # the middle: never shown
     leak = code("import os", "print(os.environ['OPENAI_API_KEY'])",
                 "print('proxy at http://alice:hunter2pass@127.0.0.1:9/v1')")
     with ScriptedLM(root=[leak, "FINAL(done)"]) as lm:
@@ -145,21 +182,24 @@ def test_outcome_filters_and_the_command_line(tmp_path: Path, capsys: pytest.Cap
     logs = tmp_path / "logs"
     with ScriptedLM(root=list(STEPS), sub=lambda r: r.prompt.upper()) as lm:
         _rlm(lm, log_dir=logs).completion("alpha beta", "q")
-        lm.root = [code("print(1)")] * 3
+        lm.root = [code("print(1)")] * 3  # code even when asked to answer: it ends with what its variables hold
         out_of_turns = _rlm(lm, log_dir=logs, max_iterations=1).completion("alpha beta", "q")
-    assert out_of_turns.stopped == "max_iterations"
+    assert out_of_turns.stopped == "fallback"
     kept = rlm.export(logs)
-    assert len(kept.examples) == 1 and kept.runs == 2 and kept.skipped[0][1] == "stopped: max_iterations"
+    assert len(kept.examples) == 1 and kept.runs == 2 and kept.skipped[0][1] == "stopped: fallback"
     assert len(rlm.export(logs, stopped=None).examples) == 2
-    assert rlm.export(logs, min_score=0.5).skipped[0][1] in ("no score", "stopped: max_iterations")
+    assert rlm.export(logs, min_score=0.5).skipped[0][1] in ("no score", "stopped: fallback")
     assert main(["export", str(logs), "-o", str(tmp_path / "t.jsonl"), "--stopped", "all"]) == 0
     err = capsys.readouterr().err
-    assert "2 examples from 2 runs" in err
+    assert "2 examples from 2 runs" in err and "left out" not in err
     assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 2
     assert main(["export", str(tmp_path / "nope"), "-o", str(tmp_path / "x.jsonl")]) == 2
-    assert "no such file or folder" in capsys.readouterr().err
+    assert "nope: no such file; pass" in capsys.readouterr().err
     assert main(["export", str(logs), "-o", str(tmp_path / "x.jsonl"), "--stopped", "finall"]) == 2
     assert "stopped: finall is not an ending; choose from final, max_iterations" in capsys.readouterr().err
+    assert main(["export", "--help"]) == 0  # main returns argparse's exit code (rlm --help's too)
+    helped = " ".join(capsys.readouterr().out.split())
+    assert all(name in helped for name in ENDINGS), helped  # every ending --stopped takes, fallback too
     assert main(["export", str(logs), "-o", str(tmp_path / "y.jsonl"), "--min-score", "0.5"]) == 1
     assert "left out 1: no score" in capsys.readouterr().err
     assert os.path.getsize(tmp_path / "y.jsonl") == 0

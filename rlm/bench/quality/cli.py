@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from ... import arguments
 from .items import parse_size, size_label
 from .runner import Task
 
@@ -53,6 +54,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="item sets per size (3)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each method on each item (1)")
     parser.add_argument("--out", default="bench-results", metavar="DIR",
+                        type=arguments.output_dir("a directory for the results"),
                         help="where TASK.jsonl goes; a rerun continues it (bench-results)")
     parser.add_argument("--sandbox", choices=("kernel", "local"), default="kernel", help="where root code runs")
     parser.add_argument("--window", type=int, default=None, metavar="TOKENS",
@@ -97,10 +99,11 @@ def run_task(args: argparse.Namespace, task: Task) -> int:
     """
     from ... import runtime
     from ...errors import ConfigError
+    from ...trace.results import label
     from . import paired
     from .methods import METHODS, Methods, Target
     from .runner import Plan, ResultsFile, execute
-    from .table import label, markdown, rows
+    from .table import markdown, rows
 
     for name in ("n", "seeds", "repeats", "parallel", "max_iterations"):
         if getattr(args, name) < 1:

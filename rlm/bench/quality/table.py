@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ...trace.results import label
 from .items import size_label
 
 
@@ -31,12 +32,6 @@ class Row:
     sub_calls: float
     seconds: float
     failed: int
-
-
-def label(record: dict[str, Any]) -> str:
-    """A run's row name: its method, and the prompt it ran with when ``--prompt`` named some."""
-    prompt = record.get("prompt")
-    return str(record["method"]) if prompt is None else f"{record['method']} [{prompt}]"
 
 
 def rows(records: Iterable[dict[str, Any]], methods: list[str], sizes: list[int]) -> list[Row]:
