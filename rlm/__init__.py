@@ -17,6 +17,8 @@ from .errors import (
     Cancelled,
     ConfigError,
     ContextWindowExceeded,
+    ForkError,
+    ImagesRefused,
     LimitExceeded,
     LMConnectionError,
     LMError,
@@ -26,6 +28,7 @@ from .errors import (
     RLMError,
     SandboxError,
     SandboxTimeout,
+    TraceFormatError,
     WorkerError,
 )
 from .lm.budget import Budget, BudgetReport
@@ -39,6 +42,8 @@ from .lm.types import Completion, Usage
 from .repl.sandbox.config import SandboxConfig
 from .repl.steps import FailedCall
 from .session import Session
+from .trace.compare import compare
+from .trace.export import export
 from .trace.progress import ConsoleProgress, Progress, ProgressModel
 from .trace.trace import Trace
 from .widgets.replay import show
@@ -62,7 +67,9 @@ __all__ = [
     "Endpoint",
     "FailedCall",
     "FastClient",
+    "ForkError",
     "Hedge",
+    "ImagesRefused",
     "LMClient",
     "LMConnectionError",
     "LMError",
@@ -88,9 +95,12 @@ __all__ = [
     "Settings",
     "Step",
     "Trace",
+    "TraceFormatError",
     "Usage",
     "UsageReport",
     "WorkerError",
+    "compare",
+    "export",
     "show",
 ]
 

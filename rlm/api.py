@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .config import BatchAPI, Endpoint, Limits, Settings, as_via
 from .core.result import RLMResult
 from .core.tools import as_tools
-from .datasets.maps import MapResult, run_map, run_map_rlm
+from .datasets.maps import Admit, MapResult, run_map, run_map_rlm
 from .engine import Engine, Start
 from .lm.budget import Budget
 from .repl.sandbox.config import SandboxConfig
@@ -82,6 +82,22 @@ class RLM:
             endpoint=Endpoint() if endpoint is None else endpoint, tools=as_tools(tools),
         )
         self._engine = Engine(settings)
+
+    @classmethod
+    def _over(cls, engine: Engine) -> RLM:
+        """A facade over an engine already built (``sibling``)."""
+        rlm = cls.__new__(cls)
+        rlm._engine = engine
+        return rlm
+
+    def sibling(self, model: str, sub_model: str | None = None) -> RLM:
+        """An RLM of other models that shares this one's limiter, kernel pool, clients, cache and prices.
+
+        Why: several models served over one upstream (``rlm serve``) must queue every call
+        for the same slots and every run for the same kernels. Everything else (limits,
+        budget, sandbox) is this one's; closing either closes the shared kernels.
+        """
+        return RLM._over(self._engine.sibling(model, sub_model))
 
     @property
     def settings(self) -> Settings:
@@ -219,10 +235,12 @@ class RLM:
         return lambda subs, control: run_batch_map(engine, prompts, checkpoint=checkpoint, model=model, via=batch,
                                                    subscribers=subs, control=control)
 
-    def map_rlm(self, contexts: Iterable[Any], query: str, *, checkpoint: PathArg = None,
+    def map_rlm(self, contexts: Iterable[Any] | os.PathLike[str], query: str, *, checkpoint: PathArg = None,
                 max_concurrent: int | None = None, schema: Any = None, executor: str = "local",
                 subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
         """One completion of ``query`` per context (``RLMResult``s in order); resumable like ``map``.
+
+        ``contexts``: any contexts, or a folder's ``Path``: one completion per document or text file in it.
 
         Each completion has its own ``Budget``, as with ``completion``; they share this RLM's limiter.
         ``executor="ray"`` runs each completion as a Ray task (``rlm.datasets.ray_executor``).
@@ -232,14 +250,15 @@ class RLM:
             engine, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
             subscribers=subs, control=control, executor=executor), subscribers, view)
 
-    async def amap_rlm(self, contexts: Iterable[Any], query: str, *, checkpoint: PathArg = None,
+    async def amap_rlm(self, contexts: Iterable[Any] | os.PathLike[str], query: str, *, checkpoint: PathArg = None,
                        max_concurrent: int | None = None, schema: Any = None, executor: str = "local",
-                       subscribers: list[Subscriber] | None = None, view: bool | None = None) -> MapResult:
-        """Awaitable ``map_rlm``."""
+                       subscribers: list[Subscriber] | None = None, view: bool | None = None,
+                       admit: Admit | None = None) -> MapResult:
+        """Awaitable ``map_rlm``. ``admit``: entered around each item's completion (a server's run slot)."""
         engine = self._engine
         return await engine.awaitable(lambda subs, control: run_map_rlm(
             engine, contexts, query, checkpoint=checkpoint, max_concurrent=max_concurrent, schema=schema,
-            subscribers=subs, control=control, executor=executor), subscribers, view)
+            subscribers=subs, control=control, executor=executor, admit=admit), subscribers, view)
 
     def __repr__(self) -> str:
         s = self.settings

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .core.template import check_prompt, load_prompt
 from .core.tools import Tool
 from .errors import ConfigError, check_int, check_seconds
 from .lm.budget import Budget
@@ -42,19 +43,25 @@ SANDBOXES = ("kernel", "local")
 class Limits:
     """Limits of one root loop, per completion (its children share them).
 
-    ``max_output_chars``: how much of a step's output the root reads back (head and
-    tail). ``step_timeout``: seconds one REPL step may run before it is interrupted, in
-    either sandbox. ``max_children``: recursive children (``rlm_query``) in flight at
-    once per parent; ``max_descendants``: children of all depths one completion may
-    start. The host enforces both: code in the REPL cannot change them.
+    ``max_output_chars``: how much output the root reads back per turn, shared by the
+    code blocks of its reply (head and tail of each). ``step_timeout``: seconds one
+    REPL step may run before it is interrupted, in either sandbox. ``max_children``:
+    recursive children (``rlm_query``) in flight at once per parent; ``max_descendants``:
+    children of all depths one completion may start. The host enforces both: code in
+    the REPL cannot change them. ``prompt``: the root's system prompt template, its text
+    or a ``pathlib.Path`` to a file, checked here for what the loop needs
+    (``rlm.core.template``); None is rlm's own.
     """
 
-    max_output_chars: int = 20_000
+    max_output_chars: int = 10_000
     step_timeout: float = 600.0
     max_children: int = 8
     max_descendants: int = 256
+    prompt: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
+        if self.prompt is not None:
+            object.__setattr__(self, "prompt", check_prompt(load_prompt(self.prompt)))
         for name in ("max_children", "max_descendants"):
             check_int(f"Limits.{name}", getattr(self, name))
         check_int("Limits.max_output_chars", self.max_output_chars, 100)
@@ -195,6 +202,8 @@ class Settings:
         progress = self.progress
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
             raise ConfigError(f"progress must be True, False, None (auto) or a callable, got {progress!r}")
+        if self.limits.prompt is not None:  # a recursive run's template must teach rlm_query too
+            check_prompt(str(self.limits.prompt), can_recurse=self.max_depth > 1)
 
     @property
     def sandbox_config(self) -> SandboxConfig | None:
@@ -219,6 +228,10 @@ class Settings:
     @property
     def models(self) -> tuple[str, ...]:
         return self.endpoint.models
+
+    @property
+    def prompt(self) -> str | None:
+        return None if self.limits.prompt is None else str(self.limits.prompt)
 
     def check_model(self, fn: str, model: str | None) -> str:
         """The model a sub-call uses; root code may not pick one the user did not configure."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
@@ -27,7 +28,7 @@ from .core.result import Origin, RLMResult
 from .errors import Cancelled, ConfigError, LMError, RLMError
 from .lm.budget import Budget, BudgetLedger
 from .lm.cache import as_cache
-from .lm.client import LMClient, OpenAIClient
+from .lm.client import LMClient, NoEndpoint, OpenAIClient, has_endpoint, require_endpoint
 from .lm.dispatcher import Dispatcher
 from .lm.hedge import as_hedge
 from .lm.limiter import AdaptiveLimiter
@@ -128,6 +129,21 @@ class Engine:
         self.subscribers: list[Subscriber] = []
         self._windows_asked = False
 
+    def sibling(self, model: str, sub_model: str | None = None) -> Engine:
+        """An engine of other models sharing this one's limiter, kernel pool, clients, cache, hedge and prices.
+
+        Why: several models served over one upstream (``rlm serve``) must queue every call
+        for the same slots and every run for the same kernels. Everything else (limits,
+        budget, sandbox) is this one's; closing either closes the shared kernels.
+        """
+        settings = dataclasses.replace(self.settings, model=model, sub_model=sub_model or model)
+        twin = copy.copy(self)
+        twin.settings = settings
+        twin.budget = check_budget(settings.budget, self.pricing, (settings.model, settings.sub_model))
+        twin.subscribers = []
+        twin._windows_asked = False  # the shared prices learn the new models' windows on first use
+        return twin
+
     def make_repl(self) -> REPL:
         """A fresh REPL for one completion (or one session): a sandbox kernel, or in-process."""
         timeout = self.settings.limits.step_timeout
@@ -150,7 +166,7 @@ class Engine:
         A run that ends early keeps what it did (``Run.keep``): on ``control.partial``, and
         on the error's ``.partial``; a Stop ends it with ``Cancelled`` carrying it.
         """
-        await self._learn_windows()
+        await self.first_use()
         settings = self.settings
         writer = JsonlWriter(settings.log_dir) if self.observed and settings.log_dir is not None else None
         shown: list[Subscriber] = [*progress_subscribers(settings.progress)] if self.observed else []
@@ -182,7 +198,7 @@ class Engine:
     ) -> RLMResult:
         """One completion (a session's question with ``conversation``, a fork with ``fork``) on rlm's loop."""
         if within is not None:
-            await self._learn_windows()
+            await self.first_use()
             return await self._complete_within(within, context, query, schema)
         async with self.open_run(subscribers, control) as run:
             loop = run.loop()
@@ -236,7 +252,8 @@ class Engine:
 
         s = self.settings
         return estimate(context, query, model=s.model, sub_model=s.sub_model, pricing=self.pricing,
-                        max_iterations=s.max_iterations, can_recurse=s.max_depth > 1)
+                        max_iterations=s.max_iterations, can_recurse=s.max_depth > 1,
+                        sandbox=s.sandbox_config or "local")
 
     async def awaitable(self, start: Start[T], subscribers: list[Subscriber] | None, view: bool | None) -> T:
         """Run ``start``'s work on rlm's loop without blocking the caller's; a live view in a notebook."""
@@ -268,8 +285,9 @@ class Engine:
                 interrupt.partial = control.partial  # type: ignore[attr-defined]
                 raise
 
-    async def _learn_windows(self) -> None:
-        """Once per engine: the first run learns local models' context windows from the endpoint."""
+    async def first_use(self) -> None:
+        """Before each run: an endpoint to call; once per engine, local models' context windows from it."""
+        require_endpoint(self.client)
         if not self._windows_asked:
             self._windows_asked = True
             await learn_windows(self.pricing, {self.settings.model, self.settings.sub_model},
@@ -292,6 +310,7 @@ class Engine:
 def clients(settings: Settings, *, lean: bool = False) -> tuple[LMClient, LMClient | None]:
     """The root client and (``transport="auto"``) a lean one for sub-calls, the hot path.
 
+    With neither a key nor a URL (arguments or environment), a ``NoEndpoint``.
     ``lean``: one lean client for all calls where the transport allows (nobody watches a
     Ray worker's root replies stream). The SDK's own retries stay off (``max_retries=0``):
     the dispatcher retries every call once, under one policy.
@@ -299,6 +318,8 @@ def clients(settings: Settings, *, lean: bool = False) -> tuple[LMClient, LMClie
     endpoint = settings.endpoint
     if endpoint.client is not None:
         return endpoint.client, None
+    if not has_endpoint(settings.api_key, settings.base_url):
+        return NoEndpoint(), None  # RLM(...) and estimate() need no endpoint; a run says what to set
     from .lm.transport import FastClient  # aiohttp and the openai SDK load here, not at `import rlm`
 
     key, url, timeout = settings.api_key, settings.base_url, endpoint.timeout

@@ -2,11 +2,13 @@
 
     RLMError
     ├── ConfigError            bad arguments or missing settings (says what to set)
+    │   └── ForkError          a run cannot be forked as asked (no such step, a call the record lacks)
     ├── LMError                a model call failed
     │   ├── LMTimeout
     │   ├── LMRateLimited      HTTP 429; .retry_after seconds if the server said
     │   ├── LMConnectionError
     │   └── LMResponseError    non-2xx status or an unusable body; .status, .body
+    │       └── ImagesRefused  the model takes no image input (a sub-call with images=); .model
     ├── SandboxError           the REPL could not run a step
     │   └── SandboxTimeout     the kernel did not start or answer in time
     ├── LimitExceeded          a run stopped at a limit; .partial holds what was done
@@ -15,7 +17,7 @@
     ├── AnswerError            a typed answer (schema=) stayed invalid after one correction; .text, .problem
     ├── Cancelled              the run was cancelled (interrupt or Stop button)
     ├── WorkerError            a worker (a Ray task) could not run a map item; .cause
-    └── TraceFormatError       a trace log line is not an event; .path, .line
+    └── TraceFormatError       a trace log line is not an event; .path, .line (also a ValueError)
 
 Exceptions carry data and have no side effects: they never log or print.
 """
@@ -37,6 +39,10 @@ class RLMError(Exception):
 
 class ConfigError(RLMError, ValueError):
     """A setting is missing or invalid; the message says what to change."""
+
+
+class ForkError(ConfigError):
+    """A run cannot be forked as asked: no such step, or the record lacks a call a replayed step asked for."""
 
 
 class LMError(RLMError):
@@ -95,6 +101,13 @@ class LMRateLimited(LMResponseError):
     ) -> None:
         super().__init__(message, status=429, body=body, model=model, headers=headers)
         self.retry_after = retry_after
+
+
+class ImagesRefused(LMResponseError):
+    """The endpoint said the model takes no images: send them to a vision model instead.
+
+    Never retried: the same model refuses the same way every time. ``model`` names it.
+    """
 
 
 class WorkerError(RLMError):

@@ -19,6 +19,9 @@ import ast
 import dataclasses
 import inspect
 import shlex
+import types
+import typing
+from collections import abc
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -42,14 +45,62 @@ def config_keys() -> dict[str, str]:
 _GROUPS: dict[str, Any] = {"limits": Limits, "endpoint": Endpoint}
 
 
+def config_types() -> dict[str, Any]:
+    """Each option's type, read off the annotations of ``RLM``, ``Limits`` and ``Endpoint``."""
+    from .lm.pricing import ModelInfo
+
+    names = {"ModelInfo": ModelInfo}  # the one name an annotation (PricingArg) leaves unresolved
+    types = {k: v for k, v in typing.get_type_hints(RLM.__init__, localns=names).items() if k != "return"}
+    for group, kind in _GROUPS.items():
+        del types[group]
+        types.update(typing.get_type_hints(kind, localns=names))
+    return types
+
+
+def fits(value: Any, kind: Any) -> bool:
+    """Whether ``value`` is of the annotated type ``kind``: unions, None, callables and generic containers by
+    their outer type (their items are ``RLM``'s to check); a bool is not a number here."""
+    origin = typing.get_origin(kind)
+    if kind is Any:
+        return True
+    if kind is None or kind is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, k) for k in typing.get_args(kind))
+    if origin is typing.Literal:
+        return value in typing.get_args(kind)
+    if kind is abc.Callable or origin is abc.Callable:
+        return callable(value)
+    if kind in (int, float):
+        return isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    outer = origin if isinstance(origin, type) else kind
+    if outer in (abc.Sequence, list, tuple) and isinstance(value, (str, bytes)):
+        return False
+    return isinstance(value, outer) if isinstance(outer, type) else True
+
+
+def _described(kind: Any) -> str:
+    """``str | None`` -> ``a str or None``; ``os.PathLike[str]`` -> ``a PathLike``."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return " or ".join(_described(k) for k in typing.get_args(kind))
+    if kind is type(None):
+        return "None"
+    if kind is abc.Callable or typing.get_origin(kind) is abc.Callable:
+        return "a callable"
+    name = str(getattr(typing.get_origin(kind) or kind, "__name__", kind))
+    return f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}"
+
+
 def parse_config(line: str, namespace: dict[str, Any] | None = None) -> dict[str, Any]:
     """``model=gpt-5 max_concurrent=16`` -> ``{"model": "gpt-5", "max_concurrent": 16}``.
 
-    Values are Python literals when they parse as one (numbers, None, True, quoted
-    strings), a notebook variable when they name one (``budget=my_budget``), and plain
-    strings otherwise.
+    A value names a notebook variable (``budget=my_budget``) only where that variable's
+    type fits the setting: ``model=root`` in a notebook with a function ``root`` is the
+    model ``"root"``. Otherwise it is a Python literal (numbers, None, True, quoted
+    strings) or a plain string; a value that fits in neither way is a ``UsageError``
+    naming the setting and the type it takes.
     """
-    keys = config_keys()
+    keys, kinds = config_keys(), config_types()
     values: dict[str, Any] = {}
     for token in shlex.split(line):
         key, sep, raw = token.partition("=")
@@ -58,13 +109,19 @@ def parse_config(line: str, namespace: dict[str, Any] | None = None) -> dict[str
             raise UsageError(f"%rlm_config takes key=value pairs, got {token!r}")
         if key not in keys:
             raise UsageError(f"%rlm_config: unknown setting {key!r}; settings: {', '.join(sorted(keys))}")
-        if namespace is not None and raw.isidentifier() and raw in namespace:
+        kind = kinds.get(key, Any)
+        if namespace is not None and raw.isidentifier() and raw in namespace and fits(namespace[raw], kind):
             values[key] = namespace[raw]
             continue
         try:
-            values[key] = ast.literal_eval(raw)
+            literal = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
-            values[key] = raw
+            literal = raw
+        if not fits(literal, kind):
+            variable = (f" (the notebook's {raw} is a {type(namespace[raw]).__name__})"
+                        if namespace is not None and raw in namespace else "")
+            raise UsageError(f"%rlm_config: {key} takes {_described(kind)}, got {raw!r}{variable}")
+        values[key] = literal
     return values
 
 

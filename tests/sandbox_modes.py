@@ -9,6 +9,7 @@ on ``PYTHONPATH``, when both are readable by other users; otherwise they skip.
 from __future__ import annotations
 
 import os
+import secrets
 import site
 import sys
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from rlm import SandboxConfig
+from rlm.repl.sandbox import procs
 from rlm.repl.sandbox.config import ISOLATION_ENV
 from rlm.repl.sandbox.isolation import bwrap_path, world_traversable
 
@@ -48,6 +50,20 @@ def sandbox_config(mode: str, **limits: Any) -> SandboxConfig:
     if mode == "auto":  # the default, which $RLM_SANDBOX_ISOLATION may force
         return SandboxConfig(**limits)
     return SandboxConfig(isolation=mode, **limits)
+
+
+def unique_sleep(seconds: int) -> str:
+    """A ``sleep`` argument nobody else on the machine runs, so a process running it is this test's own.
+
+    Other tests (under pytest-xdist) and other users start ``sleep 300`` too; a check
+    for a bare ``sleep 300`` would see theirs.
+    """
+    return f"{seconds}.{secrets.randbelow(10**9):09d}"
+
+
+def running(command: str) -> list[int]:
+    """Pids of live processes whose command line is exactly ``command`` (an argument from ``unique_sleep``)."""
+    return [p for p in procs.all_pids() if cmdline(p) == command]
 
 
 def cmdline(pid: int) -> str:

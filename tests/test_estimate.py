@@ -39,6 +39,14 @@ def test_an_unpriced_model_has_tokens_but_no_dollars() -> None:
     assert found.cost_usd is None and found.tokens == 2 * count_tokens("x " * 100) and "no price known" in str(found)
 
 
+def test_an_estimate_needs_no_key_and_no_endpoint(monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    rlm = RLM("gpt-5", "gpt-5-mini", sandbox="local")
+    found = rlm.estimate(TEXT, "Where was the merger approved?")
+    assert found.tokens == count_tokens(TEXT, "gpt-5-mini") and found.cost_usd is not None
+
+
 def test_rlm_ask_estimate_needs_no_endpoint(tmp_path: Path) -> None:
     doc = tmp_path / "doc.txt"
     doc.write_text(TEXT)
@@ -64,7 +72,7 @@ def test_every_kind_of_context_is_counted_as_root_code_would_see_it(tmp_path: Pa
 
 
 def test_the_view_shows_the_estimate_as_the_run_starts(tmp_path: Path) -> None:
-    with ScriptedLM(root=["FINAL(done)"] * 2) as lm:
+    with ScriptedLM(root=lambda request: "FINAL(done)") as lm:  # asked again: a first-turn FINAL is checked once
         rlm = RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox="local")
         result = rlm.completion(TEXT, "Where was the merger approved?", view=False)
         (tmp_path / "big.txt").write_text("word " * 300_000)

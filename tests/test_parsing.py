@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
-from rlm.core.parsing import Final, find_code_blocks, find_final, truncate_output
+from rlm.core.parsing import (
+    Final,
+    find_code_blocks,
+    find_final,
+    find_trailing_final,
+    mentions_final,
+    truncate_output,
+    unrun_fences,
+)
 
 # --------------------------------------------------------------------------- find_code_blocks
 
@@ -273,6 +282,72 @@ def test_find_final(text: str | None, expected: Final | None) -> None:
 def test_find_final_many_cut_off_calls_is_not_quadratic() -> None:
     reply = "FINAL(partial (\n" * 20_000 + "FINAL(done)"
     assert find_final(reply) == Final("text", "done")
+
+
+#: Replies that made the old scan rescan the rest of the reply once per call (issue 25: 200,000
+#: lines of "FINAL(" took 7.4 s): one unit, repeated.
+SHAPES = {
+    "cut-off-calls-over-many-lines": "FINAL(\n",
+    "nested-open-parentheses": "FINAL(a (b (\n",
+    "triple-quotes-that-pair-across-calls": "FINAL(\'\'\'\n",
+    "both-triple-quotes-interleaved": "FINAL(\n\'\'\'\n\"\"\"\n",
+    "unclosed-quotes": "FINAL(\"it (\n",
+    "backslashes-and-escaped-parens": "FINAL(\\\\ \\( \\\" (\n",
+    "fences-between-calls": "FINAL(x\n```\nFINAL(y\n```\n",
+    "closed-calls-with-string-literals": "FINAL(\"(\" + \')\')\n",
+}
+
+
+def _cpu_seconds(*texts: str) -> list[float]:
+    """The least CPU time of three parses of each text, taken in turns so that a slow spell
+    of the machine falls on all of them; other processes' time does not count."""
+    best = [float("inf")] * len(texts)
+    for _ in range(3):
+        for i, text in enumerate(texts):
+            started = time.process_time()
+            find_final(text)
+            best[i] = min(best[i], time.process_time() - started)
+    return best
+
+
+@pytest.mark.parametrize("unit", SHAPES.values(), ids=SHAPES.keys())
+def test_find_final_time_grows_linearly_with_the_reply(unit: str) -> None:
+    small, large = _cpu_seconds(unit * 1_500, unit * 15_000)
+    # Ten times the input: about ten times the time (9.8-10.5 measured). The old scan, quadratic,
+    # took 25-38 times as long at these sizes (100 in the limit).
+    assert large / max(small, 1e-4) < 16, (small, large)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("Final answer: FINAL(42)", Final("text", "42"), id="after-a-label"),
+        pytest.param("So the answer is FINAL(42).", Final("text", "42"), id="ends-a-sentence"),
+        pytest.param("**Answer: FINAL(Paris)**", Final("text", "Paris"), id="bold"),
+        pytest.param('It is FINAL("a (b)")!', Final("text", "a (b)"), id="literal-with-parens"),
+        pytest.param("Stored: FINAL_VAR(result).\n\n", Final("var", "result"), id="var-then-blank-lines"),
+        pytest.param("FINAL(a) or rather FINAL(b).", Final("text", "b"), id="last-call"),
+        pytest.param("Answer FINAL(7)\n```text\nan example\n```", Final("text", "7"), id="before-a-text-block"),
+        pytest.param("I will call FINAL(x) and then check.", None, id="mid-sentence"),
+        pytest.param("FINAL(7) was my guess.\nI need to check it.", None, id="not-the-last-line"),
+        pytest.param("Use `FINAL(x)`.", None, id="inline-code"),
+        pytest.param("The answer is FINAL(42", None, id="unclosed"),
+        pytest.param("```python\nx = 1\nprint(FINAL(x))\n```", None, id="in-code"),
+        pytest.param("FINALLY(3) and XFINAL(4)", None, id="other-words"),
+    ],
+)
+def test_find_trailing_final(text: str, expected: Final | None) -> None:
+    assert find_trailing_final(text) == expected
+
+
+def test_mentions_final_reads_the_text_not_the_code_or_inline_code() -> None:
+    assert mentions_final("Then I will call FINAL(answer).")
+    assert not mentions_final("```repl\nFINAL(x)\n```\nUse `FINAL(x)` later.")
+
+
+def test_unrun_fences_names_the_blocks_that_did_not_run() -> None:
+    reply = "```\nprint(1)\n```\n```js\nf()\n```\n```repl\nx = 1\n```\n```text\n\n```"
+    assert unrun_fences(reply) == ["", "js"]
 
 
 def test_final_is_frozen_value_object() -> None:

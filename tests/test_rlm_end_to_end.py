@@ -155,15 +155,18 @@ def test_multiline_final_with_nested_parentheses_after_code(make_rlm):
 
 
 def test_empty_and_null_content_and_prose_replies_are_nudged(make_rlm):
-    replies = ["", "I will look at the context and call FINAL(x) later.", "FINAL(done)"]
+    replies = ["", "I will look at the context and call FINAL(x) later.", "Let me think.", "FINAL(done)"]
     with ScriptedLM(root=replies) as lm:
         lm.fail(Fault.null_content(), when=lambda r: r.role == "root" and r.index == 2, times=1)
         result = make_rlm(lm).completion("ctx", "q")
     assert result.answer == "done"
     prompts = [r.messages[-1]["content"] for r in lm.root_requests]
     assert "empty" in prompts[1]
-    assert "no ```repl block and no FINAL" in prompts[2]
+    # The reply did write FINAL(...), in a sentence: the root is told so, not that it wrote none.
+    assert "FINAL(...) inside a line of text" in prompts[2] and "no FINAL" not in prompts[2]
     assert "empty" in prompts[3]
+    assert "no code block and no FINAL" in prompts[4]
+    assert all(p.startswith(f"Turn {n} of 20.") for n, p in enumerate(prompts[1:], 1))
 
 
 def test_max_iterations_asks_for_an_answer_and_flags_the_fallback(make_rlm):
@@ -205,8 +208,10 @@ def test_rlm_query_recurses_with_depth_two(make_rlm):
 def test_bad_input_errors_say_what_to_do(monkeypatch, make_rlm, sandbox):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    unconfigured = RLM("gpt-5", sandbox=sandbox)  # builds: estimate() needs no endpoint
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        RLM("gpt-5")
+        unconfigured.completion("ctx", "q")  # a run says what to set, before a kernel starts
+    assert unconfigured.kernels is None or unconfigured.kernels.started == 0
     with ScriptedLM() as lm:
         rlm = make_rlm(lm)
         with pytest.raises(TypeError, match="supported: str, bytes"):

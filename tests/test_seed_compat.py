@@ -67,4 +67,5 @@ def test_the_seeds_other_entry_points(monkeypatch):
         repl = REPLEnv(recursive_model="gpt-5-nano", context_str="ctx")
         result = repl.code_execution("x = 41 + 1\nFINAL_VAR('x')")
         assert result.final == "42" and result.stdout.endswith("42\n")
-        assert repl.locals["x"] == 42 and repl.locals["context"] == "ctx"
+        assert repl.locals == {"context": "ctx", "x": 42}  # what code made; not other scaffolds' names
+        assert repl.code_execution("query = 'mine'").locals["query"] == "mine"  # unless code assigns one

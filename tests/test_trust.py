@@ -39,11 +39,11 @@ def test_a_final_var_of_what_the_same_reply_computed_counts_at_once(make) -> Non
     assert result.answer == "computed" and result.iterations == 1
 
 
-def test_a_final_in_code_after_a_failed_block_of_the_same_reply_does_not_count(make) -> None:
+def test_a_final_in_code_after_a_failed_block_of_the_same_reply_is_not_run(make) -> None:
     reply = code("1 / 0") + "\n" + code("FINAL('made up')")
     with ScriptedLM(root=[reply, "FINAL(real)"]) as lm:
         result = make(lm).completion("ctx", "q")
-        assert "an earlier code block of the same reply failed" in feedback(lm, 2)
+        assert "Block 2 was not run, because block 1 failed" in feedback(lm, 2)
     assert result.answer == "real"
 
 
@@ -105,10 +105,14 @@ def test_a_cancelled_acompletion_keeps_its_partial_result() -> None:
 
 
 def test_the_forced_answer_is_text_never_a_code_block(make) -> None:
-    with ScriptedLM(root=[code("x = 1"), "Here is the code:\n```python\nprint(x)\n```\nThe answer is 7."]) as lm:
+    # Code beside the words: asked once more for the answer alone, as the code cannot run.
+    with ScriptedLM(root=[code("x = 1"), "Here is the code:\n```python\nprint(x)\n```\nThe answer is 7.",
+                          "FINAL(7)"]) as lm:
         result = make(lm, max_iterations=1).completion("ctx", "q")
-    assert result.stopped == "max_iterations" and result.answer == "Here is the code:\nThe answer is 7."
-    assert "```" not in result.answer
+        assert "Code does not run any more" in feedback(lm, 3)
+    assert result.stopped == "max_iterations" and result.answer == "7"
+    with ScriptedLM(root=[code("x = 1"), "The answer is 7."]) as lm:  # words alone are an answer
+        assert make(lm, max_iterations=1).completion("ctx", "q").answer == "The answer is 7."
 
 
 # -- 7. what real models write ------------------------------------------------------------

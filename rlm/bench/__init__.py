@@ -1,5 +1,5 @@
-"""Benchmarks for the command line: ``rlm bench throughput|sandbox|scale|startup|sandbox-attacks|hedge-sim``, and answer
-quality: ``rlm bench sniah|oolong|pairs|codeqa`` (``rlm.bench.quality``).
+"""Benchmarks for the command line: ``rlm bench throughput|sandbox|scale|startup|sandbox-attacks|hedge-sim|prompt|
+documents``, and answer quality: ``rlm bench sniah|oolong|pairs|codeqa`` (``rlm.bench.quality``).
 
 Each benchmark module has ``add_arguments(parser)`` and ``run(args) -> int``; they
 load only when ``rlm bench`` runs, so importing rlm pays nothing for them.
@@ -23,6 +23,10 @@ BENCHES: dict[str, tuple[str, str]] = {
     "startup": ("rlm.bench.startup", "how long `import rlm` and `rlm --help` take in a fresh process"),
     "sandbox-attacks": ("rlm.bench.sandbox_attacks", "every attack in a fresh host, per isolation level: the table"),
     "hedge-sim": ("rlm.bench.hedge_sim", "hedging policies on a simulated lognormal batch: speedup and extra requests"),
+    "prompt": ("rlm.bench.prompt", "what the root reads: root input tokens and feedback size on scripted and real "
+               "replies, offline"),
+    "documents": ("rlm.bench.documents", "PDF, HTML and DOCX readers against the other libraries; documents made "
+                  "ready in the sandbox"),
     **QUALITY,
 }
 

@@ -102,7 +102,7 @@ print('closed by host', sum(s.recv(1) == b'' for s in select.select(socks, [], [
 try:
     llm_batch(['x'] * 100_000, max_concurrent=100_000)
 except ValueError as e:
-    print(str(e)[:60])
+    print(str(e)[:100])
 """),
         (),
     ),
@@ -114,7 +114,7 @@ s = socket.socket(socket.AF_UNIX)
 s.connect(rt.bridge._path)
 b = json.dumps({'op': 'helper', 'args': {'name': 'chunk', 'args': ['x ' * 10**6], 'kwargs': {}}}).encode()
 s.sendall(struct.pack('>32sI', rt.bridge._token, len(b)) + b)
-print(s.recv(300)[4:].decode()[:90])
+print(s.recv(300)[4:].decode()[:200])
 """),
         (),
     ),
@@ -123,7 +123,7 @@ print(s.recv(300)[4:].decode()[:90])
 try:
     llm_query('x', model='gpt-5-pro')
 except ValueError as e:
-    print(str(e)[:60])
+    print(str(e)[:100])
 """),
         (),
     ),

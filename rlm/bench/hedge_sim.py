@@ -20,6 +20,7 @@ import random
 import statistics
 from dataclasses import dataclass
 
+from ..cli import arguments
 from ..lm.hedge import Hedge, re_sends_allowed, straggler_threshold
 
 
@@ -91,8 +92,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--median", type=float, default=0.1, help="median latency in seconds (0.1)")
     parser.add_argument("--sigma", type=float, default=1.0, help="the lognormal's sigma (1.0)")
     parser.add_argument("--seeds", type=int, default=40, help="batches simulated per policy (40)")
-    parser.add_argument("--percentiles", default="0.5,0.7,0.9", help="percentiles tried (0.5,0.7,0.9)")
-    parser.add_argument("--copies", default="1,2,3", help="copies per item tried (1,2,3)")
+    parser.add_argument("--percentiles", type=arguments.number_list(float, 0, 1), default="0.5,0.7,0.9",
+                        help="percentiles tried (0.5,0.7,0.9)")
+    parser.add_argument("--copies", type=arguments.number_list(int, 1), default="1,2,3",
+                        help="copies per item tried (1,2,3)")
     parser.add_argument("--max-extra", type=float, default=0.08, help="share of the items re-sent at most (0.08)")
 
 
@@ -117,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
     print("| policy | mean s | x the median ideal | speedup (mean) | median s | speedup (median) | extra requests |")
     print("|---|---|---|---|---|---|---|")
     print(f"| unhedged | {plain:.3f} | {plain / ideal:.2f} | 1.00x | {plain_median:.3f} | 1.00x | +0.0 % |")
-    for percentile in (float(p) for p in args.percentiles.split(",")):
-        for copies in (int(k) for k in args.copies.split(",")):
+    for percentile in args.percentiles:
+        for copies in args.copies:
             policy = Hedge(percentile=percentile, copies=copies, max_extra=args.max_extra)
             mean, median, extra = batches(policy)
             print(f"| percentile {percentile:g}, copies {copies} | {mean:.3f} | {mean / ideal:.2f} | "

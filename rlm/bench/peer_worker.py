@@ -34,7 +34,7 @@ def _timing(stdout: str) -> dict[str, Any]:
     raise RuntimeError(f"the peer's REPL printed no timing: {stdout[-500:]!r}")
 
 
-def run_rlms(base_url: str, n: int, concurrency: int | None, tag: str) -> dict[str, Any]:
+def run_rlms(base_url: str, n: int | None, concurrency: int | None, tag: str, waves: int) -> dict[str, Any]:
     """rlms: ``llm_query_batched`` in its LocalREPL, through its LMHandler, as ``RLM.completion`` wires it."""
     from rlm.clients.openai import OpenAIClient  # type: ignore[import-not-found]  # the peers' own venv
     from rlm.core.lm_handler import LMHandler  # type: ignore[import-not-found]  # the peers' own venv
@@ -47,7 +47,7 @@ def run_rlms(base_url: str, n: int, concurrency: int | None, tag: str) -> dict[s
     env = LocalREPL(lm_handler_address=handler.address, depth=1)
     try:
         cpu = time.process_time()
-        result = env.execute_code(PROGRAM.format(tag=tag, n=n))
+        result = env.execute_code(PROGRAM.format(tag=tag, n=n or waves * (concurrency or default)))
         cpu = time.process_time() - cpu
         timing = _timing(result.stdout + "\n" + result.stderr)
     finally:
@@ -57,7 +57,7 @@ def run_rlms(base_url: str, n: int, concurrency: int | None, tag: str) -> dict[s
             "version": version("rlms")}
 
 
-def run_dspy(base_url: str, n: int, concurrency: int | None, tag: str) -> dict[str, Any]:
+def run_dspy(base_url: str, n: int | None, concurrency: int | None, tag: str, waves: int) -> dict[str, Any]:
     """dspy: ``llm_query_batched`` from ``dspy.RLM``'s tools in a LocalInterpreter (Deno needs the network)."""
     import dspy  # type: ignore[import-not-found]  # the peers' own venv
     from dspy.predict.rlm import RLM, _LLMCallBudget  # type: ignore[import-not-found]  # the peers' own venv
@@ -71,7 +71,7 @@ def run_dspy(base_url: str, n: int, concurrency: int | None, tag: str) -> dict[s
     interpreter.start()
     try:
         cpu = time.process_time()
-        output = interpreter.execute(PROGRAM.format(tag=tag, n=n))
+        output = interpreter.execute(PROGRAM.format(tag=tag, n=n or waves * (concurrency or default)))
         cpu = time.process_time() - cpu
         timing = _timing(str(output))
     finally:
@@ -85,7 +85,8 @@ PEERS = {"rlms": run_rlms, "dspy": run_dspy}
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
-    result = PEERS[spec["lib"]](spec["base_url"], spec["n"], spec.get("concurrency"), spec.get("tag", "peer"))
+    result = PEERS[spec["lib"]](spec["base_url"], spec["n"], spec.get("concurrency"), spec.get("tag", "peer"),
+                                spec.get("waves") or 1)
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 

@@ -44,10 +44,14 @@ def ensure_venv(path: Path = DEFAULT_VENV, *, install: bool = True) -> Path:
 
 
 def run_peer(
-    python: Path, lib: str, base_url: str, n: int, concurrency: int | None, tag: str
+    python: Path, lib: str, base_url: str, n: int | None, concurrency: int | None, tag: str, waves: int | None = None
 ) -> dict[str, Any]:
-    """One timed batched call by ``lib``; returns the worker's measurements."""
-    spec = json.dumps({"lib": lib, "base_url": base_url, "n": n, "concurrency": concurrency, "tag": tag})
+    """One timed batched call by ``lib``; returns the worker's measurements.
+
+    ``concurrency=None`` is the library's default; ``n=None`` is ``waves`` times that concurrency.
+    """
+    spec = json.dumps({"lib": lib, "base_url": base_url, "n": n, "concurrency": concurrency, "tag": tag,
+                       "waves": waves})
     # cwd and PYTHONPATH keep our package (top-level ``rlm``) out of the peer's imports.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(

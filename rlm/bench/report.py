@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
+import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -135,3 +139,26 @@ def _f(value: float | None, digits: int = 2) -> str:
 
 def row_json(row: Row) -> dict[str, Any]:
     return {**asdict(row), "median": row.median, "ratio": row.ratio, "cpu_ms_per_call": row.cpu_ms_per_call}
+
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmark: CPUs, versions, load; kept in the JSON beside the rows."""
+    import aiohttp
+    import openai
+
+    from .. import __version__
+
+    model = ""
+    try:
+        model = next(
+            (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")), ""
+        )
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(), "cpu_model": model, "platform": platform.platform(),
+        "python": platform.python_version(), "rlm": __version__, "openai": openai.__version__,
+        "aiohttp": aiohttp.__version__, "loadavg_start": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }

@@ -13,7 +13,7 @@ import functools
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..lm.budget import BudgetLedger, BudgetReport
@@ -28,10 +28,14 @@ from .sandbox_attacks import mode_settings
 class EchoHost:
     """Answers at once, so a timing measures the path to the host and back, nothing else."""
 
-    async def llm_query(self, prompt: str, model: str | None = None) -> str:
+    async def llm_query(self, prompt: str, model: str | None = None, images: list[bytes] | None = None,
+                        detail: str | None = None) -> str:
         return prompt
 
-    async def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
+    async def llm_batch(
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None,
+        images: Sequence[list[bytes] | Exception] | None = None, detail: str | None = None,
+    ) -> list[str]:
         return list(prompts)
 
     async def rlm_query(self, query: str, context: Any = None) -> str:

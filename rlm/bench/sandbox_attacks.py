@@ -4,7 +4,9 @@
 *initial* environment holds a canary API key, once per isolation mode, and prints the
 markdown table that docs/security.md shows. A host that dies is reported, not hidden.
 Attacks that would harm the machine where the mode cannot contain them (a fork bomb or
-``kill(-1)`` as root) are not run; the table says so.
+``kill(-1)`` as root) are not run; the table says so. The host listens on 127.0.0.1 and
+on an abstract unix socket of its own, and records what reaches either; no attack
+addresses anything else.
 """
 
 from __future__ import annotations
@@ -13,34 +15,46 @@ import argparse
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from .attacks import ATTACKS, NOT_RUN
+from .attacks import every_attack
+from .document_attacks import rows as document_rows
 
 CANARY = "sk-rlm-canary-attack-table"
+#: The limits every attack runs under (docs/security.md says them above the table).
+LIMITS = {"memory_mb": 1536, "max_file_mb": 64, "interrupt_grace": 1.0}
+#: The disk limit, at the levels that can hold one (isolation='none' refuses to start with it).
+DISK_MB = 128
+STEP_TIMEOUT = 2.0
 
 
 HOST = """
 import json, os, socket, sys, threading
+from pathlib import Path
 from rlm import RLM, Limits, SandboxConfig
 from rlm.testing import ScriptedLM
-name, settings, code = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+name, settings, code, context, abstract, timeout = sys.argv[1:7]
 got = []
-srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
-def accept():
+def serve(srv):
+    srv.listen()
     while True:
         c, _ = srv.accept(); got.append(c.recv(100) or b'<connected>')
-threading.Thread(target=accept, daemon=True).start()
-code = code.replace('PORT', str(srv.getsockname()[1]))
+tcp = socket.socket(); tcp.bind(('127.0.0.1', 0))
+unix = socket.socket(socket.AF_UNIX); unix.bind('\\0' + abstract)
+for srv in (tcp, unix):
+    threading.Thread(target=serve, args=(srv,), daemon=True).start()
+code = code.replace('PORT', str(tcp.getsockname()[1])).replace('ABSTRACT', repr('\\0' + abstract))
 steps = ['```repl\\n' + code + '\\n```', "```repl\\nprint('alive')\\n```", 'FINAL(ok)',
          "```repl\\nimport time; time.sleep(0.3); print(context)\\n```", 'FINAL(ok)']
 with ScriptedLM(root=steps) as lm:
-    config = SandboxConfig(memory_mb=1536, max_file_mb=64, disk_mb=128, interrupt_grace=1.0, **settings)
-    with RLM('root', base_url=lm.base_url, sandbox=config, limits=Limits(step_timeout=2.0)) as r:
+    with RLM('root', base_url=lm.base_url, sandbox=SandboxConfig(**json.loads(settings)),
+             limits=Limits(step_timeout=float(timeout))) as r:
         iso = r.kernels.isolation
-        res = r.completion('ctx', 'q')
+        res = r.completion(Path(context) if context else 'ctx', 'q')
         left = [p for k in r.kernels.kernels for p in k.strays()]
         calls = lm.stats['sub']
         nxt = r.completion('NEXT-CONTEXT', 'q')
@@ -81,6 +95,14 @@ def mode_settings(mode: str) -> dict[str, object] | None:
     return {"isolation": "uid", "python": python, "extra_env": {"PYTHONPATH": os.pathsep.join(packages)}}
 
 
+def attack_settings(mode: str) -> dict[str, object] | None:
+    """The whole ``SandboxConfig`` an attack runs under at ``mode``; None where the mode cannot run here."""
+    settings = mode_settings(mode)
+    if settings is None:
+        return None
+    return {**settings, **LIMITS, **({"disk_mb": DISK_MB} if mode != "none" else {})}
+
+
 def _isolation_flags(settings: dict[str, object]) -> dict[str, bool]:
     from ..repl.sandbox.config import SandboxConfig
     from ..repl.sandbox.isolation import resolve
@@ -88,6 +110,7 @@ def _isolation_flags(settings: dict[str, object]) -> dict[str, bool]:
     iso = resolve(SandboxConfig(**settings))  # type: ignore[arg-type]
     flags = {k: bool(v) for k, v in iso.__dict__.items() if isinstance(v, bool)}
     flags["process_limit+confined"] = iso.process_limit and iso.host_processes_safe
+    flags["disk_mb"] = iso.disk_mb is not None
     return flags
 
 
@@ -103,18 +126,20 @@ def _summary(result: dict[str, object]) -> str:
     out = str(result["out"]).strip().replace("\n", " ")
     if int(str(result.get("out_chars", 0))) > 1_000_000:
         out = f"{result['out_chars']:,} characters reached the host (capped there)"
-    parts = [p for p in (first, out[:70] + ("..." if len(out) > 70 else "")) if p]
+    parts = [p for p in (first, out[:100] + ("..." if len(out) > 100 else "")) if p]
     return "; ".join(parts) or "no output"
 
 
 def run_attack(name: str, mode: str, project: str) -> str:
-    code, needs = ATTACKS[name]
-    settings = mode_settings(mode)
+    """One cell of the table: ``name`` at ``mode`` in a fresh host process, and what went wrong if anything."""
+    attacks, not_run, contexts = every_attack()
+    code, needs = attacks[name]
+    settings = attack_settings(mode)
     if settings is None:
         return "mode not available here"
     flags = _isolation_flags(settings)
     if needs and not any(flags.get(f) for f in needs):
-        return "not run: " + NOT_RUN.get(name, "nothing here would contain it")
+        return "not run: " + not_run.get(name, "nothing here would contain it")
     target = Path(project, "planted-target.txt")
     target.write_text("untouched")
     code = (code.replace("PROJECT", repr(project)).replace("HOME", repr(str(Path.home())))
@@ -122,24 +147,29 @@ def run_attack(name: str, mode: str, project: str) -> str:
     env = {**os.environ, "OPENAI_API_KEY": CANARY, "PYTHONPATH": project}
     env.pop("RLM_SANDBOX_ISOLATION", None)
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", HOST, name, json.dumps(settings), code],
-            check=False, env=env, capture_output=True, text=True, timeout=180,
-        )
+        with tempfile.TemporaryDirectory(prefix="rlm-attack-") as scratch:
+            context = str(contexts[name](Path(scratch))) if name in contexts else ""
+            done = subprocess.run(
+                [sys.executable, "-c", HOST, name, json.dumps(settings), code, context,
+                 f"rlm-attack-{secrets.token_hex(8)}", str(STEP_TIMEOUT)],
+                check=False, env=env, capture_output=True, text=True, timeout=180,
+            )
     except subprocess.TimeoutExpired:
         return "HOST HUNG (timeout)"
     finally:
         untouched = target.exists() and target.read_text() == "untouched" and target.stat().st_uid == os.geteuid()
         target.unlink(missing_ok=True)
     if done.returncode != 0 or not done.stdout.strip():
-        return f"HOST DIED (exit {done.returncode})"
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    verdict = _summary(result)
+        return f"HOST DIED (exit {done.returncode}): {done.stderr.strip()[-200:]}"
+    return _verdict(name, json.loads(done.stdout.strip().splitlines()[-1]), done.stdout, untouched, project)
+
+
+def _verdict(name: str, result: dict[str, object], stdout: str, untouched: bool, project: str) -> str:
     problems = []
-    if result["leak"] or CANARY in done.stdout:
+    if result["leak"] or CANARY in stdout:
         problems.append("KEY LEAKED")
     if result["received"]:
-        problems.append(f"host port received {result['received']}")
+        problems.append(f"a host listener received {result['received']}")
     if re.search(r"hits \[.+\]", str(result["out"])):
         problems.append("KEY FOUND")
     if result["strays"]:
@@ -153,15 +183,16 @@ def run_attack(name: str, mode: str, project: str) -> str:
             problems.append("FILE WRITTEN")
     if result["later_calls"] or result["next_completion"] != "NEXT-CONTEXT\n":
         problems.append("THE NEXT COMPLETION WAS AFFECTED")
-    nxt = "next step ok" if result["next"] == "alive\n" else "NEXT STEP FAILED"
-    if result["refused"]:
-        nxt += f"; {result['refused']} refused"
-    return "; ".join([*problems, verdict, nxt])
+    if result["next"] != "alive\n":
+        problems.append("NEXT STEP FAILED")
+    refused = [f"{result['refused']} refused"] if result["refused"] else []
+    return "; ".join([*problems, _summary(result), *refused])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modes", default="bwrap,uid,none", help="comma-separated isolation levels")
-    parser.add_argument("--only", default="", help="run only attacks whose name contains this")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only attacks whose name contains this (may be given more than once)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,16 +205,34 @@ def run(args: argparse.Namespace) -> int:
     """Print the markdown table of every attack per isolation level (docs/security.md)."""
     project = str(Path(__file__).resolve().parents[2])
     modes = args.modes.split(",")
-    described = {m: (_isolation_flags(mode_settings(m) or {}) if mode_settings(m) else "n/a") for m in modes}
-    print(f"uid {os.geteuid()}; " + "; ".join(f"{m}: {d}" for m, d in described.items()), flush=True)
+    for mode in modes:
+        settings = attack_settings(mode)
+        print(f"{mode}: " + (_describe(settings) if settings else "not available here"), flush=True)
+    print(f"host uid {os.geteuid()}; step timeout {STEP_TIMEOUT:g} s; " + ", ".join(
+        f"{k}={v}" for k, v in {**LIMITS, "disk_mb": DISK_MB}.items()) + " (disk_mb not at none)\n")
     print("| attack | " + " | ".join(f"sandbox={m}" for m in modes) + " |")
     print("|---|" + "---|" * len(modes))
-    for name in ATTACKS:
-        if args.only and args.only not in name:
+    for name in every_attack()[0]:
+        if args.only and not any(part in name for part in args.only):
             continue
-        cells = [run_attack(name, mode, project).replace("|", "/") for mode in modes]
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+        cells = [_markdown(run_attack(name, mode, project)) for mode in modes]
+        print(f"| {_markdown(name)} | " + " | ".join(cells) + " |", flush=True)
+    if not args.only or any(part in "document" for part in args.only):  # hostile files (document_attacks.py)
+        for line in document_rows(modes, attack_settings):
+            print(line, flush=True)
     return 0
+
+
+def _markdown(cell: str) -> str:
+    """A table cell as markdown shows it: no column break, no text taken for an HTML tag."""
+    return cell.replace("|", "/").replace("<", "&lt;")
+
+
+def _describe(settings: dict[str, object]) -> str:
+    from ..repl.sandbox.config import SandboxConfig
+    from ..repl.sandbox.isolation import resolve
+
+    return resolve(SandboxConfig(**settings)).describe()  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

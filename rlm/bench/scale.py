@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cli import arguments
 from ..repl.kernel import KernelREPL
 from ..repl.local import LocalREPL
 from ..repl.sandbox.config import SandboxConfig
 from ..repl.sandbox.pool import KernelPool
-from ..testing.texts import sample_text
+from ..testing.texts import KINDS, sample_text
 from .sandbox import EchoHost
 
 MB = 2**20
@@ -54,16 +55,18 @@ class Row:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--chunk-mb", default="100,300,1024",
+    parser.add_argument("--chunk-mb", type=arguments.number_list(int, 0), default="100,300,1024",
                         help="context sizes for chunk, comma-separated (default 100,300,1024; "
                              "above 100: kernel only; 0 skips)")
-    parser.add_argument("--kinds", default="prose,code,cjk,nospace", help="kinds of text chunked at the first size")
+    parser.add_argument("--kinds", type=arguments.choice_list(KINDS), default="prose,code,cjk,nospace",
+                        help="kinds of text chunked at the first size")
     parser.add_argument("--deliver-mb", type=int, default=1024,
                         help="size of the context delivered (default 1024; 0 skips)")
     parser.add_argument("--iterations", type=int, default=40,
                         help="root iterations for the loop's cost (default 40; 0 skips)")
     parser.add_argument("--memory-mb", type=int, default=8192, help="the kernel's memory limit (default 8192)")
-    parser.add_argument("--json", default=None, metavar="PATH", help="write every number here")
+    parser.add_argument("--json", default=None, metavar="PATH", type=arguments.output_file("a file for the numbers"),
+                        help="write every number here")
 
 
 def _reset_peak(pids: list[int]) -> None:
@@ -219,9 +222,9 @@ async def _main(args: argparse.Namespace) -> list[Row]:
 
     config = SandboxConfig(memory_mb=args.memory_mb, warm_kernels=1)
     rows: list[Row] = []
-    sizes = [int(s) for s in args.chunk_mb.split(",") if s and int(s) > 0]
+    sizes = [s for s in args.chunk_mb if s > 0]
     for i, mb in enumerate(sizes):
-        kinds = args.kinds.split(",") if i == 0 else ["prose"]
+        kinds = args.kinds if i == 0 else ["prose"]
         for kind in kinds:
             for sandbox in ("kernel", "local") if mb <= 100 and kind == "prose" else ("kernel",):
                 for exact in (True, None):

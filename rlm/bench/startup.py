@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+from ..cli import arguments
+
 #: The targets of the start-up issue, in seconds.
 TARGETS = {"import rlm": 0.3, "rlm --help": 0.4}
 
@@ -47,4 +49,4 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm bench startup``."""
-    parser.add_argument("--repeats", type=int, default=7, help="fresh processes per command (7)")
+    parser.add_argument("--repeats", type=arguments.number(int, 1), default=7, help="fresh processes per command (7)")

@@ -15,9 +15,12 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from rlm import bench
+from rlm.cli import arguments
+from rlm.errors import ConfigError
+from rlm.serve import cli as serve_cli
 
 if TYPE_CHECKING:  # the server and the trace reader load when their command runs
     from rlm.testing import ScriptedRequest
@@ -25,6 +28,7 @@ if TYPE_CHECKING:  # the server and the trace reader load when their command run
 __all__ = ["COMMANDS", "Command", "main"]
 
 _CANNED_ANSWER = "This is a canned answer from rlm serve-fake."
+_LOG = "a trace log (.jsonl) written by RLM(log_dir=...) or Trace.to_jsonl"
 
 
 class Command(NamedTuple):
@@ -50,7 +54,8 @@ def _parse_latency(text: str) -> float | tuple[float, float]:
 
 def _serve_fake_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``serve-fake``."""
-    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1; 0 picks a free one (default 8000)")
+    parser.add_argument("--port", type=arguments.number(int, 0, 65535), default=8000,
+                        help="port on 127.0.0.1; 0 picks a free one (default 8000)")
     parser.add_argument(
         "--latency",
         type=_parse_latency,
@@ -70,10 +75,12 @@ def _serve_fake_arguments(parser: argparse.ArgumentParser) -> None:
         "--root-reply", default=None, metavar="TEXT", help="answer root calls with TEXT (overrides --reply)"
     )
     parser.add_argument(
-        "--admit", type=int, default=None, metavar="N", help="answer 429 (with Retry-After) beyond N requests in flight"
+        "--admit", type=arguments.number(int, 1), default=None, metavar="N",
+        help="answer 429 (with Retry-After) beyond N requests in flight"
     )
     parser.add_argument(
-        "--admit-retry-after", type=float, default=0.5, metavar="SECONDS", help="Retry-After of --admit's 429s (0.5)"
+        "--admit-retry-after", type=arguments.number(float, 0), default=0.5, metavar="SECONDS",
+        help="Retry-After of --admit's 429s (0.5)"
     )
 
 
@@ -139,27 +146,44 @@ def _serve_fake(args: argparse.Namespace) -> int:
 
 def _view_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm view``."""
-    parser.add_argument("log", help="a trace log (.jsonl) written by RLM(log_dir=...) or Trace.to_jsonl")
-    parser.add_argument(
-        "-o", "--output", default=None, help="the HTML file to write (default: the log's name with .html)"
-    )
+    parser.add_argument("log", nargs="+", type=arguments.input_file(_LOG),
+                        help=f"{_LOG}; 2 to 8 logs: the runs side by side; a results file of rlm bench --log-dir: "
+                        "every question")
+    parser.add_argument("-o", "--output", default=None, type=arguments.output_file("a file name for the page (.html)"),
+                        help="the HTML file to write (default: the log's name with .html; for several, "
+                        "<first>-compare.html)")
 
 
 def _view(args: argparse.Namespace) -> int:
     """Write the page and print its path; exit code 2 for a missing, unreadable or empty log."""
     from rlm.errors import TraceFormatError
-    from rlm.trace.view import write_page
+    from rlm.trace.view import write_pages
 
     try:
-        output = write_page(args.log, args.output)
-    except FileNotFoundError:
-        print(f"rlm view: no such file: {args.log}", file=sys.stderr)
+        output = write_pages(args.log, args.output)
+    except FileNotFoundError as exc:
+        print(f"rlm view: no such file: {exc.filename}", file=sys.stderr)
         return 2
-    except (TraceFormatError, UnicodeDecodeError, ValueError) as exc:
+    except UnicodeDecodeError as exc:
+        print(f"rlm view: a log is not UTF-8 text ({exc.reason}); pass {_LOG}", file=sys.stderr)
+        return 2
+    except (TraceFormatError, ValueError) as exc:
         print(f"rlm view: {exc}", file=sys.stderr)
         return 2
     print(output)
     return 0
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    from rlm.cli import export
+
+    export.add_arguments(parser)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rlm.cli import export
+
+    return export.run(args)
 
 
 def _ask_arguments(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +221,16 @@ COMMANDS: dict[str, Command] = {
         add_arguments=_map_arguments,
         run=_map,
     ),
+    "serve": Command(
+        help="serve RLMs as an OpenAI-compatible endpoint (POST /v1/chat/completions) on 127.0.0.1",
+        add_arguments=serve_cli.serve_arguments,
+        run=serve_cli.serve,
+    ),
+    "mcp": Command(
+        help="an MCP server (stdio, or --http): ask, estimate and map over documents with an RLM",
+        add_arguments=serve_cli.mcp_arguments,
+        run=serve_cli.mcp,
+    ),
     "serve-fake": Command(
         help="serve a scripted OpenAI-compatible model on 127.0.0.1 (for demos and benchmarks)",
         add_arguments=_serve_fake_arguments,
@@ -209,11 +243,24 @@ COMMANDS: dict[str, Command] = {
         run=bench.run,
     ),
     "view": Command(
-        help="write a trace log (.jsonl) as one HTML page (call tree, latency timeline) that opens offline",
+        help="write a trace log (.jsonl) as one HTML page (call tree, latency timeline) that opens offline; "
+             "several logs side by side",
         add_arguments=_view_arguments,
         run=_view,
     ),
+    "export": Command(
+        help="runs (trace logs, folders of them, a bench results file) as chat training examples (JSONL)",
+        add_arguments=_export_arguments,
+        run=_export,
+    ),
 }
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad argument is one line on stderr, what is wrong and where to read more, and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -224,7 +271,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """
     from rlm import __version__
 
-    parser = argparse.ArgumentParser(prog="rlm", description="Recursive Language Models")
+    parser = _Parser(prog="rlm", description="Recursive Language Models")
     parser.add_argument("--version", action="version", version=f"rlm {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     named = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
@@ -238,6 +285,27 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlm`` script; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(argv).parse_args(argv)
-    return COMMANDS[args.command].run(args)
+    try:
+        args, extra = build_parser(argv).parse_known_args(argv)
+    except SystemExit as done:  # --help, --version, or a bad argument's one line: the code, returned
+        return int(done.code or 0)  # argparse exits with 0 or 2
+    if extra:  # named here, not by argparse: its message would name the top-level `rlm`
+        return _say(args, f"unrecognized arguments: {' '.join(extra)}; see {_name(args)} --help", 2)
+    try:
+        return COMMANDS[args.command].run(args)
+    except ConfigError as exc:  # a bad argument found once the command looked closer: exit 2, as argparse's
+        return _say(args, str(exc), 2)
+    except OSError as exc:  # a file the command could not read or write: no traceback for that either
+        return _say(args, str(exc), 1)
+
+
+def _name(args: argparse.Namespace) -> str:
+    """The command as typed: ``rlm view``, ``rlm bench sniah``."""
+    return " ".join(["rlm", args.command, *([args.bench] if getattr(args, "bench", None) else [])])
+
+
+def _say(args: argparse.Namespace, message: str, code: int) -> int:
+    """One line on stderr, prefixed with the command, and the exit code."""
+    print(f"{_name(args)}: {' '.join(message.split())}", file=sys.stderr)
+    return code
 

@@ -2,4 +2,5 @@
 
 from rlm.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # imported (by a tool that walks the package), it does nothing
+    raise SystemExit(main())

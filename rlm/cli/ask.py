@@ -14,41 +14,53 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlm.cli import arguments
+from rlm.errors import ConfigError
+
+CONTEXT = "a text file or document (PDF, Word, ...), a directory of them, or - (stdin)"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm ask``."""
     parser.add_argument("--context", "-c", required=True, metavar="FILE|DIR|-",
-                        help="a text file, a directory (its text files, keyed by path) or - for stdin")
+                        type=arguments.input_file(CONTEXT, directory=True, binary=arguments.is_document, stdin=True),
+                        help="a file (text, PDF, Word, PowerPoint, Excel, HTML, EPUB, notebook), a directory "
+                             "(its files keyed by path, documents extracted) or - for stdin")
     parser.add_argument("--query", "-q", required=True, help="the question")
     parser.add_argument("--model", "-m", default=None, help="root model (default gpt-5)")
     parser.add_argument("--sub-model", "-s", default=None, help="model for sub-calls (default: the root model)")
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON: answer, stopped, usage")
-    parser.add_argument("--log-dir", default=None, help="write the run's trace as JSONL into this directory")
+    parser.add_argument("--log-dir", default=None, type=arguments.output_dir("a directory for the trace logs"),
+                        help="write the run's trace as JSONL into this directory")
     parser.add_argument("--budget-usd", type=float, default=None, metavar="X", help="stop the run at X dollars")
     parser.add_argument("--sandbox", choices=("kernel", "local"), default="kernel", help="where root code runs")
     parser.add_argument("--estimate", action="store_true",
                         help="print what the run would likely cost (no model call) and exit")
 
 
-def read_context(where: str) -> bytes | Path:
-    """The context named on the command line: stdin's bytes (UTF-8, as a file is read), or a path (a file or a
-    directory: rlm loads it, docs/usage.md)."""
+def read_context(where: str) -> Any:
+    """The context named on the command line, loaded (a directory is read here, so a bad one fails before any
+    model call): stdin's bytes (UTF-8, as a file is read), or a path (a file or a directory, docs/usage.md)."""
+    from rlm.repl.contexts import load_context
+
     if where == "-":
-        return sys.stdin.buffer.read()
-    if not os.path.exists(where):
-        raise FileNotFoundError(f"no such file or directory: {where}")
-    return Path(where)
+        data = sys.stdin.buffer.read()
+        if not data.strip():
+            raise ConfigError(f"stdin is empty; pass {CONTEXT}")
+        return data
+    try:
+        return load_context(Path(where))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{exc}; pass {CONTEXT}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     """One completion; exit 0 with the answer, 1 for a run that failed, 2 for bad input."""
     from rlm import RLM, Budget, RLMError
 
-    try:
-        context = read_context(args.context)
-    except FileNotFoundError as exc:
-        return _fail(f"{exc}; pass --context FILE, DIR or - (stdin)", 2)
+    context = read_context(args.context)
+    budget = Budget(max_cost_usd=args.budget_usd) if args.budget_usd is not None else None  # ConfigError: exit 2
     if args.estimate:
         return _estimate(context, args)
     simulated = not os.environ.get("OPENAI_API_KEY") and not (args.base_url or os.environ.get("OPENAI_BASE_URL"))
@@ -65,11 +77,10 @@ def run(args: argparse.Namespace) -> int:
         server = simulated_lm(latency=0.0, root_latency=0.0)
         model, sub_model, base_url = "simulated-root", "simulated-sub", server.base_url
     try:
-        budget = Budget(max_cost_usd=args.budget_usd) if args.budget_usd is not None else None
         with RLM(model, sub_model, base_url=base_url, api_key="simulated" if simulated else None,
                  sandbox=args.sandbox, budget=budget, log_dir=args.log_dir, progress=True) as rlm:
             result = rlm.completion(context, args.query, view=False)
-    except (FileNotFoundError, PermissionError) as exc:  # the path, checked as the run starts
+    except (FileNotFoundError, PermissionError, TypeError) as exc:  # the path, checked as the run starts
         return _fail(f"{exc}; pass --context FILE, DIR or - (stdin)", 2)
     except RLMError as exc:
         return _fail(f"{type(exc).__name__}: {_one_line(str(exc))}", 1)
@@ -85,14 +96,14 @@ def run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def _estimate(context: bytes | Path, args: argparse.Namespace) -> int:
+def _estimate(context: Any, args: argparse.Namespace) -> int:
     """``--estimate``: the likely cost, from the context's tokens and the pricing table; no endpoint needed."""
     from rlm.core.estimate import estimate
     from rlm.lm.pricing import Pricing
 
     model = args.model or "gpt-5"
     found = estimate(context, args.query, model=model, sub_model=args.sub_model or model, pricing=Pricing(),
-                     max_iterations=20)
+                     max_iterations=20, sandbox=args.sandbox)
     if args.json:
         print(json.dumps({"tokens": found.tokens, "root_prompt_tokens": found.root_prompt_tokens,
                           "sub_calls": found.sub_calls, "total_tokens": found.total_tokens,

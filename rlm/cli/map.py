@@ -5,7 +5,8 @@ fills the template from each row, sends one sub-call per row, commits each answe
 arrives and prints the answers as JSONL; run it again to resume. ``rlm map --status
 runs/x.sqlite`` says how far a map got. ``--via batch`` sends the rows through the
 provider's Batch API at half price (a rerun polls the same batch). ``--query Q`` runs a
-completion of Q over each row instead (``map_rlm``; ``--executor ray``: as Ray tasks).
+completion of Q over each row instead (``map_rlm``; ``--executor ray``: as Ray tasks); with
+``--input FOLDER`` it runs one per document or text file in the folder.
 Bad input, or flags that do not go together, exit 2 with one line, never a traceback.
 """
 
@@ -20,15 +21,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlm.cli import arguments
+from rlm.datasets.rows import jsonl_rows, prompts_of
+
+ROWS = "a .jsonl file (one JSON object per line) or a .csv file with a header row (with --query, also a folder)"
+CHECKPOINT = "a new path, or the --checkpoint file of an earlier rlm map to resume it"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``rlm map``."""
-    parser.add_argument("--input", "-i", metavar="FILE", help="rows: a .jsonl file (one object per line) or a .csv")
+    parser.add_argument("--input", "-i", metavar="FILE|DIR", type=arguments.input_file(ROWS, directory=True),
+                        help="rows: a .jsonl file (one object per line) or a .csv; with --query, also a folder "
+                             "(one completion per document in it)")
     parser.add_argument("--prompt-template", "-t", metavar="TEMPLATE",
                         help="the prompt for each row, with {field} for the row's fields (default: {prompt})",
                         default="{prompt}")
-    parser.add_argument("--checkpoint", "-k", metavar="FILE", help="SQLite checkpoint: a rerun resumes from it")
-    parser.add_argument("--output", "-o", metavar="FILE", help="write the answers as JSONL here (default: stdout)")
+    parser.add_argument("--checkpoint", "-k", metavar="FILE", type=arguments.sqlite_file(CHECKPOINT, new=True),
+                        help="SQLite checkpoint: a rerun resumes from it")
+    parser.add_argument("--output", "-o", metavar="FILE", type=arguments.output_file("a file for the answers"),
+                        help="write the answers as JSONL here (default: stdout)")
     parser.add_argument("--model", "-m", default=None,
                         help="the model of the sub-calls (default gpt-5-mini); with --query, the root model (gpt-5)")
     parser.add_argument("--query", "-q", default=None,
@@ -39,12 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
                         help="with --query: run the completions here or as Ray tasks (pip install 'rlm[ray]')")
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (else $OPENAI_BASE_URL)")
-    parser.add_argument("--max-concurrent", type=int, default=32, help="calls at once (default 32)")
+    parser.add_argument("--max-concurrent", type=arguments.number(int, 1), default=32,
+                        help="calls at once (default 32)")
     parser.add_argument("--via", choices=("calls", "batch"), default="calls",
                         help="calls: one request per row; batch: the provider's Batch API, half price, within 24 h")
     parser.add_argument("--poll-s", type=float, default=30.0, metavar="SECONDS",
                         help="with --via batch: seconds between status checks (default 30)")
-    parser.add_argument("--status", metavar="CHECKPOINT", help="print how far the map in CHECKPOINT got, and exit")
+    parser.add_argument("--status", metavar="CHECKPOINT",
+                        type=arguments.sqlite_file("the --checkpoint file of an earlier rlm map", new=False),
+                        help="print how far the map in CHECKPOINT got, and exit")
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -52,39 +66,15 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     if path.suffix.lower() == ".csv":
         with path.open(newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise ValueError(f"{path}:{n} is not JSON") from None
-        rows.append(row if isinstance(row, dict) else {"prompt": row})
-    return rows
-
-
-def prompts_of(rows: list[dict[str, Any]], template: str) -> list[str]:
-    """Each row's prompt; a field the template names but a row lacks is an error naming both."""
-    prompts = []
-    for n, row in enumerate(rows):
-        try:
-            prompts.append(template.format_map(row))
-        except KeyError as missing:
-            raise ValueError(f"row {n} has no field {missing} that --prompt-template names; "
-                             f"its fields: {', '.join(map(str, row)) or 'none'}") from None
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"--prompt-template is not a format string: {exc}") from None
-    return prompts
+    return jsonl_rows(path.read_text(encoding="utf-8"), str(path))
 
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when every row has an answer, 1 when some failed (a rerun retries them), 2 for bad input."""
     from rlm import RLM, BatchAPI, Checkpoint, RLMError
+    from rlm.repl.contexts import files_in
 
     if args.status:
-        if not Path(args.status).is_file():
-            return _fail(f"no checkpoint at {args.status}", 2)
         with Checkpoint(args.status) as cp:
             batches = [{"id": b.batch_id, "status": b.status, "items": len(b.items)} for b in cp.batches()]
             print(json.dumps({**cp.status(), **({"batches": batches} if batches else {})}))
@@ -92,10 +82,21 @@ def run(args: argparse.Namespace) -> int:
     problem = _combination(args)
     if problem:
         return _fail(problem, 2)
+    folder = Path(args.input).is_dir()
+    if folder and not args.query:
+        return _fail(f"--input {args.input} is a folder, which runs one completion per document: pass --query Q "
+                     f"(or {ROWS})", 2)
     try:
-        rows = prompts_of(read_rows(Path(args.input)), args.prompt_template)
-    except (OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+        rows: list[Any] = [Path(p) for p in files_in(args.input)] if folder else prompts_of(
+            read_rows(Path(args.input)), args.prompt_template)
+    except UnicodeDecodeError:
+        return _fail(f"{args.input} is not UTF-8 text; pass {ROWS}", 2)
+    except (OSError, ValueError, csv.Error) as exc:
         return _fail(str(exc), 2)
+    if folder and not rows:
+        return _fail(f"no documents or text files in {args.input}; pass {ROWS}, or a folder of documents", 2)
+    if not rows:
+        return _fail(f"{args.input} has no rows; pass {ROWS}", 2)
     simulated = not os.environ.get("OPENAI_API_KEY") and not (args.base_url or os.environ.get("OPENAI_BASE_URL"))
     server = None
     model = args.model or ("gpt-5" if args.query else "gpt-5-mini")
@@ -124,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
-    lines = [json.dumps({"index": i, "answer": None if _failed(a) else str(getattr(a, "answer", a)),
+    lines = [json.dumps({"index": i, **({"file": os.path.relpath(rows[i], args.input)} if folder else {}),
+                         "answer": None if _failed(a) else str(getattr(a, "answer", a)),
                          "error": getattr(a, "error", None) and str(a)}, ensure_ascii=False)
              for i, a in enumerate(answers)]
     if args.output:

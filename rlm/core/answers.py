@@ -13,7 +13,8 @@ import json
 import re
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import AnswerError, ConfigError
+from .result import StopReason
 
 _FENCED = re.compile(r"^```[\w-]*\s*\n(.*?)\n?```$", re.DOTALL)
 #: The most of a validation error the root is shown in its corrective round.
@@ -106,3 +107,16 @@ def _data_of(text: str) -> Any:
         return ast.literal_eval(stripped)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return text
+
+
+def forced_value(shape: AnswerShape | None, answer: str, forced: StopReason) -> Any:
+    """A forced answer's typed value (None without a schema); ``AnswerError`` when it has none or does not fit."""
+    if shape is None or forced == "cut_off":
+        return None
+    if forced == "fallback":
+        raise AnswerError(f"the root gave no {shape.name} within its turns", text=answer, problem="no answer")
+    value, problem = shape.check(answer)
+    if problem is not None:
+        raise AnswerError(f"the forced answer does not match the {shape.name} schema: {problem[:300]}", text=answer,
+                          problem=problem)
+    return value

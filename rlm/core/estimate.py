@@ -5,22 +5,31 @@ pieces. So the estimate counts the context's tokens and prices the two plans the
 prompt suggests: one pass of ``chunk`` at the sub-model's window (the fewest calls), and
 10,000-token chunks with a second pass over their answers (the most). Root turns are
 bounded by typical runs (3 turns) and by ``max_iterations``. It is a range, not a quote.
+Images the run may look at (pages with no text, figures) are priced as one sub-call each,
+at the tokens OpenAI's rule gives for their size (``rlm.lm.vision.image_tokens``).
 The live view shows one as a run starts, from ``glance_tokens``: it never reads a file
 context or counts more than ``GLANCE_CHARS`` of text, so it costs the run nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..lm.pricing import Pricing
 from ..lm.tokens import count_message_tokens, count_tokens
+from ..lm.vision import image_tokens
 from ..repl.base import load_context
 from ..repl.contexts import DirectoryContext, FrameContext, TextFile, value_of
+from ..repl.document_context import DocumentContext
 from ..repl.steps import as_text
+from ..trace.html import NO_MATH
 from .prompts import clean_text, describe_context, first_user_message, system_prompt
+
+log = logging.getLogger("rlm")
 
 #: The system prompt's default chunk size, the many-calls plan's.
 SMALL_CHUNK = 10_000
@@ -47,6 +56,9 @@ class Estimate:
     root_tokens: tuple[int, int]
     cost_usd: tuple[float, float] | None
     sub_window: int
+    #: Images priced in (one sub-call each), and their prompt tokens together.
+    images: int = 0
+    image_tokens: int = 0
 
     @property
     def total_tokens(self) -> tuple[int, int]:
@@ -55,23 +67,36 @@ class Estimate:
     def __str__(self) -> str:
         low, high = self.total_tokens
         cost = "no price known" if self.cost_usd is None else f"${self.cost_usd[0]:.4f}-${self.cost_usd[1]:.4f}"
-        return (f"context {self.tokens:,} tokens; root prompt {self.root_prompt_tokens:,} tokens; "
+        looked = f" (and {self.images:,} images, {self.image_tokens:,} tokens)" if self.images else ""
+        return (f"context {self.tokens:,} tokens{looked}; root prompt {self.root_prompt_tokens:,} tokens; "
                 f"{self.sub_calls[0]:,}-{self.sub_calls[1]:,} sub-calls; {low:,}-{high:,} tokens in all; {cost} "
                 "(an estimate: no model was called)")
 
     def _repr_html_(self) -> str:
-        return f"<div class='rlm-estimate'><b>Estimate</b>: {self!s}</div>"
+        return f"<div class='rlm-estimate {NO_MATH}'><b>Estimate</b>: {self!s}</div>"
 
 
 def estimate(context: Any, query: str, *, model: str, sub_model: str, pricing: Pricing, max_iterations: int,
-             can_recurse: bool = False, tokens: int | None = None, description: str | None = None) -> Estimate:
+             can_recurse: bool = False, tokens: int | None = None, description: str | None = None,
+             sandbox: Any = "kernel", images: Sequence[tuple[int, int]] = ()) -> Estimate:
     """The range of tokens and dollars a run of ``query`` over ``context`` is likely to take.
 
     ``tokens``: the context's, if already known (``glance_tokens``); else they are counted.
     ``description``: the root's description of the context, if already made (it reads all
-    of a str to count its lines); else it is made here.
+    of a str to count its lines); else it is made here. Documents are counted as extracted
+    text, read where a run would read them (``sandbox``: a fresh sandbox kernel, or
+    ``"local"``: this process), never parsed by the caller (``rlm.repl.confined``); their
+    pages without text (scans) are counted as images the root will look at. ``images``:
+    ``(width, height)`` of each image the root is expected to look at (a PDF's pages without
+    text, say): each is one more sub-call of the sub-model, both ends of the range.
     """
     loaded = load_context(context)
+    if isinstance(loaded, DocumentContext) and tokens is None:
+        from ..repl.confined import read_documents
+
+        info = read_documents(loaded, sandbox)
+        tokens, description = info.tokens, description or clean_text(info.description)
+        images = images or info.scans
     tokens = _context_tokens(loaded, sub_model) if tokens is None else tokens
     if description is None:
         description = clean_text(describe_context(loaded))
@@ -82,10 +107,11 @@ def estimate(context: Any, query: str, *, model: str, sub_model: str, pricing: P
     one_pass = max(1, math.ceil(tokens / max(1, int(window * WINDOW_SHARE))))
     many = max(1, math.ceil(tokens / SMALL_CHUNK))
     second_pass = math.ceil(many * REPLY_TOKENS / max(1, int(window * WINDOW_SHARE)))
-    calls = (one_pass, many + second_pass)
-    sub_in = (tokens + one_pass * INSTRUCTION_TOKENS,
-              tokens + calls[1] * INSTRUCTION_TOKENS + many * REPLY_TOKENS)
-    sub_out = (one_pass * REPLY_TOKENS, calls[1] * REPLY_TOKENS)
+    looked = sum(image_tokens(w, h, model=sub_model) for w, h in images) + len(images) * INSTRUCTION_TOKENS
+    calls = (one_pass + len(images), many + second_pass + len(images))
+    sub_in = (tokens + one_pass * INSTRUCTION_TOKENS + looked,
+              tokens + (many + second_pass) * INSTRUCTION_TOKENS + many * REPLY_TOKENS + looked)
+    sub_out = (calls[0] * REPLY_TOKENS, calls[1] * REPLY_TOKENS)
     turns = (TYPICAL_TURNS, max(TYPICAL_TURNS, max_iterations))
     root_in = tuple(sum(root_prompt + t * TURN_TOKENS for t in range(n)) for n in turns)
     root_out = tuple(n * TURN_TOKENS // 3 for n in turns)
@@ -94,7 +120,8 @@ def estimate(context: Any, query: str, *, model: str, sub_model: str, pricing: P
     totals = [None if sub is None or top is None else sub + top for sub, top in prices]
     cost = (totals[0], totals[1]) if totals[0] is not None and totals[1] is not None else None
     return Estimate(tokens, root_prompt, calls, (sub_in[0] + sub_out[0], sub_in[1] + sub_out[1]),
-                    (root_in[0] + root_out[0], root_in[1] + root_out[1]), cost, window)
+                    (root_in[0] + root_out[0], root_in[1] + root_out[1]), cost, window, len(images),
+                    looked - len(images) * INSTRUCTION_TOKENS)
 
 
 def _context_tokens(loaded: Any, model: str) -> int:
@@ -111,9 +138,18 @@ def _context_tokens(loaded: Any, model: str) -> int:
     return sum(count_tokens(as_text(value), model) for _, value in items)
 
 
+def glance_or_none(loaded: Any, model: str) -> int | None:
+    """``glance_tokens``, or None where the context cannot be counted: the run goes on without the number."""
+    try:
+        return glance_tokens(loaded, model)
+    except Exception:
+        log.debug("rlm: the context's tokens could not be counted", exc_info=True)
+        return None
+
+
 def glance_tokens(loaded: Any, model: str) -> int:
     """The context's tokens, cheaply: exact for up to ``GLANCE_CHARS`` of text, else from its characters."""
-    if isinstance(loaded, TextFile):
+    if isinstance(loaded, (TextFile, DocumentContext)):  # documents: a guess from bytes until they are read
         return loaded.size // 4
     if isinstance(loaded, DirectoryContext):
         chars = sum(len(text) for text in loaded.files.values())

@@ -4,7 +4,8 @@ A run's answer must never lie. So a FINAL written in the same reply as code coun
 once the root has seen that code's output (a FINAL_VAR, or a FINAL of an expression over
 variables the code set, is grounded already), never after that code failed, and never
 from a reply cut at its output cap. What models really write is accepted: FINAL of a
-variable's name, of an f-string, of text with stray parentheses.
+variable's name, of an f-string, of text with stray parentheses, and in a reply without
+code a FINAL(...) that ends its last line ("So the answer is FINAL(42).").
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import ast
 from dataclasses import dataclass
 
 from ..repl.base import REPL, ExecResult
-from .parsing import find_final
+from .parsing import find_code_blocks, find_final, find_trailing_final, mentions_final, prose_of
 
+MID_LINE_BESIDE_CODE = (
+    "Your FINAL(...) was not taken: it is inside a line of text, in a reply with code. Once the output above "
+    "supports your answer, write FINAL(answer) or FINAL_VAR(name) at the start of its own line."
+)
 #: The text a failed sub-call shows (``FailedCall``): an answer that starts with it is an error.
 FAILED_PREFIX = "[rlm error] "
 
@@ -28,23 +33,20 @@ class TurnEnd:
 
 
 def in_code_final(results: list[ExecResult]) -> TurnEnd | None:
-    """A FINAL called inside code: it counts unless an earlier block of the same reply failed."""
-    for n, result in enumerate(results):
-        if result.final is None:
-            continue
-        if any(r.error for r in results[:n]):
-            return TurnEnd(None, (
-                "Your FINAL(...) inside code was not taken: an earlier code block of the same reply failed "
-                "(its error is above). Fix it, check the output, then answer.",))
-        return TurnEnd(result.final)
+    """A FINAL called inside code (blocks stop at the first that fails, so none before it failed)."""
+    for result in results:
+        if result.final is not None:
+            return TurnEnd(result.final)
     return None
 
 
 async def prose_final(reply: str, results: list[ExecResult], *, cut: bool, repl: REPL) -> TurnEnd:
     """A FINAL(...) / FINAL_VAR(...) written in the reply's text, judged against the code it ran."""
     found = find_final(reply)
+    if found is None and not find_code_blocks(reply):
+        found = find_trailing_final(reply)
     if found is None:
-        return TurnEnd(None)
+        return TurnEnd(None, (MID_LINE_BESIDE_CODE,) if results and mentions_final(reply) else ())
     if cut:
         return TurnEnd(None, (
             "Your reply was cut off at its output limit, so its FINAL was not taken (it may be incomplete). "
@@ -89,6 +91,54 @@ async def _evaluated(text: str, repl: REPL) -> str | None:
         return None
     result = await repl.execute(f"FINAL({text})")
     return result.final if result.error is None else None
+
+
+async def forced_final(reply: str, repl: REPL) -> TurnEnd:
+    """The answer of a reply written when code no longer runs: its FINAL, or its words; never its code.
+
+    A reply with code and no FINAL (or with nothing) answers nothing: it is asked again.
+    """
+    end = await prose_final(reply, [], cut=False, repl=repl)
+    words = prose_of(reply)
+    if end.answer is None and words and not find_code_blocks(reply) and not mentions_final(reply):
+        return TurnEnd(words)
+    return end
+
+
+#: Characters of one listed variable (a name set through ``globals()`` can be any string).
+LISTED_CHARS = 200
+
+
+async def variables(repl: REPL) -> list[str]:
+    """The root's variables as ``SHOW_VARS()`` lists them ("name: type (len n)"); none if it cannot say."""
+    result = await repl.execute("_rlm_listed = SHOW_VARS()\ndel _rlm_listed")
+    return [] if result.error else [line[:LISTED_CHARS] for line in result.stdout.splitlines() if ": " in line]
+
+
+#: Root code that prints each named variable's value, cut short without building a long repr first.
+_HELD = """\
+import reprlib as _rlm_reprlib
+_rlm_repr = _rlm_reprlib.Repr()
+_rlm_repr.maxstring = _rlm_repr.maxother = {chars}
+_rlm_repr.maxlist = _rlm_repr.maxtuple = _rlm_repr.maxdict = _rlm_repr.maxset = 20
+for _rlm_name in {names!r}:
+    print("- " + _rlm_name + " = " + _rlm_repr.repr(globals().get(_rlm_name)))
+del _rlm_reprlib, _rlm_repr, _rlm_name
+"""
+#: Variables shown in a fallback answer, and characters of each.
+HELD_VARIABLES, HELD_CHARS = 20, 300
+
+
+async def held(repl: REPL, listed: list[str], turns: int) -> str:
+    """The fallback answer: the root gave none, so what its variables held, for the caller to judge."""
+    said = f"The root gave no answer: after its {turns} turns it was asked twice to answer without code, and did not."
+    names = [line.split(":", 1)[0].strip() for line in listed[:HELD_VARIABLES]]
+    if not names:
+        return f"{said} It stored no variables."
+    result = await repl.execute(_HELD.format(chars=HELD_CHARS, names=names))
+    values = result.stdout.strip() if result.error is None else "\n".join(f"- {line}" for line in listed)
+    more = f"\n(and {len(listed) - len(names)} more)" if len(listed) > len(names) else ""
+    return f"{said} What its variables held:\n{values}{more}"
 
 
 def failed_answer(answer: str) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, LMError
+from ..errors import ForkError, LMError
 from ..lm.client import Message
 from ..lm.dispatcher import Dispatcher
 from ..lm.limiter import AdaptiveLimiter
@@ -31,10 +31,6 @@ from ..trace.trace import Trace
 
 #: Replayed calls at once (they are answered from memory).
 REPLAY_CONCURRENCY = 256
-
-
-class ForkError(ConfigError):
-    """A run cannot be forked as asked: no such step, or the record lacks a call a replayed step asked for."""
 
 
 class ReplayMiss(LMError):

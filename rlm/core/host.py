@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import LimitExceeded, LMError, SandboxError
+from ..lm import images as image_checks
 from ..lm.budget import BudgetReport
+from ..lm.vision import Image, checked
 from ..repl.steps import FailedCall, as_text
 from .result import RLMResult
 from .settings import LoopSettings
@@ -102,16 +105,36 @@ class RunHost:
         """The tools the REPL defines as functions."""
         return tuple(self._run.settings.tools)
 
-    async def llm_query(self, prompt: str, model: str | None = None) -> str:
+    async def llm_query(
+        self, prompt: str, model: str | None = None, images: list[bytes] | None = None, detail: str | None = None
+    ) -> str:
+        """A sub-call; its images are checked here again (the REPL's checks are root code's side)."""
         chosen = self._run.settings.check_model("llm_query", model)
-        return _shown(await self.dispatcher.query(prompt, model=chosen, parent=self.parent))
+        image_checks.check_detail(detail, "llm_query")
+        seen = await _checked(images, "llm_query(images=...)")
+        return _shown(await self.dispatcher.query(prompt, model=chosen, parent=self.parent, images=seen,
+                                                  detail=detail))
 
     async def llm_batch(
-        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None,
+        images: Sequence[list[bytes] | Exception] | None = None, detail: str | None = None,
     ) -> list[str]:
+        """Sub-calls side by side; an item whose images are refused is its ``FailedCall``, the rest go."""
         chosen = self._run.settings.check_model("llm_batch", model)
+        image_checks.check_detail(detail, "llm_batch")
+        entries: list[list[Image] | Exception] | None = None
+        if images is not None:
+            if len(images) != len(prompts):
+                raise TypeError(f"llm_batch: {len(images)} entries of images for {len(prompts)} prompts")
+            entries = []
+            for k, entry in enumerate(images):
+                try:
+                    entries.append(entry if isinstance(entry, Exception) else
+                                   await _checked(entry, f"llm_batch(images=...) item {k}"))
+                except image_checks.ImageError as exc:
+                    entries.append(exc)
         results = await self.dispatcher.batch(
-            prompts, model=chosen, max_concurrent=max_concurrent, parent=self.parent,
+            prompts, model=chosen, max_concurrent=max_concurrent, parent=self.parent, images=entries, detail=detail,
         )
         return [_shown(r) for r in results]
 
@@ -170,6 +193,17 @@ class RunHost:
         finally:
             current_tool.reset(token)
             tracer.end("tool", span, self.parent, name=name, seconds=time.perf_counter() - started, error=error)
+
+
+#: Images bigger than this in all are hashed on a worker thread, off the runtime loop.
+OFF_LOOP_IMAGE_BYTES = 2 * 2**20
+
+
+async def _checked(raw: Any, what: str) -> list[Image]:
+    """Root code's images, checked as the REPL checked them (count, size, header) and hashed; ``ImageError`` if not."""
+    if isinstance(raw, list) and sum(len(d) for d in raw if isinstance(d, (bytes, bytearray))) > OFF_LOOP_IMAGE_BYTES:
+        return await asyncio.to_thread(checked, raw, what)
+    return checked(raw, what)
 
 
 def _shown(value: str | Exception) -> str:

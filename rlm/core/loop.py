@@ -9,29 +9,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import AnswerError, BudgetExceeded, ConfigError, RLMError
+from ..errors import AnswerError, BudgetExceeded, ConfigError, ForkError, RLMError
 from ..lm.dispatcher import Dispatcher
 from ..lm.tokens import count_message_tokens
-from ..repl.base import REPL, ExecResult, load_context
+from ..repl.base import REPL, SUPPORTED_CONTEXT, ExecResult, load_context
+from ..repl.document_context import DocumentContext
 from ..repl.steps import restored_note
 from ..trace.trace import Trace
-from .answers import AnswerShape
+from .answers import AnswerShape, forced_value
 from .conversation import Conversation, follow_up_message
-from .estimate import estimate, glance_tokens
-from .finals import failed_answer, in_code_final, prose_final
-from .fork import Fork, ForkError
-from .history import compact
+from .estimate import estimate, glance_or_none, glance_tokens
+from .feedback import Turn, no_code_feedback, nudge, turn_feedback
+from .finals import TurnEnd, failed_answer, forced_final, held, in_code_final, prose_final, variables
+from .fork import Fork
+from .history import OlderOutputs, compact
 from .host import RunHost, Tree
-from .parsing import find_code_blocks, prose_of, truncate_output
+from .parsing import find_code_blocks
 from .prompts import (
-    ANSWER_NOW,
+    ANSWER_RETRY,
+    FIRST_TURN_CHECK,
     NOTE_CUT,
-    NUDGE_EMPTY,
-    NUDGE_TOOL_CALL,
+    answer_now,
     clean_text,
-    describe_context,
+    context_view,
     first_user_message,
-    step_feedback,
+    size_line,
     system_prompt,
 )
 from .result import RLMResult, Step, StopReason, UsageReport
@@ -77,16 +79,19 @@ class RootLoop:
         self.can_recurse = depth + 1 < settings.max_depth
         self.tree = tree if tree is not None else Tree(settings.max_descendants)
         self._so_far: tuple[list[Step], str, float] | None = None
+        self._outputs = OlderOutputs()
+        self._doubt_first = False
+        self._last_sent: list[dict[str, Any]] = []
 
     def child(self, parent_span: str | None, dispatcher: Dispatcher | None = None) -> RootLoop:
         """A recursive child one deeper, sharing the dispatcher (limiter, budget, cache, trace) and the tree."""
         return RootLoop(settings=self.settings, dispatcher=dispatcher or self.dispatcher,
                         repl_factory=self.repl_factory, depth=self.depth + 1, parent_span=parent_span, tree=self.tree)
 
-    def _sub_window(self) -> dict[str, str]:
+    def _sub_window(self) -> dict[str, int]:
         """The sub-model's context window for the prompt, when the pricing table knows it."""
         window = self.dispatcher.pricing.context_window(self.settings.sub_model)
-        return {"sub_window": f"{window:,} tokens"} if window else {}
+        return {"sub_window": window} if window else {}
 
     @property
     def root_model(self) -> str:
@@ -113,26 +118,38 @@ class RootLoop:
 
     async def _open(
         self, loaded: Any, description: str, query: str, host: RunHost, conversation: Conversation | None,
-        shape: AnswerShape | None,
+        shape: AnswerShape | None, run_id: str, estimate_it: bool,
     ) -> tuple[REPL, list[dict[str, Any]]]:
-        """The REPL and history this question runs in: new ones, or a session's, with the question added."""
+        """The REPL and history this question runs in: new ones, or a session's, with the question added.
+
+        Documents are read as the REPL starts, where root code runs; the root then reads
+        the description written there, and the trace gets their formats and pages.
+        """
         asked = query if shape is None else f"{query}\n\n{shape.prompt()}"
         if conversation is not None and conversation.started:
             repl, messages = conversation.repl, conversation.messages
             await repl.rebind(host, query)
             added = None
             if loaded is not None:
-                added = (conversation.next_context_name(), description)
-                await repl.put(added[0], loaded)
+                name = conversation.next_context_name()
+                info = await repl.put(name, loaded)
+                added = (name, clean_text(info.description) if info is not None else description)
             messages.append({"role": "user", "content": follow_up_message(asked, len(conversation.answers), added)})
             return repl, messages
         repl = self.repl_factory() if conversation is None else conversation.repl
+        info = await repl.start(loaded, host, query)
+        if info is not None:  # documents, read where root code runs: their own description, and its size
+            first, _, rest = clean_text(info.description).partition("\n")
+            description = "\n".join(part for part in (first, size_line(info.tokens), rest) if part)
+            self.dispatcher.tracer.emit("run.context", run_id, run_id, description=first, **info.summary)
+            if estimate_it:
+                await self._estimate(loaded, description, query, run_id, info.tokens, info.scans)
+        system = system_prompt(can_recurse=self.can_recurse, template=self.settings.prompt, **self._sub_window(),
+                               output_chars=self.settings.max_output_chars)
         messages = [
-            {"role": "system", "content": system_prompt(can_recurse=self.can_recurse, **self._sub_window())
-             + tools_prompt(self.settings.tools)},
-            {"role": "user", "content": first_user_message(description, asked)},
+            {"role": "system", "content": system + tools_prompt(self.settings.tools)},
+            {"role": "user", "content": first_user_message(description, asked, self.settings.max_iterations)},
         ]
-        await repl.start(loaded, host, query)
         if conversation is not None:
             conversation.messages[:] = messages
             conversation.started = True
@@ -145,43 +162,48 @@ class RootLoop:
     ) -> _Ending:
         if not isinstance(query, str) or not query.strip():
             raise ConfigError("query must be a non-empty string")
+        if context is None and conversation is None:  # a session may start with none; a completion may not
+            raise TypeError(f'context is None; pass what the root should read ({SUPPORTED_CONTEXT}), or "" for none')
         settings, tracer = self.settings, self.dispatcher.tracer
         follow_up = conversation is not None and conversation.started
         # A bad context fails here, before the run starts (in a thread: a directory is read here);
         # a session's later question may bring none.
         loaded = None if context is None and follow_up else await asyncio.to_thread(
             load_context, "" if context is None else context)
-        description = clean_text(describe_context(loaded)) if loaded is not None else ""
+        tokens = None if loaded is None else await asyncio.to_thread(glance_or_none, loaded, settings.sub_model)
+        description, whole = context_view(loaded, tokens) if loaded is not None else ("", True)
+        description = clean_text(description)
         started = time.perf_counter()
         run_id = tracer.start(
             "run", self.parent_span, query=query, model=self.root_model,
             depth=self.depth, context=description.split("\n", 1)[0],
         )
-        if loaded is not None and self.depth == 0 and fork is None:
-            await self._estimate(loaded, description, query, run_id)
         host = RunHost(self)
         steps: list[Step] = []
         self._so_far = (steps, run_id, started)
+        self._outputs = OlderOutputs()
+        # A FINAL before any code ran, over a context the root has not seen whole, is questioned once.
+        self._doubt_first = not follow_up and not whole and fork is None
         answer: str | None = None
         value: Any = None
-        fallback = cut = False
+        forced: StopReason | None = None
         status = "error"
         repl: REPL | None = None
-        try:
-            repl, messages = await self._open(loaded, description, query, host, conversation, shape)
+        stopped_by: BaseException | None = None
+        try:  # from here on the run ends with run.end, whatever stops it (a Stop during the estimate too)
+            estimate_it = loaded is not None and self.depth == 0 and fork is None
+            if estimate_it and not isinstance(loaded, DocumentContext):  # documents: once read, in _open
+                await self._estimate(loaded, description, query, run_id, tokens)
+            repl, messages = await self._open(loaded, description, query, host, conversation, shape, run_id,
+                                              estimate_it)
             iteration, limit, corrected = 0, settings.max_iterations, False
             if fork is not None:
                 iteration, answer = await self._replay(fork, run_id, messages, repl, host, steps)
             while True:
                 if answer is None:
                     if iteration >= limit:
-                        answer, cut = await self._answer_now(run_id, messages, repl)
-                        fallback = True
-                        if shape is not None and not cut:
-                            value, problem = shape.check(answer)
-                            if problem is not None:
-                                raise AnswerError(f"the forced answer does not match the {shape.name} schema: "
-                                                  f"{problem[:300]}", text=answer, problem=problem)
+                        answer, forced = await self._answer_now(run_id, messages, repl, iteration)
+                        value = forced_value(shape, answer, forced)
                         break
                     iteration += 1
                     answer = await self._turn(iteration, run_id, messages, repl, host, steps)
@@ -199,7 +221,7 @@ class RootLoop:
                 messages.append({"role": "user", "content": shape.correction(problem)})
                 answer = None
             # A view must not show an error as an answer, or a cut answer as a whole one.
-            status = "failed_call" if failed_answer(answer) else "cut_off" if cut else "ok"
+            status = "failed_call" if failed_answer(answer) else forced if forced in ("cut_off", "fallback") else "ok"
             if conversation is not None:
                 conversation.answers.append(shape.plain(value) if shape is not None and value is not None else answer)
                 await repl.put("answers", list(conversation.answers))
@@ -211,19 +233,22 @@ class RootLoop:
             status = stopped  # a view says "budget reached", not "failed"
             text = exc.text if isinstance(exc, AnswerError) else ""
             exc.partial = self._result(text, steps, run_id, started, fallback=False, stopped=stopped)  # type: ignore[union-attr]
+            stopped_by = exc
             raise
         finally:
             if repl is not None and conversation is None:
                 await repl.close()
             tracer.end(
                 "run", run_id, self.parent_span, status=status, answer=answer,
-                iterations=len(steps), fallback=fallback, seconds=time.perf_counter() - started,
+                iterations=len(steps), fallback=forced is not None, seconds=time.perf_counter() - started,
             )
+            if stopped_by is not None:  # made again after run.end, so its trace says how the run ended
+                stopped_by.partial = self._result(text, steps, run_id, started, fallback=False,  # type: ignore[attr-defined]
+                                                  stopped=stopped)
         assert answer is not None
         error = failed_answer(answer)
-        reason: StopReason = "failed_call" if error else "cut_off" if cut else (
-            "max_iterations" if fallback else "final")
-        return _Ending(answer, steps, run_id, started, fallback, reason, error, value if shape else answer)
+        reason: StopReason = "failed_call" if error else forced or "final"
+        return _Ending(answer, steps, run_id, started, forced is not None, reason, error, value if shape else answer)
 
     def _result(
         self, answer: str, steps: list[Step], run_id: str, started: float, *,
@@ -250,14 +275,20 @@ class RootLoop:
         steps, run_id, started = self._so_far
         return self._result("", steps, run_id, started, fallback=False, stopped="cancelled")
 
-    async def _estimate(self, loaded: Any, description: str, query: str, run_id: str) -> None:
-        """A ``run.estimate`` event, so the view shows what the run is likely to cost as it starts."""
+    async def _estimate(self, loaded: Any, description: str, query: str, run_id: str, tokens: int | None,
+                        images: list[tuple[int, int]] | None = None) -> None:
+        """A ``run.estimate`` event, so the view shows what the run is likely to cost as it starts.
+
+        ``tokens``, ``images``: of documents, as counted where they were read (the pixels of each page
+        without text, which the root may look at).
+        """
         settings, pricing = self.settings, self.dispatcher.pricing
         try:
             found = await asyncio.to_thread(
                 lambda: estimate(loaded, query, model=settings.model, sub_model=settings.sub_model, pricing=pricing,
                                  max_iterations=settings.max_iterations, can_recurse=settings.max_depth > 1,
-                                 tokens=glance_tokens(loaded, settings.sub_model), description=description))
+                                 tokens=glance_tokens(loaded, settings.sub_model) if tokens is None else tokens,
+                                 description=description, images=images or ()))
         except Exception:
             log.debug("rlm: no estimate for this run", exc_info=True)
             return
@@ -299,6 +330,7 @@ class RootLoop:
         tool_calls = 0
         if given is None:
             self._fit(messages, it_id)
+            self._sent(messages, it_id)
             completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
             reply, cut, tool_calls = completion.text or "", completion.finish_reason == "length", completion.tool_calls
         else:
@@ -306,6 +338,10 @@ class RootLoop:
         blocks = find_code_blocks(reply, closed_only=cut)  # a cut reply's last block is cut too: not run
         results = await self._run_blocks(blocks, repl, host, it_id)
         end = in_code_final(results) or await prose_final(reply, results, cut=cut, repl=repl)
+        if end.answer is not None and not blocks and iteration == 1 < self.settings.max_iterations \
+                and self._doubt_first:
+            end = TurnEnd(None, (FIRST_TURN_CHECK,))  # read off the preview: checked once against `context`
+        self._doubt_first = False
         notes = list(end.notes)
         for result in results:
             if result.restored:
@@ -316,20 +352,22 @@ class RootLoop:
             messages.append({"role": "assistant", "content": reply})
         if end.answer is not None:
             return end.answer
-        if tool_calls and not reply.strip():
-            feedback = NUDGE_TOOL_CALL
-        elif not reply.strip():
-            feedback = NUDGE_EMPTY
+        if cut and not notes:
+            notes.append(NOTE_CUT)
+        # A schema correction is a turn past max_iterations: "turn 21 of 21".
+        turn = Turn(iteration, max(iteration, self.settings.max_iterations), len(blocks))
+        if results:
+            text, short = turn_feedback([r.feedback() for r in results], failed=results[-1].error is not None,
+                                        turn=turn, budget=self.settings.max_output_chars, notes=notes)
         else:
-            outputs = [truncate_output(r.feedback(), self.settings.max_output_chars) for r in results]
-            feedback = step_feedback(outputs)
-            if cut and not notes:
-                notes.append(NOTE_CUT)
-        messages.append({"role": "user", "content": "\n\n".join([feedback, *notes])})
+            text = short = no_code_feedback(nudge(reply, tool_calls=bool(tool_calls), noted=bool(notes)), turn, notes)
+        message = {"role": "user", "content": text}
+        messages.append(message)
+        self._outputs.add(message, short)
         return None
 
     async def _run_blocks(self, blocks: list[str], repl: REPL, host: RunHost, it_id: str) -> list[ExecResult]:
-        """Each block in order, until one calls FINAL."""
+        """Each block in order, until one calls FINAL or fails (the blocks after a failure would build on it)."""
         tracer = self.dispatcher.tracer
         results: list[ExecResult] = []
         for code in blocks:
@@ -341,7 +379,7 @@ class RootLoop:
                 error=result.error, seconds=result.seconds, final=result.final,
             )
             results.append(result)
-            if result.final is not None:
+            if result.final is not None or result.error is not None:
                 break
         return results
 
@@ -358,18 +396,42 @@ class RootLoop:
             self.dispatcher.tracer.emit("history.compact", it_id, it_id, turns=shorter[1], window=window,
                                         messages_before=before, messages_after=len(messages))
 
-    async def _answer_now(self, run_id: str, messages: list[dict[str, Any]], repl: REPL) -> tuple[str, bool]:
-        """Out of iterations: one last root call that must answer without code; (answer, cut)."""
+    async def _answer_now(self, run_id: str, messages: list[dict[str, Any]], repl: REPL,
+                          taken: int) -> tuple[str, StopReason]:
+        """Out of turns: the root must answer without code; once more if it wrote code, then what its variables hold.
+
+        The ending: ``"max_iterations"`` (it answered), ``"cut_off"`` (its answer was cut at the
+        output cap), ``"fallback"`` (it did not answer: the text lists its variables' values).
+        """
         tracer = self.dispatcher.tracer
-        it_id = tracer.start("iteration", run_id, n=self.settings.max_iterations + 1, fallback=True)
-        messages.append({"role": "user", "content": ANSWER_NOW})
-        self._fit(messages, it_id)
-        completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
-        reply = completion.text or ""
-        cut = completion.finish_reason == "length"
-        if reply.strip():
-            messages.append({"role": "assistant", "content": reply})
-        end = await prose_final(reply, [], cut=False, repl=repl)
-        answer = end.answer if end.answer is not None else prose_of(reply)
-        tracer.end("iteration", it_id, run_id, blocks=0, final=end.answer is not None, cut=cut)
-        return answer, cut
+        listed = await variables(repl)
+        ask = answer_now(listed)
+        if messages and messages[-1].get("role") == "user":  # the last turn's output: one message, not two
+            messages[-1]["content"] = f"{messages[-1]['content']}\n\n{ask}"
+        else:
+            messages.append({"role": "user", "content": ask})
+        for attempt in (1, 2):
+            it_id = tracer.start("iteration", run_id, n=taken + attempt, fallback=True)
+            self._fit(messages, it_id)
+            self._sent(messages, it_id)
+            completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
+            reply = completion.text or ""
+            cut = completion.finish_reason == "length"
+            if reply.strip():
+                messages.append({"role": "assistant", "content": reply})
+            end = await forced_final(reply, repl)
+            tracer.end("iteration", it_id, run_id, blocks=0, final=end.answer is not None, cut=cut)
+            if end.answer is not None:
+                return end.answer, "cut_off" if cut else "max_iterations"
+            if attempt == 1:
+                messages.append({"role": "user", "content": "\n\n".join([ANSWER_RETRY, *end.notes])})
+        return await held(repl, listed, taken), "fallback"
+
+    def _sent(self, messages: list[dict[str, Any]], it_id: str) -> None:
+        """``history.sent``: what this root call sends, as the last call's first ``keep`` messages, then ``add``."""
+        # Copies: older outputs shrink in place later, and the event must keep what was sent now.
+        sent = [dict(m) for m in messages]
+        before, self._last_sent = self._last_sent, sent
+        same = min(len(before), len(sent))
+        keep = next((i for i in range(same) if before[i] != sent[i]), same)
+        self.dispatcher.tracer.emit("history.sent", it_id, it_id, keep=keep, add=sent[keep:])

@@ -2,8 +2,10 @@
 
 Models write sloppy markdown, so every function here is lenient about layout (indented or
 unterminated fences, Windows line endings, markdown decoration, cut-off output) and strict
-about intent: only line-leading ``FINAL(...)`` / ``FINAL_VAR(...)`` outside any code counts as
-an answer, so prose that merely mentions FINAL never ends a run.
+about intent: a line-leading ``FINAL(...)`` / ``FINAL_VAR(...)`` outside any code is an answer
+(``find_final``), and so is one that ends the reply's last line of text
+(``find_trailing_final``, which the loop reads only in a reply without code); prose that
+merely mentions FINAL mid-sentence never ends a run. Every function is linear in the reply.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Final", "find_code_blocks", "find_final", "prose_of", "truncate_output"]
+__all__ = ["Final", "find_code_blocks", "find_final", "find_trailing_final", "mentions_final", "prose_of",
+           "truncate_output", "unrun_fences"]
 
 #: Fence tags that mean "run this": ours, and what models trained on other scaffolds write.
 _EXEC_LANGS = frozenset({"repl", "python", "py", "python3", "py3", "ipython", "pycon"})
@@ -22,6 +27,11 @@ _STRING_PREFIXES = frozenset({"", "r", "u", "b", "f", "rb", "br", "fr", "rf"})
 _OPEN_FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _CLOSE_FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*$")
 _FINAL_CALL = re.compile(r"^[ \t>*#\-]*(?P<name>FINAL_VAR|FINAL)\(", re.MULTILINE)
+#: FINAL( anywhere in a line (not glued to a word or a backtick), and what may follow one ending a reply.
+_MID_CALL = re.compile(r"(?<![\w`])(?P<name>FINAL_VAR|FINAL)\(")
+_AFTER_LAST_CALL = re.compile(r"[\s.!*_]*")
+#: The characters a call's parentheses depend on; the scan skips all others.
+_TOKENS = re.compile(r"[()\\'\"\n]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,56 +152,73 @@ def _opens_string(text: str, i: int) -> bool:
     return text[k:i].lower() in _STRING_PREFIXES
 
 
-def _string_end(text: str, i: int) -> int | None:
-    """Index just past the string literal opening at i, or None if it never closes.
+class _Closer:
+    """Where a '(' closes (None: never), for every '(' from ``lo`` on, in time linear in the text.
 
-    Single-quoted strings must close on their own line, as in Python; otherwise the quote is
-    treated as a stray character so one unmatched quote in prose cannot swallow the answer.
+    The rules are Python's, leniently: outside strings a backslash escapes the next
+    character (so escaped quotes and LaTeX ``\\(`` are not structure); a string must close
+    (a single-quoted one on its own line), else its quote is a stray character; a quote
+    right after a word is an apostrophe. The scan from a '(' is a walk over the text that,
+    from any position, goes the same way whichever '(' it started from; so one pass from
+    the right settles every '(' at once (``first[j]``: where the walk from token ``j``
+    first closes more than it opened), and a reply of 200,000 cut-off calls costs what
+    one long call does. Only the characters that matter are visited (``_TOKENS``).
     """
-    quote = text[i]
-    triple = text.startswith(quote * 3, i)
-    j = i + (3 if triple else 1)
-    while j < len(text):
-        ch = text[j]
-        if ch == "\\":
-            j += 2
-        elif triple and text.startswith(quote * 3, j):
-            return j + 3
-        elif not triple and ch == quote:
-            return j + 1
-        elif not triple and ch == "\n":
-            return None
-        else:
-            j += 1
-    return None
 
-
-def _match_parens(text: str, start: int, known: dict[int, int | None]) -> None:
-    """Record in known where the '(' at start, and every '(' seen after it, closes (None: never).
-
-    One scan serves every later FINAL( it passes over, so a reply full of cut-off calls stays
-    linear instead of rescanning to the end once per call. Outside strings a backslash escapes
-    the next character, so escaped quotes (\\") and LaTeX \\( \\) are not structure.
-    """
-    stack = [start]
-    i = start + 1
-    while i < len(text) and stack:
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch in "'\"" and _opens_string(text, i):
-            end = _string_end(text, i)
-            if end is not None:
-                i = end
+    def __init__(self, source: str, lo: int) -> None:
+        self.pos = array("q", (m.start() for m in _TOKENS.finditer(source, lo)))
+        n = self.n = len(self.pos)
+        chars = [source[p] for p in self.pos]
+        free = self._unescaped(chars)
+        # Per token, the first unescaped token from it on that ends a '...' / "..." string (its
+        # quote, or a line break), and that starts a ''' / """ triple.
+        stop = {q: array("q", [n]) * (n + 1) for q in "'\""}
+        triple = {q: array("q", [n]) * (n + 1) for q in "'\""}
+        for i in range(n - 1, -1, -1):
+            for q in "'\"":
+                stop[q][i] = i if free[i] and chars[i] in (q, "\n") else stop[q][i + 1]
+                triple[q][i] = i if free[i] and source.startswith(q * 3, self.pos[i]) else triple[q][i + 1]
+        first = array("q", [n]) * (n + 1)
+        for j in range(n - 1, -1, -1):
+            ch, step = chars[j], j + 1
+            if ch == ")":
+                first[j] = j
                 continue
-        elif ch == "(":
-            stack.append(i)
-        elif ch == ")":
-            known[stack.pop()] = i
-        i += 1
-    for open_pos in stack:
-        known[open_pos] = None
+            if ch == "(":
+                inner = first[j + 1]
+                first[j] = n if inner == n else first[inner + 1]
+                continue
+            if ch == "\\":
+                step = j + 2 if j + 1 < n and self.pos[j + 1] == self.pos[j] + 1 else j + 1
+            elif ch in "'\"" and _opens_string(source, self.pos[j]):
+                if source.startswith(ch * 3, self.pos[j]):
+                    close = triple[ch][j + 3]
+                    step = close + 3 if close < n else j + 1
+                else:
+                    close = stop[ch][j + 1]
+                    step = close + 1 if close < n and chars[close] == ch else j + 1
+            first[j] = first[min(step, n)]
+        self.first = first
+
+    def __call__(self, paren: int) -> int | None:
+        """Where the '(' at index ``paren`` of the text closes, or None."""
+        close = self.first[bisect_left(self.pos, paren) + 1]
+        return None if close >= self.n else self.pos[close]
+
+    def _unescaped(self, chars: list[str]) -> bytearray:
+        """Which tokens no backslash escapes: those after an even run of backslashes.
+
+        Every walk enters a run of backslashes at its first one, so this holds for all walks.
+        """
+        free = bytearray(len(chars))
+        run, last = 0, -2
+        for i, ch in enumerate(chars):
+            if self.pos[i] != last + 1:
+                run = 0
+            free[i] = not run & 1
+            run = run + 1 if ch == "\\" else 0
+            last = self.pos[i]
+        return free
 
 
 def _string_literal_value(arg: str) -> str | None:
@@ -208,37 +235,72 @@ def _string_literal_value(arg: str) -> str | None:
     return None
 
 
+def _final_of(name: str, arg: str) -> Final:
+    if name == "FINAL_VAR":
+        return Final("var", arg.strip(" \t\n'\"`"))
+    literal = _string_literal_value(arg)
+    return Final("text", arg if literal is None else literal)
+
+
 def find_final(text: str | None) -> Final | None:
     """The final answer in a root reply (the last line-leading FINAL/FINAL_VAR call), or None.
 
     Code and inline code are ignored so examples never end a run. An unterminated call (cut-off
     output) takes the rest of the reply, but a later complete call still wins over it.
+    Linear in the reply on every input (``_Closer``).
     """
     if not text:
         return None
     lines = _lines(text)
     source = "\n".join(lines)
     prose = _masked_prose(lines)
-    closes: dict[int, int | None] = {}
-    result: Final | None = None
+    closer: _Closer | None = None
+    last: tuple[str, int, int | None] | None = None
     pos = 0
     while (match := _FINAL_CALL.search(prose, pos)) is not None:
         arg_start = match.end()
-        if arg_start - 1 not in closes:
-            _match_parens(source, arg_start - 1, closes)
-        close = _line_close(source, arg_start, closes[arg_start - 1])
-        if close is None:
-            arg = source[arg_start:].strip()
-            pos = arg_start
-        else:
-            arg = source[arg_start:close].strip()
-            pos = close + 1
-        if match["name"] == "FINAL_VAR":
-            result = Final("var", arg.strip(" \t\n'\"`"))
-        else:
-            literal = _string_literal_value(arg)
-            result = Final("text", arg if literal is None else literal)
-    return result
+        closer = closer or _Closer(source, arg_start - 1)
+        close = _line_close(source, arg_start, closer(arg_start - 1))
+        last = (match["name"], arg_start, close)
+        pos = arg_start if close is None else close + 1
+    if last is None:
+        return None
+    name, arg_start, close = last
+    return _final_of(name, source[arg_start:close].strip())
+
+
+def find_trailing_final(text: str | None) -> Final | None:
+    """A FINAL(...) / FINAL_VAR(...) inside a sentence that ends the reply's last line of text, or None.
+
+    Real replies end "Final answer: FINAL(42)" or "So the answer is FINAL(42).": the call is
+    not at the start of its line, so ``find_final`` does not take it. What may follow it is
+    sentence punctuation and markdown emphasis; a call in inline code is followed by its
+    closing backtick, so it never qualifies. The caller decides when to take it (the loop:
+    in a reply without code).
+    """
+    if not text:
+        return None
+    lines = _lines(text)
+    source, prose = "\n".join(lines), _masked_prose(lines)
+    calls = list(_MID_CALL.finditer(prose))
+    if not calls:
+        return None
+    closer = _Closer(source, calls[0].end() - 1)
+    for match in reversed(calls):
+        close = closer(match.end() - 1)
+        if close is not None and _AFTER_LAST_CALL.fullmatch(prose, close + 1) is not None:
+            return _final_of(match["name"], source[match.end():close].strip())
+    return None
+
+
+def mentions_final(text: str) -> bool:
+    """Whether the reply's text (not its code blocks) writes FINAL( or FINAL_VAR( anywhere."""
+    return _MID_CALL.search(_masked_prose(_lines(text))) is not None
+
+
+def unrun_fences(text: str) -> list[str]:
+    """The tags of the reply's fenced blocks that hold something and are not run ("" for a bare fence)."""
+    return [f.lang for f in _scan_fences(_lines(text)) if f.lang not in _EXEC_LANGS and "".join(f.body).strip()]
 
 
 def _line_close(source: str, arg_start: int, close: int | None) -> int | None:
@@ -261,17 +323,10 @@ def _line_close(source: str, arg_start: int, close: int | None) -> int | None:
 
 
 def prose_of(text: str) -> str:
-    """The reply without its fenced blocks: what a forced answer says in words, never code.
-
-    A reply that is only code leaves its code's text, unfenced, rather than nothing.
-    """
+    """The reply without its fenced blocks: what it says in words ("" for a reply that is only code)."""
     lines = _lines(text)
-    fences = _scan_fences(lines)
-    fenced = {n for fence in fences for n in range(fence.start, fence.end + 1)}
-    prose = "\n".join(line for n, line in enumerate(lines) if n not in fenced).strip()
-    if prose:
-        return prose
-    return "\n\n".join(_block_code(f.body) for f in fences).strip()
+    fenced = {n for fence in _scan_fences(lines) for n in range(fence.start, fence.end + 1)}
+    return "\n".join(line for n, line in enumerate(lines) if n not in fenced).strip()
 
 
 def truncate_output(text: str, limit: int) -> str:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from ..lm.budget import BudgetReport
 from ..lm.types import Usage
 from ..repl.base import ExecResult
+from ..trace.endings import StopReason as StopReason
 from ..trace.events import Subscriber
 from ..trace.trace import Trace
-
-#: Why a run ended. Only "final" is an answer the root chose to give from a complete reply.
-StopReason = Literal["final", "max_iterations", "cut_off", "failed_call", "budget", "error", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +120,9 @@ class RLMResult:
     ``stopped`` says why the run ended: ``"final"`` (the root answered; ``ok`` is True),
     ``"max_iterations"`` (out of turns, the root was asked to answer at once: a best
     effort, ``fallback`` is True), ``"cut_off"`` (that forced answer was cut at its
-    output cap: incomplete), ``"failed_call"`` (the answer is a failed sub-call's error
-    text; ``error`` says which). A run that raised (``"budget"``, ``"error"``,
+    output cap: incomplete), ``"fallback"`` (asked twice, the root still gave no answer:
+    ``answer`` lists what its variables held), ``"failed_call"`` (the answer is a failed
+    sub-call's error text; ``error`` says which). A run that raised (``"budget"``, ``"error"``,
     ``"cancelled"``, Ctrl-C) has its partial result on the exception's ``.partial``.
     ``budget`` is what the run spent against its ``Budget`` and which limit, if any,
     stopped it.

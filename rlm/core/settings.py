@@ -39,6 +39,11 @@ class LoopSettings(Protocol):
     @property
     def tools(self) -> Mapping[str, Tool]: ...
 
+    @property
+    def prompt(self) -> str | None:
+        """The root's system prompt template (``Limits.prompt``, checked); None is rlm's own."""
+        ...
+
     def check_model(self, fn: str, model: str | None) -> str:
         """The model a sub-call uses; a model the user did not configure is a ``ValueError``."""
         ...

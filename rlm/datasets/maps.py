@@ -8,11 +8,13 @@ only what is missing or failed, and one failed item never stops the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Iterable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from ..core.result import Origin, RLMResult, UsageReport
 from ..errors import BudgetExceeded, ConfigError, RLMError, check_int
 from ..lm.types import Usage
 from ..repl.base import load_context
+from ..repl.contexts import files_in
 from ..repl.steps import FailedCall
 from ..trace.trace import Trace
 from .checkpoint import Checkpoint, Row, input_hash
@@ -88,13 +91,24 @@ async def run_map(engine: Engine, prompts: Iterable[str], *, checkpoint: PathArg
 EXECUTORS = ("local", "ray")
 
 
-async def run_map_rlm(engine: Engine, contexts: Iterable[Any], query: str, *, checkpoint: PathArg,
+async def run_map_rlm(engine: Engine, contexts: Iterable[Any] | os.PathLike[str], query: str, *, checkpoint: PathArg,
                       max_concurrent: int | None, schema: Any, subscribers: list[Subscriber],
-                      control: RunControl, executor: str = "local") -> MapResult:
-    """One completion per context, under one limiter, trace and budget; each answer committed as it completes."""
+                      control: RunControl, executor: str = "local", admit: Admit | None = None) -> MapResult:
+    """One completion per context, under one limiter, trace and budget; each answer committed as it completes.
+
+    ``admit``: an async context each item's completion runs inside (a server's run slot).
+    """
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r} is not available; choose one of {EXECUTORS}")
-    items = list(contexts)
+    if admit is not None and executor != "local":
+        raise ConfigError("admit= applies to executor='local' only")
+    if isinstance(contexts, os.PathLike):  # a folder: one completion per document
+        if not os.path.isdir(contexts):
+            raise ConfigError(f"map_rlm(contexts) takes contexts, or a folder's Path; {os.fspath(contexts)!r} is "
+                              "not a folder (for one file, use completion)")
+        items: list[Any] = [Path(p) for p in files_in(os.fspath(contexts))]
+    else:
+        items = list(contexts)
     for item in items:
         load_context(item)  # a bad context fails before any call
     s = engine.settings
@@ -108,7 +122,8 @@ async def run_map_rlm(engine: Engine, contexts: Iterable[Any], query: str, *, ch
             # Each completion has its own usage and budget, as in completion(); they share the trace and limiter.
             own = run.own_dispatcher()
             try:
-                result = await run.loop(dispatcher=own, parent_span=parent).run(items[i], query, schema=schema)
+                async with admit() if admit is not None else contextlib.nullcontext():
+                    result = await run.loop(dispatcher=own, parent_span=parent).run(items[i], query, schema=schema)
                 results[i] = dataclasses.replace(result, origin=Origin(engine, items[i]))
             finally:
                 for name, usage in own.meter.snapshot().items():
@@ -137,6 +152,8 @@ async def run_map_rlm(engine: Engine, contexts: Iterable[Any], query: str, *, ch
     return mapped
 
 
+#: Makes the async context one map item's completion runs inside.
+Admit = Callable[[], AbstractAsyncContextManager[object]]
 #: One item's answer text, its usage, seconds, and what else to keep in the checkpoint.
 Done = tuple[str, Usage, float, dict[str, Any]]
 Work = Callable[[int, str], Coroutine[Any, Any, Done]]

@@ -28,6 +28,7 @@ from ..errors import ConfigError, RLMError, WorkerError
 from ..lm.dispatcher import request_tokens
 from ..lm.limiter import AdaptiveLimiter
 from ..lm.pricing import Pricing
+from ..lm.tokens import message_chars
 from ..lm.types import Completion, Usage
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class LimitedClient:
         self.inner, self.limit = inner, limit
 
     async def complete(self, messages: list[dict[str, Any]], *, model: str, **opts: Any) -> Completion:
-        tokens = request_tokens(sum(len(str(m.get("content") or "")) for m in messages), opts)
+        tokens = request_tokens(message_chars(messages), opts)
         n = await self.limit.acquire.remote(tokens)
         used: float | None = None
         try:

@@ -113,12 +113,43 @@ def resolve_endpoint(api_key: str | None, base_url: str | None) -> tuple[str, st
     api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
     base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
     if api_key is None and base_url is None:
-        raise ConfigError(
-            "no model endpoint configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
-            "non-OpenAI server), or pass RLM(api_key=..., base_url=...). For a local "
-            "OpenAI-compatible server (vLLM, llama.cpp, Ollama) base_url alone is enough."
-        )
+        raise no_endpoint()
     return api_key or "not-needed", base_url
+
+
+def no_endpoint() -> ConfigError:
+    """The error for a model call with neither a key nor a URL, saying what to set."""
+    return ConfigError(
+        "no model endpoint configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
+        "non-OpenAI server), or pass RLM(api_key=..., base_url=...). For a local "
+        "OpenAI-compatible server (vLLM, llama.cpp, Ollama) base_url alone is enough."
+    )
+
+
+def has_endpoint(api_key: str | None, base_url: str | None) -> bool:
+    """Whether the arguments or the environment name something to call."""
+    return bool(api_key or base_url or os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
+
+
+class NoEndpoint:
+    """The client of an ``RLM`` given no key and no URL: it is built and can ``estimate``; a call says what to set.
+
+    Why not fail at ``RLM(...)``: estimating a run's cost, or configuring one in a notebook
+    before the key is at hand, needs no endpoint. Every run checks first (``require_endpoint``),
+    so nothing starts (no kernel) before the error.
+    """
+
+    base_url: str | None = None
+    streams = False
+
+    async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
+        raise no_endpoint()
+
+
+def require_endpoint(client: LMClient) -> None:
+    """Raise the ``ConfigError`` that says what to set, before a run starts, if there is nothing to call."""
+    if isinstance(client, NoEndpoint):
+        raise no_endpoint()
 
 
 def is_openai_endpoint(base_url: str | None) -> bool:

@@ -15,7 +15,7 @@ import asyncio
 import functools
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -32,12 +32,14 @@ from .record import prompt_fields, reply_fields
 from .retry import RetryPolicy, call_with_retries
 from .tokens import count_message_tokens, message_chars
 from .types import Completion, Usage, UsageMeter
+from .vision import CallImages, Image, Thumbs, keyed, refused_as_typed, total_tokens, user_message
 
 T = TypeVar("T")
 
 
-#: Prompts longer than this are tokenized on a worker thread: tiktoken releases the GIL,
-#: so a 100k-token prompt does not stall every call in flight on the runtime loop.
+#: Prompts longer than this are counted on a worker thread. The tokenizer holds the GIL, but
+#: for one block of text at a time (``counter.BLOCK_CHARS``), so the calls in flight on the
+#: runtime loop run between blocks instead of waiting for a whole 100k-token prompt.
 OFF_LOOP_CHARS = 32_000
 #: A budget deadline that fires this close to ``max_time_s`` is the budget's, not a stray timeout.
 _DEADLINE_SLACK_S = 0.05
@@ -140,45 +142,52 @@ class Dispatcher:
         self.pricing = pricing if pricing is not None else Pricing()
         self.budget = budget if budget is not None else BudgetLedger(None, self.pricing)
         self.cache = cache
+        #: Which images this run's trace has carried whole (``rlm.lm.vision``).
+        self.thumbs = Thumbs()
 
     async def complete(
-        self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub", hedge: bool = False
+        self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub", hedge: bool = False,
+        images: Sequence[Image] = (), detail: str | None = None,
     ) -> Completion:
         """One call: window guard, cache, budget reservation, then the limited send.
 
         Raises ``ContextWindowExceeded`` or ``BudgetExceeded`` (the call is not sent)
         and ``LMError`` once retries are spent. A ``hedge`` duplicates a call in flight,
         so it must not wait on that call's cache entry; its answer fills the entry.
+        ``images``: the ones ``messages`` carry as ``image_url`` parts, in order
+        (``rlm.lm.vision``): their tokens are reserved, the cache keys them by hash.
         """
         messages = _without_lone_surrogates(messages)
+        seen = CallImages(total_tokens(images, model, detail), self.thumbs.fields(images, model, detail))
         try:
-            prompt_tokens = await _off_loop_if_big(messages, check_window, messages, model, self.pricing)
+            prompt_tokens = await _off_loop_if_big(messages, check_window, messages, model, self.pricing,
+                                                   seen.tokens)
         except ContextWindowExceeded as exc:
-            self._unsent(model, role, parent, "refused", messages, error=f"{type(exc).__name__}: {exc}",
+            self._unsent(model, role, parent, "refused", messages, seen, error=f"{type(exc).__name__}: {exc}",
                          prompt_tokens=exc.tokens)
             raise
         if self.cache is None:
-            return await self._budgeted(messages, model, parent, role, prompt_tokens, hedge)
-        key = cache_key(model, messages, self.call_options)
+            return await self._budgeted(messages, model, parent, role, prompt_tokens, seen, hedge)
+        key = cache_key(model, keyed(messages, images) if images else messages, self.call_options)
         if hedge:
-            completion = await self._budgeted(messages, model, parent, role, prompt_tokens, hedge)
+            completion = await self._budgeted(messages, model, parent, role, prompt_tokens, seen, hedge)
             self.cache.put(key, completion)
             return completion
         hit = self.cache.get(key)
         if hit is None:
             hit, shared = await self.cache.once(
-                key, lambda: self._budgeted(messages, model, parent, role, prompt_tokens)
+                key, lambda: self._budgeted(messages, model, parent, role, prompt_tokens, seen)
             )
             if not shared:
                 return hit
         self.meter.add(model, Usage(cached_calls=1))
-        self._unsent(model, role, parent, "ok", messages, cached=True, response_chars=len(hit.text),
+        self._unsent(model, role, parent, "ok", messages, seen, cached=True, response_chars=len(hit.text),
                      **reply_fields(hit.text))
         return hit
 
     async def _budgeted(
         self, messages: list[Message], model: str, parent: str | None, role: str, prompt_tokens: int | None,
-        hedge: bool = False,
+        seen: CallImages, hedge: bool = False,
     ) -> Completion:
         """Reserve budget, send, then settle the reservation with what the call used.
 
@@ -187,12 +196,13 @@ class Dispatcher:
         """
         ledger = self.budget
         if prompt_tokens is None and ledger.needs_prompt_tokens:
-            prompt_tokens = await _off_loop_if_big(messages, count_message_tokens, messages, model)
+            text_tokens = await _off_loop_if_big(messages, count_message_tokens, messages, model)
+            prompt_tokens = text_tokens + seen.tokens
         requested = ledger.requested_cap(self.call_options)
         try:
             reservation = await ledger.reserve(model, prompt_tokens or 0, requested)
         except (BudgetExceeded, ConfigError) as exc:
-            self._unsent(model, role, parent, "refused", messages, error=f"{type(exc).__name__}: {exc}")
+            self._unsent(model, role, parent, "refused", messages, seen, error=f"{type(exc).__name__}: {exc}")
             raise
         # The neutral name: each client sends it as its endpoint's own (max_completion_tokens, max_tokens).
         cap = (
@@ -201,7 +211,7 @@ class Dispatcher:
             else None
         )
         left = ledger.time_left()
-        send = self._send(messages, model=model, parent=parent, role=role, extra=cap, hedge=hedge)
+        send = self._send(messages, model=model, parent=parent, role=role, extra=cap, hedge=hedge, seen=seen)
         try:
             completion = await (send if left is None else asyncio.wait_for(send, max(left, 0.0)))
         except asyncio.TimeoutError:
@@ -217,9 +227,10 @@ class Dispatcher:
         return completion
 
     def _unsent(self, model: str, role: str, parent: str | None, status: str, messages: list[Message],
-                **data: Any) -> None:
+                seen: CallImages, **data: Any) -> None:
         """A call span for an answer that needed no request (cache) or was refused before sending."""
-        call_id = self.tracer.start("call", parent, model=model, role=role, sent=False, **prompt_fields(messages))
+        call_id = self.tracer.start("call", parent, model=model, role=role, sent=False, **prompt_fields(messages),
+                                    **seen.fields)
         self.tracer.end("call", call_id, parent, status=status, seconds=0.0, **data)
 
     def _priced(self, model: str, completion: Completion) -> Completion:
@@ -231,7 +242,7 @@ class Dispatcher:
 
     async def _send(
         self, messages: list[Message], *, model: str, parent: str | None, role: str = "sub",
-        extra: dict[str, Any] | None = None, hedge: bool = False,
+        extra: dict[str, Any] | None = None, hedge: bool = False, seen: CallImages | None = None,
     ) -> Completion:
         """One traced, limited, retried, metered request; raises ``LMError`` once retries are spent.
 
@@ -240,8 +251,9 @@ class Dispatcher:
         """
         client = self.sub_client if self.sub_client is not None and role != "root" else self.client
         options = self.call_options if extra is None else {**self.call_options, **extra}
-        prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
-        tokens = request_tokens(prompt_chars, options)
+        seen = seen if seen is not None else CallImages()
+        prompt_chars = message_chars(messages)
+        tokens = request_tokens(prompt_chars, options) + seen.tokens
         call_id: str | None = None
         started = 0.0
 
@@ -250,7 +262,8 @@ class Dispatcher:
             async with self.limiter.slot(tokens) as slot:
                 if call_id is None:
                     call_id = self.tracer.start("call", parent, model=model, role=role, prompt_chars=prompt_chars,
-                                                **({"hedge": True} if hedge else {}), **prompt_fields(messages))
+                                                **({"hedge": True} if hedge else {}), **prompt_fields(messages),
+                                                **seen.fields)
                     started = time.perf_counter()
                 # Decided per attempt: a client stops streaming once its endpoint refuses to.
                 if self.stream and role == "root" and getattr(client, "streams", False) is True:
@@ -261,7 +274,8 @@ class Dispatcher:
                         deltas.drop_timer()
                     deltas.flush()
                 else:
-                    completion = await client.complete(messages, model=model, **options)
+                    completion = await refused_as_typed(client.complete(messages, model=model, **options),
+                                                         model, bool(seen.fields))
                 slot.used(completion.usage.total_tokens)
                 if completion.quota_wait is not None:
                     self.limiter.pause(completion.quota_wait)  # before the 429s, not after them
@@ -299,29 +313,46 @@ class Dispatcher:
         )
         return completion
 
-    async def query(self, prompt: str, *, model: str, parent: str | None, hedge: bool = False) -> str | Exception:
+    async def query(
+        self, prompt: str, *, model: str, parent: str | None, hedge: bool = False,
+        images: Sequence[Image] | Exception = (), detail: str | None = None,
+    ) -> str | Exception:
         """A sub-call that never raises for a model failure: the exception comes back as the value.
 
         The REPL layer shows it to root code as a ``FailedCall``; the model layer knows
-        nothing of root code.
+        nothing of root code. ``images`` go with the prompt as content parts; an exception
+        in their place (an item whose images were refused) is the answer, and the trace
+        shows the call as refused, unsent.
         """
+        if isinstance(images, Exception):
+            message = {"role": "user", "content": prompt}
+            self._unsent(model, "sub", parent, "error", [message], CallImages(),
+                         error=f"{type(images).__name__}: {images}")
+            return images
         try:
-            completion = await self.complete([{"role": "user", "content": prompt}], model=model, parent=parent,
-                                             hedge=hedge)
+            message = user_message(_SURROGATE.sub("\ufffd", prompt) if images else prompt, images, detail)
+            completion = await self.complete([message], model=model, parent=parent, hedge=hedge, images=images,
+                                             detail=detail)
         except Exception as exc:  # noqa: BLE001 - any failure of one sub-call is that item's value
             return exc
         return completion.text
 
     async def batch(
-        self, prompts: list[str], *, model: str, max_concurrent: int = 10, parent: str | None
+        self, prompts: list[str], *, model: str, max_concurrent: int = 10, parent: str | None,
+        images: Sequence[Sequence[Image] | Exception] | None = None, detail: str | None = None,
     ) -> list[str | Exception]:
         """Answers in input order; a failed item is its exception, in its place.
 
         The REPLs check root code's arguments (``rlm.repl.steps.check_batch``) before this.
+        ``images``: one entry per prompt (see ``query``).
         """
         items = list(prompts)
         check_int("llm_batch(max_concurrent=...)", max_concurrent)
-        batch_id = self.tracer.start("batch", parent, n=len(items), max_concurrent=max_concurrent, model=model)
+        if images is not None and len(images) != len(items):
+            raise ConfigError(f"llm_batch: {len(images)} lists of images for {len(items)} prompts")
+        shown = {"images": sum(len(i) for i in images if not isinstance(i, Exception))} if images else {}
+        batch_id = self.tracer.start("batch", parent, n=len(items), max_concurrent=max_concurrent, model=model,
+                                     **shown)
         results: list[str | Exception] = [""] * len(items)
         todo = iter(range(len(items)))
 
@@ -332,7 +363,8 @@ class Dispatcher:
         # (docs/performance.md has the measurement). Hedging races each item's requests
         # and lets the workers left without items re-send stragglers.
         def send(i: int, hedge: bool = False) -> Awaitable[str | Exception]:
-            return self.query(items[i], model=model, parent=batch_id, hedge=hedge)
+            return self.query(items[i], model=model, parent=batch_id, hedge=hedge,
+                              images=images[i] if images is not None else (), detail=detail)
 
         async def worker() -> None:
             resend = functools.partial(send, hedge=True)
@@ -360,3 +392,4 @@ class Dispatcher:
             return None
         # A duplicate is a request sent: it counts as a call (and ``hedged_calls``), won or lost.
         return Hedger(self.hedge, items, lambda: self.meter.add(model, Usage(calls=1, hedged_calls=1)))
+

@@ -18,20 +18,21 @@ from .tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, count_message_tokens, 
 MAX_TOKENS_PER_CHAR = 4
 
 
-def check_window(messages: list[dict[str, Any]], model: str, pricing: Pricing) -> int | None:
+def check_window(messages: list[dict[str, Any]], model: str, pricing: Pricing, extra_tokens: int = 0) -> int | None:
     """Raise ``ContextWindowExceeded`` if the prompt does not fit ``model``'s window.
 
     Returns the prompt's token count when it had to be counted, else None: a prompt
     whose characters cannot add up to the window is not tokenized at all, so small
     calls cost nothing here. Models with no known window are not checked.
+    ``extra_tokens``: what the request carries besides its text (its images).
     """
     window = pricing.context_window(model)
     if window is None:
         return None
-    framing = TOKENS_PER_REPLY + len(messages) * (TOKENS_PER_MESSAGE + 2)
+    framing = TOKENS_PER_REPLY + len(messages) * (TOKENS_PER_MESSAGE + 2) + extra_tokens
     if message_chars(messages) * MAX_TOKENS_PER_CHAR + framing <= window:
         return None
-    tokens = count_message_tokens(messages, model)
+    tokens = count_message_tokens(messages, model) + extra_tokens
     if tokens > window:
         piece = max(1, window // 2)
         raise ContextWindowExceeded(

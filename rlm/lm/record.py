@@ -29,14 +29,25 @@ def _text(message: Message) -> str:
 
 
 def prompt_hash(messages: list[Message]) -> str:
-    """A short, stable hash of a request's messages (roles and text): what a replay looks calls up by."""
+    """A short, stable hash of a request's messages (roles, text, images): what a replay looks calls up by."""
     digest = hashlib.blake2b(digest_size=12)
     for message in messages:
         digest.update(str(message.get("role", "")).encode())
         digest.update(b"\x00")
         digest.update(_text(message).encode("utf-8", "surrogatepass"))
+        for url in _image_urls(message):
+            digest.update(b"\x02")
+            digest.update(url.encode("ascii", "replace"))
         digest.update(b"\x01")
     return digest.hexdigest()
+
+
+def _image_urls(message: Message) -> list[str]:
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []
+    return [str((p.get("image_url") or {}).get("url", "")) for p in content
+            if isinstance(p, dict) and p.get("type") == "image_url"]
 
 
 def clipped(text: str, limit: int) -> str:

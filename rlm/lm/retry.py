@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from ..errors import (
     ConfigError,
+    ImagesRefused,
     LMConnectionError,
     LMError,
     LMRateLimited,
@@ -152,7 +153,9 @@ class RetryPolicy:
 
     @staticmethod
     def retryable(exc: BaseException) -> bool:
-        """True for failures that can succeed later; never for 400/401/403/404/422."""
+        """True for failures that can succeed later; never for 400/401/403/404/422, nor a model refusing images."""
+        if isinstance(exc, ImagesRefused):
+            return False
         if isinstance(exc, (LMTimeout, LMConnectionError)):
             return True
         if isinstance(exc, LMResponseError) and exc.transient:

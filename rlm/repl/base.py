@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..lm.budget import BudgetReport
 from .contexts import SUPPORTED_CONTEXT, load_context
+from .document_context import ContextInfo
 
-__all__ = ["SUPPORTED_CONTEXT", "REPL", "ExecResult", "Host", "load_context", "tool_names"]
+__all__ = ["SUPPORTED_CONTEXT", "REPL", "ContextInfo", "ExecResult", "Host", "load_context", "tool_names"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,13 +26,13 @@ class ExecResult:
     restored: tuple[str, ...] = ()
 
     def feedback(self) -> str:
-        """The text the root model reads back for this step."""
+        """The text the root model reads back for this step ("" when it printed nothing)."""
         parts = [self.stdout.rstrip("\n")] if self.stdout.strip() else []
         if self.stderr.strip():
             parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
         if self.error:
             parts.append(self.error.rstrip("\n"))
-        return "\n".join(parts) if parts else "(no output)"
+        return "\n".join(parts)
 
 
 class Host(Protocol):
@@ -40,11 +42,18 @@ class Host(Protocol):
     ``async tool(name, args, kwargs)`` (see ``rlm.core.host.RunHost``); others need neither.
     """
 
-    async def llm_query(self, prompt: str, model: str | None = None) -> str: ...
+    async def llm_query(
+        self, prompt: str, model: str | None = None, images: list[bytes] | None = None, detail: str | None = None
+    ) -> str:
+        """A sub-call; ``images`` (PNG/JPEG bytes, checked again here) go with the prompt."""
+        ...
 
     async def llm_batch(
-        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
-    ) -> list[str]: ...
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None,
+        images: Sequence[list[bytes] | Exception] | None = None, detail: str | None = None,
+    ) -> list[str]:
+        """Sub-calls in parallel, answers in order; ``images`` has one entry per prompt (an error: a refused item)."""
+        ...
 
     async def rlm_query(self, query: str, context: Any = None) -> str: ...
 
@@ -60,7 +69,9 @@ class Host(Protocol):
 class REPL(Protocol):
     """Where root code runs: state persists across ``execute`` calls of one completion."""
 
-    async def start(self, context: Any, host: Host, query: str = "") -> None: ...
+    async def start(self, context: Any, host: Host, query: str = "") -> ContextInfo | None:
+        """Load ``context``; documents are read here, and then what the root is told of them comes back."""
+        ...
 
     async def execute(self, code: str) -> ExecResult: ...
 
@@ -70,8 +81,8 @@ class REPL(Protocol):
         """A session's next question runs under a new host and sets ``query``; the variables stay."""
         ...
 
-    async def put(self, name: str, value: Any) -> None:
-        """Set a variable: a session's added context, its ``answers``."""
+    async def put(self, name: str, value: Any) -> ContextInfo | None:
+        """Set a variable: a session's added context, its ``answers``; documents, as ``start`` reads them."""
         ...
 
     async def close(self) -> None: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,13 +12,14 @@ from .. import runtime
 from ..lm.budget import BudgetReport
 from ..lm.client import OpenAIClient
 from ..lm.dispatcher import Dispatcher
+from ..lm.images import ImageError
 from ..lm.limiter import AdaptiveLimiter
+from ..lm.vision import Image, checked
 from ..trace.events import Tracer
 from .local import LocalREPL
-from .steps import FailedCall, check_batch, check_query
+from .steps import SCAFFOLD_DATA, FailedCall, check_batch, check_query
 
 
-@dataclass
 @dataclass
 class REPLResult:
     """What ``REPLEnv.code_execution`` returns, as in the seed."""
@@ -34,6 +36,16 @@ def _shown(value: str | Exception) -> str:
     return FailedCall(value) if isinstance(value, Exception) else value
 
 
+def _entry(images: list[bytes] | Exception) -> list[Image] | Exception:
+    """One batch item's images, checked; an item refused in the REPL, or here, is its error."""
+    if isinstance(images, Exception):
+        return images
+    try:
+        return checked(images)
+    except ImageError as exc:
+        return exc
+
+
 class Sub_RLM:  # noqa: N801 - the seed's name
     """A plain sub-model: ``completion(prompt)`` and ``batch_completion(prompts)``."""
 
@@ -45,12 +57,16 @@ class Sub_RLM:  # noqa: N801 - the seed's name
             tracer=Tracer(keep=False),
         )
 
-    async def _query(self, prompt: str, model: str | None = None) -> str:
-        return _shown(await self._dispatcher.query(prompt, model=model or self.model, parent=None))
+    async def _query(self, prompt: str, model: str | None = None, images: list[bytes] | None = None,
+                     detail: str | None = None) -> str:
+        return _shown(await self._dispatcher.query(prompt, model=model or self.model, parent=None,
+                                                   images=checked(images), detail=detail))
 
-    async def _batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
+    async def _batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None,
+                     images: Sequence[list[bytes] | Exception] | None = None, detail: str | None = None) -> list[str]:
+        entries = None if images is None else [_entry(e) for e in images]
         results = await self._dispatcher.batch(prompts, model=model or self.model, max_concurrent=max_concurrent,
-                                               parent=None)
+                                               parent=None, images=entries, detail=detail)
         return [_shown(r) for r in results]
 
     def completion(self, prompt: str) -> str:
@@ -67,11 +83,15 @@ class _SubHost:
     def __init__(self, sub: Sub_RLM) -> None:
         self._sub = sub
 
-    async def llm_query(self, prompt: str, model: str | None = None) -> str:
-        return await self._sub._query(prompt, model)
+    async def llm_query(self, prompt: str, model: str | None = None, images: list[bytes] | None = None,
+                        detail: str | None = None) -> str:
+        return await self._sub._query(prompt, model, images, detail)
 
-    async def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
-        return await self._sub._batch(prompts, max_concurrent, model)
+    async def llm_batch(
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None,
+        images: Sequence[list[bytes] | Exception] | None = None, detail: str | None = None,
+    ) -> list[str]:
+        return await self._sub._batch(prompts, max_concurrent, model, images, detail)
 
     async def rlm_query(self, query: str, context: Any = None) -> str:
         prompt = query if context is None else f"{query}\n\n{context}"
@@ -106,6 +126,9 @@ class REPLEnv:
         self.sub_rlm = Sub_RLM(recursive_model, api_key=api_key, base_url=base_url)
         self._repl = LocalREPL()
         runtime.run(self._repl.start(context, _SubHost(self.sub_rlm)))
+        # Other scaffolds' names (rlms' answer dict, minrlm's task_0, ...) are there for root code,
+        # not made by it: .locals leaves them out until code assigns them.
+        self._scaffold = {name: self._repl.namespace.get(name) for name in SCAFFOLD_DATA}
         if setup_code:
             self.code_execution(setup_code)
 
@@ -117,7 +140,8 @@ class REPLEnv:
     def locals(self) -> dict[str, Any]:
         """The variables code has made (and ``context``), as the seed's ``REPLEnv.locals``."""
         return {k: v for k, v in self._repl.namespace.items()
-                if not k.startswith("__") and not callable(v) and not isinstance(v, types.ModuleType)}
+                if not k.startswith("__") and not callable(v) and not isinstance(v, types.ModuleType)
+                and not (k in self._scaffold and v is self._scaffold[k])}
 
     def code_execution(self, code: str) -> REPLResult:
         """Run ``code``; a ``FINAL``/``FINAL_VAR`` in it shows its value, as the seed's returned it."""

@@ -2,15 +2,19 @@
 
 ``load_context`` is the one loader (the root loop, both REPLs and ``rlm ask`` use it):
 
-- ``str`` stays itself; ``bytes``/``bytearray``/``memoryview`` are UTF-8 text, decoded
-  with U+FFFD for invalid sequences, as a text file is;
+- ``str`` stays itself; ``bytes``/``bytearray``/``memoryview`` of a document (PDF, DOCX,
+  PPTX, XLSX, EPUB, HTML, a notebook: ``documents.formats``) are a ``DocumentContext``,
+  other bytes UTF-8 text, decoded with U+FFFD for invalid sequences, as a text file is;
 - ``list``, ``tuple``, ``dict`` arrive as the same objects in both sandboxes;
 - a ``pandas.DataFrame`` arrives as a DataFrame (the kernel needs pandas installed);
-- a ``Path`` to a file is a ``TextFile``: opened here, read once where root code runs
+- a ``Path`` to a document is a ``DocumentContext`` (``document_context``): its bytes go
+  to where root code runs and are read there, in a bounded worker, never in this process;
+- a ``Path`` to another file is a ``TextFile``: opened here, read once where root code runs
   (the kernel gets the open descriptor, never a path to follow);
 - a ``Path`` to a directory is a ``DirectoryContext``: a dict of relative path -> text,
   binary and oversized files skipped, links never followed, FIFOs and devices never
-  opened, and the root told what was left out.
+  opened, and the root told what was left out; with documents in it, a ``DocumentContext``
+  whose documents are read where root code runs.
 
 Loaded values that are not plain data carry ``describe()``, the text the root reads.
 """
@@ -24,9 +28,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import reading
+from .document_context import (
+    MAX_DOCUMENT_BYTES,
+    READ_FLAGS,
+    DocumentContext,
+    Source,
+    document_bytes,
+    document_file,
+    open_regular,
+)
+from .documents import formats
 
-SUPPORTED_CONTEXT = ("str, bytes (UTF-8), list, tuple, dict (of picklable values, any keys), a pandas DataFrame, "
-                     "or a pathlib.Path to a text file or a directory")
+SUPPORTED_CONTEXT = ("str, bytes (UTF-8 text or a document), list, tuple, dict (of picklable values, any keys), "
+                     "a pandas DataFrame, or a pathlib.Path to a file (text, PDF, DOCX, PPTX, XLSX, HTML, EPUB, "
+                     "ipynb) or a directory")
 PREVIEW_CHARS = 500
 
 #: Directory contexts: files over this are skipped, and reading stops at these totals.
@@ -37,7 +52,8 @@ MAX_DEPTH = 64
 #: Directories a code question never needs (version control, caches, environments).
 SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv", ".mypy_cache",
                        ".ruff_cache", ".pytest_cache", ".tox"})
-_OPEN = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+#: Where a Sphinx build keeps a copy of each page's source: the same text again, beside the pages.
+SPHINX_SOURCES = "_sources"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -116,7 +132,8 @@ class FrameContext:
                 f"{', ...' if cols > 40 else ''}).\nIts first rows:\n{_fence(head)}")
 
 
-Loaded = str | list[Any] | tuple[Any, ...] | dict[Any, Any] | TextFile | DirectoryContext | FrameContext
+Loaded = (str | list[Any] | tuple[Any, ...] | dict[Any, Any] | TextFile | DirectoryContext | FrameContext
+          | DocumentContext)
 
 
 def is_dataframe(value: Any) -> bool:
@@ -127,10 +144,11 @@ def is_dataframe(value: Any) -> bool:
 
 def load_context(context: Any) -> Loaded:
     """Check a user's context, or raise ``TypeError`` saying which types work (see the module's docstring)."""
-    if isinstance(context, (str, list, tuple, dict, TextFile, DirectoryContext, FrameContext)):
+    if isinstance(context, (str, list, tuple, dict, TextFile, DirectoryContext, FrameContext, DocumentContext)):
         return context
     if isinstance(context, (bytes, bytearray, memoryview)):
-        return str(context, "utf-8", "replace")
+        document = document_bytes(context)
+        return document if document is not None else str(context, "utf-8", "replace")
     if is_dataframe(context):
         return FrameContext(context)
     if isinstance(context, os.PathLike):
@@ -139,7 +157,7 @@ def load_context(context: Any) -> Loaded:
             path = os.fsdecode(path)
         if os.path.isdir(path):
             return read_directory(path)
-        return text_file(path)
+        return any_file(path)
     raise TypeError(
         f"unsupported context type {type(context).__name__}; supported: {SUPPORTED_CONTEXT}. "
         "Convert it first, e.g. context=[str(x) for x in items]."
@@ -162,19 +180,50 @@ def value_of(loaded: Loaded) -> Any:
         return dict(loaded.files)
     if isinstance(loaded, FrameContext):
         return loaded.frame
+    if isinstance(loaded, DocumentContext):
+        from .document_context import read_here
+
+        return read_here(loaded)[0]
     return loaded
 
 
-def open_regular(path: str) -> int:
-    """A read-only descriptor of a regular file; never blocks on a FIFO, never keeps a device open."""
+def files_in(directory: str) -> list[str]:
+    """The documents and text files under ``directory``, one context each (``map_rlm`` over a folder).
+
+    Sorted by relative path; links, binary files and the directories a directory context skips are left out.
+    """
+    found = []
+    for top, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and d != SPHINX_SOURCES
+                         and not os.path.islink(os.path.join(top, d)))
+        for name in sorted(names):
+            path = os.path.join(top, name)
+            if os.path.islink(path) or not os.path.isfile(path):
+                continue
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(formats.HEAD_BYTES)
+            except OSError:
+                continue
+            if formats.sniff(name, head) or not formats.is_binary(head):
+                found.append(path)
+    return sorted(found, key=lambda p: os.path.relpath(p, directory))
+
+
+def any_file(path: str) -> TextFile | DocumentContext:
+    """A document (by its name and first bytes) or a text file."""
+    fd = open_regular(path)
     try:
-        fd = os.open(path, _OPEN)
-    except OSError as exc:
-        raise FileNotFoundError(f"context path {path!r} is not a readable file ({exc.strerror})") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        head = os.pread(fd, formats.HEAD_BYTES, 0)
+    finally:
         os.close(fd)
-        raise FileNotFoundError(f"context path {path!r} is not a regular file")
-    return fd
+    name = os.path.basename(path)
+    fmt = formats.sniff(name, head)
+    unread = formats.UNREAD.get(os.path.splitext(name)[1].lower())
+    if fmt is None and unread is not None and formats.is_binary(head):
+        raise TypeError(f"{name!r} is a {unread} document, which rlm does not read: save it as PDF, DOCX, PPTX "
+                        "or XLSX and pass that")
+    return document_file(path, name, fmt) if fmt else text_file(path)
 
 
 def text_file(path: str) -> TextFile:
@@ -189,9 +238,10 @@ def text_file(path: str) -> TextFile:
     return TextFile(os.path.abspath(path), info.st_size, preview, info.st_dev, info.st_ino)
 
 
-def read_directory(root: str) -> DirectoryContext:
-    """Every text file under ``root`` by relative path, read descriptor by descriptor, never through a link."""
-    files: dict[str, str] = {}
+def read_directory(root: str) -> DirectoryContext | DocumentContext:
+    """Every text file and document under ``root`` by relative path, read descriptor by descriptor, never through a
+    link; with documents in it, a ``DocumentContext`` (the documents are read where root code runs)."""
+    files: dict[str, tuple[str | None, bytes]] = {}
     skipped: list[tuple[str, str]] = []
     total = 0
     top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the user's own path: a link is theirs
@@ -213,18 +263,24 @@ def read_directory(root: str) -> DirectoryContext:
                         except OSError:  # replaced by a link since it was listed, say
                             skipped.append((rel, "files that could not be opened"))
                     else:
-                        text, why = _read_file(fd, entry.name)
-                        if text is None:
+                        found, why = _read_file(fd, entry.name)
+                        if found is None:
                             skipped.append((rel, why))
                         else:
-                            files[rel] = text
-                            total += len(text)
+                            files[rel] = found
+                            total += len(found[1])
             finally:
                 os.close(fd)
     finally:
         for fd, _ in stack:
             os.close(fd)
-    loaded = DirectoryContext(os.path.abspath(root), dict(sorted(files.items())), skipped)
+    ordered = sorted(files.items())
+    if any(fmt for _, (fmt, _) in ordered):
+        name = os.path.basename(os.path.abspath(root).rstrip("/")) or root
+        sources = tuple(Source(rel, fmt, data=data, size=len(data)) for rel, (fmt, data) in ordered)
+        return DocumentContext(name, sources, directory=True, left_out=skipped)
+    loaded = DirectoryContext(os.path.abspath(root), {rel: data.decode("utf-8", "replace") for rel, (_, data)
+                                                       in ordered}, skipped)
     if not files:
         raise FileNotFoundError(f"no text files in the directory {root!r}" + (
             f" ({loaded.describe().rsplit('Not in `context`: ', 1)[-1]})" if skipped else ""))
@@ -237,20 +293,26 @@ def _skip_reason(entry: os.DirEntry[str], files: int, total: int, depth: int) ->
     if entry.is_dir(follow_symlinks=False):
         if entry.name in SKIP_DIRS:
             return "directories never read (version control, caches, environments)"
+        if entry.name == SPHINX_SOURCES:
+            return "Sphinx's copies of its pages' sources (the pages themselves are read)"
         return "directories deeper than 64 levels" if depth >= MAX_DEPTH else None
     if not entry.is_file(follow_symlinks=False):
         return "not regular files (FIFOs, sockets, devices)"
     if files >= MAX_FILES or total >= MAX_TOTAL_BYTES:
         return f"files past the first {MAX_FILES:,} or {MAX_TOTAL_BYTES // 2**20} MB"
-    if entry.stat(follow_symlinks=False).st_size > MAX_FILE_BYTES:
+    size = entry.stat(follow_symlinks=False).st_size
+    if os.path.splitext(entry.name)[1].lower() in formats.EXTENSIONS:
+        return f"documents over {MAX_DOCUMENT_BYTES // 2**20} MB" if size > MAX_DOCUMENT_BYTES else None
+    if size > MAX_FILE_BYTES:
         return f"files over {MAX_FILE_BYTES // 2**20} MB"
     return None
 
 
-def _read_file(dir_fd: int, name: str) -> tuple[str | None, str]:
-    """The text of a regular file, or None and why not; opened without following a link or blocking."""
+def _read_file(dir_fd: int, name: str) -> tuple[tuple[str | None, bytes] | None, str]:
+    """A regular file's format (None: text) and bytes, or None and why not; opened without following a link
+    or blocking. A document's bytes are not parsed here."""
     try:
-        fd = os.open(name, _OPEN | os.O_NOFOLLOW, dir_fd=dir_fd)
+        fd = os.open(name, READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
     except OSError:
         return None, "files that could not be opened"
     try:
@@ -258,10 +320,22 @@ def _read_file(dir_fd: int, name: str) -> tuple[str | None, str]:
         if not stat.S_ISREG(info.st_mode):  # swapped for something else since it was listed
             return None, "not regular files (FIFOs, sockets, devices)"
         data = os.read(fd, MAX_FILE_BYTES + 1)
+        fmt = formats.sniff(name, data[: formats.HEAD_BYTES])
+        if fmt is not None and len(data) > MAX_FILE_BYTES:
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                fh.seek(len(data))
+                data += fh.read(MAX_DOCUMENT_BYTES + 1 - len(data))
     finally:
         os.close(fd)
+    if fmt is not None:
+        if len(data) > MAX_DOCUMENT_BYTES:
+            return None, f"documents over {MAX_DOCUMENT_BYTES // 2**20} MB"
+        return (fmt, data), ""
     if len(data) > MAX_FILE_BYTES:
         return None, f"files over {MAX_FILE_BYTES // 2**20} MB"
-    if b"\0" in data[:8192]:
+    if formats.is_binary(data):
+        unread = formats.UNREAD.get(os.path.splitext(name)[1].lower())
+        if unread is not None:
+            return None, f"{unread} documents (not read: save them as PDF, DOCX, PPTX or XLSX)"
         return None, "binary files"
-    return data.decode("utf-8", "replace"), ""
+    return (None, data), ""

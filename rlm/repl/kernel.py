@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 from ..errors import SandboxError
-from .base import ExecResult, Host, load_context, tool_names
+from .base import ContextInfo, ExecResult, Host, load_context, tool_names
 from .contexts import load_value
+from .document_context import checked_info
 from .sandbox.config import SandboxConfig
 from .sandbox.exchange import Payload, payload
 from .sandbox.kernel import KernelLost, SandboxKernel
@@ -49,17 +50,25 @@ class KernelREPL:
         self._ready: asyncio.Future[SandboxKernel] | None = None
         #: A session's later values, loaded again into a kernel that had to be restarted.
         self._puts: dict[str, Payload] = {}
+        #: The kernel's last reply to loading the context (untrusted): for documents, their description.
+        self._told: dict[str, Any] = {}
 
-    async def start(self, context: Any, host: Host, query: str = "") -> None:
+    async def start(self, context: Any, host: Host, query: str = "") -> ContextInfo | None:
         """Checks the context here, so one the kernel cannot take fails before any model call.
 
         Nothing is copied: the payload writes the context into the kernel's run directory
         when the kernel is ready (or hands it a user's file), and again after a restart.
+        Documents are read in the kernel: then this waits for the kernel, and returns what
+        it wrote about them (the root's description), checked.
         """
         self._context = await asyncio.to_thread(payload, load_context(context))
         self._host = host
         self._query = query
         self._ready = asyncio.ensure_future(self._prepare())
+        if self._context.kind != "bundle":
+            return None
+        await self.kernel()
+        return checked_info(self._told)
 
     async def _prepare(self) -> SandboxKernel:
         kernel = await self.pool.acquire()
@@ -81,7 +90,8 @@ class KernelREPL:
 
     async def _fill(self, kernel: SandboxKernel) -> None:
         assert self._context is not None
-        await kernel.load(self._context, self._query, tool_names(self._host) if self._host is not None else ())
+        self._told = await kernel.load(self._context, self._query,
+                                       tool_names(self._host) if self._host is not None else ())
         for name, value_payload in self._puts.items():
             await kernel.put(name, value_payload)
 
@@ -91,19 +101,22 @@ class KernelREPL:
         self._query = query
         await self.put("query", query)
 
-    async def put(self, name: str, value: Any) -> None:
-        """Set a variable in the kernel (a session's added context, ``answers``)."""
+    async def put(self, name: str, value: Any) -> ContextInfo | None:
+        """Set a variable in the kernel (a session's added context, ``answers``); for documents, what the kernel
+        wrote of them."""
         if not name.isidentifier():
             raise ValueError(f"not a variable name: {name!r}")
         value_payload = await asyncio.to_thread(payload, load_value(value))
         self._puts[name] = value_payload
         kernel = await self.kernel()
         try:
-            await kernel.put(name, value_payload)
+            told = await kernel.put(name, value_payload)
         except KernelLost:
             await self.pool.discard(kernel)
             self._ready = asyncio.ensure_future(self._prepare())
             await self.kernel()
+            return None
+        return checked_info(told) if value_payload.kind == "bundle" else None
 
     async def kernel(self) -> SandboxKernel:
         """The kernel of this completion, once it is ready (raises ``SandboxError`` if it cannot start)."""

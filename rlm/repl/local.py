@@ -21,8 +21,10 @@ from typing import Any, TypeVar
 
 # Stdlib-only pieces shared with the code that runs inside the sandbox kernel.
 from . import steps
-from .base import ExecResult, Host, load_context, tool_names
+from .base import ContextInfo, ExecResult, Host, load_context, tool_names
 from .contexts import load_value, value_of
+from .document_context import DocumentContext, read_here
+from .documents.load import page_image_helper
 from .helpers import PURE_HELPERS
 
 T = TypeVar("T")
@@ -114,7 +116,8 @@ class LocalREPL:
         self._inflight: set[concurrent.futures.Future[Any]] = set()
         self._aborted = False
 
-    async def start(self, context: Any, host: Host, query: str = "") -> None:
+    async def start(self, context: Any, host: Host, query: str = "") -> ContextInfo | None:
+        """Documents are read here, in worker processes of this one (not a sandbox: docs/security.md)."""
         self._loop = asyncio.get_running_loop()
         self._host = host
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-repl")
@@ -136,10 +139,17 @@ class LocalREPL:
         }
         helpers.update({name: steps.tool_function(name, self._tool) for name in tool_names(host)})
         helpers.update(steps.scaffold_helpers(helpers, self.namespace, self._rlm_batch))
+        given = load_context(context)
+        info = None
+        if isinstance(given, DocumentContext):
+            loaded, info = await asyncio.to_thread(read_here, given)
+            helpers["page_image"] = page_image_helper(self.namespace)
+        else:
+            loaded = value_of(given)
         self._helpers = helpers
-        loaded = value_of(load_context(context))
         self.namespace.update({"__builtins__": builtins, **helpers, **steps.scaffold_data(query, loaded),
                                "context": loaded})
+        return info
 
     # -- functions root code calls -------------------------------------------------
 
@@ -157,17 +167,21 @@ class LocalREPL:
         finally:
             self._inflight.discard(future)
 
-    def _llm_query(self, prompt: str, model: str | None = None) -> str:
+    def _llm_query(self, prompt: str, model: str | None = None, images: Any = None, detail: str | None = None) -> str:
         assert self._host is not None
-        steps.check_query(prompt, model)
-        return self._call(self._host.llm_query(prompt, model))
+        raw = steps.check_query(prompt, model, images, detail)
+        extra: dict[str, Any] = {"images": raw, "detail": detail} if raw else {}
+        return self._call(self._host.llm_query(prompt, model, **extra))
 
     def _llm_batch(
-        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None
+        self, prompts: list[str], max_concurrent: int = 10, model: str | None = None, images: Any = None,
+        detail: str | None = None,
     ) -> list[str]:
         assert self._host is not None
         items = steps.check_batch(prompts, max_concurrent, model)
-        return self._call(self._host.llm_batch(items, max_concurrent, model))
+        entries = steps.check_batch_images(images, items, detail)
+        extra: dict[str, Any] = {"images": entries, "detail": detail} if entries is not None else {}
+        return self._call(self._host.llm_batch(items, max_concurrent, model, **extra))
 
     def _rlm_query(self, query: str, context: Any = None) -> str:
         assert self._host is not None
@@ -274,11 +288,16 @@ class LocalREPL:
         self._aborted = False  # a cancelled question leaves the REPL usable for the next
         self.namespace["query"] = query
 
-    async def put(self, name: str, value: Any) -> None:
-        """Set a variable (a session's added context, ``answers``)."""
+    async def put(self, name: str, value: Any) -> ContextInfo | None:
+        """Set a variable (a session's added context, ``answers``); documents are read as ``start`` reads them."""
         if not name.isidentifier():
             raise ValueError(f"not a variable name: {name!r}")
-        self.namespace[name] = value_of(load_value(value))
+        given = load_value(value)
+        if isinstance(given, DocumentContext):
+            self.namespace[name], info = await asyncio.to_thread(read_here, given, name)
+            return info
+        self.namespace[name] = value_of(given)
+        return None
 
     async def close(self) -> None:
         self._aborted = True

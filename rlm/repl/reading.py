@@ -19,12 +19,15 @@ import sys
 from typing import Any
 
 #: Kinds of context: UTF-8 text (lone surrogates kept), text known to be ASCII, a pickle,
-#: and a text file of the user's, decoded as UTF-8 with U+FFFD for what is not.
-KINDS = ("str", "ascii", "pickle", "file")
+#: a text file of the user's, decoded as UTF-8 with U+FFFD for what is not, and a bundle of
+#: files (documents to read where root code runs; ``document_context.write_bundle``).
+KINDS = ("str", "ascii", "pickle", "file", "bundle")
 _STEP = 1 << 28
 #: What the host sends down a pipe before ASCII text: its length, so the string is made once.
 ASCII_HEADER = struct.Struct("<Q")
 _BLOCK = 1 << 20
+#: A bundle's frame: the length of its JSON header, then of its bytes.
+BUNDLE_FRAME = struct.Struct("<IQ")
 
 
 def read_text_fd(fd: int, errors: str = "replace") -> str:
@@ -76,6 +79,26 @@ def _decode_stream(fd: int, errors: str) -> str:
     return "".join(parts)
 
 
+def read_bundle(fd: int) -> tuple[dict[str, Any], list[tuple[dict[str, Any], bytes]]]:
+    """A bundle from a pipe: its own header, then each file's header and bytes."""
+    import json
+
+    frames = []
+    with os.fdopen(os.dup(fd), "rb") as fh:
+        while head := fh.read(BUNDLE_FRAME.size):
+            if len(head) < BUNDLE_FRAME.size:
+                raise EOFError("the bundle ended inside a frame header")
+            header_size, size = BUNDLE_FRAME.unpack(head)
+            header = json.loads(fh.read(header_size))
+            data = fh.read(size)
+            if len(data) < size:
+                raise EOFError(f"the bundle ended after {len(data)} of {size} bytes of {header.get('name')!r}")
+            frames.append((header, data))
+    if not frames:
+        raise EOFError("the bundle was empty")
+    return frames[0][0], frames[1:]
+
+
 def read_value(fd: int, kind: str) -> Any:
     """The value of ``kind`` the host sends down a pipe, or the text of a user's file (``file``) it hands over."""
     if kind not in KINDS:
@@ -89,4 +112,6 @@ def read_value(fd: int, kind: str) -> Any:
     if kind == "pickle":
         with os.fdopen(os.dup(fd), "rb") as fh:
             return pickle.load(fh)
+    if kind == "bundle":
+        return read_bundle(fd)
     return _decode_stream(fd, "surrogatepass" if kind == "str" else "replace")

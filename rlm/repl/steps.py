@@ -4,7 +4,9 @@ Standard library only: ``LocalREPL`` imports it, and the kernel sandbox copies i
 each kernel's run directory as ``_rlm_steps.py`` (rlm itself is not importable there).
 So the parsing of a step, the value of its last expression, its exceptions, the
 capture of its output, ``FINAL``/``FINAL_VAR``, ``FailedCall``, the argument checks of
-the sub-call helpers and the plain-data codec of the bridge exist once.
+the sub-call helpers and the plain-data codec of the bridge exist once. Images for
+sub-calls are checked (and sent over the bridge) by ``rlm.lm.images``, which the kernel
+also has, as ``_rlm_images.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ import re
 import struct
 import traceback
 from typing import Any
+
+try:  # inside rlm
+    from ..lm import images as _images
+except ImportError:  # in the kernel: the copy beside this file
+    import _rlm_images as _images  # type: ignore[no-redef]
 
 #: Kernel -> host bridge frames: the 32-byte token and the body's length, checked before the body is read.
 REQUEST_HEADER = struct.Struct(">32sI")
@@ -129,6 +136,9 @@ def ready_answer(namespace: dict[str, Any]) -> str | None:
     return None
 
 
+#: What IPython puts in the kernel's namespace: not the root's variables.
+IPYTHON_NAMES = ("In", "Out", "get_ipython", "open")
+
 #: Names root code may use that rlm does not teach but other scaffolds taught their models;
 #: they are data, so they are never restored.
 SCAFFOLD_DATA = ("answer", "query", "completion_context", "task_0", "input_0")
@@ -145,7 +155,7 @@ def scaffold_helpers(helpers: dict[str, Any], namespace: dict[str, Any], rlm_bat
         "SUBMIT": submit,
         "sub_llm": lambda task, text="": llm_query(f"{task}\n\n{text}" if text else task),
     }
-    hidden = {*helpers, *names, "SHOW_VARS", *SCAFFOLD_DATA, "context", "exit", "quit"}
+    hidden = {*helpers, *names, "SHOW_VARS", *SCAFFOLD_DATA, "context", "exit", "quit", *IPYTHON_NAMES}
     names["SHOW_VARS"] = lambda: show_vars(namespace, hidden)
     return names
 
@@ -301,11 +311,19 @@ class Capture:
         return _SURROGATES.sub("\ufffd", text)
 
 
-def check_query(prompt: Any, model: Any) -> None:
-    """The argument checks of ``llm_query``, the same in both REPLs."""
+def check_query(prompt: Any, model: Any, images: Any = None, detail: Any = None) -> list[bytes]:
+    """The argument checks of ``llm_query``, the same in both REPLs; returns the images as bytes."""
     if not isinstance(prompt, str):
         raise TypeError(f"llm_query(prompt) takes a string, got {type(prompt).__name__}")
     _check_model("llm_query", model)
+    _images.check_detail(detail, "llm_query")
+    return _images.check(images)
+
+
+def check_batch_images(images: Any, prompts: list[str], detail: Any) -> list[list[bytes] | _images.ImageError] | None:
+    """``llm_batch(images=...)``: one entry per prompt; a bad entry is that item's error (its ``FailedCall``)."""
+    _images.check_detail(detail, "llm_batch")
+    return _images.check_batch(images, len(prompts))
 
 
 def check_batch(prompts: Any, max_concurrent: Any, model: Any) -> list[str]:

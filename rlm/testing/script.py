@@ -6,12 +6,15 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from rlm.testing import wire
 from rlm.testing.faults import Fault
+
+if TYPE_CHECKING:
+    from rlm.testing.vision import ScriptedImage
 
 log = logging.getLogger("rlm.testing")
 
@@ -33,6 +36,8 @@ class ScriptedRequest:
     headers: dict[str, str]
     #: The request's path with its query string (``/v1/chat/completions?team=a``).
     path: str = ""
+    #: Its images, as their headers describe them, in order.
+    images: tuple[ScriptedImage, ...] = ()
 
 
 Reply = Callable[[ScriptedRequest], str]

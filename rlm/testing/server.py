@@ -11,12 +11,12 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from aiohttp import web
 
-from rlm.testing import wire
+from rlm.testing import vision, wire
 from rlm.testing.batches import BatchService, Script
 from rlm.testing.faults import Fault
 from rlm.testing.loop_thread import LoopThread
@@ -56,6 +56,10 @@ class ScriptedLM(ScriptAnswers, Pacing):
     ``stream_options.include_usage`` asks for one (``hold_streams`` holds their ends).
     ``prefix_cache=True`` reports cached prompt tokens as a provider's prompt cache would.
     ``batches`` serves OpenAI's Batch API (``rlm.testing.batches``) from the same script.
+    Images in a request are read (``rlm.testing.vision``): a script sees them as
+    ``request.images`` (format, size, hash, tokens; never pixels), usage counts their tokens,
+    and a malformed one is refused as OpenAI refuses one. The models in ``refuses_images``
+    take no images: a request with one gets OpenAI's HTTP 400 ``invalid_request_error``.
     """
 
     def __init__(
@@ -72,8 +76,10 @@ class ScriptedLM(ScriptAnswers, Pacing):
         stream_chars: int = 8,
         stream_delay: float = 0.0,
         prefix_cache: bool = False,
+        refuses_images: Collection[str] = (),
     ) -> None:
         self._lock = threading.Lock()
+        self.refuses_images = frozenset(refuses_images)
         self.prefix_cache = PrefixCache() if prefix_cache else None
         self.headers = headers
         self.windows = dict(windows or {})
@@ -273,7 +279,11 @@ class ScriptedLM(ScriptAnswers, Pacing):
                 raise TypeError("messages must be a list of objects")
         except (ValueError, KeyError, TypeError) as exc:
             return self._refuse(wire.error_response(400, f"ScriptedLM: invalid chat request: {exc}"))
-        scripted, admitted = self._arrive(request, body, messages)
+        try:
+            images = vision.request_images(messages, str(body.get("model") or "scripted"))
+        except ValueError as exc:
+            return self._refuse(wire.error_response(400, str(exc)))
+        scripted, admitted = self._arrive(request, body, messages, images)
         if not admitted:
             headers = wire.retry_after_headers(self._admit_retry_after)
             return self._refuse(wire.error_response(429, "ScriptedLM: too many requests in flight", headers))
@@ -297,7 +307,8 @@ class ScriptedLM(ScriptAnswers, Pacing):
         return response
 
     def _arrive(
-        self, request: web.Request, body: dict[str, Any], messages: list[dict[str, Any]]
+        self, request: web.Request, body: dict[str, Any], messages: list[dict[str, Any]],
+        images: tuple[vision.ScriptedImage, ...] = (),
     ) -> tuple[ScriptedRequest, bool]:
         """Build the ScriptedRequest and take an in-flight slot unless admission refuses."""
         prompt = next((wire.message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
@@ -306,7 +317,8 @@ class ScriptedLM(ScriptAnswers, Pacing):
         headers = {k.lower(): v for k, v in request.headers.items()}
         with self._lock:
             scripted = ScriptedRequest(
-                self._seen, body, model, messages, prompt, role, bool(body.get("stream")), headers, request.path_qs
+                self._seen, body, model, messages, prompt, role, bool(body.get("stream")), headers, request.path_qs,
+                images,
             )
             self._seen += 1
             if self.record:
@@ -327,6 +339,8 @@ class ScriptedLM(ScriptAnswers, Pacing):
         self, request: web.Request, scripted: ScriptedRequest
     ) -> tuple[web.StreamResponse, bytes | None]:
         """Apply latency and any fault, then render the reply minus its final bytes."""
+        if scripted.images and scripted.model in self.refuses_images:
+            return vision.refusal_response(vision.image_param(scripted.messages)), b""
         try:
             fault = self._match_fault(scripted)
             delay = self._latency_for(scripted)
@@ -367,7 +381,8 @@ class ScriptedLM(ScriptAnswers, Pacing):
         return await wire.render(request, scripted.index, scripted.model, scripted.messages, scripted.body,
                                  scripted.stream, content, has_choice=has_choice, headers=extra,
                                  tool_call=tool_call, chunk_chars=self.stream_chars, pace=self._pace,
-                                 cut_after=cut_after, cached=cached)
+                                 cut_after=cut_after, cached=cached,
+                                 images=sum(i.tokens for i in scripted.images))
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         """List the scripted model, the ``windows`` models and every model name clients have asked for."""

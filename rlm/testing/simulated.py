@@ -3,7 +3,11 @@
 The simulated root writes the program an RLM root typically writes (chunk the
 context, ``llm_batch`` an extraction prompt over the chunks, combine); the simulated
 sub-model answers each extraction prompt extractively, quoting the excerpt's
-sentences that contain the question's key terms, or ``NONE``.
+sentences that contain the question's key terms, or ``NONE``. A dict or list context is
+read item by item (its texts, not its keys), a document page by page, and each quote
+is named after where it came from (``(report.pdf, page 3) ...``); asked about a figure,
+it draws a PDF's pages that hold images and shows them to the sub-model
+(``llm_query(..., images=[page_image(n)])``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 from ..core.prompts import ANSWER_NOW
 from .server import ScriptedLM, ScriptedRequest
+from .vision import describe
 
 _STOP = frozenset(
     [
@@ -53,25 +58,47 @@ Let me split the context into chunks and ask the sub-model about every chunk in 
 
 ```repl
 query = {query!r}
-text = context if isinstance(context, str) else "\\n".join(map(str, context))
+def sources(name, value):
+    # A document's pages (slides, sheets, ...) one by one, named so that an answer can cite them.
+    if getattr(value, "pages", None):
+        return [((name + ", " if name else "") + label, page) for label, page in zip(value.labels, value.pages)]
+    return [(name, value if isinstance(value, str) else str(value))]
+if isinstance(context, dict):
+    parts = [p for key, value in context.items() for p in sources(str(key), value)]
+elif isinstance(context, (list, tuple)):
+    parts = [p for i, value in enumerate(context) for p in sources(f"item {{i}}", value)]
+else:
+    parts = sources("", context)
 size = 8_000
-chunks, start = [], 0
-while start < len(text):
-    end = text.find("\\n", start + size)
-    end = len(text) if end == -1 else end + 1
-    chunks.append(text[start:end])
-    start = end
-print(f"{{len(text):,}} characters -> {{len(chunks)}} chunks")
+chunks = []
+for name, text in parts:
+    start = 0
+    while start < len(text):
+        end = text.find("\\n", start + size)
+        end = len(text) if end == -1 else end + 1
+        chunks.append((name, text[start:end]))
+        start = end
+print(f"{{sum(len(t) for _, t in parts):,}} characters -> {{len(chunks)}} chunks")
 prompts = [
     f"Question: {{query}}\\nQuote every sentence of the excerpt that helps answer the question, "
     f"or reply NONE.\\n\\nExcerpt:\\n{{chunk}}"
-    for chunk in chunks
+    for _, chunk in chunks
 ]
 found = llm_batch(prompts)
 failed = [i for i, f in enumerate(found) if isinstance(f, FailedCall)]
-hits = [f.strip() for f in found if not isinstance(f, FailedCall) and f.strip() != "NONE"]
+relevant = [(name, f.strip()) for (name, _), f in zip(chunks, found)
+            if not isinstance(f, FailedCall) and f.strip() != "NONE"]
+hits = [(f"({{name}}) " if name else "") + line for name, f in relevant for line in f.splitlines()]
+if any(w in query.lower() for w in ("figure", "chart", "plot", "image", "scan", "diagram", "picture")):
+    # A PDF's pages with images, drawn and shown to the sub-model (a figure's content is not text).
+    pdfs = [(k, v) for k, v in (context.items() if isinstance(context, dict) else [("", context)])
+            if getattr(v, "kind", "") == "pdf"]
+    for name, doc in pdfs:
+        for n in doc.info.get("image_pages", [])[:4]:
+            seen = llm_query(f"Question: {{query}}\\nWhat does this page show?", images=[doc.page_image(n)])
+            hits.append(f"({{name + ', ' if name else ''}}page {{n}}, as an image) {{seen}}")
 answer = "\\n".join(hits) if hits else "The document does not say."
-print(f"{{len(hits)}} of {{len(chunks)}} chunks were relevant; {{len(failed)}} sub-calls failed")
+print(f"{{len(relevant)}} of {{len(chunks)}} chunks were relevant; {{len(failed)}} sub-calls failed")
 print(answer[:2000])
 ```
 """
@@ -93,7 +120,9 @@ def simulated_root(request: Any) -> str:
 
 
 def simulated_sub(request: Any) -> str:
-    """The sub-model's reply for a ``ScriptedLM`` request."""
+    """The sub-model's reply for a ``ScriptedLM`` request; about images, only what their headers say."""
+    if request.images:
+        return describe(request.images)
     return extractive_answer(request.prompt)
 
 

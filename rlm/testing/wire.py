@@ -94,9 +94,9 @@ def cap_reply(content: str | None, body: dict[str, Any]) -> tuple[str | None, st
     return content[: cap * 4], "length"
 
 
-def _usage(messages: list[dict[str, Any]], content: str | None, cached: int = 0) -> dict[str, Any]:
-    """Estimated usage over every message's text and the reply; ``cached`` prompt tokens as OpenAI reports them."""
-    prompt = estimate_tokens("".join(message_text(m.get("content")) for m in messages))
+def _usage(messages: list[dict[str, Any]], content: str | None, cached: int = 0, images: int = 0) -> dict[str, Any]:
+    """Estimated usage over every message's text, its ``images``' tokens and the reply; ``cached`` as OpenAI says."""
+    prompt = estimate_tokens("".join(message_text(m.get("content")) for m in messages)) + images
     completion = estimate_tokens(content) if content else 0
     usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
                              "total_tokens": prompt + completion}
@@ -119,6 +119,7 @@ def completion(
     finish_reason: str = "stop",
     tool_call: str | None = None,
     cached: int = 0,
+    images: int = 0,
 ) -> bytes:
     """A ``chat.completion`` body; ``has_choice=False`` gives ``choices: []``; ``tool_call`` a call, no text."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
@@ -132,7 +133,7 @@ def completion(
         "created": int(time.time()),
         "model": model,
         "choices": choices,
-        "usage": _usage(messages, content, cached),
+        "usage": _usage(messages, content, cached, images),
     }
     return json.dumps(body).encode()
 
@@ -149,6 +150,7 @@ def completion_events(
     chunk_chars: int = 8,
     tool_call: str | None = None,
     cached: int = 0,
+    images: int = 0,
 ) -> list[bytes]:
     """SSE events of a streamed completion, ``chunk_chars`` characters of text each, without the closing ``[DONE]``."""
     head: dict[str, Any] = {
@@ -164,7 +166,7 @@ def completion_events(
         for choices in _stream_choices(content, has_choice, finish_reason, chunk_chars, tool_call)
     ]
     if include_usage:
-        usage = _usage(messages, content, cached)
+        usage = _usage(messages, content, cached, images)
         events.append(b"data: " + json.dumps({**head, "choices": [], "usage": usage}).encode() + b"\n\n")
     return events
 
@@ -196,19 +198,20 @@ async def render(
     request: web.Request, index: int, model: str, messages: list[dict[str, Any]], body: dict[str, Any],
     stream: bool, content: str | None, *, has_choice: bool, headers: dict[str, str], tool_call: str | None = None,
     chunk_chars: int = 8, pace: Callable[[int, int], Awaitable[bool]] | None = None, cut_after: int | None = None,
-    cached: int = 0,
+    cached: int = 0, images: int = 0,
 ) -> tuple[web.StreamResponse, bytes | None]:
     """A chat.completion, or its SSE events when the client asked to stream, minus its last bytes.
 
     ``pace(i, n)`` is awaited before each of a stream's ``n`` events (False: stop there).
     With ``cut_after`` only that many events (of a whole reply, half its body) are sent,
-    and the last bytes are None: the caller drops the connection instead.
+    and the last bytes are None: the caller drops the connection instead. ``images``: the
+    prompt tokens of the request's images, counted into its usage.
     """
     request_id = f"chatcmpl-scripted-{index}"
     content, finish = cap_reply(content, body)
     if not stream:
         text = completion(request_id, model, messages, content, has_choice=has_choice, finish_reason=finish,
-                          tool_call=tool_call, cached=cached)
+                          tool_call=tool_call, cached=cached, images=images)
         if cut_after is None:
             return web.Response(body=text, content_type="application/json", headers=headers), b""
         cut = web.StreamResponse(headers={**headers, "Content-Type": "application/json"})
@@ -222,7 +225,7 @@ async def render(
     await response.prepare(request)
     events = completion_events(
         request_id, model, messages, content, has_choice=has_choice, include_usage=include_usage,
-        finish_reason=finish, chunk_chars=chunk_chars, tool_call=tool_call, cached=cached,
+        finish_reason=finish, chunk_chars=chunk_chars, tool_call=tool_call, cached=cached, images=images,
     )
     for i, event in enumerate(events):
         if (cut_after is not None and i >= cut_after) or (pace is not None and not await pace(i, len(events))):

@@ -2,14 +2,16 @@
 
 Events form a span tree (run > iteration > exec > batch > call, and child runs for
 recursion): each span emits ``<kind>.start`` and ``<kind>.end`` with the same id.
-Other kinds (``call.retry``, ``call.delta``, ``batch.poll``, ``run.estimate``, ``run.fork``) are
+Other kinds (``call.retry``, ``call.delta``, ``batch.poll``, ``run.estimate``, ``run.fork``, ``run.context``) are
 point events attached to the span whose id they carry.
 
 What each kind carries in ``data`` (all JSON-able; keys may be absent):
 
 - ``run``: start: query, model, depth, context; end: status, answer, iterations, fallback, seconds;
   ``run.estimate`` (a top-level run, as it starts): tokens, sub_calls, total_tokens, cost_usd
-  (``[low, high]`` each); ``run.fork``: origin, at, origin_log
+  (``[low, high]`` each); ``run.fork``: origin, at, origin_log; ``run.context`` (documents, once
+  read where root code runs): description (its first line), chars, tokens, documents (name, kind,
+  pages, unit, chars, skipped), failed (``[name, why]``)
 - ``iteration``: start: n, fallback; end: blocks, final
 - ``exec``: start: code; end: stdout, stderr, error, seconds, final
 - ``batch``: start: n, max_concurrent, model; end: status, failed; ``batch.poll`` (a map

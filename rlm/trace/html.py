@@ -14,10 +14,13 @@ widget's script paints them from the compact ``calls`` columns.
 
 from __future__ import annotations
 
-import html
 import math
 from importlib import resources
 from typing import Any
+
+from .figures import images_html
+from .markup import escape as _e
+from .markup import page
 
 SECTIONS = ("header", "iterations", "stream", "tree", "timeline")
 
@@ -25,17 +28,17 @@ COLOURS = {"r": "#1e88e5", "o": "#43a047", "e": "#e53935", "c": "#9e9e9e"}
 ROOT_COLOURS = {"r": "#5e35b1", "o": "#7e57c2", "e": "#e53935", "c": "#9e9e9e"}
 STATUS_NAMES = {"r": "running", "o": "ok", "e": "error", "c": "cancelled"}
 BADGES = {"running": "running", "ok": "done", "error": "failed", "cancelled": "stopped", "budget": "budget reached",
-          "failed_call": "answer is an error", "cut_off": "answer cut off"}
+          "failed_call": "answer is an error", "cut_off": "answer cut off", "fallback": "no answer"}
 LANE_PX = 7
+#: Classes that keep MathJax off the view: JupyterLab and Notebook 7 (MathJax 3: ``mathjax_ignore``) and
+#: classic front ends (MathJax 2: ``tex2jax_ignore``) typeset HTML outputs, and two ``$`` in a view
+#: (a cost, an estimate, a query) would be read as LaTeX, the dollar signs gone and the figures in a math font.
+NO_MATH = "tex2jax_ignore mathjax_ignore"
 
 
 def css() -> str:
     """The view's stylesheet (scoped to ``.rlm-view``)."""
     return resources.files("rlm.trace").joinpath("view.css").read_text(encoding="utf-8")
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _num(n: float) -> str:
@@ -54,8 +57,11 @@ def _secs(s: float | None) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
-def render_sections(parts: dict[str, Any], *, live: bool = False) -> dict[str, str]:
-    """HTML for each section of ``parts`` (a ``RunState.parts()`` dict or a subset of it)."""
+def render_sections(parts: dict[str, Any], *, live: bool = False, span_ms: float | None = None) -> dict[str, str]:
+    """HTML for each section of ``parts`` (a ``RunState.parts()`` dict or a subset of it).
+
+    ``span_ms``: the timeline's axis, when runs side by side share one (``rlm.compare``).
+    """
     header = parts.get("header") or {}
     calls = parts.get("calls")
     out: dict[str, str] = {}
@@ -68,7 +74,7 @@ def render_sections(parts: dict[str, Any], *, live: bool = False) -> dict[str, s
     if "tree" in parts and calls is not None:
         out["tree"] = _tree(parts["tree"], calls, live=live)
     if calls is not None and "header" in parts:
-        out["timeline"] = _timeline(calls, header, live=live)
+        out["timeline"] = _timeline(calls, header, live=live, span_ms=span_ms)
     return out
 
 
@@ -80,17 +86,12 @@ def render(parts: dict[str, Any], *, live: bool = False, style: bool = True) -> 
         body += f'<div class="rlm-sec rlm-sec-calls">{_details(parts["details"], len(parts["calls"]["start"]))}</div>'
 
     sheet = f"<style>{css()}</style>" if style else ""
-    return f'{sheet}<div class="rlm-view">{body}</div>'
+    return f'{sheet}<div class="{NO_MATH}"><div class="rlm-view">{body}</div></div>'
 
 
 def document(parts: dict[str, Any], *, title: str = "rlm run") -> str:
     """A standalone page that opens offline: no script, no external resource."""
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title>"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"</head><body>{render(parts)}</body></html>\n"
-    )
+    return page(render(parts), title)
 
 
 def _counter(label: str, value: str, cls: str = "") -> str:
@@ -137,7 +138,8 @@ def _header(header: dict[str, Any], *, live: bool) -> str:
         f'<div class="rlm-head"><span class="rlm-badge rlm-st-{_e(status)}">{_e(status_label)}</span>'
         f'<span class="rlm-query" title="{_e(header.get("query", ""))}">{_e(str(header.get("query", ""))[:300])}</span>'
         f'<span class="rlm-model">{_e(header.get("model", ""))}</span>{stop}</div>'
-        f'<div class="rlm-counters">{"".join(counters)}</div>{_forked(header)}{_estimated(header)}{answer_html}'
+        f'<div class="rlm-counters">{"".join(counters)}</div>{_forked(header)}{_documents(header)}{_estimated(header)}'
+        f'{answer_html}'
     )
 
 
@@ -147,6 +149,24 @@ def _forked(header: dict[str, Any]) -> str:
         return ""
     return (f'<div class="rlm-note rlm-forked">forked from run {_e(forked.get("origin"))} at step '
             f'{_e(forked.get("at"))}: the steps before it were replayed from its record</div>')
+
+
+def _documents(header: dict[str, Any]) -> str:
+    """The documents the context held: each one's format and pages, and how many could not be read."""
+    found = header.get("context")
+    if not isinstance(found, dict) or not isinstance(found.get("documents"), list) or not found["documents"]:
+        return ""
+    docs = found["documents"]
+    shown = []
+    for doc in docs[:8]:
+        if isinstance(doc, dict):
+            pages = doc.get("pages") or 0
+            size = f", {_num(pages)} {doc.get('unit', 'page')}{'s' if pages != 1 else ''}" if pages else ""
+            shown.append(f"{_e(doc.get('name'))} ({_e(str(doc.get('kind', '')).upper())}{size})")
+    more = f" and {_num(len(docs) - 8)} more" if len(docs) > 8 else ""
+    failed = found.get("failed") if isinstance(found.get("failed"), list) else []
+    bad = f'; <span class="rlm-bad">{_num(len(failed))} not readable</span>' if failed else ""
+    return f'<div class="rlm-note rlm-documents">documents: {", ".join(shown)}{more}{bad}</div>'
 
 
 def _estimated(header: dict[str, Any]) -> str:
@@ -162,34 +182,36 @@ def _estimated(header: dict[str, Any]) -> str:
 def _iterations(iterations: list[dict[str, Any]]) -> str:
     if not iterations:
         return '<h4>Iterations</h4><div class="rlm-empty">waiting for the root model…</div>'
-    rows = []
-    for it in iterations:
-        steps = []
-        for k, step in enumerate(it.get("steps") or []):
-            code = str(step.get("code", ""))
-            lines = code.count("\n") + 1
-            summary = f'code · {lines} line{"s" if lines != 1 else ""} · {_secs(step.get("seconds"))}'
-            output = step.get("output") or ""
-            error = step.get("error")
-            final = step.get("final")
-            steps.append(
-                f'<div class="rlm-step rlm-st-{_e(step.get("status", ""))}">'
-                f'<details class="rlm-code" data-key="{_e(it.get("n"))}.{k}"><summary>{_e(summary)}</summary>'
-                f"<pre>{_e(code)}</pre></details>"
-                + (f'<pre class="rlm-out">{_e(output)}</pre>' if output else "")
-                + (f'<pre class="rlm-err">{_e(error)}</pre>' if error else "")
-                + (f'<div class="rlm-final">FINAL → {_e(str(final)[:200])}</div>' if final else "")
-                + "</div>"
-            )
-        label = "answer now (out of iterations)" if it.get("fallback") else f'iteration {_e(it.get("n"))}'
-        if it.get("given"):
-            label += " · replayed from the record" if it["given"] == "replayed" else " · the fork's edited code"
-        rows.append(
-            f'<div class="rlm-iter rlm-st-{_e(it.get("status", ""))}"><div class="rlm-iter-head">'
-            f'<span class="rlm-dot"></span>{label} · {_secs(it.get("seconds"))}'
-            f'{" · final answer" if it.get("final") else ""}</div>{"".join(steps)}</div>'
+    return f'<h4>Iterations</h4>{"".join(iteration(it) for it in iterations)}'
+
+
+def iteration(it: dict[str, Any]) -> str:
+    """One root turn: its code steps, their output and errors (a ``parts()["iterations"]`` entry)."""
+    steps = []
+    for k, step in enumerate(it.get("steps") or []):
+        code = str(step.get("code", ""))
+        lines = code.count("\n") + 1
+        summary = f'code · {lines} line{"s" if lines != 1 else ""} · {_secs(step.get("seconds"))}'
+        output = step.get("output") or ""
+        error = step.get("error")
+        final = step.get("final")
+        steps.append(
+            f'<div class="rlm-step rlm-st-{_e(step.get("status", ""))}">'
+            f'<details class="rlm-code" data-key="{_e(it.get("n"))}.{k}"><summary>{_e(summary)}</summary>'
+            f"<pre>{_e(code)}</pre></details>"
+            + (f'<pre class="rlm-out">{_e(output)}</pre>' if output else "")
+            + (f'<pre class="rlm-err">{_e(error)}</pre>' if error else "")
+            + (f'<div class="rlm-final">FINAL → {_e(str(final)[:200])}</div>' if final else "")
+            + "</div>"
         )
-    return f'<h4>Iterations</h4>{"".join(rows)}'
+    label = "answer now (out of iterations)" if it.get("fallback") else f'iteration {_e(it.get("n"))}'
+    if it.get("given"):
+        label += " · replayed from the record" if it["given"] == "replayed" else " · the fork's edited code"
+    return (
+        f'<div class="rlm-iter rlm-st-{_e(it.get("status", ""))}"><div class="rlm-iter-head">'
+        f'<span class="rlm-dot"></span>{label} · {_secs(it.get("seconds"))}'
+        f'{" · final answer" if it.get("final") else ""}</div>{"".join(steps)}</div>'
+    )
 
 
 def _stream(stream: dict[str, Any]) -> str:
@@ -313,13 +335,13 @@ def _ticks(span_ms: float) -> list[float]:
     return [t * step for t in range(int(span_ms // step) + 1)]
 
 
-def _timeline(calls: dict[str, Any], header: dict[str, Any], *, live: bool) -> str:
+def _timeline(calls: dict[str, Any], header: dict[str, Any], *, live: bool, span_ms: float | None = None) -> str:
     n = len(calls["start"])
     if not n:
         return '<h4>Latency timeline</h4><div class="rlm-empty">no model calls yet</div>'
     now = float(header.get("elapsed") or 0) * 1000
     ends = [e if e >= 0 else now for e in calls["end"]]
-    span = max(max(ends), now, 1.0)
+    span = max(max(ends), now, span_ms or 1.0)
     if live:
         # The axis grows in 25% steps, so the painter re-places every bar only when it does.
         span = 1000 * 1.25 ** max(0, math.ceil(math.log(span / 1000, 1.25)))
@@ -372,7 +394,7 @@ def call_detail(detail: dict[str, Any]) -> str:
         prompt_label += ", its latest message"
     out = [f'<div class="rlm-detail-facts">{_e(" · ".join(f for f in facts if f))}</div>',
            f'<details class="rlm-detail-prompt"><summary>{_e(prompt_label)}</summary>'
-           f'<pre>{_e(detail.get("prompt") or "")}</pre></details>']
+           f'<pre>{_e(detail.get("prompt") or "")}</pre></details>', images_html(detail)]
     if detail.get("reply") is not None:
         cut = " (cut)" if detail.get("reply_cut") else ""
         out.append(f'<div class="rlm-detail-reply"><b>Reply{cut}</b><pre>{_e(detail["reply"])}</pre></div>')

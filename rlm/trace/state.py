@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .events import Event
+from .figures import Thumbnails
 from .progress import ProgressModel
 
 #: Status letters in ``calls["status"]``.
@@ -86,8 +87,9 @@ class RunState:
             "start": [], "end": [], "status": [], "role": [], "lane": [], "model": [], "tokens": [],
             "models": [], "errors": {},
         }
-        #: Per call (same index as ``calls``): model, role, prompt preview, reply, error, retries.
+        #: Per call (same index as ``calls``): model, role, prompt preview, reply, error, retries, images.
         self.details: list[dict[str, Any]] = []
+        self.thumbs = Thumbnails()
         self.dirty: set[str] = set(PARTS)
         self._nodes: dict[str, dict[str, Any]] = {}
         self._iteration_of: dict[str, dict[str, Any]] = {}
@@ -126,12 +128,12 @@ class RunState:
 
     def _on_run(self, event: Event) -> None:
         data = event.data
-        if event.phase in ("fork", "estimate"):
+        if event.phase in ("fork", "estimate", "context"):
             if event.id == self.root:
                 if event.phase == "fork":
                     self.header["forked"] = {"origin": data.get("origin"), "at": data.get("at")}
                 else:
-                    self.header["estimate"] = dict(data)
+                    self.header[event.phase] = dict(data)
                 self.dirty.add("header")
             return
         if event.phase == "start":
@@ -154,7 +156,7 @@ class RunState:
 
     def _close_open(self, status: str) -> None:
         """The run is over: whatever never reported an end was cut off with it."""
-        if status in ("ok", "failed_call", "cut_off"):  # ended normally: what never finished was cut off
+        if status in ("ok", "failed_call", "cut_off", "fallback"):  # ended normally: what never finished was cut off
             status = "cancelled"
         for node in self._nodes.values():
             if node["status"] == "running":
@@ -264,7 +266,7 @@ class RunState:
             calls["tokens"].append(0)
             self.details.append({"model": model, "role": data.get("role"), "prompt": str(data.get("prompt") or ""),
                                  "prompt_chars": data.get("prompt_chars"), "sent": data.get("sent", True),
-                                 "retries": [], "status": "running"})
+                                 "retries": [], "status": "running", **self.thumbs.take(data)})
             owner = self._nodes.get(event.parent or "")
             if owner is not None:
                 owner["calls"].append(index)
@@ -338,7 +340,8 @@ class RunState:
         with self._lock:
             if not 0 <= index < len(self.details):
                 return None
-            return dict(self.details[index], index=index, retries=list(self.details[index]["retries"]))
+            item = dict(self.details[index], index=index, retries=list(self.details[index]["retries"]))
+            return self.thumbs.attach(item)
 
     def record_details(self) -> list[dict[str, Any]]:
         """The calls a saved record shows in detail: at most ``RECORD_CALLS``, texts cut to ``RECORD_TEXT``."""
@@ -348,11 +351,12 @@ class RunState:
             failed = [i for i in range(count) if self.details[i]["status"] not in ("ok", "running")]
             chosen = list(dict.fromkeys([*roots, *failed, *range(count)]))[:RECORD_CALLS]
             out = []
+            shown: set[str] = set()  # a record shows each image once, at its first call
             for i in sorted(chosen):
                 item = dict(self.details[i], index=i, prompt=clip(self.details[i]["prompt"], RECORD_TEXT))
                 if "reply" in item:
                     item["reply"] = clip(str(item["reply"]), RECORD_TEXT)
-                out.append(item)
+                out.append(self.thumbs.attach(item, shown))
             return out
 
     def mark_stopping(self) -> None:

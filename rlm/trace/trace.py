@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from . import html
 from .events import Event
 from .jsonl import dumps, iter_events
+from .markup import HtmlView
 from .state import RunState
 from .tree import Span, build_tree
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-class Trace(tuple[Event, ...]):
+class Trace(tuple[Event, ...], HtmlView):
     """Every event of a run, in order. A tuple, so ``len``, indexing and iteration work.
 
     In a notebook it displays the run's view (counters, iterations, fan-out tree,
@@ -45,6 +46,24 @@ class Trace(tuple[Event, ...]):
 
     from_jsonl = load
 
+    @classmethod
+    def of(cls, source: Any) -> Trace:
+        """The trace of a run given as a ``Trace``, a result (its ``.trace``), an exception with a
+        ``.partial`` result (a run that failed or was stopped), or the path of a JSONL log.
+
+        Raises ``TypeError`` for anything else.
+        """
+        if isinstance(source, Trace):
+            return source
+        if isinstance(source, (str, os.PathLike)):
+            return cls.load(source)
+        for candidate in (source, getattr(source, "partial", None)):
+            trace = getattr(candidate, "trace", None)
+            if isinstance(trace, Trace):
+                return trace
+        raise TypeError(f"expected a Trace, an RLMResult, an exception with .partial or a log path, "
+                        f"not {type(source).__name__}")
+
     def to_jsonl(self, path: str | os.PathLike[str]) -> Path:
         """Write one event per line; returns the path."""
         target = Path(path)
@@ -68,14 +87,6 @@ class Trace(tuple[Event, ...]):
             return html.document(parts, title=f"rlm · {parts['header'].get('query', '')[:80]}")
         return html.render(parts)
 
-    def save_html(self, path: str | os.PathLike[str]) -> Path:
-        """Write the standalone page; returns the path."""
-        target = Path(path)
-        target.write_text(self.to_html(standalone=True), encoding="utf-8")
-        return target
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
 
     def __repr__(self) -> str:
         runs = sum(1 for e in self if e.kind == "run.start")

@@ -98,7 +98,7 @@ function keepMarks(node, render) {
 
 function render({ model, el }) {
   const root = document.createElement("div");
-  root.className = "rlm-view rlm-live";
+  root.className = `rlm-view rlm-live ${model.get("palette").no_math}`;
   const sections = {};
   for (const name of SECTIONS) {
     const node = document.createElement("div");

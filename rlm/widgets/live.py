@@ -53,7 +53,8 @@ class LiveView(anywidget.AnyWidget):
     timeline = traitlets.Unicode("").tag(sync=True)
     calls = traitlets.Dict().tag(sync=True)
     palette = traitlets.Dict(
-        {"status": html.COLOURS, "root": html.ROOT_COLOURS, "names": html.STATUS_NAMES, "lane_px": html.LANE_PX}
+        {"status": html.COLOURS, "root": html.ROOT_COLOURS, "names": html.STATUS_NAMES, "lane_px": html.LANE_PX,
+         "no_math": html.NO_MATH}
     ).tag(sync=True)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ..errors import ConfigError
@@ -11,14 +10,10 @@ from ..trace.trace import Trace
 
 def as_trace(source: Any) -> Trace:
     """A ``Trace`` from a trace, a result (its ``.trace``) or the path of a JSONL log."""
-    if isinstance(source, Trace):
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        return Trace.load(source)
-    trace = getattr(source, "trace", None)
-    if isinstance(trace, Trace):
-        return trace
-    raise ConfigError(f"show() takes a Trace, an RLMResult or a log path, not {type(source).__name__}")
+    try:
+        return Trace.of(source)
+    except TypeError:
+        raise ConfigError(f"show() takes a Trace, an RLMResult or a log path, not {type(source).__name__}") from None
 
 
 def show(source: Any) -> None:

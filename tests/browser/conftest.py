@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +105,49 @@ def artifacts() -> Path:
     """Where screenshots go (git-ignored)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+class Notebooks:
+    """Notebooks in the lab, each opened in a new page of the browser: how every live-view test starts."""
+
+    #: The live view while it runs (the record that replaces it is a plain ``.rlm-view``).
+    LIVE = ".rlm-view.rlm-live"
+
+    def __init__(self, browser: Any, lab: Lab) -> None:
+        self.browser, self.lab = browser, lab
+
+    def write(self, name: str, cells: list[str]) -> Path:
+        """A notebook of these code cells, on the python3 kernel, in the lab's folder."""
+        import nbformat
+
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        path = self.lab.root / name
+        nbformat.write(notebook, path)
+        return path
+
+    def open(self, name: str, cells: list[str] | None = None) -> Any:
+        """A new page on the notebook (written from ``cells`` first, if given), once its kernel is idle."""
+        if cells is not None:
+            self.write(name, cells)
+        page = self.browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.set_default_timeout(60_000)
+        page.goto(self.lab.url(name))
+        page.wait_for_selector(".jp-Notebook .jp-Cell")
+        # The kernel must be idle before "Run All", or the first cells race its start.
+        page.wait_for_function("() => document.querySelector('.jp-StatusBar-Widget')"
+                               " && document.body.innerText.includes('| Idle')", timeout=60_000)
+        return page
+
+    @staticmethod
+    def run_all(page: Any) -> None:
+        """Run > Run All Cells, and wait until a cell is running."""
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+        page.wait_for_function("() => document.body.innerText.includes('[*]')", timeout=30_000)
+
+
+@pytest.fixture
+def notebooks(browser: Any, lab: Lab) -> Notebooks:
+    """Write, open and run notebooks in the module's JupyterLab."""
+    return Notebooks(browser, lab)

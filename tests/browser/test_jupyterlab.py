@@ -8,31 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(300)
 
-LIVE = ".rlm-view.rlm-live"
 CALLS_DONE = '[data-counter="calls done"] b'
-
-
-def open_notebook(browser: Any, lab: Any, name: str) -> Any:
-    page = browser.new_page(viewport={"width": 1280, "height": 1400})
-    page.set_default_timeout(60_000)
-    page.goto(lab.url(name))
-    page.wait_for_selector(".jp-Notebook .jp-Cell")
-    # The kernel must be idle before "Run All", or the first cells race its start.
-    page.wait_for_function("() => document.querySelector('.jp-StatusBar-Widget')"
-                           " && document.body.innerText.includes('| Idle')", timeout=60_000)
-    return page
-
-
-def run_all(page: Any) -> None:
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
-    page.wait_for_function("() => document.body.innerText.includes('[*]')", timeout=30_000)
 
 
 def done_count(text: str) -> tuple[int, int]:
@@ -41,17 +22,18 @@ def done_count(text: str) -> tuple[int, int]:
     return int(done), int(total)
 
 
-def test_fanout_notebook_shows_live_counters_and_ends_at_n(browser: Any, lab: Any, artifacts: Path) -> None:
-    shutil.copy(REPO / "notebooks" / "03_batch_fanout.ipynb", lab.root)
-    page = open_notebook(browser, lab, "03_batch_fanout.ipynb")
+def test_fanout_notebook_shows_live_counters_and_ends_at_n(notebooks: Any, artifacts: Path) -> None:
+    live = notebooks.LIVE
+    shutil.copy(REPO / "notebooks" / "03_batch_fanout.ipynb", notebooks.lab.root)
+    page = notebooks.open("03_batch_fanout.ipynb")
     try:
-        run_all(page)
-        widget = page.locator(LIVE)
+        notebooks.run_all(page)
+        widget = page.locator(live)
         widget.wait_for(state="visible", timeout=120_000)
         counter = widget.locator(CALLS_DONE)
         # The batch starts once the root's code runs; wait until sub-calls are landing.
         page.wait_for_function(
-            f"() => {{ const b = document.querySelector('{LIVE} {CALLS_DONE}');"
+            f"() => {{ const b = document.querySelector('{live} {CALLS_DONE}');"
             " return b && Number(b.textContent.split('/')[0].replace(/,/g, '')) >= 5; }"
         )
         first_text = counter.text_content()
@@ -62,7 +44,7 @@ def test_fanout_notebook_shows_live_counters_and_ends_at_n(browser: Any, lab: An
         )
         seen = done_count(first_text)[0]
         page.wait_for_function(  # the counter moves on while the run goes
-            f"() => {{ const b = document.querySelector('{LIVE} {CALLS_DONE}');"
+            f"() => {{ const b = document.querySelector('{live} {CALLS_DONE}');"
             f" return b && Number(b.textContent.split('/')[0].replace(/,/g, '')) > {seen}; }}", timeout=30_000)
         second_text = counter.text_content()
         second_png = widget.screenshot(path=str(artifacts / "fanout-2.png"))
@@ -72,7 +54,7 @@ def test_fanout_notebook_shows_live_counters_and_ends_at_n(browser: Any, lab: An
         assert frame_ms < 1000, f"the page took {frame_ms:.0f} ms to paint a frame during the run"
 
         # After the run the live widget is replaced by the static record of the same view.
-        page.wait_for_function(f"() => !document.querySelector('{LIVE}')", timeout=120_000)
+        page.wait_for_function(f"() => !document.querySelector('{live}')", timeout=120_000)
         printed_output = page.locator(".jp-OutputArea-output").filter(
             has_text=re.compile(r"sub-calls: \d+, root calls: \d+"), has_not=page.locator(".rlm-view"))
         printed_output.wait_for(timeout=120_000)
@@ -128,17 +110,15 @@ STOP_CELLS = [
 ]
 
 
-def test_stop_button_cancels_the_run_and_keeps_the_partial_trace(browser: Any, lab: Any, artifacts: Path) -> None:
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in STOP_CELLS])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, lab.root / "stop.ipynb")
-    page = open_notebook(browser, lab, "stop.ipynb")
+def test_stop_button_cancels_the_run_and_keeps_the_partial_trace(notebooks: Any, artifacts: Path) -> None:
+    live = notebooks.LIVE
+    page = notebooks.open("stop.ipynb", STOP_CELLS)
     try:
-        run_all(page)
-        widget = page.locator(LIVE)
+        notebooks.run_all(page)
+        widget = page.locator(live)
         widget.wait_for(state="visible", timeout=60_000)
         page.wait_for_function(
-            f"() => {{ const b = document.querySelector('{LIVE} {CALLS_DONE}');"
+            f"() => {{ const b = document.querySelector('{live} {CALLS_DONE}');"
             " return b && Number(b.textContent.split('/')[0]) >= 8; }"
         )
         widget.locator(".rlm-stop").click()
@@ -174,14 +154,12 @@ STREAM_CELLS = [
 ]
 
 
-def test_the_root_reply_streams_into_the_live_view(browser: Any, lab: Any, artifacts: Path) -> None:
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in STREAM_CELLS])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, lab.root / "stream.ipynb")
-    page = open_notebook(browser, lab, "stream.ipynb")
-    reply = f"{LIVE} .rlm-sec-stream pre"
+def test_the_root_reply_streams_into_the_live_view(notebooks: Any, artifacts: Path) -> None:
+    live = notebooks.LIVE
+    page = notebooks.open("stream.ipynb", STREAM_CELLS)
+    reply = f"{live} .rlm-sec-stream pre"
     try:
-        run_all(page)
+        notebooks.run_all(page)
         page.wait_for_selector(reply, timeout=60_000)
         # The reply grows while it streams, and its box keeps the newest words in sight.
         page.wait_for_function(f"() => document.querySelector('{reply}')?.textContent.includes('word60')")
@@ -191,11 +169,11 @@ def test_the_root_reply_streams_into_the_live_view(browser: Any, lab: Any, artif
             " return p && p.textContent.includes('word120') && p.scrollHeight > p.clientHeight"
             " && p.scrollTop + p.clientHeight >= p.scrollHeight - 2; }"
         )
-        assert "the root is replying" in (page.locator(f"{LIVE} .rlm-sec-stream").text_content() or "")
+        assert "the root is replying" in (page.locator(f"{live} .rlm-sec-stream").text_content() or "")
         assert first.startswith("word0 word1") and "word120" not in first
-        page.locator(LIVE).screenshot(path=str(artifacts / "streaming.png"))
+        page.locator(live).screenshot(path=str(artifacts / "streaming.png"))
         page.locator(".jp-OutputArea-output").filter(has_text="ANSWER done").wait_for(timeout=60_000)
-        page.wait_for_function(f"() => !document.querySelector('{LIVE}')", timeout=60_000)
+        page.wait_for_function(f"() => !document.querySelector('{live}')", timeout=60_000)
         assert page.locator(".rlm-view .rlm-streaming").count() == 0, "the record kept the streaming reply"
     except Exception:
         page.screenshot(path=str(artifacts / "stream-failure.png"), full_page=True)
@@ -217,21 +195,19 @@ INSPECT_CELLS = [
 ]
 
 
-def test_clicking_a_sub_call_shows_its_prompt_and_reply(browser: Any, lab: Any, artifacts: Path) -> None:
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in INSPECT_CELLS])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, lab.root / "inspect.ipynb")
-    page = open_notebook(browser, lab, "inspect.ipynb")
+def test_clicking_a_sub_call_shows_its_prompt_and_reply(notebooks: Any, artifacts: Path) -> None:
+    live = notebooks.LIVE
+    page = notebooks.open("inspect.ipynb", INSPECT_CELLS)
     try:
-        run_all(page)
-        cell = f"{LIVE} .rlm-grid i[data-i]"
+        notebooks.run_all(page)
+        cell = f"{live} .rlm-grid i[data-i]"
         page.wait_for_function(f"() => document.querySelectorAll('{cell}').length >= 5", timeout=60_000)
         shown = page.locator(cell).nth(2)
         index = shown.get_attribute("data-i")
         shown.click()
-        detail = page.locator(f"{LIVE} .rlm-detail")
+        detail = page.locator(f"{live} .rlm-detail")
         detail.locator(".rlm-detail-facts").wait_for(timeout=30_000)
-        asked = page.evaluate(f"() => document.querySelector('{LIVE} .rlm-detail details pre').textContent")
+        asked = page.evaluate(f"() => document.querySelector('{live} .rlm-detail details pre').textContent")
         assert asked.startswith("tell me about item"), asked
         item = asked.removeprefix("tell me about item ").strip()
         assert f"REPLY TO tell me about item {item}" in (detail.text_content() or "")

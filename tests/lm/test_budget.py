@@ -347,7 +347,7 @@ def test_a_local_endpoints_window_is_learnt_once_from_its_model_listing(transpor
         system = lm.root_requests[0].messages[0]["content"]
     assert stats["model_listings"] == 1 and stats["sub"] == 2  # asked once; the big prompts never went out
     assert "context window of 'sub' is 4,000 tokens" in first.steps[0].outputs[0].stdout
-    assert "roughly 4,000 tokens" in system  # the root is told too
+    assert "up to about 4,000 tokens" in system  # the root is told too
 
 
 def test_an_endpoint_that_lists_no_window_leaves_it_unknown() -> None:
@@ -409,7 +409,7 @@ def test_the_root_is_told_the_sub_models_window_and_the_helpers() -> None:
     with ScriptedLM() as lm:
         make_rlm(lm, endpoint=Endpoint(pricing={"sub": ModelInfo(context_window=8_192)})).completion("ctx", "q")
     system = lm.root_requests[0].messages[0]["content"]
-    assert "roughly 8,192 tokens" in system and "chunk(text" in system and "budget()" in system
+    assert "up to about 8,192 tokens" in system and "chunk(text" in system and "budget()" in system
 
 
 def test_budget_works_in_the_seed_replenv() -> None:

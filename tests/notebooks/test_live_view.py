@@ -92,7 +92,10 @@ def run_cell(kc: BlockingKernelClient, code: str, *, during: Any = None, timeout
             cell.stdout += content["text"]
         elif kind == "status" and content["execution_state"] == "idle":
             break
-    cell.reply = kc.get_shell_msg(timeout=10)["content"]
+    reply = kc.get_shell_msg(timeout=10)
+    while reply["parent_header"].get("msg_id") != msg_id:  # a late kernel_info reply from the kernel's start
+        reply = kc.get_shell_msg(timeout=10)
+    cell.reply = reply["content"]
     return cell
 
 

@@ -11,7 +11,7 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-NAMES = ["01_quickstart", "02_long_document", "03_batch_fanout", "04_any_endpoint"]
+NAMES = ["01_quickstart", "02_long_document", "03_batch_fanout", "04_any_endpoint", "05_documents", "06_research"]
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -93,5 +93,19 @@ def test_notebook_runs_offline_without_errors(name: str, tmp_path: Path, monkeyp
             r"first run: (\d+) model calls; the re-run: (\d+) model calls, (\d+) answers from the cache; "
             r"same answer: True", text).groups())
         assert first == cached == sub_calls + 2 and again == 0
+    elif name == "05_documents":  # pages cited, and the chart looked at through a vision sub-call
+        assert "(annual-report.pdf, page 1) The third quarter brought 3.4 million in revenue" in text
+        assert "(annual-report.pdf, page 2, as an image) I am a simulated model" in text
+        assert "1 sub-call(s) looked at a page image" in text
     elif name == "04_any_endpoint":
         assert "['scripted']" in text and "discloses a lawsuit" in text
+    elif name == "06_research":
+        compared = [o.data["text/html"] for c in notebook.cells for o in c.get("outputs", [])
+                    if "data" in o and 'class="rlm-view rlm-compare"' in o.data.get("text/html", "")]
+        assert len(compared) == 2 and "one time axis for all runs" in compared[0]
+        assert re.search(r"A: llm_query, one at a time: mean score 1\.00.*\nB: llm_batch: mean score 1\.00", text)
+        low, high = map(float, re.search(r"B - A seconds per question: [-+\d.]+, 95% CI \[([-+\d.]+), ([-+\d.]+)\]",
+                                         text).groups())
+        assert low <= high < 0, "llm_batch must be faster than one llm_query at a time on every question"
+        assert "Export(10 examples from 10 runs)" in text and "roles: ['system', 'user', 'assistant']" in text
+        assert "### The prompts compared, per method (A, B)" in text and "| rlm-batch | A | B | 4 |" in text

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from sandbox_modes import MODES as ALL_MODES
-from sandbox_modes import cmdline, sandbox_config
+from sandbox_modes import cmdline, running, sandbox_config, unique_sleep
 
 import rlm
 from rlm import RLM, SandboxConfig
@@ -115,7 +115,8 @@ def test_garbage_collection_kills_the_kernels() -> None:
 @MODES
 def test_a_crashed_kernel_and_its_replacement_leave_nothing_behind(mode: str) -> None:
     before = children()
-    replies = ["```repl\nimport subprocess\nsubprocess.Popen(['sleep', '300'])\nimport os\nos._exit(1)\n```",
+    sleep = unique_sleep(300)
+    replies = [f"```repl\nimport subprocess\nsubprocess.Popen(['sleep', '{sleep}'])\nimport os\nos._exit(1)\n```",
                "```repl\nimport ctypes\nctypes.string_at(0)\n```", "FINAL(survived)"]
     with ScriptedLM(root=replies) as lm, RLM("root", base_url=lm.base_url, api_key="k", sandbox=config(mode)) as rlm_:
         result = rlm_.completion("c", "q")
@@ -124,31 +125,37 @@ def test_a_crashed_kernel_and_its_replacement_leave_nothing_behind(mode: str) ->
         assert rlm_.kernels.started == 3
     wait_gone(pids, dirs)
     assert children() - before == set()
-    assert not [p for p in procs.all_pids() if cmdline(p) == "sleep 300"]
+    wait_for(lambda: not running(f"sleep {sleep}"), timeout=10)  # a SIGKILLed process may take a moment to go
 
 
 HOST = textwrap.dedent("""\
-    import json, sys, time
+    import json, sys, threading, time
     from rlm import RLM, SandboxConfig
     from rlm.testing import ScriptedLM
     lm = ScriptedLM(root=["```repl\\nx = 1\\n```", "FINAL(ok)"]).start()
     r = RLM("root", base_url=lm.base_url, api_key="k", sandbox=SandboxConfig(**json.loads(sys.argv[2])))
     r.completion("c", "q")
-    while r.kernels.stats()["warm"] < 1:
+    if sys.argv[1] == "hang-in-step":  # a step that started a process of its own, still running
+        lm.root = [f"```repl\\nimport subprocess, time\\nsubprocess.Popen(['sleep', {sys.argv[3]!r}])\\n"
+                   "time.sleep(600)\\n```", "FINAL(ok)"]
+        threading.Thread(target=r.completion, args=("c", "q"), daemon=True).start()
+    mine = lambda: [p for kk in r.kernels.kernels for p in kk.processes()]
+    while r.kernels.stats()["warm"] < 1 or (sys.argv[1] == "hang-in-step" and not [
+            p for p in mine() if open(f"/proc/{p}/cmdline").read() == "sleep\\0" + sys.argv[3] + "\\0"]):
         time.sleep(0.05)
     k = r.kernels.kernels
-    print(json.dumps([[p for kk in k for p in kk.processes()] + [kk.launched_pid for kk in k],
-                      [kk.rundir for kk in k]]), flush=True)
-    if sys.argv[1] == "hang":
+    print(json.dumps([mine() + [kk.launched_pid for kk in k], [kk.rundir for kk in k]]), flush=True)
+    if sys.argv[1].startswith("hang"):
         time.sleep(600)
 """)
 
 
-def _host(then: str, mode: str) -> subprocess.Popen[str]:
+def _host(then: str, mode: str, sleep: str = "") -> subprocess.Popen[str]:
     c = config(mode)
     settings = json.dumps({"isolation": c.isolation, "python": c.python, "extra_env": dict(c.extra_env)})
     env = {**os.environ, "PYTHONPATH": str(Path(rlm.__file__).parents[1])}
-    return subprocess.Popen([sys.executable, "-c", HOST, then, settings], stdout=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen([sys.executable, "-c", HOST, then, settings, sleep], stdout=subprocess.PIPE, text=True,
+                            env=env)
 
 
 @MODES
@@ -180,3 +187,21 @@ def test_a_sigkilled_host_takes_its_kernels_with_it(mode: str) -> None:
     remove_stale()
     assert not any(os.path.exists(d) for d in dirs)
 
+
+
+@MODES
+def test_a_sigkilled_host_takes_what_a_running_step_started_with_it(mode: str) -> None:
+    """PR_SET_PDEATHSIG is not inherited: without a pid namespace the reaper ends the kernel's children."""
+    sleep = unique_sleep(300)
+    host = _host("hang-in-step", mode, sleep)
+    try:
+        pids, _ = json.loads(host.stdout.readline())
+        assert [p for p in pids if cmdline(p) == f"sleep {sleep}"], "the step's process is not among the sandbox's"
+        host.send_signal(signal.SIGKILL)
+        host.wait(10)
+        wait_gone(pids, [])
+    finally:
+        host.kill()
+        host.wait()
+        host.stdout.close()
+        procs.kill(running(f"sleep {sleep}"))  # ours, if the test failed

@@ -21,7 +21,9 @@ from rlm.testing import ScriptedLM
 CANARY = "sk-rlm-canary-7f3c9e1d2b4a"
 STEP_TIMEOUT = 2.0
 #: Small limits keep the memory and disk attacks cheap on a shared 2-core machine.
-CONFIG = {"memory_mb": 1536, "max_file_mb": 64, "disk_mb": 128, "interrupt_grace": 1.0, "max_processes": 96}
+CONFIG = {"memory_mb": 1536, "max_file_mb": 64, "interrupt_grace": 1.0, "max_processes": 96}
+#: The disk limit, where a level can hold one (isolation='none' refuses to start with it set).
+DISK_MB = 128
 
 
 @dataclass
@@ -71,7 +73,8 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
         mp.setenv("OPENAI_API_KEY", CANARY)
         mp.setenv("MY_SERVICE_TOKEN", CANARY)
         with ScriptedLM() as lm:
-            config = sandbox_config(request.param, **CONFIG)
+            limits = {**CONFIG, "disk_mb": DISK_MB} if request.param in ("bwrap", "uid") else CONFIG
+            config = sandbox_config(request.param, **limits)
             with RLM("root", "sub", base_url=lm.base_url, api_key=CANARY, sandbox=config,
                     limits=Limits(step_timeout=STEP_TIMEOUT), endpoint=Endpoint(retries=0)) as rlm:
                 assert rlm.kernels is not None

@@ -8,10 +8,8 @@ import textwrap
 import time
 
 import pytest
-from sandbox_modes import cmdline
+from sandbox_modes import running, unique_sleep
 from security_harness import CANARY, Sandbox
-
-from rlm.repl.sandbox import procs
 
 
 def test_the_run_directory_cannot_be_written_so_no_link_or_fifo_is_ever_followed(
@@ -47,7 +45,8 @@ def test_the_run_directory_cannot_be_written_so_no_link_or_fifo_is_ever_followed
 
 def test_a_thread_left_by_start_new_thread_never_meets_the_next_completion(sandbox: Sandbox) -> None:
     code = textwrap.dedent("""\
-        import _thread, time, sys
+        import _thread, builtins, time, sys
+        builtins.SPY_WAS_HERE = True  # seen by any code that runs in this interpreter later
         def spy():
             while True:
                 try:
@@ -60,9 +59,11 @@ def test_a_thread_left_by_start_new_thread_never_meets_the_next_completion(sandb
         _thread.start_new_thread(spy, ())""")
     sandbox.attack(code)
     before = sandbox.lm.stats["sub"]
-    sandbox.lm.root = ["```repl\nimport time; time.sleep(0.5); print(context)\n```", "FINAL(done)"]
+    sandbox.lm.root = ["```repl\nimport builtins\nprint(context, hasattr(builtins, 'SPY_WAS_HERE'))\n```",
+                       "FINAL(done)"]
     later = sandbox.rlm.completion("the next user's document", "q")
-    assert sandbox.step(later).stdout == "the next user's document\n"
+    # another interpreter: the spy, which would have called at once on this context, is not in it
+    assert sandbox.step(later).stdout == "the next user's document False\n"
     assert sandbox.lm.stats["sub"] == before
     assert not [r for r in sandbox.lm.sub_requests if r.prompt.startswith("leak")]
 
@@ -102,18 +103,19 @@ def test_the_key_is_in_no_memory_the_kernel_can_read(sandbox: Sandbox) -> None:
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the raw clone() call below is x86_64's")
 def test_a_clone_parent_child_does_not_outlive_its_kernel(sandbox: Sandbox) -> None:
     sandbox.require_confined()
+    sleep = unique_sleep(603)
     code = textwrap.dedent("""\
         import ctypes, os, signal
         libc = ctypes.CDLL(None, use_errno=True)
         CLONE_PARENT = 0x00008000
         pid = libc.syscall(56, CLONE_PARENT | signal.SIGCHLD, 0, 0, 0, 0)
         if pid == 0:
-            os.execvp('sleep', ['sleep', '603'])
-        print('cloned', pid > 0)""")
+            os.execvp('sleep', ['sleep', SLEEP])
+        print('cloned', pid > 0)""").replace("SLEEP", repr(sleep))
     result = sandbox.attack(code)
     assert sandbox.step(result).stdout == "cloned True\n"
     sandbox.check_survived(result)
-    assert not [p for p in procs.all_pids() if cmdline(p) == "sleep 603"]
+    assert not running(f"sleep {sleep}")
 
 
 def test_a_very_deep_directory_tree_is_removed_and_blocks_nothing(sandbox: Sandbox) -> None:

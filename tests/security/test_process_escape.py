@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
-from sandbox_modes import cmdline
+from sandbox_modes import running, unique_sleep
 from security_harness import Sandbox
-
-from rlm.repl.sandbox import procs
 
 RESTARTED = "The sandbox was restarted: every variable was lost"
 
@@ -56,40 +54,46 @@ def test_os_exit_restarts_the_kernel(sandbox: Sandbox) -> None:
 
 def test_detached_background_processes_do_not_outlive_the_step(sandbox: Sandbox) -> None:
     sandbox.require_confined()
+    first, second = unique_sleep(600), unique_sleep(601)
     code = textwrap.dedent("""\
         import os, subprocess
-        subprocess.Popen(['sleep', '600'], start_new_session=True)
+        subprocess.Popen(['sleep', FIRST], start_new_session=True)
         if os.fork() == 0:          # a classic daemon: fork, setsid, fork, parent exits
             os.setsid()
             if os.fork() == 0:
-                os.execvp('sleep', ['sleep', '601'])
+                os.execvp('sleep', ['sleep', SECOND])
             os._exit(0)
         os.wait()
-        print('spawned')""")
+        print('spawned')""").replace("FIRST", repr(first)).replace("SECOND", repr(second))
     result = sandbox.attack(code)
     assert sandbox.step(result).stdout == "spawned\n"
     sandbox.check_survived(result)  # asserts no stray process of any kernel of the pool
-    left = [p for p in procs.all_pids() if cmdline(p) in ("sleep 600", "sleep 601")]
-    assert left == []
+    assert running(f"sleep {first}") == running(f"sleep {second}") == []
 
 
 def test_a_background_thread_cannot_keep_calling_models(sandbox: Sandbox) -> None:
     code = textwrap.dedent("""\
-        import threading, time
+        import builtins, threading, time
+        builtins.SPINNER = calls = []
         def spin():
             while True:
                 try:
-                    llm_query('spam')
+                    calls.append(llm_query('spam'))
                 except Exception:
                     time.sleep(0.05)
         threading.Thread(target=spin, daemon=True).start()
-        time.sleep(0.3)""")
+        deadline = time.monotonic() + 1.5  # within the step timeout
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print('spinning', bool(calls))""")
     started = sandbox.pool.started
     result = sandbox.attack(code, then="print('alive')")
+    assert sandbox.step(result).stdout == "spinning True\n"  # it did call models while the step ran
     sandbox.check_survived(result)
     calls_after = sandbox.lm.stats["sub"]
-    # The next completion runs steps too; the spinning thread must not be in its kernel.
-    later = sandbox.attack("import time\ntime.sleep(0.5)")
+    # The next completion runs steps too; the spinning thread must not be in its interpreter.
+    later = sandbox.attack("import builtins\nprint(hasattr(builtins, 'SPINNER'))")
+    assert sandbox.step(later).stdout == "False\n"
     assert sandbox.lm.stats["sub"] == calls_after
     assert not [r for r in sandbox.lm.sub_requests[calls_after:] if r.prompt == "spam"]
     assert sandbox.pool.started > started  # the kernel with the thread was not reused

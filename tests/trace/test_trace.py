@@ -46,7 +46,8 @@ def test_result_trace_is_a_tuple_of_events_that_knows_its_run(run):
     assert all(isinstance(e, Event) for e in trace)
     assert len(trace) == len(list(trace)) and trace[0].kind == "run.start" and trace[-1].kind == "run.end"
     kinds = {e.span for e in trace}
-    assert kinds == set(SPAN_KINDS) - {"tool"}  # this run calls no tool
+    assert kinds == set(SPAN_KINDS) - {"tool"} | {"history"}  # no tool call; each root call's messages
+    assert sum(e.kind == "history.sent" for e in trace) == 2
     assert sum(e.kind == "call.start" for e in trace) == 22  # 2 root turns + 20 items
     assert re.fullmatch(r"Trace\(\d+ events, 1 run, 22 calls\)", repr(trace))
 
@@ -185,7 +186,7 @@ def test_rlm_view_fails_clearly_on_a_missing_or_broken_log(tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert main(["view", str(empty)]) == 2
-    assert "no events" in capsys.readouterr().err
+    assert "empty.jsonl is empty; pass a trace log" in capsys.readouterr().err
 
 
 def test_build_tree_keeps_orphans_and_point_events():
@@ -199,3 +200,23 @@ def test_build_tree_keeps_orphans_and_point_events():
     assert orphan.id == "c1" and orphan.status == "ok" and orphan.seconds == pytest.approx(0.5)
     assert [n.data["attempt"] for n in orphan.notes] == [1]
     assert ended.status == "error"
+
+
+async def test_a_run_stopped_while_its_estimate_is_made_still_ends_in_its_trace() -> None:
+    """A Stop as the run starts (its estimate is the first thing it awaits) still gives a run.end and a partial."""
+    import asyncio
+
+    events: list[Event] = []
+
+    def stop_at_start(event: Event) -> None:
+        events.append(event)
+        task = asyncio.current_task()
+        if event.kind == "run.start" and task is not None:
+            task.cancel()  # lands at the run's next await: the estimate
+
+    with ScriptedLM(root=["FINAL(never)"]) as lm, make_rlm(lm) as rlm:
+        with pytest.raises(asyncio.CancelledError):
+            await rlm.acompletion("some context", "q", subscribers=[stop_at_start], view=False)
+        assert lm.stats["root"] == 0
+    ends = [e for e in events if e.kind == "run.end"]
+    assert [e.data["status"] for e in ends] == ["cancelled"]

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from ...cli import arguments
 from .items import parse_size, size_label
 from .runner import Task
 
@@ -53,6 +54,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="item sets per size (3)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each method on each item (1)")
     parser.add_argument("--out", default="bench-results", metavar="DIR",
+                        type=arguments.output_dir("a directory for the results"),
                         help="where TASK.jsonl goes; a rerun continues it (bench-results)")
     parser.add_argument("--sandbox", choices=("kernel", "local"), default="kernel", help="where root code runs")
     parser.add_argument("--window", type=int, default=None, metavar="TOKENS",
@@ -65,6 +67,29 @@ def add_common(parser: argparse.ArgumentParser) -> None:
                         help="harness check only: the scripted model writes the right program, or a wrong one")
     parser.add_argument("--sim-latency", type=float, default=0.0, metavar="SECONDS",
                         help="harness check only: the scripted model's delay per reply")
+    parser.add_argument("--prompt", action="append", default=None, metavar="FILE",
+                        help="a system prompt template for the RLM methods; give two or more to run each on the "
+                             "same items and compare them pairwise (bootstrap interval of the score difference)")
+    parser.add_argument("--log-dir", default=None, metavar="DIR",
+                        help="write each RLM run's trace log here; `rlm view` of the results file then shows "
+                             "every method's run of a question side by side")
+
+
+def _prompts(files: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """(name, template) of each ``--prompt`` file, named by its file name; ``ConfigError`` for a bad one."""
+    from ...core.template import check_prompt, load_prompt
+    from ...errors import ConfigError
+
+    out: dict[str, str] = {}
+    for file in files or ():
+        name = Path(file).stem
+        while name in out:
+            name += "'"
+        try:
+            out[name] = check_prompt(load_prompt(Path(file)))
+        except ConfigError as exc:
+            raise ConfigError(f"--prompt {file}: {exc}") from None
+    return tuple(out.items())
 
 
 def run_task(args: argparse.Namespace, task: Task) -> int:
@@ -74,6 +99,8 @@ def run_task(args: argparse.Namespace, task: Task) -> int:
     """
     from ... import runtime
     from ...errors import ConfigError
+    from ...trace.results import label
+    from . import paired
     from .methods import METHODS, Methods, Target
     from .runner import Plan, ResultsFile, execute
     from .table import markdown, rows
@@ -83,6 +110,10 @@ def run_task(args: argparse.Namespace, task: Task) -> int:
             return fail(task.name, f"--{name.replace('_', '-')} must be at least 1")
     if args.timeout <= 0 or (args.budget_usd is not None and args.budget_usd <= 0):
         return fail(task.name, "--timeout and --budget-usd must be more than 0")
+    try:
+        prompts = _prompts(args.prompt)
+    except ConfigError as exc:
+        return fail(task.name, str(exc))
     base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
     key = os.environ.get("OPENAI_API_KEY")
     harness = not key and not base_url
@@ -95,14 +126,14 @@ def run_task(args: argparse.Namespace, task: Task) -> int:
         print(HARNESS_BANNER.format(policy=args.offline_policy), file=sys.stderr)
         server = harness_lm(task.name, wrong=args.offline_policy == "wrong", latency=args.sim_latency)
         target = Target(HARNESS_ROOT, HARNESS_SUB, server.base_url, "harness", args.window, args.sandbox,
-                        args.max_iterations, None, args.timeout)
+                        args.max_iterations, None, args.timeout, args.log_dir)
         identity = f"{HARNESS_ROOT}|{HARNESS_SUB}|harness:{args.offline_policy}"
     else:
         target = Target(args.model, args.sub_model or args.model, base_url, key, args.window, args.sandbox,
-                        args.max_iterations, args.budget_usd, args.timeout)
+                        args.max_iterations, args.budget_usd, args.timeout, args.log_dir)
         identity = f"{target.model}|{target.sub_model}|{base_url or 'openai'}"
     methods = args.methods or list(METHODS)
-    plan = Plan(task, args.sizes, args.seeds, args.n, methods, args.repeats, identity)
+    plan = Plan(task, args.sizes, args.seeds, args.n, methods, args.repeats, identity, prompts)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = ResultsFile(out / f"{task.name}.jsonl")
@@ -129,8 +160,14 @@ def run_task(args: argparse.Namespace, task: Task) -> int:
         heading = f"{heading} (HARNESS CHECK, {args.offline_policy} policy: not model quality)"
     print(heading)
     print()
-    print(markdown(rows(mine, methods, plan.sizes)))
+    print(markdown(rows(mine, list(dict.fromkeys(label({"method": m, "prompt": p}) for m, p in plan.variants())),
+                        plan.sizes)))
     print()
+    if len(prompts) > 1:
+        print(f"### The prompts compared, per method ({', '.join(name for name, _ in prompts)})")
+        print()
+        print(paired.markdown(paired.compare_variants(mine, "prompt")))
+        print()
     print(f"results: {results.path} ({len(mine)} runs)")
     return 1 if any(r["error"] for r in mine) else 0
 

@@ -11,7 +11,9 @@
   even a batch it writes runs one call at a time: a loop of ``llm_query``'s cost and time.
 - ``rlm-batch``: the default RLM, ``llm_batch`` in parallel.
 
-The RLM methods use the public ``RLM`` API; the base model and the summary agent call
+The RLM methods use the public ``RLM`` API, with a system prompt of the user's when
+given (``Limits(prompt=...)``, ``--prompt``), and write each run's trace log to
+``Target.log_dir`` when set (``--log-dir``); the base model and the summary agent call
 the endpoint through ``rlm.OpenAIClient`` with rlm's retry policy and price table, so
 tokens and dollars are counted as an RLM counts its own.
 """
@@ -23,16 +25,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ... import RLM, Budget, Endpoint, OpenAIClient, RLMResult, Trace
+from ... import RLM, Budget, Endpoint, Limits, OpenAIClient, RLMResult, Trace
 from ...errors import ConfigError, LMResponseError, RLMError
 from ...lm.client import LMClient, Message
 from ...lm.pricing import Pricing
 from ...lm.retry import RetryPolicy, call_with_retries
 from ...lm.types import Completion
+from ...trace.jsonl import JsonlWriter
 from . import prompts
 from .items import Item, as_text, count
 
 METHODS = ("base", "summary", "program", "rlm-query", "rlm-batch")
+#: The methods that run rlm's root loop, and so read its system prompt.
+RLM_METHODS = ("program", "rlm-query", "rlm-batch")
 #: Tokens a text method leaves free in the window besides its prompt's own words.
 RESERVE_TOKENS = 1024
 
@@ -50,6 +55,8 @@ class Target:
     max_iterations: int = 20
     budget_usd: float | None = None
     timeout_s: float = 1800.0
+    #: Where each RLM run's trace log goes (None: no logs).
+    log_dir: str | None = None
 
 
 @dataclass
@@ -67,6 +74,8 @@ class Outcome:
     stopped: str = "final"
     error: str | None = None
     note: str = ""
+    #: The run's trace log, when ``Target.log_dir`` is set (RLM methods only).
+    log: str | None = None
 
     def add(self, completion: Completion, cost: float | None) -> None:
         """Count one call of a text method."""
@@ -125,17 +134,20 @@ class Methods:
         self.pricing = Pricing()
         self.retry = RetryPolicy()
         self._client: OpenAIClient | None = None
-        self._rlms: dict[str, RLM] = {}
+        self._rlms: dict[tuple[str, str | None], RLM] = {}
         self._window: int | None = target.window
 
-    async def run(self, method: str, item: Item) -> Outcome:
-        """One method on one item; a run that fails or times out is an outcome with its error, never a crash."""
+    async def run(self, method: str, item: Item, prompt: str | None = None) -> Outcome:
+        """One method on one item; a run that fails or times out is an outcome with its error, never a crash.
+
+        ``prompt``: the RLM methods' system prompt template (None: rlm's own).
+        """
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         outcome = Outcome(answer="")
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(self._run(method, item, outcome), self.target.timeout_s)
+            await asyncio.wait_for(self._run(method, item, outcome, prompt), self.target.timeout_s)
         except ConfigError:
             raise
         except (RLMError, asyncio.TimeoutError) as exc:
@@ -147,31 +159,40 @@ class Methods:
         outcome.seconds = time.perf_counter() - started
         return outcome
 
-    async def _run(self, method: str, item: Item, outcome: Outcome) -> None:
+    async def _run(self, method: str, item: Item, outcome: Outcome, prompt: str | None) -> None:
         if method == "base":
             await self._base(item, outcome)
         elif method == "summary":
             await self._summary(item, outcome)
         else:
             query = item.query + prompts.METHOD_NOTES[method]
-            result = await self._rlm(method).acompletion(item.context, query, view=False)
+            writer = JsonlWriter(self.target.log_dir) if self.target.log_dir is not None else None
+            try:
+                result = await self._rlm(method, prompt).acompletion(
+                    item.context, query, view=False, subscribers=[writer] if writer is not None else None)
+            finally:
+                if writer is not None:
+                    writer.close()
+                    outcome.log = str(writer.path) if writer.path is not None else None
             from_result(result, outcome)
 
-    def _rlm(self, method: str) -> RLM:
-        if method not in self._rlms:
+    def _rlm(self, method: str, prompt: str | None = None) -> RLM:
+        key = (method, prompt)
+        if key not in self._rlms:
             t = self.target
             common: dict[str, Any] = {
                 "base_url": t.base_url, "api_key": t.api_key, "sandbox": t.sandbox, "max_iterations": t.max_iterations,
                 "progress": False, "budget": Budget(max_cost_usd=t.budget_usd) if t.budget_usd is not None else None,
+                "limits": Limits(prompt=prompt) if prompt is not None else None,
             }
             if method == "program":
                 client = NoSubCalls(OpenAIClient(api_key=t.api_key, base_url=t.base_url))
-                self._rlms[method] = RLM(t.model, t.model, endpoint=Endpoint(client=client), **common)
+                self._rlms[key] = RLM(t.model, t.model, endpoint=Endpoint(client=client), **common)
             elif method == "rlm-query":
-                self._rlms[method] = RLM(t.model, t.sub_model, max_concurrent=1, **common)
+                self._rlms[key] = RLM(t.model, t.sub_model, max_concurrent=1, **common)
             else:
-                self._rlms[method] = RLM(t.model, t.sub_model, **common)
-        return self._rlms[method]
+                self._rlms[key] = RLM(t.model, t.sub_model, **common)
+        return self._rlms[key]
 
     def _text_client(self) -> OpenAIClient:
         if self._client is None:

@@ -4,7 +4,9 @@ A killed run continues where it stopped: a result is one line written with a sin
 ``write`` and ``fsync``ed before the next run starts, a half-written last line is cut off
 when the file is opened again, and runs whose key is already in the file are skipped.
 The key names the item (its generator's version, size, seed and index), the method,
-the repeat and the models and endpoint, so results of another model never count as done.
+the repeat, the models and endpoint, and the system prompt (its name and a digest of its
+text) when ``--prompt`` gives some, so results of another model or an edited prompt never
+count as done.
 An item made again for its remaining runs must match the fingerprint of its finished
 ones: a generator changed without a new version stops the run instead of mixing items.
 """
@@ -12,6 +14,7 @@ ones: a generator changed without a new version stops the run instead of mixing 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -22,7 +25,7 @@ from typing import Any, NamedTuple
 
 from ...errors import ConfigError
 from .items import Item
-from .methods import Methods, Outcome
+from .methods import RLM_METHODS, Methods, Outcome
 from .scoring import score
 
 #: An answer longer than this is cut in the results file (the score uses all of it).
@@ -48,6 +51,22 @@ class Plan:
     methods: list[str]
     repeats: int
     identity: str
+    #: (name, template) of each system prompt the RLM methods run with; empty: rlm's own.
+    prompts: tuple[tuple[str, str], ...] = ()
+
+    def variants(self) -> list[tuple[str, str | None]]:
+        """(method, prompt name) of every run an item gets, per repeat: an RLM method once per prompt."""
+        out: list[tuple[str, str | None]] = []
+        for method in self.methods:
+            if self.prompts and method in RLM_METHODS:
+                out.extend((method, name) for name, _ in self.prompts)
+            else:
+                out.append((method, None))
+        return out
+
+    def template(self, prompt: str | None) -> str | None:
+        """The text of the prompt named ``prompt``."""
+        return None if prompt is None else dict(self.prompts)[prompt]
 
     def items(self) -> Iterator[tuple[int, int, int, str]]:
         """(size, seed, index, item id) of every item, smallest size first."""
@@ -56,12 +75,16 @@ class Plan:
                 for index in range(self.n):
                     yield size, seed, index, self.task.item_id(size, seed, index)
 
-    def key(self, item_id: str, method: str, repeat: int) -> str:
-        return f"{item_id}|{method}|r{repeat}|{self.identity}"
+    def key(self, item_id: str, method: str, repeat: int, prompt: str | None = None) -> str:
+        key = f"{item_id}|{method}|r{repeat}|{self.identity}"
+        if prompt is None:
+            return key
+        digest = hashlib.sha1(dict(self.prompts)[prompt].encode(), usedforsecurity=False).hexdigest()[:12]
+        return f"{key}|prompt:{prompt}:{digest}"
 
     def run_keys(self) -> list[str]:
         """Every run's key, in the order they run."""
-        return [self.key(item_id, m, r) for *_, item_id in self.items() for m in self.methods
+        return [self.key(item_id, m, r, p) for *_, item_id in self.items() for m, p in self.variants()
                 for r in range(self.repeats)]
 
 
@@ -103,11 +126,13 @@ class ResultsFile:
         self.done[str(record["key"])] = record
 
 
-def result_record(plan: Plan, item: Item, method: str, repeat: int, outcome: Outcome) -> dict[str, Any]:
+def result_record(plan: Plan, item: Item, method: str, repeat: int, outcome: Outcome,
+                  prompt: str | None = None) -> dict[str, Any]:
     """The line kept for one run: the item (without its context), the answer, its score and its costs."""
     answer = outcome.answer
     return {
-        "key": plan.key(item.id, method, repeat), "identity": plan.identity, "method": method, "repeat": repeat,
+        "key": plan.key(item.id, method, repeat, prompt), "identity": plan.identity, "method": method,
+        "repeat": repeat, "prompt": prompt,
         **item.describe(), "fingerprint": item.fingerprint,
         "score": score(item.metric, item.answer_type, item.expected, answer),
         **{k: v for k, v in asdict(outcome).items() if k != "answer"},
@@ -118,9 +143,9 @@ def result_record(plan: Plan, item: Item, method: str, repeat: int, outcome: Out
 
 def _check_fingerprint(plan: Plan, item: Item, results: ResultsFile) -> None:
     """Refuse to continue an item whose finished runs were made from different text."""
-    for method in plan.methods:
+    for method, prompt in plan.variants():
         for repeat in range(plan.repeats):
-            record = results.done.get(plan.key(item.id, method, repeat))
+            record = results.done.get(plan.key(item.id, method, repeat, prompt))
             if record is not None and record.get("fingerprint") != item.fingerprint:
                 raise ConfigError(
                     f"{results.path} holds runs of {item.id} made from another context or query (the generator "
@@ -137,31 +162,34 @@ async def execute(plan: Plan, methods: Methods, results: ResultsFile, *, paralle
     ran = 0
     running: set[asyncio.Task[None]] = set()
 
-    async def one(item: Item, method: str, repeat: int) -> None:
+    async def one(item: Item, method: str, prompt: str | None, repeat: int) -> None:
         nonlocal ran
         try:
-            outcome = await methods.run(method, item)
-            record = result_record(plan, item, method, repeat, outcome)
+            outcome = await methods.run(method, item, plan.template(prompt))
+            record = result_record(plan, item, method, repeat, outcome, prompt)
+            if outcome.log is not None:  # found from the results file's folder, wherever it moves
+                record["log"] = os.path.relpath(outcome.log, results.path.parent)
             results.append(record)
             ran += 1
             if report is not None:
                 error = f" ({outcome.error[:120]})" if outcome.error else ""
-                report(f"[{ran}/{todo_total}] {item.id} {method} r{repeat}: score {record['score']:.2f}, "
+                variant = method if prompt is None else f"{method} [{prompt}]"
+                report(f"[{ran}/{todo_total}] {item.id} {variant} r{repeat}: score {record['score']:.2f}, "
                        f"{outcome.seconds:.2f} s{error}")
         finally:
             gate.release()
 
     try:
         for size, seed, index, item_id in plan.items():
-            todo = [(m, r) for m in plan.methods for r in range(plan.repeats)
-                    if plan.key(item_id, m, r) not in results]
+            todo = [(m, p, r) for m, p in plan.variants() for r in range(plan.repeats)
+                    if plan.key(item_id, m, r, p) not in results]
             if not todo:
                 continue
             item = await asyncio.to_thread(plan.task.make_item, size, seed, index)
             _check_fingerprint(plan, item, results)
-            for method, repeat in todo:
+            for method, prompt, repeat in todo:
                 await gate.acquire()
-                task = asyncio.create_task(one(item, method, repeat))
+                task = asyncio.create_task(one(item, method, prompt, repeat))
                 running.add(task)
                 task.add_done_callback(running.discard)
         if running:

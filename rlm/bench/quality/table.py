@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ...trace.results import label
 from .items import size_label
 
 
@@ -34,10 +35,10 @@ class Row:
 
 
 def rows(records: Iterable[dict[str, Any]], methods: list[str], sizes: list[int]) -> list[Row]:
-    """The table's rows, in the order the methods and sizes were asked for."""
+    """The table's rows, in the order the methods (row names, see ``label``) and sizes were asked for."""
     by_cell: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
-        by_cell.setdefault((record["method"], record["size"]), []).append(record)
+        by_cell.setdefault((label(record), record["size"]), []).append(record)
     out = []
     for size in sizes:
         for method in methods:

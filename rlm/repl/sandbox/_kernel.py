@@ -26,12 +26,16 @@ from typing import Any
 
 try:  # inside rlm, for the type checker and the host's own tests
     from ...lm import counter
+    from ...lm import images as image_codec
     from .. import chunking, reading, steps
+    from ..documents import load as documents
     from . import confine
 except ImportError:  # in the kernel: the copies beside this file
     import _rlm_chunking as chunking  # type: ignore[no-redef]
     import _rlm_confine as confine  # type: ignore[no-redef]
     import _rlm_counter as counter  # type: ignore[no-redef]
+    import _rlm_documents.load as documents  # type: ignore[no-redef]
+    import _rlm_images as image_codec  # type: ignore[no-redef]
     import _rlm_reading as reading  # type: ignore[no-redef]
     import _rlm_steps as steps  # type: ignore[no-redef]
 
@@ -211,14 +215,21 @@ class _Runtime:
     def budget(self) -> BudgetReport:
         return BudgetReport(self.bridge.call("budget", {}))
 
-    def llm_query(self, prompt: str, model: str | None = None) -> str:
-        steps.check_query(prompt, model)
-        return _decode(self.bridge.call("llm_query", {"prompt": prompt, "model": model}))
+    def llm_query(self, prompt: str, model: str | None = None, images: Any = None, detail: str | None = None) -> str:
+        raw = steps.check_query(prompt, model, images, detail)
+        args: dict[str, Any] = {"prompt": prompt, "model": model}
+        if raw:
+            args.update(images=image_codec.encode(raw), detail=detail)
+        return _decode(self.bridge.call("llm_query", args))
 
-    def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None) -> list[str]:
+    def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None, images: Any = None,
+                  detail: str | None = None) -> list[str]:
         items = steps.check_batch(prompts, max_concurrent, model)
-        results = self.bridge.call("llm_batch", {"prompts": items, "max_concurrent": max_concurrent, "model": model})
-        return [_decode(r) for r in results]
+        entries = steps.check_batch_images(images, items, detail)
+        args: dict[str, Any] = {"prompts": items, "max_concurrent": max_concurrent, "model": model}
+        if entries is not None:
+            args.update(images=image_codec.encode_batch(entries), detail=detail)
+        return [_decode(r) for r in self.bridge.call("llm_batch", args)]
 
     def rlm_query(self, query: str, context: Any = None) -> str:
         steps.check_rlm_query(query)
@@ -293,14 +304,20 @@ def install(bridge_path: str, token: str, max_frame: int, cap: int, no_network: 
     _reply({"ok": True})
 
 
-def _read(offer: str, kind: str) -> Any:
-    """The value the host offered on the bridge under ``offer``: a pipe, or a descriptor of the user's file."""
+def _read(offer: str, kind: str, name: str = "context") -> tuple[Any, dict[str, Any]]:
+    """The value the host offered on the bridge under ``offer`` (a pipe, or a descriptor of the user's file),
+    and for documents, read here, what the host is told about them."""
     assert _runtime is not None
     fd = _runtime.bridge.take_fd(offer)
     try:
-        return reading.read_value(fd, kind)
+        value = reading.read_value(fd, kind)
     finally:
         os.close(fd)
+    if kind != "bundle":
+        return value, {}
+    header, files = value
+    loaded = documents.from_bundle(header, files, counter.count_tokens, name)
+    return loaded.value, {"description": loaded.description, "summary": loaded.summary}
 
 
 def load(offer: str, kind: str, query: str = "", tools: tuple[str, ...] = ()) -> None:
@@ -308,14 +325,16 @@ def load(offer: str, kind: str, query: str = "", tools: tuple[str, ...] = ()) ->
     assert _runtime is not None
     started = time.perf_counter()
     try:
-        value = _read(offer, kind)
+        value, told = _read(offer, kind)
     except Exception as exc:  # noqa: BLE001 - e.g. a class the kernel cannot import
         _reply({"error": f"{type(exc).__name__}: {exc}"})
         return
     _runtime.ns.update(_runtime.names(list(tools)))
+    if kind == "bundle":
+        _runtime.helpers["page_image"] = _runtime.ns["page_image"] = documents.page_image_helper(_runtime.ns)
     _runtime.ns.update(steps.scaffold_data(query, value))
     _runtime.ns["context"] = value
-    _reply({"ok": True, "seconds": time.perf_counter() - started})
+    _reply({"ok": True, "seconds": time.perf_counter() - started, **told})
 
 
 def put(offer: str, kind: str, name: str) -> None:
@@ -325,11 +344,11 @@ def put(offer: str, kind: str, name: str) -> None:
         _reply({"error": f"not a name: {name!r}"})
         return
     try:
-        _runtime.ns[name] = _read(offer, kind)
+        _runtime.ns[name], told = _read(offer, kind, name)
     except Exception as exc:  # noqa: BLE001 - e.g. a class the kernel cannot import
         _reply({"error": f"{type(exc).__name__}: {exc}"})
         return
-    _reply({"ok": True})
+    _reply({"ok": True, **told})
 
 
 def step(code: str) -> None:

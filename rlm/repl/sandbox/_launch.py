@@ -1,5 +1,8 @@
 """The sandbox kernel's launcher: limits, then privileges, then ipykernel in this process.
 
+Without bubblewrap it forks first and stays behind as the kernel's reaper (``reaper.py``),
+so nothing the kernel starts outlives the host; the kernel is the child.
+
 Copied into the kernel's run directory as ``_rlm_launch.py`` and run by the kernelspec
 (inside bubblewrap when it is installed); standard library only. Limits are applied here,
 inside the sandbox's namespaces, so that the process limit counts only the sandbox.
@@ -15,12 +18,12 @@ import sys
 from typing import Any
 
 try:  # inside rlm, for the type checker
-    from . import confine
+    from . import confine, reaper
 except ImportError:  # run as a script from the kernel's run directory
     import _rlm_confine as confine  # type: ignore[no-redef]
+    import _rlm_reaper as reaper  # type: ignore[no-redef]
 
 _PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
 
 
@@ -48,6 +51,10 @@ def _apply_limits(cfg: dict[str, Any]) -> None:
                 raise
             # macOS refuses some limits (RLIMIT_AS above all): run without that one.
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    tmpfs = cfg.get("tmpfs")
+    if tmpfs:  # while still root; the home the host made is hidden under it
+        confine.private_tmpfs(tmpfs["path"], int(tmpfs["size"]), cfg.get("uid"))
+        os.chdir(tmpfs["path"])
     uid = cfg.get("uid")
     if uid is not None:
         os.setgroups([])
@@ -55,13 +62,10 @@ def _apply_limits(cfg: dict[str, Any]) -> None:
         os.setuid(int(uid))  # from root to another uid: every capability is dropped
     parent = cfg.get("parent_pid")
     if parent is not None:
-        # After the uid change, which clears it. Dies with the host even on SIGKILL.
+        # After the uid change, which clears it. Dies with its parent (the reaper) even on SIGKILL.
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != int(parent):
             os._exit(70)
-    if cfg.get("subreaper"):
-        # Orphaned grandchildren (double-forked daemons) stay our descendants.
-        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     if cfg.get("landlock"):
         confine.landlock(cfg["landlock"])  # after no_new_privs, which Landlock requires of an unprivileged process
 
@@ -70,6 +74,9 @@ def _apply_limits(cfg: dict[str, Any]) -> None:
 
 def _launch(argv: list[str]) -> None:
     cfg = json.loads(argv[0])
+    if cfg.get("reaper"):
+        # Without a pid namespace: this process stays behind to end everything under it, the kernel is its child.
+        cfg["parent_pid"] = reaper.fork_kernel(int(cfg["parent_pid"]), _prctl)
     _apply_limits(cfg)
     sys.argv = ["ipykernel_launcher", *argv[1:]]
     from ipykernel import kernelapp

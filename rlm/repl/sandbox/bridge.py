@@ -25,6 +25,7 @@ import socket
 import struct
 from typing import Any
 
+from ...lm import images as image_codec
 from ..base import Host
 from ..steps import REQUEST_HEADER, FailedCall, check_rlm_batch, decode_plain, encode_plain
 
@@ -37,8 +38,9 @@ AUTH_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 60.0
 
 _ARGS: dict[str, dict[str, tuple[type, ...]]] = {
-    "llm_query": {"prompt": (str,), "model": (str, type(None))},
-    "llm_batch": {"prompts": (list,), "max_concurrent": (int,), "model": (str, type(None))},
+    "llm_query": {"prompt": (str,), "model": (str, type(None)), "images": (list,), "detail": (str, type(None))},
+    "llm_batch": {"prompts": (list,), "max_concurrent": (int,), "model": (str, type(None)), "images": (list,),
+                  "detail": (str, type(None))},
     "rlm_query": {"query": (str,), "context": (object,)},
     "rlm_batch": {"queries": (list,), "contexts": (list,), "max_concurrent": (int, type(None))},
     "tool": {"name": (str,), "args": (list,), "kwargs": (dict,)},
@@ -306,13 +308,20 @@ class Bridge:
 
     def _call(self, host: Host, op: str, args: dict[str, Any]) -> Any:
         if op == "llm_query":
-            return host.llm_query(args["prompt"], args.get("model"))
+            if "images" not in args:
+                return host.llm_query(args["prompt"], args.get("model"))
+            return host.llm_query(args["prompt"], args.get("model"), image_codec.decode(args["images"]),
+                                  args.get("detail"))
         if op == "llm_batch":
             prompts = args["prompts"]
             if len(prompts) > self.max_batch:
                 raise ValueError(f"llm_batch: {len(prompts):,} prompts in one call is over the sandbox's limit of "
                                  f"{self.max_batch:,} (SandboxConfig.max_batch); send them in several calls")
-            return host.llm_batch(prompts, args.get("max_concurrent", 10), args.get("model"))
+            if "images" not in args:
+                return host.llm_batch(prompts, args.get("max_concurrent", 10), args.get("model"))
+            entries = image_codec.decode_batch(args["images"], len(prompts))
+            return host.llm_batch(prompts, args.get("max_concurrent", 10), args.get("model"), entries,
+                                  args.get("detail"))
         if op == "budget":
             return host.budget()
         if op == "rlm_batch":

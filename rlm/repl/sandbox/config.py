@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ...errors import ConfigError
+from .confine import SCOPE_ABI
 
 #: Names that never reach the kernel, even when passed in ``extra_env``.
 SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)S?$|^OPENAI_|^AWS_|^ANTHROPIC_", re.IGNORECASE)
@@ -17,6 +18,8 @@ SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)S?$|^OPE
 ISOLATIONS = ("auto", "bwrap", "uid", "none")
 #: Set by a user (never by model code) to choose the isolation without changing code.
 ISOLATION_ENV = "RLM_SANDBOX_ISOLATION"
+#: The size of the kernel's own tmpfs when ``SandboxConfig.disk_mb`` is not set.
+DEFAULT_DISK_MB = 512
 
 
 def _default_isolation() -> str:
@@ -34,8 +37,10 @@ class SandboxConfig:
     with the host's rights (see docs/security.md). ``memory_mb`` is the address-space
     limit of the kernel (an idle kernel already maps about 0.8 GiB), ``cpu_seconds``
     counts a kernel's whole life (steps are bounded by the step timeout instead),
-    ``max_processes`` counts threads too, ``disk_mb`` is the size of the writable temp
-    dir under bubblewrap. ``warm_kernels`` fresh kernels are kept started, so a
+    ``max_processes`` counts threads too, ``disk_mb`` bounds all the kernel writes
+    together (a tmpfs of its own: 512 MB unless set; where none can be mounted, a kernel
+    with ``disk_mb`` set does not start, and one without is bounded per file only, by
+    ``max_file_mb``). ``warm_kernels`` fresh kernels are kept started, so a
     completion never waits for one and never gets a kernel an earlier one ran code in.
     ``max_bridge_mb`` caps one request from the kernel, ``max_batch`` the prompts of one
     ``llm_batch`` from the kernel.
@@ -46,7 +51,7 @@ class SandboxConfig:
     cpu_seconds: int = 3600
     max_processes: int = 128
     max_file_mb: int = 1024
-    disk_mb: int = 512
+    disk_mb: int | None = None
     start_timeout: float = 60.0
     interrupt_grace: float = 3.0
     max_bridge_mb: int = 256
@@ -62,6 +67,8 @@ class SandboxConfig:
         for name in ("memory_mb", "cpu_seconds", "max_processes", "max_file_mb", "disk_mb", "max_bridge_mb",
                      "max_batch", "max_capture_chars"):
             value = getattr(self, name)
+            if name == "disk_mb" and value is None:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"SandboxConfig.{name} must be a positive int, got {value!r}")
         if not isinstance(self.warm_kernels, int) or not 0 <= self.warm_kernels <= 16:
@@ -92,6 +99,7 @@ class Isolation:
     process_limit: bool  # RLIMIT_NPROC applies (it never does to uid 0)
     bwrap: str | None = None  # the bubblewrap binary used
     landlock: int = 0  # the Landlock ABI that confines the kernel's writes (0: none)
+    disk_mb: int | None = None  # what the kernel may write in all (a tmpfs of its own); None: per file only
 
     @property
     def host_processes_safe(self) -> bool:
@@ -109,9 +117,23 @@ class Isolation:
         """
         return self.mode == "none" or (self.separate_user and self.landlock > 0)
 
+    @property
+    def abstract_sockets_safe(self) -> bool:
+        """Root code cannot reach the host's abstract unix sockets (``\\0name``, which have no path).
+
+        Under bubblewrap they belong to the host's network namespace; with a uid of its own
+        only Landlock's scope (ABI 6) keeps them out of reach, as no file rule covers them.
+        """
+        return self.mode == "bwrap" or (self.mode == "uid" and self.landlock >= SCOPE_ABI)
+
     def describe(self) -> str:
         def yes(flag: bool) -> str:
             return "isolated" if flag else "NOT isolated"
+
+        if self.mode == "uid" and not self.abstract_sockets_safe:
+            abstract = f"NOT isolated (Landlock ABI {self.landlock}, scopes need {SCOPE_ABI})"
+        else:
+            abstract = yes(self.abstract_sockets_safe)
 
         return "; ".join([
             f"sandbox={self.mode}",
@@ -119,6 +141,8 @@ class Isolation:
             f"filesystem: {yes(self.filesystem_hidden)}",
             f"network: {yes(self.network_blocked)}",
             f"host processes: {yes(self.host_processes_safe)}",
+            f"host's abstract unix sockets: {abstract}",
             f"process count: {'limited' if self.process_limit else 'NOT limited'}",
             f"writes: {f'its own dirs only (Landlock ABI {self.landlock})' if self.landlock else 'NOT confined'}",
+            f"disk: {f'{self.disk_mb} MB in all' if self.disk_mb else 'NOT limited (only each file, by max_file_mb)'}",
         ])

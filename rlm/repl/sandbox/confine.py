@@ -19,10 +19,16 @@ _FS_WRITE_FILE, _FS_REMOVE_DIR, _FS_REMOVE_FILE = 1 << 1, 1 << 4, 1 << 5
 _FS_MAKE = {"char": 1 << 6, "dir": 1 << 7, "reg": 1 << 8, "sock": 1 << 9, "fifo": 1 << 10, "block": 1 << 11,
             "sym": 1 << 12}
 _FS_REFER, _FS_TRUNCATE = 1 << 13, 1 << 14
+# ABI 4: TCP bind and connect; ABI 6: scopes (IPC with processes outside the domain).
+_NET_BIND_TCP, _NET_CONNECT_TCP = 1 << 0, 1 << 1
+_SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1 << 0, 1 << 1
+#: The first ABI with each of these.
+NET_ABI, SCOPE_ABI = 4, 6
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
 
 
 class _PathBeneath(ctypes.Structure):
@@ -36,6 +42,10 @@ def landlock(rules: dict[str, Any]) -> int:
     Applied before ipykernel starts a thread, so every thread of the kernel is bound by
     it; irrevocable. ``write`` dirs take any change, ``sockets`` dirs only new sockets
     (ipykernel binds there), ``devices`` only writes to existing files (/dev/null).
+    From ABI 6 the kernel can neither connect to an abstract unix socket (``\\0name``)
+    nor signal a process outside its own domain: abstract sockets have no path, so the
+    write rules never covered them, and any local service listening on one was in reach.
+    ``no_tcp`` (ABI 4) refuses every TCP bind and connect, a second layer under seccomp.
     """
     if not sys.platform.startswith("linux"):
         return 0
@@ -46,9 +56,12 @@ def landlock(rules: dict[str, Any]) -> int:
         return 0
     every = _FS_WRITE_FILE | _FS_REMOVE_DIR | _FS_REMOVE_FILE | sum(_FS_MAKE.values())
     every |= (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
-    attr = _RulesetAttr(every)
-    ruleset = libc.syscall(_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
-                           ctypes.c_uint32(0))
+    net = _NET_BIND_TCP | _NET_CONNECT_TCP if rules.get("no_tcp") and abi >= NET_ABI else 0
+    scoped = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if abi >= SCOPE_ABI else 0
+    attr = _RulesetAttr(every, net, scoped)
+    # An older kernel knows a shorter struct: pass only the fields its ABI has.
+    size = ctypes.sizeof(attr) if abi >= SCOPE_ABI else 16 if abi >= NET_ABI else 8
+    ruleset = libc.syscall(_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if ruleset < 0:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
     try:
@@ -73,6 +86,31 @@ def landlock(rules: dict[str, Any]) -> int:
         os.close(ruleset)
     return int(abi)
 
+
+_CLONE_NEWNS = 0x00020000
+_MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 1 << 1, 1 << 2, 1 << 14, 1 << 18
+
+
+def private_tmpfs(path: str, size: int, uid: int | None) -> None:
+    """Mount a tmpfs of ``size`` bytes over ``path``, seen only in a mount namespace of this process's own.
+
+    Without bubblewrap the kernel's home is a directory on the host's disk, where only
+    each file's size is limited (``RLIMIT_FSIZE``); a tmpfs bounds the total, and it is
+    gone with the kernel's last process (nothing for the host to unmount, even when it is
+    killed). Needs ``CAP_SYS_ADMIN``: run before the kernel gives up root.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    owner = f",uid={uid},gid={uid}" if uid is not None else ""
+    _checked(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _checked(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "making / private")
+    _checked(libc.mount(b"tmpfs", path.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV,
+                        f"size={size},mode=0700{owner}".encode()), f"mounting a tmpfs on {path}")
+
+
+def _checked(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what} failed: {os.strerror(err)}")
 
 
 def landlock_abi() -> int:

@@ -4,7 +4,8 @@ each call's result coming back (a user expression of the execute request), check
 The context goes down a pipe the kernel is handed (text a slice at a time, pickles as
 they are made), so the host never holds a second copy of it and nothing touches the
 disk; a text file of the user's goes in as its open descriptor instead
-(``Payload.source``), read by the kernel, where the kernel may hold one.
+(``Payload.source``), read by the kernel, where the kernel may hold one. Documents go as a
+bundle of their raw bytes (a file's copied by the OS), to be read in the kernel.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from ..base import ExecResult
 from ..contexts import Loaded, TextFile, value_of
+from ..document_context import DocumentContext, write_bundle
 from ..reading import ASCII_HEADER
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -118,10 +120,14 @@ class Payload:
     kind: str
     write: Callable[[Pipe], None] | None = None
     source: TextFile | None = None
+    #: How long the kernel may take to make the value ready, beyond a plain load (documents are read there).
+    seconds: float = 0.0
 
 
 def payload(loaded: Loaded) -> Payload:
     """The payload for a loaded context; raises ``TypeError`` at once if the kernel could never take it."""
+    if isinstance(loaded, DocumentContext):
+        return Payload("bundle", write=functools.partial(_write_bundle, loaded), seconds=loaded.seconds())
     if isinstance(loaded, TextFile):
         return Payload("file", write=functools.partial(_copy_file, loaded), source=loaded)
     if isinstance(loaded, str):
@@ -177,6 +183,10 @@ def _ascii_bytes(text: str) -> memoryview:
 
 def _write_pickle(value: Any, pipe: Pipe) -> None:
     pickle.Pickler(pipe, protocol=5).dump(value)
+
+
+def _write_bundle(context: DocumentContext, pipe: Pipe) -> None:
+    write_bundle(context, pipe.write, pipe.send_file)
 
 
 def _copy_file(source: TextFile, pipe: Pipe) -> None:

@@ -16,12 +16,13 @@ import site
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from ...errors import ConfigError, SandboxError
 from . import confine, procs
-from .config import Isolation, SandboxConfig
+from .config import DEFAULT_DISK_MB, Isolation, SandboxConfig
 
 log = logging.getLogger("rlm")
 
@@ -129,15 +130,53 @@ def resolve(config: SandboxConfig) -> Isolation:
     wanted = config.isolation
     bwrap = bwrap_path() if wanted in ("auto", "bwrap") else None
     landlock = confine.landlock_abi()
+    disk = config.disk_mb or DEFAULT_DISK_MB
     if bwrap is not None:
-        return Isolation("bwrap", root and _span() is not None, True, True, True, True, bwrap, landlock)
+        return Isolation("bwrap", root and _span() is not None, True, True, True, True, bwrap, landlock, disk)
     traversable = all(world_traversable(d) for d in python_dirs(config.python, config.extra_env))
     separate = root and _span() is not None and traversable
     if wanted == "none":
+        if config.disk_mb is not None:
+            raise SandboxError(_no_disk_limit(config.disk_mb, "none", "a kernel with your rights writes wherever you "
+                                              "can"))
         return Isolation("none", separate, False, False, False, separate or not root)
     if separate and wanted in ("auto", "uid"):
-        return Isolation("uid", True, False, confine.can_filter_network(), False, True, None, landlock)
+        problem = tmpfs_problem() if landlock else "without Landlock (Linux < 5.13) it could write outside its home"
+        if problem is not None and config.disk_mb is not None:
+            raise SandboxError(_no_disk_limit(config.disk_mb, "uid", problem))
+        return Isolation("uid", True, False, confine.can_filter_network(), False, True, None, landlock,
+                         None if problem else disk)
     raise SandboxError(_refusal(wanted, root, traversable, config.python))
+
+
+def _no_disk_limit(disk_mb: int, mode: str, why: str) -> str:
+    return (f"SandboxConfig(disk_mb={disk_mb}) cannot be held with isolation={mode!r} here: {why}. Leave disk_mb "
+            "unset to run with each file's size limited (max_file_mb) but not their total, or run where bubblewrap "
+            "works. See docs/security.md.")
+
+
+_TMPFS_PROBE = ("import sys; sys.path.insert(0, sys.argv[1]); import confine; "
+                "confine.private_tmpfs(sys.argv[2], 2**20, None)")
+
+
+@functools.lru_cache(maxsize=1)
+def tmpfs_problem() -> str | None:
+    """None if a kernel started here can mount a tmpfs of its own (how ``disk_mb`` holds without bubblewrap).
+
+    Asked once of a child process (the mount lives and dies in its own namespace): root in
+    a container without ``CAP_SYS_ADMIN`` (Docker's default) cannot.
+    """
+    with tempfile.TemporaryDirectory(prefix="rlm-probe-") as target:
+        try:
+            here = str(Path(confine.__file__).parent)
+            done = subprocess.run([sys.executable, "-I", "-S", "-c", _TMPFS_PROBE, here, target],
+                                  check=False, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"no tmpfs of its own can be mounted ({exc})"
+    if done.returncode == 0:
+        return None
+    last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+    return f"no tmpfs of its own can be mounted ({last[-200:]})"
 
 
 def _refusal(wanted: str, root: bool, traversable: bool, python: str) -> str:

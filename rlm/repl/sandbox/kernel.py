@@ -277,15 +277,18 @@ class SandboxKernel:
             self.kill()
             raise KernelLost(f"the sandbox kernel did not answer {name}() within {timeout:g} s") from None
 
-    async def load(self, payload: Payload, query: str = "", tools: tuple[str, ...] = ()) -> None:
-        """Hand the context over: down a pipe the host fills as the kernel reads, or a descriptor of the user's file."""
-        await self._hand_over(payload, "load", f"{query!r}, {tools!r}", "the context")
+    async def load(self, payload: Payload, query: str = "", tools: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Hand the context over: down a pipe the host fills as the kernel reads, or a descriptor of the user's file.
 
-    async def put(self, name: str, payload: Payload) -> None:
-        """A value under ``name`` in the kernel, handed over as the context is."""
-        await self._hand_over(payload, "put", repr(name), name)
+        Returns the kernel's reply, untrusted: for documents, the description it wrote of them.
+        """
+        return await self._hand_over(payload, "load", f"{query!r}, {tools!r}", "the context")
 
-    async def _hand_over(self, payload: Payload, call: str, rest: str, what: str) -> None:
+    async def put(self, name: str, payload: Payload) -> dict[str, Any]:
+        """A value under ``name`` in the kernel, handed over as the context is; the kernel's reply, untrusted."""
+        return await self._hand_over(payload, "put", repr(name), name)
+
+    async def _hand_over(self, payload: Payload, call: str, rest: str, what: str) -> dict[str, Any]:
         """The kernel takes one descriptor from the bridge and reads the value from it.
 
         A pipe, not a file in the run directory: the host's write and the kernel's read
@@ -301,7 +304,8 @@ class SandboxKernel:
             offer = self.bridge.offer_fd(pipe.read_fd)
             writer = asyncio.ensure_future(asyncio.to_thread(pipe.fill, payload.write))
         try:
-            reply = await self.call(call, f"{offer!r}, {payload.kind!r}, {rest}", self.config.start_timeout)
+            reply = await self.call(call, f"{offer!r}, {payload.kind!r}, {rest}",
+                                    self.config.start_timeout + payload.seconds)
         finally:
             self.bridge.withdraw_fd(offer)
             if pipe is not None and writer is not None:
@@ -314,6 +318,7 @@ class SandboxKernel:
                     pipe.close()
         if "error" in reply:
             raise load_error(what, text_of(reply["error"]))
+        return reply
 
     async def interrupt(self) -> None:
         """An interrupt_request on the control channel (the kernelspec's interrupt_mode is message)."""

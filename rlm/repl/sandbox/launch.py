@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import Isolation, SandboxConfig
+from .config import DEFAULT_DISK_MB, Isolation, SandboxConfig
 from .isolation import python_dirs
 
 #: Variables the kernel may inherit from the host; everything else is dropped.
@@ -82,7 +82,7 @@ def bwrap_command(
             bound.append(path)
     small = str(64 * 2**20)
     cmd += ["--proc", "/proc", "--dev", "/dev",
-            "--perms", "1777", "--size", str(config.disk_mb * 2**20), "--tmpfs", SANDBOX_HOME,
+            "--perms", "1777", "--size", str((config.disk_mb or DEFAULT_DISK_MB) * 2**20), "--tmpfs", SANDBOX_HOME,
             "--perms", "1777", "--size", small, "--tmpfs", "/tmp",
             "--perms", "1777", "--size", small, "--tmpfs", "/dev/shm"]
     # After the tmpfs mounts: a venv, a checkout or $TMPDIR under /tmp must stay visible.
@@ -110,18 +110,22 @@ def launcher_config(
 
     Landlock (where the Linux kernel has it) confines writes to the kernel's own home
     (and under bubblewrap its private /tmp and /dev/shm), and in the socket dir to new
-    sockets: without bubblewrap the host's /tmp and /dev/shm are out of reach too.
+    sockets: without bubblewrap the host's /tmp and /dev/shm are out of reach too, and
+    so are TCP (under seccomp's filter), the host's abstract unix sockets and signals.
     """
     outside = isolation.mode != "bwrap"
     writable = [home] if outside else [home, "/tmp", "/dev/shm"]
     cfg: dict[str, Any] = {
         "rlimits": rlimits(config, count_existing=outside and uid is None and os.geteuid() != 0),
         "uid": uid, "gid": uid,
-        "subreaper": outside,
+        "reaper": outside,
         "landlock": (
-            None if isolation.mode == "none" else {"write": writable, "sockets": [sockdir], "devices": ["/dev"]}
+            None if isolation.mode == "none"
+            else {"write": writable, "sockets": [sockdir], "devices": ["/dev"], "no_tcp": outside}
         ),
     }
     if outside:
         cfg["parent_pid"] = os.getpid()
+        if isolation.disk_mb is not None:
+            cfg["tmpfs"] = {"path": home, "size": isolation.disk_mb * 2**20}
     return cfg

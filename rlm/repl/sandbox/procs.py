@@ -144,17 +144,21 @@ class SandboxProcesses:
         return None
 
     def kill_all(self) -> None:
-        """SIGKILL every process, found first and killed together: a child killed after its parent
-        would be re-parented out of our sight (without a pid namespace or a uid of its own). Never raises."""
+        """SIGKILL every process, found first and killed together, until none is left; the launched one last.
+
+        Without bubblewrap the launched process is the reaper (``reaper.py``), which every
+        orphan under it is re-parented to: alive until the rest is gone, it keeps them in
+        sight. Never raises.
+        """
         try:
             for _ in range(20):
                 pids = self.pids()
-                launched = read(self.launched) if self.launched is not None else None
-                if launched is not None and launched.state not in "ZX":
-                    pids.append(launched.pid)
                 if not pids or not kill(pids):
                     break
             if self.launched is not None:
+                launched = read(self.launched)
+                if launched is not None and launched.state not in "ZX":
+                    kill([launched.pid])
                 kill_group(self.launched)
         except Exception:
             log.exception("rlm: killing a sandbox's processes failed")

@@ -6,8 +6,9 @@ directory it imports from)::
 
     _rlm_launch.py, _rlm_kernel.py,  0444  the launcher, what root code sees, the shared step
     _rlm_steps.py, _rlm_confine.py,        runner, the Landlock/seccomp layers, chunk and
-    _rlm_chunking.py, _rlm_counter.py,     count_tokens, and how a context is read
-    _rlm_reading.py
+    _rlm_chunking.py, _rlm_counter.py,     count_tokens, how a context is read, the checks
+    _rlm_reading.py, _rlm_images.py,       of sub-calls' images, the process that outlives
+    _rlm_reaper.py, _rlm_documents/        the kernel's (no bubblewrap), the document readers
     connection.json                 0440  zmq ports and key (group: the kernel)
     bridge.sock                     0660  the host's callback server (group: the kernel)
     kernel.log                      0600  the kernel's start-up stderr (host only)
@@ -38,9 +39,12 @@ log = logging.getLogger("rlm")
 RUNDIR_PREFIX = "rlm-sbx-"
 #: Copied into each run directory: the launcher the kernelspec runs, and what root code sees.
 KERNEL_FILES = {"_rlm_launch.py": "_launch.py", "_rlm_kernel.py": "_kernel.py", "_rlm_confine.py": "confine.py",
+                "_rlm_reaper.py": "reaper.py",
                 "_rlm_steps.py": "../steps.py", "_rlm_chunking.py": "../chunking.py",
-                "_rlm_counter.py": "../../lm/counter.py",
+                "_rlm_counter.py": "../../lm/counter.py", "_rlm_images.py": "../../lm/images.py",
                 "_rlm_reading.py": "../reading.py"}
+#: Packages copied the same way: the document readers (``rlm/repl/documents``), imported as ``_rlm_documents``.
+KERNEL_PACKAGES = {"_rlm_documents": "../documents"}
 _LOG_TAIL = 2000
 
 
@@ -73,10 +77,22 @@ class RunDir:
         here = Path(__file__).parent
         for name, source in KERNEL_FILES.items():
             safe_fs.write_new(self.fd, name, here.joinpath(source).read_bytes(), gid=None, mode=0o444)
+        for name, source in KERNEL_PACKAGES.items():
+            self._copy_package(name, here.joinpath(source))
         safe_fs.make_dir(self.fd, "sock", gid=self.gid, mode=0o700, owner=self.uid)
         if with_work:
             safe_fs.make_dir(self.fd, "work", gid=self.gid, mode=0o700, owner=self.uid)
         safe_fs.make_dir(self.fd, "spec", gid=None, mode=0o700)
+
+    def _copy_package(self, name: str, source: Path) -> None:
+        """A package's modules, read-only, in a directory the kernel may list and read but not change."""
+        safe_fs.make_dir(self.fd, name, gid=None, mode=0o755)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        try:
+            for module in sorted(source.glob("*.py")):
+                safe_fs.write_new(fd, module.name, module.read_bytes(), gid=None, mode=0o444)
+        finally:
+            os.close(fd)
 
     def write_spec(self, text: str) -> str:
         """The kernelspec jupyter_client reads (host only); returns the kernel dir it lives in."""
