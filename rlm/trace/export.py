@@ -119,10 +119,11 @@ def _examples(source: Any, *, sub_calls: bool, context: bool, secrets: Iterable[
     redact = Redactor(secrets)
     extra: dict[str, Any] = {}
     if context:
-        origin = getattr(source, "origin", None)
-        if not isinstance(origin, tuple) or len(origin) != 2:
+        origin = getattr(source, "origin", None)  # an RLMResult's rlm.core.result.Origin: its engine and context
+        if origin is None or not hasattr(origin, "context"):
             raise ConfigError("context=True needs the RLMResult itself: a trace or log does not keep the context")
-        extra["context"] = origin[1] if isinstance(origin[1], (str, list, dict)) else str(origin[1])
+        given = origin.context
+        extra["context"] = given if isinstance(given, (str, list, dict)) else str(given)
     return _from_events(list(trace), redact, sub_calls=sub_calls, extra=extra, log=trace.path)
 
 
