@@ -161,7 +161,8 @@ class Engine:
 
     @contextlib.asynccontextmanager
     async def open_run(self, subscribers: Iterable[Subscriber], control: RunControl) -> AsyncIterator[Run]:
-        """The lifecycle of every run: a dispatcher and tracer (the subscribers, progress, the JSONL log), Stop.
+        """The lifecycle of every run: an endpoint to call (else, before anything starts, the error saying
+        what to set), a dispatcher and tracer (the subscribers, progress, the JSONL log), Stop.
 
         A run that ends early keeps what it did (``Run.keep``): on ``control.partial``, and
         on the error's ``.partial``; a Stop ends it with ``Cancelled`` carrying it.

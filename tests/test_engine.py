@@ -15,6 +15,7 @@ from rlm import (
     RLM,
     Budget,
     Cancelled,
+    ConfigError,
     Endpoint,
     Hedge,
     Limits,
@@ -25,6 +26,7 @@ from rlm import (
     UsageReport,
     runtime,
 )
+from rlm.core.prompts import SYSTEM_PROMPT
 from rlm.core.result import Origin
 from rlm.datasets.maps import run_map
 from rlm.datasets.ray_executor import SharedLimit, WorkerSpec
@@ -47,7 +49,8 @@ def every_setting(tmp_path: Path) -> RLM:
     return RLM(
         "root", "sub", base_url="http://127.0.0.1:9/v1", api_key="k", sandbox="local", max_concurrent=3,
         max_iterations=7, max_depth=2, budget=Budget(max_calls=99), progress=a_listener, log_dir=tmp_path / "logs",
-        limits=Limits(max_output_chars=1234, step_timeout=9.0, max_children=2, max_descendants=5),
+        limits=Limits(max_output_chars=1234, step_timeout=9.0, max_children=2, max_descendants=5,
+                      prompt=SYSTEM_PROMPT + "\nAnswer in one line."),
         endpoint=Endpoint(timeout=7.0, retries=2, transport="fast", rpm=600, tpm=60_000,
                           call_options={"temperature": 0.1}, pricing={"root": ModelInfo(context_window=9000)},
                           models=("extra",), stream=False, cache=tmp_path / "cache", hedge=Hedge(percentile=0.8)),
@@ -81,9 +84,39 @@ def test_the_settings_pickle_whole_and_a_worker_builds_the_same_engine_from_them
         assert worker.budget == driver.engine.budget and worker.retry == driver.engine.retry
         assert worker.limiter.max_concurrent == 3 and worker.pricing.context_window("root") == 9000
         assert not worker.observed and driver.engine.observed  # no progress line or log of its own on a worker
+        assert worker.settings.prompt == driver.settings.prompt == SYSTEM_PROMPT + "\nAnswer in one line."
     finally:
         worker.close()
         driver.close()
+
+
+def test_a_sibling_shares_what_its_engine_built_and_has_settings_and_subscribers_of_its_own() -> None:
+    first = RLM("a", "a-mini", api_key="k", sandbox="local", budget=Budget(max_calls=5),
+                endpoint=Endpoint(cache=False, hedge=True, pricing={"b": ModelInfo(input_per_mtok=1.0,
+                                                                                   output_per_mtok=2.0)}))
+    first.subscribers.append(print)
+    second = first.sibling("b")
+    one, two = first.engine, second.engine
+    shared = ("client", "sub_client", "limiter", "kernels", "cache", "hedge", "pricing", "retry")
+    assert all(getattr(one, name) is getattr(two, name) for name in shared)
+    assert (second.settings.model, second.settings.sub_model) == ("b", "b")
+    assert second.settings == dataclasses.replace(first.settings, model="b", sub_model="b")
+    assert first.subscribers == [print] and second.subscribers == []
+    with pytest.raises(ConfigError, match="needs a price for model 'c'"):  # a dollar budget, checked again
+        RLM("b", api_key="k", sandbox="local", budget=Budget(max_cost_usd=1.0),
+            endpoint=Endpoint(pricing={"b": ModelInfo(input_per_mtok=1.0, output_per_mtok=2.0)})).sibling("c")
+
+
+def test_a_run_with_no_endpoint_says_what_to_set_before_anything_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    rlm = RLM("gpt-5")  # builds, and can estimate
+    assert rlm.estimate("some text", "q").tokens > 0
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        rlm.completion("some text", "q")
+    assert rlm.kernels is not None and rlm.kernels.started == 0  # no kernel was started for it
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        rlm.map(["p"])
 
 
 def test_a_pickled_result_leaves_its_origin_behind() -> None:

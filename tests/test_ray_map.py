@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rlm import RLM, Budget, Endpoint, FailedCall, Hedge, Limits, ModelInfo, RLMResult, Settings, WorkerError
+from rlm.core.prompts import SYSTEM_PROMPT
 from rlm.datasets.ray_executor import WorkerSpec
 from rlm.testing import ScriptedLM
 
@@ -109,7 +110,8 @@ def test_a_worker_receives_every_setting_of_the_driver(local_ray: None, tmp_path
     driver = RLM(
         "root", "sub", base_url="http://127.0.0.1:9/v1", api_key="k", sandbox="local", max_concurrent=3,
         max_iterations=7, max_depth=2, budget=Budget(max_calls=99), progress=a_listener, log_dir=tmp_path / "logs",
-        limits=Limits(max_output_chars=1234, step_timeout=9.0, max_children=2, max_descendants=5),
+        limits=Limits(max_output_chars=1234, step_timeout=9.0, max_children=2, max_descendants=5,
+                      prompt=SYSTEM_PROMPT + "\nAnswer in one line."),
         endpoint=Endpoint(timeout=7.0, retries=2, transport="fast", rpm=600, tpm=60_000,
                           call_options={"temperature": 0.1}, pricing={"root": ModelInfo(context_window=9000)},
                           models=("extra",), stream=False, cache=tmp_path / "cache", hedge=Hedge(percentile=0.8)),
