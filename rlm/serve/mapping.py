@@ -91,7 +91,7 @@ def folder_items(folder: Confined, limit: int, max_bytes: int) -> MapInput:
 
 
 def jsonl_rows(document: Confined, limit: int) -> list[dict[str, Any]]:
-    """The rows of a JSONL file (``rlm.rows``), read through the checked descriptor."""
+    """The rows of a JSONL file (``rlm.datasets.rows``), read through the checked descriptor."""
     if document.is_dir:
         raise RequestError(400, "a JSONL map takes a .jsonl file; give a folder to map over its files", param="path")
     fd = os.open(document.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=document.fd)
