@@ -66,12 +66,7 @@ class TextFile:
 
     def open(self) -> int:
         """A read-only descriptor of the same file (a FIFO or a device is never opened for good)."""
-        fd = open_regular(self.path)
-        info = os.fstat(fd)
-        if (info.st_dev, info.st_ino) != (self.device, self.inode):
-            os.close(fd)
-            raise FileNotFoundError(f"context file {self.path!r} was replaced after it was given")
-        return fd
+        return open_same(self.path, self.device, self.inode)
 
     def read(self) -> str:
         fd = self.open()
@@ -212,6 +207,16 @@ def open_regular(path: str) -> int:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise FileNotFoundError(f"context path {path!r} is not a regular file")
+    return fd
+
+
+def open_same(path: str, device: int, inode: int) -> int:
+    """``open_regular``, of the very file the user named: one swapped in since raises ``FileNotFoundError``."""
+    fd = open_regular(path)
+    info = os.fstat(fd)
+    if (info.st_dev, info.st_ino) != (device, inode):
+        os.close(fd)
+        raise FileNotFoundError(f"context file {path!r} was replaced after it was given")
     return fd
 
 

@@ -41,15 +41,10 @@ class Source:
 
     def open(self) -> int:
         """A descriptor of the same file the user named (never one swapped in since)."""
-        from .contexts import open_regular
+        from .contexts import open_same
 
         assert self.path is not None
-        fd = open_regular(self.path)
-        info = os.fstat(fd)
-        if (info.st_dev, info.st_ino) != (self.device, self.inode):
-            os.close(fd)
-            raise FileNotFoundError(f"context file {self.path!r} was replaced after it was given")
-        return fd
+        return open_same(self.path, self.device, self.inode)
 
     def read(self) -> bytes:
         if self.data is not None:
