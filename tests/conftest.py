@@ -58,6 +58,8 @@ def _ci_must_run(item: pytest.Item) -> str | None:
         return "chromium is installed"
     if path.endswith("/tests/test_ray_map.py") and importlib.util.find_spec("ray") is not None:
         return "Ray is installed"
+    if path.endswith("/tests/serve/test_litellm_client.py") and importlib.util.find_spec("litellm") is not None:
+        return "LiteLLM is installed"
     return None
 
 

@@ -62,7 +62,7 @@ def entity_bomb_xlsx(path: Path) -> Path:
     return path
 
 
-def _pdf(objects: list[bytes], trailer_extra: bytes = b"") -> bytes:
+def pdf_bytes(objects: list[bytes], trailer_extra: bytes = b"") -> bytes:
     """A PDF of ``objects`` (object 1 is the catalog), with a correct cross-reference table."""
     out = io.BytesIO()
     out.write(b"%PDF-1.7\n")
@@ -91,7 +91,7 @@ def million_objects_pdf(path: Path, count: int = 1_000_000) -> Path:
                     b"<< /Font << /F1 5 0 R >> >>")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     objects += [b"[%d]" % i for i in range(count)]
-    path.write_bytes(_pdf(objects))
+    path.write_bytes(pdf_bytes(objects))
     return path
 
 
@@ -103,14 +103,14 @@ def recursive_xobject_pdf(path: Path) -> Path:
         objects.append(b"<< /Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << /XObject << /%s %d 0 R "
                        b">> >> /Length %d >>\nstream\n%s\nendstream" % (b"B" if me == b"A" else b"A", other,
                                                                         len(content), content))
-    path.write_bytes(_pdf(objects))
+    path.write_bytes(pdf_bytes(objects))
     return path
 
 
 def truncated_pdf(path: Path) -> Path:
     """The first 60 % of a PDF: no cross-reference table, no trailer, a page cut in half."""
     page = _page(b"BT /F1 12 Tf 72 700 Td (cut short) Tj ET", b"<< /Font << /F1 5 0 R >> >>")
-    whole = _pdf([*page, b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"])
+    whole = pdf_bytes([*page, b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"])
     path.write_bytes(whole[: len(whole) * 6 // 10])
     return path
 
@@ -130,7 +130,7 @@ def truncated_docx(path: Path) -> Path:
 def encrypted_pdf(path: Path) -> Path:
     """Encrypted with the standard handler and a user password (the empty one does not open it)."""
     objects = [*_page(b"BT ET"), b"<< /Filter /Standard /V 1 /R 2 /O <%s> /U <%s> /P -4 >>" % (b"ab" * 32, b"cd" * 32)]
-    path.write_bytes(_pdf(objects, b"/Encrypt 5 0 R /ID [<00112233445566778899aabbccddeeff> "
+    path.write_bytes(pdf_bytes(objects, b"/Encrypt 5 0 R /ID [<00112233445566778899aabbccddeeff> "
                                    b"<00112233445566778899aabbccddeeff>] "))
     return path
 

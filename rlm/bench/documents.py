@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import arguments
+from .document_attacks import pdf_bytes
 
 PYTHON_DOCS = "/usr/share/doc/python3.11/html"
 _WORDS = ["the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on",
@@ -51,17 +52,7 @@ def text_pdf(pages: int, seed: int = 1) -> bytes:
                        b"/Resources << /Font << /F1 3 0 R >> >> >>" % (len(objects)))
         kids.append(b"%d 0 R" % len(objects))
     objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), pages)
-    out = io.BytesIO()
-    out.write(b"%PDF-1.7\n")
-    offsets = []
-    for n, body in enumerate(objects, 1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n%s\nendobj\n" % (n, body))
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    out.write(b"".join(b"%010d 00000 n \n" % o for o in offsets))
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
-    return out.getvalue()
+    return pdf_bytes(objects)
 
 
 def docx(paragraphs: int, seed: int = 2) -> bytes:

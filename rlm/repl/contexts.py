@@ -36,6 +36,7 @@ from .document_context import (
     document_bytes,
     document_file,
     open_regular,
+    open_same,
 )
 from .documents import formats
 
@@ -73,12 +74,7 @@ class TextFile:
 
     def open(self) -> int:
         """A read-only descriptor of the same file (a FIFO or a device is never opened for good)."""
-        fd = open_regular(self.path)
-        info = os.fstat(fd)
-        if (info.st_dev, info.st_ino) != (self.device, self.inode):
-            os.close(fd)
-            raise FileNotFoundError(f"context file {self.path!r} was replaced after it was given")
-        return fd
+        return open_same(self.path, self.device, self.inode)
 
     def read(self) -> str:
         fd = self.open()

@@ -45,12 +45,7 @@ class Source:
     def open(self) -> int:
         """A descriptor of the same file the user named (never one swapped in since)."""
         assert self.path is not None
-        fd = open_regular(self.path)
-        info = os.fstat(fd)
-        if (info.st_dev, info.st_ino) != (self.device, self.inode):
-            os.close(fd)
-            raise FileNotFoundError(f"context file {self.path!r} was replaced after it was given")
-        return fd
+        return open_same(self.path, self.device, self.inode)
 
     def read(self) -> bytes:
         if self.data is not None:
@@ -208,4 +203,14 @@ def open_regular(path: str) -> int:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise FileNotFoundError(f"context path {path!r} is not a regular file")
+    return fd
+
+
+def open_same(path: str, device: int, inode: int) -> int:
+    """``open_regular``, of the very file the user named: one swapped in since raises ``FileNotFoundError``."""
+    fd = open_regular(path)
+    info = os.fstat(fd)
+    if (info.st_dev, info.st_ino) != (device, inode):
+        os.close(fd)
+        raise FileNotFoundError(f"context file {path!r} was replaced after it was given")
     return fd
