@@ -34,7 +34,7 @@ from .lm.hedge import as_hedge
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import Pricing, as_pricing
 from .repl.base import REPL
-from .repl.kernel import KernelREPL
+from .repl.kernel_repl import KernelREPL
 from .repl.local import LocalREPL
 from .repl.sandbox.pool import KernelPool
 from .runtime import RunControl

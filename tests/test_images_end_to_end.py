@@ -124,7 +124,7 @@ def test_the_simulated_model_says_only_what_the_headers_say(make_rlm) -> None:
 
 FORGED = """\
 import sys
-bridge = sys.modules['_rlm_kernel']._runtime.bridge
+bridge = sys.modules['_rlm_in_kernel']._runtime.bridge
 for args in ({"prompt": "x", "images": ["not base64!"]},
              {"prompt": "x", "images": [base64.b64encode(b"GIF89a-pretending").decode()]},
              {"prompt": "x", "images": "one string"},

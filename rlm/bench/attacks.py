@@ -230,7 +230,7 @@ os.setuid(0)
     "plant a symlink / FIFO in the run dir (host would follow it)": (
         _code("""\
 import os, sys
-rundir = os.path.dirname(sys.modules['_rlm_kernel']._runtime.bridge._path)
+rundir = os.path.dirname(sys.modules['_rlm_in_kernel']._runtime.bridge._path)
 out = []
 for name in ('context-2.str', 'context-2.pickle', 'planted'):
     for plant in (lambda p: os.symlink(TARGET, p), os.mkfifo):
@@ -245,7 +245,7 @@ print(sorted(set(out)))
     "write into the run dir's socket dir (fill the host's /tmp)": (
         _code("""\
 import os, sys
-sock = os.path.join(os.path.dirname(sys.modules['_rlm_kernel']._runtime.bridge._path), 'sock')
+sock = os.path.join(os.path.dirname(sys.modules['_rlm_in_kernel']._runtime.bridge._path), 'sock')
 open(os.path.join(sock, 'fill'), 'wb').write(b'x' * 2**20)
 print('WROTE')
 """),
@@ -257,7 +257,7 @@ import _thread, sys, time
 def spy():
     while True:
         try:
-            ns = sys.modules['_rlm_kernel']._runtime.ns
+            ns = sys.modules['_rlm_in_kernel']._runtime.ns
             if ns.get('context') != 'ctx':
                 llm_query('LEAK ' + str(ns.get('context')))
         except Exception:
@@ -271,7 +271,7 @@ print('spying')
     "patch the kernel's helpers for the next completion": (
         _code("""\
 import sys
-k = sys.modules['_rlm_kernel']
+k = sys.modules['_rlm_in_kernel']
 k.load = k.get = lambda *a, **kw: None
 print('patched')
 """),

@@ -16,7 +16,7 @@ BRIDGE_ATTACKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "bridge request without the token": (
         _code("""\
 import json, socket, struct, sys
-rt = sys.modules['_rlm_kernel']._runtime
+rt = sys.modules['_rlm_in_kernel']._runtime
 s = socket.socket(socket.AF_UNIX)
 s.connect(rt.bridge._path)
 b = json.dumps({'op': 'llm_query', 'args': {'prompt': 'x'}}).encode()
@@ -28,7 +28,7 @@ print(s.recv(300)[4:].decode())
     "bridge request with a forged token": (
         _code("""\
 import json, socket, struct, sys
-rt = sys.modules['_rlm_kernel']._runtime
+rt = sys.modules['_rlm_in_kernel']._runtime
 s = socket.socket(socket.AF_UNIX)
 s.connect(rt.bridge._path)
 b = json.dumps({'op': 'llm_query', 'args': {'prompt': 'x'}}).encode()
@@ -44,7 +44,7 @@ import pickle, socket, struct, sys, os
 class E:
     def __reduce__(self):
         return (os.system, ('id',))
-rt = sys.modules['_rlm_kernel']._runtime
+rt = sys.modules['_rlm_in_kernel']._runtime
 b = pickle.dumps(E())
 s = socket.socket(socket.AF_UNIX)
 s.connect(rt.bridge._path)
@@ -56,7 +56,7 @@ print(s.recv(300)[4:].decode())
     "4 GiB length under the right token": (
         _code("""\
 import socket, struct, sys
-rt = sys.modules['_rlm_kernel']._runtime
+rt = sys.modules['_rlm_in_kernel']._runtime
 s = socket.socket(socket.AF_UNIX)
 s.connect(rt.bridge._path)
 s.sendall(struct.pack('>32sI', rt.bridge._token, 2**32 - 1))
@@ -68,7 +68,7 @@ print(s.recv(300)[4:].decode())
         _code("""\
 import socket, struct, sys
 s = socket.socket(socket.AF_UNIX)
-s.connect(sys.modules['_rlm_kernel']._runtime.bridge._path)
+s.connect(sys.modules['_rlm_in_kernel']._runtime.bridge._path)
 s.sendall(struct.pack('>32sI', bytes(32), 2**32 - 1))
 print(s.recv(300)[4:].decode())
 """),
@@ -77,7 +77,7 @@ print(s.recv(300)[4:].decode())
     "bridge: JSON nested 200,000 deep": (
         _code("""\
 import socket, struct, sys
-rt = sys.modules['_rlm_kernel']._runtime
+rt = sys.modules['_rlm_in_kernel']._runtime
 s = socket.socket(socket.AF_UNIX)
 s.connect(rt.bridge._path)
 b = b'[' * 200000 + b']' * 200000
@@ -91,7 +91,7 @@ print(s.recv(300)[4:].decode())
 import select, socket, sys, time
 socks = [socket.socket(socket.AF_UNIX) for _ in range(40)]
 for s in socks:
-    s.connect(sys.modules['_rlm_kernel']._runtime.bridge._path)
+    s.connect(sys.modules['_rlm_in_kernel']._runtime.bridge._path)
 time.sleep(0.3)
 print('closed by host', sum(s.recv(1) == b'' for s in select.select(socks, [], [], 0.5)[0]))
 """),
@@ -109,7 +109,7 @@ except ValueError as e:
     "ask the host to tokenize (the op chunk used before it ran in the kernel)": (
         _code("""\
 import json, socket, struct, sys
-rt = sys.modules['_rlm_kernel']._runtime
+rt = sys.modules['_rlm_in_kernel']._runtime
 s = socket.socket(socket.AF_UNIX)
 s.connect(rt.bridge._path)
 b = json.dumps({'op': 'helper', 'args': {'name': 'chunk', 'args': ['x ' * 10**6], 'kwargs': {}}}).encode()

@@ -180,7 +180,7 @@ def _html_files(limit: int | None = None) -> list[Path]:
 
 async def _ready(context: Path, sandbox: str) -> tuple[float, dict[str, Any], str]:
     """Seconds from ``repl.start`` until root code can read ``context`` (a warm kernel, or in-process)."""
-    from ..repl.kernel import KernelREPL
+    from ..repl.kernel_repl import KernelREPL
     from ..repl.local import LocalREPL
     from ..repl.sandbox.config import SandboxConfig
     from ..repl.sandbox.pool import KernelPool

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..lm.budget import BudgetLedger, BudgetReport
 from ..lm.pricing import Pricing
-from ..repl.kernel import KernelREPL
+from ..repl.kernel_repl import KernelREPL
 from ..repl.local import LocalREPL
 from ..repl.sandbox.config import SandboxConfig
 from ..repl.sandbox.pool import KernelPool

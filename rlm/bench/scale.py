@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli import arguments
-from ..repl.kernel import KernelREPL
+from ..repl.kernel_repl import KernelREPL
 from ..repl.local import LocalREPL
 from ..repl.sandbox.config import SandboxConfig
 from ..repl.sandbox.pool import KernelPool

@@ -31,7 +31,7 @@ def read_documents(context: DocumentContext, sandbox: str | SandboxConfig = "ker
 
 
 async def _in_kernel(context: DocumentContext, config: SandboxConfig) -> ContextInfo:
-    from .kernel import KernelREPL
+    from .kernel_repl import KernelREPL
     from .sandbox.pool import KernelPool
 
     repl = KernelREPL(KernelPool(config))

@@ -13,7 +13,7 @@ import pytest
 from sandbox_modes import MODES, sandbox_config
 
 from rlm.bench.sandbox import EchoHost
-from rlm.repl.kernel import KernelREPL
+from rlm.repl.kernel_repl import KernelREPL
 from rlm.repl.sandbox.config import Isolation
 from rlm.repl.sandbox.pool import KernelPool
 
@@ -75,7 +75,7 @@ def test_a_value_whose_module_the_kernel_lacks_fails_before_any_model_call_sayin
 #: session's later put) and tries everything a read-only descriptor might still allow.
 ABUSE = """\
 import json, os
-fd = __import__('_rlm_kernel')._runtime.bridge.take_fd({offer!r})
+fd = __import__('_rlm_in_kernel')._runtime.bridge.take_fd({offer!r})
 tried = {{}}
 for how, attempt in [
     ("reopen for writing", lambda: os.open(f"/proc/self/fd/{{fd}}", os.O_WRONLY | os.O_APPEND)),

@@ -22,7 +22,7 @@ from scripting import code
 
 import rlm
 from rlm import RLM, ConfigError, Endpoint, FailedCall, Limits, SandboxConfig, SandboxError
-from rlm.repl.kernel import KernelREPL
+from rlm.repl.kernel_repl import KernelREPL
 from rlm.repl.sandbox import pool as kernel_pool
 from rlm.repl.sandbox.isolation import world_traversable
 from rlm.repl.sandbox.pool import KernelPool

@@ -10,7 +10,7 @@ from sandbox_modes import MODES, sandbox_config
 
 from rlm.bench.sandbox import EchoHost
 from rlm.lm.tokens import get_encoding
-from rlm.repl.kernel import KernelREPL
+from rlm.repl.kernel_repl import KernelREPL
 from rlm.repl.sandbox.pool import KernelPool
 from rlm.testing.texts import sample_text
 

@@ -18,7 +18,7 @@ def test_the_run_directory_cannot_be_written_so_no_link_or_fifo_is_ever_followed
     target = os.path.join(outside_dir, "secret.txt")
     code = textwrap.dedent(f"""\
         import os, sys
-        rundir = os.path.dirname(sys.modules['_rlm_kernel']._runtime.bridge._path)
+        rundir = os.path.dirname(sys.modules['_rlm_in_kernel']._runtime.bridge._path)
         results = []
         for name in ['context-2.str', 'context-2.pickle', 'kernel.log', 'planted']:
             for plant in (lambda p: os.symlink({target!r}, p), os.mkfifo, lambda p: open(p, 'w').write('x')):
@@ -50,7 +50,7 @@ def test_a_thread_left_by_start_new_thread_never_meets_the_next_completion(sandb
         def spy():
             while True:
                 try:
-                    ns = sys.modules['_rlm_kernel']._runtime.ns
+                    ns = sys.modules['_rlm_in_kernel']._runtime.ns
                     if ns.get('context') != 'the context':
                         llm_query('leak ' + str(ns.get('context')))
                 except Exception:

@@ -164,7 +164,7 @@ def test_replacing_llm_query_cannot_smuggle_data_out(sandbox: Sandbox, listener:
 
 BRIDGE_CLIENT = textwrap.dedent("""\
     import json, socket, struct, sys
-    rt = sys.modules['_rlm_kernel']._runtime
+    rt = sys.modules['_rlm_in_kernel']._runtime
     path, token = rt.bridge._path, rt.bridge._token
     def raw(body, header=None, tok=None):
         s = socket.socket(socket.AF_UNIX); s.connect(path)

@@ -104,7 +104,7 @@ def test_a_background_thread_cannot_keep_calling_models(sandbox: Sandbox) -> Non
 def test_tampering_with_the_kernels_own_helpers_does_not_reach_the_next_completion(sandbox: Sandbox) -> None:
     code = textwrap.dedent("""\
         import sys
-        k = sys.modules['_rlm_kernel']
+        k = sys.modules['_rlm_in_kernel']
         k.load = k.get = lambda *a, **kw: None   # the next completion's context would never arrive
         k.reset = lambda: k._reply({'ok': True, 'threads': []})""")
     started = sandbox.pool.started

@@ -18,7 +18,7 @@ from ... import runtime
 from ...errors import SandboxError
 from .config import Isolation, SandboxConfig
 from .isolation import resolve
-from .kernel import SandboxKernel
+from .kernel_process import SandboxKernel
 from .rundir import remove_stale
 
 if TYPE_CHECKING:

@@ -4,17 +4,17 @@ Layout (``$TMPDIR/rlm-sbx-<host pid>-<id>-*``, owned by the host, mode 0750 with
 kernel's group, so the kernel can read and list it but not change it; Python lists a
 directory it imports from)::
 
-    _rlm_launch.py, _rlm_kernel.py,  0444  the launcher, what root code sees, the shared step
-    _rlm_steps.py, _rlm_confine.py,        runner, the Landlock/seccomp layers, chunk and
-    _rlm_chunking.py, _rlm_counter.py,     count_tokens, how a context is read, the checks
-    _rlm_reading.py, _rlm_images.py,       of sub-calls' images, the process that outlives
-    _rlm_reaper.py, _rlm_documents/        the kernel's (no bubblewrap), the document readers
-    connection.json                 0440  zmq ports and key (group: the kernel)
-    bridge.sock                     0660  the host's callback server (group: the kernel)
-    kernel.log                      0600  the kernel's start-up stderr (host only)
-    spec/                           0700  the kernelspec (host only)
-    sock/                                 zmq sockets: the kernel's until they exist, then frozen
-    work/                                 the kernel's home without bubblewrap
+    _rlm_launch.py, _rlm_in_kernel.py,    0444  the launcher, what root code sees, the shared step
+    _rlm_steps.py, _rlm_confine.py,             runner, the Landlock/seccomp layers, chunk and
+    _rlm_chunking.py, _rlm_counter.py,          count_tokens, how a context is read, the checks
+    _rlm_reading.py, _rlm_images.py,            of sub-calls' images, the process that outlives
+    _rlm_reaper.py, _rlm_documents/             the kernel's (no bubblewrap), the document readers
+    connection.json                       0440  zmq ports and key (group: the kernel)
+    bridge.sock                           0660  the host's callback server (group: the kernel)
+    kernel.log                            0600  the kernel's start-up stderr (host only)
+    spec/                                 0700  the kernelspec (host only)
+    sock/                                       zmq sockets: the kernel's until they exist, then frozen
+    work/                                       the kernel's home without bubblewrap
 
 The host never opens by name anything the kernel can write: ``sock/`` is taken back
 (``freeze``) before any model code runs, and ``work/`` is only ever deleted, with
@@ -38,8 +38,8 @@ log = logging.getLogger("rlm")
 #: Run directories are named ``rlm-sbx-<host pid>-<id>-*`` so leftovers of a killed host can be found.
 RUNDIR_PREFIX = "rlm-sbx-"
 #: Copied into each run directory: the launcher the kernelspec runs, and what root code sees.
-KERNEL_FILES = {"_rlm_launch.py": "_launch.py", "_rlm_kernel.py": "_kernel.py", "_rlm_confine.py": "confine.py",
-                "_rlm_reaper.py": "reaper.py",
+KERNEL_FILES = {"_rlm_launch.py": "_launch.py", "_rlm_in_kernel.py": "in_kernel.py",
+                "_rlm_confine.py": "confine.py", "_rlm_reaper.py": "reaper.py",
                 "_rlm_steps.py": "../steps.py", "_rlm_chunking.py": "../chunking.py",
                 "_rlm_counter.py": "../../lm/counter.py", "_rlm_images.py": "../../lm/images.py",
                 "_rlm_reading.py": "../reading.py"}

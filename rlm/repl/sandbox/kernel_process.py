@@ -38,9 +38,9 @@ if TYPE_CHECKING:  # imported when a kernel starts: `import rlm` stays light
 
 log = logging.getLogger("rlm")
 
-_CALL = "__import__('_rlm_kernel').{}({})"
+_CALL = "__import__('_rlm_in_kernel').{}({})"
 #: Where each call's result is read: a user expression of the same execute request (public API).
-_RESULT = {"rlm": "__import__('_rlm_kernel').last"}
+_RESULT = {"rlm": "__import__('_rlm_in_kernel').last"}
 #: How often a waiting host checks that the kernel is alive and within its limits.
 _POLL_S = 0.25
 
@@ -234,7 +234,7 @@ class SandboxKernel:
                 return dict(content) if isinstance(content, dict) else {}
 
     async def _wait(self, msg_id: str, timeout: float) -> dict[str, Any]:
-        """The result the call left in ``_rlm_kernel.last``, read back as a user expression; untrusted."""
+        """The result the call left in ``_rlm_in_kernel.last``, read back as a user expression; untrusted."""
         content = await self._reply(msg_id, timeout)
         if content.get("status") == "error":
             return {"error": f"{text_of(content.get('ename')) or 'Error'}: {text_of(content.get('evalue'))}"}

@@ -1,6 +1,6 @@
 """What root code sees inside the sandbox kernel, and the calls the host makes into it.
 
-Copied into the kernel's run directory as ``_rlm_kernel.py`` and imported there after
+Copied into the kernel's run directory as ``_rlm_in_kernel.py`` and imported there after
 start-up, beside ``_rlm_steps.py`` (``rlm.repl.steps``: the step runner and everything
 root code sees that LocalREPL shares) and ``_rlm_confine.py``; standard library only,
 because rlm itself is not importable in the sandbox. It binds ``llm_query``,

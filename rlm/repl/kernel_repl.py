@@ -19,7 +19,7 @@ from .contexts import load_value
 from .document_context import checked_info
 from .sandbox.config import SandboxConfig
 from .sandbox.exchange import Payload, payload
-from .sandbox.kernel import KernelLost, SandboxKernel
+from .sandbox.kernel_process import KernelLost, SandboxKernel
 from .sandbox.pool import KernelPool
 
 RESTARTED = ("The sandbox was restarted: every variable was lost; `context` and the helper "
