@@ -1,34 +1,23 @@
-"""The ``rlm`` command line: every command lives in this package (``ask``, ``map``, the rest here).
+"""The ``rlm`` command line: the command table and ``main``; each command is a module of this package.
 
 Subcommands live in ``COMMANDS``: each entry names a function that declares its
 arguments and one that runs it, so new commands are added without touching
-``main``.
+``main``. ``rlm serve``/``rlm mcp`` are ``rlm.serve.cli``'s, ``rlm bench`` is ``rlm.bench``'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import random
-import signal
+import importlib
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from types import FrameType
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
+from typing import NamedTuple, NoReturn
 
 from rlm import bench
-from rlm.cli import arguments
 from rlm.errors import ConfigError
 from rlm.serve import cli as serve_cli
 
-if TYPE_CHECKING:  # the server and the trace reader load when their command runs
-    from rlm.testing import ScriptedRequest
-
 __all__ = ["COMMANDS", "Command", "main"]
-
-_CANNED_ANSWER = "This is a canned answer from rlm serve-fake."
-_LOG = "a trace log (.jsonl) written by RLM(log_dir=...) or Trace.to_jsonl"
 
 
 class Command(NamedTuple):
@@ -39,188 +28,25 @@ class Command(NamedTuple):
     run: Callable[[argparse.Namespace], int]
 
 
-def _parse_latency(text: str) -> float | tuple[float, float]:
-    """``0.2`` is a fixed latency, ``0.1,0.5`` a uniform range."""
-    try:
-        parts = [float(p) for p in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SECONDS or LO,HI, got {text!r}") from None
-    if len(parts) == 1 and parts[0] >= 0:
-        return parts[0]
-    if len(parts) == 2 and 0 <= parts[0] <= parts[1]:
-        return parts[0], parts[1]
-    raise argparse.ArgumentTypeError(f"expected SECONDS or LO,HI with 0 <= LO <= HI, got {text!r}")
+def lazy(module: str, help: str) -> Command:
+    """A command of ``rlm.cli.<module>`` (its ``add_arguments`` and ``run``), imported only when it is named.
 
+    Why: ``rlm --help`` and every other command need not wait for what one command imports.
+    """
 
-def _serve_fake_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``serve-fake``."""
-    parser.add_argument("--port", type=arguments.number(int, 0, 65535), default=8000,
-                        help="port on 127.0.0.1; 0 picks a free one (default 8000)")
-    parser.add_argument(
-        "--latency",
-        type=_parse_latency,
-        default=0.0,
-        metavar="SECONDS|LO,HI",
-        help="delay before each reply: fixed, or uniform in [LO, HI]",
-    )
-    parser.add_argument(
-        "--latency-sigma", type=float, default=0.0, metavar="SIGMA",
-        help="sub-call latency lognormal with median --latency and this sigma (0: off); seeded by --seed",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of --latency-sigma's draws (0)")
-    parser.add_argument(
-        "--reply", default=None, help="answer every request with TEXT (default: root FINAL(...), sub echoes the prompt)"
-    )
-    parser.add_argument(
-        "--root-reply", default=None, metavar="TEXT", help="answer root calls with TEXT (overrides --reply)"
-    )
-    parser.add_argument(
-        "--admit", type=arguments.number(int, 1), default=None, metavar="N",
-        help="answer 429 (with Retry-After) beyond N requests in flight"
-    )
-    parser.add_argument(
-        "--admit-retry-after", type=arguments.number(float, 0), default=0.5, metavar="SECONDS",
-        help="Retry-After of --admit's 429s (0.5)"
-    )
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        importlib.import_module(f"rlm.cli.{module}").add_arguments(parser)
 
+    def run(args: argparse.Namespace) -> int:
+        code: int = importlib.import_module(f"rlm.cli.{module}").run(args)
+        return code
 
-def _echo_prompt(request: ScriptedRequest) -> str:
-    """Sub-call default: the prompt's start, so callers can see what was asked."""
-    return request.prompt[:80]
-
-
-def _canned_final(request: ScriptedRequest) -> str:
-    """Root default: finish at once, so any RLM pointed at the server terminates."""
-    return f"FINAL({_CANNED_ANSWER})"
-
-
-def lognormal_latency(median: float, sigma: float, seed: int) -> Callable[[ScriptedRequest], float]:
-    """Sub-call latencies drawn from a lognormal (a heavy tail, as endpoints have); root calls take ``median``."""
-    draws = random.Random(seed)
-
-    def latency(request: ScriptedRequest) -> float:
-        return median if request.role == "root" else median * math.exp(draws.gauss(0.0, sigma))
-
-    return latency
-
-
-def _serve_fake(args: argparse.Namespace) -> int:
-    """Run a ScriptedLM in the foreground until SIGINT or SIGTERM."""
-    reply: str | None = args.reply
-    root_reply: str | None = args.root_reply if args.root_reply is not None else reply
-    root = _canned_final if root_reply is None else lambda request: root_reply
-    sub = _echo_prompt if reply is None else lambda request: reply
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        """Only flag the stop: shutting the server down belongs to the main flow."""
-        stop.set()
-
-    from rlm.testing import ScriptedLM
-
-    latency = args.latency
-    if args.latency_sigma:
-        if args.latency_sigma < 0 or not isinstance(args.latency, float):
-            print("rlm serve-fake: --latency-sigma needs a sigma >= 0 and one --latency (the median)", file=sys.stderr)
-            return 2
-        latency = lognormal_latency(args.latency, args.latency_sigma, args.seed)
-    # Counters only: a long benchmark would otherwise keep every request body.
-    lm = ScriptedLM(root=root, sub=sub, latency=latency, port=args.port, record=False)
-    if args.admit is not None:
-        lm.admit(args.admit, retry_after=args.admit_retry_after)
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        try:
-            lm.start()
-        except OSError as exc:
-            print(f"rlm serve-fake: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
-            return 1
-        print(f"serving on {lm.base_url} (Ctrl-C to stop)", flush=True)
-        stop.wait()
-    finally:
-        lm.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
-
-
-def _view_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``rlm view``."""
-    parser.add_argument("log", nargs="+", type=arguments.input_file(_LOG),
-                        help=f"{_LOG}; 2 to 8 logs: the runs side by side; a results file of rlm bench --log-dir: "
-                        "every question")
-    parser.add_argument("-o", "--output", default=None, type=arguments.output_file("a file name for the page (.html)"),
-                        help="the HTML file to write (default: the log's name with .html; for several, "
-                        "<first>-compare.html)")
-
-
-def _view(args: argparse.Namespace) -> int:
-    """Write the page and print its path; exit code 2 for a missing, unreadable or empty log."""
-    from rlm.errors import TraceFormatError
-    from rlm.trace.view import write_pages
-
-    try:
-        output = write_pages(args.log, args.output)
-    except FileNotFoundError as exc:
-        print(f"rlm view: no such file: {exc.filename}", file=sys.stderr)
-        return 2
-    except UnicodeDecodeError as exc:
-        print(f"rlm view: a log is not UTF-8 text ({exc.reason}); pass {_LOG}", file=sys.stderr)
-        return 2
-    except (TraceFormatError, ValueError) as exc:
-        print(f"rlm view: {exc}", file=sys.stderr)
-        return 2
-    print(output)
-    return 0
-
-
-def _export_arguments(parser: argparse.ArgumentParser) -> None:
-    from rlm.cli import export
-
-    export.add_arguments(parser)
-
-
-def _export(args: argparse.Namespace) -> int:
-    from rlm.cli import export
-
-    return export.run(args)
-
-
-def _ask_arguments(parser: argparse.ArgumentParser) -> None:
-    from rlm.cli import ask
-
-    ask.add_arguments(parser)
-
-
-def _ask(args: argparse.Namespace) -> int:
-    from rlm.cli import ask
-
-    return ask.run(args)
-
-
-def _map_arguments(parser: argparse.ArgumentParser) -> None:
-    from rlm.cli import map as map_cli
-
-    map_cli.add_arguments(parser)
-
-
-def _map(args: argparse.Namespace) -> int:
-    from rlm.cli import map as map_cli
-
-    return map_cli.run(args)
+    return Command(help, add_arguments, run)
 
 
 COMMANDS: dict[str, Command] = {
-    "ask": Command(
-        help="answer a question over a file, a directory or stdin (simulated model without a key)",
-        add_arguments=_ask_arguments,
-        run=_ask,
-    ),
-    "map": Command(
-        help="a resumable map over a .jsonl or .csv file: one sub-call per row, answers as JSONL",
-        add_arguments=_map_arguments,
-        run=_map,
-    ),
+    "ask": lazy("ask", "answer a question over a file, a directory or stdin (simulated model without a key)"),
+    "map": lazy("map", "a resumable map over a .jsonl or .csv file: one sub-call per row, answers as JSONL"),
     "serve": Command(
         help="serve RLMs as an OpenAI-compatible endpoint (POST /v1/chat/completions) on 127.0.0.1",
         add_arguments=serve_cli.serve_arguments,
@@ -231,28 +57,18 @@ COMMANDS: dict[str, Command] = {
         add_arguments=serve_cli.mcp_arguments,
         run=serve_cli.mcp,
     ),
-    "serve-fake": Command(
-        help="serve a scripted OpenAI-compatible model on 127.0.0.1 (for demos and benchmarks)",
-        add_arguments=_serve_fake_arguments,
-        run=_serve_fake,
-    ),
+    "serve-fake": lazy("serve_fake", "serve a scripted OpenAI-compatible model on 127.0.0.1 (for demos and "
+                                     "benchmarks)"),
     "bench": Command(
         help="run a benchmark: throughput, sandbox (costs), scale (big contexts, the loop's cost), "
              "sandbox-attacks (the attack table), answer quality (sniah, oolong, pairs, codeqa)",
         add_arguments=bench.add_arguments,
         run=bench.run,
     ),
-    "view": Command(
-        help="write a trace log (.jsonl) as one HTML page (call tree, latency timeline) that opens offline; "
-             "several logs side by side",
-        add_arguments=_view_arguments,
-        run=_view,
-    ),
-    "export": Command(
-        help="runs (trace logs, folders of them, a bench results file) as chat training examples (JSONL)",
-        add_arguments=_export_arguments,
-        run=_export,
-    ),
+    "view": lazy("view", "write a trace log (.jsonl) as one HTML page (call tree, latency timeline) that opens "
+                         "offline; several logs side by side"),
+    "export": lazy("export", "runs (trace logs, folders of them, a bench results file) as chat training examples "
+                             "(JSONL)"),
 }
 
 
