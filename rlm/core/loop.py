@@ -11,34 +11,20 @@ from typing import Any
 
 from ..errors import AnswerError, BudgetExceeded, ConfigError, ForkError, RLMError
 from ..lm.dispatcher import Dispatcher
-from ..lm.tokens import count_message_tokens
-from ..repl.base import REPL, SUPPORTED_CONTEXT, ExecResult, load_context
+from ..repl.base import REPL, SUPPORTED_CONTEXT, load_context
 from ..repl.document_context import DocumentContext
-from ..repl.steps import restored_note
 from ..trace.trace import Trace
 from .answers import AnswerShape, forced_value
 from .conversation import Conversation, follow_up_message
 from .estimate import estimate, glance_or_none, glance_tokens
-from .feedback import Turn, no_code_feedback, nudge, turn_feedback
-from .finals import TurnEnd, failed_answer, forced_final, held, in_code_final, prose_final, variables
+from .finals import failed_answer
 from .fork import Fork
-from .history import OlderOutputs, compact
 from .host import RunHost, Tree
-from .parsing import find_code_blocks
-from .prompts import (
-    ANSWER_RETRY,
-    FIRST_TURN_CHECK,
-    NOTE_CUT,
-    answer_now,
-    clean_text,
-    context_view,
-    first_user_message,
-    size_line,
-    system_prompt,
-)
+from .prompts import clean_text, context_view, first_user_message, size_line, system_prompt
 from .result import RLMResult, Step, StopReason, UsageReport
 from .settings import LoopSettings
 from .tools import tools_prompt
+from .turns import Turns
 
 log = logging.getLogger("rlm")
 
@@ -56,6 +42,17 @@ class _Ending:
     error: str | None
     #: The answer as the caller gets it: the validated instance of a typed answer, else the text.
     value: Any = None
+
+
+@dataclass(slots=True)
+class _Answered:
+    """What a run has answered so far, filled in as it goes: ``run.end`` reports it however the run stops."""
+
+    answer: str | None = None
+    #: The validated instance of a typed answer.
+    value: Any = None
+    #: How the answer was forced, when the root ran out of turns.
+    forced: StopReason | None = None
 
 
 class RootLoop:
@@ -79,9 +76,6 @@ class RootLoop:
         self.can_recurse = depth + 1 < settings.max_depth
         self.tree = tree if tree is not None else Tree(settings.max_descendants)
         self._so_far: tuple[list[Step], str, float] | None = None
-        self._outputs = OlderOutputs()
-        self._doubt_first = False
-        self._last_sent: list[dict[str, Any]] = []
 
     def child(self, parent_span: str | None, dispatcher: Dispatcher | None = None) -> RootLoop:
         """A recursive child one deeper, sharing the dispatcher (limiter, budget, cache, trace) and the tree."""
@@ -156,23 +150,33 @@ class RootLoop:
             messages = conversation.messages
         return repl, messages
 
-    async def _loop(
-        self, context: Any, query: str, conversation: Conversation | None, shape: AnswerShape | None,
-        fork: Fork | None,
-    ) -> _Ending:
+    async def _read(
+        self, context: Any, query: str, conversation: Conversation | None,
+    ) -> tuple[Any, int | None, str, bool]:
+        """The context loaded, its tokens at a glance, what the root is told of it, whether that is all of it.
+
+        A bad context fails here, before the run starts (in a thread: a directory is read
+        here); a session's later question may bring none.
+        """
         if not isinstance(query, str) or not query.strip():
             raise ConfigError("query must be a non-empty string")
         if context is None and conversation is None:  # a session may start with none; a completion may not
             raise TypeError(f'context is None; pass what the root should read ({SUPPORTED_CONTEXT}), or "" for none')
-        settings, tracer = self.settings, self.dispatcher.tracer
         follow_up = conversation is not None and conversation.started
-        # A bad context fails here, before the run starts (in a thread: a directory is read here);
-        # a session's later question may bring none.
         loaded = None if context is None and follow_up else await asyncio.to_thread(
             load_context, "" if context is None else context)
-        tokens = None if loaded is None else await asyncio.to_thread(glance_or_none, loaded, settings.sub_model)
+        tokens = None if loaded is None else await asyncio.to_thread(glance_or_none, loaded, self.settings.sub_model)
         description, whole = context_view(loaded, tokens) if loaded is not None else ("", True)
-        description = clean_text(description)
+        return loaded, tokens, clean_text(description), whole
+
+    async def _loop(
+        self, context: Any, query: str, conversation: Conversation | None, shape: AnswerShape | None,
+        fork: Fork | None,
+    ) -> _Ending:
+        loaded, tokens, description, whole = await self._read(context, query, conversation)
+        # A FINAL before any code ran, over a context the root has not seen whole, is questioned once.
+        doubt_first = not (conversation is not None and conversation.started) and not whole and fork is None
+        tracer = self.dispatcher.tracer
         started = time.perf_counter()
         run_id = tracer.start(
             "run", self.parent_span, query=query, model=self.root_model,
@@ -181,12 +185,7 @@ class RootLoop:
         host = RunHost(self)
         steps: list[Step] = []
         self._so_far = (steps, run_id, started)
-        self._outputs = OlderOutputs()
-        # A FINAL before any code ran, over a context the root has not seen whole, is questioned once.
-        self._doubt_first = not follow_up and not whole and fork is None
-        answer: str | None = None
-        value: Any = None
-        forced: StopReason | None = None
+        got = _Answered()
         status = "error"
         repl: REPL | None = None
         stopped_by: BaseException | None = None
@@ -196,34 +195,15 @@ class RootLoop:
                 await self._estimate(loaded, description, query, run_id, tokens)
             repl, messages = await self._open(loaded, description, query, host, conversation, shape, run_id,
                                               estimate_it)
-            iteration, limit, corrected = 0, settings.max_iterations, False
-            if fork is not None:
-                iteration, answer = await self._replay(fork, run_id, messages, repl, host, steps)
-            while True:
-                if answer is None:
-                    if iteration >= limit:
-                        answer, forced = await self._answer_now(run_id, messages, repl, iteration)
-                        value = forced_value(shape, answer, forced)
-                        break
-                    iteration += 1
-                    answer = await self._turn(iteration, run_id, messages, repl, host, steps)
-                    if answer is None:
-                        continue
-                if shape is None:
-                    break
-                value, problem = shape.check(answer)
-                if problem is None:
-                    break
-                if corrected:
-                    raise AnswerError(f"the answer does not match the {shape.name} schema after one correction: "
-                                      f"{problem[:300]}", text=answer, problem=problem)
-                corrected, limit = True, limit + 1  # one corrective round, beyond max_iterations
-                messages.append({"role": "user", "content": shape.correction(problem)})
-                answer = None
+            turns = Turns(self.dispatcher, self.settings, self.root_model, run_id, repl, messages, steps,
+                          doubt_first=doubt_first)
+            answer = await self._answered(turns, host, shape, fork, got)
             # A view must not show an error as an answer, or a cut answer as a whole one.
+            forced = got.forced
             status = "failed_call" if failed_answer(answer) else forced if forced in ("cut_off", "fallback") else "ok"
             if conversation is not None:
-                conversation.answers.append(shape.plain(value) if shape is not None and value is not None else answer)
+                conversation.answers.append(shape.plain(got.value) if shape is not None and got.value is not None
+                                            else answer)
                 await repl.put("answers", list(conversation.answers))
         except (RLMError, KeyboardInterrupt, asyncio.CancelledError) as exc:
             # Every way a run stops keeps what was done: steps, usage, trace.
@@ -239,16 +219,48 @@ class RootLoop:
             if repl is not None and conversation is None:
                 await repl.close()
             tracer.end(
-                "run", run_id, self.parent_span, status=status, answer=answer,
-                iterations=len(steps), fallback=forced is not None, seconds=time.perf_counter() - started,
+                "run", run_id, self.parent_span, status=status, answer=got.answer,
+                iterations=len(steps), fallback=got.forced is not None, seconds=time.perf_counter() - started,
             )
             if stopped_by is not None:  # made again after run.end, so its trace says how the run ended
                 stopped_by.partial = self._result(text, steps, run_id, started, fallback=False,  # type: ignore[attr-defined]
                                                   stopped=stopped)
-        assert answer is not None
         error = failed_answer(answer)
-        reason: StopReason = "failed_call" if error else forced or "final"
-        return _Ending(answer, steps, run_id, started, forced is not None, reason, error, value if shape else answer)
+        reason: StopReason = "failed_call" if error else got.forced or "final"
+        return _Ending(answer, steps, run_id, started, got.forced is not None, reason, error,
+                       got.value if shape else answer)
+
+    async def _answered(
+        self, turns: Turns, host: RunHost, shape: AnswerShape | None, fork: Fork | None, got: _Answered,
+    ) -> str:
+        """Turns until the root answers, in the schema if one was given (one corrective round), or is out of turns.
+
+        ``got`` holds the answer as it stands at every moment, so a run stopped on the way reports it.
+        """
+        iteration, limit, corrected = 0, self.settings.max_iterations, False
+        if fork is not None:
+            iteration, got.answer = await self._replay(fork, turns, host)
+        while True:
+            if got.answer is None:
+                if iteration >= limit:
+                    got.answer, got.forced = await turns.answer_now(iteration)
+                    got.value = forced_value(shape, got.answer, got.forced)
+                    return got.answer
+                iteration += 1
+                got.answer = await turns.turn(iteration, host)
+                if got.answer is None:
+                    continue
+            if shape is None:
+                return got.answer
+            got.value, problem = shape.check(got.answer)
+            if problem is None:
+                return got.answer
+            if corrected:
+                raise AnswerError(f"the answer does not match the {shape.name} schema after one correction: "
+                                  f"{problem[:300]}", text=got.answer, problem=problem)
+            corrected, limit = True, limit + 1  # one corrective round, beyond max_iterations
+            turns.messages.append({"role": "user", "content": shape.correction(problem)})
+            got.answer = None
 
     def _result(
         self, answer: str, steps: list[Step], run_id: str, started: float, *,
@@ -297,141 +309,20 @@ class RootLoop:
                                     sub_calls=list(found.sub_calls), total_tokens=list(found.total_tokens),
                                     cost_usd=cost)
 
-    async def _replay(self, fork: Fork, run_id: str, messages: list[dict[str, Any]], repl: REPL, host: RunHost,
-                      steps: list[Step]) -> tuple[int, str | None]:
+    async def _replay(self, fork: Fork, turns: Turns, host: RunHost) -> tuple[int, str | None]:
         """A fork's steps 1..k-1 from the record (sub-calls answered from it), then its edited step k, live."""
-        record = fork.record
-        self.dispatcher.tracer.emit("run.fork", run_id, run_id, origin=record.run_id, at=fork.at,
+        record, repl = fork.record, turns.repl
+        self.dispatcher.tracer.emit("run.fork", turns.run_id, turns.run_id, origin=record.run_id, at=fork.at,
                                     origin_log=record.path)
         replaying = RunHost(self, fork.dispatcher)
         await repl.rebind(replaying, record.query)
         for turn in record.turns[: fork.at - 1]:
-            answer = await self._turn(turn.n, run_id, messages, repl, replaying, steps, given=turn.reply)
+            answer = await turns.turn(turn.n, replaying, given=turn.reply)
             if fork.client.misses:
                 raise ForkError(f"replaying step {turn.n} asked for a call the record does not hold (its prompt "
                                 f"starts {fork.client.misses[0][:120]!r}): was the context or the code different?")
             if answer is not None:
                 raise ForkError(f"replayed, step {turn.n} answered at once; fork at step {turn.n} or earlier")
         await repl.rebind(host, record.query)
-        answer = await self._turn(fork.at, run_id, messages, repl, host, steps, given=f"```repl\n{fork.code}\n```",
-                                  given_as="edited")
+        answer = await turns.turn(fork.at, host, given=f"```repl\n{fork.code}\n```", given_as="edited")
         return fork.at, answer
-
-    async def _turn(
-        self, iteration: int, run_id: str, messages: list[dict[str, Any]],
-        repl: REPL, host: RunHost, steps: list[Step], given: str | None = None, given_as: str = "replayed",
-    ) -> str | None:
-        """One root reply and its code; returns the final answer if the root gave one.
-
-        ``given``: a reply not asked of the model: a fork's ``"replayed"`` or ``"edited"`` step.
-        """
-        tracer = self.dispatcher.tracer
-        it_id = tracer.start("iteration", run_id, n=iteration, **({"given": given_as} if given is not None else {}))
-        tool_calls = 0
-        if given is None:
-            self._fit(messages, it_id)
-            self._sent(messages, it_id)
-            completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
-            reply, cut, tool_calls = completion.text or "", completion.finish_reason == "length", completion.tool_calls
-        else:
-            reply, cut = given, False
-        blocks = find_code_blocks(reply, closed_only=cut)  # a cut reply's last block is cut too: not run
-        results = await self._run_blocks(blocks, repl, host, it_id)
-        end = in_code_final(results) or await prose_final(reply, results, cut=cut, repl=repl)
-        if end.answer is not None and not blocks and iteration == 1 < self.settings.max_iterations \
-                and self._doubt_first:
-            end = TurnEnd(None, (FIRST_TURN_CHECK,))  # read off the preview: checked once against `context`
-        self._doubt_first = False
-        notes = list(end.notes)
-        for result in results:
-            if result.restored:
-                notes.append(restored_note(list(result.restored)))
-        steps.append(Step(iteration, reply, tuple(blocks), tuple(results)))
-        tracer.end("iteration", it_id, run_id, blocks=len(blocks), final=end.answer is not None, cut=cut)
-        if reply.strip():  # a final reply too: a session's next question, or a correction, follows it
-            messages.append({"role": "assistant", "content": reply})
-        if end.answer is not None:
-            return end.answer
-        if cut and not notes:
-            notes.append(NOTE_CUT)
-        # A schema correction is a turn past max_iterations: "turn 21 of 21".
-        turn = Turn(iteration, max(iteration, self.settings.max_iterations), len(blocks))
-        if results:
-            text, short = turn_feedback([r.feedback() for r in results], failed=results[-1].error is not None,
-                                        turn=turn, budget=self.settings.max_output_chars, notes=notes)
-        else:
-            text = short = no_code_feedback(nudge(reply, tool_calls=bool(tool_calls), noted=bool(notes)), turn, notes)
-        message = {"role": "user", "content": text}
-        messages.append(message)
-        self._outputs.add(message, short)
-        return None
-
-    async def _run_blocks(self, blocks: list[str], repl: REPL, host: RunHost, it_id: str) -> list[ExecResult]:
-        """Each block in order, until one calls FINAL or fails (the blocks after a failure would build on it)."""
-        tracer = self.dispatcher.tracer
-        results: list[ExecResult] = []
-        for code in blocks:
-            exec_id = tracer.start("exec", it_id, code=code)
-            host.parent = exec_id
-            result = await repl.execute(code)
-            tracer.end(
-                "exec", exec_id, it_id, stdout=result.stdout, stderr=result.stderr,
-                error=result.error, seconds=result.seconds, final=result.final,
-            )
-            results.append(result)
-            if result.final is not None or result.error is not None:
-                break
-        return results
-
-    def _fit(self, messages: list[dict[str, Any]], it_id: str) -> None:
-        """Compact older turns when the history nears the root's window, and say so in the trace."""
-        window = self.dispatcher.pricing.context_window(self.root_model)
-        if window is None:
-            return
-        model = self.root_model
-        shorter = compact(messages, window, lambda m: count_message_tokens(m, model))
-        if shorter is not None:
-            before = len(messages)
-            messages[:] = shorter[0]
-            self.dispatcher.tracer.emit("history.compact", it_id, it_id, turns=shorter[1], window=window,
-                                        messages_before=before, messages_after=len(messages))
-
-    async def _answer_now(self, run_id: str, messages: list[dict[str, Any]], repl: REPL,
-                          taken: int) -> tuple[str, StopReason]:
-        """Out of turns: the root must answer without code; once more if it wrote code, then what its variables hold.
-
-        The ending: ``"max_iterations"`` (it answered), ``"cut_off"`` (its answer was cut at the
-        output cap), ``"fallback"`` (it did not answer: the text lists its variables' values).
-        """
-        tracer = self.dispatcher.tracer
-        listed = await variables(repl)
-        ask = answer_now(listed)
-        if messages and messages[-1].get("role") == "user":  # the last turn's output: one message, not two
-            messages[-1]["content"] = f"{messages[-1]['content']}\n\n{ask}"
-        else:
-            messages.append({"role": "user", "content": ask})
-        for attempt in (1, 2):
-            it_id = tracer.start("iteration", run_id, n=taken + attempt, fallback=True)
-            self._fit(messages, it_id)
-            self._sent(messages, it_id)
-            completion = await self.dispatcher.complete(messages, model=self.root_model, parent=it_id, role="root")
-            reply = completion.text or ""
-            cut = completion.finish_reason == "length"
-            if reply.strip():
-                messages.append({"role": "assistant", "content": reply})
-            end = await forced_final(reply, repl)
-            tracer.end("iteration", it_id, run_id, blocks=0, final=end.answer is not None, cut=cut)
-            if end.answer is not None:
-                return end.answer, "cut_off" if cut else "max_iterations"
-            if attempt == 1:
-                messages.append({"role": "user", "content": "\n\n".join([ANSWER_RETRY, *end.notes])})
-        return await held(repl, listed, taken), "fallback"
-
-    def _sent(self, messages: list[dict[str, Any]], it_id: str) -> None:
-        """``history.sent``: what this root call sends, as the last call's first ``keep`` messages, then ``add``."""
-        # Copies: older outputs shrink in place later, and the event must keep what was sent now.
-        sent = [dict(m) for m in messages]
-        before, self._last_sent = self._last_sent, sent
-        same = min(len(before), len(sent))
-        keep = next((i for i in range(same) if before[i] != sent[i]), same)
-        self.dispatcher.tracer.emit("history.sent", it_id, it_id, keep=keep, add=sent[keep:])
