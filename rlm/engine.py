@@ -28,8 +28,9 @@ from .core.result import Origin, RLMResult
 from .errors import Cancelled, ConfigError, LMError, RLMError
 from .lm.budget import Budget, BudgetLedger
 from .lm.cache import as_cache
-from .lm.client import LMClient, NoEndpoint, OpenAIClient, has_endpoint, require_endpoint
+from .lm.client import LMClient, OpenAIClient
 from .lm.dispatcher import Dispatcher
+from .lm.endpoint import NoEndpoint, has_endpoint, require_endpoint
 from .lm.hedge import as_hedge
 from .lm.limiter import AdaptiveLimiter
 from .lm.pricing import Pricing, as_pricing

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ForkError, LMError
-from ..lm.client import Message
 from ..lm.dispatcher import Dispatcher
 from ..lm.limiter import AdaptiveLimiter
 from ..lm.pricing import Pricing
 from ..lm.record import prompt_hash
 from ..lm.retry import RetryPolicy
-from ..lm.types import Completion, Usage
+from ..lm.types import Completion, Message, Usage
 from ..trace.events import Event, Tracer
 from ..trace.trace import Trace
 

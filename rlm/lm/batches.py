@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LMError, LMResponseError
-from .client import Message, resolve_endpoint, translate_error, wire_options
+from .endpoint import resolve_endpoint, wire_options
+from .failures import translate_error
 from .stream import parse_completion
-from .types import Completion
+from .types import Completion, Message
 
 #: The endpoint every line of an rlm batch calls.
 CHAT_PATH = "/v1/chat/completions"

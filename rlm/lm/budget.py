@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import BudgetExceeded, ConfigError, check_int
-from .client import MAX_OUTPUT_TOKENS
+from .endpoint import MAX_OUTPUT_TOKENS
 from .pricing import Pricing
 from .types import Usage
 

@@ -4,41 +4,24 @@ Everything rlm sends to a model goes through an object with the one-method
 ``LMClient`` protocol, so a caller can pass their own (``Endpoint(client=...)``). A client
 that can stream a reply as it is generated also has ``streams = True`` and takes
 ``on_delta=`` (``rlm.lm.stream``); the dispatcher asks only such clients to stream.
+What both clients share lives beside them: the endpoint and its wire names
+(``rlm.lm.endpoint``), the errors (``rlm.lm.failures``), streams (``rlm.lm.stream``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import (
-    ConfigError,
-    LMConnectionError,
-    LMError,
-    LMRateLimited,
-    LMResponseError,
-    LMTimeout,
-)
-from .retry import quota_reset, retry_after
-from .stream import (
-    OnDelta,
-    StreamReader,
-    broken_stream,
-    error_in_stream,
-    is_event_stream,
-    parse_completion,
-    refuses_stream,
-    streamed,
-)
-from .types import Completion, reported_usage
-
-Message = dict[str, Any]
-log = logging.getLogger("rlm")
+from ..errors import LMError, LMResponseError, LMTimeout
+from .endpoint import is_openai_endpoint, resolve_endpoint, windows_of, wire_options
+from .failures import translate_error
+from .retry import quota_reset
+from .stream import OnDelta, StreamReader, broken_stream, is_event_stream, streamed, unless_refused, whole_reply
+from .types import Completion, Message, reported_usage
 
 _closing: set[asyncio.Task[Any]] = set()
 _open_sdk_clients: dict[int, Any] = {}
@@ -87,97 +70,6 @@ class LMClient(Protocol):
         ...
 
 
-def stop_streaming(client: Any, why: str) -> None:
-    """Send this client's later calls whole: its endpoint refused to stream, or streamed without usage."""
-    client.streams = False
-    log.info("rlm: %s: %s; its replies are read whole from now on", getattr(client, "base_url", client), why)
-
-
-def whole_reply(
-    client: Any, body: bytes, model: str, seconds: float, quota_wait: float | None, on_delta: OnDelta
-) -> Completion:
-    """A whole reply to a request to stream (a server or proxy that ignores ``stream``): read it as one."""
-    completion = parse_completion(body, model, seconds, quota_wait)
-    stop_streaming(client, "the endpoint answered a request to stream with a whole reply")
-    if completion.text:
-        on_delta(completion.text)
-    return completion
-
-
-def resolve_endpoint(api_key: str | None, base_url: str | None) -> tuple[str, str | None]:
-    """Pick the key and URL from the arguments or the environment.
-
-    A base URL without a key is allowed (local servers rarely check keys); with
-    neither, there is nothing we could talk to, so say what to set.
-    """
-    api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
-    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-    if api_key is None and base_url is None:
-        raise no_endpoint()
-    return api_key or "not-needed", base_url
-
-
-def no_endpoint() -> ConfigError:
-    """The error for a model call with neither a key nor a URL, saying what to set."""
-    return ConfigError(
-        "no model endpoint configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for a "
-        "non-OpenAI server), or pass RLM(api_key=..., base_url=...). For a local "
-        "OpenAI-compatible server (vLLM, llama.cpp, Ollama) base_url alone is enough."
-    )
-
-
-def has_endpoint(api_key: str | None, base_url: str | None) -> bool:
-    """Whether the arguments or the environment name something to call."""
-    return bool(api_key or base_url or os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
-
-
-class NoEndpoint:
-    """The client of an ``RLM`` given no key and no URL: it is built and can ``estimate``; a call says what to set.
-
-    Why not fail at ``RLM(...)``: estimating a run's cost, or configuring one in a notebook
-    before the key is at hand, needs no endpoint. Every run checks first (``require_endpoint``),
-    so nothing starts (no kernel) before the error.
-    """
-
-    base_url: str | None = None
-    streams = False
-
-    async def complete(self, messages: list[Message], *, model: str, **opts: Any) -> Completion:
-        raise no_endpoint()
-
-
-def require_endpoint(client: LMClient) -> None:
-    """Raise the ``ConfigError`` that says what to set, before a run starts, if there is nothing to call."""
-    if isinstance(client, NoEndpoint):
-        raise no_endpoint()
-
-
-def is_openai_endpoint(base_url: str | None) -> bool:
-    """Whether requests go to OpenAI's own API (no ``base_url`` means the SDK's default, OpenAI)."""
-    return base_url is None or "api.openai.com" in base_url
-
-
-#: The neutral option a caller caps a reply with; each client sends it under its endpoint's name.
-MAX_OUTPUT_TOKENS = "max_output_tokens"
-#: Where OpenAI-compatible servers put a model's context window in ``/models``:
-#: vLLM's ``max_model_len``, OpenRouter's and LM Studio's ``context_length``, others'.
-WINDOW_FIELDS = ("max_model_len", "context_length", "context_window", "max_context_length")
-
-
-def wire_options(opts: dict[str, Any], base_url: str | None) -> dict[str, Any]:
-    """``opts`` with ``max_output_tokens`` under the name this endpoint takes.
-
-    OpenAI's reasoning models reject ``max_tokens`` and want ``max_completion_tokens``;
-    local OpenAI-compatible servers (llama.cpp, Ollama, older vLLM) know only ``max_tokens``.
-    """
-    if MAX_OUTPUT_TOKENS not in opts:
-        return opts
-    shaped = dict(opts)
-    cap = shaped.pop(MAX_OUTPUT_TOKENS)
-    shaped["max_completion_tokens" if is_openai_endpoint(base_url) else "max_tokens"] = cap
-    return shaped
-
-
 def sdk_arguments(model: str, messages: list[Message], opts: dict[str, Any]) -> Any:
     """``create()``'s arguments, with the messages riding in ``extra_body``.
 
@@ -193,87 +85,6 @@ def sdk_arguments(model: str, messages: list[Message], opts: dict[str, Any]) -> 
         "messages": [],
         "extra_body": {"messages": messages, **(opts.get("extra_body") or {})},
     }
-
-
-def listed_window(entry: dict[str, Any]) -> int | None:
-    """The context window a ``/models`` entry reports, if it reports one."""
-    for name in WINDOW_FIELDS:
-        value = entry.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
-def windows_of(entries: list[dict[str, Any]]) -> dict[str, int]:
-    return {str(e["id"]): w for e in entries if "id" in e and (w := listed_window(e)) is not None}
-
-
-def status_error(
-    status: int, message: str, body: Any, headers: Any, model: str, base_url: str | None = None,
-) -> LMResponseError:
-    """The typed error for an HTTP error status; every transport maps statuses through here.
-
-    ``message`` is the server's text as the openai SDK words it ("Error code: 429 - ...").
-    A 404 at a ``base_url`` without ``/v1`` says to add it: the commonest slip with local servers.
-    """
-    if status == 404 and base_url and not base_url.rstrip("/").endswith("/v1") and "/v1/" not in base_url:
-        message += f". OpenAI-compatible servers serve under /v1: try base_url={base_url.rstrip('/') + '/v1'!r}"
-    kept = {k.lower(): v for k, v in headers.items()} if headers is not None else None
-    if status == 429:
-        return LMRateLimited(
-            f"rate limited by the endpoint for {model}: {message}",
-            retry_after=retry_after(kept),
-            body=body,
-            model=model,
-            headers=kept,
-        )
-    return LMResponseError(
-        f"HTTP {status} from the endpoint for {model}: {message}", status=status, body=body, model=model, headers=kept
-    )
-
-
-def connection_error(exc: BaseException, model: str, url: str | None) -> LMConnectionError:
-    """``LMConnectionError`` naming the URL, and saying so when nothing listens there."""
-    refused = _refused(exc)
-    where = f" at {url}" if url else ""
-    why = "connection refused: is the server running there?" if refused else f"{type(exc).__name__}: {exc}"
-    error = LMConnectionError(f"cannot reach the endpoint for {model}{where}: {why}", model=model)
-    error.refused = refused
-    return error
-
-
-def _refused(exc: BaseException | None) -> bool:
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, ConnectionRefusedError) or "Connection refused" in str(exc):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
-
-
-def translate_error(exc: Exception, model: str, base_url: str | None = None) -> LMError:
-    """Map an ``openai`` exception onto rlm's tree, keeping status and body."""
-    import openai
-
-    if isinstance(exc, LMError):
-        return exc
-    if isinstance(exc, openai.APITimeoutError):
-        return LMTimeout(f"request to {model} timed out", model=model)
-    if isinstance(exc, openai.APIConnectionError):
-        return connection_error(exc, model, base_url or "https://api.openai.com/v1")
-    if isinstance(exc, openai.APIStatusError):
-        return status_error(exc.status_code, exc.message, exc.body, exc.response.headers, model, base_url)
-    if isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIResponseValidationError) \
-            and exc.body is not None:  # an error event in a stream: the SDK raises a bare APIError
-        return error_in_stream(exc.body, model)
-    if isinstance(exc, openai.APIResponseValidationError):
-        return LMResponseError(
-            f"unusable response for {model}: {exc.message}",
-            status=exc.status_code,
-            body=exc.body,
-            model=model,
-        )
-    return LMResponseError(f"unusable response for {model}: {type(exc).__name__}: {exc}", model=model)
 
 
 class OpenAIClient:
@@ -317,12 +128,9 @@ class OpenAIClient:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         if on_delta is not None and self.streams:
-            try:
-                return await self._streamed(messages, model, on_delta, opts)
-            except LMResponseError as exc:
-                if not refuses_stream(exc):
-                    raise
-                stop_streaming(self, f"the endpoint refused to stream ({exc})")
+            done = await unless_refused(self, lambda: self._streamed(messages, model, on_delta, opts))
+            if done is not None:
+                return done
         started = time.perf_counter()
         try:
             # The raw response too: its x-ratelimit-* headers say when a quota runs out.
@@ -383,10 +191,7 @@ class OpenAIClient:
             raise _cut(exc, model, reader.chunks) from exc
         finally:
             await stream.close()
-        completion = reader.completion(time.perf_counter() - started, quota_wait)
-        if reader.usage is None:
-            stop_streaming(self, "the endpoint streamed no usage")
-        return completion
+        return reader.finish(self, time.perf_counter() - started, quota_wait)
 
     async def list_models(self) -> list[dict[str, Any]]:
         """The endpoint's ``/models`` entries as dicts, with any fields the server adds."""

@@ -23,7 +23,8 @@ from ..errors import BudgetExceeded, ConfigError, ContextWindowExceeded, check_i
 from ..trace.events import Tracer
 from .budget import OUTPUT_CAP_KEYS, BudgetLedger
 from .cache import Cache, cache_key
-from .client import MAX_OUTPUT_TOKENS, LMClient, Message
+from .client import LMClient
+from .endpoint import MAX_OUTPUT_TOKENS
 from .guard import check_window
 from .hedge import Hedge, Hedger
 from .limiter import AdaptiveLimiter
@@ -31,7 +32,7 @@ from .pricing import Pricing
 from .record import prompt_fields, reply_fields
 from .retry import RetryPolicy, call_with_retries
 from .tokens import count_message_tokens, message_chars
-from .types import Completion, Usage, UsageMeter
+from .types import Completion, Message, Usage, UsageMeter
 from .vision import CallImages, Image, Thumbs, keyed, refused_as_typed, total_tokens, user_message
 
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from .client import Message
+from .types import Message
 
 #: Characters of a prompt a call's events keep (head and tail).
 PROMPT_CHARS = 2_000

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import LMConnectionError, LMError, LMResponseError
@@ -165,6 +165,13 @@ class StreamReader:
             if choice.get("finish_reason"):
                 self._finish = choice["finish_reason"]
 
+    def finish(self, client: Any, seconds: float, quota_wait: float | None) -> Completion:
+        """The reply; a client whose endpoint streamed no usage stops streaming (its later calls go whole)."""
+        completion = self.completion(seconds, quota_wait)
+        if self.usage is None:
+            stop_streaming(client, "the endpoint streamed no usage")
+        return completion
+
     def completion(self, seconds: float, quota_wait: float | None) -> Completion:
         """The reply; without choices, the same transient error a whole reply without choices gives."""
         if not self._choice:
@@ -186,3 +193,34 @@ class StreamReader:
             tool_calls=len(self._tool_calls),
             quota_wait=quota_wait,
         )
+
+
+def stop_streaming(client: Any, why: str) -> None:
+    """Send this client's later calls whole: its endpoint refused to stream, or streamed without usage."""
+    client.streams = False
+    log.info("rlm: %s: %s; its replies are read whole from now on", getattr(client, "base_url", client), why)
+
+
+async def unless_refused(client: Any, stream: Callable[[], Awaitable[Completion]]) -> Completion | None:
+    """The streamed reply, or None when the endpoint refused to stream: the call is then sent whole.
+
+    The client stops asking to stream (``stop_streaming``); any other error is the call's.
+    """
+    try:
+        return await stream()
+    except LMResponseError as exc:
+        if not refuses_stream(exc):
+            raise
+        stop_streaming(client, f"the endpoint refused to stream ({exc})")
+        return None
+
+
+def whole_reply(
+    client: Any, body: bytes, model: str, seconds: float, quota_wait: float | None, on_delta: OnDelta
+) -> Completion:
+    """A whole reply to a request to stream (a server or proxy that ignores ``stream``): read it as one."""
+    completion = parse_completion(body, model, seconds, quota_wait)
+    stop_streaming(client, "the endpoint answered a request to stream with a whole reply")
+    if completion.text:
+        on_delta(completion.text)
+    return completion

@@ -32,19 +32,10 @@ import aiohttp
 import yarl
 from openai import NotGiven, Omit
 
-from ..errors import ConfigError, LMConnectionError, LMError, LMResponseError, LMTimeout
-from .client import (
-    Message,
-    close_on_loop,
-    connection_error,
-    is_openai_endpoint,
-    resolve_endpoint,
-    status_error,
-    stop_streaming,
-    whole_reply,
-    windows_of,
-    wire_options,
-)
+from ..errors import ConfigError, LMConnectionError, LMError, LMTimeout
+from .client import close_on_loop
+from .endpoint import is_openai_endpoint, resolve_endpoint, windows_of, wire_options
+from .failures import connection_error, status_error
 from .options import REQUEST_OPTIONS, merge_headers, query_string, snapshot
 from .retry import quota_reset
 from .stream import (
@@ -54,11 +45,12 @@ from .stream import (
     broken_stream,
     is_event_stream,
     parse_completion,
-    refuses_stream,
     streamed,
+    unless_refused,
     unusable,
+    whole_reply,
 )
-from .types import Completion
+from .types import Completion, Message
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 log = logging.getLogger("rlm")
@@ -236,12 +228,9 @@ class FastClient:
         if opts.get("stream"):
             raise ConfigError("FastClient streams when given on_delta=..., not with stream=True")
         if on_delta is not None and self.streams:
-            try:
-                return await self._streamed(messages, model, on_delta, opts)
-            except LMResponseError as exc:
-                if not refuses_stream(exc):
-                    raise
-                stop_streaming(self, f"the endpoint refused to stream ({exc})")
+            done = await unless_refused(self, lambda: self._streamed(messages, model, on_delta, opts))
+            if done is not None:
+                return done
         url, headers, timeout, body = self._request(messages, model, opts)
         session = self._session_here()
         started = time.perf_counter()
@@ -292,10 +281,7 @@ class FastClient:
             raise broken_stream(exc, model, reader.chunks) from exc
         except ValueError as exc:  # a chunk that is not JSON
             raise unusable(exc, model) from exc
-        completion = reader.completion(time.perf_counter() - started, quota_wait)
-        if reader.usage is None:
-            stop_streaming(self, "the endpoint streamed no usage")
-        return completion
+        return reader.finish(self, time.perf_counter() - started, quota_wait)
 
     def _request(self, messages: list[Message], model: str, opts: dict[str, Any]) -> tuple[Any, Any, Any, bytes]:
         """The URL, headers, timeout and JSON body of one call, as the SDK would send it."""

@@ -6,6 +6,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+#: One chat message as the OpenAI API takes it (``{"role": ..., "content": ...}``).
+Message = dict[str, Any]
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:

@@ -25,8 +25,9 @@ from rlm import (
     Usage,
 )
 from rlm.lm.budget import BudgetLedger
-from rlm.lm.client import OpenAIClient, wire_options
+from rlm.lm.client import OpenAIClient
 from rlm.lm.dispatcher import OFF_LOOP_CHARS, _off_loop_if_big
+from rlm.lm.endpoint import wire_options
 from rlm.lm.pricing import Pricing
 from rlm.lm.transport import FastClient
 from rlm.testing import Fault, ScriptedLM

@@ -27,10 +27,10 @@ from typing import Any
 
 from ... import RLM, Budget, Endpoint, Limits, OpenAIClient, RLMResult, Trace
 from ...errors import ConfigError, LMResponseError, RLMError
-from ...lm.client import LMClient, Message
+from ...lm.client import LMClient
 from ...lm.pricing import Pricing
 from ...lm.retry import RetryPolicy, call_with_retries
-from ...lm.types import Completion
+from ...lm.types import Completion, Message
 from ...trace.jsonl import JsonlWriter
 from . import prompts
 from .items import Item, as_text, count
