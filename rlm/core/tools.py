@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..repl.steps import decode_plain, encode_plain
+from ..repl.plain import decode_plain, encode_plain
 
 #: Names root code already has; a tool may not take one.
 RESERVED = frozenset({

@@ -16,8 +16,9 @@ from ..lm.images import ImageError
 from ..lm.limiter import AdaptiveLimiter
 from ..lm.vision import Image, checked
 from ..trace.events import Tracer
+from .checks import check_batch, check_query
 from .local import LocalREPL
-from .steps import SCAFFOLD_DATA, FailedCall, check_batch, check_query
+from .steps import SCAFFOLD_DATA, FailedCall
 
 
 @dataclass

@@ -20,7 +20,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 # Stdlib-only pieces shared with the code that runs inside the sandbox kernel.
-from . import steps
+from . import checks, plain, steps
 from .base import ContextInfo, ExecResult, Host, load_context, tool_names
 from .contexts import load_value, value_of
 from .document_context import DocumentContext, read_here
@@ -169,7 +169,7 @@ class LocalREPL:
 
     def _llm_query(self, prompt: str, model: str | None = None, images: Any = None, detail: str | None = None) -> str:
         assert self._host is not None
-        raw = steps.check_query(prompt, model, images, detail)
+        raw = checks.check_query(prompt, model, images, detail)
         extra: dict[str, Any] = {"images": raw, "detail": detail} if raw else {}
         return self._call(self._host.llm_query(prompt, model, **extra))
 
@@ -178,27 +178,27 @@ class LocalREPL:
         detail: str | None = None,
     ) -> list[str]:
         assert self._host is not None
-        items = steps.check_batch(prompts, max_concurrent, model)
-        entries = steps.check_batch_images(images, items, detail)
+        items = checks.check_batch(prompts, max_concurrent, model)
+        entries = checks.check_batch_images(images, items, detail)
         extra: dict[str, Any] = {"images": entries, "detail": detail} if entries is not None else {}
         return self._call(self._host.llm_batch(items, max_concurrent, model, **extra))
 
     def _rlm_query(self, query: str, context: Any = None) -> str:
         assert self._host is not None
-        steps.check_rlm_query(query)
+        checks.check_rlm_query(query)
         return self._call(self._host.rlm_query(query, context))
 
     def _rlm_batch(self, queries: list[str], contexts: list[Any] | None = None,
                    max_concurrent: int | None = None) -> list[str]:
         assert self._host is not None
-        items, given = steps.check_rlm_batch(queries, contexts, max_concurrent)
+        items, given = checks.check_rlm_batch(queries, contexts, max_concurrent)
         return self._call(self._host.rlm_batch(items, given, max_concurrent))
 
     def _tool(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """A host tool, with the same plain-data copies both ways as over the kernel's bridge."""
         assert self._host is not None
         call = self._host.tool  # type: ignore[attr-defined]  # only a host with tools defines tool functions
-        return self._call(call(name, steps.decode_plain(args), steps.decode_plain(kwargs)))
+        return self._call(call(name, plain.decode_plain(args), plain.decode_plain(kwargs)))
 
     def _budget(self) -> Any:
         assert self._host is not None

@@ -3,10 +3,10 @@
 Standard library only: ``LocalREPL`` imports it, and the kernel sandbox copies it into
 each kernel's run directory as ``_rlm_steps.py`` (rlm itself is not importable there).
 So the parsing of a step, the value of its last expression, its exceptions, the
-capture of its output, ``FINAL``/``FINAL_VAR``, ``FailedCall``, the argument checks of
-the sub-call helpers and the plain-data codec of the bridge exist once. Images for
-sub-calls are checked (and sent over the bridge) by ``rlm.lm.images``, which the kernel
-also has, as ``_rlm_images.py``.
+capture of its output, ``FINAL``/``FINAL_VAR``, ``FailedCall`` and the other scaffolds'
+names exist once. Beside it, copied the same way: the argument checks of the sub-call
+helpers (``rlm.repl.checks``), the plain-data codec of the bridge (``rlm.repl.plain``) and
+the images of sub-calls (``rlm.lm.images``).
 """
 
 from __future__ import annotations
@@ -16,20 +16,15 @@ import collections
 import json
 import linecache
 import re
-import struct
 import traceback
 from typing import Any
 
 try:  # inside rlm
-    from ..lm import images as _images
+    from .plain import encode_plain
 except ImportError:  # in the kernel: the copy beside this file
-    import _rlm_images as _images  # type: ignore[no-redef]
+    from _rlm_plain import encode_plain  # type: ignore[no-redef]
 
-#: Kernel -> host bridge frames: the 32-byte token and the body's length, checked before the body is read.
-REQUEST_HEADER = struct.Struct(">32sI")
-_TAG = "__rlm__"
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_PLAIN = (str, int, float, bool, type(None))
 
 
 class FinalAnswer(BaseException):
@@ -167,22 +162,6 @@ def scaffold_data(query: str, context: Any) -> dict[str, Any]:
             "task_0": query, "input_0": context}
 
 
-def check_rlm_batch(queries: Any, contexts: Any, max_concurrent: Any = None) -> tuple[list[str], list[Any]]:
-    """``rlm_query_batched(queries, contexts=None, max_concurrent=None)``: as many contexts as queries, or none."""
-    if max_concurrent is not None and (isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int)
-                                       or max_concurrent < 1):
-        raise TypeError(f"rlm_query_batched(max_concurrent=...) takes an int >= 1 or None, got {max_concurrent!r}")
-    if isinstance(queries, str) or not isinstance(queries, (list, tuple)):
-        raise TypeError("rlm_query_batched(queries) takes a list of query strings")
-    if not all(isinstance(q, str) for q in queries):
-        raise TypeError("rlm_query_batched(queries): every query must be a string")
-    if contexts is None:
-        return list(queries), [None] * len(queries)
-    if isinstance(contexts, str) or not isinstance(contexts, (list, tuple)) or len(contexts) != len(queries):
-        raise TypeError("rlm_query_batched(queries, contexts): contexts must be a list as long as queries")
-    return list(queries), list(contexts)
-
-
 def tool_function(name: str, call: Any) -> Any:
     """The REPL's function for the host tool ``name``: plain-data arguments, checked here, then ``call``."""
     def tool(*args: Any, **kwargs: Any) -> Any:
@@ -309,113 +288,3 @@ class Capture:
         omitted = self._total - len(head) - len(tail)
         text = f"{head}\n... [{omitted} characters omitted] ...\n{tail}" if omitted > 0 else head + tail
         return _SURROGATES.sub("\ufffd", text)
-
-
-def check_query(prompt: Any, model: Any, images: Any = None, detail: Any = None) -> list[bytes]:
-    """The argument checks of ``llm_query``, the same in both REPLs; returns the images as bytes."""
-    if not isinstance(prompt, str):
-        raise TypeError(f"llm_query(prompt) takes a string, got {type(prompt).__name__}")
-    _check_model("llm_query", model)
-    _images.check_detail(detail, "llm_query")
-    return _images.check(images)
-
-
-def check_batch_images(images: Any, prompts: list[str], detail: Any) -> list[list[bytes] | _images.ImageError] | None:
-    """``llm_batch(images=...)``: one entry per prompt; a bad entry is that item's error (its ``FailedCall``)."""
-    _images.check_detail(detail, "llm_batch")
-    return _images.check_batch(images, len(prompts))
-
-
-def check_batch(prompts: Any, max_concurrent: Any, model: Any) -> list[str]:
-    """The argument checks of ``llm_batch``; returns the prompts as a list."""
-    if isinstance(prompts, (str, bytes)):
-        raise TypeError(
-            "llm_batch(prompts) takes a list of prompt strings, not one string; use llm_query(prompt) for one"
-        )
-    try:
-        items = list(prompts)
-    except TypeError:
-        raise TypeError(f"llm_batch(prompts) takes a list of strings, got {type(prompts).__name__}") from None
-    bad = [i for i, p in enumerate(items) if not isinstance(p, str)]
-    if bad:
-        raise TypeError(
-            f"llm_batch(prompts): items {bad[:5]} are not strings "
-            f"(first is {type(items[bad[0]]).__name__}); convert them with str() first"
-        )
-    if not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool):
-        raise TypeError(f"llm_batch(max_concurrent=...) takes an int, got {type(max_concurrent).__name__}")
-    if max_concurrent < 1:
-        raise ValueError(f"llm_batch(max_concurrent=...) must be a positive int, got {max_concurrent!r}")
-    _check_model("llm_batch", model)
-    return items
-
-
-def check_rlm_query(query: Any) -> None:
-    if not isinstance(query, str):
-        raise TypeError(f"rlm_query(query) takes a string, got {type(query).__name__}")
-
-
-def _check_model(fn: str, model: Any) -> None:
-    if model is not None and not isinstance(model, str):
-        raise TypeError(f"{fn}(model=...) takes a model name (str) or None, got {type(model).__name__}")
-
-
-# -- plain data over the bridge ------------------------------------------------------------
-
-
-def encode_plain(value: Any, what: str = "value") -> Any:
-    """Plain data as JSON that keeps tuples and non-string dict keys (``decode_plain`` undoes it)."""
-    try:
-        return _encode(value, what)
-    except RecursionError:
-        raise TypeError(f"{what} is nested too deeply to send") from None
-
-
-def _encode(value: Any, what: str) -> Any:
-    if isinstance(value, _PLAIN):
-        return value
-    if isinstance(value, list):
-        return [_encode(v, what) for v in value]
-    if isinstance(value, tuple):
-        return {_TAG: "tuple", "items": [_encode(v, what) for v in value]}
-    if isinstance(value, dict):
-        if all(isinstance(k, str) and k != _TAG for k in value):
-            return {k: _encode(v, what) for k, v in value.items()}
-        return {_TAG: "dict", "items": [[_encode(k, what), _encode(v, what)] for k, v in value.items()]}
-    raise TypeError(f"{what} must be plain data (str, int, float, bool, None, list, tuple, dict), "
-                    f"not {type(value).__name__}")
-
-
-def decode_plain(value: Any) -> Any:
-    """The value ``encode_plain`` sent; builds nothing but plain types, so the host may call it on kernel data."""
-    try:
-        return _decode_plain(value)
-    except RecursionError:
-        raise TypeError("the value is nested too deeply") from None
-
-
-def _decode_plain(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_decode_plain(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    tag = value.get(_TAG)
-    if tag is None:
-        return {k: _decode_plain(v) for k, v in value.items()}
-    items = value.get("items")
-    if not isinstance(items, list):
-        raise TypeError("a tagged value without items")
-    if tag == "tuple":
-        return tuple(_decode_plain(v) for v in items)
-    if tag == "dict":
-        out = {}
-        for pair in items:
-            if not isinstance(pair, list) or len(pair) != 2:
-                raise TypeError("a dict item is not a [key, value] pair")
-            key = _decode_plain(pair[0])
-            try:
-                out[key] = _decode_plain(pair[1])
-            except TypeError:
-                raise TypeError(f"unhashable dict key of type {type(key).__name__}") from None
-        return out
-    raise TypeError(f"unknown tag {tag!r}")

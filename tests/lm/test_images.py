@@ -14,7 +14,7 @@ from rlm.lm import images
 from rlm.lm.images import ImageError, check, check_batch, header
 from rlm.lm.retry import RetryPolicy
 from rlm.lm.vision import checked, image_tokens, keyed, refusal, user_message
-from rlm.repl import steps
+from rlm.repl import checks
 from rlm.testing.images import jpeg, png
 
 
@@ -125,11 +125,11 @@ def test_a_batch_takes_one_entry_per_prompt_and_keeps_a_bad_entry_in_its_slot():
 
 
 def test_the_repl_checks_detail_and_images_with_the_prompt():
-    assert steps.check_query("p", None, [png()], "low") == [png()]
+    assert checks.check_query("p", None, [png()], "low") == [png()]
     with pytest.raises(ValueError, match=r"detail=\.\.\.\) takes 'low', 'high', 'auto' or None"):
-        steps.check_query("p", None, [png()], "ultra")
+        checks.check_query("p", None, [png()], "ultra")
     with pytest.raises(TypeError, match="takes a string"):
-        steps.check_query(b"p", None, [png()])
+        checks.check_query(b"p", None, [png()])
 
 
 def test_the_bridge_codec_round_trips_and_the_host_decodes_strictly():

@@ -27,7 +27,9 @@ from typing import Any
 
 from ...lm import images as image_codec
 from ..base import Host
-from ..steps import REQUEST_HEADER, FailedCall, check_rlm_batch, decode_plain, encode_plain
+from ..checks import check_rlm_batch
+from ..plain import REQUEST_HEADER, decode_plain, encode_plain
+from ..steps import FailedCall
 
 log = logging.getLogger("rlm")
 

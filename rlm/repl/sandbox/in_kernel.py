@@ -2,8 +2,9 @@
 
 Copied into the kernel's run directory as ``_rlm_in_kernel.py`` and imported there after
 start-up, beside ``_rlm_steps.py`` (``rlm.repl.steps``: the step runner and everything
-root code sees that LocalREPL shares) and ``_rlm_confine.py``; standard library only,
-because rlm itself is not importable in the sandbox. It binds ``llm_query``,
+root code sees that LocalREPL shares, with ``_rlm_checks.py`` and ``_rlm_plain.py``)
+and ``_rlm_confine.py``; standard library only, because rlm itself is not importable
+in the sandbox. It binds ``llm_query``,
 ``llm_batch``, ``rlm_query`` and ``budget`` to the bridge; ``chunk`` and ``count_tokens``
 run here (``_rlm_chunking.py``, ``_rlm_counter.py``), where the context is.
 Each call the host makes (``install``, ``load``, ``put``, ``step``, ``get``) leaves its result in
@@ -27,15 +28,17 @@ from typing import Any
 try:  # inside rlm, for the type checker and the host's own tests
     from ...lm import counter
     from ...lm import images as image_codec
-    from .. import chunking, reading, steps
+    from .. import checks, chunking, plain, reading, steps
     from ..documents import load as documents
     from . import confine
 except ImportError:  # in the kernel: the copies beside this file
+    import _rlm_checks as checks  # type: ignore[no-redef]
     import _rlm_chunking as chunking  # type: ignore[no-redef]
     import _rlm_confine as confine  # type: ignore[no-redef]
     import _rlm_counter as counter  # type: ignore[no-redef]
     import _rlm_documents.load as documents  # type: ignore[no-redef]
     import _rlm_images as image_codec  # type: ignore[no-redef]
+    import _rlm_plain as plain  # type: ignore[no-redef]
     import _rlm_reading as reading  # type: ignore[no-redef]
     import _rlm_steps as steps  # type: ignore[no-redef]
 
@@ -129,7 +132,7 @@ class _Bridge:
             )
         try:
             sock = self._conn()
-            sock.sendall(steps.REQUEST_HEADER.pack(self._token, len(body)) + body)
+            sock.sendall(plain.REQUEST_HEADER.pack(self._token, len(body)) + body)
             reply = json.loads(_recv_frame(sock, 1 << 31))
         except BaseException:
             self._drop()  # an interrupt mid-call leaves the stream out of step: start afresh
@@ -143,7 +146,7 @@ class _Bridge:
         body = json.dumps({"op": "take_fd", "args": {"id": offer}}).encode()
         sock = self._conn()
         try:
-            sock.sendall(steps.REQUEST_HEADER.pack(self._token, len(body)) + body)
+            sock.sendall(plain.REQUEST_HEADER.pack(self._token, len(body)) + body)
             data, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 1)
             if len(data) < _REPLY_HEADER.size:
                 data += _recv_exact(sock, _REPLY_HEADER.size - len(data))
@@ -216,7 +219,7 @@ class _Runtime:
         return BudgetReport(self.bridge.call("budget", {}))
 
     def llm_query(self, prompt: str, model: str | None = None, images: Any = None, detail: str | None = None) -> str:
-        raw = steps.check_query(prompt, model, images, detail)
+        raw = checks.check_query(prompt, model, images, detail)
         args: dict[str, Any] = {"prompt": prompt, "model": model}
         if raw:
             args.update(images=image_codec.encode(raw), detail=detail)
@@ -224,27 +227,27 @@ class _Runtime:
 
     def llm_batch(self, prompts: list[str], max_concurrent: int = 10, model: str | None = None, images: Any = None,
                   detail: str | None = None) -> list[str]:
-        items = steps.check_batch(prompts, max_concurrent, model)
-        entries = steps.check_batch_images(images, items, detail)
+        items = checks.check_batch(prompts, max_concurrent, model)
+        entries = checks.check_batch_images(images, items, detail)
         args: dict[str, Any] = {"prompts": items, "max_concurrent": max_concurrent, "model": model}
         if entries is not None:
             args.update(images=image_codec.encode_batch(entries), detail=detail)
         return [_decode(r) for r in self.bridge.call("llm_batch", args)]
 
     def rlm_query(self, query: str, context: Any = None) -> str:
-        steps.check_rlm_query(query)
-        plain = steps.encode_plain(context, "rlm_query(query, context): context")
-        return _decode(self.bridge.call("rlm_query", {"query": query, "context": plain}))
+        checks.check_rlm_query(query)
+        sent = plain.encode_plain(context, "rlm_query(query, context): context")
+        return _decode(self.bridge.call("rlm_query", {"query": query, "context": sent}))
 
     def rlm_batch(self, queries: list[str], contexts: list[Any] | None = None,
                   max_concurrent: int | None = None) -> list[str]:
-        items, given = steps.check_rlm_batch(queries, contexts, max_concurrent)
-        plain = steps.encode_plain(given, "rlm_query_batched(queries, contexts): contexts")
-        args = {"queries": items, "contexts": plain, "max_concurrent": max_concurrent}
+        items, given = checks.check_rlm_batch(queries, contexts, max_concurrent)
+        sent = plain.encode_plain(given, "rlm_query_batched(queries, contexts): contexts")
+        args = {"queries": items, "contexts": sent, "max_concurrent": max_concurrent}
         return [_decode(r) for r in self.bridge.call("rlm_batch", args)]
 
     def tool(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        return steps.decode_plain(self.bridge.call("tool", {"name": name, "args": args, "kwargs": kwargs}))
+        return plain.decode_plain(self.bridge.call("tool", {"name": name, "args": args, "kwargs": kwargs}))
 
     def run(self, code: str) -> dict[str, Any]:
         """One step, as LocalREPL runs it: every outcome becomes a result dict."""

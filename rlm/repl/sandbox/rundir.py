@@ -5,7 +5,8 @@ kernel's group, so the kernel can read and list it but not change it; Python lis
 directory it imports from)::
 
     _rlm_launch.py, _rlm_in_kernel.py,    0444  the launcher, what root code sees, the shared step
-    _rlm_steps.py, _rlm_confine.py,             runner, the Landlock/seccomp layers, chunk and
+    _rlm_steps.py, _rlm_checks.py,              runner, its argument checks and plain-data codec,
+    _rlm_plain.py, _rlm_confine.py,             the Landlock/seccomp layers, chunk and
     _rlm_chunking.py, _rlm_counter.py,          count_tokens, how a context is read, the checks
     _rlm_reading.py, _rlm_images.py,            of sub-calls' images, the process that outlives
     _rlm_reaper.py, _rlm_documents/             the kernel's (no bubblewrap), the document readers
@@ -40,7 +41,8 @@ RUNDIR_PREFIX = "rlm-sbx-"
 #: Copied into each run directory: the launcher the kernelspec runs, and what root code sees.
 KERNEL_FILES = {"_rlm_launch.py": "_launch.py", "_rlm_in_kernel.py": "in_kernel.py",
                 "_rlm_confine.py": "confine.py", "_rlm_reaper.py": "reaper.py",
-                "_rlm_steps.py": "../steps.py", "_rlm_chunking.py": "../chunking.py",
+                "_rlm_steps.py": "../steps.py", "_rlm_checks.py": "../checks.py", "_rlm_plain.py": "../plain.py",
+                "_rlm_chunking.py": "../chunking.py",
                 "_rlm_counter.py": "../../lm/counter.py", "_rlm_images.py": "../../lm/images.py",
                 "_rlm_reading.py": "../reading.py"}
 #: Packages copied the same way: the document readers (``rlm/repl/documents``), imported as ``_rlm_documents``.
