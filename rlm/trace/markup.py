@@ -24,6 +24,24 @@ def page(fragment: str, title: str) -> str:
     )
 
 
+def short_number(n: float) -> str:
+    """A count as a view shows it: ``12,345``, ``123.5k``, ``4.2M``."""
+    for size, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if n >= 10 * size:
+            return f"{n / size:.1f}{suffix}"
+    return f"{int(n):,}"
+
+
+def short_seconds(s: float | None) -> str:
+    """A duration as a view shows it: ``4.2 s``, ``3m07s``; a dash when unknown."""
+    if s is None:
+        return "–"
+    if s < 60:
+        return f"{s:.1f} s"
+    minutes, secs = divmod(int(s), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
 class HtmlView:
     """A view that displays itself in a notebook and saves as one page that opens offline."""
 

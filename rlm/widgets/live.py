@@ -24,7 +24,7 @@ import traitlets
 
 from .. import runtime
 from ..runtime import RunControl
-from ..trace import html
+from ..trace import fanout, html
 from ..trace.events import Event
 from ..trace.progress import Progress
 from ..trace.state import RunState
@@ -53,7 +53,7 @@ class LiveView(anywidget.AnyWidget):
     timeline = traitlets.Unicode("").tag(sync=True)
     calls = traitlets.Dict().tag(sync=True)
     palette = traitlets.Dict(
-        {"status": html.COLOURS, "root": html.ROOT_COLOURS, "names": html.STATUS_NAMES, "lane_px": html.LANE_PX,
+        {"status": fanout.COLOURS, "root": fanout.ROOT_COLOURS, "names": fanout.STATUS_NAMES, "lane_px": fanout.LANE_PX,
          "no_math": html.NO_MATH}
     ).tag(sync=True)
 
@@ -181,7 +181,7 @@ class LiveSession:
             index = content.get("i")
             found = self.state.detail(index) if isinstance(index, int) and not isinstance(index, bool) else None
             if found is not None:
-                self.widget.send({"detail": index, "html": html.call_detail(found)})
+                self.widget.send({"detail": index, "html": fanout.call_detail(found)})
             return
         if content.get("event") != "stop" or self.control is None:
             return

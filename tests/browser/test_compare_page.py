@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from rlm.cli import main
-from rlm.trace.html import LANE_PX
+from rlm.trace.fanout import LANE_PX
 from rlm.trace.runs import BenchRuns
 
 pytestmark = pytest.mark.timeout(300)

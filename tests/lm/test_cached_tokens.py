@@ -7,7 +7,7 @@ import pytest
 from rlm import RLM, Endpoint, ModelInfo
 from rlm.lm.types import reported_usage
 from rlm.testing import ScriptedLM
-from rlm.trace import html
+from rlm.trace import fanout, html
 from rlm.trace.state import RunState
 
 INSTRUCTION = "Read the passage below and list every date it mentions, one per line. " * 80  # ~1,400 tokens
@@ -51,4 +51,4 @@ def test_a_batch_sharing_its_instruction_is_priced_at_the_cached_rate(transport:
 def test_the_call_detail_shows_its_cached_tokens() -> None:
     detail = {"index": 3, "model": "sub", "status": "ok", "prompt_tokens": 2000, "completion_tokens": 5,
               "cached_prompt_tokens": 1536}
-    assert "2,000 + 5 tokens (1,536 cached)" in html.call_detail(detail)
+    assert "2,000 + 5 tokens (1,536 cached)" in fanout.call_detail(detail)

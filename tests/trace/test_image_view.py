@@ -8,7 +8,7 @@ from typing import Any
 
 from rlm.lm.vision import Thumbs, checked
 from rlm.testing.images import jpeg, png
-from rlm.trace import html
+from rlm.trace import fanout
 from rlm.trace.events import Event
 from rlm.trace.state import RunState
 from rlm.trace.trace import Trace
@@ -34,7 +34,7 @@ def test_the_live_detail_shows_a_thumbnail_at_every_call_and_the_record_once() -
     calls, pictures = _image_calls()
     assert "thumb" not in calls[1]["images"][0]  # the second call's event carries no base64
     state = RunState(_events(calls))
-    first, again = html.call_detail(state.detail(0) or {}), html.call_detail(state.detail(1) or {})
+    first, again = fanout.call_detail(state.detail(0) or {}), fanout.call_detail(state.detail(1) or {})
     url = pictures[0].data_url
     assert url in first and url in again
     assert '<img src="data:image/png;base64,' in first and 'width="124" height="160"' in first  # 1275x1650 in 160 px
@@ -55,11 +55,11 @@ def test_only_png_or_jpeg_data_urls_are_drawn_whatever_a_trace_on_disk_says() ->
            'data:image/png;base64,AAAA" onerror="alert(1)', "data:text/html;base64,PGI+"]
     images = [{"format": "png", "width": 10, "height": 10, "bytes": 9, "sha256": f"h{k}", "tokens": 85, "thumb": t}
               for k, t in enumerate(bad)]
-    detail = html.call_detail(RunState(_events([{"images": images}])).detail(0) or {})
+    detail = fanout.call_detail(RunState(_events([{"images": images}])).detail(0) or {})
     assert "<img" not in detail and detail.count("no thumbnail kept") == 4
     assert "javascript" not in detail and "onerror" not in detail and "svg" not in detail
 
 
 def test_a_call_without_images_shows_no_image_section() -> None:
-    detail = html.call_detail(RunState(_events([{}])).detail(0) or {})
+    detail = fanout.call_detail(RunState(_events([{}])).detail(0) or {})
     assert "rlm-detail-images" not in detail and not re.search(r"\bimages?\b", detail)

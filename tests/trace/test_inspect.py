@@ -7,7 +7,7 @@ from pathlib import Path
 from rlm import RLM, Endpoint, Trace
 from rlm.lm.record import PROMPT_CHARS, REPLY_CHARS, prompt_hash
 from rlm.testing import Fault, ScriptedLM
-from rlm.trace.html import call_detail
+from rlm.trace.fanout import call_detail
 from rlm.trace.state import RECORD_CALLS, RunState
 
 BATCH = "```repl\nout = llm_batch([f'item {i}' for i in range(N)])\nprint(len(out))\n```"
