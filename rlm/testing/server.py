@@ -22,6 +22,7 @@ from rlm.testing.faults import Fault
 from rlm.testing.loop_thread import LoopThread
 from rlm.testing.pacing import Pacing
 from rlm.testing.prefix_cache import PrefixCache
+from rlm.testing.recording import Recording
 from rlm.testing.script import (
     Latency,
     Reply,
@@ -40,7 +41,7 @@ __all__ = ["ScriptedLM", "ScriptedRequest", "default_is_root"]
 logger = logging.getLogger("rlm")
 
 
-class ScriptedLM(ScriptAnswers, Pacing):
+class ScriptedLM(ScriptAnswers, Pacing, Recording):
     """An OpenAI-compatible server whose replies come from a script.
 
     ``root`` is a list of replies consumed in order (assigning a new list
@@ -87,13 +88,9 @@ class ScriptedLM(ScriptAnswers, Pacing):
         self.sub: Reply = sub if sub is not None else default_sub
         self.latency: Latency = latency
         self.is_root: Callable[[dict[str, Any]], bool] = is_root if is_root is not None else default_is_root
-        self.record = record
         self._port = port
         self._rules: list[Rule] = []
-        self._admit_limit: int | None = None
-        self._admit_retry_after = 0.5
-        self._in_flight = 0
-        self._reset_counters()
+        self._init_recording(record)
         self._server_thread: LoopThread | None = None
         self._runner: web.AppRunner | None = None
         self._init_pacing(stream_chars, stream_delay)
@@ -125,29 +122,11 @@ class ScriptedLM(ScriptAnswers, Pacing):
             # Copy-on-write so the server thread can iterate without the lock.
             self._rules = [*self._rules, Rule(fault, when, times)]
 
-    def admit(self, max_in_flight: int | None, retry_after: float = 0.5) -> None:
-        """Answer 429 to requests beyond ``max_in_flight`` concurrent ones (None lifts it)."""
-        with self._lock:
-            self._admit_limit = max_in_flight
-            self._admit_retry_after = retry_after
-
     def reset(self) -> None:
         """Forget recordings and counters but keep the script, fault rules and limits."""
         with self._lock:
             self._reset_counters()
         self.batches.reset()
-
-    def _reset_counters(self) -> None:
-        """Zero everything observable; the caller holds the lock (or is ``__init__``)."""
-        self._requests: list[ScriptedRequest] = []
-        self._seen = 0
-        self._n_root = 0
-        self._n_sub = 0
-        self._max_in_flight = self._in_flight
-        self._faults: dict[str, int] = {}
-        self._status_counts: dict[int, int] = {}
-        self._models: dict[str, None] = {}
-        self._model_listings = 0
 
     # -------------------------------------------------------------- inspection
 
@@ -169,36 +148,9 @@ class ScriptedLM(ScriptAnswers, Pacing):
         return self._port
 
     @property
-    def requests(self) -> list[ScriptedRequest]:
-        """A snapshot of recorded requests in arrival order."""
-        with self._lock:
-            return list(self._requests)
-
-    @property
-    def root_requests(self) -> list[ScriptedRequest]:
-        """Recorded requests routed to the root script."""
-        return [r for r in self.requests if r.role == "root"]
-
-    @property
-    def sub_requests(self) -> list[ScriptedRequest]:
-        """Recorded requests routed to the sub script."""
-        return [r for r in self.requests if r.role == "sub"]
-
-    @property
     def stats(self) -> dict[str, Any]:
         """A consistent snapshot of the counters."""
-        with self._lock:
-            return {
-                "requests": self._seen,
-                "root": self._n_root,
-                "sub": self._n_sub,
-                "in_flight": self._in_flight,
-                "max_in_flight": self._max_in_flight,
-                "faults": dict(self._faults),
-                "status_counts": dict(self._status_counts),
-                "model_listings": self._model_listings,
-                "batches": self.batches.stats,
-            }
+        return {**self._counters(), "batches": self.batches.stats}
 
     # --------------------------------------------------------------- lifecycle
 
@@ -290,8 +242,7 @@ class ScriptedLM(ScriptAnswers, Pacing):
         try:
             response, tail = await self._answer(request, scripted)
         finally:
-            with self._lock:
-                self._in_flight -= 1
+            self._leave()
         # Account before the last bytes leave, so a client never sees its
         # response while the counters still call it in flight.
         self._count_status(response.status)
@@ -305,35 +256,6 @@ class ScriptedLM(ScriptAnswers, Pacing):
             await response.write(tail)
         await response.write_eof()
         return response
-
-    def _arrive(
-        self, request: web.Request, body: dict[str, Any], messages: list[dict[str, Any]],
-        images: tuple[vision.ScriptedImage, ...] = (),
-    ) -> tuple[ScriptedRequest, bool]:
-        """Build the ScriptedRequest and take an in-flight slot unless admission refuses."""
-        prompt = next((wire.message_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
-        role = "root" if self.is_root(body) else "sub"
-        model = str(body.get("model") or "scripted")
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        with self._lock:
-            scripted = ScriptedRequest(
-                self._seen, body, model, messages, prompt, role, bool(body.get("stream")), headers, request.path_qs,
-                images,
-            )
-            self._seen += 1
-            if self.record:
-                self._requests.append(scripted)
-            if role == "root":
-                self._n_root += 1
-            else:
-                self._n_sub += 1
-            self._models[model] = None
-            if self._admit_limit is not None and self._in_flight >= self._admit_limit:
-                self._faults["admit"] = self._faults.get("admit", 0) + 1
-                return scripted, False
-            self._in_flight += 1
-            self._max_in_flight = max(self._max_in_flight, self._in_flight)
-            return scripted, True
 
     async def _answer(
         self, request: web.Request, scripted: ScriptedRequest
@@ -386,9 +308,7 @@ class ScriptedLM(ScriptAnswers, Pacing):
 
     async def _handle_models(self, request: web.Request) -> web.Response:
         """List the scripted model, the ``windows`` models and every model name clients have asked for."""
-        with self._lock:
-            self._model_listings += 1
-            names = list(dict.fromkeys(["scripted", *self.windows, *self._models]))
+        names = self._listed_models()
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "rlm-testing"} for name in names]
         for entry in data:
             if entry["id"] in self.windows:
@@ -403,13 +323,3 @@ class ScriptedLM(ScriptAnswers, Pacing):
         """``reset()`` over HTTP, e.g. between benchmark rounds."""
         self.reset()
         return web.json_response({"ok": True})
-
-    def _refuse(self, response: web.Response) -> web.Response:
-        """Count a response given before the request took an in-flight slot."""
-        self._count_status(response.status)
-        return response
-
-    def _count_status(self, status: int) -> None:
-        """Tally a response status for ``stats['status_counts']``."""
-        with self._lock:
-            self._status_counts[status] = self._status_counts.get(status, 0) + 1
