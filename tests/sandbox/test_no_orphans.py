@@ -205,3 +205,53 @@ def test_a_sigkilled_host_takes_what_a_running_step_started_with_it(mode: str) -
         host.wait()
         host.stdout.close()
         procs.kill(running(f"sleep {sleep}"))  # ours, if the test failed
+
+
+@MODES
+def test_closing_an_rlm_whose_warm_kernel_died_returns(mode: str) -> None:
+    """A kernel killed from outside (the OOM killer, a crash) must not hang close(): no send to it may block."""
+    with ScriptedLM(root=[PROGRAM, "FINAL_VAR(v)"]) as lm:
+        rlm_ = RLM("root", base_url=lm.base_url, api_key="k", sandbox=config(mode))
+        assert rlm_.completion("c", "q").answer == "ok"
+        assert rlm_.kernels is not None
+        wait_for(lambda: rlm_.kernels is not None and rlm_.kernels.stats()["warm"] == 1)
+        pids, dirs = sandbox_state(rlm_)
+        for pid in pids:  # every process of the warm kernel: ours, started by this test's RLM
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        closer = threading.Thread(target=rlm_.close, daemon=True)
+        closer.start()
+        closer.join(30)
+        assert not closer.is_alive(), "close() hung on a dead kernel"
+    wait_gone(pids, dirs)
+
+
+def test_no_send_to_a_dead_kernel_waits_for_good(tmp_path: Path) -> None:
+    """The sandbox context never reconnects, so a socket whose peer died is mute: its sends time out instead."""
+    import zmq
+
+    from rlm.repl.sandbox.pool import SEND_TIMEOUT_MS, zmq_context
+
+    address = f"ipc://{tmp_path}/peer"
+    peer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, zmq
+        router = zmq.Context().socket(zmq.ROUTER)
+        router.bind({address!r})
+        print("bound", flush=True)
+        router.recv_multipart()
+        """)], stdout=subprocess.PIPE, text=True)
+    assert peer.stdout is not None and peer.stdout.readline().strip() == "bound"
+    sock = zmq_context().socket(zmq.DEALER)
+    blocking = zmq.Socket.shadow(sock.underlying)  # as jupyter_client's Session sends: a send that waits
+    try:
+        sock.connect(address)
+        blocking.send(b"hello")  # connected: the peer reads it and exits
+        assert peer.wait(10) == 0
+        started = time.monotonic()
+        with pytest.raises(zmq.Again):
+            blocking.send(b"are you there")
+        assert time.monotonic() - started < SEND_TIMEOUT_MS / 1000 + 5
+    finally:
+        sock.close(linger=0)

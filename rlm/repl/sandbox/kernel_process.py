@@ -96,8 +96,12 @@ class SandboxKernel:
             argv = bwrap_command(self.isolation.bwrap, self.config, self.rundir, self.files.sock, env, inner)
         else:
             argv = inner
+        # "signal", though steps are interrupted by message (``interrupt``, on a socket of our own): so that
+        # jupyter_client's shutdown sends nothing. Its control socket may have connected to the kernel; once
+        # the kernel is dead a send there blocks for good (the context never reconnects), and it would block
+        # rlm's loop. The signal goes to a process group we have already killed.
         self.files.write_spec(json.dumps(
-            {"argv": argv, "display_name": "rlm sandbox", "language": "python", "interrupt_mode": "message"}))
+            {"argv": argv, "display_name": "rlm sandbox", "language": "python", "interrupt_mode": "signal"}))
         return env
 
     async def start(self) -> None:
@@ -321,10 +325,15 @@ class SandboxKernel:
         return reply
 
     async def interrupt(self) -> None:
-        """An interrupt_request on the control channel (the kernelspec's interrupt_mode is message)."""
+        """An interrupt_request on our control socket (bubblewrap lets no signal in); no wait on a dead kernel."""
+        import zmq
+
         if self._km is None or self._control is None or self._dead:
             return
-        self._km.session.send(self._control, self._km.session.msg("interrupt_request", content={}))
+        try:
+            self._km.session.send(self._control, self._km.session.msg("interrupt_request", content={}))
+        except zmq.Again:  # the kernel went away: the wait for its reply says so
+            log.debug("rlm sandbox %s: the interrupt could not be sent", self.id)
 
     async def run_step(self, code: str, host: Host, timeout: float) -> ExecResult:
         started = time.perf_counter()
@@ -393,9 +402,11 @@ class SandboxKernel:
         await self.bridge.close()
         self.release_sockets()
         if self._km is not None:
+            import zmq
+
             try:  # reaps the process
                 await asyncio.wait_for(self._km.shutdown_kernel(now=True), 5.0)
-            except (asyncio.TimeoutError, OSError, RuntimeError):
+            except (asyncio.TimeoutError, OSError, RuntimeError, zmq.ZMQError):
                 pass
 
 

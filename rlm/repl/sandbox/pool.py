@@ -31,11 +31,13 @@ MAX_MESSAGE_MB = 64
 _warned: set[str] = set()
 
 
+#: The longest any send to a kernel may wait (a live kernel's sockets queue without waiting).
+SEND_TIMEOUT_MS = 5_000
 _ctx: zmq.asyncio.Context | None = None
 _ctx_lock = threading.Lock()
 
 
-def _context() -> zmq.asyncio.Context:
+def zmq_context() -> zmq.asyncio.Context:
     """One zmq context for every sandbox socket of the process, never terminated.
 
     Why never: ``term()`` blocks until every socket is closed, and a pool collected
@@ -55,6 +57,9 @@ def _context() -> zmq.asyncio.Context:
             # Never reconnect: the host connects once, before any model code runs, to the
             # sockets ipykernel bound; a socket root code replaces later is never followed.
             ctx.setsockopt(zmq.RECONNECT_IVL, -1)
+            # So a socket whose kernel died is mute, and a send on it would wait for good, on rlm's
+            # loop: no send may wait longer than this (zmq.Again instead).
+            ctx.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
             _ctx = ctx
         return _ctx
 
@@ -134,7 +139,7 @@ class KernelPool:
         if not self.started:
             await asyncio.to_thread(remove_stale)
         isolation = await asyncio.to_thread(lambda: self.isolation)
-        kernel = SandboxKernel(self.config, isolation, _context(), refused=self.refused)
+        kernel = SandboxKernel(self.config, isolation, zmq_context(), refused=self.refused)
         self._kernels.add(kernel)
         try:
             await kernel.start()
