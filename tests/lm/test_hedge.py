@@ -97,10 +97,16 @@ def test_rlm_hedge_through_a_completion_counts_both_requests_in_usage_and_budget
                   endpoint=Endpoint(hedge=Hedge(percentile=0.9, min_samples=10, copies=1)),
                   budget=Budget(max_calls=100))
         result = rlm.completion("ctx", "q", view=False)
+        sent = [r.prompt for r in lm.sub_requests]
     assert result.answer == str([f"ok item {i}" for i in range(60)])
-    assert result.usage.hedged_calls == 2 and result.usage.calls == 1 + 62
-    assert "2 hedged" in str(result.usage)
-    assert result.budget is not None and result.budget.calls == 63
+    # Both stalled prompts were raced; on a loaded machine a 20 ms reply may pass the 90th
+    # percentile too and be raced as well, so the count is read off what the server saw.
+    assert all(sent.count(prompt) == 2 for prompt in SLOW)
+    hedged = len(sent) - 60
+    assert 2 <= hedged <= 4  # max_extra: 8 % of 60 items
+    assert result.usage.hedged_calls == hedged and result.usage.calls == 1 + len(sent)
+    assert f"{hedged} hedged" in str(result.usage)
+    assert result.budget is not None and result.budget.calls == 1 + len(sent)
 
 
 @pytest.mark.parametrize("bad", [0.3, 1.0, "yes"])
