@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -43,7 +44,9 @@ class SandboxConfig:
     ``max_file_mb``). ``warm_kernels`` fresh kernels are kept started, so a
     completion never waits for one and never gets a kernel an earlier one ran code in.
     ``max_bridge_mb`` caps one request from the kernel, ``max_batch`` the prompts of one
-    ``llm_batch`` from the kernel.
+    ``llm_batch`` from the kernel. ``max_capture_chars`` is deprecated: what a step keeps of
+    its output follows ``Limits.max_output_chars``, the one output cap (a value set here
+    is still used, with a ``DeprecationWarning``).
     """
 
     isolation: str = field(default_factory=_default_isolation)
@@ -56,7 +59,7 @@ class SandboxConfig:
     interrupt_grace: float = 3.0
     max_bridge_mb: int = 256
     max_batch: int = 20_000
-    max_capture_chars: int = 2_000_000
+    max_capture_chars: int | None = None
     warm_kernels: int = 1
     extra_env: Mapping[str, str] = field(default_factory=dict)
     python: str = field(default_factory=lambda: sys.executable)
@@ -67,7 +70,7 @@ class SandboxConfig:
         for name in ("memory_mb", "cpu_seconds", "max_processes", "max_file_mb", "disk_mb", "max_bridge_mb",
                      "max_batch", "max_capture_chars"):
             value = getattr(self, name)
-            if name == "disk_mb" and value is None:
+            if name in ("disk_mb", "max_capture_chars") and value is None:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"SandboxConfig.{name} must be a positive int, got {value!r}")
@@ -77,6 +80,10 @@ class SandboxConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
                 raise ConfigError(f"SandboxConfig.{name} must be a positive number of seconds, got {value!r}")
+        if self.max_capture_chars is not None:
+            warnings.warn("SandboxConfig.max_capture_chars is deprecated: what a step keeps of its output follows "
+                          "Limits.max_output_chars (and is at least 2,000,000 characters)", DeprecationWarning,
+                          stacklevel=3)
         if self.memory_mb < 1024:
             raise ConfigError("SandboxConfig.memory_mb must be at least 1024: an idle kernel maps about 800 MiB")
         leaking = sorted(k for k in self.extra_env if SECRET_NAME.search(k))

@@ -128,8 +128,7 @@ class SandboxKernel:
         self.files.share_socket(self.bridge.path)
         # Without a network namespace, seccomp refuses every socket family but AF_UNIX.
         no_network = self.isolation.mode == "uid" and self.isolation.network_blocked
-        args = (f"{self.bridge.path!r}, {self.bridge.token.hex()!r}, {self.bridge.max_frame}, "
-                f"{self.config.max_capture_chars}, {no_network!r}")
+        args = f"{self.bridge.path!r}, {self.bridge.token.hex()!r}, {self.bridge.max_frame}, {no_network!r}"
         info = await self._wait(self.conn.execute(_CALL.format("install", args)), deadline - loop.time())
         if info.get("ok") is not True:
             raise SandboxError(f"the sandbox kernel could not install rlm's helpers: {info.get('error', info)}")
@@ -294,10 +293,11 @@ class SandboxKernel:
         if not self._dead:
             self.conn.interrupt()
 
-    async def run_step(self, code: str, host: Host, timeout: float) -> ExecResult:
+    async def run_step(self, code: str, host: Host, timeout: float, cap: int) -> ExecResult:
+        """One step; its output kept to ``cap`` characters (head and tail) in the kernel, and again here."""
         started = time.perf_counter()
         self.bridge.open_step(host)
-        msg_id = self.conn.execute(_CALL.format("step", repr(code)))
+        msg_id = self.conn.execute(_CALL.format("step", f"{code!r}, {cap}"))
         note = None
         try:
             try:
@@ -321,7 +321,7 @@ class SandboxKernel:
             self.bridge.close_step()
             if not self._dead:
                 self.procs.kill_strays()
-        return step_result(data, note, time.perf_counter() - started, self.config.max_capture_chars)
+        return step_result(data, note, time.perf_counter() - started, cap)
 
     def kill(self) -> None:
         """Kill every process of this sandbox and remove its files. Idempotent, any thread, never raises."""
