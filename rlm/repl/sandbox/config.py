@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ...errors import ConfigError
+from ...errors import ConfigError, check_int, check_seconds
 from .confine import SCOPE_ABI
 
 #: Names that never reach the kernel, even when passed in ``extra_env``.
@@ -70,16 +70,12 @@ class SandboxConfig:
         for name in ("memory_mb", "cpu_seconds", "max_processes", "max_file_mb", "disk_mb", "max_bridge_mb",
                      "max_batch", "max_capture_chars"):
             value = getattr(self, name)
-            if name in ("disk_mb", "max_capture_chars") and value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"SandboxConfig.{name} must be a positive int, got {value!r}")
+            if value is not None or name not in ("disk_mb", "max_capture_chars"):
+                check_int(f"SandboxConfig.{name}", value)
         if not isinstance(self.warm_kernels, int) or not 0 <= self.warm_kernels <= 16:
             raise ConfigError(f"SandboxConfig.warm_kernels must be an int from 0 to 16, got {self.warm_kernels!r}")
         for name in ("start_timeout", "interrupt_grace"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ConfigError(f"SandboxConfig.{name} must be a positive number of seconds, got {value!r}")
+            check_seconds(f"SandboxConfig.{name}", getattr(self, name))
         if self.max_capture_chars is not None:
             warnings.warn("SandboxConfig.max_capture_chars is deprecated: what a step keeps of its output follows "
                           "Limits.max_output_chars (and is at least 2,000,000 characters)", DeprecationWarning,
