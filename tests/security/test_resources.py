@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import tempfile
 import textwrap
 
 from security_harness import DISK_MB, STEP_TIMEOUT, Sandbox
+
+from rlm.repl.sandbox.rundir import RUNDIR_PREFIX
+from rlm.testing import ScriptedRequest
 
 RESTARTED = "The sandbox was restarted: every variable was lost"
 
@@ -76,13 +81,21 @@ def test_gigabyte_written_to_the_raw_file_descriptors_goes_nowhere(sandbox: Sand
             for _ in range(1024):
                 os.write(fd, chunk)
         print('done')""")
-    result = sandbox.attack(code)
+    replies = [f"```repl\n{code}\n```", "```repl\nprint('alive')\n```", "FINAL(done)"]
+    logs_after_attack: list[int] = []
+
+    def root(request: ScriptedRequest) -> str:
+        # Each root call after the first comes while the kernel that ran the attack is still
+        # lent out: its log (and every other kernel's of this process) is measured then.
+        if len(replies) < 3:
+            logs = glob.glob(os.path.join(tempfile.gettempdir(), f"{RUNDIR_PREFIX}{os.getpid()}-*", "kernel.log"))
+            logs_after_attack.extend(os.path.getsize(log) for log in logs)
+        return replies.pop(0)
+
+    sandbox.lm.root = root
+    result = sandbox.rlm.completion("the context", "q")
     assert sandbox.step(result).stdout == "done\n" and sandbox.step(result).error is None
-    # A warm-up kernel still starting has no log yet; every kernel that was launched has one.
-    launched = [kernel for kernel in sandbox.pool.kernels if kernel.launched_pid is not None]
-    assert launched
-    for kernel in launched:
-        assert os.path.getsize(os.path.join(kernel.rundir, "kernel.log")) < 2**20
+    assert logs_after_attack and max(logs_after_attack) < 2**20
     sandbox.check_survived(result)
 
 

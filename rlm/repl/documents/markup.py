@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .packages import markdown_table
+
 #: Never text for a reader: code, styling, navigation, forms, embedded media, hidden parts, Sphinx's chrome.
 DROP = ("script, style, noscript, template, svg, math, nav, aside, form, button, iframe, object, embed, canvas, "
         "select, textarea, input, dialog, [hidden], [aria-hidden=true], [role=navigation], [role=banner], "
@@ -134,18 +136,8 @@ def _keep(node: Any, text: str, kept: list[str]) -> None:
 
 def _markdown_table(table: Any) -> str:
     """A table's rows as Markdown (a nested table's mark stays inside its cell)."""
-    rows = []
-    for tr in table.css("tr"):
-        cells = [_SPACE.sub(" ", td.text(deep=True).replace(_PARA, " ")).strip().replace("|", "\\|")
-                 for td in tr.iter() if td.tag in ("td", "th")]
-        if cells:
-            rows.append(cells)
-    if not rows:
-        return ""
-    width = max(len(r) for r in rows)
-    lines = ["| " + " | ".join(r + [""] * (width - len(r))) + " |" for r in rows]
-    lines.insert(1, "|" + " --- |" * width)
-    return "\n".join(lines)
+    return markdown_table([[td.text(deep=True).replace(_PARA, " ") for td in tr.iter() if td.tag in ("td", "th")]
+                           for tr in table.css("tr")])
 
 
 def _tidy(text: str) -> str:
