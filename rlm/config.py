@@ -30,6 +30,7 @@ from .lm.client import LMClient
 from .lm.hedge import Hedge, as_hedge
 from .lm.pricing import Pricing, PricingArg
 from .lm.retry import RetryPolicy
+from .repl.base import CAPTURE_CHARS
 from .repl.sandbox.config import SandboxConfig
 from .trace.progress import Listener
 
@@ -44,7 +45,9 @@ class Limits:
     """Limits of one root loop, per completion (its children share them).
 
     ``max_output_chars``: how much output the root reads back per turn, shared by the
-    code blocks of its reply (head and tail of each). ``step_timeout``: seconds one
+    code blocks of its reply (head and tail of each); the one output cap (a step keeps
+    that much of its output, and at least 2,000,000 characters for the trace: see
+    ``Settings.capture_chars``). ``step_timeout``: seconds one
     REPL step may run before it is interrupted, in either sandbox. ``max_children``:
     recursive children (``rlm_query``) in flight at once per parent; ``max_descendants``:
     children of all depths one completion may start. The host enforces both: code in
@@ -211,6 +214,16 @@ class Settings:
         if isinstance(self.sandbox, SandboxConfig):
             return self.sandbox
         return SandboxConfig() if self.sandbox == "kernel" else None
+
+    @property
+    def capture_chars(self) -> int:
+        """What one step keeps of its output (head and tail): all the root may be sent, and at least
+        ``CAPTURE_CHARS`` (2,000,000) for the trace. ``SandboxConfig(max_capture_chars=...)``, deprecated,
+        still sets it for the kernel sandbox."""
+        config = self.sandbox_config
+        if config is not None and config.max_capture_chars is not None:
+            return config.max_capture_chars
+        return max(CAPTURE_CHARS, self.limits.max_output_chars)
 
     # What the root loop reads (rlm.core.settings.LoopSettings), where it lives in the groups.
     @property

@@ -147,10 +147,10 @@ class Engine:
 
     def make_repl(self) -> REPL:
         """A fresh REPL for one completion (or one session): a sandbox kernel, or in-process."""
-        timeout = self.settings.limits.step_timeout
+        timeout, cap = self.settings.limits.step_timeout, self.settings.capture_chars
         if self.kernels is not None:
-            return KernelREPL(self.kernels, step_timeout=timeout)
-        return LocalREPL(step_timeout=timeout)
+            return KernelREPL(self.kernels, step_timeout=timeout, max_capture_chars=cap)
+        return LocalREPL(step_timeout=timeout, max_capture_chars=cap)
 
     def dispatcher(self, tracer: Tracer) -> Dispatcher:
         """A dispatcher for one run: usage and budget of its own, the engine's limiter, clients and cache."""

@@ -207,8 +207,16 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
     return value
 
 
+def check_positive(name: str, value: object, unit: str = "") -> float:
+    """``value`` if it is a number > 0 (``unit``: what it counts), else a ``ConfigError`` naming the setting.
+
+    The one check of every amount rlm takes: not a bool, not NaN.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number{f' of {unit}' if unit else ''}, got {value!r}")
+    return float(value)
+
+
 def check_seconds(name: str, value: object) -> float:
     """``value`` if it is a positive number of seconds, else a ``ConfigError`` naming the setting."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
-    return float(value)
+    return check_positive(name, value, "seconds")

@@ -193,3 +193,44 @@ def test_the_documented_tree_names_every_module_and_only_real_ones() -> None:
     stale = sorted(n for n in named if not n.endswith("**") and n not in files)
     assert not missing, f"modules docs/architecture.md does not name: {missing}"
     assert not stale, f"docs/architecture.md names modules that do not exist: {stale}"
+
+
+#: The sizes the brief sets: a module near 400 lines at most (without packing them), a function 80.
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_module_over_400_lines() -> None:
+    sizes = {str(path.relative_to(ROOT.parent)): len(path.read_text(encoding="utf-8").splitlines())
+             for path in MODULES.values()}
+    over = [f"{path}: {lines} lines" for path, lines in sorted(sizes.items()) if lines > MAX_MODULE_LINES]
+    assert not over, f"modules over {MAX_MODULE_LINES} lines (split them along a seam): {over}"
+
+
+def functions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """Every function and method, nested ones too, with its qualified name (``Class.method``, ``f.inner``)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield prefix + node.name, node
+            yield from functions(node, f"{prefix}{node.name}.")
+        elif isinstance(node, ast.ClassDef):
+            yield from functions(node, f"{prefix}{node.name}.")
+        else:
+            yield from functions(node, prefix)
+
+
+def test_no_function_over_80_lines() -> None:
+    over = []
+    for path in MODULES.values():
+        for name, node in functions(ast.parse(path.read_text(encoding="utf-8"))):
+            lines = (node.end_lineno or node.lineno) - node.lineno + 1
+            if lines > MAX_FUNCTION_LINES:
+                over.append(f"{path.relative_to(ROOT.parent)}:{name}: {lines} lines")
+    assert not over, f"functions over {MAX_FUNCTION_LINES} lines: {over}"
+
+
+def test_the_size_checks_can_fail() -> None:
+    """The walk finds methods and nested functions, and measures them from ``def`` to their last line."""
+    source = "class A:\n    def m(self):\n        def inner():\n            pass\n" + "        x = 1\n" * 80
+    found = {name: (node.end_lineno or 0) - node.lineno + 1 for name, node in functions(ast.parse(source))}
+    assert found == {"A.m": 83, "A.m.inner": 2}

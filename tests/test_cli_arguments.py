@@ -157,7 +157,7 @@ def test_empty_stdin_and_a_bad_budget_are_refused_before_any_model_call(place: P
     assert done.returncode == 2 and done.stderr == "rlm ask: stdin is empty; pass a text file or document (PDF, " \
         "Word, ...), a directory of them, or - (stdin)\n"
     budget = rlm(place, "ask -c notes.txt -q q --budget-usd -1")
-    assert budget.returncode == 2 and "must be a number > 0" in budget.stderr
+    assert budget.returncode == 2 and "must be a positive number" in budget.stderr
     assert len(budget.stderr.strip().splitlines()) == 1
 
 

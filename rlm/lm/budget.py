@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..errors import BudgetExceeded, ConfigError, check_int
+from ..errors import BudgetExceeded, ConfigError, check_int, check_positive
 from .endpoint import MAX_OUTPUT_TOKENS
 from .pricing import Pricing
 from .types import Usage
@@ -67,9 +67,8 @@ class Budget:
             if getattr(self, name) is not None:
                 check_int(f"Budget({name}=...)", getattr(self, name))
         for name in ("max_cost_usd", "max_time_s"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0):
-                raise ConfigError(f"Budget({name}=...) must be a number > 0 or None, got {value!r}")
+            if getattr(self, name) is not None:
+                check_positive(f"Budget({name}=...)", getattr(self, name))
         check_int("Budget(output_tokens_per_call=...)", self.output_tokens_per_call)
 
     @property

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
-from ..errors import ConfigError, LMRateLimited, LMResponseError, check_int
+from ..errors import ConfigError, LMRateLimited, LMResponseError, check_int, check_positive
 from .retry import quota_reset
 
 log = logging.getLogger("rlm")
@@ -126,8 +126,8 @@ class AdaptiveLimiter:
         if not 0.0 < decrease < 1.0:
             raise ConfigError(f"decrease must be between 0 and 1, got {decrease!r}")
         for name, value in (("rpm", rpm), ("tpm", tpm)):
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} must be a positive number or None, got {value!r}")
+            if value is not None:
+                check_positive(name, value)
         if not max_pause >= 0:
             raise ConfigError(f"max_pause must be >= 0, got {max_pause!r}")
         self.max_concurrent = max_concurrent

@@ -10,7 +10,12 @@ from ..lm.budget import BudgetReport
 from .contexts import SUPPORTED_CONTEXT, load_context
 from .document_context import ContextInfo
 
-__all__ = ["SUPPORTED_CONTEXT", "REPL", "ContextInfo", "ExecResult", "Host", "load_context", "tool_names"]
+__all__ = ["CAPTURE_CHARS", "SUPPORTED_CONTEXT", "REPL", "ContextInfo", "ExecResult", "Host", "load_context",
+           "tool_names"]
+
+#: What one step keeps of its output (head and tail) at least, whatever the root is sent of it
+#: (``Limits.max_output_chars``): the trace shows more than the root reads, and memory stays bounded.
+CAPTURE_CHARS = 2_000_000
 
 
 @dataclass(frozen=True, slots=True)

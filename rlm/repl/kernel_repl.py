@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from ..errors import SandboxError
-from .base import ContextInfo, ExecResult, Host, load_context, tool_names
+from .base import CAPTURE_CHARS, ContextInfo, ExecResult, Host, load_context, tool_names
 from .contexts import load_value
 from .document_context import checked_info
 from .sandbox.config import SandboxConfig
@@ -40,10 +40,13 @@ class KernelREPL:
     root model's first reply.
     """
 
-    def __init__(self, pool: KernelPool | None = None, *, step_timeout: float = 600.0) -> None:
+    def __init__(self, pool: KernelPool | None = None, *, step_timeout: float = 600.0,
+                 max_capture_chars: int = CAPTURE_CHARS) -> None:
         self._owns_pool = pool is None
         self.pool = pool if pool is not None else KernelPool(SandboxConfig())
         self.step_timeout = step_timeout
+        #: Per REPL, not per kernel: engines that share a pool (``Engine.sibling``) may differ.
+        self.max_capture_chars = max_capture_chars
         self._context: Payload | None = None
         self._query = ""
         self._host: Host | None = None
@@ -129,7 +132,7 @@ class KernelREPL:
         assert self._host is not None
         started = time.perf_counter()
         try:
-            return await kernel.run_step(code, self._host, self.step_timeout)
+            return await kernel.run_step(code, self._host, self.step_timeout, self.max_capture_chars)
         except KernelLost as lost:
             note = f"{lost} {RESTARTED}"
         await self.pool.discard(kernel)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 # Stdlib-only pieces shared with the code that runs inside the sandbox kernel.
 from . import checks, plain, steps
-from .base import ContextInfo, ExecResult, Host, load_context, tool_names
+from .base import CAPTURE_CHARS, ContextInfo, ExecResult, Host, load_context, tool_names
 from .contexts import load_value, value_of
 from .document_context import DocumentContext, read_here
 from .documents.load import page_image_helper
@@ -102,7 +102,7 @@ class LocalREPL:
         result = await repl.execute("print(len(context))")
     """
 
-    def __init__(self, *, step_timeout: float | None = None, max_capture_chars: int = 2_000_000) -> None:
+    def __init__(self, *, step_timeout: float | None = None, max_capture_chars: int = CAPTURE_CHARS) -> None:
         self.step_timeout = step_timeout
         self._cap = max_capture_chars
         self.namespace: dict[str, Any] = {}

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int, check_positive
 from ..lm.budget import Budget
 from ..trace.redact import url_secrets
 
@@ -115,13 +115,10 @@ class ServeConfig:
             raise ConfigError("sandbox='local' runs model-written code inside the server process, unconfined; use "
                               "the kernel sandbox, or say --allow-local-sandbox (allow_local = true) if you mean it")
         for name in ("max_runs", "upstream_concurrency", "max_iterations", "max_depth", "max_context_chars"):
-            _positive_int(name, getattr(self, name))
-        if isinstance(self.max_queue, bool) or not isinstance(self.max_queue, int) or self.max_queue < 0:
-            raise ConfigError(f"max_queue must be an int >= 0, got {self.max_queue!r}")
+            check_int(name, getattr(self, name))
+        check_int("max_queue", self.max_queue, 0)
         for name in ("queue_timeout_s", "step_timeout", "max_body_mb"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+            check_positive(name, getattr(self, name))
         if not isinstance(self.budget, Budget):
             raise ConfigError(f"budget must be a rlm.Budget, got {type(self.budget).__name__}")
         if not self.models and not self.any_root:
@@ -178,11 +175,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
 
 
 def _root(path: str) -> str:

@@ -113,6 +113,13 @@ def build(service: Service, admission: Admission, local: bool = True) -> MCPServ
         return await _guarded(None, service, lambda: _map(service, MapCall(path, question, prompt_template, model),
                                                             ctx, admit, local))
 
+    _resources(server, service)
+    return server
+
+
+def _resources(server: MCPServer[Any], service: Service) -> None:
+    """The resources tool results name (``rlm://``): a run's trace and a map's answers, from the server's state."""
+
     @server.resource("rlm://traces/{name}", mime_type="application/x-ndjson", description=(
         "A run's saved trace (JSONL: every step, sub-call and its cost), as `ask` names it in `trace_resource`."))
     async def trace(name: str) -> str:
@@ -129,8 +136,6 @@ def build(service: Service, admission: Admission, local: bool = True) -> MCPServ
         if data is None:
             raise ResourceError(f"no map results {name!r}")
         return data.decode("utf-8", "replace")
-
-    return server
 
 
 async def _job(service: Service, question: str, path: str | None, text: str | None, model: str | None) -> Job:

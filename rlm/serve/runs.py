@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from .. import RLM, Endpoint, Limits, SandboxConfig, runtime
 from ..core.estimate import Estimate
@@ -32,7 +32,7 @@ from ..datasets.maps import Admit, MapResult
 from ..lm.cache import as_cache
 from ..repl.contexts import DirectoryContext, TextFile, load_context
 from ..trace.events import Event, Subscriber
-from ..trace.jsonl import dumps
+from ..trace.jsonl import JsonlWriter
 from ..trace.redact import Redactor
 from .config import ModelRoute, ServeConfig
 from .errors import RequestError
@@ -98,42 +98,24 @@ class TraceFile:
     """
 
     def __init__(self, directory: Path | None) -> None:
-        self._target = directory / f"{secrets.token_urlsafe(16)}.jsonl" if directory is not None else None
-        self._file: IO[str] | None = None
-        self._opened = False
-        self._root: str | None = None
-        self._lock = threading.Lock()
+        self.writer = JsonlWriter(directory, name=f"{secrets.token_urlsafe(16)}.jsonl", private=True) \
+            if directory is not None else None
         self.finished = threading.Event()
         self.submitted = False
 
     @property
     def path(self) -> Path | None:
         """Where the trace is, once its first event was written."""
-        return self._target if self._opened else None
+        return self.writer.path if self.writer is not None else None
 
     def __call__(self, event: Event) -> None:
-        with self._lock:
-            if self._target is None or (self._opened and self._file is None):  # none kept, or the run is over
-                return
-            if self._file is None:
-                private_dir(self._target.parent)
-                fd = os.open(self._target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-                self._file, self._opened = os.fdopen(fd, "w", encoding="utf-8"), True
-                self._root = event.id if event.kind == "run.start" else None
-            self._file.write(dumps(event) + "\n")
-            self._file.flush()
-            if event.kind == "run.end" and event.id == self._root:
-                self._close()
-
-    def _close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self.writer is not None:
+            self.writer(event)
 
     def close(self) -> None:
         """Close the file (a run cancelled before its end event would leave it open)."""
-        with self._lock:
-            self._close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def private_dir(path: Path) -> Path:

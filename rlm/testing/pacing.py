@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from ..errors import check_int
+
 #: How often a held stream looks whether it may go on.
 _HOLD_POLL_S = 0.005
 
@@ -29,8 +31,7 @@ class Pacing:
     stream_delay: float
 
     def _init_pacing(self, stream_chars: int, stream_delay: float) -> None:
-        if not isinstance(stream_chars, int) or stream_chars < 1:
-            raise ValueError(f"stream_chars must be an int >= 1, got {stream_chars!r}")
+        check_int("stream_chars", stream_chars)
         self.stream_chars = stream_chars
         self.stream_delay = stream_delay
         self._hold: threading.Event | None = None

@@ -35,6 +35,9 @@ class JsonlWriter:
     """A ``Tracer`` subscriber that appends each event to ``log_dir/<time>-<run id>.jsonl``.
 
     The file is created at the first event and closed when the outermost run ends.
+    ``name``: the file's name instead (``rlm serve`` names each trace with a random token,
+    what a client needs to read it back). ``private``: the file is this user's only, 0600
+    in a directory made 0700, created new and never through a symlink.
     Example::
 
         writer = JsonlWriter("logs")
@@ -42,8 +45,11 @@ class JsonlWriter:
         print(writer.path)
     """
 
-    def __init__(self, log_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, log_dir: str | os.PathLike[str], *, name: str | None = None, private: bool = False) -> None:
         self.log_dir = Path(log_dir)
+        self.name = name
+        self.private = private
+        #: Where the trace is, once its first event was written.
         self.path: Path | None = None
         self._file: IO[str] | None = None
         self._root: str | None = None
@@ -62,10 +68,17 @@ class JsonlWriter:
                 self._close()
 
     def _open(self, first: Event) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(first.ts))
-        self.path = self.log_dir / f"{stamp}-{first.id}.jsonl"
-        self._file = self.path.open("w", encoding="utf-8")
+        path = self.log_dir / (self.name or f"{stamp}-{first.id}.jsonl")
+        if self.private:
+            self.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.log_dir, 0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            self._file = os.fdopen(fd, "w", encoding="utf-8")
+        else:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("w", encoding="utf-8")
+        self.path = path
         self._root = first.id if first.kind == "run.start" else None
         log.info("rlm: writing the trace to %s", self.path)
 

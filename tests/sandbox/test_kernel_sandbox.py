@@ -352,6 +352,27 @@ def test_root_code_classes_binary_writes_and_lone_surrogates_work_in_both_sandbo
 
 
 @pytest.mark.parametrize("sandbox", ["kernel", "local"])
+def test_a_step_keeps_all_the_output_the_root_may_be_sent(sandbox: str) -> None:
+    # One output cap: over the 2,000,000 characters a step keeps at least, the step keeps max_output_chars.
+    program = code("print('HEAD' + 'x' * 2_500_000 + 'TAIL')")
+    with ScriptedLM(root=[program, "FINAL(ok)"]) as lm, RLM("root", "sub", base_url=lm.base_url, api_key="k",
+            sandbox=sandbox, limits=Limits(max_output_chars=3_000_000)) as rlm_:
+        out = rlm_.completion("c", "q").steps[0].outputs[0]
+        assert out.error is None and len(out.stdout) == 2_500_009, out.error
+        assert rlm_.settings.capture_chars == 3_000_000
+        assert RLM(api_key="k", limits=Limits(max_output_chars=100)).settings.capture_chars == 2_000_000
+
+
+def test_the_deprecated_max_capture_chars_still_caps_a_step() -> None:
+    with pytest.warns(DeprecationWarning, match="Limits.max_output_chars"):
+        config = sandbox_config("auto", max_capture_chars=1000)
+    with ScriptedLM(root=[code("print('HEAD' + 'x' * 5000 + 'TAIL')"), "FINAL(ok)"]) as lm, \
+            RLM("root", "sub", base_url=lm.base_url, api_key="k", sandbox=config) as rlm_:
+        out = rlm_.completion("c", "q").steps[0].outputs[0].stdout
+    assert out.startswith("HEAD") and out.endswith("TAIL\n") and "characters omitted" in out and len(out) < 1100
+
+
+@pytest.mark.parametrize("sandbox", ["kernel", "local"])
 def test_rlm_query_passes_the_same_objects_from_both_sandboxes(sandbox: str) -> None:
     def root(req):
         if "inner" in req.messages[1]["content"]:

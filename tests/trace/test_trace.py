@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 
 import pytest
 
@@ -11,7 +12,7 @@ from rlm import RLM, Endpoint
 from rlm.cli import main
 from rlm.errors import TraceFormatError
 from rlm.testing import Fault, ScriptedLM
-from rlm.trace import SPAN_KINDS, Event, RunState, Trace, build_tree
+from rlm.trace import SPAN_KINDS, Event, JsonlWriter, RunState, Trace, build_tree
 
 BATCH = """```repl
 answers = llm_batch([f"item {i}" for i in range(20)], max_concurrent=5)
@@ -108,6 +109,24 @@ def test_log_dir_writes_one_file_per_completion(tmp_path):
     for result in (first, second):
         logged = Trace.from_jsonl(result.trace.path)
         assert [e.to_dict() for e in logged] == [e.to_dict() for e in result.trace]
+
+
+def test_a_private_writer_makes_its_named_file_0600_new_and_never_through_a_symlink(run, tmp_path):
+    result, _ = run
+    folder = tmp_path / "traces"
+    writer = JsonlWriter(folder, name="token.jsonl", private=True)
+    for event in result.trace:
+        writer(event)
+    assert writer.path == folder / "token.jsonl"
+    assert [e.to_dict() for e in Trace.from_jsonl(writer.path)] == [e.to_dict() for e in result.trace]
+    assert stat.S_IMODE(writer.path.stat().st_mode) == 0o600 and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    writer(result.trace[0])  # the run it logged is over: nothing more is written
+    assert len(writer.path.read_text().splitlines()) == len(result.trace)
+    (folder / "link.jsonl").symlink_to(tmp_path / "elsewhere.jsonl")
+    for taken in ("token.jsonl", "link.jsonl"):
+        with pytest.raises(FileExistsError):
+            JsonlWriter(folder, name=taken, private=True)(result.trace[0])
+    assert not (tmp_path / "elsewhere.jsonl").exists()
 
 
 def test_child_runs_nest_under_the_code_step_that_called_rlm_query():

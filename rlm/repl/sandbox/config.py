@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ...errors import ConfigError
+from ...errors import ConfigError, check_int, check_seconds
 from .confine import SCOPE_ABI
 
 #: Names that never reach the kernel, even when passed in ``extra_env``.
@@ -43,7 +44,9 @@ class SandboxConfig:
     ``max_file_mb``). ``warm_kernels`` fresh kernels are kept started, so a
     completion never waits for one and never gets a kernel an earlier one ran code in.
     ``max_bridge_mb`` caps one request from the kernel, ``max_batch`` the prompts of one
-    ``llm_batch`` from the kernel.
+    ``llm_batch`` from the kernel. ``max_capture_chars`` is deprecated: what a step keeps of
+    its output follows ``Limits.max_output_chars``, the one output cap (a value set here
+    is still used, with a ``DeprecationWarning``).
     """
 
     isolation: str = field(default_factory=_default_isolation)
@@ -56,7 +59,7 @@ class SandboxConfig:
     interrupt_grace: float = 3.0
     max_bridge_mb: int = 256
     max_batch: int = 20_000
-    max_capture_chars: int = 2_000_000
+    max_capture_chars: int | None = None
     warm_kernels: int = 1
     extra_env: Mapping[str, str] = field(default_factory=dict)
     python: str = field(default_factory=lambda: sys.executable)
@@ -67,16 +70,16 @@ class SandboxConfig:
         for name in ("memory_mb", "cpu_seconds", "max_processes", "max_file_mb", "disk_mb", "max_bridge_mb",
                      "max_batch", "max_capture_chars"):
             value = getattr(self, name)
-            if name == "disk_mb" and value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"SandboxConfig.{name} must be a positive int, got {value!r}")
+            if value is not None or name not in ("disk_mb", "max_capture_chars"):
+                check_int(f"SandboxConfig.{name}", value)
         if not isinstance(self.warm_kernels, int) or not 0 <= self.warm_kernels <= 16:
             raise ConfigError(f"SandboxConfig.warm_kernels must be an int from 0 to 16, got {self.warm_kernels!r}")
         for name in ("start_timeout", "interrupt_grace"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ConfigError(f"SandboxConfig.{name} must be a positive number of seconds, got {value!r}")
+            check_seconds(f"SandboxConfig.{name}", getattr(self, name))
+        if self.max_capture_chars is not None:
+            warnings.warn("SandboxConfig.max_capture_chars is deprecated: what a step keeps of its output follows "
+                          "Limits.max_output_chars (and is at least 2,000,000 characters)", DeprecationWarning,
+                          stacklevel=3)
         if self.memory_mb < 1024:
             raise ConfigError("SandboxConfig.memory_mb must be at least 1024: an idle kernel maps about 800 MiB")
         leaking = sorted(k for k in self.extra_env if SECRET_NAME.search(k))

@@ -190,10 +190,9 @@ def _recv_frame(sock: socket.socket, limit: int) -> bytes:
 class _Runtime:
     """The names root code sees, bound to one bridge and one namespace."""
 
-    def __init__(self, ns: dict[str, Any], bridge: _Bridge, cap: int) -> None:
+    def __init__(self, ns: dict[str, Any], bridge: _Bridge) -> None:
         self.ns = ns
         self.bridge = bridge
-        self.cap = cap
         self.step_no = 0
         self.helpers: dict[str, Any] = {}
 
@@ -249,10 +248,10 @@ class _Runtime:
     def tool(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         return plain.decode_plain(self.bridge.call("tool", {"name": name, "args": args, "kwargs": kwargs}))
 
-    def run(self, code: str) -> dict[str, Any]:
-        """One step, as LocalREPL runs it: every outcome becomes a result dict."""
+    def run(self, code: str, cap: int) -> dict[str, Any]:
+        """One step, as LocalREPL runs it: every outcome becomes a result dict, its output kept to ``cap``."""
         self.step_no += 1
-        out, err = steps.Capture(self.cap), steps.Capture(self.cap)
+        out, err = steps.Capture(cap), steps.Capture(cap)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
         started = time.perf_counter()
@@ -290,7 +289,7 @@ def _reply(data: dict[str, Any]) -> None:
     last = base64.b64encode(json.dumps(data).encode()).decode("ascii")
 
 
-def install(bridge_path: str, token: str, max_frame: int, cap: int, no_network: bool = False) -> None:
+def install(bridge_path: str, token: str, max_frame: int, no_network: bool = False) -> None:
     """Bind the helpers to this kernel's bridge; called once, right after start-up, before any model code."""
     global _runtime
     if no_network:
@@ -299,7 +298,7 @@ def install(bridge_path: str, token: str, max_frame: int, cap: int, no_network: 
     # IPython's exit/quit only ask a frontend to close the kernel; ours raise SystemExit
     # as the builtins do in LocalREPL.
     ns["exit"] = ns["quit"] = _exit
-    _runtime = _Runtime(ns, _Bridge(bridge_path, token, max_frame), cap)
+    _runtime = _Runtime(ns, _Bridge(bridge_path, token, max_frame))
     # Start-up errors went to the host's log file; from now on raw fd 2 writes go nowhere.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
@@ -354,9 +353,9 @@ def put(offer: str, kind: str, name: str) -> None:
     _reply({"ok": True, **told})
 
 
-def step(code: str) -> None:
+def step(code: str, cap: int) -> None:
     assert _runtime is not None
-    _reply(_runtime.run(code))
+    _reply(_runtime.run(code, cap))
 
 
 def get(name: str) -> None:

@@ -7,6 +7,7 @@ the kernel can read but not touch; ``llm_query``/``llm_batch``/``rlm_query`` cal
 over ``Bridge``. A step that runs past its timeout is interrupted, and a kernel that
 does not stop, dies or breaks a limit is replaced; the root is told in plain words.
 Every kernel serves one completion: none ever runs code after another's.
+How requests travel (jupyter_client's manager and channels) is connection.py's.
 See docs/security.md.
 """
 
@@ -18,7 +19,6 @@ import logging
 import os
 import queue
 import secrets
-import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -27,20 +27,18 @@ from ..base import ExecResult, Host
 from . import procs
 from .bridge import Bridge
 from .config import Isolation, SandboxConfig
+from .connection import KernelConnection, background
 from .exchange import LoadEnded, Payload, Pipe, load_error, step_result, text_of, user_expression
 from .isolation import pick_uid
 from .launch import SANDBOX_HOME, bwrap_command, kernel_env, launcher_config
 from .rundir import RunDir
 
-if TYPE_CHECKING:  # imported when a kernel starts: `import rlm` stays light
+if TYPE_CHECKING:
     import zmq.asyncio
-    from jupyter_client.manager import AsyncKernelManager
 
 log = logging.getLogger("rlm")
 
 _CALL = "__import__('_rlm_in_kernel').{}({})"
-#: Where each call's result is read: a user expression of the same execute request (public API).
-_RESULT = {"rlm": "__import__('_rlm_in_kernel').last"}
 #: How often a waiting host checks that the kernel is alive and within its limits.
 _POLL_S = 0.25
 
@@ -75,10 +73,7 @@ class SandboxKernel:
                              refused=refused)
         self.launched_pid: int | None = None
         self.procs = procs.SandboxProcesses(self.uid)
-        self._ctx = ctx
-        self._km: AsyncKernelManager | None = None
-        self._kc: Any = None
-        self._control: Any = None
+        self.conn = KernelConnection(ctx, self.files)
         self._dead = False
 
     # -- start --------------------------------------------------------------------------
@@ -122,45 +117,19 @@ class SandboxKernel:
 
     async def _start(self) -> None:
         env = await asyncio.to_thread(self._prepare_files)
-        from jupyter_client.kernelspec import KernelSpecManager
-        from jupyter_client.manager import AsyncKernelManager
-
-        km = AsyncKernelManager(
-            kernel_name="rlm-sandbox", kernel_spec_manager=KernelSpecManager(kernel_dirs=[self.files.spec_dir]),
-            context=self._ctx, transport="ipc", ip=os.path.join(self.files.sock, "zmq"),
-            connection_file=self.files.connection_file,
-        )
-        self._km = km
-        km.write_connection_file()
-        self.files.share_connection_file()
-        log_fd = self.files.open_log()
-        try:
-            # Popen gets the scrubbed environment too: under bubblewrap it is also what
-            # the sandbox's pid 1 shows in /proc/1/environ.
-            await km.start_kernel(env=env, cwd=self.home if self.isolation.mode != "bwrap" else self.rundir,
-                                  stdout=subprocess.DEVNULL, stderr=log_fd)
-        finally:
-            os.close(log_fd)
-        assert km.provisioner is not None
-        self.launched_pid = km.provisioner.pid  # type: ignore[attr-defined]
-        self.procs.launched = self.launched_pid
+        cwd = self.home if self.isolation.mode != "bwrap" else self.rundir
+        self.launched_pid = self.procs.launched = await self.conn.launch(env, cwd)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.start_timeout
         await self._wait_sockets(deadline)
-        # Connected once, now, to the sockets ipykernel bound before any model code ran; the
-        # context never reconnects (see pool.py), so a socket root code replaces later
-        # is never followed.
-        self._kc = km.client(context=self._ctx)
-        self._kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
-        self._control = km.connect_control()
+        self.conn.connect()
         await self._wait_ready(deadline)
         await self.bridge.start()
         self.files.share_socket(self.bridge.path)
         # Without a network namespace, seccomp refuses every socket family but AF_UNIX.
         no_network = self.isolation.mode == "uid" and self.isolation.network_blocked
-        args = (f"{self.bridge.path!r}, {self.bridge.token.hex()!r}, {self.bridge.max_frame}, "
-                f"{self.config.max_capture_chars}, {no_network!r}")
-        info = await self._wait(self._send(_CALL.format("install", args)), deadline - loop.time())
+        args = f"{self.bridge.path!r}, {self.bridge.token.hex()!r}, {self.bridge.max_frame}, {no_network!r}"
+        info = await self._wait(self.conn.execute(_CALL.format("install", args)), deadline - loop.time())
         if info.get("ok") is not True:
             raise SandboxError(f"the sandbox kernel could not install rlm's helpers: {info.get('error', info)}")
         known = self.procs.mark_known()
@@ -169,8 +138,7 @@ class SandboxKernel:
 
     async def _wait_sockets(self, deadline: float) -> None:
         """Until ipykernel has bound its five sockets; then (with a uid of its own) freeze their dir."""
-        info = self._km.get_connection_info() if self._km is not None else {}
-        names = [f"zmq-{info[k]}" for k in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
+        names = self.conn.socket_names()
         loop = asyncio.get_running_loop()
         while not self.files.sockets_ready(names):
             if loop.time() > deadline:
@@ -196,7 +164,7 @@ class SandboxKernel:
                     f"the sandbox kernel did not answer within {self.config.start_timeout:g} s.{self._log_tail()}")
             if not await self._alive():
                 raise SandboxError(f"the sandbox kernel exited during start-up.{self._log_tail()}")
-            msg_id = self._kc.kernel_info()
+            msg_id = self.conn.kernel_info()
             try:
                 await self._reply(msg_id, 0.5)
                 return
@@ -206,11 +174,7 @@ class SandboxKernel:
     # -- messages -----------------------------------------------------------------------
 
     async def _alive(self) -> bool:
-        return self._km is not None and not self._dead and await self._km.is_alive()
-
-    def _send(self, code: str) -> str:
-        return str(self._kc.execute(code, silent=False, store_history=False, user_expressions=_RESULT,
-                                    allow_stdin=False, stop_on_error=False))
+        return not self._dead and await self.conn.alive()
 
     async def _reply(self, msg_id: str, timeout: float) -> dict[str, Any]:
         """The shell reply to ``msg_id``; stale replies to earlier requests are dropped."""
@@ -222,7 +186,7 @@ class SandboxKernel:
             if remaining <= 0:
                 raise _Timeout
             try:
-                msg = await self._kc.get_shell_msg(timeout=min(_POLL_S, remaining))
+                msg = await self.conn.shell_message(min(_POLL_S, remaining))
             except queue.Empty:
                 if loop.time() >= next_check:
                     next_check = loop.time() + 1.0
@@ -248,7 +212,7 @@ class SandboxKernel:
         return result
 
     def _death(self) -> str:
-        code = self._km.provisioner.process.poll() if self._km and self._km.provisioner else None  # type: ignore[attr-defined]
+        code = self.conn.exit_code()
         how = f"was killed by signal {-code}" if isinstance(code, int) and code < 0 else f"exited with code {code}"
         if isinstance(code, int) and code > 128:
             how = f"was killed by signal {code - 128}"
@@ -276,7 +240,7 @@ class SandboxKernel:
     async def call(self, name: str, args: str, timeout: float) -> dict[str, Any]:
         """One helper call in the kernel, with no interrupt on timeout (used for load/get)."""
         try:
-            return await self._wait(self._send(_CALL.format(name, args)), timeout)
+            return await self._wait(self.conn.execute(_CALL.format(name, args)), timeout)
         except _Timeout:
             self.kill()
             raise KernelLost(f"the sandbox kernel did not answer {name}() within {timeout:g} s") from None
@@ -325,20 +289,15 @@ class SandboxKernel:
         return reply
 
     async def interrupt(self) -> None:
-        """An interrupt_request on our control socket (bubblewrap lets no signal in); no wait on a dead kernel."""
-        import zmq
+        """An interrupt_request on our control socket (bubblewrap lets no signal in); none to a dead kernel."""
+        if not self._dead:
+            self.conn.interrupt()
 
-        if self._km is None or self._control is None or self._dead:
-            return
-        try:
-            self._km.session.send(self._control, self._km.session.msg("interrupt_request", content={}))
-        except zmq.Again:  # the kernel went away: the wait for its reply says so
-            log.debug("rlm sandbox %s: the interrupt could not be sent", self.id)
-
-    async def run_step(self, code: str, host: Host, timeout: float) -> ExecResult:
+    async def run_step(self, code: str, host: Host, timeout: float, cap: int) -> ExecResult:
+        """One step; its output kept to ``cap`` characters (head and tail) in the kernel, and again here."""
         started = time.perf_counter()
         self.bridge.open_step(host)
-        msg_id = self._send(_CALL.format("step", repr(code)))
+        msg_id = self.conn.execute(_CALL.format("step", f"{code!r}, {cap}"))
         note = None
         try:
             try:
@@ -356,13 +315,13 @@ class SandboxKernel:
                     raise KernelLost(f"Step timed out after {timeout:g} s and did not stop when interrupted.") from None
         except asyncio.CancelledError:
             if not self._dead:
-                _background(self.interrupt())
+                background(self.interrupt())
             raise
         finally:
             self.bridge.close_step()
             if not self._dead:
                 self.procs.kill_strays()
-        return step_result(data, note, time.perf_counter() - started, self.config.max_capture_chars)
+        return step_result(data, note, time.perf_counter() - started, cap)
 
     def kill(self) -> None:
         """Kill every process of this sandbox and remove its files. Idempotent, any thread, never raises."""
@@ -373,52 +332,16 @@ class SandboxKernel:
         self._dead = True
         self.procs.kill_all()
 
-    def release_sockets(self) -> None:
-        """Close our zmq sockets (their file descriptors and eventfds); on the loop, or at exit."""
-        kc, control = self._kc, self._control
-        self._kc = self._control = None
-        try:
-            if kc is not None:
-                kc.stop_channels()
-        finally:
-            if control is not None:
-                control.close(linger=0)
-
     def abandon(self) -> None:
         """Release every socket without awaiting (the pool was garbage-collected)."""
         self.bridge.abandon()
-        self.release_sockets()
-        if self._km is not None:
-            try:  # the manager's own control socket; on the runtime loop when it still runs
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return
-            _background(_awaited(self._km.shutdown_kernel(now=True)), loop)
+        self.conn.release_sockets()
+        self.conn.abandon()
 
     async def aclose(self) -> None:
         """Kill, then remove the files off the loop (a tree root code made may be large)."""
         self.kill_processes()
         await asyncio.to_thread(self.files.remove)
         await self.bridge.close()
-        self.release_sockets()
-        if self._km is not None:
-            import zmq
-
-            try:  # reaps the process
-                await asyncio.wait_for(self._km.shutdown_kernel(now=True), 5.0)
-            except (asyncio.TimeoutError, OSError, RuntimeError, zmq.ZMQError):
-                pass
-
-
-_tasks: set[asyncio.Task[Any]] = set()
-
-
-def _background(coro: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
-    """Run ``coro`` without awaiting it, holding the task until it ends (the loop only keeps weak refs)."""
-    task = (loop or asyncio.get_running_loop()).create_task(coro)
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
-
-
-async def _awaited(awaitable: Any) -> None:
-    await awaitable
+        self.conn.release_sockets()
+        await self.conn.shutdown()  # reaps the process
