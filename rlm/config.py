@@ -68,6 +68,10 @@ class Limits:
         for name in ("max_children", "max_descendants"):
             check_int(f"Limits.{name}", getattr(self, name))
         check_int("Limits.max_output_chars", self.max_output_chars, 100)
+        if self.max_output_chars > CAPTURE_CHARS:
+            raise ConfigError(f"Limits.max_output_chars must be at most {CAPTURE_CHARS:,} (what one step keeps "
+                              "of its output, so its reply from the kernel fits one message), "
+                              f"got {self.max_output_chars:,}")
         check_seconds("Limits.step_timeout", self.step_timeout)
 
 
@@ -217,13 +221,13 @@ class Settings:
 
     @property
     def capture_chars(self) -> int:
-        """What one step keeps of its output (head and tail): all the root may be sent, and at least
-        ``CAPTURE_CHARS`` (2,000,000) for the trace. ``SandboxConfig(max_capture_chars=...)``, deprecated,
-        still sets it for the kernel sandbox."""
+        """What one step keeps of its output (head and tail) for the trace: ``CAPTURE_CHARS``, the
+        bound of ``Limits.max_output_chars``, so the root is never short of what it may be sent.
+        ``SandboxConfig(max_capture_chars=...)``, deprecated, still sets it for the kernel sandbox."""
         config = self.sandbox_config
         if config is not None and config.max_capture_chars is not None:
             return config.max_capture_chars
-        return max(CAPTURE_CHARS, self.limits.max_output_chars)
+        return CAPTURE_CHARS
 
     # What the root loop reads (rlm.core.settings.LoopSettings), where it lives in the groups.
     @property

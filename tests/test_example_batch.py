@@ -22,7 +22,7 @@ def test_example_batch_offline_is_announced_and_right():
     assert lines[0].startswith("SIMULATED MODE")
     assert "same answers in the same order: True" in out.stdout
     speedup = float(re.search(r"speedup: ([\d.]+)x", out.stdout).group(1))
-    assert speedup > 1  # how much faster is a benchmark's question (rlm bench throughput), not a test's
+    assert speedup > 1.5  # how much faster is a benchmark's question (rlm bench throughput), not a test's
     planted, named = re.search(
         r"planted with the merger: (\[.*?\]); named in the answer: (\[.*?\])", out.stdout
     ).groups()

@@ -269,7 +269,7 @@ async def test_latency_callable() -> None:
     with ScriptedLM(latency=lambda req: 1.0 if req.prompt == "0" else 0.0) as lm:
         slow, fast = await _timed_calls(lm, 2)
     # The slow call waits at least its latency; the fast one only for a loaded machine's scheduling.
-    assert slow >= 1.0 and fast < slow
+    assert slow >= 1.0 and fast < slow - 0.5
 
 
 async def test_concurrent_requests_are_counted_in_flight() -> None:

@@ -41,12 +41,13 @@ class KernelREPL:
     """
 
     def __init__(self, pool: KernelPool | None = None, *, step_timeout: float = 600.0,
-                 max_capture_chars: int = CAPTURE_CHARS) -> None:
+                 max_capture_chars: int | None = None) -> None:
         self._owns_pool = pool is None
         self.pool = pool if pool is not None else KernelPool(SandboxConfig())
         self.step_timeout = step_timeout
-        #: Per REPL, not per kernel: engines that share a pool (``Engine.sibling``) may differ.
-        self.max_capture_chars = max_capture_chars
+        #: Per REPL, not per kernel: engines that share a pool (``Engine.sibling``) may differ; None
+        #: takes the pool's deprecated ``max_capture_chars``, else ``CAPTURE_CHARS``.
+        self.max_capture_chars = max_capture_chars or self.pool.config.max_capture_chars or CAPTURE_CHARS
         self._context: Payload | None = None
         self._query = ""
         self._host: Host | None = None

@@ -80,7 +80,8 @@ class JsonlWriter:
             self._file = path.open("w", encoding="utf-8")
         self.path = path
         self._root = first.id if first.kind == "run.start" else None
-        log.info("rlm: writing the trace to %s", self.path)
+        # A private trace's name is what lets a client read it back: not for a server's log.
+        log.log(logging.DEBUG if self.private else logging.INFO, "rlm: writing the trace to %s", self.path)
 
     def _close(self) -> None:
         if self._file is not None:

@@ -351,16 +351,22 @@ def test_root_code_classes_binary_writes_and_lone_surrogates_work_in_both_sandbo
     assert result.answer == "ok"
 
 
-@pytest.mark.parametrize("sandbox", ["kernel", "local"])
-def test_a_step_keeps_all_the_output_the_root_may_be_sent(sandbox: str) -> None:
-    # One output cap: over the 2,000,000 characters a step keeps at least, the step keeps max_output_chars.
-    program = code("print('HEAD' + 'x' * 2_500_000 + 'TAIL')")
-    with ScriptedLM(root=[program, "FINAL(ok)"]) as lm, RLM("root", "sub", base_url=lm.base_url, api_key="k",
-            sandbox=sandbox, limits=Limits(max_output_chars=3_000_000)) as rlm_:
-        out = rlm_.completion("c", "q").steps[0].outputs[0]
-        assert out.error is None and len(out.stdout) == 2_500_009, out.error
-        assert rlm_.settings.capture_chars == 3_000_000
-        assert RLM(api_key="k", limits=Limits(max_output_chars=100)).settings.capture_chars == 2_000_000
+def test_the_output_cap_is_bounded_by_what_a_step_keeps() -> None:
+    # A step's reply from the kernel must fit one zmq message (64 MiB): 2,000,000 characters on
+    # both streams, each escaped to 12 bytes in the worst case, still do; 3,000,000 did not.
+    assert RLM(api_key="k", limits=Limits(max_output_chars=2_000_000)).settings.capture_chars == 2_000_000
+    with pytest.raises(ConfigError, match=r"Limits.max_output_chars must be at most 2,000,000"):
+        Limits(max_output_chars=3_000_000)
+    with pytest.raises(ConfigError, match=r"SandboxConfig.max_capture_chars must be at most 2,000,000"):
+        SandboxConfig(max_capture_chars=3_000_000)
+
+
+def test_the_deprecated_max_capture_chars_reaches_a_kernel_repl_made_by_hand() -> None:
+    with pytest.warns(DeprecationWarning):
+        config = SandboxConfig(max_capture_chars=1000)
+    assert KernelREPL(KernelPool(config)).max_capture_chars == 1000
+    assert KernelREPL(KernelPool(config), max_capture_chars=500).max_capture_chars == 500
+    assert KernelREPL(KernelPool(SandboxConfig())).max_capture_chars == 2_000_000
 
 
 def test_the_deprecated_max_capture_chars_still_caps_a_step() -> None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ...errors import ConfigError, check_int, check_seconds
+from ..base import CAPTURE_CHARS
 from .confine import SCOPE_ABI
 
 #: Names that never reach the kernel, even when passed in ``extra_env``.
@@ -72,13 +73,16 @@ class SandboxConfig:
             value = getattr(self, name)
             if value is not None or name not in ("disk_mb", "max_capture_chars"):
                 check_int(f"SandboxConfig.{name}", value)
+        if self.max_capture_chars is not None and self.max_capture_chars > CAPTURE_CHARS:
+            raise ConfigError(f"SandboxConfig.max_capture_chars must be at most {CAPTURE_CHARS:,}: a step's "
+                              "reply from the kernel must fit one message")
         if not isinstance(self.warm_kernels, int) or not 0 <= self.warm_kernels <= 16:
             raise ConfigError(f"SandboxConfig.warm_kernels must be an int from 0 to 16, got {self.warm_kernels!r}")
         for name in ("start_timeout", "interrupt_grace"):
             check_seconds(f"SandboxConfig.{name}", getattr(self, name))
         if self.max_capture_chars is not None:
             warnings.warn("SandboxConfig.max_capture_chars is deprecated: what a step keeps of its output follows "
-                          "Limits.max_output_chars (and is at least 2,000,000 characters)", DeprecationWarning,
+                          "Limits.max_output_chars (and is 2,000,000 characters)", DeprecationWarning,
                           stacklevel=3)
         if self.memory_mb < 1024:
             raise ConfigError("SandboxConfig.memory_mb must be at least 1024: an idle kernel maps about 800 MiB")
