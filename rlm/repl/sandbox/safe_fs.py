@@ -9,6 +9,7 @@ checked, and deletes trees iteratively, descriptor-relative, without following l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -147,8 +148,11 @@ def _remove_under(top: int, name: str, deadline: float) -> None:
             if sub is not None:
                 try:
                     child = os.open(sub, _DIR, dir_fd=fd)
+                except FileNotFoundError:  # another remover (a second pool's remove_stale) was first
+                    continue
                 except OSError:
-                    os.unlink(sub, dir_fd=fd)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(sub, dir_fd=fd)
                     continue
                 os.close(fd)
                 fd = child
@@ -164,10 +168,12 @@ def _remove_under(top: int, name: str, deadline: float) -> None:
             here = os.fstat(fd)
             if (here.st_dev, here.st_ino) != (seen[-1].st_dev, seen[-1].st_ino):
                 raise TreeChanged("a directory was moved during the delete")
-            os.rmdir(names.pop(), dir_fd=fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(names.pop(), dir_fd=fd)
     finally:
         os.close(fd)
-    os.rmdir(name, dir_fd=top)
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(name, dir_fd=top)
 
 
 def _clear_files(fd: int) -> str | None:
