@@ -45,17 +45,30 @@ async def run_batch(hedge: Hedge | None, n: int = 60, stalls: int = 1) -> tuple[
         return answers, time.perf_counter() - started, lm, tracer, meter
 
 
+def raced(lm: ScriptedLM, copies: int, cap: int = 6) -> int:
+    """Re-sends the server saw: each stalled prompt ``copies`` more times, and within ``max_extra``'s cap.
+
+    On a loaded machine a 20 ms reply may pass the percentile too and be raced as well, so
+    the count is read off what the server saw rather than fixed.
+    """
+    sent = [r.prompt for r in lm.sub_requests]
+    assert all(sent.count(prompt) == 1 + copies for prompt in SLOW), "each straggler re-sent"
+    extra = len(sent) - 60
+    assert len(SLOW) * copies <= extra <= cap
+    return extra
+
+
 async def test_stragglers_are_re_sent_and_the_first_reply_wins() -> None:
     answers, seconds, lm, tracer, meter = await run_batch(Hedge(percentile=0.9, max_extra=0.1, min_samples=10,
                                                                 copies=1))
     assert answers == [f"ok item {i}" for i in range(60)]
     assert seconds < 1.5, f"the batch waited {seconds:.1f} s for its stragglers"
-    assert lm.stats["sub"] == 62, "one duplicate per straggler"
+    extra = raced(lm, copies=1)
     hedges = [e for e in tracer.events if e.kind == "call.start" and e.data.get("hedge")]
-    assert sorted(str(e.data["prompt"]) for e in hedges) == sorted(SLOW)
+    assert len(hedges) == extra and {str(e.data["prompt"]) for e in hedges} >= SLOW
     cancelled = [e for e in tracer.events if e.kind == "call.end" and e.data["status"] == "cancelled"]
-    assert len(cancelled) == 2, "the losing requests are cancelled"
-    assert meter.total.calls == 62 and meter.total.hedged_calls == 2
+    assert 2 <= len(cancelled) <= extra, "the losing requests are cancelled"
+    assert meter.total.calls == 60 + extra and meter.total.hedged_calls == extra
     batch_end = next(e for e in tracer.events if e.kind == "batch.end")
     assert batch_end.data["hedged"] == 2 and batch_end.data["failed"] == 0
 
@@ -66,11 +79,13 @@ async def test_a_second_copy_goes_out_when_the_first_is_slow_too() -> None:
                                                           stalls=2)
     assert answers == [f"ok item {i}" for i in range(60)]
     assert seconds < 1.5, f"the batch waited {seconds:.1f} s for its stragglers"
-    assert lm.stats["sub"] == 64 and meter.total.hedged_calls == 4
+    extra = raced(lm, copies=2)
+    assert meter.total.hedged_calls == extra
     cancelled = [e for e in tracer.events if e.kind == "call.end" and e.data["status"] == "cancelled"]
-    assert len(cancelled) == 4, "both stalled requests of each race are cancelled"
+    assert 4 <= len(cancelled) <= extra, "both stalled requests of each race are cancelled"
     _, slow, lm, _, _ = await run_batch(Hedge(percentile=0.9, max_extra=0.1, min_samples=10, copies=1), stalls=2)
-    assert slow >= 2.0 and lm.stats["sub"] == 62, "with one copy the batch waits for a stalled copy"
+    assert slow >= 2.0, "with one copy the batch waits for a stalled copy"
+    raced(lm, copies=1)
 
 
 async def test_without_hedging_the_stragglers_decide_the_batch() -> None:
