@@ -36,8 +36,11 @@ def test_fanout_notebook_shows_live_counters_and_ends_at_n(notebooks: Any, artif
             f"() => {{ const b = document.querySelector('{live} {CALLS_DONE}');"
             " return b && Number(b.textContent.split('/')[0].replace(/,/g, '')) >= 5; }"
         )
-        first_text = counter.text_content()
+        # The picture first, then the count: the picture shows at most that count, so waiting
+        # for a higher one guarantees the view changed since (read the other way round, an
+        # update between the two made both pictures show the same count).
         first_png = widget.screenshot(path=str(artifacts / "fanout-1.png"))
+        first_text = counter.text_content()
         frame_ms = page.evaluate(
             "() => new Promise(r => { const t = performance.now(); "
             "requestAnimationFrame(() => r(performance.now() - t)); })"
