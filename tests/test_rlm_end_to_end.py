@@ -281,9 +281,15 @@ def test_keyboard_interrupt_cancels_sub_calls_and_rlm_stays_usable(make_rlm):
             os.kill(os.getpid(), signal.SIGINT)
 
         interrupted: list[float] = []
-        threading.Thread(target=interrupt_once_in_flight, daemon=True).start()
-        with pytest.raises(KeyboardInterrupt) as info:
-            rlm.completion("ctx", "q")
+        # Ctrl-C is Python's default SIGINT handler, whatever an earlier test in this worker
+        # process left installed: what rlm does with a KeyboardInterrupt is the question here.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            threading.Thread(target=interrupt_once_in_flight, daemon=True).start()
+            with pytest.raises(KeyboardInterrupt) as info:
+                rlm.completion("ctx", "q")
+        finally:
+            signal.signal(signal.SIGINT, previous)
         assert time.monotonic() - interrupted[0] < 2.0
         partial = info.value.partial  # Ctrl-C keeps what was done, as Cancelled does
         assert partial is not None and partial.stopped == "cancelled" and partial.usage.calls >= 1
