@@ -197,13 +197,15 @@ class TraceFormatError(RLMError, ValueError):
         self.line = line
 
 
-def check_int(name: str, value: object, minimum: int = 1) -> int:
-    """``value`` if it is an int >= ``minimum``, else a ``ConfigError`` naming the setting.
+def check_int(name: str, value: object, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` if it is an int from ``minimum`` (to ``maximum``), else a ``ConfigError`` naming the setting.
 
     The one check of every count rlm takes: ``True`` is an int to Python but never a count.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an int >= {minimum}, got {value!r}")
+    too_big = maximum is not None and isinstance(value, int) and value > maximum
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or too_big:
+        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ConfigError(f"{name} must be an int {bound}, got {value!r}")
     return value
 
 

@@ -25,6 +25,7 @@ def serve(**values: Any) -> ServeConfig:
 SETTINGS: list[tuple[str, Callable[[Any], object]]] = [
     ("SandboxConfig.max_batch", lambda v: SandboxConfig(max_batch=v)),
     ("SandboxConfig.disk_mb", lambda v: SandboxConfig(disk_mb=v)),
+    ("SandboxConfig.warm_kernels", lambda v: SandboxConfig(warm_kernels=v)),
     ("SandboxConfig.start_timeout", lambda v: SandboxConfig(start_timeout=v)),
     ("Budget(max_cost_usd=...)", lambda v: Budget(max_cost_usd=v)),
     ("rpm", lambda v: AdaptiveLimiter(4, rpm=v)),
@@ -41,3 +42,9 @@ def test_each_setting_refuses_what_is_not_a_count_or_an_amount(name: str, make: 
                                                                value: object) -> None:
     with pytest.raises(ConfigError, match="^" + re.escape(f"{name} must be ")):
         make(value)
+
+
+def test_a_count_with_a_ceiling_names_both_bounds() -> None:
+    with pytest.raises(ConfigError, match=r"^SandboxConfig.warm_kernels must be an int from 0 to 16, got 17$"):
+        SandboxConfig(warm_kernels=17)
+    assert SandboxConfig(warm_kernels=0).warm_kernels == 0 and SandboxConfig(warm_kernels=16).warm_kernels == 16

@@ -76,8 +76,7 @@ class SandboxConfig:
         if self.max_capture_chars is not None and self.max_capture_chars > CAPTURE_CHARS:
             raise ConfigError(f"SandboxConfig.max_capture_chars must be at most {CAPTURE_CHARS:,}: a step's "
                               "reply from the kernel must fit one message")
-        if not isinstance(self.warm_kernels, int) or not 0 <= self.warm_kernels <= 16:
-            raise ConfigError(f"SandboxConfig.warm_kernels must be an int from 0 to 16, got {self.warm_kernels!r}")
+        check_int("SandboxConfig.warm_kernels", self.warm_kernels, 0, maximum=16)
         for name in ("start_timeout", "interrupt_grace"):
             check_seconds(f"SandboxConfig.{name}", getattr(self, name))
         if self.max_capture_chars is not None:
